@@ -1,0 +1,1094 @@
+//! The pack loader: finds packs in directories, reads every resource file the way StackStorm's
+//! registrars do, and returns a [`Catalog`] together with *every* diagnostic.
+//!
+//! StackStorm's rules, kept here:
+//! * a pack is a directory holding `pack.yaml`; with several packs directories the first one
+//!   holding a pack of a given name wins;
+//! * only the top level of `actions/`, `rules/`, `sensors/`, `triggers/`, `policies/` and
+//!   `aliases/` is read, files ending in `.yaml` or `.yml`, in sorted order (so workflow
+//!   definitions in `actions/workflows/` are not mistaken for actions), and
+//!   `actions/config.yaml` is skipped;
+//! * content is registered kind by kind across all packs (trigger types, sensors, actions,
+//!   rules, aliases, policies), so a rule can use a trigger type or an action from another pack;
+//! * one bad file is reported and skipped; everything else still loads.
+//!
+//! Files are read and checked in parallel; cross-references are resolved afterwards.
+
+mod overrides;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+use crate::builtin::{self, EmbeddedFile};
+use crate::catalog::{Catalog, PackContents};
+use crate::diagnostic::{Anchor, Diagnostic, FieldPath, Issue, Issues, Position};
+use crate::model::action::ActionSpec;
+use crate::model::alias::ActionAliasSpec;
+use crate::model::config::{ConfigSchema, PackConfig};
+use crate::model::pack::PackIdentity;
+use crate::model::policy::PolicySpec;
+use crate::model::rule::RuleSpec;
+use crate::model::sensor::SensorSpec;
+use crate::model::trigger_type::{Placement, TriggerTypeSpec};
+use crate::model::{
+    ActionAlias, ContentKind, Origin, Pack, PackMeta, Policy, RunnerType, Sensor, TriggerType,
+};
+use crate::reference::{SYSTEM_PACK, is_valid_pack_ref};
+use crate::schema::Schema;
+use crate::yaml::{self, Document, YamlLimits};
+
+use overrides::{OverrideFile, PackOverrides};
+
+/// What to load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Directories whose sub-directories are packs (StackStorm's `packs_base_paths`).
+    pub packs_dirs: Vec<PathBuf>,
+    /// Individual pack directories.
+    pub pack_dirs: Vec<PathBuf>,
+    /// Where `<pack>.yaml` config values live (StackStorm's `<base_path>/configs`).
+    pub configs_dir: Option<PathBuf>,
+    /// Where `_global.yaml` and `<pack>.yaml` overrides live (`<base_path>/overrides`).
+    pub overrides_dir: Option<PathBuf>,
+    /// Size and nesting limits for every file.
+    pub limits: YamlLimits,
+    /// Load the built-in content (runner, policy and system trigger types, the `core` pack).
+    /// A `core` pack found in a directory replaces the built-in one.
+    pub builtin: bool,
+    /// Extra runner types (runners written in Rust) actions may use.
+    pub runner_types: Vec<RunnerType>,
+    /// Worker threads for reading files; 0 means one per CPU.
+    pub threads: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            packs_dirs: Vec::new(),
+            pack_dirs: Vec::new(),
+            configs_dir: None,
+            overrides_dir: None,
+            limits: YamlLimits::default(),
+            builtin: true,
+            runner_types: Vec::new(),
+            threads: 0,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Load the packs found in `dir`.
+    pub fn packs_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.packs_dirs.push(dir.into());
+        self
+    }
+
+    /// Load the single pack in `dir`.
+    pub fn pack_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.pack_dirs.push(dir.into());
+        self
+    }
+
+    /// Read pack config values from `dir`.
+    pub fn configs_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.configs_dir = Some(dir.into());
+        self
+    }
+
+    /// Read overrides from `dir`.
+    pub fn overrides_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.overrides_dir = Some(dir.into());
+        self
+    }
+
+    /// Make a runner type written in Rust available to actions.
+    pub fn runner_type(mut self, runner: RunnerType) -> Self {
+        self.runner_types.push(runner);
+        self
+    }
+}
+
+/// The result of a load: the catalog and every diagnostic, sorted by file and line.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// Everything that loaded.
+    pub catalog: Catalog,
+    /// Everything found wrong, errors and warnings.
+    pub diagnostics: Vec<Diagnostic>,
+    loaded_packs: Vec<String>,
+}
+
+/// Counts for the summary line of `st2d pack validate`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Packs loaded from directories.
+    pub packs: usize,
+    /// Actions in them.
+    pub actions: usize,
+    /// Rules.
+    pub rules: usize,
+    /// Sensors.
+    pub sensors: usize,
+    /// Trigger types defined by their files.
+    pub trigger_types: usize,
+    /// Policies.
+    pub policies: usize,
+    /// Action aliases.
+    pub aliases: usize,
+    /// Error diagnostics.
+    pub errors: usize,
+    /// Warning diagnostics.
+    pub warnings: usize,
+}
+
+impl LoadReport {
+    /// Refs of the packs loaded from directories (built-in packs excluded), sorted.
+    pub fn packs(&self) -> &[String] {
+        &self.loaded_packs
+    }
+
+    /// What a pack's files define (system trigger types built into `core` are not listed).
+    pub fn contents(&self, pack: &str) -> PackContents {
+        let mut contents = self.catalog.contents_of(pack);
+        contents.trigger_types.retain(|r| {
+            self.catalog
+                .trigger_type(r)
+                .is_some_and(|t| !t.origin.metadata_file.is_empty())
+        });
+        contents
+    }
+
+    /// Number of errors.
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    /// Counts of what loaded and of the diagnostics.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary {
+            packs: self.loaded_packs.len(),
+            errors: self.error_count(),
+            warnings: self.diagnostics.len() - self.error_count(),
+            ..Summary::default()
+        };
+        for pack in &self.loaded_packs {
+            let c = self.contents(pack);
+            s.actions += c.actions.len();
+            s.rules += c.rules.len();
+            s.sensors += c.sensors.len();
+            s.trigger_types += c.trigger_types.len();
+            s.policies += c.policies.len();
+            s.aliases += c.aliases.len();
+        }
+        s
+    }
+}
+
+/// Load packs as `options` says.
+pub fn load(options: &LoadOptions) -> LoadReport {
+    let mut diagnostics = Vec::new();
+    let mut catalog = Catalog::new();
+    if options.builtin {
+        for r in builtin::runner_types() {
+            catalog.insert_runner_type(r);
+        }
+        for p in builtin::policy_types() {
+            catalog.insert_policy_type(p);
+        }
+        for t in builtin::trigger_types() {
+            catalog.insert_trigger_type(t);
+        }
+    }
+    for r in &options.runner_types {
+        if catalog.runner_type(&r.name).is_some() {
+            diagnostics.push(Diagnostic::error(
+                "<runner types>",
+                Position::default(),
+                format!("runner type `{}` is registered twice", r.name),
+            ));
+        } else {
+            catalog.insert_runner_type(r.clone());
+        }
+    }
+
+    let mut packs = discover(options, &mut diagnostics);
+    let overrides = read_overrides(options, &packs, &mut diagnostics);
+    if options.builtin && !packs.iter().any(|p| p.identity.reference == SYSTEM_PACK) {
+        packs.push(builtin_core_pack(&mut diagnostics));
+    }
+    packs.sort_by(|a, b| a.identity.reference.cmp(&b.identity.reference));
+
+    let mut jobs = Vec::new();
+    for kind in ContentKind::ALL {
+        for (index, pack) in packs.iter().enumerate() {
+            for file in pack.files(kind, &mut diagnostics) {
+                jobs.push(Job::Resource {
+                    pack: index,
+                    kind,
+                    file,
+                });
+            }
+        }
+    }
+    for index in 0..packs.len() {
+        jobs.push(Job::Config { pack: index });
+    }
+
+    let context = JobContext {
+        packs: &packs,
+        catalog: &catalog,
+        overrides: &overrides,
+        options,
+    };
+    let outputs = run_jobs(&jobs, &context, options.threads);
+
+    for pack in &packs {
+        catalog.insert_pack(Pack {
+            meta: pack.meta.clone(),
+            path: pack.dir.clone(),
+            builtin: pack.builtin,
+        });
+    }
+    register(outputs, &packs, &mut catalog, &mut diagnostics);
+
+    diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    let loaded_packs = packs
+        .iter()
+        .filter(|p| !p.builtin)
+        .map(|p| p.identity.reference.clone())
+        .collect();
+    LoadReport {
+        catalog,
+        diagnostics,
+        loaded_packs,
+    }
+}
+
+/// Where a file's text comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    Disk,
+    Embedded(&'static str),
+}
+
+/// One file to read, with the name diagnostics use for it.
+#[derive(Debug, Clone)]
+struct FileRef {
+    display: PathBuf,
+    source: Source,
+    /// Path relative to the pack directory (`actions/local.yaml`).
+    metadata_file: String,
+}
+
+impl FileRef {
+    fn disk(path: PathBuf, metadata_file: String) -> Self {
+        FileRef {
+            display: path,
+            source: Source::Disk,
+            metadata_file,
+        }
+    }
+}
+
+/// A pack found on disk (or built in), before its content is read.
+#[derive(Debug)]
+struct PackEntry {
+    identity: PackIdentity,
+    meta: PackMeta,
+    dir: Option<PathBuf>,
+    builtin: bool,
+    embedded: &'static [EmbeddedFile],
+    /// Prefix of the paths diagnostics show for this pack's files.
+    display_root: PathBuf,
+}
+
+impl PackEntry {
+    /// The top-level `*.yaml`/`*.yml` files of one content folder, sorted.
+    fn files(&self, kind: ContentKind, diagnostics: &mut Vec<Diagnostic>) -> Vec<FileRef> {
+        let dir_name = kind.dir();
+        if self.builtin {
+            return self
+                .embedded
+                .iter()
+                .filter(|f| {
+                    f.path
+                        .split_once('/')
+                        .is_some_and(|(d, rest)| d == dir_name && !rest.contains('/'))
+                })
+                .map(|f| FileRef {
+                    display: self.display_root.join(f.path),
+                    source: Source::Embedded(f.text),
+                    metadata_file: f.path.to_owned(),
+                })
+                .collect();
+        }
+        let Some(pack_dir) = &self.dir else {
+            return Vec::new();
+        };
+        let folder = pack_dir.join(dir_name);
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Vec::new(),
+            Err(e) => {
+                diagnostics.push(Diagnostic::error(
+                    &folder,
+                    Position::default(),
+                    format!("cannot read the folder: {e}"),
+                ));
+                return Vec::new();
+            }
+        };
+        let mut files: Vec<(String, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+                if !is_yaml || name.starts_with('.') {
+                    return None;
+                }
+                if kind == ContentKind::Actions && (name == "config.yaml" || name == "config.yml") {
+                    return None;
+                }
+                let path = entry.path();
+                // Follow symlinks; skip directories named like YAML files.
+                if !path.is_file() {
+                    return None;
+                }
+                Some((name, path))
+            })
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|(name, path)| FileRef::disk(path, format!("{dir_name}/{name}")))
+            .collect()
+    }
+}
+
+fn builtin_core_pack(diagnostics: &mut Vec<Diagnostic>) -> PackEntry {
+    let display_root = PathBuf::from("<builtin>/core");
+    let manifest = builtin::CORE_PACK
+        .iter()
+        .find(|f| f.path == "pack.yaml")
+        .map(|f| f.text)
+        .unwrap_or_default();
+    let file = FileRef {
+        display: display_root.join("pack.yaml"),
+        source: Source::Embedded(manifest),
+        metadata_file: "pack.yaml".to_owned(),
+    };
+    let meta = read_manifest(&file, SYSTEM_PACK, &YamlLimits::default(), diagnostics)
+        .unwrap_or_else(|| fallback_meta(SYSTEM_PACK));
+    PackEntry {
+        identity: PackIdentity {
+            reference: SYSTEM_PACK.to_owned(),
+            dir_name: SYSTEM_PACK.to_owned(),
+        },
+        meta,
+        dir: None,
+        builtin: true,
+        embedded: builtin::CORE_PACK,
+        display_root,
+    }
+}
+
+/// Find the packs to load.
+fn discover(options: &LoadOptions, diagnostics: &mut Vec<Diagnostic>) -> Vec<PackEntry> {
+    let mut candidates: Vec<(String, PathBuf)> = Vec::new();
+    let mut seen_dirs: HashMap<String, PathBuf> = HashMap::new();
+    for base in &options.packs_dirs {
+        let entries = match std::fs::read_dir(base) {
+            Ok(entries) => entries,
+            Err(e) => {
+                diagnostics.push(Diagnostic::error(
+                    base,
+                    Position::default(),
+                    format!("cannot read packs directory: {e}"),
+                ));
+                continue;
+            }
+        };
+        let mut found: Vec<(String, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let path = e.path();
+                (name != "__pycache__" && path.is_dir() && path.join("pack.yaml").is_file())
+                    .then_some((name, path))
+            })
+            .collect();
+        found.sort();
+        for (name, path) in found {
+            if let Some(first) = seen_dirs.get(&name) {
+                diagnostics.push(Diagnostic::warning(
+                    path.join("pack.yaml"),
+                    Position::default(),
+                    format!(
+                        "pack `{name}` was already found in {}; this copy is ignored",
+                        first.display()
+                    ),
+                ));
+                continue;
+            }
+            seen_dirs.insert(name.clone(), path.clone());
+            candidates.push((name, path));
+        }
+    }
+    for dir in &options.pack_dirs {
+        let manifest = dir.join("pack.yaml");
+        if !manifest.is_file() {
+            diagnostics.push(Diagnostic::error(
+                dir,
+                Position::default(),
+                "not a pack directory: it has no pack.yaml",
+            ));
+            continue;
+        }
+        let name = dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        if seen_dirs.contains_key(&name) {
+            diagnostics.push(Diagnostic::warning(
+                manifest,
+                Position::default(),
+                format!("pack `{name}` is given twice; this copy is ignored"),
+            ));
+            continue;
+        }
+        seen_dirs.insert(name.clone(), dir.clone());
+        candidates.push((name, dir.clone()));
+    }
+
+    let mut packs: Vec<PackEntry> = Vec::new();
+    let mut refs: HashMap<String, PathBuf> = HashMap::new();
+    for (dir_name, dir) in candidates {
+        let manifest = FileRef::disk(dir.join("pack.yaml"), "pack.yaml".to_owned());
+        let meta = match read_manifest(&manifest, &dir_name, &options.limits, diagnostics) {
+            Some(meta) => meta,
+            None if is_valid_pack_ref(&dir_name) => fallback_meta(&dir_name),
+            None => {
+                diagnostics.push(Diagnostic::error(
+                    &manifest.display,
+                    Position::default(),
+                    "the pack's content is not loaded: it has no valid ref",
+                ));
+                continue;
+            }
+        };
+        if let Some(other) = refs.get(&meta.reference) {
+            diagnostics.push(Diagnostic::error(
+                &manifest.display,
+                Position::default(),
+                format!(
+                    "pack ref `{}` is already used by {}; this pack is not loaded",
+                    meta.reference,
+                    other.display()
+                ),
+            ));
+            continue;
+        }
+        refs.insert(meta.reference.clone(), dir.clone());
+        packs.push(PackEntry {
+            identity: PackIdentity {
+                reference: meta.reference.clone(),
+                dir_name,
+            },
+            meta,
+            display_root: dir.clone(),
+            dir: Some(dir),
+            builtin: false,
+            embedded: &[],
+        });
+    }
+    packs
+}
+
+/// A stand-in manifest for a pack whose `pack.yaml` is invalid, so its content is still checked
+/// and loaded (as StackStorm registers it).
+fn fallback_meta(reference: &str) -> PackMeta {
+    PackMeta {
+        reference: reference.to_owned(),
+        name: reference.to_owned(),
+        description: String::new(),
+        version: "0.0.0".to_owned(),
+        author: String::new(),
+        email: None,
+        contributors: Vec::new(),
+        keywords: Vec::new(),
+        stackstorm_version: None,
+        python_versions: Vec::new(),
+        dependencies: Vec::new(),
+        system: serde_json::Map::new(),
+    }
+}
+
+fn read_manifest(
+    file: &FileRef,
+    dir_name: &str,
+    limits: &YamlLimits,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<PackMeta> {
+    let doc = read_document(file, limits, diagnostics)?;
+    let mut issues = Issues::new();
+    let meta = PackMeta::read(&doc.to_json(), dir_name, &mut issues);
+    place(&file.display, &doc, issues.into_vec(), diagnostics);
+    meta
+}
+
+fn read_overrides(
+    options: &LoadOptions,
+    packs: &[PackEntry],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> OverrideSet {
+    let mut set = OverrideSet::default();
+    let Some(dir) = &options.overrides_dir else {
+        return set;
+    };
+    let mut read = |name: &str, global: bool| -> Option<OverrideFile> {
+        let path = dir.join(format!("{name}.yaml"));
+        if !path.is_file() {
+            return None;
+        }
+        let file = FileRef::disk(path, String::new());
+        let doc = read_document(&file, &options.limits, diagnostics)?;
+        let mut issues = Issues::new();
+        let overrides = OverrideFile::read(&doc.to_json(), global, &mut issues);
+        place(&file.display, &doc, issues.into_vec(), diagnostics);
+        Some(overrides)
+    };
+    set.global = read("_global", true);
+    for pack in packs {
+        if let Some(file) = read(&pack.identity.dir_name, false) {
+            set.packs.insert(pack.identity.dir_name.clone(), file);
+        }
+    }
+    if !packs.iter().any(|p| p.identity.reference == SYSTEM_PACK)
+        && let Some(file) = read(SYSTEM_PACK, false)
+    {
+        set.packs.insert(SYSTEM_PACK.to_owned(), file);
+    }
+    set
+}
+
+#[derive(Debug, Default)]
+struct OverrideSet {
+    global: Option<OverrideFile>,
+    packs: HashMap<String, OverrideFile>,
+}
+
+impl OverrideSet {
+    fn for_pack(&self, dir_name: &str) -> PackOverrides<'_> {
+        PackOverrides {
+            global: self.global.as_ref(),
+            pack: self.packs.get(dir_name),
+        }
+    }
+}
+
+/// Read and parse one file, reporting problems as diagnostics.
+fn read_document(
+    file: &FileRef,
+    limits: &YamlLimits,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Document> {
+    let result = match &file.source {
+        Source::Embedded(text) => yaml::parse_str(text, limits),
+        Source::Disk => match std::fs::metadata(&file.display) {
+            Ok(m) if m.len() > limits.max_bytes as u64 => Err(yaml::YamlError::TooLarge {
+                size: m.len(),
+                limit: limits.max_bytes,
+            }),
+            Ok(_) => match std::fs::read(&file.display) {
+                Ok(bytes) => yaml::parse_bytes(&bytes, limits),
+                Err(e) => {
+                    diagnostics.push(Diagnostic::error(
+                        &file.display,
+                        Position::default(),
+                        format!("cannot read the file: {e}"),
+                    ));
+                    return None;
+                }
+            },
+            Err(e) => {
+                diagnostics.push(Diagnostic::error(
+                    &file.display,
+                    Position::default(),
+                    format!("cannot read the file: {e}"),
+                ));
+                return None;
+            }
+        },
+    };
+    match result {
+        Ok(doc) => {
+            for (pos, message) in &doc.warnings {
+                diagnostics.push(Diagnostic::warning(&file.display, *pos, message.clone()));
+            }
+            Some(doc)
+        }
+        Err(e) => {
+            diagnostics.push(Diagnostic::error(
+                &file.display,
+                e.position(),
+                format!("invalid YAML: {e}"),
+            ));
+            None
+        }
+    }
+}
+
+/// Turn document issues into diagnostics with lines and columns.
+fn place(file: &Path, doc: &Document, issues: Vec<Issue>, diagnostics: &mut Vec<Diagnostic>) {
+    for issue in issues {
+        let pos = doc.locate(&issue.path, issue.anchor);
+        diagnostics.push(Diagnostic::new(file, pos, issue.severity, issue.message));
+    }
+}
+
+/// A unit of work for the file readers.
+#[derive(Debug)]
+enum Job {
+    Resource {
+        pack: usize,
+        kind: ContentKind,
+        file: FileRef,
+    },
+    Config {
+        pack: usize,
+    },
+}
+
+struct JobContext<'a> {
+    packs: &'a [PackEntry],
+    catalog: &'a Catalog,
+    overrides: &'a OverrideSet,
+    options: &'a LoadOptions,
+}
+
+/// What reading one file produced.
+#[derive(Debug)]
+enum Loaded {
+    Nothing,
+    TriggerType(TriggerType),
+    Sensor(Sensor, Vec<TriggerType>),
+    Action(Box<crate::model::Action>),
+    Rule(RuleSpec),
+    Policy(Policy),
+    Alias(ActionAlias),
+    Config(Option<ConfigSchema>, Option<PackConfig>),
+}
+
+#[derive(Debug)]
+struct Output {
+    pack: usize,
+    file: Option<FileRef>,
+    loaded: Loaded,
+    /// Kept for files whose references are resolved later (rules, policies, aliases).
+    doc: Option<Document>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+fn run_jobs(jobs: &[Job], context: &JobContext<'_>, threads: usize) -> Vec<Output> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    }
+    .min(jobs.len().div_ceil(32).max(1));
+    if threads <= 1 {
+        return jobs.iter().map(|job| run_job(job, context)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Output)>> = Mutex::new(Vec::with_capacity(jobs.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut mine = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    mine.push((i, run_job(job, context)));
+                }
+                // A poisoned lock means another worker panicked; its panic is re-raised when
+                // the scope joins, so these results are never needed.
+                if let Ok(mut all) = results.lock() {
+                    all.extend(mine);
+                }
+            });
+        }
+    });
+    let mut all = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, o)| o).collect()
+}
+
+fn run_job(job: &Job, cx: &JobContext<'_>) -> Output {
+    match job {
+        Job::Resource { pack, kind, file } => run_resource(*pack, *kind, file, cx),
+        Job::Config { pack } => run_config(*pack, cx),
+    }
+}
+
+fn run_resource(
+    pack_index: usize,
+    kind: ContentKind,
+    file: &FileRef,
+    cx: &JobContext<'_>,
+) -> Output {
+    let pack = &cx.packs[pack_index];
+    let mut diagnostics = Vec::new();
+    let mut output = Output {
+        pack: pack_index,
+        file: Some(file.clone()),
+        loaded: Loaded::Nothing,
+        doc: None,
+        diagnostics: Vec::new(),
+    };
+    let Some(doc) = read_document(file, &cx.options.limits, &mut diagnostics) else {
+        output.diagnostics = diagnostics;
+        return output;
+    };
+    let mut value = doc.to_json();
+    if value.is_null() {
+        diagnostics.push(Diagnostic::error(
+            &file.display,
+            Position::START,
+            format!("the file is empty (expected {})", kind.noun()),
+        ));
+        output.diagnostics = diagnostics;
+        return output;
+    }
+    apply_override(
+        kind,
+        &mut value,
+        &cx.overrides.for_pack(&pack.identity.dir_name),
+    );
+
+    let origin = Origin {
+        pack: pack.identity.reference.clone(),
+        metadata_file: file.metadata_file.clone(),
+    };
+    let mut issues = Issues::new();
+    let identity = &pack.identity;
+    let root = FieldPath::root();
+    let keep_doc;
+    output.loaded = match kind {
+        ContentKind::Triggers => {
+            keep_doc = false;
+            TriggerTypeSpec::read(&value, root, identity, Placement::File, &mut issues)
+                .filter(|_| !issues.has_errors())
+                .map_or(Loaded::Nothing, |spec| {
+                    Loaded::TriggerType(spec.compile(origin))
+                })
+        }
+        ContentKind::Sensors => {
+            keep_doc = false;
+            SensorSpec::read(&value, identity, &mut issues)
+                .filter(|_| !issues.has_errors())
+                .map_or(Loaded::Nothing, |spec| {
+                    let (sensor, types) = spec.compile(origin);
+                    Loaded::Sensor(sensor, types)
+                })
+        }
+        ContentKind::Actions => {
+            keep_doc = false;
+            match ActionSpec::read(&value, identity, &mut issues).filter(|_| !issues.has_errors()) {
+                Some(spec) => {
+                    let runner = cx.catalog.runner_type(&spec.runner_type).map(|r| &**r);
+                    spec.compile(origin, runner, &mut issues)
+                        .map_or(Loaded::Nothing, |a| Loaded::Action(Box::new(a)))
+                }
+                None => Loaded::Nothing,
+            }
+        }
+        ContentKind::Rules => {
+            keep_doc = true;
+            RuleSpec::read(&value, identity, &mut issues)
+                .filter(|_| !issues.has_errors())
+                .map_or(Loaded::Nothing, Loaded::Rule)
+        }
+        ContentKind::Policies => {
+            keep_doc = true;
+            match PolicySpec::read(&value, identity, &mut issues).filter(|_| !issues.has_errors()) {
+                Some(spec) => {
+                    let policy_type = cx.catalog.policy_type(&spec.policy_type).map(|p| &**p);
+                    spec.compile(origin, policy_type, &mut issues)
+                        .map_or(Loaded::Nothing, Loaded::Policy)
+                }
+                None => Loaded::Nothing,
+            }
+        }
+        ContentKind::Aliases => {
+            keep_doc = true;
+            ActionAliasSpec::read(&value, identity, &mut issues)
+                .filter(|_| !issues.has_errors())
+                .map_or(Loaded::Nothing, |spec| Loaded::Alias(spec.compile(origin)))
+        }
+    };
+    place(&file.display, &doc, issues.into_vec(), &mut diagnostics);
+    if keep_doc && !matches!(output.loaded, Loaded::Nothing) {
+        output.doc = Some(doc);
+    }
+    output.diagnostics = diagnostics;
+    output
+}
+
+/// Apply `enabled` overrides to a resource before it is read, as StackStorm does.
+fn apply_override(kind: ContentKind, value: &mut Value, overrides: &PackOverrides<'_>) {
+    let key = match kind {
+        ContentKind::Sensors => "class_name",
+        ContentKind::Actions | ContentKind::Rules | ContentKind::Aliases => "name",
+        ContentKind::Triggers | ContentKind::Policies => return,
+    };
+    let Some(obj) = value.as_object_mut() else {
+        return;
+    };
+    let Some(name) = obj.get(key).and_then(Value::as_str) else {
+        return;
+    };
+    if let Some(enabled) = overrides.enabled_for(kind, name) {
+        obj.insert("enabled".to_owned(), Value::Bool(enabled));
+    }
+}
+
+fn run_config(pack_index: usize, cx: &JobContext<'_>) -> Output {
+    let pack = &cx.packs[pack_index];
+    let mut diagnostics = Vec::new();
+    let mut schema = None;
+    let mut config = None;
+    if let Some(dir) = &pack.dir {
+        let legacy = dir.join("config.yaml");
+        if legacy.is_file() {
+            diagnostics.push(Diagnostic::warning(
+                &legacy,
+                Position::default(),
+                "config.yaml inside a pack is not read (StackStorm dropped it in v2.4); put the values in the configs directory as <pack>.yaml",
+            ));
+        }
+        let schema_path = dir.join("config.schema.yaml");
+        if schema_path.is_file() {
+            let file = FileRef::disk(schema_path, "config.schema.yaml".to_owned());
+            if let Some(doc) = read_document(&file, &cx.options.limits, &mut diagnostics) {
+                let mut issues = Issues::new();
+                schema = ConfigSchema::read(&doc.to_json(), &mut issues);
+                place(&file.display, &doc, issues.into_vec(), &mut diagnostics);
+            }
+        }
+    }
+    if let Some(configs_dir) = &cx.options.configs_dir {
+        let path = configs_dir.join(format!("{}.yaml", pack.identity.dir_name));
+        if path.is_file() {
+            let file = FileRef::disk(path, String::new());
+            if let Some(doc) = read_document(&file, &cx.options.limits, &mut diagnostics) {
+                let mut issues = Issues::new();
+                config = PackConfig::read(
+                    &doc.to_json(),
+                    &pack.identity.reference,
+                    schema.as_ref(),
+                    &mut issues,
+                );
+                place(&file.display, &doc, issues.into_vec(), &mut diagnostics);
+            }
+        }
+    }
+    Output {
+        pack: pack_index,
+        file: None,
+        loaded: Loaded::Config(schema, config),
+        doc: None,
+        diagnostics,
+    }
+}
+
+/// Register everything read, kind by kind, resolving references between resources.
+fn register(
+    outputs: Vec<Output>,
+    packs: &[PackEntry],
+    catalog: &mut Catalog,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let mut rules = Vec::new();
+    let mut aliases = Vec::new();
+    let mut policies = Vec::new();
+    for mut output in outputs {
+        diagnostics.append(&mut output.diagnostics);
+        let display = output
+            .file
+            .as_ref()
+            .map(|f| f.display.clone())
+            .unwrap_or_default();
+        match output.loaded {
+            Loaded::Nothing => {}
+            Loaded::TriggerType(t) => add_trigger_type(t, &display, catalog, diagnostics),
+            Loaded::Sensor(sensor, types) => {
+                for t in types {
+                    add_trigger_type(t, &display, catalog, diagnostics);
+                }
+                if let Some(old) = catalog.insert_sensor(sensor) {
+                    duplicate_warning(&display, "sensor", &old.reference, &old.origin, diagnostics);
+                }
+            }
+            Loaded::Action(action) => {
+                if let Some(old) = catalog.insert_action(*action) {
+                    duplicate_warning(&display, "action", &old.reference, &old.origin, diagnostics);
+                }
+            }
+            Loaded::Rule(spec) => rules.push((output.pack, output.file, output.doc, spec)),
+            Loaded::Alias(alias) => aliases.push((output.file, output.doc, alias)),
+            Loaded::Policy(policy) => policies.push((output.file, output.doc, policy)),
+            Loaded::Config(schema, config) => {
+                let pack = &packs[output.pack].identity.reference;
+                if let Some(schema) = schema {
+                    catalog.insert_config_schema(pack, schema);
+                }
+                if let Some(config) = config {
+                    catalog.insert_config(config);
+                }
+            }
+        }
+    }
+
+    let mut trigger_schemas: HashMap<String, Schema> = HashMap::new();
+    for (pack, file, doc, spec) in rules {
+        let (Some(file), Some(doc)) = (file, doc) else {
+            continue;
+        };
+        let origin = Origin {
+            pack: packs[pack].identity.reference.clone(),
+            metadata_file: file.metadata_file.clone(),
+        };
+        let mut issues = Issues::new();
+        let trigger_type = catalog.trigger_type(&spec.trigger.trigger_type).cloned();
+        let schema = trigger_type.as_ref().map(|t| {
+            trigger_schemas
+                .entry(t.reference.clone())
+                .or_insert_with(|| Schema::for_object(Value::Object(t.parameters_schema.clone())))
+        });
+        let action = catalog.action(&spec.action.reference).cloned();
+        let rule = spec.compile(
+            origin,
+            trigger_type.as_deref().zip(schema.map(|s| &*s)),
+            action.as_deref(),
+            &mut issues,
+        );
+        place(&file.display, &doc, issues.into_vec(), diagnostics);
+        if let Some(rule) = rule
+            && let Some(old) = catalog.insert_rule(rule)
+        {
+            duplicate_warning(
+                &file.display,
+                "rule",
+                &old.reference,
+                &old.origin,
+                diagnostics,
+            );
+        }
+    }
+
+    for (file, doc, alias) in aliases {
+        let (Some(file), Some(doc)) = (file, doc) else {
+            continue;
+        };
+        if catalog.action(&alias.action_ref).is_none() {
+            let pos = doc.locate(&FieldPath::root().key("action_ref"), Anchor::Value);
+            diagnostics.push(Diagnostic::warning(
+                &file.display,
+                pos,
+                format!(
+                    "action `{}` is not loaded; the alias fails until it is",
+                    alias.action_ref
+                ),
+            ));
+        }
+        if let Some(old) = catalog.insert_alias(alias) {
+            duplicate_warning(
+                &file.display,
+                "action alias",
+                &old.reference,
+                &old.origin,
+                diagnostics,
+            );
+        }
+    }
+
+    let mut applied: HashSet<(String, String)> = HashSet::new();
+    for (file, doc, policy) in policies {
+        let (Some(file), Some(doc)) = (file, doc) else {
+            continue;
+        };
+        if !applied.insert((policy.resource_ref.clone(), policy.policy_type.clone())) {
+            let pos = doc.locate(&FieldPath::root().key("policy_type"), Anchor::Value);
+            diagnostics.push(Diagnostic::error(
+                &file.display,
+                pos,
+                format!(
+                    "action `{}` already has a `{}` policy; an action takes one policy of each type",
+                    policy.resource_ref, policy.policy_type
+                ),
+            ));
+            continue;
+        }
+        if catalog.action(&policy.resource_ref).is_none() {
+            let pos = doc.locate(&FieldPath::root().key("resource_ref"), Anchor::Value);
+            diagnostics.push(Diagnostic::warning(
+                &file.display,
+                pos,
+                format!(
+                    "action `{}` is not loaded; the policy applies once it is",
+                    policy.resource_ref
+                ),
+            ));
+        }
+        if let Some(old) = catalog.insert_policy(policy) {
+            duplicate_warning(
+                &file.display,
+                "policy",
+                &old.reference,
+                &old.origin,
+                diagnostics,
+            );
+        }
+    }
+}
+
+fn add_trigger_type(
+    t: TriggerType,
+    display: &Path,
+    catalog: &mut Catalog,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    if let Some(old) = catalog.insert_trigger_type(t) {
+        duplicate_warning(
+            display,
+            "trigger type",
+            &old.reference,
+            &old.origin,
+            diagnostics,
+        );
+    }
+}
+
+fn duplicate_warning(
+    display: &Path,
+    what: &str,
+    reference: &str,
+    previous: &Origin,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let where_ = if previous.metadata_file.is_empty() {
+        "built in".to_owned()
+    } else {
+        format!("defined in {}", previous.metadata_file)
+    };
+    diagnostics.push(Diagnostic::warning(
+        display,
+        Position::default(),
+        format!("{what} `{reference}` is also {where_}; this definition replaces it"),
+    ));
+}

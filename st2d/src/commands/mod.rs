@@ -1,0 +1,3 @@
+//! One module per `st2d` subcommand.
+
+pub mod pack;

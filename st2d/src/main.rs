@@ -1,0 +1,31 @@
+//! `st2d`: the reference daemon and offline tools of the st2 Rust engine.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// StackStorm-compatible automation engine: daemon and tools.
+#[derive(Debug, Parser)]
+#[command(name = "st2d", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with packs.
+    Pack {
+        #[command(subcommand)]
+        command: commands::pack::PackCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Pack { command } => commands::pack::run(command),
+    }
+}
