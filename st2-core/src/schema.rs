@@ -54,8 +54,8 @@ enum Level {
 }
 
 /// Check a `{name: definition}` mapping the way StackStorm validates action parameters, config
-/// schemas and runner parameters at registration. Errors are what StackStorm rejects; warnings
-/// are what it accepts but is likely a mistake (no `type`, a default of the wrong type).
+/// schemas and runner parameters at registration: what it rejects is an error. See
+/// [`lint_parameters`] for what it accepts but is likely a mistake.
 pub fn check_parameters(params: &Map<String, Value>, path: &FieldPath, issues: &mut Issues) {
     for (name, definition) in params {
         let p = path.key(name);
@@ -68,7 +68,6 @@ pub fn check_parameters(params: &Map<String, Value>, path: &FieldPath, issues: &
                 ),
             );
         }
-        let before = issues.error_count();
         check_schema(
             definition,
             &p,
@@ -76,8 +75,21 @@ pub fn check_parameters(params: &Map<String, Value>, path: &FieldPath, issues: &
             &format!("parameter `{name}`"),
             issues,
         );
-        if issues.error_count() == before {
-            warn_on_suspicious_definition(name, definition, &p, issues);
+    }
+}
+
+/// Warn about definitions StackStorm accepts but that are likely mistakes: no `type`, a default
+/// that does not match the type or the `enum`. `definitions` are the effective ones (for an
+/// action: runner parameters merged with the action's); only `names` are looked at.
+pub fn lint_parameters<'a>(
+    definitions: &Map<String, Value>,
+    names: impl IntoIterator<Item = &'a String>,
+    path: &FieldPath,
+    issues: &mut Issues,
+) {
+    for name in names {
+        if let Some(def) = definitions.get(name) {
+            warn_on_suspicious_definition(name, def, &path.key(name), issues);
         }
     }
 }
@@ -1061,18 +1073,15 @@ mod tests {
     #[test]
     fn warns_on_missing_type_and_mismatched_default() {
         let mut issues = Issues::new();
-        check_parameters(
-            &params(json!({
+        let defs = params(json!({
                 "port": {"type": "string", "default": 3306},
                 "flag": {"type": "boolean", "default": 0},
                 "templ": {"type": "integer", "default": "{{ x }}"},
                 "any": {"description": "no type"},
                 "empty": {},
                 "choice": {"type": "string", "enum": ["a"], "default": "b"}
-            })),
-            &FieldPath::root(),
-            &mut issues,
-        );
+        }));
+        lint_parameters(&defs, defs.keys(), &FieldPath::root(), &mut issues);
         let m = messages(&issues);
         assert!(m.iter().all(|(s, _)| *s == Severity::Warning), "{m:?}");
         assert_eq!(m.len(), 4, "{m:?}");

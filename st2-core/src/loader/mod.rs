@@ -692,6 +692,9 @@ struct Output {
     loaded: Loaded,
     /// Kept for files whose references are resolved later (rules, policies, aliases).
     doc: Option<Document>,
+    /// Where the loaded resources are named: `name` (`class_name` last for a sensor, after the
+    /// names of its trigger types), for duplicate warnings.
+    names: Vec<Position>,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -748,6 +751,7 @@ fn run_resource(
         file: Some(file.clone()),
         loaded: Loaded::Nothing,
         doc: None,
+        names: Vec::new(),
         diagnostics: Vec::new(),
     };
     let Some(doc) = read_document(file, &cx.options.limits, &mut diagnostics) else {
@@ -832,6 +836,15 @@ fn run_resource(
         }
     };
     place(&file.display, &doc, issues.into_vec(), &mut diagnostics);
+    let at = |path: FieldPath| doc.locate(&path, Anchor::Value);
+    output.names = match &output.loaded {
+        Loaded::Nothing | Loaded::Config(..) => Vec::new(),
+        Loaded::Sensor(_, types) => (0..types.len())
+            .map(|i| at(FieldPath::root().key("trigger_types").index(i).key("name")))
+            .chain(std::iter::once(at(FieldPath::root().key("class_name"))))
+            .collect(),
+        _ => vec![at(FieldPath::root().key("name"))],
+    };
     if keep_doc && !matches!(output.loaded, Loaded::Nothing) {
         output.doc = Some(doc);
     }
@@ -902,6 +915,7 @@ fn run_config(pack_index: usize, cx: &JobContext<'_>) -> Output {
         file: None,
         loaded: Loaded::Config(schema, config),
         doc: None,
+        names: Vec::new(),
         diagnostics,
     }
 }
@@ -923,20 +937,29 @@ fn register(
             .as_ref()
             .map(|f| f.display.clone())
             .unwrap_or_default();
+        let name_at = |i: usize| output.names.get(i).copied().unwrap_or_default();
+        let at = |i: usize| (display.as_path(), name_at(i));
         match output.loaded {
             Loaded::Nothing => {}
-            Loaded::TriggerType(t) => add_trigger_type(t, &display, catalog, diagnostics),
+            Loaded::TriggerType(t) => {
+                if let Some(old) = catalog.insert_trigger_type(t) {
+                    duplicate_warning(at(0), "trigger type", &*old, diagnostics);
+                }
+            }
             Loaded::Sensor(sensor, types) => {
-                for t in types {
-                    add_trigger_type(t, &display, catalog, diagnostics);
+                let count = types.len();
+                for (i, t) in types.into_iter().enumerate() {
+                    if let Some(old) = catalog.insert_trigger_type(t) {
+                        duplicate_warning(at(i), "trigger type", &*old, diagnostics);
+                    }
                 }
                 if let Some(old) = catalog.insert_sensor(sensor) {
-                    duplicate_warning(&display, "sensor", &old.reference, &old.origin, diagnostics);
+                    duplicate_warning(at(count), "sensor", &*old, diagnostics);
                 }
             }
             Loaded::Action(action) => {
                 if let Some(old) = catalog.insert_action(*action) {
-                    duplicate_warning(&display, "action", &old.reference, &old.origin, diagnostics);
+                    duplicate_warning(at(0), "action", &*old, diagnostics);
                 }
             }
             Loaded::Rule(spec) => rules.push((output.pack, output.file, output.doc, spec)),
@@ -981,13 +1004,8 @@ fn register(
         if let Some(rule) = rule
             && let Some(old) = catalog.insert_rule(rule)
         {
-            duplicate_warning(
-                &file.display,
-                "rule",
-                &old.reference,
-                &old.origin,
-                diagnostics,
-            );
+            let pos = doc.locate(&FieldPath::root().key("name"), Anchor::Value);
+            duplicate_warning((&file.display, pos), "rule", &*old, diagnostics);
         }
     }
 
@@ -1007,13 +1025,8 @@ fn register(
             ));
         }
         if let Some(old) = catalog.insert_alias(alias) {
-            duplicate_warning(
-                &file.display,
-                "action alias",
-                &old.reference,
-                &old.origin,
-                diagnostics,
-            );
+            let pos = doc.locate(&FieldPath::root().key("name"), Anchor::Value);
+            duplicate_warning((&file.display, pos), "action alias", &*old, diagnostics);
         }
     }
 
@@ -1046,49 +1059,59 @@ fn register(
             ));
         }
         if let Some(old) = catalog.insert_policy(policy) {
-            duplicate_warning(
-                &file.display,
-                "policy",
-                &old.reference,
-                &old.origin,
-                diagnostics,
-            );
+            let pos = doc.locate(&FieldPath::root().key("name"), Anchor::Value);
+            duplicate_warning((&file.display, pos), "policy", &*old, diagnostics);
         }
     }
 }
 
-fn add_trigger_type(
-    t: TriggerType,
-    display: &Path,
-    catalog: &mut Catalog,
-    diagnostics: &mut Vec<Diagnostic>,
-) {
-    if let Some(old) = catalog.insert_trigger_type(t) {
-        duplicate_warning(
-            display,
-            "trigger type",
-            &old.reference,
-            &old.origin,
-            diagnostics,
-        );
-    }
+/// Something with a ref and an origin, as the catalog stores it.
+trait Registered {
+    fn reference(&self) -> &str;
+    fn origin(&self) -> &Origin;
 }
 
+macro_rules! registered {
+    ($($ty:ty),*) => {$(
+        impl Registered for $ty {
+            fn reference(&self) -> &str {
+                &self.reference
+            }
+            fn origin(&self) -> &Origin {
+                &self.origin
+            }
+        }
+    )*};
+}
+
+registered!(
+    TriggerType,
+    Sensor,
+    crate::model::Action,
+    crate::model::Rule,
+    ActionAlias,
+    Policy
+);
+
+/// StackStorm updates a resource registered twice; the later definition wins, with a warning.
 fn duplicate_warning(
-    display: &Path,
+    (file, pos): (&Path, Position),
     what: &str,
-    reference: &str,
-    previous: &Origin,
+    previous: &dyn Registered,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
-    let where_ = if previous.metadata_file.is_empty() {
+    let origin = previous.origin();
+    let where_ = if origin.metadata_file.is_empty() {
         "built in".to_owned()
     } else {
-        format!("defined in {}", previous.metadata_file)
+        format!("defined in {}", origin.metadata_file)
     };
     diagnostics.push(Diagnostic::warning(
-        display,
-        Position::default(),
-        format!("{what} `{reference}` is also {where_}; this definition replaces it"),
+        file,
+        pos,
+        format!(
+            "{what} `{}` is also {where_}; this definition replaces it",
+            previous.reference()
+        ),
     ));
 }

@@ -169,6 +169,7 @@ impl ActionSpec {
             return None;
         }
         let merged = schema::merge_parameters(&runner.runner_parameters, &self.parameters);
+        schema::lint_parameters(&merged, self.parameters.keys(), &params_path, issues);
         let compiled = Schema::for_parameters(merged, false);
         Some(Action {
             reference,

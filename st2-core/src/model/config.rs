@@ -53,6 +53,7 @@ impl ConfigSchema {
         if issues.error_count() > before {
             return None;
         }
+        schema::lint_parameters(&attributes, attributes.keys(), &root, issues);
         let schema = Schema::for_parameters(attributes.clone(), true);
         if let Err(e) = schema.check() {
             issues.error(&root, format!("config schema cannot be compiled: {e}"));
