@@ -955,6 +955,42 @@ mod tests {
     }
 
     #[test]
+    fn mutated_documents_never_panic() {
+        let seeds = [
+            include_str!("../tests/fixtures/packs/good_pack/rules/on_webhook.yaml"),
+            include_str!("../tests/fixtures/packs/good_pack/sensors/queue_watcher.yaml"),
+            include_str!("../builtin/runners.yaml"),
+            "a: &x [1, *x]\nb: {<<: [*x]}\nc: !!int nope\nd: |-\n  x\n e: '\\u'\n",
+        ];
+        let alphabet: &[u8] = b" \n\t:-[]{},&*!|>'\"#%@`?<=~0123456789abcxyz.\\\xff\xc3";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..3000 {
+            let mut bytes = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..(1 + next() % 8) {
+                let at = (next() as usize) % (bytes.len() + 1);
+                let byte = alphabet[(next() as usize) % alphabet.len()];
+                match next() % 3 {
+                    0 if at < bytes.len() => bytes[at] = byte,
+                    1 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, byte),
+                }
+            }
+            // Any result is fine; a panic fails the test.
+            if let Ok(doc) = parse_bytes(&bytes, &YamlLimits::default()) {
+                let _ = doc.to_json();
+            }
+        }
+    }
+
+    #[test]
     fn plain_equals_is_refused() {
         assert!(matches!(
             parse_str("a: =\n", &YamlLimits::default()),

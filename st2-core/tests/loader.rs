@@ -841,3 +841,56 @@ fn overrides_switch_resources_on_and_off() {
     assert!(d[0].is_error() && d[0].message.contains("`priority` cannot be overridden"));
     assert_eq!(d[1].severity, Severity::Warning);
 }
+
+// ---------------------------------------------------------------- robustness
+
+#[test]
+fn mutated_packs_never_panic_and_keep_loading_the_rest() {
+    let seeds: Vec<(String, String)> = [
+        "actions/backup.yaml",
+        "rules/on_webhook.yaml",
+        "sensors/queue_watcher.yaml",
+        "policies/backup_retry.yaml",
+        "aliases/greet.yaml",
+        "config.schema.yaml",
+        "pack.yaml",
+    ]
+    .iter()
+    .map(|rel| {
+        let text = std::fs::read_to_string(fixtures().join("packs/good_pack").join(rel)).unwrap();
+        (rel.to_string(), text)
+    })
+    .collect();
+    let alphabet: &[u8] = b" \n:-[]{}&*!|'\"#0123456789abtrue.";
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..200 {
+        let packs = Packs::new();
+        packs
+            .pack("p")
+            .file("p/actions/fine.yaml", "name: fine\nrunner_type: noop\n");
+        let (rel, text) = &seeds[round % seeds.len()];
+        let mut bytes = text.as_bytes().to_vec();
+        for _ in 0..(1 + next() % 6) {
+            let at = (next() as usize) % (bytes.len() + 1);
+            let byte = alphabet[(next() as usize) % alphabet.len()];
+            if at < bytes.len() && next() % 2 == 0 {
+                bytes[at] = byte;
+            } else {
+                bytes.insert(at, byte);
+            }
+        }
+        packs.bytes(&format!("p/{rel}"), &bytes);
+        let report = packs.load();
+        assert!(
+            report.catalog.actions().any(|a| a.name == "fine"),
+            "round {round}: {:#?}",
+            report.diagnostics
+        );
+    }
+}

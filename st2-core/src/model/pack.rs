@@ -132,6 +132,7 @@ impl PackMeta {
         // StackStorm allows any other key in pack.yaml so newer manifests keep loading.
 
         let reference = match explicit_ref {
+            Some(r) if !is_valid_pack_ref(r) => return None,
             Some(r) => r.to_owned(),
             None if is_valid_pack_ref(dir_name) => dir_name.to_owned(),
             None => match name {
