@@ -1,7 +1,7 @@
 //! st2-core: the StackStorm-compatible automation engine as a library.
 //!
 //! This crate reads StackStorm packs exactly as StackStorm does ([`loader`]), holds what they
-//! define in a [`Catalog`](catalog::Catalog), and (in later modules) evaluates expressions,
+//! define in a [`Catalog`], and (in later modules) evaluates expressions,
 //! matches rules and runs the pipeline. It has no HTTP server and no CLI; the `st2d` crate wires
 //! it into a daemon.
 //!
@@ -15,6 +15,8 @@
 //! let echo = report.catalog.action("core.echo").expect("built in");
 //! assert_eq!(echo.runner_type, "local-shell-cmd");
 //! ```
+
+#![warn(missing_docs)]
 
 pub mod builtin;
 pub mod catalog;

@@ -324,8 +324,8 @@ fn check_schema(v: &Value, path: &FieldPath, level: Level, what: &str, issues: &
     }
 }
 
-/// The schema keywords StackStorm's dialect knows.
-const KEYWORDS: &[&str] = &[
+/// The schema keywords StackStorm's dialect knows (`format` only inside nested schemas).
+pub(crate) const KEYWORDS: &[&str] = &[
     "id",
     "$schema",
     "title",

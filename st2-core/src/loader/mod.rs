@@ -1015,13 +1015,12 @@ fn register(
         };
         if catalog.action(&alias.action_ref).is_none() {
             let pos = doc.locate(&FieldPath::root().key("action_ref"), Anchor::Value);
-            diagnostics.push(Diagnostic::warning(
+            let message = "the alias fails until it is";
+            diagnostics.push(action_not_loaded(
                 &file.display,
                 pos,
-                format!(
-                    "action `{}` is not loaded; the alias fails until it is",
-                    alias.action_ref
-                ),
+                &alias.action_ref,
+                message,
             ));
         }
         if let Some(old) = catalog.insert_alias(alias) {
@@ -1049,13 +1048,12 @@ fn register(
         }
         if catalog.action(&policy.resource_ref).is_none() {
             let pos = doc.locate(&FieldPath::root().key("resource_ref"), Anchor::Value);
-            diagnostics.push(Diagnostic::warning(
+            let message = "the policy applies once it is";
+            diagnostics.push(action_not_loaded(
                 &file.display,
                 pos,
-                format!(
-                    "action `{}` is not loaded; the policy applies once it is",
-                    policy.resource_ref
-                ),
+                &policy.resource_ref,
+                message,
             ));
         }
         if let Some(old) = catalog.insert_policy(policy) {
@@ -1063,6 +1061,15 @@ fn register(
             duplicate_warning((&file.display, pos), "policy", &*old, diagnostics);
         }
     }
+}
+
+/// StackStorm registers aliases and policies naming an action it does not have; warn.
+fn action_not_loaded(file: &Path, pos: Position, action: &str, consequence: &str) -> Diagnostic {
+    Diagnostic::warning(
+        file,
+        pos,
+        format!("action `{action}` is not loaded; {consequence}"),
+    )
 }
 
 /// Something with a ref and an origin, as the catalog stores it.

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::diagnostic::{FieldPath, Issues, Severity};
-use crate::model::fields::{Fields, describe, read_tags};
+use crate::model::fields::{Fields, read_tags};
 use crate::model::pack::PackIdentity;
 use crate::model::runner_type::RunnerType;
 use crate::model::{Origin, Tag, check_pack_field};
@@ -191,46 +191,9 @@ impl ActionSpec {
 /// An output schema is checked like a parameter definition, except that unknown top-level keys
 /// are allowed (a "legacy" output schema is a bare mapping of result properties).
 fn check_output_schema(schema: &Map<String, Value>, path: &FieldPath, issues: &mut Issues) {
-    const KEYWORDS: &[&str] = &[
-        "id",
-        "$schema",
-        "title",
-        "description",
-        "default",
-        "multipleOf",
-        "maximum",
-        "exclusiveMaximum",
-        "minimum",
-        "exclusiveMinimum",
-        "maxLength",
-        "minLength",
-        "pattern",
-        "additionalItems",
-        "items",
-        "maxItems",
-        "minItems",
-        "uniqueItems",
-        "maxProperties",
-        "minProperties",
-        "required",
-        "secret",
-        "additionalProperties",
-        "definitions",
-        "properties",
-        "patternProperties",
-        "dependencies",
-        "enum",
-        "type",
-        "position",
-        "immutable",
-        "allOf",
-        "anyOf",
-        "oneOf",
-        "not",
-    ];
     let known: Map<String, Value> = schema
         .iter()
-        .filter(|(k, _)| KEYWORDS.contains(&k.as_str()))
+        .filter(|(k, _)| k.as_str() != "format" && schema::KEYWORDS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if !known.is_empty() {
@@ -254,8 +217,8 @@ fn read_notify(f: &mut Fields<'_>, issues: &mut Issues) -> Option<Notify> {
         };
         let message = sf.str("message", issues).map(str::to_owned);
         let data = sf.object("data", issues).cloned().unwrap_or_default();
-        let mut routes = read_routes(&mut sf, "routes", issues);
-        routes.extend(read_routes(&mut sf, "channels", issues));
+        let mut routes = sf.strings("routes", issues);
+        routes.extend(sf.strings("channels", issues));
         sf.finish("a notification", Severity::Error, issues);
         *slot = Some(NotifySettings {
             message,
@@ -265,25 +228,4 @@ fn read_notify(f: &mut Fields<'_>, issues: &mut Issues) -> Option<Notify> {
     }
     nf.finish("`notify`", Severity::Error, issues);
     Some(notify)
-}
-
-fn read_routes(f: &mut Fields<'_>, key: &'static str, issues: &mut Issues) -> Vec<String> {
-    let path = f.child(key);
-    let Some(items) = f.array(key, issues) else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| match v {
-            Value::String(s) => Some(s.clone()),
-            other => {
-                issues.error(
-                    &path.index(i),
-                    format!("a route must be a string, not {}", describe(other)),
-                );
-                None
-            }
-        })
-        .collect()
 }
