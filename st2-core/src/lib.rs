@@ -21,6 +21,7 @@
 pub mod builtin;
 pub mod catalog;
 pub mod diagnostic;
+pub mod expr;
 pub mod loader;
 pub mod model;
 pub mod reference;

@@ -1,0 +1,1 @@
+//! YAQL 3.x (placeholder module; the engine is being written).
