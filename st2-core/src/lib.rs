@@ -20,6 +20,8 @@
 
 pub mod builtin;
 pub mod catalog;
+pub mod crypto;
+pub mod datastore;
 pub mod diagnostic;
 pub mod expr;
 pub mod loader;

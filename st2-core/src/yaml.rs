@@ -615,7 +615,7 @@ fn tagged_scalar(value: &str, tag: &Tag, pos: Position) -> Result<NodeKind, Yaml
 
 /// What PyYAML makes of a plain scalar.
 #[derive(Debug, Clone, PartialEq)]
-enum Plain {
+pub(crate) enum Plain {
     Null,
     Bool(bool),
     /// An integer; `surprising` names the reading when it is not plain decimal (octal, base 60).
@@ -670,7 +670,7 @@ static TIMESTAMP: LazyLock<Regex> = LazyLock::new(|| {
 
 /// PyYAML's reading of a plain scalar. Resolvers are tried in PyYAML's order, each only for the
 /// first characters it is registered for.
-fn resolve_plain(text: &str) -> Plain {
+pub(crate) fn resolve_plain(text: &str) -> Plain {
     let first = text.chars().next();
     match first {
         None => return Plain::Null,

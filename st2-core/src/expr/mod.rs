@@ -13,8 +13,13 @@
 //! `result()`, …) are not built into this crate: a caller registers them in a [`Functions`]
 //! table, and both languages call them through [`ExprFunction`].
 
+pub mod jinja;
+pub mod jsonpath;
+pub mod pyliteral;
 pub mod pyregex;
 pub mod python;
+pub mod pyyaml;
+pub mod render;
 pub mod yaql;
 
 use std::collections::HashMap;
