@@ -20,6 +20,7 @@ pub mod pyregex;
 pub mod python;
 pub mod pyyaml;
 pub mod render;
+pub mod rhai;
 pub mod yaql;
 
 use std::collections::HashMap;

@@ -584,7 +584,7 @@ pub fn truncate(value: Value, args: &[Value]) -> Result<Value, Error> {
     let keep = usize::try_from(length - end.chars().count() as i64).unwrap_or(0);
     let head: String = chars[..keep.min(chars.len())].iter().collect();
     if killwords {
-        return Ok(Value::from(head + &end));
+        return Ok(Value::from(format!("{head}{end}")));
     }
     let cut = head.rsplit_once(' ').map_or(head.as_str(), |(h, _)| h);
     Ok(Value::from(format!("{cut}{end}")))
@@ -838,4 +838,130 @@ pub fn urlencode(value: Value, args: &[Value]) -> Result<Value, Error> {
         ));
     }
     Ok(Value::from(parts.join("&")))
+}
+
+const STR_METHODS: &[&str] = &[
+    "capitalize",
+    "casefold",
+    "center",
+    "count",
+    "encode",
+    "endswith",
+    "expandtabs",
+    "find",
+    "format",
+    "format_map",
+    "index",
+    "isalnum",
+    "isalpha",
+    "isascii",
+    "isdecimal",
+    "isdigit",
+    "isidentifier",
+    "islower",
+    "isnumeric",
+    "isprintable",
+    "isspace",
+    "istitle",
+    "isupper",
+    "join",
+    "ljust",
+    "lower",
+    "lstrip",
+    "partition",
+    "removeprefix",
+    "removesuffix",
+    "replace",
+    "rfind",
+    "rindex",
+    "rjust",
+    "rpartition",
+    "rsplit",
+    "rstrip",
+    "split",
+    "splitlines",
+    "startswith",
+    "strip",
+    "swapcase",
+    "title",
+    "translate",
+    "upper",
+    "zfill",
+];
+const LIST_METHODS: &[&str] = &[
+    "append", "clear", "copy", "count", "extend", "index", "insert", "pop", "remove", "reverse",
+    "sort",
+];
+const DICT_METHODS: &[&str] = &[
+    "clear",
+    "copy",
+    "fromkeys",
+    "get",
+    "items",
+    "keys",
+    "pop",
+    "popitem",
+    "setdefault",
+    "update",
+    "values",
+];
+
+/// A Python bound method: `value | attr('upper')` yields one, and calling it calls the method.
+#[derive(Debug)]
+struct BoundMethod {
+    target: Value,
+    name: String,
+}
+
+impl std::fmt::Display for BoundMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "<built-in method {} of {} object>",
+            self.name,
+            type_name(&self.target)
+        )
+    }
+}
+
+impl minijinja::value::Object for BoundMethod {
+    fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Plain
+    }
+
+    fn call(
+        self: &std::sync::Arc<Self>,
+        state: &mut State<'_, '_>,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        self.target.call_method(state, &self.name, args)
+    }
+
+    fn render(self: &std::sync::Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result
+    where
+        Self: Sized + 'static,
+    {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// `attr(name)`: Python's `getattr`: methods of strings, lists and dicts come back as bound
+/// methods; dict keys are not attributes (undefined, as in Jinja2).
+pub fn attr(value: Value, args: &[Value]) -> Result<Value, Error> {
+    let a = bind("attr", args, &["name"], 1)?;
+    let name = py_str(arg(&a, 0).unwrap_or(&Value::UNDEFINED))?;
+    let methods = match value.kind() {
+        ValueKind::String => STR_METHODS,
+        ValueKind::Seq => LIST_METHODS,
+        ValueKind::Map if value.as_object().is_none() => DICT_METHODS,
+        ValueKind::Map | ValueKind::Plain => return value.get_attr(&name),
+        _ => &[],
+    };
+    if methods.contains(&name.as_str()) {
+        return Ok(Value::from_object(BoundMethod {
+            target: value,
+            name,
+        }));
+    }
+    Ok(Value::UNDEFINED)
 }

@@ -7,6 +7,7 @@ pub mod args;
 pub mod compat;
 pub mod filters;
 pub mod kv;
+pub mod percent;
 pub mod value;
 
 use std::sync::Arc;
@@ -173,6 +174,7 @@ const FILTERS: &[(&str, FilterFn)] = &[
     ("trim", compat::trim),
     ("truncate", compat::truncate),
     ("wordwrap", compat::wordwrap_checked),
+    ("attr", compat::attr),
 ];
 
 /// Names the `filter` and `test` tests know (minijinja does not expose its registry).
@@ -305,6 +307,8 @@ impl Jinja {
         for (name, f) in FILTERS {
             add_filter(&mut env, name, *f);
         }
+        add_filter(&mut env, percent::TUPLE_FILTER, percent::percent_tuple);
+        add_filter(&mut env, percent::VALUE_FILTER, percent::percent_value);
         let key = config.crypto_key.clone();
         env.add_filter(
             "decrypt_kv",
@@ -398,7 +402,9 @@ impl Jinja {
     /// A syntax error, an undefined name, a failing filter, or a resource limit.
     pub fn render(&self, template: &str, ctx: &RenderContext) -> Result<String, ExprError> {
         let root = self.root(ctx);
-        self.env.render_str(template, root).map_err(convert_error)
+        self.env
+            .render_str(&percent::rewrite(template), root)
+            .map_err(convert_error)
     }
 
     /// Evaluate one expression (the inside of `{{ ... }}`) to a value of its own type.
@@ -406,9 +412,10 @@ impl Jinja {
     /// # Errors
     /// As [`Jinja::render`].
     pub fn eval(&self, expression: &str, ctx: &RenderContext) -> Result<Value, ExprError> {
+        let source = percent::rewrite_expression(expression);
         let expr = self
             .env
-            .compile_expression(expression)
+            .compile_expression(&source)
             .map_err(convert_error)?;
         let root = self.root(ctx);
         let v = expr.eval(root).map_err(convert_error)?;
@@ -444,7 +451,7 @@ impl Jinja {
         template: &str,
     ) -> Result<std::collections::HashSet<String>, ExprError> {
         self.env
-            .template_from_str(template)
+            .template_from_str(&percent::rewrite(template))
             .map(|t| t.undeclared_variables(false))
             .map_err(convert_error)
     }
@@ -455,7 +462,7 @@ impl Jinja {
     /// [`ExprKind::Syntax`] with the parser's message.
     pub fn check(&self, template: &str) -> Result<(), ExprError> {
         self.env
-            .template_from_str(template)
+            .template_from_str(&percent::rewrite(template))
             .map(|_| ())
             .map_err(convert_error)
     }
