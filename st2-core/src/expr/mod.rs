@@ -229,6 +229,20 @@ impl Functions {
         Ok(())
     }
 
+    /// Add every function of `other`.
+    ///
+    /// # Errors
+    /// [`DuplicateFunction`] naming the first name both tables hold; nothing is added then.
+    pub fn extend(&mut self, other: &Functions) -> Result<(), DuplicateFunction> {
+        if let Some(name) = other.table.keys().find(|n| self.table.contains_key(*n)) {
+            return Err(DuplicateFunction(name.clone()));
+        }
+        for (name, f) in &other.table {
+            self.table.insert(name.clone(), f.clone());
+        }
+        Ok(())
+    }
+
     /// The function registered under `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn ExprFunction>> {
         self.table.get(name)

@@ -668,6 +668,7 @@ pub fn unknown_method(
                 let a = bind("zfill", args, &["width"], 1)?;
                 let width =
                     usize::try_from(arg(&a, 0).and_then(Value::as_i64).unwrap_or(0)).unwrap_or(0);
+                check_width(width)?;
                 let len = s.chars().count();
                 if len >= width {
                     return Ok(Value::from(s));
@@ -690,6 +691,7 @@ pub fn unknown_method(
                     .and_then(|v| v.as_str())
                     .and_then(|f| f.chars().next())
                     .unwrap_or(' ');
+                check_width(width)?;
                 let len = s.chars().count();
                 if len >= width {
                     return Ok(Value::from(s));
@@ -840,6 +842,19 @@ pub fn urlencode(value: Value, args: &[Value]) -> Result<Value, Error> {
     Ok(Value::from(parts.join("&")))
 }
 
+/// The widest padding `zfill`/`ljust`/`rjust`/`center` produce (Python allocates any size).
+const MAX_WIDTH: usize = 1 << 20;
+
+fn check_width(width: usize) -> Result<(), Error> {
+    if width > MAX_WIDTH {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("OverflowError: width {width} is larger than {MAX_WIDTH}"),
+        ));
+    }
+    Ok(())
+}
+
 const STR_METHODS: &[&str] = &[
     "capitalize",
     "casefold",
@@ -964,4 +979,259 @@ pub fn attr(value: Value, args: &[Value]) -> Result<Value, Error> {
         }));
     }
     Ok(Value::UNDEFINED)
+}
+
+/// MarkupSafe's `escape()` of a text.
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `center(width=80)`: `str(value).center(width)`.
+pub fn center(value: Value, args: &[Value]) -> Result<Value, Error> {
+    let a = bind("center", args, &["width"], 0)?;
+    let width = match arg(&a, 0) {
+        Some(w) => usize::try_from(
+            w.as_i64()
+                .ok_or_else(|| type_error("'width' must be an integer"))?,
+        )
+        .unwrap_or(0),
+        None => 80,
+    };
+    check_width(width)?;
+    let s = py_str(&value)?;
+    let len = s.chars().count();
+    if len >= width {
+        return Ok(Value::from(s));
+    }
+    let total = width - len;
+    let left = total / 2 + (total & width & 1);
+    Ok(Value::from(format!(
+        "{}{s}{}",
+        " ".repeat(left),
+        " ".repeat(total - left)
+    )))
+}
+
+/// `forceescape`: HTML-escape `str(value)`, even if it is marked safe.
+pub fn forceescape(value: Value, args: &[Value]) -> Result<Value, Error> {
+    bind("forceescape", args, &[], 0)?;
+    let s = match value.as_str() {
+        Some(s) => s.to_owned(),
+        None => py_str(&value)?,
+    };
+    Ok(Value::from_safe_string(html_escape(&s)))
+}
+
+/// `random`: one item picked at random.
+pub fn random(value: Value, args: &[Value]) -> Result<Value, Error> {
+    bind("random", args, &[], 0)?;
+    let items = items_of(&value)?;
+    if items.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "IndexError: Cannot choose from an empty sequence",
+        ));
+    }
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let i = usize::try_from(u64::from_le_bytes(bytes) % items.len() as u64).unwrap_or(0);
+    Ok(items[i].clone())
+}
+
+/// `xmlattr(autospace=True)`: a mapping as XML/HTML attributes; `None`/undefined values skipped.
+pub fn xmlattr(value: Value, args: &[Value]) -> Result<Value, Error> {
+    let a = bind("xmlattr", args, &["autospace"], 0)?;
+    let autospace = arg(&a, 0).is_none_or(Value::is_true);
+    if value.kind() != ValueKind::Map {
+        return Err(type_error(format!(
+            "'{}' object has no attribute 'items'",
+            type_name(&value)
+        )));
+    }
+    let mut parts = Vec::new();
+    for key in value.try_iter()? {
+        let v = value.get_item(&key)?;
+        if v.is_none() || v.is_undefined() {
+            continue;
+        }
+        let k = py_str(&key)?;
+        if k.chars()
+            .any(|c| c.is_whitespace() || matches!(c, '/' | '>' | '='))
+        {
+            return Err(value_error(format!(
+                "Invalid character in attribute name: {k:?}"
+            )));
+        }
+        parts.push(format!(
+            "{}=\"{}\"",
+            html_escape(&k),
+            html_escape(&py_str(&v)?)
+        ));
+    }
+    let mut out = parts.join(" ");
+    if autospace && !out.is_empty() {
+        out.insert(0, ' ');
+    }
+    Ok(Value::from_safe_string(out))
+}
+
+/// `urlize(trim_url_limit=None, nofollow=False, target=None, rel=None, extra_schemes=None)`:
+/// URLs and e-mail addresses in the text become links (the text is HTML-escaped).
+pub fn urlize(value: Value, args: &[Value]) -> Result<Value, Error> {
+    let a = bind(
+        "urlize",
+        args,
+        &[
+            "trim_url_limit",
+            "nofollow",
+            "target",
+            "rel",
+            "extra_schemes",
+        ],
+        0,
+    )?;
+    let limit = arg(&a, 0)
+        .filter(|v| !v.is_none())
+        .and_then(Value::as_i64)
+        .and_then(|n| usize::try_from(n).ok());
+    let mut rel: Vec<String> = arg(&a, 3)
+        .filter(|v| !v.is_none())
+        .map(py_str)
+        .transpose()?
+        .map(|r| r.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    if arg(&a, 1).is_some_and(Value::is_true) {
+        rel.push("nofollow".to_owned());
+    }
+    rel.push("noopener".to_owned());
+    rel.sort();
+    rel.dedup();
+    let mut attrs = format!(" rel=\"{}\"", html_escape(&rel.join(" ")));
+    if let Some(t) = arg(&a, 2).filter(|v| !v.is_none()) {
+        attrs.push_str(&format!(" target=\"{}\"", html_escape(&py_str(t)?)));
+    }
+    let extra: Vec<String> = match arg(&a, 4).filter(|v| !v.is_none()) {
+        Some(v) => items_of(v)?.iter().map(py_str).collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    let text = html_escape(&py_str(&value)?);
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(&urlize_word(word, limit, &attrs, &extra));
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    Ok(Value::from_safe_string(out))
+}
+
+const HTTP_PATTERN: &str = r"(?ix)
+    ^(
+        (https?://|www\.)(([\w%-]+\.)+)?([a-z]{2,63}|xn--[\w%]{2,59})
+      | ([\w%-]{2,63}\.)+(com|net|int|edu|gov|org|info|mil)
+      | (https?://)((([\d]{1,3})(\.[\d]{1,3}){3})|(\[([\da-f]{0,4}:){2}([\da-f]{0,4}:?){1,6}\]))
+    )
+    (?::[\d]{1,5})?
+    (?:[/?\#]\S*)?
+    $";
+
+fn urlize_patterns() -> &'static (regex::Regex, regex::Regex, regex::Regex, regex::Regex) {
+    static PATTERNS: std::sync::OnceLock<(regex::Regex, regex::Regex, regex::Regex, regex::Regex)> =
+        std::sync::OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        let compile = |p: &str| regex::Regex::new(p).unwrap_or_else(|e| unreachable!("{e}"));
+        (
+            compile(HTTP_PATTERN),
+            compile(r"^\S+@\w[\w.-]*\.\w+$"),
+            compile(r"^([(<]|&lt;)+"),
+            compile(r"([)>.,\n]|&gt;)+$"),
+        )
+    })
+}
+
+/// One word of `urlize` (Jinja2's `jinja2.utils.urlize` loop body).
+fn urlize_word(word: &str, limit: Option<usize>, attrs: &str, extra: &[String]) -> String {
+    let (http, email, lead, trail) = urlize_patterns();
+    let (mut head, mut middle, mut tail) = (String::new(), word.to_owned(), String::new());
+    if let Some(m) = lead.find(&middle) {
+        head = m.as_str().to_owned();
+        middle = middle[m.end()..].to_owned();
+    }
+    if [")", ">", ".", ",", "\n", "&gt;"]
+        .iter()
+        .any(|e| middle.ends_with(e))
+        && let Some(m) = trail.find(&middle)
+    {
+        tail = m.as_str().to_owned();
+        middle.truncate(m.start());
+    }
+    // Balance parentheses inside the URL instead of dropping a trailing one.
+    for (open, close) in [("(", ")"), ("<", ">"), ("&lt;", "&gt;")] {
+        let opens = middle.matches(open).count();
+        if opens <= middle.matches(close).count() {
+            continue;
+        }
+        for _ in 0..opens.min(tail.matches(close).count()) {
+            let Some(i) = tail.find(close) else { break };
+            let end = i + close.len();
+            middle.push_str(&tail[..end]);
+            tail = tail[end..].to_owned();
+        }
+    }
+    let shown = |url: &str| match limit {
+        Some(n) if url.chars().count() > n => {
+            let mut s: String = url.chars().take(n).collect();
+            s.push_str("...");
+            s
+        }
+        _ => url.to_owned(),
+    };
+    if http.is_match(&middle) {
+        middle = if middle.starts_with("https://") || middle.starts_with("http://") {
+            format!("<a href=\"{middle}\"{attrs}>{}</a>", shown(&middle))
+        } else {
+            format!("<a href=\"https://{middle}\"{attrs}>{}</a>", shown(&middle))
+        };
+    } else if let Some(address) = middle.strip_prefix("mailto:").filter(|a| email.is_match(a)) {
+        middle = format!("<a href=\"{middle}\">{address}</a>");
+    } else if middle.contains('@')
+        && !middle.starts_with("www.")
+        && !middle.starts_with('@')
+        && !middle.contains(':')
+        && email.is_match(&middle)
+    {
+        middle = format!("<a href=\"mailto:{middle}\">{middle}</a>");
+    } else {
+        for scheme in extra {
+            if middle != *scheme && middle.starts_with(scheme.as_str()) {
+                middle = format!("<a href=\"{middle}\"{attrs}>{middle}</a>");
+            }
+        }
+    }
+    format!("{head}{middle}{tail}")
+}
+
+/// `callable`: functions, macros and bound methods.
+pub fn is_callable(value: Value) -> bool {
+    value.kind() == ValueKind::Plain && value.downcast_object_ref::<KvLookup>().is_none()
 }

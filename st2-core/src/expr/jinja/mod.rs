@@ -6,6 +6,7 @@
 pub mod args;
 pub mod compat;
 pub mod filters;
+pub mod functions;
 pub mod kv;
 pub mod percent;
 pub mod value;
@@ -175,6 +176,11 @@ const FILTERS: &[(&str, FilterFn)] = &[
     ("truncate", compat::truncate),
     ("wordwrap", compat::wordwrap_checked),
     ("attr", compat::attr),
+    ("center", compat::center),
+    ("forceescape", compat::forceescape),
+    ("random", compat::random),
+    ("xmlattr", compat::xmlattr),
+    ("urlize", compat::urlize),
 ];
 
 /// Names the `filter` and `test` tests know (minijinja does not expose its registry).
@@ -325,6 +331,7 @@ impl Jinja {
         env.add_test("escaped", compat::is_escaped);
         env.add_test("in", compat::is_in);
         env.add_test("sequence", compat::is_sequence);
+        env.add_test("callable", compat::is_callable);
         env.add_filter(
             "urlencode",
             |value: Value, args: Rest<Value>, kwargs: Kwargs| {
@@ -403,7 +410,7 @@ impl Jinja {
     pub fn render(&self, template: &str, ctx: &RenderContext) -> Result<String, ExprError> {
         let root = self.root(ctx);
         self.env
-            .render_str(&percent::rewrite(template), root)
+            .render_str(&prepare(template)?, root)
             .map_err(convert_error)
     }
 
@@ -412,6 +419,7 @@ impl Jinja {
     /// # Errors
     /// As [`Jinja::render`].
     pub fn eval(&self, expression: &str, ctx: &RenderContext) -> Result<Value, ExprError> {
+        percent::check_complexity(expression, true).map_err(convert_error)?;
         let source = percent::rewrite_expression(expression);
         let expr = self
             .env
@@ -451,7 +459,7 @@ impl Jinja {
         template: &str,
     ) -> Result<std::collections::HashSet<String>, ExprError> {
         self.env
-            .template_from_str(&percent::rewrite(template))
+            .template_from_str(&prepare(template)?)
             .map(|t| t.undeclared_variables(false))
             .map_err(convert_error)
     }
@@ -462,10 +470,16 @@ impl Jinja {
     /// [`ExprKind::Syntax`] with the parser's message.
     pub fn check(&self, template: &str) -> Result<(), ExprError> {
         self.env
-            .template_from_str(&percent::rewrite(template))
+            .template_from_str(&prepare(template)?)
             .map(|_| ())
             .map_err(convert_error)
     }
+}
+
+/// A template as minijinja gets it: checked for runaway nesting, `%` formatting rewritten.
+fn prepare(template: &str) -> Result<std::borrow::Cow<'_, str>, ExprError> {
+    percent::check_complexity(template, false).map_err(convert_error)?;
+    Ok(percent::rewrite(template))
 }
 
 fn call_function(

@@ -5,6 +5,9 @@
 //! filter (`'%s-%s' % (a, b)` → `('%s-%s' | __st2_percent(a, b))`). The filter formats with
 //! Python's rules: `%s %r %d %i %u %x %X %o %e %E %f %F %g %G %c %%`, flags, width, precision
 //! and `%(name)s` against a mapping.
+//!
+//! The same scan of the template's tags also refuses tags built so deep that compiling them
+//! would exhaust the stack ([`check_complexity`]).
 
 use std::borrow::Cow;
 
@@ -12,6 +15,13 @@ use minijinja::Error;
 use minijinja::value::{Value, ValueKind};
 
 use super::value::{as_f64, py_str, repr, type_error, type_name};
+
+/// The largest width or precision a conversion may ask for (Python allows more, and then
+/// allocates whatever it was asked to).
+const MAX_WIDTH: usize = 1 << 20;
+
+/// Digits after which a float's exact decimal expansion is all zeros (2^-1074 has 1074).
+const EXACT_DIGITS: usize = 1100;
 
 /// The filter the rewrite calls with a tuple's items as arguments.
 pub const TUPLE_FILTER: &str = "__st2_percent";
@@ -260,37 +270,45 @@ pub fn rewrite_expression(expression: &str) -> Cow<'_, str> {
     rewrite_region(expression).map_or(Cow::Borrowed(expression), Cow::Owned)
 }
 
-/// Rewrite every `'literal' % operand` in a template. Text outside `{{ }}` / `{% %}` (and
-/// inside `{% raw %}`) is left alone.
-pub fn rewrite(template: &str) -> Cow<'_, str> {
-    if !template.contains('%') || !template.contains("{") {
-        return Cow::Borrowed(template);
-    }
-    let mut out = String::with_capacity(template.len() + 32);
-    let mut changed = false;
+/// A piece of a template: literal text (including comments and raw blocks), or the inside
+/// of one `{{ }}` / `{% %}` tag.
+enum Segment<'a> {
+    Text(&'a str),
+    Tag {
+        open: &'static str,
+        body: &'a str,
+        close: &'static str,
+    },
+}
+
+/// Split a template into text and tags. Unterminated tags are left as text (the parser will
+/// report them).
+fn segments(template: &str) -> Vec<Segment<'_>> {
+    let mut out = Vec::new();
     let mut rest = template;
-    while let Some(start) = rest.find(['{']) {
+    while let Some(start) = rest.find('{') {
         let (before, tail) = rest.split_at(start);
-        out.push_str(before);
+        if !before.is_empty() {
+            out.push(Segment::Text(before));
+        }
         let (open, close) = if tail.starts_with("{{") {
             ("{{", "}}")
         } else if tail.starts_with("{%") {
             ("{%", "%}")
-        } else if tail.starts_with("{#") {
-            let end = tail.find("#}").map_or(tail.len(), |e| e + 2);
-            out.push_str(&tail[..end]);
-            rest = &tail[end..];
-            continue;
         } else {
-            out.push('{');
-            rest = &tail[1..];
+            let end = if tail.starts_with("{#") {
+                tail.find("#}").map_or(tail.len(), |e| e + 2)
+            } else {
+                1
+            };
+            out.push(Segment::Text(&tail[..end]));
+            rest = &tail[end..];
             continue;
         };
         let body_start = open.len();
         let Some(body_len) = find_close(&tail[body_start..], close) else {
-            out.push_str(tail);
-            rest = "";
-            break;
+            out.push(Segment::Text(tail));
+            return out;
         };
         let body = &tail[body_start..body_start + body_len];
         if open == "{%"
@@ -304,27 +322,90 @@ pub fn rewrite(template: &str) -> Cow<'_, str> {
                 .find("endraw")
                 .and_then(|p| tail[p..].find("%}").map(|q| p + q + 2))
                 .unwrap_or(tail.len());
-            out.push_str(&tail[..end]);
+            out.push(Segment::Text(&tail[..end]));
             rest = &tail[end..];
             continue;
         }
-        out.push_str(open);
-        match rewrite_region(body) {
-            Some(new) => {
-                changed = true;
-                out.push_str(&new);
-            }
-            None => out.push_str(body),
-        }
-        out.push_str(close);
+        out.push(Segment::Tag { open, body, close });
         rest = &tail[body_start + body_len + close.len()..];
     }
-    out.push_str(rest);
+    if !rest.is_empty() {
+        out.push(Segment::Text(rest));
+    }
+    out
+}
+
+/// Rewrite every `'literal' % operand` in a template. Text outside `{{ }}` / `{% %}` (and
+/// inside `{% raw %}`) is left alone.
+pub fn rewrite(template: &str) -> Cow<'_, str> {
+    if !template.contains('%') || !template.contains('{') {
+        return Cow::Borrowed(template);
+    }
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut changed = false;
+    for segment in segments(template) {
+        match segment {
+            Segment::Text(t) => out.push_str(t),
+            Segment::Tag { open, body, close } => {
+                out.push_str(open);
+                match rewrite_region(body) {
+                    Some(new) => {
+                        changed = true;
+                        out.push_str(&new);
+                    }
+                    None => out.push_str(body),
+                }
+                out.push_str(close);
+            }
+        }
+    }
     if changed {
         Cow::Owned(out)
     } else {
         Cow::Borrowed(template)
     }
+}
+
+/// The most operators one tag may hold. Each one nests the syntax tree a level deeper, and
+/// the parser, compiler and evaluator recurse over that tree; far beyond any real template,
+/// far below what overflows a 2 MiB thread stack (Python's Jinja gives up near 1,000 too).
+pub const MAX_OPERATORS: usize = 400;
+
+fn operators_in(body: &str) -> usize {
+    tokens(body)
+        .iter()
+        .filter(|(kind, s, e)| match kind {
+            Tok::Op | Tok::Pipe | Tok::Dot | Tok::Percent | Tok::Open(_) => true,
+            Tok::Name => matches!(&body[*s..*e], "not" | "and" | "or" | "is" | "in" | "if"),
+            _ => false,
+        })
+        .count()
+}
+
+/// Refuse templates (or, with `expression`, a bare expression) whose tags are too deeply
+/// built to compile safely; see [`MAX_OPERATORS`].
+pub fn check_complexity(source: &str, expression: bool) -> Result<(), Error> {
+    let worst = if expression {
+        operators_in(source)
+    } else {
+        segments(source)
+            .iter()
+            .map(|s| match s {
+                Segment::Tag { body, .. } => operators_in(body),
+                Segment::Text(_) => 0,
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    if worst > MAX_OPERATORS {
+        return Err(Error::new(
+            minijinja::ErrorKind::SyntaxError,
+            format!(
+                "expression too complex: {worst} operators in one tag (at most {MAX_OPERATORS})"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Where `close` ends a region, skipping string literals.
@@ -343,7 +424,7 @@ fn find_close(body: &str, close: &str) -> Option<usize> {
                 }
                 i += 1;
             }
-            _ if body[i..].starts_with(close) => return Some(i),
+            _ if bytes[i..].starts_with(close.as_bytes()) => return Some(i),
             _ => i += 1,
         }
     }
@@ -416,7 +497,17 @@ fn format_percent(fmt: &str, args: &[Value], mapping: Option<&Value>) -> Result<
                 p.push(d);
                 i += 1;
             }
-            precision = Some(p.parse().unwrap_or(0));
+            precision = Some(if p.len() > 7 {
+                usize::MAX
+            } else {
+                p.parse().unwrap_or(0)
+            });
+        }
+        if width.len() > 7
+            || width.parse::<usize>().unwrap_or(0) > MAX_WIDTH
+            || precision.is_some_and(|p| p > MAX_WIDTH)
+        {
+            return Err(value_err("width or precision too big"));
         }
         let conv = *chars.get(i).ok_or_else(|| value_err("incomplete format"))?;
         i += 1;
@@ -497,6 +588,16 @@ fn int_of(conv: char, v: &Value) -> Result<i128, Error> {
     }
 }
 
+/// `inf`, `-inf` and `nan` as `%f`/`%e`/`%g` print them (the sign is added by the caller).
+fn non_finite(f: f64, upper: bool) -> String {
+    let s = if f.is_nan() { "nan" } else { "inf" };
+    if upper {
+        s.to_uppercase()
+    } else {
+        s.to_owned()
+    }
+}
+
 fn convert(conv: char, v: &Value, flags: &str, precision: Option<usize>) -> Result<String, Error> {
     let sign = |neg: bool| {
         if neg {
@@ -520,7 +621,9 @@ fn convert(conv: char, v: &Value, flags: &str, precision: Option<usize>) -> Resu
         'r' | 'a' => repr(v),
         'd' | 'i' | 'u' => {
             let n = int_of(conv, v)?;
-            format!("{}{}", sign(n < 0), n.unsigned_abs())
+            let digits = n.unsigned_abs().to_string();
+            let zeros = precision.unwrap_or(0).saturating_sub(digits.len());
+            format!("{}{}{digits}", sign(n < 0), "0".repeat(zeros))
         }
         'x' | 'X' | 'o' => {
             let n = int_of(conv, v)?;
@@ -551,17 +654,25 @@ fn convert(conv: char, v: &Value, flags: &str, precision: Option<usize>) -> Resu
                 }
             };
             let p = precision.unwrap_or(6);
+            // Rust formats at most 65535 digits; past EXACT_DIGITS they are zeros anyway.
+            let q = p.min(EXACT_DIGITS);
+            let zeros = "0".repeat(p - q);
             let body = match conv {
-                'f' | 'F' => format!("{:.p$}", f.abs()),
+                'f' | 'F' if !f.is_finite() => non_finite(f, conv == 'F'),
+                'e' | 'E' | 'g' | 'G' if !f.is_finite() => {
+                    non_finite(f, conv != 'e' && conv != 'g')
+                }
+                'f' | 'F' => format!("{:.q$}{zeros}", f.abs()),
                 'e' | 'E' => {
-                    let s = format!("{:.p$e}", f.abs());
+                    let s = format!("{:.q$e}", f.abs());
                     let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+                    let m = format!("{m}{zeros}");
                     let exp: i32 = e.parse().unwrap_or(0);
                     let out = format!("{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
                     if conv == 'E' { out.to_uppercase() } else { out }
                 }
                 _ => {
-                    let p = p.max(1);
+                    let p = q.max(1);
                     let exp = if f == 0.0 {
                         0
                     } else {
