@@ -2,50 +2,16 @@
 //! environment) renders to the same text here, or fails where StackStorm fails.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use st2_core::crypto::CryptoKey;
 use st2_core::datastore::{KvScope, MemoryKeyValues};
 use st2_core::expr::jinja::{Jinja, JinjaConfig, KvAccess, RenderContext};
+use support::conformance::{assert_only_listed_differ, conformance_dir, unescape};
 
 mod support {
-    pub mod compat;
-}
-
-fn conformance_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
-    assert!(
-        dir.is_dir(),
-        "missing {} (CI keeps ../shared beside the checkout)",
-        dir.display()
-    );
-    dir
-}
-
-/// The TSV cell escapes: `\\`, `\t`, `\n`, `\r`.
-fn unescape(cell: &str) -> String {
-    let mut out = String::new();
-    let mut chars = cell.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('\\') => out.push('\\'),
-            Some('t') => out.push('\t'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some(other) => {
-                out.push('\\');
-                out.push(other);
-            }
-            None => out.push('\\'),
-        }
-    }
-    out
+    pub mod conformance;
 }
 
 #[test]
@@ -111,5 +77,5 @@ fn jinja_cases_render_as_in_stackstorm() {
     for f in &failed {
         println!("{f}");
     }
-    support::compat::assert_only_listed_differ("jinja-cases.tsv", &failed_lines);
+    assert_only_listed_differ("jinja-cases.tsv", &failed_lines);
 }

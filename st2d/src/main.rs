@@ -16,6 +16,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Evaluate expressions: JSON lines `{"expr": ..., "context": {...}}` on stdin, one JSON
+    /// line `{"value": ...}` or `{"error": ..., "message": ...}` out per case.
+    Expr(commands::expr::ExprArgs),
     /// Work with packs.
     Pack {
         #[command(subcommand)]
@@ -27,5 +30,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Pack { command } => commands::pack::run(command),
+        Command::Expr(args) => commands::expr::run(args),
     }
 }

@@ -55,6 +55,8 @@ pub struct PyMatch {
     pub text: String,
     /// Groups 1..n.
     pub groups: Vec<Option<String>>,
+    /// Byte spans of groups 1..n (`None` for groups that did not take part).
+    pub group_spans: Vec<Option<(usize, usize)>>,
 }
 
 fn re_error(message: impl Into<String>) -> ExprError {
@@ -260,6 +262,9 @@ fn to_match(c: &Captures<'_, str>) -> PyMatch {
         text: whole.map_or_else(String::new, |m| m.as_str().to_owned()),
         groups: (1..c.len())
             .map(|i| c.get(i).map(|m| m.as_str().to_owned()))
+            .collect(),
+        group_spans: (1..c.len())
+            .map(|i| c.get(i).map(|m| (m.start(), m.end())))
             .collect(),
     }
 }

@@ -1,3 +1,4 @@
 //! One module per `st2d` subcommand.
 
+pub mod expr;
 pub mod pack;

@@ -11,7 +11,7 @@ pub mod kv;
 pub mod percent;
 pub mod value;
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use minijinja::value::{Kwargs, Object, Rest, Value, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, State, UndefinedBehavior};
@@ -96,8 +96,14 @@ const SCOPE_VAR: &str = "__st2_scope";
 
 /// A configured Jinja environment. Cheap to share between threads.
 pub struct Jinja {
-    env: Environment<'static>,
+    /// The environment; rendered templates are kept in it, named by their source text.
+    env: std::sync::RwLock<Environment<'static>>,
+    /// How many templates the environment holds.
+    cached: std::sync::atomic::AtomicUsize,
 }
+
+/// Compiled templates kept per environment before the cache is emptied.
+const TEMPLATE_CACHE: usize = 2048;
 
 impl std::fmt::Debug for Jinja {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -367,7 +373,10 @@ impl Jinja {
                 },
             );
         }
-        Jinja { env }
+        Jinja {
+            env: std::sync::RwLock::new(env),
+            cached: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     fn root(&self, ctx: &RenderContext) -> Value {
@@ -407,11 +416,35 @@ impl Jinja {
     ///
     /// # Errors
     /// A syntax error, an undefined name, a failing filter, or a resource limit.
+    ///
+    /// Templates are compiled once per environment and kept (up to a bound), so rendering the
+    /// same text again costs only the rendering.
     pub fn render(&self, template: &str, ctx: &RenderContext) -> Result<String, ExprError> {
+        use std::sync::atomic::Ordering;
         let root = self.root(ctx);
-        self.env
-            .render_str(&prepare(template)?, root)
-            .map_err(convert_error)
+        {
+            let env = self.env_read();
+            if let Ok(t) = env.get_template(template) {
+                return t.render(root).map_err(convert_error);
+            }
+        }
+        let source = prepare(template)?.into_owned();
+        {
+            let mut env = self.env.write().unwrap_or_else(PoisonError::into_inner);
+            if self.cached.fetch_add(1, Ordering::Relaxed) >= TEMPLATE_CACHE {
+                env.clear_templates();
+                self.cached.store(1, Ordering::Relaxed);
+            }
+            env.add_template_owned(template.to_owned(), source)
+                .map_err(convert_error)?;
+        }
+        let env = self.env_read();
+        let t = env.get_template(template).map_err(convert_error)?;
+        t.render(root).map_err(convert_error)
+    }
+
+    fn env_read(&self) -> std::sync::RwLockReadGuard<'_, Environment<'static>> {
+        self.env.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Evaluate one expression (the inside of `{{ ... }}`) to a value of its own type.
@@ -419,21 +452,28 @@ impl Jinja {
     /// # Errors
     /// As [`Jinja::render`].
     pub fn eval(&self, expression: &str, ctx: &RenderContext) -> Result<Value, ExprError> {
+        self.eval_defined(expression, ctx)?.ok_or_else(|| {
+            ExprError::new(ExprKind::Undefined, format!("`{expression}` is undefined"))
+        })
+    }
+
+    /// Evaluate one expression as Jinja's `compile_expression(..., undefined_to_none=False)`
+    /// does: an undefined result (a missing key, an index out of range) is `None` rather than
+    /// an error; using an undefined value in an operation still fails.
+    ///
+    /// # Errors
+    /// As [`Jinja::render`].
+    pub fn eval_defined(
+        &self,
+        expression: &str,
+        ctx: &RenderContext,
+    ) -> Result<Option<Value>, ExprError> {
         percent::check_complexity(expression, true).map_err(convert_error)?;
         let source = percent::rewrite_expression(expression);
-        let expr = self
-            .env
-            .compile_expression(&source)
-            .map_err(convert_error)?;
-        let root = self.root(ctx);
-        let v = expr.eval(root).map_err(convert_error)?;
-        if v.is_undefined() {
-            return Err(ExprError::new(
-                ExprKind::Undefined,
-                format!("`{expression}` is undefined"),
-            ));
-        }
-        Ok(v)
+        let env = self.env_read();
+        let expr = env.compile_expression(&source).map_err(convert_error)?;
+        let v = expr.eval(self.root(ctx)).map_err(convert_error)?;
+        Ok((!v.is_undefined()).then_some(v))
     }
 
     /// Evaluate one expression to JSON.
@@ -458,7 +498,7 @@ impl Jinja {
         &self,
         template: &str,
     ) -> Result<std::collections::HashSet<String>, ExprError> {
-        self.env
+        self.env_read()
             .template_from_str(&prepare(template)?)
             .map(|t| t.undeclared_variables(false))
             .map_err(convert_error)
@@ -469,7 +509,7 @@ impl Jinja {
     /// # Errors
     /// [`ExprKind::Syntax`] with the parser's message.
     pub fn check(&self, template: &str) -> Result<(), ExprError> {
-        self.env
+        self.env_read()
             .template_from_str(&prepare(template)?)
             .map(|_| ())
             .map_err(convert_error)
@@ -562,7 +602,16 @@ fn class_of(e: &Error) -> (ExprKind, String) {
         minijinja::ErrorKind::CannotUnpack => ExprKind::Value,
         _ => ExprKind::Type,
     };
-    (kind, e.to_string())
+    // The text without the template name minijinja appends: names here are template sources.
+    let mut message = e.kind().to_string();
+    if !detail.is_empty() {
+        message.push_str(": ");
+        message.push_str(&detail);
+    }
+    if let Some(line) = e.line() {
+        message.push_str(&format!(" (line {line})"));
+    }
+    (kind, message)
 }
 
 /// A minijinja error as an [`ExprError`].
