@@ -27,6 +27,7 @@ pub mod expr;
 pub mod loader;
 pub mod model;
 pub mod reference;
+pub mod rules;
 pub mod schema;
 pub mod yaml;
 

@@ -169,7 +169,10 @@ fn a_pack_with_every_content_type_loads_without_diagnostics() {
     assert!(on_webhook.enabled);
     assert_eq!(on_webhook.trigger.parameters["url"], "greet");
     assert_eq!(on_webhook.criteria.len(), 3);
-    assert_eq!(on_webhook.criteria[2].children[0].key, "item.name");
+    assert_eq!(
+        on_webhook.criteria["trigger.body.tags"]["pattern"]["item.name"]["pattern"],
+        "urgent"
+    );
     assert!(
         !cat.rule("good_pack.every_minute").unwrap().enabled,
         "disabled unless enabled"

@@ -19,6 +19,11 @@ enum Command {
     /// Evaluate expressions: JSON lines `{"expr": ..., "context": {...}}` on stdin, one JSON
     /// line `{"value": ...}` or `{"error": ..., "message": ...}` out per case.
     Expr(commands::expr::ExprArgs),
+    /// Work with rules.
+    Rule {
+        #[command(subcommand)]
+        command: RuleCommand,
+    },
     /// Work with packs.
     Pack {
         #[command(subcommand)]
@@ -26,10 +31,20 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum RuleCommand {
+    /// Does a rule match a trigger instance, and with which action parameters? (StackStorm's
+    /// st2-rule-tester.) Exit 0 on a match, 1 on no match, 2 on an error.
+    Test(commands::rule::TestArgs),
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Pack { command } => commands::pack::run(command),
         Command::Expr(args) => commands::expr::run(args),
+        Command::Rule {
+            command: RuleCommand::Test(args),
+        } => commands::rule::run(args),
     }
 }

@@ -5,39 +5,27 @@
 #[path = "../../st2-core/tests/support/conformance.rs"]
 mod conformance;
 
+mod cli;
+
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::process::{Command, Stdio};
 
+use cli::{json_lines, st2d_with_input};
 use conformance::{
     assert_only_listed_differ, conformance_dir, conformance_file, same, tsv_cases, unescape,
 };
 use serde_json::{Value, json};
 
 fn st2d_expr(args: &[&str], input: &str) -> Vec<Value> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_st2d"))
-        .arg("expr")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("st2d runs");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_owned();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().expect("st2d finishes");
-    writer.join().expect("writer").expect("input written");
+    let mut all = vec!["expr"];
+    all.extend_from_slice(args);
+    let out = st2d_with_input(&all, input);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .expect("UTF-8")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect()
+    json_lines(&out)
 }
 
 /// Run one conformance file through `st2d expr` and check the outcome case by case.

@@ -1,24 +1,11 @@
 //! `st2d pack validate` prints one `path:line:col: severity: message` line per diagnostic and a
 //! summary, or one JSON object with `--json`, and exits 0 without errors, 1 with, 2 on bad usage.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod cli;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use std::path::Path;
 
-fn st2d(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_st2d"))
-        .args(args)
-        .current_dir(workspace())
-        .output()
-        .expect("st2d runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
+use cli::{st2d, stdout, workspace};
 
 fn write(dir: &Path, rel: &str, text: &str) {
     let path = dir.join(rel);

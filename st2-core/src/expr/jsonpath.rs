@@ -11,6 +11,29 @@ use serde_json::Value;
 
 use super::{ErrorKind, ExprError};
 
+/// One step of a plain path (see [`JsonPath::steps`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A mapping key.
+    Field(String),
+    /// A list index (negative counts from the end).
+    Index(i64),
+}
+
+impl Step {
+    /// Where this step leads from `value`, with the same rules as [`JsonPath::find`].
+    pub fn apply<'v>(&self, value: &'v Value) -> Option<&'v Value> {
+        match (self, value) {
+            (Step::Field(name), Value::Object(map)) => map.get(name),
+            (Step::Index(i), Value::Array(items)) => {
+                let idx = if *i < 0 { items.len() as i64 + i } else { *i };
+                usize::try_from(idx).ok().and_then(|idx| items.get(idx))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A parsed path.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JsonPath(Node);
@@ -365,6 +388,27 @@ impl JsonPath {
             .into_iter()
             .map(|d| d.value)
             .collect()
+    }
+
+    /// The path as a plain chain of single field names and list indexes (`trigger.a.b[0]`),
+    /// when it is one: what the hot path of rule matching walks without allocating.
+    pub fn steps(&self) -> Option<Vec<Step>> {
+        fn walk(node: &Node, out: &mut Vec<Step>) -> bool {
+            match node {
+                Node::Fields(names) if names.len() == 1 => {
+                    out.push(Step::Field(names[0].clone()));
+                    true
+                }
+                Node::Index(i) => {
+                    out.push(Step::Index(*i));
+                    true
+                }
+                Node::Child(lhs, rhs) => walk(lhs, out) && walk(rhs, out),
+                _ => false,
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.0, &mut out).then_some(out)
     }
 
     /// The first value found, if any.

@@ -154,6 +154,20 @@ fn write_repr(v: &Value, out: &mut String) {
     }
 }
 
+/// Python's type name of a JSON value (`NoneType`, `bool`, `int`, `float`, `str`, `list`,
+/// `dict`), as error messages print it.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

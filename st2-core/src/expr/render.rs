@@ -434,7 +434,7 @@ pub fn cast(value: &Value, ty: &str) -> Result<Value, String> {
             other => Err(format!(
                 "Value \"{}\" must either be a string or None. Got \"{}\".",
                 super::python::str(other),
-                python_type(other)
+                crate::expr::python::type_name(other)
             )),
         },
         "integer" => {
@@ -470,18 +470,6 @@ pub fn cast(value: &Value, ty: &str) -> Result<Value, String> {
     }
 }
 
-fn python_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "NoneType",
-        Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float",
-        Value::Number(_) => "int",
-        Value::String(_) => "str",
-        Value::Array(_) => "list",
-        Value::Object(_) => "dict",
-    }
-}
-
 /// Python's `int(x)`.
 fn py_int(v: &Value) -> Result<i64, String> {
     match v {
@@ -510,7 +498,7 @@ fn py_int(v: &Value) -> Result<i64, String> {
         }
         other => Err(format!(
             "int() argument must be a string, a bytes-like object or a real number, not '{}'",
-            python_type(other)
+            crate::expr::python::type_name(other)
         )),
     }
 }
@@ -535,7 +523,7 @@ fn py_float(v: &Value) -> Result<f64, String> {
         }
         other => Err(format!(
             "float() argument must be a string or a real number, not '{}'",
-            python_type(other)
+            crate::expr::python::type_name(other)
         )),
     }
 }

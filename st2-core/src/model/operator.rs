@@ -57,6 +57,9 @@ pub enum Operator {
     NotInside,
     /// `search`: match child criteria against list items.
     Search,
+    /// `rhai` (an extension; StackStorm has no such operator): the pattern is a Rhai script
+    /// that sees `value` (the key's value) and `trigger` (the payload) and returns a bool.
+    Rhai,
 }
 
 impl Operator {
@@ -95,7 +98,22 @@ impl Operator {
         ("ninside", Operator::NotInside),
         ("nin", Operator::NotInside),
         ("search", Operator::Search),
+        ("rhai", Operator::Rhai),
     ];
+
+    /// The operator with this name in any case, as StackStorm's rule filter looks operators up
+    /// when it evaluates criteria (`EQUALS` works there; registration wants lower case).
+    pub fn from_name_ignore_case(name: &str) -> Option<Operator> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, op)| *op)
+    }
+
+    /// True for the operators StackStorm does not have.
+    pub fn is_extension(self) -> bool {
+        self == Operator::Rhai
+    }
 
     /// The operator with this exact name.
     pub fn from_name(name: &str) -> Option<Operator> {
@@ -132,6 +150,7 @@ impl Operator {
             Operator::Inside => "inside",
             Operator::NotInside => "ninside",
             Operator::Search => "search",
+            Operator::Rhai => "rhai",
         }
     }
 
@@ -163,7 +182,7 @@ mod tests {
             Some(Operator::TimeDiffGreaterThan)
         );
         assert_eq!(Operator::from_name("Equals"), None);
-        assert_eq!(Operator::NAMES.len(), 33);
+        assert_eq!(Operator::NAMES.len(), 34);
         for (name, op) in Operator::NAMES {
             assert_eq!(Operator::from_name(op.name()), Some(*op), "{name}");
         }

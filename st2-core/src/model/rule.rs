@@ -75,8 +75,10 @@ pub struct RuleSpec {
     pub kind: RuleKind,
     /// The trigger.
     pub trigger: RuleTrigger,
-    /// Criteria, all of which must hold.
+    /// Criteria, all of which must hold, as parsed for checking.
     pub criteria: Vec<Criterion>,
+    /// The `criteria` mapping as written (what the rules engine compiles and the API shows).
+    pub criteria_source: Map<String, Value>,
     /// The action.
     pub action: RuleAction,
     /// Free-form context.
@@ -104,8 +106,9 @@ pub struct Rule {
     pub kind: RuleKind,
     /// The trigger.
     pub trigger: RuleTrigger,
-    /// Criteria, all of which must hold.
-    pub criteria: Vec<Criterion>,
+    /// The `criteria` mapping as written; `crate::rules::criteria::Criteria::compile` turns
+    /// it into something to evaluate.
+    pub criteria: Map<String, Value>,
     /// The action.
     pub action: RuleAction,
     /// Free-form context.
@@ -142,10 +145,13 @@ impl RuleSpec {
         let enabled = f.bool("enabled", issues).unwrap_or(false);
         let kind = read_kind(&mut f, issues);
         let trigger = read_trigger(&mut f, issues);
-        let criteria = match f.object("criteria", issues) {
-            Some(map) => parse_criteria(map, &f.child("criteria"), Severity::Error, issues),
-            None => Vec::new(),
-        };
+        let criteria_source = f.object("criteria", issues).cloned().unwrap_or_default();
+        let criteria = parse_criteria(
+            &criteria_source,
+            &f.child("criteria"),
+            Severity::Error,
+            issues,
+        );
         let action = read_action(&mut f, issues);
         let context = f.object("context", issues).cloned().unwrap_or_default();
         let tags = read_tags(&mut f, issues);
@@ -158,6 +164,7 @@ impl RuleSpec {
             kind,
             trigger: trigger?,
             criteria,
+            criteria_source,
             action: action?,
             context,
             tags,
@@ -202,6 +209,7 @@ impl RuleSpec {
                 ),
             ),
         }
+        check_criteria(&self.criteria_source, issues);
         let action_path = FieldPath::root().key("action");
         match action {
             Some(a) => check_action_parameters(a, &self.action.parameters, &action_path, issues),
@@ -224,7 +232,7 @@ impl RuleSpec {
             enabled: self.enabled,
             kind: self.kind,
             trigger: self.trigger,
-            criteria: self.criteria,
+            criteria: self.criteria_source,
             action: self.action,
             context: self.context,
             tags: self.tags,
@@ -292,6 +300,29 @@ pub(crate) fn parse_criteria(
     let mut out = Vec::with_capacity(map.len());
     for (key, spec) in map {
         let p = path.key(key);
+        if key == crate::rules::criteria::OR_KEY
+            && let Value::Array(groups) = spec
+        {
+            // The `or` extension: each group is a criteria mapping of its own.
+            for (i, group) in groups.iter().enumerate() {
+                let gp = p.index(i);
+                match group {
+                    Value::Object(g) => {
+                        parse_criteria(g, &gp, severity, issues);
+                    }
+                    other => issues.push(
+                        &gp,
+                        crate::diagnostic::Anchor::Value,
+                        severity,
+                        format!(
+                            "each `or` group must be a criteria mapping, not {}",
+                            describe(other)
+                        ),
+                    ),
+                }
+            }
+            continue;
+        }
         let Some(spec) = spec.as_object() else {
             issues.push(
                 &p,
@@ -396,6 +427,47 @@ pub(crate) fn parse_criteria(
         });
     }
     out
+}
+
+/// Criteria that fail whatever the payload -- a key that is not JSONPath, a pattern its
+/// operator cannot use (an invalid regex, a non-numeric `timediff` pattern), a Rhai script that
+/// does not compile -- make the rule unusable, so it is rejected (StackStorm would register it
+/// and fail every evaluation). Unknown operators and malformed `search`/`or` entries are
+/// reported by [`parse_criteria`].
+fn check_criteria(criteria: &Map<String, Value>, issues: &mut Issues) {
+    use crate::rules::criteria::{Criteria, PathPart, ProblemKind};
+    let compiled = Criteria::compile(criteria, crate::rules::default_rhai());
+    for problem in compiled.problems() {
+        if !matches!(problem.kind, ProblemKind::Key | ProblemKind::Pattern) {
+            continue;
+        }
+        let mut path = FieldPath::root().key("criteria");
+        let mut in_criterion = false;
+        for part in &problem.path {
+            match part {
+                PathPart::Criterion(key) => {
+                    if in_criterion {
+                        path = path.key("pattern");
+                    }
+                    path = path.key(key);
+                    in_criterion = true;
+                }
+                PathPart::OrGroup(i) => {
+                    path = path.key(crate::rules::criteria::OR_KEY).index(*i);
+                    in_criterion = false;
+                }
+            }
+        }
+        match problem.kind {
+            ProblemKind::Pattern => issues.error(&path.key("pattern"), problem.message),
+            _ => issues.push(
+                &path,
+                crate::diagnostic::Anchor::Key,
+                Severity::Error,
+                problem.message,
+            ),
+        }
+    }
 }
 
 fn check_trigger_parameters(

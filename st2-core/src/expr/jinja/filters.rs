@@ -116,6 +116,21 @@ pub fn to_complex(value: Value, args: &[Value]) -> Result<Value, Error> {
     dumps(&value, &DumpOptions::default()).map(Value::from)
 }
 
+/// The filter rule criteria patterns are rendered through: `to_complex`, except that a
+/// datastore lookup gives its value. StackStorm's `to_complex` fails on a lookup, which makes
+/// the documented `{{ st2kv.system.key }}` criteria pattern always fail (st2 #4043); see
+/// `docs/compatibility.md`.
+pub const PATTERN_COMPLEX: &str = "__st2_pattern_complex";
+
+/// See [`PATTERN_COMPLEX`].
+pub fn pattern_complex(value: Value, args: &[Value]) -> Result<Value, Error> {
+    bind("to_complex", args, &[], 0)?;
+    if let Some(lookup) = value.downcast_object_ref::<KvLookup>() {
+        return dumps(&Value::from(lookup.value()?), &DumpOptions::default()).map(Value::from);
+    }
+    dumps(&value, &DumpOptions::default()).map(Value::from)
+}
+
 /// `json_escape(value)`: `json.dumps(value)` with every leading and trailing `"` removed.
 pub fn json_escape(value: Value, args: &[Value]) -> Result<Value, Error> {
     bind("json_escape", args, &[], 0)?;

@@ -182,6 +182,7 @@ const FILTERS: &[(&str, FilterFn)] = &[
     ("truncate", compat::truncate),
     ("wordwrap", compat::wordwrap_checked),
     ("attr", compat::attr),
+    (filters::PATTERN_COMPLEX, filters::pattern_complex),
     ("center", compat::center),
     ("forceescape", compat::forceescape),
     ("random", compat::random),
