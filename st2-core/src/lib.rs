@@ -20,6 +20,7 @@
 
 pub mod builtin;
 pub mod catalog;
+pub mod clock;
 pub mod crypto;
 pub mod datastore;
 pub mod diagnostic;
@@ -29,6 +30,7 @@ pub mod model;
 pub mod reference;
 pub mod rules;
 pub mod schema;
+pub mod store;
 pub mod yaml;
 
 pub use catalog::Catalog;

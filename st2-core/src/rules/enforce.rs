@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::criteria::Failure;
@@ -32,7 +32,7 @@ use crate::model::action::Action;
 use crate::model::rule::Rule;
 
 /// Whether an enforcement kicked off an execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EnforcementStatus {
     /// An execution was requested.
@@ -42,7 +42,7 @@ pub enum EnforcementStatus {
 }
 
 /// The rule an enforcement is about, as StackStorm records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSpecRef {
     /// `pack.name`.
     #[serde(rename = "ref")]
@@ -54,7 +54,7 @@ pub struct RuleSpecRef {
 }
 
 /// StackStorm's RuleEnforcement record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleEnforcement {
     /// The trigger instance that was matched.
     pub trigger_instance_id: String,
