@@ -196,6 +196,29 @@ pub(super) fn open_reader(
     Ok(conn)
 }
 
+/// Open the checkpointer's read-write connection to the (already migrated) file at `path`,
+/// and hand checkpoints over to it: the writer's own automatic checkpoints are turned off.
+pub(super) fn open_checkpointer(
+    path: &Path,
+    writer: &Connection,
+    busy_timeout: Duration,
+) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql_error)?;
+    conn.busy_timeout(busy_timeout).map_err(sql_error)?;
+    writer
+        .query_row("PRAGMA wal_autocheckpoint = 0", [], |_| Ok(()))
+        .map_err(sql_error)?;
+    // Once the log starts over, keep at most this much of the old file.
+    writer
+        .query_row("PRAGMA journal_size_limit = 67108864", [], |_| Ok(()))
+        .map_err(sql_error)?;
+    Ok(conn)
+}
+
 fn schema_version(conn: &Connection) -> StoreResult<i64> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(sql_error)

@@ -183,7 +183,12 @@ impl ExecutionStore for Executions {
         stored.revision = 1;
         stored.children.clear();
         let row = ExecutionRow::new(&stored)?;
-        self.0.write_one(move |db| row.insert(db)).await?;
+        // The row comes back to be freed here, not on the writer thread.
+        let row = self
+            .0
+            .write_one(move |db| row.insert(db).map(|()| row))
+            .await?;
+        drop(row);
         Ok(stored)
     }
 

@@ -42,6 +42,7 @@ use crate::store::{
 };
 
 mod auth;
+mod checkpoint;
 mod connection;
 mod events;
 mod executions;
@@ -51,7 +52,8 @@ mod queue;
 mod workflows;
 mod writer;
 
-use connection::{WriterSettings, locate, open_reader, open_writer};
+use checkpoint::Checkpointer;
+use connection::{WriterSettings, locate, open_checkpointer, open_reader, open_writer};
 use writer::{Db, Writer};
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
@@ -320,20 +322,35 @@ impl SqliteStore {
             max_size: options.max_size,
         };
         let path = options.path.clone();
-        let conn = tokio::task::spawn_blocking(move || open_writer(path.as_deref(), &settings))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("{location}: cannot open: {e}")))?
-            .map_err(|e| match e {
-                StoreError::Unavailable(m) => {
-                    StoreError::Unavailable(format!("{location}: cannot open the database: {m}"))
-                }
-                other => locate(&location, other),
-            })?;
+        let busy = options.busy_timeout;
+        let conn = tokio::task::spawn_blocking(move || {
+            let writer = open_writer(path.as_deref(), &settings)?;
+            let checkpointer = match &path {
+                Some(path) => Some(open_checkpointer(path, &writer, busy)?),
+                None => None,
+            };
+            Ok((writer, checkpointer))
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("{location}: cannot open: {e}")))?
+        .map_err(|e| match e {
+            StoreError::Unavailable(m) => {
+                StoreError::Unavailable(format!("{location}: cannot open the database: {m}"))
+            }
+            other => locate(&location, other),
+        })?;
         let readers = match &options.path {
             Some(path) => Some(Arc::new(open_readers(path, &options).await?)),
             None => None,
         };
-        let writer = Writer::spawn(conn, Arc::clone(&options.clock), options.max_batch)?;
+        let (conn, checkpointer) = conn;
+        let checkpointer = checkpointer.map(Checkpointer::spawn).transpose()?;
+        let writer = Writer::spawn(
+            conn,
+            Arc::clone(&options.clock),
+            options.max_batch,
+            checkpointer,
+        )?;
         let shared = Arc::new(Shared {
             location,
             clock: options.clock,

@@ -9,10 +9,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::checkpoint::{Checkpointer, passive_checkpoint};
 use super::connection::{copy_error, sql_error};
 use crate::clock::Clock;
 use crate::store::{StoreError, StoreResult};
@@ -135,16 +137,18 @@ fn gone() -> StoreError {
 }
 
 impl Writer {
-    /// Start the writer thread over `conn` (already configured and migrated).
+    /// Start the writer thread over `conn` (already configured and migrated), with the
+    /// checkpointer of a file database.
     pub(super) fn spawn(
         conn: Connection,
         clock: Arc<dyn Clock>,
         max_batch: usize,
+        checkpointer: Option<Checkpointer>,
     ) -> StoreResult<Self> {
         let (sender, receiver) = mpsc::channel();
         std::thread::Builder::new()
             .name("st2-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, clock, receiver, max_batch.max(1)))
+            .spawn(move || writer_loop(conn, clock, receiver, max_batch.max(1), checkpointer))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             sender,
@@ -186,6 +190,12 @@ impl Writer {
     }
 }
 
+/// A writer idle this long expects no crowd: it commits the next write at once.
+const IDLE: Duration = Duration::from_millis(1);
+/// Bounds on how long a batch waits for the writers of the previous batch to come back.
+const MIN_GATHER: Duration = Duration::from_micros(100);
+const MAX_GATHER: Duration = Duration::from_millis(2);
+
 struct Inbox {
     batch: Vec<Box<dyn Job>>,
     closing: Vec<oneshot::Sender<()>>,
@@ -198,38 +208,95 @@ impl Inbox {
             Message::Close(reply) => self.closing.push(reply),
         }
     }
+
+    /// Take whatever is queued, up to `max` jobs; whether anything was taken.
+    fn drain(&mut self, receiver: &mpsc::Receiver<Message>, max: usize) -> bool {
+        let mut took = false;
+        while self.batch.len() < max {
+            match receiver.try_recv() {
+                Ok(message) => {
+                    self.take(message);
+                    took = true;
+                }
+                Err(_) => break,
+            }
+        }
+        took
+    }
+
+    /// Wait until `wanted` jobs are in, a close arrives, or `deadline` passes.
+    fn gather(
+        &mut self,
+        receiver: &mpsc::Receiver<Message>,
+        wanted: usize,
+        max: usize,
+        deadline: Instant,
+    ) -> bool {
+        let mut took = false;
+        while self.batch.len() < wanted && self.closing.is_empty() {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match receiver.recv_timeout(left) {
+                Ok(message) => {
+                    self.take(message);
+                    self.drain(receiver, max);
+                    took = true;
+                }
+                Err(_) => break,
+            }
+        }
+        took
+    }
 }
 
+/// Group commit. A batch holds what queued up while the previous one committed; when the
+/// previous batch answered many callers, they usually come straight back with their next
+/// write, so the batch waits for as many (no longer than the last commit took, within
+/// [`MIN_GATHER`]..[`MAX_GATHER`]) instead of committing the first one alone.
 fn writer_loop(
     conn: Connection,
     clock: Arc<dyn Clock>,
     receiver: mpsc::Receiver<Message>,
     max_batch: usize,
+    checkpointer: Option<Checkpointer>,
 ) {
     let db = Db::new(&conn, clock.as_ref());
     let mut inbox = Inbox {
         batch: Vec::with_capacity(max_batch),
         closing: Vec::new(),
     };
+    let mut expected = 1;
+    let mut last_commit = Duration::ZERO;
     'serve: loop {
+        let waiting = Instant::now();
         match receiver.recv() {
             Ok(message) => inbox.take(message),
             // Every handle is gone and nothing is queued.
             Err(_) => break,
         }
+        if waiting.elapsed() >= IDLE {
+            expected = 1;
+        }
         loop {
-            let mut took = false;
-            while inbox.batch.len() < max_batch {
-                match receiver.try_recv() {
-                    Ok(message) => {
-                        inbox.take(message);
-                        took = true;
-                    }
-                    Err(_) => break,
-                }
+            let mut took = inbox.drain(&receiver, max_batch);
+            let wanted = expected.min(max_batch);
+            if inbox.batch.len() < wanted {
+                let deadline = Instant::now() + last_commit.clamp(MIN_GATHER, MAX_GATHER);
+                took |= inbox.gather(&receiver, wanted, max_batch, deadline);
             }
             if !inbox.batch.is_empty() {
+                expected = inbox.batch.len();
+                let began = Instant::now();
                 commit_batch(&db, &mut inbox.batch);
+                last_commit = began.elapsed();
+                if let Some(checkpointer) = &checkpointer {
+                    checkpointer.nudge();
+                    if checkpointer.take_oversized() {
+                        // Errors leave the log as it is; the next checkpoint tries again.
+                        let _ = passive_checkpoint(&conn);
+                    }
+                }
             }
             if inbox.closing.is_empty() {
                 continue 'serve;
@@ -242,6 +309,9 @@ fn writer_loop(
     }
     drop(receiver);
     let _ = conn.close();
+    if let Some(checkpointer) = checkpointer {
+        checkpointer.finish();
+    }
     for reply in inbox.closing {
         let _ = reply.send(());
     }
