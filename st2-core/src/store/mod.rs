@@ -28,6 +28,7 @@ use crate::clock::Clock;
 
 pub mod queue;
 pub mod records;
+pub mod retention;
 
 pub use queue::{
     ClaimRequest, Lease, LeaseRef, NewWorkItem, QueueDepth, Wakeups, WorkItem, WorkQueue,
