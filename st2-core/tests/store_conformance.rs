@@ -26,6 +26,7 @@ struct Harness {
 enum Reopen {
     File(tempfile::TempDir),
     Memory,
+    #[cfg(feature = "postgres")]
     Postgres { url: String, schema: String },
 }
 
@@ -61,6 +62,7 @@ impl Harness {
         }
     }
 
+    #[cfg(feature = "postgres")]
     async fn postgres() -> Option<Harness> {
         let Ok(url) = std::env::var("ST2_TEST_PG_URL") else {
             eprintln!("ST2_TEST_PG_URL is not set: skipping the PostgreSQL store conformance run");
@@ -76,6 +78,7 @@ impl Harness {
         })
     }
 
+    #[cfg(feature = "postgres")]
     async fn connect_pg(url: &str, schema: &str, clock: Arc<ManualClock>) -> Arc<dyn Store> {
         use st2_core::store::postgres::{PgOptions, PgStore};
         let store = PgStore::connect(
@@ -101,6 +104,7 @@ impl Harness {
                 .expect("reopen sqlite file store");
                 Some(Arc::new(store))
             }
+            #[cfg(feature = "postgres")]
             Reopen::Postgres { url, schema } => {
                 self.store.close().await.expect("close");
                 Some(Self::connect_pg(url, schema, self.clock.clone()).await)
@@ -110,6 +114,7 @@ impl Harness {
 
     async fn finish(self) {
         let _ = self.store.close().await;
+        #[cfg(feature = "postgres")]
         if let Reopen::Postgres { url, schema } = &self.reopen {
             let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
                 .await
@@ -149,6 +154,7 @@ macro_rules! conformance {
                 }
             )*
         }
+        #[cfg(feature = "postgres")]
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
