@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use crate::clock::Clock;
 
+pub mod copy;
 pub mod queue;
 pub mod records;
 pub mod retention;
