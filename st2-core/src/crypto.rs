@@ -362,7 +362,10 @@ mod tests {
         assert_eq!(mode, 0o600);
         let again = CryptoKey::load_or_create(&path).unwrap();
         assert_eq!(again.decrypt(&key.encrypt("x").unwrap()).unwrap(), "x");
-        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = CryptoKey::load_or_create(&path).unwrap_err().to_string();

@@ -350,7 +350,10 @@ impl Datastore {
         page: Page,
     ) -> Result<Listing<KeyValue>, KeyValueError> {
         let (scope, stored_prefix) = match selector {
-            Some(sel) => (Some(sel.scope()), Some(sel.stored_name(prefix.unwrap_or("")))),
+            Some(sel) => (
+                Some(sel.scope()),
+                Some(sel.stored_name(prefix.unwrap_or(""))),
+            ),
             None => (None, prefix.map(str::to_owned)),
         };
         let listing = self

@@ -126,7 +126,10 @@ async fn stackstorm_exports_load_unchanged_and_bad_ones_are_refused() {
     );
 
     // Ciphertext from another key is refused, and nothing is written.
-    let foreign = CryptoKey::generate().expect("key").encrypt("x").expect("enc");
+    let foreign = CryptoKey::generate()
+        .expect("key")
+        .encrypt("x")
+        .expect("enc");
     let err = ds
         .set(
             &KeySelector::System,
@@ -266,5 +269,8 @@ async fn user_scope_names_prefixes_and_ttl() {
             .await
             .is_err_and(|e| matches!(e, KeyValueError::Invalid(_)))
     );
-    assert_eq!(local_name("slack", "SlackSensor", "cursor"), "slack.SlackSensor:cursor");
+    assert_eq!(
+        local_name("slack", "SlackSensor", "cursor"),
+        "slack.SlackSensor:cursor"
+    );
 }

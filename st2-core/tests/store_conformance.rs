@@ -27,7 +27,10 @@ enum Reopen {
     File(tempfile::TempDir),
     Memory,
     #[cfg(feature = "postgres")]
-    Postgres { url: String, schema: String },
+    Postgres {
+        url: String,
+        schema: String,
+    },
 }
 
 fn start_time() -> Timestamp {
@@ -358,7 +361,10 @@ async fn trigger_instances_round_trip_filter_sort_and_page(h: &Harness) {
         ..Default::default()
     };
     assert_eq!(
-        ids(&s.list(&filter, Page::all()).await.expect("list").items, |i| &i.id),
+        ids(
+            &s.list(&filter, Page::all()).await.expect("list").items,
+            |i| &i.id
+        ),
         ["ti03"]
     );
     let filter = TriggerInstanceFilter {
@@ -470,10 +476,7 @@ async fn executions_update_is_compare_and_set(h: &Harness) {
         wins += usize::from(t.await.expect("join"));
     }
     assert_eq!(wins, 1);
-    assert_eq!(
-        s.get("e1").await.expect("get").expect("exists").revision,
-        3
-    );
+    assert_eq!(s.get("e1").await.expect("get").expect("exists").revision, 3);
 }
 
 async fn executions_derive_children_in_creation_order(h: &Harness) {
@@ -491,7 +494,10 @@ async fn executions_derive_children_in_creation_order(h: &Harness) {
     }
     let parent = s.get("parent").await.expect("get").expect("exists");
     assert_eq!(parent.children, ["c3", "c1", "c2"]);
-    assert_eq!(parent.revision, 1, "adding children does not bump the parent");
+    assert_eq!(
+        parent.revision, 1,
+        "adding children does not bump the parent"
+    );
     let listed = s
         .list(
             &ExecutionFilter {
@@ -996,9 +1002,19 @@ async fn key_values_upsert_scope_prefix_and_expiry(h: &Harness) {
     let mut temp = pair(KeyScope::System, "temp", "soon gone");
     temp.expire_timestamp = Some(at(h, 60));
     s.put(&temp).await.expect("put");
-    assert!(s.get(KeyScope::System, "temp").await.expect("get").is_some());
+    assert!(
+        s.get(KeyScope::System, "temp")
+            .await
+            .expect("get")
+            .is_some()
+    );
     h.clock.advance(TimeDelta::seconds(61));
-    assert!(s.get(KeyScope::System, "temp").await.expect("get").is_none());
+    assert!(
+        s.get(KeyScope::System, "temp")
+            .await
+            .expect("get")
+            .is_none()
+    );
     assert!(
         s.list(Some(KeyScope::System), Some("temp"), Page::all())
             .await
@@ -1060,7 +1076,12 @@ async fn tokens_by_hash_with_expiry(h: &Harness) {
     let mut same_hash = token.clone();
     same_hash.id = new_id();
     assert!(is_conflict(s.create(&same_hash).await));
-    assert!(s.get_by_hash(&"bb".repeat(32)).await.expect("get").is_none());
+    assert!(
+        s.get_by_hash(&"bb".repeat(32))
+            .await
+            .expect("get")
+            .is_none()
+    );
 
     h.clock.advance(TimeDelta::seconds(3601));
     assert!(
@@ -1259,8 +1280,12 @@ async fn traces_append_components_concurrently_and_filter(h: &Harness) {
         action_executions: Vec::new(),
         start_timestamp: at(h, secs),
     };
-    s.create(&trace("tr1", "deploy-42", 1)).await.expect("create");
-    s.create(&trace("tr2", "deploy-42", 2)).await.expect("create");
+    s.create(&trace("tr1", "deploy-42", 1))
+        .await
+        .expect("create");
+    s.create(&trace("tr2", "deploy-42", 2))
+        .await
+        .expect("create");
     s.create(&trace("tr3", "other", 3)).await.expect("create");
     assert!(is_conflict(s.create(&trace("tr1", "x", 0)).await));
 
@@ -1465,10 +1490,7 @@ async fn queue_claims_in_order_with_tags_and_delays(h: &Harness) {
         max_items: 0,
         ..request.clone()
     };
-    assert!(matches!(
-        q.claim(&zero).await,
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(q.claim(&zero).await, Err(StoreError::Invalid(_))));
     assert_eq!(
         q.depth("scheduler").await.expect("depth"),
         QueueDepth {
@@ -1674,7 +1696,12 @@ async fn acknowledged_writes_survive_reopen(h: &Harness) {
         Some("yes".into())
     );
     assert_eq!(
-        reopened.queue().depth("durable").await.expect("depth").ready,
+        reopened
+            .queue()
+            .depth("durable")
+            .await
+            .expect("depth")
+            .ready,
         1
     );
     reopened.close().await.expect("close");

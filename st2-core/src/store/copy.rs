@@ -140,7 +140,10 @@ pub async fn copy_store(source: &dyn Store, target: &dyn Store) -> StoreResult<C
     };
     offset = 0;
     loop {
-        let batch = source.trigger_instances().list(&filter, page(offset)).await?;
+        let batch = source
+            .trigger_instances()
+            .list(&filter, page(offset))
+            .await?;
         if batch.items.is_empty() {
             break;
         }
@@ -157,7 +160,10 @@ pub async fn copy_store(source: &dyn Store, target: &dyn Store) -> StoreResult<C
     };
     offset = 0;
     loop {
-        let batch = source.rule_enforcements().list(&filter, page(offset)).await?;
+        let batch = source
+            .rule_enforcements()
+            .list(&filter, page(offset))
+            .await?;
         if batch.items.is_empty() {
             break;
         }
@@ -229,9 +235,15 @@ pub async fn copy_store(source: &dyn Store, target: &dyn Store) -> StoreResult<C
             bare.action_executions.clear();
             target.traces().create(&bare).await?;
             for (kind, components) in [
-                (TraceComponentKind::TriggerInstance, &trace.trigger_instances),
+                (
+                    TraceComponentKind::TriggerInstance,
+                    &trace.trigger_instances,
+                ),
                 (TraceComponentKind::Rule, &trace.rules),
-                (TraceComponentKind::ActionExecution, &trace.action_executions),
+                (
+                    TraceComponentKind::ActionExecution,
+                    &trace.action_executions,
+                ),
             ] {
                 for component in components {
                     target

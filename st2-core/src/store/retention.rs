@@ -137,18 +137,24 @@ pub async fn purge(store: &dyn Store, policy: &RetentionPolicy) -> StoreResult<P
     }
     if let Some(days) = policy.action_executions_output_ttl {
         let before = cutoff(days);
-        report.execution_output =
-            drain(pause, || store.execution_output().purge_before(before, batch)).await?;
+        report.execution_output = drain(pause, || {
+            store.execution_output().purge_before(before, batch)
+        })
+        .await?;
     }
     if let Some(days) = policy.trigger_instances_ttl {
         let before = cutoff(days);
-        report.trigger_instances =
-            drain(pause, || store.trigger_instances().purge_before(before, batch)).await?;
+        report.trigger_instances = drain(pause, || {
+            store.trigger_instances().purge_before(before, batch)
+        })
+        .await?;
     }
     if let Some(days) = policy.rule_enforcements_ttl {
         let before = cutoff(days);
-        report.rule_enforcements =
-            drain(pause, || store.rule_enforcements().purge_before(before, batch)).await?;
+        report.rule_enforcements = drain(pause, || {
+            store.rule_enforcements().purge_before(before, batch)
+        })
+        .await?;
     }
     if let Some(days) = policy.traces_ttl {
         let before = cutoff(days);
@@ -190,7 +196,10 @@ mod tests {
             ..Default::default()
         };
         let err = policy.validate().unwrap_err().to_string();
-        assert!(err.contains("garbagecollector.trigger_instances_ttl"), "{err}");
+        assert!(
+            err.contains("garbagecollector.trigger_instances_ttl"),
+            "{err}"
+        );
         assert!(RetentionPolicy::default().validate().is_ok());
     }
 
@@ -201,8 +210,7 @@ mod tests {
         assert_eq!(policy.traces_ttl, Some(3));
         assert_eq!(policy.action_executions_output_ttl, Some(7));
         assert!(
-            serde_json::from_value::<RetentionPolicy>(serde_json::json!({"trace_ttl": 3}))
-                .is_err()
+            serde_json::from_value::<RetentionPolicy>(serde_json::json!({"trace_ttl": 3})).is_err()
         );
     }
 }
