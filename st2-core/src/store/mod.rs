@@ -5,7 +5,7 @@
 //! `postgres::PgStore` (cargo feature `postgres`), for several nodes sharing one database.
 //! A [`Store`] hands out each aggregate's trait object:
 //!
-//! ```ignore
+//! ```no_run
 //! # async fn demo() -> Result<(), st2_core::store::StoreError> {
 //! use st2_core::store::{Store, sqlite::{SqliteOptions, SqliteStore}};
 //!
@@ -30,6 +30,7 @@ pub mod copy;
 pub mod queue;
 pub mod records;
 pub mod retention;
+pub mod sqlite;
 
 pub use queue::{
     ClaimRequest, Lease, LeaseRef, NewWorkItem, QueueDepth, Wakeups, WorkItem, WorkQueue,

@@ -1,0 +1,381 @@
+//! Trigger instances, rule enforcements and traces.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, params};
+
+use super::connection::{insert_error, sql_error};
+use super::filter::Where;
+use super::writer::Db;
+use super::{Shared, direction, found, from_doc, purge_limit, to_doc};
+use crate::store::{
+    Listing, Page, RuleEnforcementFilter, RuleEnforcementRecord, RuleEnforcementStore, StoreResult,
+    Timestamp, TraceComponent, TraceComponentKind, TraceFilter, TraceRecord, TraceStore,
+    TriggerInstanceFilter, TriggerInstanceRecord, TriggerInstanceStatus, TriggerInstanceStore,
+    to_micros,
+};
+
+/// One row's `doc` by id.
+fn doc_by_id(db: &Db<'_>, table: &str, id: &str) -> StoreResult<Option<String>> {
+    db.conn()
+        .prepare_cached(&format!("SELECT doc FROM {table} WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .map_err(sql_error)
+}
+
+/// Delete up to `limit` rows of `table` whose `column` is before `cutoff`, oldest rows first.
+fn purge(db: &Db<'_>, table: &str, column: &str, cutoff: i64, limit: i64) -> StoreResult<u64> {
+    db.conn()
+        .prepare_cached(&format!(
+            "DELETE FROM {table} WHERE seq IN \
+             (SELECT seq FROM {table} WHERE {column} < ?1 ORDER BY seq LIMIT ?2)"
+        ))
+        .and_then(|mut s| s.execute(params![cutoff, limit]))
+        .map(|n| n as u64)
+        .map_err(sql_error)
+}
+
+/// Parse each page row's doc.
+fn listing<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    (docs, total): (Vec<String>, u64),
+) -> StoreResult<Listing<T>> {
+    let items = docs
+        .iter()
+        .map(|doc| from_doc(what, doc))
+        .collect::<StoreResult<Vec<T>>>()?;
+    Ok(Listing { items, total })
+}
+
+const TRIGGER_INSTANCE: &str = "trigger instance";
+
+/// The trigger instances of one store.
+pub(super) struct TriggerInstances(pub(super) Arc<Shared>);
+
+#[async_trait]
+impl TriggerInstanceStore for TriggerInstances {
+    async fn create(&self, instance: &TriggerInstanceRecord) -> StoreResult<()> {
+        let doc = to_doc(TRIGGER_INSTANCE, instance)?;
+        let id = instance.id.clone();
+        let trigger = instance.trigger.clone();
+        let trigger_type = instance.trigger_type.clone();
+        let status = instance.status.as_str();
+        let time = to_micros(instance.occurrence_time);
+        self.0
+            .write_one(move |db| {
+                db.conn()
+                    .prepare_cached(
+                        "INSERT INTO trigger_instances (id, trigger_ref, trigger_type, status, \
+                         occurrence_time, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![id, trigger, trigger_type, status, time, doc])
+                    })
+                    .map(|_| ())
+                    .map_err(|e| insert_error(TRIGGER_INSTANCE, &id, e))
+            })
+            .await
+    }
+
+    async fn get(&self, id: &str) -> StoreResult<Option<TriggerInstanceRecord>> {
+        let id = id.to_owned();
+        let doc = self
+            .0
+            .read(move |db| doc_by_id(db, "trigger_instances", &id))
+            .await?;
+        doc.map(|d| from_doc(TRIGGER_INSTANCE, &d)).transpose()
+    }
+
+    async fn set_status(&self, id: &str, status: TriggerInstanceStatus) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.0
+            .write_one(move |db| {
+                let changed = db
+                    .conn()
+                    .prepare_cached(
+                        "UPDATE trigger_instances SET status = ?1, \
+                         doc = json_set(doc, '$.status', ?1) WHERE id = ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![status.as_str(), id]))
+                    .map_err(sql_error)?;
+                found(changed, TRIGGER_INSTANCE, &id)
+            })
+            .await
+    }
+
+    async fn list(
+        &self,
+        filter: &TriggerInstanceFilter,
+        page: Page,
+    ) -> StoreResult<Listing<TriggerInstanceRecord>> {
+        let mut sql = Where::new();
+        sql.one_of("id", &filter.ids);
+        sql.eq("trigger_ref", filter.trigger.as_deref());
+        sql.eq("trigger_type", filter.trigger_type.as_deref());
+        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        sql.one_of("status", &statuses);
+        sql.after("occurrence_time", filter.timestamp_gt);
+        sql.before("occurrence_time", filter.timestamp_lt);
+        let dir = direction(filter.sort);
+        let order = format!("occurrence_time {dir}, id {dir}");
+        let rows = self
+            .0
+            .read(move |db| sql.page(db, "trigger_instances", "doc", &order, page, |r| r.get(0)))
+            .await?;
+        listing(TRIGGER_INSTANCE, rows)
+    }
+
+    async fn purge_before(&self, cutoff: Timestamp, batch: u64) -> StoreResult<u64> {
+        let limit = purge_limit(batch)?;
+        let cutoff = to_micros(cutoff);
+        self.0
+            .write_one(move |db| purge(db, "trigger_instances", "occurrence_time", cutoff, limit))
+            .await
+    }
+}
+
+const ENFORCEMENT: &str = "rule enforcement";
+
+/// The rule enforcements of one store.
+pub(super) struct RuleEnforcements(pub(super) Arc<Shared>);
+
+#[async_trait]
+impl RuleEnforcementStore for RuleEnforcements {
+    async fn create(&self, record: &RuleEnforcementRecord) -> StoreResult<()> {
+        let doc = to_doc(ENFORCEMENT, record)?;
+        let e = &record.enforcement;
+        let id = record.id.clone();
+        let rule_ref = e.rule.reference.clone();
+        let rule_id = e.rule.id.clone();
+        let execution = e.execution_id.clone();
+        let trigger_instance = e.trigger_instance_id.clone();
+        let at = to_micros(e.enforced_at);
+        self.0
+            .write_one(move |db| {
+                db.conn()
+                    .prepare_cached(
+                        "INSERT INTO rule_enforcements (id, rule_ref, rule_id, execution_id, \
+                         trigger_instance_id, enforced_at, doc) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            id,
+                            rule_ref,
+                            rule_id,
+                            execution,
+                            trigger_instance,
+                            at,
+                            doc
+                        ])
+                    })
+                    .map(|_| ())
+                    .map_err(|e| insert_error(ENFORCEMENT, &id, e))
+            })
+            .await
+    }
+
+    async fn get(&self, id: &str) -> StoreResult<Option<RuleEnforcementRecord>> {
+        let id = id.to_owned();
+        let doc = self
+            .0
+            .read(move |db| doc_by_id(db, "rule_enforcements", &id))
+            .await?;
+        doc.map(|d| from_doc(ENFORCEMENT, &d)).transpose()
+    }
+
+    async fn set_execution(&self, id: &str, execution_id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        let execution = execution_id.to_owned();
+        self.0
+            .write_one(move |db| {
+                let changed = db
+                    .conn()
+                    .prepare_cached(
+                        "UPDATE rule_enforcements SET execution_id = ?1, \
+                         doc = json_set(doc, '$.execution_id', ?1) WHERE id = ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![execution, id]))
+                    .map_err(sql_error)?;
+                found(changed, ENFORCEMENT, &id)
+            })
+            .await
+    }
+
+    async fn list(
+        &self,
+        filter: &RuleEnforcementFilter,
+        page: Page,
+    ) -> StoreResult<Listing<RuleEnforcementRecord>> {
+        let mut sql = Where::new();
+        sql.one_of("id", &filter.ids);
+        sql.eq("rule_ref", filter.rule_ref.as_deref());
+        sql.eq("rule_id", filter.rule_id.as_deref());
+        sql.eq("execution_id", filter.execution.as_deref());
+        sql.eq("trigger_instance_id", filter.trigger_instance.as_deref());
+        sql.after("enforced_at", filter.enforced_at_gt);
+        sql.before("enforced_at", filter.enforced_at_lt);
+        let dir = direction(filter.sort);
+        let order = format!("enforced_at {dir}, id {dir}");
+        let rows = self
+            .0
+            .read(move |db| sql.page(db, "rule_enforcements", "doc", &order, page, |r| r.get(0)))
+            .await?;
+        listing(ENFORCEMENT, rows)
+    }
+
+    async fn purge_before(&self, cutoff: Timestamp, batch: u64) -> StoreResult<u64> {
+        let limit = purge_limit(batch)?;
+        let cutoff = to_micros(cutoff);
+        self.0
+            .write_one(move |db| purge(db, "rule_enforcements", "enforced_at", cutoff, limit))
+            .await
+    }
+}
+
+const TRACE: &str = "trace";
+
+/// The JSON list of a trace holding components of `kind`.
+fn trace_list(kind: TraceComponentKind) -> &'static str {
+    match kind {
+        TraceComponentKind::TriggerInstance => "trigger_instances",
+        TraceComponentKind::Rule => "rules",
+        TraceComponentKind::ActionExecution => "action_executions",
+    }
+}
+
+fn add_component_row(db: &Db<'_>, trace_id: &str, kind: &str, object_id: &str) -> StoreResult<()> {
+    db.conn()
+        .prepare_cached(
+            "INSERT INTO trace_components (trace_id, kind, object_id) VALUES (?1, ?2, ?3)",
+        )
+        .and_then(|mut s| s.execute(params![trace_id, kind, object_id]))
+        .map(|_| ())
+        .map_err(sql_error)
+}
+
+/// The traces of one store.
+pub(super) struct Traces(pub(super) Arc<Shared>);
+
+#[async_trait]
+impl TraceStore for Traces {
+    async fn create(&self, record: &TraceRecord) -> StoreResult<()> {
+        let doc = to_doc(TRACE, record)?;
+        let id = record.id.clone();
+        let tag = record.trace_tag.clone();
+        let start = to_micros(record.start_timestamp);
+        let components: Vec<(&'static str, String)> = [
+            (
+                TraceComponentKind::TriggerInstance,
+                &record.trigger_instances,
+            ),
+            (TraceComponentKind::Rule, &record.rules),
+            (
+                TraceComponentKind::ActionExecution,
+                &record.action_executions,
+            ),
+        ]
+        .into_iter()
+        .flat_map(|(kind, list)| {
+            list.iter()
+                .map(move |c| (kind.as_str(), c.object_id.clone()))
+        })
+        .collect();
+        self.0
+            .write(move |db| {
+                db.conn()
+                    .prepare_cached(
+                        "INSERT INTO traces (id, trace_tag, start_timestamp, doc) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .and_then(|mut s| s.execute(params![id, tag, start, doc]))
+                    .map_err(|e| insert_error(TRACE, &id, e))?;
+                for (kind, object_id) in &components {
+                    add_component_row(db, &id, kind, object_id)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get(&self, id: &str) -> StoreResult<Option<TraceRecord>> {
+        let id = id.to_owned();
+        let doc = self.0.read(move |db| doc_by_id(db, "traces", &id)).await?;
+        doc.map(|d| from_doc(TRACE, &d)).transpose()
+    }
+
+    async fn add_component(
+        &self,
+        trace_id: &str,
+        kind: TraceComponentKind,
+        component: &TraceComponent,
+    ) -> StoreResult<()> {
+        let json = to_doc(TRACE, component)?;
+        let id = trace_id.to_owned();
+        let object_id = component.object_id.clone();
+        let path = format!("$.{}[#]", trace_list(kind));
+        self.0
+            .write(move |db| {
+                let changed = db
+                    .conn()
+                    .prepare_cached(
+                        "UPDATE traces SET doc = json_insert(doc, ?1, json(?2)) WHERE id = ?3",
+                    )
+                    .and_then(|mut s| s.execute(params![path, json, id]))
+                    .map_err(sql_error)?;
+                found(changed, TRACE, &id)?;
+                add_component_row(db, &id, kind.as_str(), &object_id)
+            })
+            .await
+    }
+
+    async fn list(&self, filter: &TraceFilter, page: Page) -> StoreResult<Listing<TraceRecord>> {
+        let mut sql = Where::new();
+        sql.one_of("id", &filter.ids);
+        sql.eq("trace_tag", filter.trace_tag.as_deref());
+        for (kind, object_id) in [
+            (TraceComponentKind::ActionExecution, &filter.execution),
+            (TraceComponentKind::Rule, &filter.rule),
+            (
+                TraceComponentKind::TriggerInstance,
+                &filter.trigger_instance,
+            ),
+        ] {
+            if let Some(object_id) = object_id {
+                sql.clause(
+                    "id IN (SELECT trace_id FROM trace_components WHERE kind = ? AND object_id = ?)",
+                    [
+                        Value::Text(kind.as_str().to_owned()),
+                        Value::Text(object_id.clone()),
+                    ],
+                );
+            }
+        }
+        let dir = direction(filter.sort);
+        let order = format!("start_timestamp {dir}, id {dir}");
+        let rows = self
+            .0
+            .read(move |db| sql.page(db, "traces", "doc", &order, page, |r| r.get(0)))
+            .await?;
+        listing(TRACE, rows)
+    }
+
+    async fn purge_before(&self, cutoff: Timestamp, batch: u64) -> StoreResult<u64> {
+        let limit = purge_limit(batch)?;
+        let cutoff = to_micros(cutoff);
+        self.0
+            .write(move |db| {
+                db.conn()
+                    .prepare_cached(
+                        "DELETE FROM trace_components WHERE trace_id IN (SELECT id FROM traces \
+                         WHERE start_timestamp < ?1 ORDER BY seq LIMIT ?2)",
+                    )
+                    .and_then(|mut s| s.execute(params![cutoff, limit]))
+                    .map_err(sql_error)?;
+                purge(db, "traces", "start_timestamp", cutoff, limit)
+            })
+            .await
+    }
+}

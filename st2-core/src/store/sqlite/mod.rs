@@ -1,0 +1,502 @@
+//! The embedded store: one SQLite file (or a private in-memory database).
+//!
+//! * One writer thread owns the read-write connection and commits in groups: every write
+//!   queued while the previous batch was committing goes into the next transaction, each in its
+//!   own savepoint, and is acknowledged only after that transaction commits.
+//! * Reads run on a small pool of read-only connections (WAL lets them proceed while the writer
+//!   commits) through [`tokio::task::spawn_blocking`]. An in-memory database has a single
+//!   connection, so its reads go through the writer thread too.
+//! * The schema is migrated at open from the numbered files in `st2-core/migrations/sqlite/`;
+//!   the version applied is kept in `PRAGMA user_version`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), st2_core::store::StoreError> {
+//! use st2_core::store::Store;
+//! use st2_core::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
+//!
+//! let store = SqliteStore::open(
+//!     SqliteOptions::file("/var/lib/st2/st2.db").synchronous(Synchronous::Full),
+//! )
+//! .await?;
+//! let depth = store.queue().depth("scheduler").await?;
+//! # let _ = depth;
+//! store.close().await?;
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::clock::{Clock, SystemClock};
+use crate::store::{
+    ApiKeyStore, ExecutionOutputStore, ExecutionStore, InquiryStore, KeyValueStore, Page,
+    RuleEnforcementStore, SortOrder, Store, StoreError, StoreResult, TokenStore, TraceStore,
+    TriggerInstanceStore, Wakeups, WorkQueue, WorkflowStore,
+};
+
+mod auth;
+mod connection;
+mod events;
+mod executions;
+mod filter;
+mod keyvalue;
+mod queue;
+mod workflows;
+mod writer;
+
+use connection::{WriterSettings, locate, open_reader, open_writer};
+use writer::{Db, Writer};
+
+/// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Commits survive a crash of the process; the last commits before a power loss may be
+    /// lost (the database stays consistent). Fast: WAL is synced at checkpoints only.
+    #[default]
+    Normal,
+    /// Every commit is synced to disk before it is acknowledged.
+    Full,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
+}
+
+/// Where and how to open the database.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    path: Option<PathBuf>,
+    clock: Arc<dyn Clock>,
+    synchronous: Synchronous,
+    read_connections: usize,
+    max_batch: usize,
+    busy_timeout: Duration,
+    cache_kib: i64,
+    max_size: Option<u64>,
+}
+
+impl SqliteOptions {
+    fn new(path: Option<PathBuf>) -> Self {
+        Self {
+            path,
+            clock: Arc::new(SystemClock),
+            synchronous: Synchronous::Normal,
+            read_connections: 4,
+            max_batch: 1024,
+            busy_timeout: Duration::from_secs(5),
+            cache_kib: 64 * 1024,
+            max_size: None,
+        }
+    }
+
+    /// A database file, created (with its schema) if missing.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self::new(Some(path.into()))
+    }
+
+    /// A private in-memory database, gone when the store closes (tests, `st2d` dry runs).
+    pub fn memory() -> Self {
+        Self::new(None)
+    }
+
+    /// The clock for leases and expiry (default: the system clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The durability of each commit (default [`Synchronous::Normal`]).
+    pub fn synchronous(mut self, level: Synchronous) -> Self {
+        self.synchronous = level;
+        self
+    }
+
+    /// How many read-only connections serve reads (default 4, at least 1). Ignored in memory.
+    pub fn read_connections(mut self, n: usize) -> Self {
+        self.read_connections = n.max(1);
+        self
+    }
+
+    /// At most this many writes per transaction (default 1024, at least 1).
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
+    }
+
+    /// How long a connection waits for a lock held by another process (default 5 s).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// The page cache of each connection, in KiB (default 64 MiB for the writer; readers get a
+    /// quarter each).
+    pub fn cache_kib(mut self, kib: u32) -> Self {
+        self.cache_kib = i64::from(kib.max(64));
+        self
+    }
+
+    /// Cap the database at about `bytes` (SQLite's `max_page_count`): a write that does not fit
+    /// fails with [`StoreError::DiskFull`] and is not committed, as on a full disk.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
+    fn location(&self) -> String {
+        match &self.path {
+            Some(path) => path.display().to_string(),
+            None => ":memory:".into(),
+        }
+    }
+}
+
+/// The read-only connections of a file database.
+struct ReadPool {
+    slots: Box<[Mutex<Option<Connection>>]>,
+    next: AtomicUsize,
+    clock: Arc<dyn Clock>,
+}
+
+impl ReadPool {
+    /// Run `work` in a read transaction on a free connection (or wait for one).
+    fn run<T>(&self, work: impl FnOnce(&Db<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        let count = self.slots.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % count.max(1);
+        let mut held = None;
+        for k in 0..count {
+            match self.slots[(first + k) % count].try_lock() {
+                Ok(guard) => {
+                    held = Some(guard);
+                    break;
+                }
+                // A panic elsewhere cannot leave a connection half-used: reads are
+                // transactions that end below.
+                Err(TryLockError::Poisoned(poisoned)) => {
+                    held = Some(poisoned.into_inner());
+                    break;
+                }
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let guard = match held {
+            Some(guard) => guard,
+            None => match self.slots.get(first) {
+                Some(slot) => slot.lock().unwrap_or_else(|e| e.into_inner()),
+                None => return Err(StoreError::Unavailable("no read connections".into())),
+            },
+        };
+        let Some(conn) = guard.as_ref() else {
+            return Err(StoreError::Unavailable("the store is closed".into()));
+        };
+        let db = Db::new(conn, self.clock.as_ref());
+        db.exec("BEGIN")?;
+        let outcome = work(&db);
+        if db.exec("COMMIT").is_err() && !conn.is_autocommit() {
+            let _ = db.exec("ROLLBACK");
+        }
+        outcome
+    }
+
+    fn close(&self) {
+        for slot in self.slots.iter() {
+            let conn = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(conn) = conn {
+                let _ = conn.close();
+            }
+        }
+    }
+}
+
+/// What every aggregate of one store shares.
+struct Shared {
+    location: String,
+    clock: Arc<dyn Clock>,
+    writer: Writer,
+    readers: Option<Arc<ReadPool>>,
+    wakeups: Wakeups,
+}
+
+impl Shared {
+    /// Run `work` (any number of statements) in the writer, in its own savepoint; resolves once
+    /// its batch has committed.
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer
+            .run(true, work)
+            .await
+            .map_err(|e| locate(&self.location, e))
+    }
+
+    /// Run `work`, which modifies with at most ONE statement (SQLite undoes a failed statement
+    /// itself, so it needs no savepoint), in the writer.
+    async fn write_one<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer
+            .run(false, work)
+            .await
+            .map_err(|e| locate(&self.location, e))
+    }
+
+    /// Run `work`, which only reads, in one read transaction.
+    async fn read<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let outcome = match &self.readers {
+            Some(pool) => {
+                let pool = Arc::clone(pool);
+                tokio::task::spawn_blocking(move || pool.run(work))
+                    .await
+                    .unwrap_or_else(|e| Err(StoreError::Backend(format!("a read failed: {e}"))))
+            }
+            None => self.writer.run(false, work).await,
+        };
+        outcome.map_err(|e| locate(&self.location, e))
+    }
+
+    fn now(&self) -> i64 {
+        crate::store::to_micros(self.clock.now())
+    }
+}
+
+/// The embedded SQLite store.
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+    trigger_instances: events::TriggerInstances,
+    executions: executions::Executions,
+    execution_output: executions::ExecutionOutput,
+    rule_enforcements: events::RuleEnforcements,
+    key_values: keyvalue::KeyValues,
+    tokens: auth::Tokens,
+    api_keys: auth::ApiKeys,
+    workflows: workflows::Workflows,
+    inquiries: workflows::Inquiries,
+    traces: events::Traces,
+    queue: queue::Queue,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("location", &self.shared.location)
+            .field("writer", &self.shared.writer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating and migrating as needed) the database `options` names.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the file cannot be opened or written,
+    /// [`StoreError::Corrupt`] when it is not a database, [`StoreError::SchemaTooNew`] when a
+    /// newer build wrote it.
+    pub async fn open(options: SqliteOptions) -> StoreResult<SqliteStore> {
+        let location = options.location();
+        let settings = WriterSettings {
+            synchronous: options.synchronous.pragma(),
+            busy_timeout: options.busy_timeout,
+            cache_size: -options.cache_kib,
+            max_size: options.max_size,
+        };
+        let path = options.path.clone();
+        let conn = tokio::task::spawn_blocking(move || open_writer(path.as_deref(), &settings))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{location}: cannot open: {e}")))?
+            .map_err(|e| match e {
+                StoreError::Unavailable(m) => {
+                    StoreError::Unavailable(format!("{location}: cannot open the database: {m}"))
+                }
+                other => locate(&location, other),
+            })?;
+        let readers = match &options.path {
+            Some(path) => Some(Arc::new(open_readers(path, &options).await?)),
+            None => None,
+        };
+        let writer = Writer::spawn(conn, Arc::clone(&options.clock), options.max_batch)?;
+        let shared = Arc::new(Shared {
+            location,
+            clock: options.clock,
+            writer,
+            readers,
+            wakeups: Wakeups::new(),
+        });
+        Ok(SqliteStore {
+            trigger_instances: events::TriggerInstances(Arc::clone(&shared)),
+            executions: executions::Executions(Arc::clone(&shared)),
+            execution_output: executions::ExecutionOutput(Arc::clone(&shared)),
+            rule_enforcements: events::RuleEnforcements(Arc::clone(&shared)),
+            key_values: keyvalue::KeyValues(Arc::clone(&shared)),
+            tokens: auth::Tokens(Arc::clone(&shared)),
+            api_keys: auth::ApiKeys(Arc::clone(&shared)),
+            workflows: workflows::Workflows(Arc::clone(&shared)),
+            inquiries: workflows::Inquiries(Arc::clone(&shared)),
+            traces: events::Traces(Arc::clone(&shared)),
+            queue: queue::Queue(Arc::clone(&shared)),
+            shared,
+        })
+    }
+
+    /// Where the database lives (`:memory:` for an in-memory one).
+    pub fn location(&self) -> &str {
+        &self.shared.location
+    }
+}
+
+async fn open_readers(path: &Path, options: &SqliteOptions) -> StoreResult<ReadPool> {
+    let path = path.to_path_buf();
+    let count = options.read_connections.max(1);
+    let busy = options.busy_timeout;
+    let cache = -(options.cache_kib / 4).max(64);
+    let location = options.location();
+    let slots = tokio::task::spawn_blocking(move || {
+        (0..count)
+            .map(|_| open_reader(&path, busy, cache).map(|c| Mutex::new(Some(c))))
+            .collect::<StoreResult<Vec<_>>>()
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(format!("{location}: cannot open: {e}")))?
+    .map_err(|e| locate(&location, e))?;
+    Ok(ReadPool {
+        slots: slots.into_boxed_slice(),
+        next: AtomicUsize::new(0),
+        clock: Arc::clone(&options.clock),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
+    }
+
+    fn trigger_instances(&self) -> &dyn TriggerInstanceStore {
+        &self.trigger_instances
+    }
+
+    fn executions(&self) -> &dyn ExecutionStore {
+        &self.executions
+    }
+
+    fn execution_output(&self) -> &dyn ExecutionOutputStore {
+        &self.execution_output
+    }
+
+    fn rule_enforcements(&self) -> &dyn RuleEnforcementStore {
+        &self.rule_enforcements
+    }
+
+    fn key_values(&self) -> &dyn KeyValueStore {
+        &self.key_values
+    }
+
+    fn tokens(&self) -> &dyn TokenStore {
+        &self.tokens
+    }
+
+    fn api_keys(&self) -> &dyn ApiKeyStore {
+        &self.api_keys
+    }
+
+    fn workflows(&self) -> &dyn WorkflowStore {
+        &self.workflows
+    }
+
+    fn inquiries(&self) -> &dyn InquiryStore {
+        &self.inquiries
+    }
+
+    fn traces(&self) -> &dyn TraceStore {
+        &self.traces
+    }
+
+    fn queue(&self) -> &dyn WorkQueue {
+        &self.queue
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        self.shared.writer.close().await;
+        if let Some(pool) = &self.shared.readers {
+            let pool = Arc::clone(pool);
+            tokio::task::spawn_blocking(move || pool.close())
+                .await
+                .map_err(|e| StoreError::Backend(format!("closing the read connections: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// A record's JSON text (serialised by the caller, so the writer thread only runs SQL).
+fn to_doc<T: Serialize>(what: &'static str, record: &T) -> StoreResult<String> {
+    serde_json::to_string(record)
+        .map_err(|e| StoreError::Invalid(format!("{what} cannot be stored as JSON: {e}")))
+}
+
+/// A record back from its JSON text.
+fn from_doc<T: DeserializeOwned>(what: &'static str, doc: &str) -> StoreResult<T> {
+    serde_json::from_str(doc)
+        .map_err(|e| StoreError::Corrupt(format!("a stored {what} cannot be read: {e}")))
+}
+
+/// `LIMIT` and `OFFSET` of a page (`-1`: no limit).
+fn limit_offset(page: Page) -> (i64, i64) {
+    let limit = page
+        .limit
+        .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+    let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
+    (limit, offset)
+}
+
+/// A purge's batch size as a `LIMIT`.
+fn purge_limit(batch: u64) -> StoreResult<i64> {
+    if batch == 0 {
+        return Err(StoreError::Invalid(
+            "a purge batch must be at least 1".into(),
+        ));
+    }
+    Ok(i64::try_from(batch).unwrap_or(i64::MAX))
+}
+
+/// `ASC` or `DESC`.
+fn direction(sort: SortOrder) -> &'static str {
+    match sort {
+        SortOrder::Ascending => "ASC",
+        SortOrder::Descending => "DESC",
+    }
+}
+
+/// `NotFound` unless a statement changed a row.
+fn found(changed: usize, what: &'static str, id: &str) -> StoreResult<()> {
+    if changed == 0 {
+        Err(StoreError::NotFound {
+            what,
+            id: id.to_owned(),
+        })
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,468 @@
+//! The SQLite store's own contract: files that cannot be written, full disks, corrupt files and
+//! newer schemas fail with the right `StoreError` and never panic; group commit acknowledges a
+//! write only once it has committed; memory and file databases behave alike.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
+use st2_core::clock::ManualClock;
+use st2_core::store::sqlite::{SqliteOptions, SqliteStore};
+use st2_core::store::{
+    ClaimRequest, ExecutionFilter, ExecutionRecord, ExecutionStatus, InquiryRecord, InquiryStatus,
+    KeyScope, KeyValueRecord, NewWorkItem, Page, ParentFilter, Store, StoreError, TraceComponent,
+    TraceComponentKind, TraceFilter, TraceRecord, from_micros, new_id,
+};
+
+fn start() -> DateTime<Utc> {
+    from_micros(1_700_000_000_123_456)
+}
+
+fn execution(id: &str, parent: Option<&str>, offset_secs: i64) -> ExecutionRecord {
+    serde_json::from_value(json!({
+        "id": id,
+        "action_ref": "core.local",
+        "action": {"ref": "core.local", "runner_type": "local-shell-cmd"},
+        "runner": {"name": "local-shell-cmd"},
+        "status": "requested",
+        "parameters": {"cmd": "echo hi"},
+        "context": {"user": "stanley"},
+        "parent": parent,
+        "start_timestamp": start() + TimeDelta::seconds(offset_secs),
+    }))
+    .expect("a valid execution")
+}
+
+async fn memory() -> SqliteStore {
+    SqliteStore::open(SqliteOptions::memory())
+        .await
+        .expect("open in memory")
+}
+
+#[tokio::test]
+async fn a_path_that_cannot_be_created_is_unavailable_and_names_the_path() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"not a directory").expect("write file");
+    let path = file.join("st2.db");
+    let error = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect_err("a database under a regular file cannot be created");
+    match &error {
+        StoreError::Unavailable(message) => {
+            assert!(message.contains(&path.display().to_string()), "{message}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(error.is_transient());
+}
+
+#[tokio::test]
+async fn a_garbage_file_is_corrupt() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("garbage.db");
+    let garbage: Vec<u8> = (0..16_384u32).map(|i| (i * 7 + 13) as u8).collect();
+    std::fs::write(&path, garbage).expect("write garbage");
+    let error = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect_err("garbage is not a database");
+    assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("st2.db");
+    let store = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect("open");
+    store.close().await.expect("close");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.pragma_update(None, "user_version", 999)
+            .expect("set version");
+    }
+    let error = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect_err("a newer schema");
+    match &error {
+        StoreError::SchemaTooNew { found, supported } => {
+            assert_eq!(*found, 999);
+            assert!(*supported >= 1 && *supported < 999);
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    assert!(error.to_string().contains("newer"), "{error}");
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_write_and_keeps_every_acknowledged_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("small.db");
+    let store = Arc::new(
+        SqliteStore::open(SqliteOptions::file(&path).max_size(512 * 1024))
+            .await
+            .expect("open"),
+    );
+    let mut acknowledged = Vec::new();
+    let mut refused = Vec::new();
+    // Concurrent writers so the failing write shares its batch with others.
+    'fill: for round in 0..400 {
+        let mut tasks = Vec::new();
+        for k in 0..8 {
+            let store = Arc::clone(&store);
+            let id = format!("{round:012}{k:012}");
+            tasks.push(tokio::spawn(async move {
+                let mut record = execution(&id, None, round);
+                record.result = json!({"stdout": "x".repeat(2000)});
+                (id, store.executions().create(&record).await)
+            }));
+        }
+        for task in tasks {
+            let (id, outcome) = task.await.expect("task");
+            match outcome {
+                Ok(_) => acknowledged.push(id),
+                Err(StoreError::DiskFull(_)) => refused.push(id),
+                Err(other) => panic!("expected DiskFull, got {other:?}"),
+            }
+        }
+        if !refused.is_empty() && round > 2 {
+            break 'fill;
+        }
+    }
+    assert!(!refused.is_empty(), "the size cap was never reached");
+    assert!(!acknowledged.is_empty());
+    // Earlier data stays readable.
+    for id in &acknowledged {
+        assert!(
+            store.executions().get(id).await.expect("get").is_some(),
+            "{id}"
+        );
+    }
+    store.close().await.expect("close");
+    let reopened = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect("reopen");
+    let all = reopened
+        .executions()
+        .list(&ExecutionFilter::default(), Page::all())
+        .await
+        .expect("list");
+    assert_eq!(all.total as usize, acknowledged.len());
+    for id in &refused {
+        assert!(
+            reopened.executions().get(id).await.expect("get").is_none(),
+            "{id}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_keeps_every_acknowledged_write_across_a_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("st2.db");
+    let store = Arc::new(
+        SqliteStore::open(SqliteOptions::file(&path))
+            .await
+            .expect("open"),
+    );
+    let mut tasks = Vec::new();
+    for t in 0..32 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..50 {
+                let id = format!("{t:012}{i:012}");
+                store
+                    .executions()
+                    .create(&execution(&id, None, i))
+                    .await
+                    .expect("create");
+                ids.push(id);
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.expect("task"));
+    }
+    // A duplicate in the middle of concurrent writes fails alone.
+    let again = store
+        .executions()
+        .create(&execution(&ids[7], None, 0))
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict { .. })),
+        "{again:?}"
+    );
+    store.close().await.expect("close");
+    assert!(matches!(
+        store.executions().get(&ids[0]).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    let reopened = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect("reopen");
+    let all = reopened
+        .executions()
+        .list(&ExecutionFilter::default(), Page::all())
+        .await
+        .expect("list");
+    assert_eq!(all.total, 1600);
+    for id in ids.iter().step_by(97) {
+        assert!(reopened.executions().get(id).await.expect("get").is_some());
+    }
+}
+
+/// A little of every aggregate, so both the read pool and the in-memory path are exercised.
+async fn smoke(store: &dyn Store) {
+    let executions = store.executions();
+    let parent = executions
+        .create(&execution("000000000000000000000001", None, 0))
+        .await
+        .expect("create parent");
+    assert_eq!(parent.revision, 1);
+    for (n, id) in ["000000000000000000000003", "000000000000000000000002"]
+        .iter()
+        .enumerate()
+    {
+        executions
+            .create(&execution(id, Some(&parent.id), n as i64 + 1))
+            .await
+            .expect("create child");
+    }
+    let got = executions
+        .get(&parent.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        got.children,
+        ["000000000000000000000003", "000000000000000000000002"]
+    );
+    let mut running = got.clone();
+    running.status = ExecutionStatus::Running;
+    let updated = executions.update(&running).await.expect("update");
+    assert_eq!(updated.revision, 2);
+    assert_eq!(updated.children.len(), 2);
+    assert!(matches!(
+        executions.update(&running).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let top = executions
+        .list(
+            &ExecutionFilter {
+                parent: ParentFilter::TopLevel,
+                ..Default::default()
+            },
+            Page::first(10),
+        )
+        .await
+        .expect("list");
+    assert_eq!(top.total, 1);
+    assert_eq!(top.items[0].children.len(), 2);
+    assert_eq!(top.items[0].status, ExecutionStatus::Running);
+    let children = executions
+        .list(
+            &ExecutionFilter {
+                parent: ParentFilter::Of(parent.id.clone()),
+                sort: st2_core::store::SortOrder::Ascending,
+                ..Default::default()
+            },
+            Page {
+                limit: Some(1),
+                offset: 1,
+            },
+        )
+        .await
+        .expect("list children");
+    assert_eq!(children.total, 2);
+    assert_eq!(children.items[0].id, "000000000000000000000002");
+
+    let kv = store.key_values();
+    let pair = KeyValueRecord {
+        id: new_id(),
+        scope: KeyScope::System,
+        name: "a.b".into(),
+        value: "1".into(),
+        description: None,
+        secret: false,
+        expire_timestamp: None,
+    };
+    assert!(kv.put(&pair).await.expect("put").is_none());
+    let replaced = kv
+        .put(&KeyValueRecord {
+            id: new_id(),
+            value: "2".into(),
+            ..pair.clone()
+        })
+        .await
+        .expect("put again");
+    assert_eq!(replaced.map(|p| p.value), Some("1".into()));
+    let now = kv
+        .get(KeyScope::System, "a.b")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (now.id.as_str(), now.value.as_str()),
+        (pair.id.as_str(), "2")
+    );
+    let listed = kv.list(None, Some("a."), Page::all()).await.expect("list");
+    assert_eq!(listed.total, 1);
+
+    let trace = TraceRecord {
+        id: new_id(),
+        trace_tag: "tag".into(),
+        trigger_instances: vec![],
+        rules: vec![],
+        action_executions: vec![],
+        start_timestamp: start(),
+    };
+    store.traces().create(&trace).await.expect("trace");
+    store
+        .traces()
+        .add_component(
+            &trace.id,
+            TraceComponentKind::ActionExecution,
+            &TraceComponent {
+                object_id: parent.id.clone(),
+                reference: "core.local".into(),
+                updated_at: start(),
+                caused_by: None,
+            },
+        )
+        .await
+        .expect("add component");
+    let found = store
+        .traces()
+        .list(
+            &TraceFilter {
+                execution: Some(parent.id.clone()),
+                ..Default::default()
+            },
+            Page::all(),
+        )
+        .await
+        .expect("list traces");
+    assert_eq!(found.total, 1);
+    assert_eq!(found.items[0].action_executions[0].object_id, parent.id);
+
+    let inquiry = InquiryRecord {
+        id: new_id(),
+        status: InquiryStatus::Pending,
+        schema: json!({"type": "object"}),
+        route: String::new(),
+        ttl: 0,
+        users: vec![],
+        roles: vec![],
+        parent: None,
+        response: None,
+        created_at: start(),
+        resolved_at: None,
+    };
+    store.inquiries().create(&inquiry).await.expect("inquiry");
+    let resolved = store
+        .inquiries()
+        .resolve(
+            &inquiry.id,
+            InquiryStatus::Succeeded,
+            Some(json!({"ok": true})),
+            start(),
+        )
+        .await
+        .expect("resolve");
+    assert_eq!(resolved.status, InquiryStatus::Succeeded);
+    assert_eq!(resolved.response, Some(json!({"ok": true})));
+    assert_eq!(resolved.resolved_at, Some(start()));
+    match store
+        .inquiries()
+        .resolve(&inquiry.id, InquiryStatus::Timeout, None, start())
+        .await
+    {
+        Err(StoreError::Conflict { reason, .. }) => assert!(reason.contains("succeeded")),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn memory_and_file_databases_behave_alike() {
+    let store = memory().await;
+    smoke(&store).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = SqliteStore::open(SqliteOptions::file(dir.path().join("st2.db")))
+        .await
+        .expect("open file");
+    smoke(&file).await;
+}
+
+#[tokio::test]
+async fn leases_are_fenced_and_expire_by_the_store_clock() {
+    let clock = Arc::new(ManualClock::new(start()));
+    let store = SqliteStore::open(SqliteOptions::memory().with_clock(clock.clone()))
+        .await
+        .expect("open");
+    let queue = store.queue();
+    let first = queue
+        .enqueue(NewWorkItem::new("runner", json!({"n": 1})))
+        .await
+        .expect("enqueue");
+    let mut tagged = NewWorkItem::new("runner", json!({"n": 2}));
+    tagged.required_tag = Some("gpu".into());
+    queue.enqueue(tagged).await.expect("enqueue tagged");
+    let mut later = NewWorkItem::new("runner", json!({"n": 3}));
+    later.not_before = Some(start() + TimeDelta::seconds(60));
+    queue.enqueue(later).await.expect("enqueue later");
+    let depth = queue.depth("runner").await.expect("depth");
+    assert_eq!((depth.ready, depth.delayed, depth.leased), (2, 1, 0));
+
+    let lease_for = Duration::from_secs(30);
+    let mut request = ClaimRequest::one("runner", "w1", lease_for);
+    request.max_items = 10;
+    let leases = queue.claim(&request).await.expect("claim");
+    assert_eq!(leases.len(), 1, "the tagged and the delayed item wait");
+    assert_eq!(leases[0].item.id, first);
+    assert_eq!(leases[0].item.payload, json!({"n": 1}));
+    assert_eq!(leases[0].item.attempts, 1);
+    let held = leases[0].reference();
+
+    clock.advance(TimeDelta::seconds(20));
+    queue
+        .heartbeat(held, lease_for)
+        .await
+        .expect("heartbeat in time");
+    clock.advance(TimeDelta::seconds(41));
+    assert!(matches!(
+        queue.heartbeat(held, lease_for).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_eq!(queue.reap_expired().await.expect("reap"), 1);
+    request.tags = vec!["gpu".into()];
+    let again = queue.claim(&request).await.expect("claim again");
+    assert_eq!(again.len(), 3);
+    assert!(again.iter().all(|l| l.fence > held.fence));
+    assert_eq!(again[0].item.id, first);
+    assert_eq!(again[0].item.attempts, 2);
+    assert!(matches!(
+        queue.finish(held).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    for lease in &again {
+        queue.finish(lease.reference()).await.expect("finish");
+    }
+    assert_eq!(
+        queue.depth("runner").await.expect("depth"),
+        Default::default()
+    );
+    assert!(matches!(
+        queue
+            .claim(&ClaimRequest {
+                max_items: 0,
+                ..request
+            })
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+}
