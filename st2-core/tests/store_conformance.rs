@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta};
 use serde_json::{Map, Value, json};
 use st2_core::clock::{Clock, ManualClock};
 use st2_core::rules::enforce::{EnforcementStatus, RuleEnforcement, RuleSpecRef};
@@ -1430,7 +1430,9 @@ async fn queue_claims_in_order_with_tags_and_delays(h: &Harness) {
     );
 
     // A worker without tags gets a, then b, never the tagged item or the delayed one.
-    let mut request = ClaimRequest::one("runner", "w1", LEASE);
+    // Leases long enough to outlive the clock moves below.
+    let long = Duration::from_secs(300);
+    let mut request = ClaimRequest::one("runner", "w1", long);
     request.max_items = 10;
     let claimed = q.claim(&request).await.expect("claim");
     assert_eq!(
@@ -1440,12 +1442,12 @@ async fn queue_claims_in_order_with_tags_and_delays(h: &Harness) {
     assert_eq!(claimed[0].item.payload, json!({"n": "a"}));
     assert_eq!(claimed[0].item.attempts, 1);
     assert_eq!(claimed[0].item.queue, "runner");
-    assert_eq!(claimed[0].expires_at, h.now() + TimeDelta::seconds(30));
+    assert_eq!(claimed[0].expires_at, h.now() + TimeDelta::seconds(300));
     assert!(claimed[0].fence < claimed[1].fence);
     assert!(q.claim(&request).await.expect("claim").is_empty());
 
     // A tagged worker gets the tagged item.
-    let mut tagged = ClaimRequest::one("runner", "w2", LEASE);
+    let mut tagged = ClaimRequest::one("runner", "w2", long);
     tagged.tags = vec!["linux".into(), "windows".into()];
     let got = q.claim(&tagged).await.expect("claim");
     assert_eq!(got.len(), 1);
