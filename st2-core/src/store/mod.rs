@@ -26,6 +26,8 @@ use serde_json::Value;
 
 use crate::clock::Clock;
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod queue;
 pub mod records;
 
