@@ -138,6 +138,27 @@ impl PgOptions {
     }
 }
 
+/// The schema [`PgStore::drop_schema`] may drop: a configured one that is neither `public` nor a
+/// system schema.
+fn droppable(schema: Option<&str>) -> StoreResult<&str> {
+    let Some(schema) = schema else {
+        return Err(StoreError::Invalid(
+            "drop_schema: this store uses the server's default schema; refusing to drop it".into(),
+        ));
+    };
+    if schema == "public" || schema == "information_schema" || schema.starts_with("pg_") {
+        return Err(StoreError::Invalid(format!(
+            "drop_schema: refusing to drop the {schema:?} schema"
+        )));
+    }
+    if !valid_schema_name(schema) {
+        return Err(StoreError::Invalid(format!(
+            "drop_schema: bad name {schema:?}"
+        )));
+    }
+    Ok(schema)
+}
+
 fn valid_schema_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
@@ -319,22 +340,7 @@ impl PgStore {
     /// [`StoreError::Invalid`] when no schema was configured or it is `public` or a system schema
     /// (`pg_*`, `information_schema`): those are never dropped. Backend errors otherwise.
     pub async fn drop_schema(&self) -> StoreResult<()> {
-        let Some(schema) = self.inner.schema.as_deref() else {
-            return Err(StoreError::Invalid(
-                "drop_schema: this store uses the server's default schema; refusing to drop it"
-                    .into(),
-            ));
-        };
-        if schema == "public" || schema == "information_schema" || schema.starts_with("pg_") {
-            return Err(StoreError::Invalid(format!(
-                "drop_schema: refusing to drop the {schema:?} schema"
-            )));
-        }
-        if !valid_schema_name(schema) {
-            return Err(StoreError::Invalid(format!(
-                "drop_schema: bad name {schema:?}"
-            )));
-        }
+        let schema = droppable(self.inner.schema.as_deref())?;
         let client = self.client().await?;
         client
             .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
@@ -658,6 +664,23 @@ mod tests {
         assert!(!valid_schema_name("a\"b"));
         assert!(!valid_schema_name("a b"));
         assert!(!valid_schema_name(&"a".repeat(MAX_SCHEMA_LEN + 1)));
+    }
+
+    #[test]
+    fn never_drops_public_or_system_schemas() {
+        for bad in [
+            None,
+            Some("public"),
+            Some("pg_catalog"),
+            Some("pg_temp"),
+            Some("information_schema"),
+        ] {
+            assert!(
+                matches!(droppable(bad), Err(StoreError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(droppable(Some("st2t_x")).ok(), Some("st2t_x"));
     }
 
     #[tokio::test]
