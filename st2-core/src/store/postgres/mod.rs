@@ -77,7 +77,9 @@ pub const MAX_SCHEMA_LEN: usize = 48;
 /// socket or a private network. A URL asking for `sslmode=require` is refused by
 /// [`PgStore::connect`] with [`StoreError::Invalid`] rather than silently connecting in clear
 /// text; put a TLS-terminating proxy (or an SSH tunnel) in front of a remote server.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output hides the password of the URL.
+#[derive(Clone)]
 pub struct PgOptions {
     url: String,
     clock: Arc<dyn Clock>,
@@ -157,6 +159,45 @@ fn droppable(schema: Option<&str>) -> StoreResult<&str> {
         )));
     }
     Ok(schema)
+}
+
+impl fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &redact(&self.url))
+            .field("clock", &self.clock)
+            .field("pool_size", &self.pool_size)
+            .field("schema", &self.schema)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// A connection string with its password replaced by `***` (URL user info, a `password=` query
+/// parameter or key-value pair).
+fn redact(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            let userinfo = &out[rest..rest + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest + colon + 1..rest + at, "***");
+            }
+        }
+    }
+    let mut from = 0;
+    while let Some(i) = out[from..].find("password=") {
+        let start = from + i + "password=".len();
+        let end = out[start..]
+            .find(['&', ' '])
+            .map_or(out.len(), |j| start + j);
+        out.replace_range(start..end, "***");
+        from = start + 3;
+    }
+    out
 }
 
 fn valid_schema_name(name: &str) -> bool {
@@ -664,6 +705,25 @@ mod tests {
         assert!(!valid_schema_name("a\"b"));
         assert!(!valid_schema_name("a b"));
         assert!(!valid_schema_name(&"a".repeat(MAX_SCHEMA_LEN + 1)));
+    }
+
+    #[test]
+    fn debug_hides_passwords() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact("postgres://u@h/db?password=secret&x=1"),
+            "postgres://u@h/db?password=***&x=1"
+        );
+        assert_eq!(
+            redact("host=h password=secret dbname=d"),
+            "host=h password=*** dbname=d"
+        );
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        let shown = format!("{:?}", PgOptions::new("postgres://u:hunter2@h/db"));
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]
