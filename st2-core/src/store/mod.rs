@@ -27,6 +27,8 @@ use serde_json::Value;
 use crate::clock::Clock;
 
 pub mod copy;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod queue;
 pub mod records;
 pub mod retention;
