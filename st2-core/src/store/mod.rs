@@ -27,6 +27,7 @@ use serde_json::Value;
 use crate::clock::Clock;
 
 pub mod copy;
+pub mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod queue;

@@ -78,12 +78,10 @@ async fn open_postgres(url: &str, clock: Arc<dyn Clock>) -> StoreResult<Arc<dyn 
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("pool_size", v)) => {
-                pool_size = Some(
-                    v.parse::<usize>()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| invalid(format!("pool_size {v:?} is not a positive number")))?,
-                );
+                pool_size =
+                    Some(v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        invalid(format!("pool_size {v:?} is not a positive number"))
+                    })?);
             }
             Some(("schema", v)) => schema = Some(v.to_owned()),
             _ => kept.push(pair),
