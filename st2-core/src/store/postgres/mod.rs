@@ -760,6 +760,42 @@ mod tests {
         assert!(err.is_some());
     }
 
+    /// Raise each SQLSTATE on the server and check what it maps to.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlstates_map_to_store_errors() {
+        let Ok(url) = std::env::var("ST2_TEST_PG_URL") else {
+            eprintln!("ST2_TEST_PG_URL is not set: skipping");
+            return;
+        };
+        let schema = format!("st2t_{}", crate::store::new_id());
+        let store = PgStore::connect(PgOptions::new(url).schema(schema.as_str()).pool_size(2))
+            .await
+            .expect("connect");
+        let client = store.client().await.expect("client");
+        for (sqlstate, check) in [
+            (
+                "23505",
+                (|e| matches!(e, StoreError::Conflict { .. })) as fn(&StoreError) -> bool,
+            ),
+            ("53100", |e| matches!(e, StoreError::DiskFull(_))),
+            ("57P01", |e| matches!(e, StoreError::Unavailable(_))),
+            ("57P03", |e| matches!(e, StoreError::Unavailable(_))),
+            ("08006", |e| matches!(e, StoreError::Unavailable(_))),
+            ("40001", |e| matches!(e, StoreError::Unavailable(_))),
+            ("22021", |e| matches!(e, StoreError::Invalid(_))),
+            ("XX000", |e| matches!(e, StoreError::Backend(_))),
+        ] {
+            let sql = format!(
+                "DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{sqlstate}'; END $$"
+            );
+            let error = client.batch_execute(&sql).await.expect_err("raised");
+            let mapped = pg_error_for(error, "thing", "id1");
+            assert!(check(&mapped), "{sqlstate} mapped to {mapped:?}");
+        }
+        drop(client);
+        store.drop_schema().await.expect("drop");
+    }
+
     #[tokio::test]
     async fn unreachable_server_is_unavailable() {
         let started = std::time::Instant::now();
