@@ -23,8 +23,9 @@
 //!   parameter, never the server's `now()`, so tests drive time with a
 //!   [`ManualClock`](crate::clock::ManualClock).
 //! - The work queue claims with one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)` statement;
-//!   fences come from a sequence. Enqueue and release `pg_notify` a channel that a dedicated
-//!   connection of every node `LISTEN`s to, so waiters on every node wake up.
+//!   fences come from a sequence. After an enqueue or release commits, a background task
+//!   `pg_notify`s a channel that a dedicated connection of every node `LISTEN`s to, so waiters
+//!   on every node wake up.
 //!
 //! # Failures
 //! SQLSTATEs map to [`StoreError`]: `unique_violation` → [`StoreError::Conflict`], `disk_full`
@@ -224,19 +225,18 @@ struct Inner {
     /// notifications sent while it was away are lost.
     waited: Arc<Mutex<HashSet<String>>>,
     listening: Arc<AtomicBool>,
-    listener: Mutex<Option<JoinHandle<()>>>,
+    /// Queue names to `pg_notify` (see `listen::spawn_notifier`).
+    notifier: tokio::sync::mpsc::UnboundedSender<String>,
+    /// The listener and notifier tasks, aborted at shutdown.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let handle = self
-            .listener
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(handle) = handle {
-            handle.abort();
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            task.abort();
         }
     }
 }
@@ -313,6 +313,7 @@ impl PgStore {
             Some(schema) => format!("st2_work_{schema}"),
             None => "st2_work".to_owned(),
         };
+        let (notifier, notifier_task) = listen::spawn_notifier(pool.clone(), channel.clone());
         let inner = Arc::new(Inner {
             pool,
             clock: options.clock,
@@ -322,7 +323,8 @@ impl PgStore {
             wakeups: Wakeups::new(),
             waited: Arc::default(),
             listening: Arc::default(),
-            listener: Mutex::new(None),
+            notifier,
+            tasks: Mutex::new(vec![notifier_task]),
             closed: AtomicBool::new(false),
         });
         let store = PgStore { inner };
@@ -339,11 +341,12 @@ impl PgStore {
             store.inner.waited.clone(),
             store.inner.listening.clone(),
         );
-        *store
+        store
             .inner
-            .listener
+            .tasks
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(handle);
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
         Ok(store)
     }
 
@@ -395,14 +398,10 @@ impl PgStore {
     fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.pool.close();
-        let handle = self
-            .inner
-            .listener
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(handle) = handle {
-            handle.abort();
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            task.abort();
         }
         self.inner.listening.store(false, Ordering::SeqCst);
     }
@@ -759,6 +758,42 @@ mod tests {
             .await
             .err();
         assert!(err.is_some());
+    }
+
+    /// Raise each SQLSTATE on the server and check what it maps to.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlstates_map_to_store_errors() {
+        let Ok(url) = std::env::var("ST2_TEST_PG_URL") else {
+            eprintln!("ST2_TEST_PG_URL is not set: skipping");
+            return;
+        };
+        let schema = format!("st2t_{}", crate::store::new_id());
+        let store = PgStore::connect(PgOptions::new(url).schema(schema.as_str()).pool_size(2))
+            .await
+            .expect("connect");
+        let client = store.client().await.expect("client");
+        for (sqlstate, check) in [
+            (
+                "23505",
+                (|e| matches!(e, StoreError::Conflict { .. })) as fn(&StoreError) -> bool,
+            ),
+            ("53100", |e| matches!(e, StoreError::DiskFull(_))),
+            ("57P01", |e| matches!(e, StoreError::Unavailable(_))),
+            ("57P03", |e| matches!(e, StoreError::Unavailable(_))),
+            ("08006", |e| matches!(e, StoreError::Unavailable(_))),
+            ("40001", |e| matches!(e, StoreError::Unavailable(_))),
+            ("22021", |e| matches!(e, StoreError::Invalid(_))),
+            ("XX000", |e| matches!(e, StoreError::Backend(_))),
+        ] {
+            let sql = format!(
+                "DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{sqlstate}'; END $$"
+            );
+            let error = client.batch_execute(&sql).await.expect_err("raised");
+            let mapped = pg_error_for(error, "thing", "id1");
+            assert!(check(&mapped), "{sqlstate} mapped to {mapped:?}");
+        }
+        drop(client);
+        store.drop_schema().await.expect("drop");
     }
 
     #[tokio::test]

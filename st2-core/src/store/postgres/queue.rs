@@ -29,10 +29,9 @@ const CLAIM: &str = "UPDATE work_items w
     RETURNING w.id, w.queue, w.payload, w.required_tag, w.not_before, w.enqueued_at,
               w.attempts, w.fence";
 
-const ENQUEUE: &str = "WITH ins AS (
-        INSERT INTO work_items (queue, payload, required_tag, not_before, enqueued_at)
-        VALUES ($1, $2, $3, $4, $5) RETURNING id)
-    SELECT ins.id FROM ins, pg_notify($6, $1)";
+const ENQUEUE: &str = "INSERT INTO work_items (queue, payload, required_tag, not_before,
+        enqueued_at)
+    VALUES ($1, $2, $3, $4, $5) RETURNING id";
 
 const HEARTBEAT: &str = "UPDATE work_items SET lease_expires_at = $4
     WHERE id = $1 AND fence = $2 AND state = 'leased' AND lease_expires_at > $3
@@ -41,21 +40,18 @@ const HEARTBEAT: &str = "UPDATE work_items SET lease_expires_at = $4
 const FINISH: &str = "DELETE FROM work_items
     WHERE id = $1 AND fence = $2 AND state = 'leased' AND lease_expires_at > $3";
 
-const RELEASE: &str = "WITH r AS (
-        UPDATE work_items
-        SET state = 'ready', fence = NULL, leased_by = NULL, lease_expires_at = NULL,
-            not_before = $4
-        WHERE id = $1 AND fence = $2 AND state = 'leased' AND lease_expires_at > $3
-        RETURNING queue)
-    SELECT r.queue FROM r, pg_notify($5, r.queue)";
+const RELEASE: &str = "UPDATE work_items
+    SET state = 'ready', fence = NULL, leased_by = NULL, lease_expires_at = NULL,
+        not_before = $4
+    WHERE id = $1 AND fence = $2 AND state = 'leased' AND lease_expires_at > $3
+    RETURNING queue";
 
 const REAP: &str = "WITH r AS (
         UPDATE work_items
         SET state = 'ready', fence = NULL, leased_by = NULL, lease_expires_at = NULL
         WHERE state = 'leased' AND lease_expires_at <= $1
-        RETURNING queue),
-    q AS (SELECT queue, count(*) AS n FROM r GROUP BY queue)
-    SELECT q.queue, q.n FROM q, pg_notify($2, q.queue)";
+        RETURNING queue)
+    SELECT queue, count(*) FROM r GROUP BY queue";
 
 const DEPTH: &str = "SELECT
         count(*) FILTER (WHERE state = 'ready' AND not_before <= $2),
@@ -123,13 +119,12 @@ impl WorkQueue for PgStore {
                     &item.required_tag,
                     &not_before,
                     &now,
-                    &self.inner.channel,
                 ],
             )
             .await
             .map_err(pg_error)?;
         let id: i64 = get(&row, 0)?;
-        self.inner.wakeups.notify(&item.queue);
+        self.wake(&item.queue);
         Ok(id)
     }
 
@@ -212,13 +207,7 @@ impl WorkQueue for PgStore {
         let row = client
             .query_opt(
                 &statement,
-                &[
-                    &lease.item_id,
-                    &lease.fence,
-                    &now,
-                    &not_before,
-                    &self.inner.channel,
-                ],
+                &[&lease.item_id, &lease.fence, &now, &not_before],
             )
             .await
             .map_err(pg_error)?;
@@ -226,7 +215,7 @@ impl WorkQueue for PgStore {
             return Err(lost(lease));
         };
         let queue: String = get(&row, 0)?;
-        self.inner.wakeups.notify(&queue);
+        self.wake(&queue);
         Ok(())
     }
 
@@ -234,16 +223,13 @@ impl WorkQueue for PgStore {
         let now = self.now_micros();
         let client = self.client().await?;
         let statement = client.prepare_cached(REAP).await.map_err(pg_error)?;
-        let rows = client
-            .query(&statement, &[&now, &self.inner.channel])
-            .await
-            .map_err(pg_error)?;
+        let rows = client.query(&statement, &[&now]).await.map_err(pg_error)?;
         let mut total = 0u64;
         for row in &rows {
             let queue: String = get(row, 0)?;
             let n: i64 = get(row, 1)?;
             total += u64::try_from(n).unwrap_or(0);
-            self.inner.wakeups.notify(&queue);
+            self.wake(&queue);
         }
         Ok(total)
     }
@@ -275,6 +261,15 @@ impl WorkQueue for PgStore {
             }
         }
         self.inner.wakeups.wait(queue, timeout).await;
+    }
+}
+
+impl PgStore {
+    /// Wake waiters of `queue`: at once in this process, through the notifier on other nodes.
+    fn wake(&self, queue: &str) {
+        self.inner.wakeups.notify(queue);
+        // The notifier only stops when the store shuts down; nobody is left to wake then.
+        let _ = self.inner.notifier.send(queue.to_owned());
     }
 }
 
