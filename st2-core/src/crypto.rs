@@ -184,6 +184,123 @@ impl CryptoKey {
     }
 }
 
+impl CryptoKey {
+    /// Read the key file at `path`, or create it with a new random key if it does not exist.
+    ///
+    /// A new file is created with mode 0600 (owner read/write only) and written completely
+    /// before it becomes visible under `path`, so a crash never leaves a half-written key. An
+    /// existing file that any user other than its owner and group can read is refused: the key
+    /// decrypts every secret in the datastore. (StackStorm's own setup makes the key readable
+    /// by the `st2packs` group, so group access is allowed.)
+    ///
+    /// # Errors
+    /// [`CryptoError::InvalidKey`] when the file cannot be read, written or parsed, or when it is
+    /// world-readable.
+    pub fn load_or_create(path: &Path) -> Result<Self, CryptoError> {
+        match std::fs::metadata(path) {
+            Ok(meta) => {
+                check_key_file_mode(path, &meta)?;
+                Self::load(path)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate()?;
+                write_private_file(path, key.to_json().as_bytes())?;
+                // Another process may have won the race to create it: use whatever is there.
+                Self::load(path)
+            }
+            Err(e) => Err(CryptoError::InvalidKey(format!("{}: {e}", path.display()))),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn check_key_file_mode(path: &Path, meta: &std::fs::Metadata) -> Result<(), CryptoError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode();
+    if mode & 0o004 != 0 {
+        return Err(CryptoError::InvalidKey(format!(
+            "{} is readable by every user (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_key_file_mode(_path: &Path, _meta: &std::fs::Metadata) -> Result<(), CryptoError> {
+    Ok(())
+}
+
+/// Write `bytes` to a new file at `path` with mode 0600: written to a temporary sibling first,
+/// then linked into place only if `path` still does not exist.
+fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), CryptoError> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| CryptoError::InvalidKey(format!("{}: {e}", path.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp_name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let result = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(()),
+            // Someone else created the key meanwhile; theirs wins.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result.map_err(fail)
+}
+
+/// A secret value: a decrypted datastore value, a password. `Debug` and `Display` print
+/// `********`; only [`Secret::expose`] gives the text, so a secret never reaches a log or an
+/// error message by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The plain value. Every call site is a place the secret leaves its wrapper.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Unwrap into the plain value.
+    pub fn into_exposed(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(********)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("********")
+    }
+}
+
 fn hex_upper(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -233,6 +350,35 @@ mod tests {
         assert_eq!(key.decrypt(&tampered), Err(CryptoError::BadSignature));
         assert!(matches!(key.decrypt("zz"), Err(CryptoError::NotHex(_))));
         assert!(matches!(key.decrypt(""), Err(CryptoError::Malformed(_))));
+    }
+
+    #[test]
+    fn key_files_are_created_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/datastore_key.json");
+        let key = CryptoKey::load_or_create(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let again = CryptoKey::load_or_create(&path).unwrap();
+        assert_eq!(again.decrypt(&key.encrypt("x").unwrap()).unwrap(), "x");
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = CryptoKey::load_or_create(&path).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(CryptoKey::load_or_create(&path).is_ok());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "Secret(********) ********");
+        assert_eq!(s.expose(), "hunter2");
     }
 
     #[test]

@@ -1,9 +1,17 @@
-//! The datastore as expressions see it: StackStorm's key-value pairs, read by
-//! `{{ st2kv.system.x }}`, `{{ st2kv.user.x }}` and pack configs. The full store (writes,
-//! TTLs, listing) implements this trait.
+//! StackStorm's datastore (key-value pairs).
+//!
+//! Two views: [`KeyValueRead`], the synchronous read expressions use (`{{ st2kv.system.x }}`,
+//! `{{ st2kv.user.x }}`, pack configs); and [`Datastore`], the full service over the store:
+//! scopes with per-user names, TTLs, prefix listing, and secrets encrypted in StackStorm's own
+//! format before they reach the store, so exported values move between StackStorm and here
+//! unchanged.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use crate::crypto::{CryptoError, CryptoKey, Secret};
+use crate::store::{KeyScope, KeyValueRecord, Listing, Page, Store, StoreError, new_id};
 
 /// The two datastore scopes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -56,5 +64,358 @@ impl KeyValueRead for MemoryKeyValues {
     fn get(&self, scope: &KvScope, name: &str) -> Result<Option<String>, DatastoreError> {
         let items = self.items.read().unwrap_or_else(|e| e.into_inner());
         Ok(items.get(&(scope.clone(), name.to_owned())).cloned())
+    }
+}
+
+/// Which keys a datastore call addresses: StackStorm's scopes with the user for user scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySelector {
+    /// `st2kv.system`.
+    System,
+    /// `st2kv.user` of this user.
+    User(String),
+}
+
+impl KeySelector {
+    fn scope(&self) -> KeyScope {
+        match self {
+            Self::System => KeyScope::System,
+            Self::User(_) => KeyScope::User,
+        }
+    }
+
+    /// The name the store keeps: `<user>:<name>` in user scope, as StackStorm.
+    pub fn stored_name(&self, name: &str) -> String {
+        match self {
+            Self::System => name.to_owned(),
+            Self::User(user) => format!("{user}:{name}"),
+        }
+    }
+}
+
+/// The local (per pack and class) namespace of sensors and Python actions:
+/// `<pack>.<ClassName>:<name>` (StackStorm's `services/datastore.py`).
+pub fn local_name(pack: &str, class_name: &str, name: &str) -> String {
+    format!("{pack}.{class_name}:{name}")
+}
+
+/// A value to write (`PUT /v1/keys/<name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyWrite {
+    /// The value. For `encrypted: true`, the ciphertext.
+    pub value: String,
+    /// Encrypt the value before storing it.
+    pub secret: bool,
+    /// The value is already ciphertext (from `st2 key load` of an export): it is checked and
+    /// stored unchanged. Requires `secret`.
+    pub encrypted: bool,
+    /// Seconds until the pair expires.
+    pub ttl: Option<u64>,
+    /// Description.
+    pub description: Option<String>,
+}
+
+/// A pair as the datastore API shows it.
+#[derive(Clone, PartialEq)]
+pub struct KeyValue {
+    /// The stored record (for a secret, `value` is the ciphertext).
+    pub record: KeyValueRecord,
+    /// The name without the user prefix.
+    pub name: String,
+    /// The owner, for user scope.
+    pub user: Option<String>,
+    /// The plain value of a secret, when decryption was asked for.
+    pub decrypted: Option<Secret>,
+}
+
+impl fmt::Debug for KeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyValue")
+            .field("scope", &self.record.scope)
+            .field("name", &self.name)
+            .field("user", &self.user)
+            .field("secret", &self.record.secret)
+            .field(
+                "value",
+                &if self.record.secret {
+                    "********"
+                } else {
+                    self.record.value.as_str()
+                },
+            )
+            .finish()
+    }
+}
+
+impl KeyValue {
+    fn from_record(record: KeyValueRecord) -> Self {
+        let (user, name) = match record.scope {
+            KeyScope::System => (None, record.name.clone()),
+            KeyScope::User => match record.name.split_once(':') {
+                Some((user, name)) => (Some(user.to_owned()), name.to_owned()),
+                None => (None, record.name.clone()),
+            },
+        };
+        Self {
+            record,
+            name,
+            user,
+            decrypted: None,
+        }
+    }
+
+    /// The value to show: the plain text when decrypted, else what is stored (the ciphertext
+    /// for a secret, as StackStorm shows it with `encrypted: true`).
+    pub fn shown_value(&self) -> &str {
+        match &self.decrypted {
+            Some(plain) => plain.expose(),
+            None => &self.record.value,
+        }
+    }
+
+    /// Whether the shown value is ciphertext (`encrypted` in the API).
+    pub fn shows_ciphertext(&self) -> bool {
+        self.record.secret && self.decrypted.is_none()
+    }
+}
+
+/// What a write changed, for the `core.st2.key_value_pair.*` triggers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyChange {
+    /// The pair before (absent or expired: `None`).
+    pub previous: Option<KeyValue>,
+    /// The pair after.
+    pub current: KeyValue,
+}
+
+/// Why a datastore call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyValueError {
+    /// A secret was written or decrypted but no key is configured (StackStorm's
+    /// `CryptoKeyNotSetupException`).
+    #[error(
+        "crypto key is not set up: secrets need a key file (keyvalue.encryption_key_path / --crypto-key)"
+    )]
+    CryptoKeyNotSetup,
+    /// `encrypted` without `secret`, an empty name, …
+    #[error("{0}")]
+    Invalid(String),
+    /// A value given as ciphertext does not decrypt with our key, or a stored one no longer does.
+    #[error("key {name:?}: {source}")]
+    Crypto {
+        /// The key's name.
+        name: String,
+        /// What went wrong.
+        source: CryptoError,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// StackStorm's datastore over a [`KeyValueStore`]: scopes, user prefixes, TTLs, and secrets
+/// encrypted with StackStorm's key format before they reach the store.
+#[derive(Clone)]
+pub struct Datastore {
+    store: Arc<dyn Store>,
+    key: Option<Arc<CryptoKey>>,
+}
+
+impl fmt::Debug for Datastore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Datastore")
+            .field("backend", &self.store.backend())
+            .field("has_key", &self.key.is_some())
+            .finish()
+    }
+}
+
+impl Datastore {
+    /// A datastore over `store`, encrypting with `key` (secrets are refused without one).
+    pub fn new(store: Arc<dyn Store>, key: Option<CryptoKey>) -> Self {
+        Self {
+            store,
+            key: key.map(Arc::new),
+        }
+    }
+
+    fn key(&self) -> Result<&CryptoKey, KeyValueError> {
+        self.key.as_deref().ok_or(KeyValueError::CryptoKeyNotSetup)
+    }
+
+    /// Create or replace `name` in `selector`'s scope.
+    ///
+    /// # Errors
+    /// [`KeyValueError::Invalid`] for an empty name or `encrypted` without `secret`;
+    /// [`KeyValueError::CryptoKeyNotSetup`] for a secret without a key;
+    /// [`KeyValueError::Crypto`] when an `encrypted` value does not decrypt with the key.
+    pub async fn set(
+        &self,
+        selector: &KeySelector,
+        name: &str,
+        write: KeyWrite,
+    ) -> Result<KeyChange, KeyValueError> {
+        if name.is_empty() {
+            return Err(KeyValueError::Invalid("key name must not be empty".into()));
+        }
+        if write.encrypted && !write.secret {
+            return Err(KeyValueError::Invalid(
+                "\"encrypted\" requires \"secret\": an already encrypted value is a secret".into(),
+            ));
+        }
+        let value = if write.encrypted {
+            self.key()?
+                .decrypt(&write.value)
+                .map_err(|source| KeyValueError::Crypto {
+                    name: name.to_owned(),
+                    source,
+                })?;
+            write.value
+        } else if write.secret {
+            self.key()?
+                .encrypt(&write.value)
+                .map_err(|source| KeyValueError::Crypto {
+                    name: name.to_owned(),
+                    source,
+                })?
+        } else {
+            write.value
+        };
+        let expire_timestamp = match write.ttl {
+            Some(secs) => {
+                let secs = i64::try_from(secs)
+                    .ok()
+                    .and_then(chrono::TimeDelta::try_seconds)
+                    .ok_or_else(|| KeyValueError::Invalid(format!("ttl {secs} is too large")))?;
+                Some(self.store.clock().now() + secs)
+            }
+            None => None,
+        };
+        let record = KeyValueRecord {
+            id: new_id(),
+            scope: selector.scope(),
+            name: selector.stored_name(name),
+            value,
+            description: write.description,
+            secret: write.secret,
+            expire_timestamp,
+        };
+        let previous = self.store.key_values().put(&record).await?;
+        let current = match self
+            .store
+            .key_values()
+            .get(record.scope, &record.name)
+            .await?
+        {
+            Some(stored) => stored,
+            None => record,
+        };
+        Ok(KeyChange {
+            previous: previous.map(KeyValue::from_record),
+            current: KeyValue::from_record(current),
+        })
+    }
+
+    /// One pair, decrypted when `decrypt` is set and it is a secret.
+    ///
+    /// # Errors
+    /// [`KeyValueError::CryptoKeyNotSetup`] or [`KeyValueError::Crypto`] when decryption was
+    /// asked for and fails; store errors.
+    pub async fn get(
+        &self,
+        selector: &KeySelector,
+        name: &str,
+        decrypt: bool,
+    ) -> Result<Option<KeyValue>, KeyValueError> {
+        let record = self
+            .store
+            .key_values()
+            .get(selector.scope(), &selector.stored_name(name))
+            .await?;
+        record
+            .map(|r| self.present(KeyValue::from_record(r), decrypt))
+            .transpose()
+    }
+
+    /// Pairs of one scope (all scopes when `selector` is `None`: system first, then every
+    /// user's), whose name (without the user prefix in user scope) starts with `prefix`.
+    ///
+    /// # Errors
+    /// As [`Datastore::get`].
+    pub async fn list(
+        &self,
+        selector: Option<&KeySelector>,
+        prefix: Option<&str>,
+        decrypt: bool,
+        page: Page,
+    ) -> Result<Listing<KeyValue>, KeyValueError> {
+        let (scope, stored_prefix) = match selector {
+            Some(sel) => (
+                Some(sel.scope()),
+                Some(sel.stored_name(prefix.unwrap_or(""))),
+            ),
+            None => (None, prefix.map(str::to_owned)),
+        };
+        let listing = self
+            .store
+            .key_values()
+            .list(scope, stored_prefix.as_deref(), page)
+            .await?;
+        let items = listing
+            .items
+            .into_iter()
+            .map(|r| self.present(KeyValue::from_record(r), decrypt))
+            .collect::<Result<_, _>>()?;
+        Ok(Listing {
+            items,
+            total: listing.total,
+        })
+    }
+
+    /// Delete a pair; returns it, `None` if it did not exist.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn delete(
+        &self,
+        selector: &KeySelector,
+        name: &str,
+    ) -> Result<Option<KeyValue>, KeyValueError> {
+        let removed = self
+            .store
+            .key_values()
+            .delete(selector.scope(), &selector.stored_name(name))
+            .await?;
+        Ok(removed.map(KeyValue::from_record))
+    }
+
+    /// The plain value of `name`, secret or not: what `{{ st2kv.system.x | decrypt_kv }}` and
+    /// the Python action service see.
+    ///
+    /// # Errors
+    /// As [`Datastore::get`].
+    pub async fn reveal(
+        &self,
+        selector: &KeySelector,
+        name: &str,
+    ) -> Result<Option<Secret>, KeyValueError> {
+        Ok(self.get(selector, name, true).await?.map(|kv| {
+            kv.decrypted
+                .unwrap_or_else(|| Secret::new(kv.record.value.clone()))
+        }))
+    }
+
+    fn present(&self, mut kv: KeyValue, decrypt: bool) -> Result<KeyValue, KeyValueError> {
+        if decrypt && kv.record.secret {
+            let plain =
+                self.key()?
+                    .decrypt(&kv.record.value)
+                    .map_err(|source| KeyValueError::Crypto {
+                        name: kv.name.clone(),
+                        source,
+                    })?;
+            kv.decrypted = Some(Secret::new(plain));
+        }
+        Ok(kv)
     }
 }

@@ -29,6 +29,7 @@ pub mod loader;
 pub mod model;
 pub mod reference;
 pub mod rules;
+pub mod runner;
 pub mod schema;
 pub mod store;
 pub mod yaml;

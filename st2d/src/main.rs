@@ -29,6 +29,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::pack::PackCommand,
     },
+    /// Operate on a store (SQLite or PostgreSQL) without running the daemon.
+    Store {
+        #[command(subcommand)]
+        command: commands::store::StoreCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Pack { command } => commands::pack::run(command),
         Command::Expr(args) => commands::expr::run(args),
+        Command::Store { command } => commands::store::run(command),
         Command::Rule {
             command: RuleCommand::Test(args),
         } => commands::rule::run(args),

@@ -914,20 +914,19 @@ fn render_pattern(
 ) -> Result<Value, Raised> {
     let mut vars = Map::new();
     vars.insert(lookup.prefix.to_owned(), lookup.data.clone());
-    let mut ctx = RenderContext::new(vars);
-    if let Some(store) = &env.kv {
-        ctx = ctx.with_kv(KvAccess {
-            store: store.clone(),
-            user: None,
-            legacy_system: true,
-        });
-    } else {
-        ctx = ctx.with_kv(KvAccess {
-            store: Arc::new(crate::datastore::MemoryKeyValues::new()),
-            user: None,
-            legacy_system: true,
-        });
-    }
+    // Without a datastore, `st2kv` lookups see an empty one (shared, built once).
+    static EMPTY: std::sync::OnceLock<Arc<dyn KeyValueRead>> = std::sync::OnceLock::new();
+    let store = match &env.kv {
+        Some(store) => store.clone(),
+        None => EMPTY
+            .get_or_init(|| Arc::new(crate::datastore::MemoryKeyValues::new()))
+            .clone(),
+    };
+    let ctx = RenderContext::new(vars).with_kv(KvAccess {
+        store,
+        user: None,
+        legacy_system: true,
+    });
     if let Some(complex) = complex {
         match env.jinja.render(complex, &ctx) {
             Ok(text) => {

@@ -26,8 +26,13 @@ use serde_json::Value;
 
 use crate::clock::Clock;
 
+pub mod copy;
+pub mod open;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod queue;
 pub mod records;
+pub mod retention;
 pub mod sqlite;
 
 pub use queue::{

@@ -3,3 +3,4 @@
 pub mod expr;
 pub mod pack;
 pub mod rule;
+pub mod store;

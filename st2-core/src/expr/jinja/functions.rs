@@ -8,43 +8,19 @@
 use minijinja::value::{Kwargs, Value};
 use serde_json::Value as Json;
 
-use super::filters;
 use super::value::{from_json, to_json};
-use super::{FilterFn, convert_error};
+use super::{FilterFn, ST2_FILTERS, convert_error};
 use crate::expr::{ExprError, ExprFunction, FunctionCall, Functions};
 
-/// Orquesta function name → the filter implementing it.
-const CATALOG: &[(&str, FilterFn)] = &[
-    ("basename", filters::basename),
-    ("dirname", filters::dirname),
-    ("from_json_string", filters::from_json_string),
-    ("from_yaml_string", filters::from_yaml_string),
-    ("json_dump", filters::to_json_string),
-    ("json_parse", filters::from_json_string),
-    ("json_escape", filters::json_escape),
-    ("jsonpath_query", filters::jsonpath_query),
-    ("regex_match", filters::regex_match),
-    ("regex_replace", filters::regex_replace),
-    ("regex_search", filters::regex_search),
-    ("regex_substring", filters::regex_substring),
-    (
-        "to_human_time_from_seconds",
-        filters::to_human_time_from_seconds,
-    ),
-    ("to_json_string", filters::to_json_string),
-    ("to_yaml_string", filters::to_yaml_string),
-    ("use_none", filters::use_none),
-    ("version_compare", filters::version_compare),
-    ("version_more_than", filters::version_more_than),
-    ("version_less_than", filters::version_less_than),
-    ("version_equal", filters::version_equal),
-    ("version_match", filters::version_match),
-    ("version_bump_major", filters::version_bump_major),
-    ("version_bump_minor", filters::version_bump_minor),
-    ("version_bump_patch", filters::version_bump_patch),
-    ("version_strip_patch", filters::version_strip_patch),
-    ("yaml_dump", filters::to_yaml_string),
-    ("yaml_parse", filters::from_yaml_string),
+/// StackStorm filters Orquesta's catalog leaves out.
+const NOT_IN_CATALOG: &[&str] = &["to_complex"];
+
+/// The catalog's extra names for StackStorm filters.
+const ALIASES: &[(&str, &str)] = &[
+    ("json_dump", "to_json_string"),
+    ("json_parse", "from_json_string"),
+    ("yaml_dump", "to_yaml_string"),
+    ("yaml_parse", "from_yaml_string"),
 ];
 
 struct FilterFunction(FilterFn);
@@ -72,9 +48,17 @@ impl ExprFunction for FilterFunction {
 /// The StackStorm data functions of Orquesta's catalog (see the module docs).
 pub fn st2_functions() -> Functions {
     let mut functions = Functions::new();
-    for (name, f) in CATALOG {
-        // The catalog's names are unique, so registration cannot fail.
+    let catalog = ST2_FILTERS
+        .iter()
+        .filter(|(name, _)| !NOT_IN_CATALOG.contains(name));
+    for (name, f) in catalog {
+        // The filter names are unique, so registration cannot fail.
         let _ = functions.register(*name, FilterFunction(*f));
+    }
+    for (alias, target) in ALIASES {
+        if let Some((_, f)) = ST2_FILTERS.iter().find(|(name, _)| name == target) {
+            let _ = functions.register(*alias, FilterFunction(*f));
+        }
     }
     functions
 }
@@ -82,6 +66,45 @@ pub fn st2_functions() -> Functions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_catalog_is_stackstorms() {
+        let functions = st2_functions();
+        let expected = [
+            "basename",
+            "dirname",
+            "from_json_string",
+            "from_yaml_string",
+            "json_dump",
+            "json_parse",
+            "json_escape",
+            "jsonpath_query",
+            "regex_match",
+            "regex_replace",
+            "regex_search",
+            "regex_substring",
+            "to_human_time_from_seconds",
+            "to_json_string",
+            "to_yaml_string",
+            "use_none",
+            "version_compare",
+            "version_more_than",
+            "version_less_than",
+            "version_equal",
+            "version_match",
+            "version_bump_major",
+            "version_bump_minor",
+            "version_bump_patch",
+            "version_strip_patch",
+            "yaml_dump",
+            "yaml_parse",
+        ];
+        for name in expected {
+            assert!(functions.get(name).is_some(), "{name} missing");
+        }
+        assert!(functions.get("to_complex").is_none());
+        assert_eq!(functions.names().count(), expected.len());
+    }
     use crate::expr::{Language, Scope};
     use serde_json::json;
 

@@ -131,8 +131,9 @@ fn with_kwargs(args: &[Value], kwargs: Kwargs) -> Vec<Value> {
     all
 }
 
-/// Filters StackStorm adds, and Jinja2 filters whose Python behaviour minijinja's differ from.
-const FILTERS: &[(&str, FilterFn)] = &[
+/// Filters StackStorm adds (`st2common/expressions/functions`); Orquesta's function catalog
+/// reuses them (see [`functions`]).
+const ST2_FILTERS: &[(&str, FilterFn)] = &[
     ("to_json_string", filters::to_json_string),
     ("from_json_string", filters::from_json_string),
     ("to_yaml_string", filters::to_yaml_string),
@@ -160,6 +161,11 @@ const FILTERS: &[(&str, FilterFn)] = &[
     ("use_none", filters::use_none),
     ("basename", filters::basename),
     ("dirname", filters::dirname),
+];
+
+/// Jinja2 filters whose Python behaviour minijinja's differ from, and the internal
+/// pattern filter of rule criteria.
+const PYTHON_FILTERS: &[(&str, FilterFn)] = &[
     ("string", compat::string),
     ("join", compat::join),
     ("tojson", compat::tojson),
@@ -317,7 +323,7 @@ impl Jinja {
             let text = py_str(value)?;
             out.write_str(&text).map_err(Error::from)
         });
-        for (name, f) in FILTERS {
+        for (name, f) in ST2_FILTERS.iter().chain(PYTHON_FILTERS) {
             add_filter(&mut env, name, *f);
         }
         add_filter(&mut env, percent::TUPLE_FILTER, percent::percent_tuple);
@@ -347,7 +353,12 @@ impl Jinja {
         );
         let mut filter_names: Vec<String> =
             BUILTIN_FILTERS.iter().map(|s| (*s).to_owned()).collect();
-        filter_names.extend(FILTERS.iter().map(|(n, _)| (*n).to_owned()));
+        filter_names.extend(
+            ST2_FILTERS
+                .iter()
+                .chain(PYTHON_FILTERS)
+                .map(|(n, _)| (*n).to_owned()),
+        );
         filter_names.push("decrypt_kv".to_owned());
         filter_names.extend(config.functions.names().map(str::to_owned));
         let test_names: Vec<String> = BUILTIN_TESTS.iter().map(|s| (*s).to_owned()).collect();

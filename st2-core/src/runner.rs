@@ -1,0 +1,308 @@
+//! Runners: what executes an action. StackStorm's built-in runners live in `st2-runners` (and
+//! `orquesta` in `st2-workflow`); a Rust program adds its own by implementing [`Runner`] and
+//! registering it under a runner type name.
+//!
+//! ```
+//! use async_trait::async_trait;
+//! use serde_json::json;
+//! use st2_core::runner::{RunContext, RunOutcome, Runner, RunnerError, RunnerRegistry};
+//!
+//! #[derive(Debug)]
+//! struct Echo;
+//!
+//! #[async_trait]
+//! impl Runner for Echo {
+//!     async fn run(&self, ctx: RunContext) -> Result<RunOutcome, RunnerError> {
+//!         Ok(RunOutcome::succeeded(json!({"echo": ctx.parameters})))
+//!     }
+//! }
+//!
+//! let mut runners = RunnerRegistry::new();
+//! runners.register("echo", Echo).unwrap();
+//! assert!(runners.register("echo", Echo).is_err(), "a name is registered once");
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::datastore::Datastore;
+use crate::model::action::Action;
+use crate::model::runner_type::RunnerType;
+use crate::store::{ExecutionStatus, OutputType};
+
+/// Where a runner sends output while it runs (stdout/stderr lines, streamed to the output store
+/// and the event stream).
+///
+/// # Contract
+/// `emit` returns at once and never fails; the engine buffers and stores the lines in order.
+///
+/// # Errors
+/// None.
+pub trait OutputSink: Send + Sync + fmt::Debug {
+    /// One chunk of output, usually a line including its newline.
+    fn emit(&self, output_type: OutputType, data: &str);
+}
+
+/// An output sink that drops everything (tools and tests that do not stream).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DiscardOutput;
+
+impl OutputSink for DiscardOutput {
+    fn emit(&self, _output_type: OutputType, _data: &str) {}
+}
+
+/// Cancellation of one execution, as the runner sees it.
+#[derive(Debug, Clone)]
+pub struct Cancellation {
+    receiver: watch::Receiver<bool>,
+}
+
+/// The engine's side of a [`Cancellation`].
+#[derive(Debug)]
+pub struct Canceller {
+    sender: watch::Sender<bool>,
+}
+
+impl Cancellation {
+    /// A new pair: the runner holds the [`Cancellation`], the engine the [`Canceller`].
+    pub fn new() -> (Canceller, Cancellation) {
+        let (sender, receiver) = watch::channel(false);
+        (Canceller { sender }, Cancellation { receiver })
+    }
+
+    /// A cancellation that never fires.
+    pub fn never() -> Cancellation {
+        Self::new().1
+    }
+
+    /// Whether cancellation was requested.
+    pub fn is_cancelled(&self) -> bool {
+        *self.receiver.borrow()
+    }
+
+    /// Wait until cancellation is requested (forever if the engine dropped its side without
+    /// cancelling).
+    pub async fn cancelled(&self) {
+        let mut receiver = self.receiver.clone();
+        if receiver.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Canceller {
+    /// Request cancellation.
+    pub fn cancel(&self) {
+        let _ = self.sender.send(true);
+    }
+}
+
+/// Everything a runner gets for one execution.
+#[derive(Clone)]
+pub struct RunContext {
+    /// The execution's id.
+    pub execution_id: String,
+    /// The action.
+    pub action: Arc<Action>,
+    /// Its runner type.
+    pub runner_type: Arc<RunnerType>,
+    /// The action's parameters, rendered and cast (runner parameters excluded).
+    pub parameters: Map<String, Value>,
+    /// The runner parameters, rendered and cast, defaults applied.
+    pub runner_parameters: Map<String, Value>,
+    /// The execution context (`user`, `pack`, `parent`, …).
+    pub context: Map<String, Value>,
+    /// The pack's directory on disk (entry points resolve under `<pack>/actions/`).
+    pub pack_dir: Option<PathBuf>,
+    /// Environment variables StackStorm gives process runners (`ST2_ACTION_PACK_NAME`,
+    /// `ST2_ACTION_EXECUTION_ID`, `ST2_ACTION_API_URL`, `ST2_ACTION_AUTH_TOKEN`, …).
+    pub env: BTreeMap<String, String>,
+    /// Values a shell command refers to by variable name instead of containing them (see
+    /// `st2-runners`' local shell runner): name → value.
+    pub shell_values: BTreeMap<String, String>,
+    /// Where output goes.
+    pub output: Arc<dyn OutputSink>,
+    /// Cancellation of this execution.
+    pub cancel: Cancellation,
+    /// The engine's clock.
+    pub clock: Arc<dyn Clock>,
+    /// The datastore, for runners that read or write keys.
+    pub datastore: Option<Datastore>,
+}
+
+impl fmt::Debug for RunContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Parameters may hold secrets: show only their names.
+        f.debug_struct("RunContext")
+            .field("execution_id", &self.execution_id)
+            .field("action", &self.action.reference)
+            .field("runner_type", &self.runner_type.name)
+            .field("parameters", &self.parameters.keys().collect::<Vec<_>>())
+            .field(
+                "runner_parameters",
+                &self.runner_parameters.keys().collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    /// The final (or, for asynchronous runners, current) status: `succeeded`, `failed`,
+    /// `timeout`, `canceled`, `pending`, `paused`, `running`.
+    pub status: ExecutionStatus,
+    /// The result.
+    pub result: Value,
+    /// Keys to merge into the execution's context.
+    pub context: Map<String, Value>,
+}
+
+impl RunOutcome {
+    /// A success with `result`.
+    pub fn succeeded(result: Value) -> Self {
+        Self::with_status(ExecutionStatus::Succeeded, result)
+    }
+
+    /// A failure with `result`.
+    pub fn failed(result: Value) -> Self {
+        Self::with_status(ExecutionStatus::Failed, result)
+    }
+
+    /// Any status with `result`.
+    pub fn with_status(status: ExecutionStatus, result: Value) -> Self {
+        Self {
+            status,
+            result,
+            context: Map::new(),
+        }
+    }
+}
+
+/// Why a runner could not run an action. The engine ends the execution `failed` with
+/// `{"error": <message>, "traceback": <detail>}`, as StackStorm does for runner exceptions.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// A parameter the runner needs is missing or has the wrong shape.
+    #[error("invalid parameter {name:?}: {message}")]
+    Parameter {
+        /// The parameter.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The action's entry point is missing or unreadable.
+    #[error("entry point {path:?}: {message}")]
+    EntryPoint {
+        /// The path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs actions of one runner type.
+///
+/// # Contract
+/// - `run` returns when the action finished (or, for asynchronous runners such as workflows, when
+///   it reached a status the engine tracks, e.g. `running` or `pending`).
+/// - It watches `ctx.cancel`: once cancelled it stops the work (killing child processes) and
+///   returns `canceled`.
+/// - It enforces its own `timeout` runner parameter, returning `timeout`.
+/// - It never panics on bad parameters; it returns [`RunnerError::Parameter`] or a `failed`
+///   outcome.
+///
+/// # Errors
+/// [`RunnerError`] when the action could not be run at all.
+#[async_trait]
+pub trait Runner: Send + Sync + fmt::Debug {
+    /// Run one execution.
+    async fn run(&self, ctx: RunContext) -> Result<RunOutcome, RunnerError>;
+}
+
+/// Registering a runner name twice.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a runner named {0:?} is already registered")]
+pub struct DuplicateRunner(pub String);
+
+/// The runners of one engine, by runner type name.
+#[derive(Debug, Default, Clone)]
+pub struct RunnerRegistry {
+    runners: HashMap<String, Arc<dyn Runner>>,
+}
+
+impl RunnerRegistry {
+    /// No runners.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Register `runner` under `name`.
+    ///
+    /// # Errors
+    /// [`DuplicateRunner`] when the name is taken.
+    pub fn register(
+        &mut self,
+        name: impl Into<String>,
+        runner: impl Runner + 'static,
+    ) -> Result<(), DuplicateRunner> {
+        self.register_arc(name, Arc::new(runner))
+    }
+
+    /// Register a shared runner under `name`.
+    ///
+    /// # Errors
+    /// [`DuplicateRunner`] when the name is taken.
+    pub fn register_arc(
+        &mut self,
+        name: impl Into<String>,
+        runner: Arc<dyn Runner>,
+    ) -> Result<(), DuplicateRunner> {
+        let name = name.into();
+        if self.runners.contains_key(&name) {
+            return Err(DuplicateRunner(name));
+        }
+        self.runners.insert(name, runner);
+        Ok(())
+    }
+
+    /// The runner registered under `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Runner>> {
+        self.runners.get(name)
+    }
+
+    /// Registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.runners.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn cancellation_wakes_waiters() {
+        let (canceller, cancel) = Cancellation::new();
+        assert!(!cancel.is_cancelled());
+        let waiter = tokio::spawn({
+            let cancel = cancel.clone();
+            async move { cancel.cancelled().await }
+        });
+        canceller.cancel();
+        waiter.await.expect("woke");
+        assert!(cancel.is_cancelled());
+    }
+}
