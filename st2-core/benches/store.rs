@@ -4,8 +4,10 @@
 //!
 //! `cargo bench -p st2-core --bench store`
 //!
-//! Each backend first runs a fixed-size round and prints its per-second figures, then criterion
-//! measures the same workloads.
+//! Each backend first runs a fixed-size round and prints its per-second figures with the CPU
+//! time per operation by thread, then criterion measures the same workloads.
+//! `STORE_BENCH_QUICK=1` skips criterion; `STORE_BENCH_ONLY=create|cycles|serial` runs one
+//! fixed-size round.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
