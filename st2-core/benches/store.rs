@@ -4,6 +4,9 @@
 //!
 //! `cargo bench -p st2-core --bench store`
 //!
+//! `ST2_BENCH_PG_URL=postgres://… cargo bench -p st2-core --bench store` measures PostgreSQL too
+//! (in a throwaway schema, dropped afterwards).
+//!
 //! Each backend first runs a fixed-size round and prints its per-second figures with the CPU
 //! time per operation by thread, then criterion measures the same workloads.
 //! `STORE_BENCH_QUICK=1` skips criterion; `STORE_BENCH_ONLY=create|cycles|serial` runs one
@@ -33,6 +36,19 @@ struct Backend {
     name: &'static str,
     store: Arc<dyn Store>,
     _keep: Option<tempfile::TempDir>,
+    pg: Option<Arc<st2_core::store::postgres::PgStore>>,
+}
+
+impl Backend {
+    /// Close the store (and drop a PostgreSQL bench schema).
+    fn close(&self, runtime: &Runtime) {
+        match &self.pg {
+            Some(pg) => runtime
+                .block_on(pg.drop_schema())
+                .expect("drop bench schema"),
+            None => runtime.block_on(self.store.close()).expect("close store"),
+        }
+    }
 }
 
 fn sqlite(runtime: &Runtime) -> Backend {
@@ -45,12 +61,32 @@ fn sqlite(runtime: &Runtime) -> Backend {
         name: "sqlite",
         store: Arc::new(store),
         _keep: Some(dir),
+        pg: None,
     }
 }
 
-/// Every backend to measure. (A PostgreSQL store goes here when one is configured.)
+/// PostgreSQL at `ST2_BENCH_PG_URL`, in a throwaway schema.
+fn postgres(runtime: &Runtime) -> Option<Backend> {
+    use st2_core::store::postgres::{PgOptions, PgStore};
+    let url = std::env::var("ST2_BENCH_PG_URL").ok()?;
+    let schema = format!("st2bench_{}", st2_core::store::new_id());
+    let store = runtime
+        .block_on(PgStore::connect(PgOptions::new(url).schema(schema)))
+        .expect("connect to ST2_BENCH_PG_URL");
+    let store = Arc::new(store);
+    Some(Backend {
+        name: "postgres",
+        store: store.clone(),
+        _keep: None,
+        pg: Some(store),
+    })
+}
+
+/// Every backend to measure: SQLite always, PostgreSQL when `ST2_BENCH_PG_URL` is set.
 fn backends(runtime: &Runtime) -> Vec<Backend> {
-    vec![sqlite(runtime)]
+    let mut all = vec![sqlite(runtime)];
+    all.extend(postgres(runtime));
+    all
 }
 
 fn template() -> ExecutionRecord {
@@ -286,9 +322,7 @@ fn bench(c: &mut Criterion) {
         }
 
         if std::env::var_os("STORE_BENCH_QUICK").is_some() {
-            runtime
-                .block_on(backend.store.close())
-                .expect("close store");
+            backend.close(&runtime);
             continue;
         }
         let mut group = c.benchmark_group(format!("store/{name}"));
@@ -306,9 +340,7 @@ fn bench(c: &mut Criterion) {
             })
         });
         group.finish();
-        runtime
-            .block_on(backend.store.close())
-            .expect("close store");
+        backend.close(&runtime);
     }
 }
 
