@@ -329,3 +329,19 @@ async fn bad_parameters_are_errors() {
         Err(RunnerError::Failed(m)) if m.contains("entry_point")
     ));
 }
+
+#[tokio::test]
+async fn action_parameters_only_reach_the_command_through_templates() {
+    let packs = Packs::load();
+    let (ctx, _) = packs.cmd_context(
+        "shelltest.cmd",
+        "echo \"[$*]\" '{{ text }}' {{ text }}",
+        json!({}),
+        json!({"text": "a  b"}),
+    );
+    let outcome = LocalShellCommandRunner::default()
+        .run(ctx)
+        .await
+        .expect("runs");
+    assert_eq!(outcome.result["stdout"], json!("[] a  b a b"));
+}
