@@ -336,7 +336,12 @@ fn build_environment(config: &JinjaConfig, mode: OutputMode) -> Environment<'sta
                 if value.is_undefined() {
                     return Ok(());
                 }
-                let text = printed(value)?;
+                if value.is_safe() {
+                    return out
+                        .write_str(value.as_str().unwrap_or_default())
+                        .map_err(Error::from);
+                }
+                let text = py_str(value)?;
                 out.write_str(&text).map_err(Error::from)
             });
             env.add_filter("shell_raw", |value: Value| -> Result<Value, Error> {
