@@ -8,6 +8,8 @@
 //! * [`render`]: walking parameter values, keeping the type of whole-string expressions, and
 //!   casting rendered values to parameter types as StackStorm does.
 //! * [`rhai`]: a sandboxed Rhai engine for `rhai-script` actions and rule criteria.
+//! * [`shell`]: shell commands rendered from templates with their values passed as environment
+//!   variables, never as shell syntax.
 //!
 //! Functions that need more than their arguments (Orquesta's `ctx()`, `task_status()`,
 //! `result()`, …) are not built into this crate: a caller registers them in a [`Functions`]
@@ -21,6 +23,7 @@ pub mod python;
 pub mod pyyaml;
 pub mod render;
 pub mod rhai;
+pub mod shell;
 pub mod yaql;
 
 use std::collections::HashMap;

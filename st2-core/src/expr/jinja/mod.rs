@@ -9,6 +9,7 @@ pub mod filters;
 pub mod functions;
 pub mod kv;
 pub mod percent;
+pub(crate) mod shell;
 pub mod value;
 
 use std::sync::{Arc, PoisonError};
@@ -100,6 +101,10 @@ pub struct Jinja {
     env: std::sync::RwLock<Environment<'static>>,
     /// How many templates the environment holds.
     cached: std::sync::atomic::AtomicUsize,
+    /// The same environment printing shell-safe references (built on first use).
+    shell_env: std::sync::OnceLock<Environment<'static>>,
+    /// What both environments were built from.
+    config: JinjaConfig,
 }
 
 /// Compiled templates kept per environment before the cache is emptied.
@@ -289,109 +294,147 @@ const BUILTIN_TESTS: &[&str] = &[
     "upper",
 ];
 
+/// What `{{ … }}` prints: plain text, or shell-safe references (see [`shell`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutputMode {
+    Text,
+    Shell,
+}
+
+/// The text an output of `value` prints as: Python's `str()`, or a safe string as it is.
+fn printed(value: &Value) -> Result<String, Error> {
+    if value.is_safe() {
+        return Ok(value.as_str().unwrap_or_default().to_owned());
+    }
+    py_str(value)
+}
+
+/// StackStorm's environment in one output mode.
+fn build_environment(config: &JinjaConfig, mode: OutputMode) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(false)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_fuel(Some(config.fuel.unwrap_or(DEFAULT_FUEL)));
+    env.set_recursion_limit(200);
+    minijinja_contrib::add_to_environment(&mut env);
+    env.set_unknown_method_callback(compat::unknown_method);
+    env.set_debug(false);
+    match mode {
+        OutputMode::Text => {
+            env.set_formatter(|out, _state, value| {
+                // Strict mode already refused undefined variables; what reaches here is the
+                // "silent" undefined of an inline `if` without `else`, which Jinja2 prints
+                // as nothing.
+                if value.is_undefined() {
+                    return Ok(());
+                }
+                if value.is_safe() {
+                    return out
+                        .write_str(value.as_str().unwrap_or_default())
+                        .map_err(Error::from);
+                }
+                let text = py_str(value)?;
+                out.write_str(&text).map_err(Error::from)
+            });
+            env.add_filter("shell_raw", |value: Value| -> Result<Value, Error> {
+                Ok(Value::from(printed(&value)?))
+            });
+        }
+        OutputMode::Shell => {
+            env.set_formatter(shell::format_output);
+            env.add_filter("shell_raw", shell::shell_raw);
+        }
+    }
+    for (name, f) in ST2_FILTERS.iter().chain(PYTHON_FILTERS) {
+        add_filter(&mut env, name, *f);
+    }
+    add_filter(&mut env, percent::TUPLE_FILTER, percent::percent_tuple);
+    add_filter(&mut env, percent::VALUE_FILTER, percent::percent_value);
+    let key = config.crypto_key.clone();
+    env.add_filter(
+        "decrypt_kv",
+        move |value: Value, args: Rest<Value>, kwargs: Kwargs| {
+            filters::decrypt_kv(key.as_ref(), value, &with_kwargs(&args, kwargs))
+        },
+    );
+    env.add_test("number", compat::is_number);
+    env.add_test("float", compat::is_float);
+    env.add_test("integer", compat::is_integer);
+    env.add_test("string", compat::is_string);
+    env.add_test("true", compat::is_true);
+    env.add_test("false", compat::is_false);
+    env.add_test("escaped", compat::is_escaped);
+    env.add_test("in", compat::is_in);
+    env.add_test("sequence", compat::is_sequence);
+    env.add_test("callable", compat::is_callable);
+    env.add_filter(
+        "urlencode",
+        |value: Value, args: Rest<Value>, kwargs: Kwargs| {
+            compat::urlencode(value, &with_kwargs(&args, kwargs))
+        },
+    );
+    let mut filter_names: Vec<String> = BUILTIN_FILTERS.iter().map(|s| (*s).to_owned()).collect();
+    filter_names.extend(
+        ST2_FILTERS
+            .iter()
+            .chain(PYTHON_FILTERS)
+            .map(|(n, _)| (*n).to_owned()),
+    );
+    filter_names.push("decrypt_kv".to_owned());
+    filter_names.push("shell_raw".to_owned());
+    filter_names.extend(config.functions.names().map(str::to_owned));
+    let test_names: Vec<String> = BUILTIN_TESTS.iter().map(|s| (*s).to_owned()).collect();
+    env.add_test("filter", move |name: String| filter_names.contains(&name));
+    env.add_test("test", move |name: String| test_names.contains(&name));
+    for name in config.functions.names() {
+        let Some(function) = config.functions.get(name).cloned() else {
+            continue;
+        };
+        let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        let f = function.clone();
+        env.add_function(
+            name,
+            move |state: &State, args: Rest<Value>, kwargs: Kwargs| {
+                call_function(state, name, &*f, &with_kwargs(&args, kwargs))
+            },
+        );
+        env.add_filter(
+            name,
+            move |state: &State, value: Value, args: Rest<Value>, kwargs: Kwargs| {
+                let mut all = vec![value];
+                all.extend(with_kwargs(&args, kwargs));
+                call_function(state, name, &*function, &all)
+            },
+        );
+    }
+    env
+}
+
 impl Jinja {
     /// StackStorm's environment, with `config`'s key and functions.
     pub fn new(config: JinjaConfig) -> Self {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .keep_trailing_newline(false)
-            .build()
-        {
-            env.set_syntax(syntax);
-        }
-        env.set_auto_escape_callback(|_| AutoEscape::None);
-        env.set_fuel(Some(config.fuel.unwrap_or(DEFAULT_FUEL)));
-        env.set_recursion_limit(200);
-        minijinja_contrib::add_to_environment(&mut env);
-        env.set_unknown_method_callback(compat::unknown_method);
-        env.set_debug(false);
-        env.set_formatter(|out, _state, value| {
-            // Strict mode already refused undefined variables; what reaches here is the
-            // "silent" undefined of an inline `if` without `else`, which Jinja2 prints as
-            // nothing.
-            if value.is_undefined() {
-                return Ok(());
-            }
-            if value.is_safe() {
-                return out
-                    .write_str(value.as_str().unwrap_or_default())
-                    .map_err(Error::from);
-            }
-            let text = py_str(value)?;
-            out.write_str(&text).map_err(Error::from)
-        });
-        for (name, f) in ST2_FILTERS.iter().chain(PYTHON_FILTERS) {
-            add_filter(&mut env, name, *f);
-        }
-        add_filter(&mut env, percent::TUPLE_FILTER, percent::percent_tuple);
-        add_filter(&mut env, percent::VALUE_FILTER, percent::percent_value);
-        let key = config.crypto_key.clone();
-        env.add_filter(
-            "decrypt_kv",
-            move |value: Value, args: Rest<Value>, kwargs: Kwargs| {
-                filters::decrypt_kv(key.as_ref(), value, &with_kwargs(&args, kwargs))
-            },
-        );
-        env.add_test("number", compat::is_number);
-        env.add_test("float", compat::is_float);
-        env.add_test("integer", compat::is_integer);
-        env.add_test("string", compat::is_string);
-        env.add_test("true", compat::is_true);
-        env.add_test("false", compat::is_false);
-        env.add_test("escaped", compat::is_escaped);
-        env.add_test("in", compat::is_in);
-        env.add_test("sequence", compat::is_sequence);
-        env.add_test("callable", compat::is_callable);
-        env.add_filter(
-            "urlencode",
-            |value: Value, args: Rest<Value>, kwargs: Kwargs| {
-                compat::urlencode(value, &with_kwargs(&args, kwargs))
-            },
-        );
-        let mut filter_names: Vec<String> =
-            BUILTIN_FILTERS.iter().map(|s| (*s).to_owned()).collect();
-        filter_names.extend(
-            ST2_FILTERS
-                .iter()
-                .chain(PYTHON_FILTERS)
-                .map(|(n, _)| (*n).to_owned()),
-        );
-        filter_names.push("decrypt_kv".to_owned());
-        filter_names.extend(config.functions.names().map(str::to_owned));
-        let test_names: Vec<String> = BUILTIN_TESTS.iter().map(|s| (*s).to_owned()).collect();
-        env.add_test("filter", move |name: String| filter_names.contains(&name));
-        env.add_test("test", move |name: String| test_names.contains(&name));
-        for name in config.functions.names() {
-            let Some(function) = config.functions.get(name).cloned() else {
-                continue;
-            };
-            let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
-            let f = function.clone();
-            env.add_function(
-                name,
-                move |state: &State, args: Rest<Value>, kwargs: Kwargs| {
-                    call_function(state, name, &*f, &with_kwargs(&args, kwargs))
-                },
-            );
-            env.add_filter(
-                name,
-                move |state: &State, value: Value, args: Rest<Value>, kwargs: Kwargs| {
-                    let mut all = vec![value];
-                    all.extend(with_kwargs(&args, kwargs));
-                    call_function(state, name, &*function, &all)
-                },
-            );
-        }
+        let env = build_environment(&config, OutputMode::Text);
         Jinja {
             env: std::sync::RwLock::new(env),
             cached: std::sync::atomic::AtomicUsize::new(0),
+            shell_env: std::sync::OnceLock::new(),
+            config,
         }
     }
 
     fn root(&self, ctx: &RenderContext) -> Value {
+        Value::from(self.root_pairs(ctx))
+    }
+
+    fn root_pairs(&self, ctx: &RenderContext) -> std::collections::BTreeMap<String, Value> {
         let mut pairs: std::collections::BTreeMap<String, Value> = ctx
             .vars
             .iter()
@@ -421,7 +464,7 @@ impl Jinja {
                 Value::from_object(ScopeHandle(scope.clone())),
             );
         }
-        Value::from(pairs)
+        pairs
     }
 
     /// Render a template to text.
@@ -453,6 +496,32 @@ impl Jinja {
         let env = self.env_read();
         let t = env.get_template(template).map_err(convert_error)?;
         t.render(root).map_err(convert_error)
+    }
+
+    /// Render a template in shell mode: every `{{ … }}` output prints as a marker
+    /// ([`shell::marker`]) and its text is collected, in order. Used by
+    /// [`crate::expr::shell::render_shell_command`].
+    ///
+    /// # Errors
+    /// As [`Jinja::render`], and a value holding NUL.
+    pub(crate) fn render_shell(
+        &self,
+        template: &str,
+        ctx: &RenderContext,
+    ) -> Result<(String, Vec<String>), ExprError> {
+        let env = self
+            .shell_env
+            .get_or_init(|| build_environment(&self.config, OutputMode::Shell));
+        let source = prepare(template)?;
+        let t = env.template_from_str(&source).map_err(convert_error)?;
+        let recorder = Arc::new(shell::Recorder::default());
+        let mut pairs = self.root_pairs(ctx);
+        pairs.insert(
+            shell::RECORDER_VAR.to_owned(),
+            Value::from_dyn_object(recorder.clone()),
+        );
+        let text = t.render(Value::from(pairs)).map_err(convert_error)?;
+        Ok((text, recorder.take()))
     }
 
     fn env_read(&self) -> std::sync::RwLockReadGuard<'_, Environment<'static>> {
