@@ -213,7 +213,7 @@ pub enum KeyValueError {
     Store(#[from] StoreError),
 }
 
-/// StackStorm's datastore over a [`KeyValueStore`]: scopes, user prefixes, TTLs, and secrets
+/// StackStorm's datastore over a [`KeyValueStore`](crate::store::KeyValueStore): scopes, user prefixes, TTLs, and secrets
 /// encrypted with StackStorm's key format before they reach the store.
 #[derive(Clone)]
 pub struct Datastore {
