@@ -18,6 +18,8 @@ CREATE INDEX trigger_instances_type ON trigger_instances (trigger_type, occurren
 CREATE INDEX trigger_instances_status ON trigger_instances (status, occurrence_time);
 
 -- `seq` is the creation order: children of an execution come back in it.
+-- No index on `runner`: few runners exist, so a runner filter walks `executions_start` (newest
+-- first) and stops at the page's end; every index costs each insert a B-tree update.
 CREATE TABLE executions (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -40,7 +42,6 @@ CREATE INDEX executions_action ON executions (action_ref, start_timestamp);
 CREATE INDEX executions_status ON executions (status, start_timestamp);
 CREATE INDEX executions_parent ON executions (parent, seq) WHERE parent IS NOT NULL;
 CREATE INDEX executions_user ON executions (username, start_timestamp) WHERE username IS NOT NULL;
-CREATE INDEX executions_runner ON executions (runner, start_timestamp) WHERE runner IS NOT NULL;
 CREATE INDEX executions_rule ON executions (rule, start_timestamp) WHERE rule IS NOT NULL;
 CREATE INDEX executions_trigger ON executions (trigger_ref, start_timestamp)
     WHERE trigger_ref IS NOT NULL;
@@ -171,7 +172,8 @@ CREATE TABLE work_items (
     lease_expires_at INTEGER,
     worker TEXT
 );
-CREATE INDEX work_items_claim ON work_items (queue, state, not_before, id);
+-- Ready items only: a claim takes an item out of it and a finish does not touch it.
+CREATE INDEX work_items_claim ON work_items (queue, not_before, id) WHERE state = 0;
 CREATE INDEX work_items_leases ON work_items (lease_expires_at) WHERE state = 1;
 
 -- The store-wide fence counter: every claim takes fences above every fence issued before.

@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, params};
 use super::connection::{insert_error, sql_error};
 use super::filter::{Where, json_list};
 use super::writer::Db;
-use super::{Shared, direction, from_doc, purge_limit, to_doc};
+use super::{Shared, direction, from_doc, purge_limit, to_doc_sized};
 use crate::store::{
     ExecutionFilter, ExecutionOutputStore, ExecutionRecord, ExecutionStatus, ExecutionStore,
     Listing, NewOutput, OutputChunk, OutputType, Page, ParentFilter, StoreError, StoreResult,
@@ -58,7 +58,7 @@ impl ExecutionRow {
             trigger_instance: keys.trigger_instance,
             start: to_micros(record.start_timestamp),
             end: record.end_timestamp.map(to_micros),
-            doc: to_doc(WHAT, record)?,
+            doc: to_doc_sized(WHAT, record, 2048)?,
         })
     }
 

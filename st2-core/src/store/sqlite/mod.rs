@@ -469,7 +469,20 @@ impl Store for SqliteStore {
 
 /// A record's JSON text (serialised by the caller, so the writer thread only runs SQL).
 fn to_doc<T: Serialize>(what: &'static str, record: &T) -> StoreResult<String> {
-    serde_json::to_string(record)
+    to_doc_sized(what, record, 128)
+}
+
+/// [`to_doc`] into a buffer of `capacity` bytes to start with (no regrowth for a typical
+/// record).
+fn to_doc_sized<T: Serialize>(
+    what: &'static str,
+    record: &T,
+    capacity: usize,
+) -> StoreResult<String> {
+    let mut text = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut text, record)
+        .map_err(|e| StoreError::Invalid(format!("{what} cannot be stored as JSON: {e}")))?;
+    String::from_utf8(text)
         .map_err(|e| StoreError::Invalid(format!("{what} cannot be stored as JSON: {e}")))
 }
 

@@ -313,9 +313,14 @@ impl WorkQueue for Queue {
             .read(move |db| {
                 db.conn()
                     .prepare_cached(
-                        "SELECT coalesce(sum(state = 0 AND not_before <= ?2), 0), \
-                         coalesce(sum(state = 0 AND not_before > ?2), 0), \
-                         coalesce(sum(state = 1), 0) FROM work_items WHERE queue = ?1",
+                        // Ready items through the claim index, leased ones through the
+                        // leases index (there are few: those in flight).
+                        "SELECT (SELECT count(*) FROM work_items WHERE queue = ?1 AND state = 0 \
+                         AND not_before <= ?2), (SELECT count(*) FROM work_items \
+                         WHERE queue = ?1 AND state = 0 AND not_before > ?2), \
+                         (SELECT count(*) FROM work_items WHERE state = 1 AND queue = ?1 \
+                         AND lease_expires_at IS NOT NULL) + (SELECT count(*) FROM work_items \
+                         WHERE state = 1 AND queue = ?1 AND lease_expires_at IS NULL)",
                     )
                     .and_then(|mut s| {
                         s.query_row(params![queue, db.now()], |r| {

@@ -6,9 +6,8 @@
 //! then replies: a write is acknowledged once its batch has committed. When the commit fails,
 //! every job of the batch gets the error.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -118,10 +117,84 @@ enum Message {
     Close(oneshot::Sender<()>),
 }
 
-/// The handle callers hold: a channel to the writer thread.
+/// What callers and the writer thread share: the queued messages. A sender wakes the thread
+/// only when it waits for as many messages as are now queued (one when idle, the size of the
+/// batch it gathers otherwise), not on every send.
+struct Mailbox {
+    state: Mutex<MailState>,
+    ready: Condvar,
+}
+
+struct MailState {
+    messages: Vec<Message>,
+    /// Wake the thread once this many messages are queued (`usize::MAX`: it is not waiting).
+    wake_at: usize,
+    /// A close is queued.
+    closing: bool,
+    /// Every handle is gone.
+    abandoned: bool,
+    /// The thread has stopped: nothing more is accepted.
+    stopped: bool,
+}
+
+impl Mailbox {
+    fn lock(&self) -> MutexGuard<'_, MailState> {
+        // The state stays consistent whatever panicked while holding the lock.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue `message`; gives it back when the thread has stopped.
+    fn send(&self, message: Message) -> Result<(), Message> {
+        let mut state = self.lock();
+        if state.stopped {
+            return Err(message);
+        }
+        let urgent = matches!(message, Message::Close(_));
+        state.closing |= urgent;
+        state.messages.push(message);
+        let wake = urgent || state.messages.len() >= state.wake_at;
+        if wake {
+            state.wake_at = usize::MAX;
+        }
+        drop(state);
+        if wake {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The handles are gone: the thread stops once the queue is empty.
+    fn abandon(&self) {
+        self.lock().abandoned = true;
+        self.ready.notify_one();
+    }
+}
+
+/// Marks the mailbox stopped when the writer thread ends (or dies): queued jobs are dropped,
+/// so their callers hear that the store is gone.
+struct StopOnExit(Arc<Mailbox>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        let left = {
+            let mut state = self.0.lock();
+            state.stopped = true;
+            std::mem::take(&mut state.messages)
+        };
+        drop(left);
+    }
+}
+
+/// The handle callers hold: the writer thread's mailbox.
 pub(super) struct Writer {
-    sender: mpsc::Sender<Message>,
+    mailbox: Arc<Mailbox>,
     closed: AtomicBool,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.mailbox.abandon();
+    }
 }
 
 impl std::fmt::Debug for Writer {
@@ -145,13 +218,23 @@ impl Writer {
         max_batch: usize,
         checkpointer: Option<Checkpointer>,
     ) -> StoreResult<Self> {
-        let (sender, receiver) = mpsc::channel();
+        let mailbox = Arc::new(Mailbox {
+            state: Mutex::new(MailState {
+                messages: Vec::new(),
+                wake_at: usize::MAX,
+                closing: false,
+                abandoned: false,
+                stopped: false,
+            }),
+            ready: Condvar::new(),
+        });
+        let inbox = Arc::clone(&mailbox);
         std::thread::Builder::new()
             .name("st2-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, clock, receiver, max_batch.max(1), checkpointer))
+            .spawn(move || writer_loop(conn, clock, inbox, max_batch.max(1), checkpointer))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
-            sender,
+            mailbox,
             closed: AtomicBool::new(false),
         })
     }
@@ -173,7 +256,7 @@ impl Writer {
             outcome: None,
             reply,
         });
-        self.sender.send(Message::Job(job)).map_err(|_| gone())?;
+        self.mailbox.send(Message::Job(job)).map_err(|_| gone())?;
         // A dropped reply means the thread stopped (or died) before answering.
         answer.await.unwrap_or_else(|_| Err(gone()))
     }
@@ -184,7 +267,7 @@ impl Writer {
             return;
         }
         let (reply, done) = oneshot::channel();
-        if self.sender.send(Message::Close(reply)).is_ok() {
+        if self.mailbox.send(Message::Close(reply)).is_ok() {
             let _ = done.await;
         }
     }
@@ -197,8 +280,11 @@ const MIN_GATHER: Duration = Duration::from_micros(100);
 const MAX_GATHER: Duration = Duration::from_millis(2);
 
 struct Inbox {
+    mailbox: Arc<Mailbox>,
     batch: Vec<Box<dyn Job>>,
     closing: Vec<oneshot::Sender<()>>,
+    /// Messages moved out of the mailbox, not yet sorted into `batch` (kept for its buffer).
+    incoming: Vec<Message>,
 }
 
 impl Inbox {
@@ -209,43 +295,81 @@ impl Inbox {
         }
     }
 
-    /// Take whatever is queued, up to `max` jobs; whether anything was taken.
-    fn drain(&mut self, receiver: &mpsc::Receiver<Message>, max: usize) -> bool {
-        let mut took = false;
-        while self.batch.len() < max {
-            match receiver.try_recv() {
-                Ok(message) => {
-                    self.take(message);
-                    took = true;
-                }
-                Err(_) => break,
-            }
+    /// Move up to `max` jobs (and any close) out of `state`; whether anything was taken.
+    fn take_from(&mut self, state: &mut MailState, max: usize) -> bool {
+        let room = max.saturating_sub(self.batch.len());
+        if state.messages.is_empty() || room == 0 {
+            return false;
         }
-        took
+        if state.messages.len() <= room {
+            std::mem::swap(&mut state.messages, &mut self.incoming);
+        } else {
+            self.incoming.extend(state.messages.drain(..room));
+        }
+        if !state
+            .messages
+            .iter()
+            .any(|m| matches!(m, Message::Close(_)))
+        {
+            state.closing = false;
+        }
+        let mut incoming = std::mem::take(&mut self.incoming);
+        for message in incoming.drain(..) {
+            self.take(message);
+        }
+        self.incoming = incoming;
+        true
+    }
+
+    /// Wait for the first message; false when every handle is gone and nothing is queued.
+    fn receive(&mut self, max: usize) -> bool {
+        let mailbox = Arc::clone(&self.mailbox);
+        let mut state = mailbox.lock();
+        loop {
+            if self.take_from(&mut state, max) {
+                return true;
+            }
+            if state.abandoned {
+                return false;
+            }
+            state.wake_at = 1;
+            state = mailbox.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.wake_at = usize::MAX;
+        }
+    }
+
+    /// Take whatever is queued, up to `max` jobs; whether anything was taken.
+    fn drain(&mut self, max: usize) -> bool {
+        let mailbox = Arc::clone(&self.mailbox);
+        let mut state = mailbox.lock();
+        self.take_from(&mut state, max)
     }
 
     /// Wait until `wanted` jobs are in, a close arrives, or `deadline` passes.
-    fn gather(
-        &mut self,
-        receiver: &mpsc::Receiver<Message>,
-        wanted: usize,
-        max: usize,
-        deadline: Instant,
-    ) -> bool {
+    fn gather(&mut self, wanted: usize, max: usize, deadline: Instant) -> bool {
+        let mailbox = Arc::clone(&self.mailbox);
+        let mut state = mailbox.lock();
         let mut took = false;
-        while self.batch.len() < wanted && self.closing.is_empty() {
+        loop {
+            if self.batch.len() + state.messages.len() >= wanted
+                || state.closing
+                || state.abandoned
+                || !self.closing.is_empty()
+            {
+                break;
+            }
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 break;
             };
-            match receiver.recv_timeout(left) {
-                Ok(message) => {
-                    self.take(message);
-                    self.drain(receiver, max);
-                    took = true;
-                }
-                Err(_) => break,
-            }
+            state.wake_at = wanted - self.batch.len();
+            let (next, _) = mailbox
+                .ready
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner());
+            state = next;
+            state.wake_at = usize::MAX;
         }
+        took |= self.take_from(&mut state, max);
         took
     }
 }
@@ -257,33 +381,35 @@ impl Inbox {
 fn writer_loop(
     conn: Connection,
     clock: Arc<dyn Clock>,
-    receiver: mpsc::Receiver<Message>,
+    mailbox: Arc<Mailbox>,
     max_batch: usize,
     checkpointer: Option<Checkpointer>,
 ) {
+    let stop = StopOnExit(Arc::clone(&mailbox));
     let db = Db::new(&conn, clock.as_ref());
     let mut inbox = Inbox {
+        mailbox,
         batch: Vec::with_capacity(max_batch),
         closing: Vec::new(),
+        incoming: Vec::new(),
     };
     let mut expected = 1;
     let mut last_commit = Duration::ZERO;
     'serve: loop {
         let waiting = Instant::now();
-        match receiver.recv() {
-            Ok(message) => inbox.take(message),
+        if !inbox.receive(max_batch) {
             // Every handle is gone and nothing is queued.
-            Err(_) => break,
+            break;
         }
         if waiting.elapsed() >= IDLE {
             expected = 1;
         }
         loop {
-            let mut took = inbox.drain(&receiver, max_batch);
+            let mut took = inbox.drain(max_batch);
             let wanted = expected.min(max_batch);
             if inbox.batch.len() < wanted {
                 let deadline = Instant::now() + last_commit.clamp(MIN_GATHER, MAX_GATHER);
-                took |= inbox.gather(&receiver, wanted, max_batch, deadline);
+                took |= inbox.gather(wanted, max_batch, deadline);
             }
             if !inbox.batch.is_empty() {
                 expected = inbox.batch.len();
@@ -307,7 +433,7 @@ fn writer_loop(
             }
         }
     }
-    drop(receiver);
+    drop(stop);
     let _ = conn.close();
     if let Some(checkpointer) = checkpointer {
         checkpointer.finish();
