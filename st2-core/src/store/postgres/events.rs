@@ -143,18 +143,9 @@ impl TriggerInstanceStore for PgStore {
         page: Page,
     ) -> StoreResult<Listing<TriggerInstanceRecord>> {
         let mut p = Params::default();
-        if !filter.ids.is_empty() {
-            let n = p.bind(filter.ids.clone());
-            p.and(format!("id = ANY({n})"));
-        }
-        if let Some(trigger) = &filter.trigger {
-            let n = p.bind(trigger.clone());
-            p.and(format!("trigger_ref = {n}"));
-        }
-        if let Some(trigger_type) = &filter.trigger_type {
-            let n = p.bind(trigger_type.clone());
-            p.and(format!("trigger_type = {n}"));
-        }
+        p.any_of("id", &filter.ids);
+        p.eq("trigger_ref", filter.trigger.as_ref());
+        p.eq("trigger_type", filter.trigger_type.as_ref());
         if !filter.statuses.is_empty() {
             let statuses: Vec<String> = filter
                 .statuses
@@ -164,14 +155,7 @@ impl TriggerInstanceStore for PgStore {
             let n = p.bind(statuses);
             p.and(format!("status = ANY({n})"));
         }
-        if let Some(t) = filter.timestamp_gt {
-            let n = p.bind(to_micros(t));
-            p.and(format!("occurrence_time > {n}"));
-        }
-        if let Some(t) = filter.timestamp_lt {
-            let n = p.bind(to_micros(t));
-            p.and(format!("occurrence_time < {n}"));
-        }
+        p.between("occurrence_time", filter.timestamp_gt, filter.timestamp_lt);
         let dir = direction(filter.sort);
         let (rows, total) = self
             .page(
@@ -257,29 +241,16 @@ impl RuleEnforcementStore for PgStore {
         page: Page,
     ) -> StoreResult<Listing<RuleEnforcementRecord>> {
         let mut p = Params::default();
-        if !filter.ids.is_empty() {
-            let n = p.bind(filter.ids.clone());
-            p.and(format!("id = ANY({n})"));
-        }
+        p.any_of("id", &filter.ids);
         for (value, column) in [
             (&filter.rule_ref, "rule_ref"),
             (&filter.rule_id, "rule_id"),
             (&filter.execution, "execution_id"),
             (&filter.trigger_instance, "trigger_instance_id"),
         ] {
-            if let Some(value) = value {
-                let n = p.bind(value.clone());
-                p.and(format!("{column} = {n}"));
-            }
+            p.eq(column, value.as_ref());
         }
-        if let Some(t) = filter.enforced_at_gt {
-            let n = p.bind(to_micros(t));
-            p.and(format!("enforced_at > {n}"));
-        }
-        if let Some(t) = filter.enforced_at_lt {
-            let n = p.bind(to_micros(t));
-            p.and(format!("enforced_at < {n}"));
-        }
+        p.between("enforced_at", filter.enforced_at_gt, filter.enforced_at_lt);
         let dir = direction(filter.sort);
         let (rows, total) = self
             .page(
@@ -391,14 +362,8 @@ impl TraceStore for PgStore {
 
     async fn list(&self, filter: &TraceFilter, page: Page) -> StoreResult<Listing<TraceRecord>> {
         let mut p = Params::default();
-        if !filter.ids.is_empty() {
-            let n = p.bind(filter.ids.clone());
-            p.and(format!("id = ANY({n})"));
-        }
-        if let Some(tag) = &filter.trace_tag {
-            let n = p.bind(tag.clone());
-            p.and(format!("trace_tag = {n}"));
-        }
+        p.any_of("id", &filter.ids);
+        p.eq("trace_tag", filter.trace_tag.as_ref());
         for (value, column) in [
             (&filter.execution, "execution_ids"),
             (&filter.rule, "rule_ids"),

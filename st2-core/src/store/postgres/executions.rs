@@ -238,14 +238,8 @@ impl ExecutionStore for PgStore {
         page: Page,
     ) -> StoreResult<Listing<ExecutionRecord>> {
         let mut p = Params::default();
-        if !filter.ids.is_empty() {
-            let n = p.bind(filter.ids.clone());
-            p.and(format!("id = ANY({n})"));
-        }
-        if let Some(action) = &filter.action {
-            let n = p.bind(action.clone());
-            p.and(format!("action_ref = {n}"));
-        }
+        p.any_of("id", &filter.ids);
+        p.eq("action_ref", filter.action.as_ref());
         if !filter.statuses.is_empty() {
             let statuses: Vec<String> = filter
                 .statuses
@@ -258,10 +252,7 @@ impl ExecutionStore for PgStore {
         match &filter.parent {
             ParentFilter::Any => {}
             ParentFilter::TopLevel => p.and("parent IS NULL".into()),
-            ParentFilter::Of(parent) => {
-                let n = p.bind(parent.clone());
-                p.and(format!("parent = {n}"));
-            }
+            ParentFilter::Of(parent) => p.eq("parent", Some(parent)),
         }
         for (value, column) in [
             (&filter.user, "user_name"),
@@ -271,19 +262,9 @@ impl ExecutionStore for PgStore {
             (&filter.trigger_type, "trigger_type"),
             (&filter.trigger_instance, "trigger_instance"),
         ] {
-            if let Some(value) = value {
-                let n = p.bind(value.clone());
-                p.and(format!("{column} = {n}"));
-            }
+            p.eq(column, value.as_ref());
         }
-        if let Some(t) = filter.timestamp_gt {
-            let n = p.bind(to_micros(t));
-            p.and(format!("start_ts > {n}"));
-        }
-        if let Some(t) = filter.timestamp_lt {
-            let n = p.bind(to_micros(t));
-            p.and(format!("start_ts < {n}"));
-        }
+        p.between("start_ts", filter.timestamp_gt, filter.timestamp_lt);
         let dir = direction(filter.sort);
         let (rows, total) = self
             .page(

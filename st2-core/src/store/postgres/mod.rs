@@ -500,6 +500,34 @@ impl Params {
         self.conditions.push(condition);
     }
 
+    /// `column = value` when a value is given.
+    fn eq(&mut self, column: &str, value: Option<&String>) {
+        if let Some(value) = value {
+            let n = self.bind(value.clone());
+            self.and(format!("{column} = {n}"));
+        }
+    }
+
+    /// `column = ANY(values)` when the list is not empty.
+    fn any_of(&mut self, column: &str, values: &[String]) {
+        if !values.is_empty() {
+            let n = self.bind(values.to_vec());
+            self.and(format!("{column} = ANY({n})"));
+        }
+    }
+
+    /// `column > t` and `column < t` (microseconds) for the bounds given.
+    fn between(&mut self, column: &str, after: Option<Timestamp>, before: Option<Timestamp>) {
+        if let Some(t) = after {
+            let n = self.bind(to_micros(t));
+            self.and(format!("{column} > {n}"));
+        }
+        if let Some(t) = before {
+            let n = self.bind(to_micros(t));
+            self.and(format!("{column} < {n}"));
+        }
+    }
+
     fn len(&self) -> usize {
         self.values.len()
     }
