@@ -67,6 +67,56 @@ impl KeyValueRead for MemoryKeyValues {
     }
 }
 
+/// [`KeyValueRead`] over the store, for templates (`{{ st2kv.system.x }}`) evaluated by the
+/// engine.
+///
+/// # Contract
+/// Reads block the calling thread until the store answers. Call them from a blocking thread
+/// (`tokio::task::spawn_blocking`), which is where the engine renders templates; on a
+/// multi-threaded runtime a worker thread works too (the read runs under `block_in_place`).
+#[derive(Clone)]
+pub struct StoreKeyValues {
+    store: Arc<dyn Store>,
+    handle: tokio::runtime::Handle,
+}
+
+impl fmt::Debug for StoreKeyValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreKeyValues")
+            .field("backend", &self.store.backend())
+            .finish()
+    }
+}
+
+impl StoreKeyValues {
+    /// Reads of `store`, run on `handle`'s runtime.
+    pub fn new(store: Arc<dyn Store>, handle: tokio::runtime::Handle) -> Self {
+        Self { store, handle }
+    }
+}
+
+impl KeyValueRead for StoreKeyValues {
+    fn get(&self, scope: &KvScope, name: &str) -> Result<Option<String>, DatastoreError> {
+        let (scope, stored) = match scope {
+            KvScope::System => (KeyScope::System, name.to_owned()),
+            KvScope::User(user) => (KeyScope::User, format!("{user}:{name}")),
+        };
+        let read = || {
+            self.handle
+                .block_on(self.store.key_values().get(scope, &stored))
+        };
+        let record = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(read)
+            }
+            _ => read(),
+        };
+        record
+            .map(|r| r.map(|r| r.value))
+            .map_err(|e| DatastoreError(e.to_string()))
+    }
+}
+
 /// Which keys a datastore call addresses: StackStorm's scopes with the user for user scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySelector {
@@ -237,6 +287,11 @@ impl Datastore {
             store,
             key: key.map(Arc::new),
         }
+    }
+
+    /// A datastore over `store` sharing an already loaded key.
+    pub fn new_shared(store: Arc<dyn Store>, key: Option<Arc<CryptoKey>>) -> Self {
+        Self { store, key }
     }
 
     fn key(&self) -> Result<&CryptoKey, KeyValueError> {

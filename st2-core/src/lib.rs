@@ -24,6 +24,7 @@ pub mod clock;
 pub mod crypto;
 pub mod datastore;
 pub mod diagnostic;
+pub mod engine;
 pub mod expr;
 pub mod loader;
 pub mod model;
@@ -36,4 +37,5 @@ pub mod yaml;
 
 pub use catalog::Catalog;
 pub use diagnostic::{Diagnostic, Severity};
+pub use engine::{Engine, EngineBuilder, EngineError, EngineSettings};
 pub use loader::{LoadOptions, LoadReport, load};

@@ -65,16 +65,21 @@ pub struct Cancellation {
 }
 
 /// The engine's side of a [`Cancellation`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Canceller {
-    sender: watch::Sender<bool>,
+    sender: Arc<watch::Sender<bool>>,
 }
 
 impl Cancellation {
     /// A new pair: the runner holds the [`Cancellation`], the engine the [`Canceller`].
     pub fn new() -> (Canceller, Cancellation) {
         let (sender, receiver) = watch::channel(false);
-        (Canceller { sender }, Cancellation { receiver })
+        (
+            Canceller {
+                sender: Arc::new(sender),
+            },
+            Cancellation { receiver },
+        )
     }
 
     /// A cancellation that never fires.

@@ -9,14 +9,15 @@
 //! mapping holding templates is rendered through its JSON text, where an element that is exactly
 //! `"{{name}}"` keeps the referenced value's type.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, LazyLock};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use regex::Regex;
 use serde_json::{Map, Value};
 
 use super::jinja::filters::NONE_MAGIC_VALUE;
 use super::jinja::{Jinja, KvAccess, RenderContext, is_template};
+use super::shell::{ShellCommand, render_shell_command};
 use crate::datastore::KeyValueRead;
 
 /// Rendering or casting parameters failed (StackStorm's `ParamException`).
@@ -63,6 +64,42 @@ pub struct ParamContext {
     pub system_user: String,
     /// More named values (a rule's `trigger`).
     pub additional: Map<String, Value>,
+    /// Parameters that are shell commands (`cmd` of the shell runners): their templates are
+    /// rendered with [`render_shell_command`], the value becomes the command as StackStorm
+    /// would show it, and the command itself is kept here for the runner.
+    pub shell: Option<Arc<ShellCapture>>,
+}
+
+/// The shell commands rendered for [`ParamContext::shell`] parameters.
+#[derive(Debug, Default)]
+pub struct ShellCapture {
+    names: Vec<String>,
+    commands: Mutex<BTreeMap<String, ShellCommand>>,
+}
+
+impl ShellCapture {
+    /// Capture the parameters named `names`.
+    pub fn new<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Arc<Self> {
+        Arc::new(ShellCapture {
+            names: names.into_iter().map(Into::into).collect(),
+            commands: Mutex::default(),
+        })
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name)
+    }
+
+    fn record(&self, name: &str, command: ShellCommand) {
+        let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+        commands.insert(name.to_owned(), command);
+    }
+
+    /// The commands rendered so far, by parameter name.
+    pub fn take(&self) -> BTreeMap<String, ShellCommand> {
+        let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *commands)
+    }
 }
 
 impl std::fmt::Debug for ParamContext {
@@ -215,6 +252,7 @@ fn render_node(
     node: &Node,
     base: &RenderContext,
     rendered: &Map<String, Value>,
+    shell: Option<&ShellCapture>,
 ) -> Result<Value, ParamError> {
     let Some(template) = &node.template else {
         return Ok(node.value.clone().unwrap_or(Value::Null));
@@ -228,6 +266,14 @@ fn render_node(
         message,
     };
     match template {
+        Value::String(s) if shell.is_some_and(|c| c.wants(name)) => {
+            let command = render_shell_command(jinja, s, &ctx).map_err(|e| fail(e.to_string()))?;
+            let display = Value::String(command.display.clone());
+            if let Some(capture) = shell {
+                capture.record(name, command);
+            }
+            Ok(display)
+        }
         Value::String(s) => jinja
             .render(s, &ctx)
             .map(Value::String)
@@ -284,7 +330,7 @@ fn resolve(
         if node.is_context {
             continue;
         }
-        let value = render_node(jinja, &name, node, &base, &rendered)?;
+        let value = render_node(jinja, &name, node, &base, &rendered, ctx.shell.as_deref())?;
         rendered.insert(name, value);
     }
     Ok(rendered)
@@ -554,6 +600,7 @@ mod tests {
             "greeting": {"type": "string", "default": "{{ st2kv.system.greeting }}"}
         }));
         let ctx = ParamContext {
+            shell: None,
             datastore: Some(store),
             system_user: "stanley".into(),
             additional: map(json!({"trigger": {"n": "5", "list": [1, 2]}})),

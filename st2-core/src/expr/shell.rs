@@ -48,7 +48,7 @@ use super::jinja::{Jinja, RenderContext};
 pub const VALUE_PREFIX: &str = "ST2_V_";
 
 /// A rendered shell command.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ShellCommand {
     /// The command to run (with `bash -c`), referring to its values by variable name.
     pub script: String,

@@ -16,6 +16,7 @@
 //! Nothing is stored here: the caller persists the record and creates the execution, then
 //! fills in [`RuleEnforcement::execution_id`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -27,7 +28,8 @@ use super::matcher::TriggerInstance;
 use crate::catalog::Catalog;
 use crate::datastore::KeyValueRead;
 use crate::expr::jinja::Jinja;
-use crate::expr::render::{ParamContext, render_live_params};
+use crate::expr::render::{ParamContext, ShellCapture, render_live_params};
+use crate::expr::shell::ShellCommand;
 use crate::model::action::Action;
 use crate::model::rule::Rule;
 
@@ -82,6 +84,19 @@ pub struct ExecutionRequest {
     /// Set when the parameters could not be rendered: the execution is created and failed at
     /// once with this error as its result.
     pub error: Option<String>,
+    /// Shell-command parameters (`cmd` of `local-shell-cmd` / `remote-shell-cmd`) rendered with
+    /// their values kept beside the command (see [`crate::expr::shell`]); `parameters` holds
+    /// them as StackStorm would show them.
+    pub shell: BTreeMap<String, ShellCommand>,
+}
+
+/// The parameters of `runner_type` that are shell commands rendered with
+/// [`crate::expr::shell::render_shell_command`].
+pub fn shell_parameters(runner_type: &str) -> &'static [&'static str] {
+    match runner_type {
+        "local-shell-cmd" | "remote-shell-cmd" => &["cmd"],
+        _ => &[],
+    }
 }
 
 /// What enforcing one rule for one trigger instance produced.
@@ -216,7 +231,9 @@ impl Enforcer<'_> {
         }
         let mut additional = Map::new();
         additional.insert("trigger".to_owned(), instance.payload.clone());
+        let capture = ShellCapture::new(shell_parameters(&action.runner_type).iter().copied());
         let pctx = ParamContext {
+            shell: Some(capture.clone()),
             action_context: context.clone(),
             config: self
                 .catalog
@@ -244,6 +261,7 @@ impl Enforcer<'_> {
                     parameters: rule.action.parameters.clone(),
                     context,
                     error: Some(message.clone()),
+                    shell: BTreeMap::new(),
                 };
                 return (Some(request), Some(message));
             }
@@ -256,6 +274,7 @@ impl Enforcer<'_> {
             parameters,
             context,
             error: None,
+            shell: capture.take(),
         };
         (Some(request), None)
     }
@@ -263,7 +282,7 @@ impl Enforcer<'_> {
 
 /// StackStorm's `create_request` checks: the action is enabled, the parameters fit its schema,
 /// and no immutable parameter is overridden.
-fn check_request(
+pub(crate) fn check_request(
     action: &Action,
     runner_params: &Map<String, Value>,
     parameters: &Map<String, Value>,

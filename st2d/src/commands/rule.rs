@@ -287,6 +287,7 @@ fn render_without_action(
     context.insert("user".to_owned(), json!(SYSTEM_USER));
     context.insert("rule".to_owned(), json!({"id": null, "name": rule.name}));
     let ctx = st2_core::expr::render::ParamContext {
+        shell: None,
         action_context: context,
         config: Map::new(),
         datastore: enforcer.datastore.clone(),

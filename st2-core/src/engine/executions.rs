@@ -1,0 +1,891 @@
+//! Creating executions (StackStorm's `create_request`), scheduling them through delays and
+//! concurrency policies (st2scheduler), cancel, re-run and inquiry responses.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use serde_json::{Map, Value, json};
+
+use super::lifecycle::{self, is_cancelable};
+use super::snapshot::{self, derived_id};
+use super::{EngineError, EngineEvent, Inner, RUN_QUEUE, SCHEDULE_QUEUE};
+use crate::expr::render::{ParamContext, ShellCapture, render_live_params};
+use crate::expr::shell::ShellCommand;
+use crate::model::{Action, Policy};
+use crate::rules::enforce::shell_parameters;
+use crate::store::{
+    CausedBy, ClaimRequest, ExecutionFilter, ExecutionRecord, ExecutionStatus, InquiryStatus,
+    Lease, NewWorkItem, Page, StatusChange, StoreError, Timestamp, TraceComponent,
+    TraceComponentKind, TraceFilter, TraceRecord,
+};
+
+/// Context key holding the shell commands rendered for a `cmd` parameter (the command with
+/// its values beside it; see `crate::expr::shell`).
+pub(crate) const SHELL_CONTEXT_KEY: &str = "shell_commands";
+
+/// An action to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRequest {
+    /// Action ref.
+    pub action: String,
+    /// Parameters (may hold templates, rendered as StackStorm renders live parameters).
+    pub parameters: Map<String, Value>,
+    /// Extra context (`user`, `api_user`, `source_channel`, …).
+    pub context: Map<String, Value>,
+    /// Who asks (default: the context's `user`, else the system user).
+    pub user: Option<String>,
+    /// Wait this many milliseconds before scheduling (`delay`).
+    pub delay_ms: Option<u64>,
+    /// The parent execution (workflow tasks).
+    pub parent: Option<String>,
+    /// The trace tag of a new trace (default `execution-<id>`).
+    pub trace_tag: Option<String>,
+    /// Join this trace instead of starting one.
+    pub trace_id: Option<String>,
+    /// The execution's id (default: a new one).
+    pub id: Option<String>,
+}
+
+impl RunRequest {
+    /// Run `action` with `parameters`.
+    pub fn new(action: impl Into<String>, parameters: Map<String, Value>) -> Self {
+        RunRequest {
+            action: action.into(),
+            parameters,
+            context: Map::new(),
+            user: None,
+            delay_ms: None,
+            parent: None,
+            trace_tag: None,
+            trace_id: None,
+            id: None,
+        }
+    }
+}
+
+/// How a new execution joins a trace.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum TraceLink {
+    /// The caller records the trace (the rules service writes it whole).
+    Managed,
+    /// Start a trace with this tag.
+    New(String),
+    /// Add to this trace.
+    Join(String),
+}
+
+/// Everything needed to create one execution.
+#[derive(Debug, Clone)]
+pub(crate) struct NewExecution {
+    pub id: String,
+    pub action: String,
+    pub parameters: Map<String, Value>,
+    pub context: Map<String, Value>,
+    pub shell: BTreeMap<String, ShellCommand>,
+    pub error: Option<String>,
+    pub delay_ms: Option<u64>,
+    pub parent: Option<String>,
+    pub rule: Option<Value>,
+    pub trigger: Option<Value>,
+    pub trigger_type: Option<Value>,
+    pub trigger_instance: Option<Value>,
+    pub trace: TraceLink,
+}
+
+fn concurrency_policies(inner: &Inner, action: &str) -> Vec<Arc<Policy>> {
+    inner
+        .catalog()
+        .policies()
+        .filter(|p| {
+            p.enabled
+                && p.resource_ref == action
+                && matches!(
+                    p.policy_type.as_str(),
+                    "action.concurrency" | "action.concurrency.attr"
+                )
+        })
+        .cloned()
+        .collect()
+}
+
+/// Create an execution and queue it: `scheduled` on the run queue when nothing holds it back,
+/// else `requested`/`delayed` on the schedule queue. A request whose parameters failed to
+/// render is created `failed` with the error as its result, as StackStorm does.
+pub(crate) async fn create_execution(
+    inner: &Arc<Inner>,
+    new: NewExecution,
+) -> Result<ExecutionRecord, EngineError> {
+    let catalog = inner.catalog();
+    let action = catalog
+        .action(&new.action)
+        .cloned()
+        .ok_or_else(|| EngineError::UnknownAction(new.action.clone()))?;
+    let runner = catalog.runner_type(&action.runner_type).cloned();
+    let now = inner.now();
+    let mut context = new.context;
+    context
+        .entry("pack")
+        .or_insert_with(|| Value::String(action.pack().to_owned()));
+    if !new.shell.is_empty() {
+        context.insert(
+            SHELL_CONTEXT_KEY.into(),
+            serde_json::to_value(&new.shell).unwrap_or(Value::Null),
+        );
+    }
+    let mut record = ExecutionRecord {
+        id: new.id,
+        revision: 0,
+        action_ref: action.reference.clone(),
+        action: snapshot::action_api(&action),
+        runner: runner
+            .as_deref()
+            .map(snapshot::runner_api)
+            .unwrap_or(Value::Null),
+        status: ExecutionStatus::Requested,
+        parameters: new.parameters,
+        result: json!({}),
+        context,
+        parent: new.parent,
+        children: Vec::new(),
+        start_timestamp: now,
+        end_timestamp: None,
+        log: vec![StatusChange {
+            timestamp: now,
+            status: ExecutionStatus::Requested,
+        }],
+        delay: new.delay_ms.filter(|d| *d > 0),
+        notify: action
+            .notify
+            .as_ref()
+            .and_then(|n| serde_json::to_value(n).ok()),
+        runner_info: None,
+        rule: new.rule,
+        trigger: new.trigger,
+        trigger_type: new.trigger_type,
+        trigger_instance: new.trigger_instance,
+        workflow_execution: None,
+        task_execution: None,
+    };
+    let queue = if let Some(error) = new.error {
+        // Transition checked: requested → failed is allowed.
+        let _ = lifecycle::complete(
+            &mut record,
+            ExecutionStatus::Failed,
+            json!({"error": error, "traceback": ""}),
+            now,
+        );
+        None
+    } else if let Some(delay) = record.delay {
+        let _ = lifecycle::transition(&mut record, ExecutionStatus::Delayed, now);
+        let due = now + TimeDelta::milliseconds(i64::try_from(delay).unwrap_or(i64::MAX / 2));
+        Some((SCHEDULE_QUEUE, Some(due)))
+    } else if concurrency_policies(inner, &action.reference).is_empty() {
+        let _ = lifecycle::transition(&mut record, ExecutionStatus::Scheduled, now);
+        Some((RUN_QUEUE, None))
+    } else {
+        Some((SCHEDULE_QUEUE, None))
+    };
+    let stored = match inner.store.executions().create(&record).await {
+        Ok(stored) => stored,
+        Err(StoreError::Conflict { .. }) => {
+            // Created before a crash: queue it again only if it still waits.
+            let existing = inner
+                .store
+                .executions()
+                .get(&record.id)
+                .await?
+                .ok_or_else(|| EngineError::UnknownExecution(record.id.clone()))?;
+            if let Some((queue, not_before)) = queue_for(&existing) {
+                enqueue(inner, &existing, queue, not_before).await?;
+            }
+            return Ok(existing);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    link_trace(inner, &stored, &new.trace).await?;
+    inner.emit(EngineEvent::ExecutionCreated(Box::new(stored.clone())));
+    if let Some((queue, not_before)) = queue {
+        enqueue(inner, &stored, queue, not_before).await?;
+    }
+    Ok(stored)
+}
+
+/// Which queue an execution in `record`'s state belongs on, if any.
+pub(crate) fn queue_for(record: &ExecutionRecord) -> Option<(&'static str, Option<Timestamp>)> {
+    match record.status {
+        ExecutionStatus::Requested | ExecutionStatus::Delayed => {
+            let due = record.delay.map(|d| {
+                record.start_timestamp
+                    + TimeDelta::milliseconds(i64::try_from(d).unwrap_or(i64::MAX / 2))
+            });
+            Some((SCHEDULE_QUEUE, due))
+        }
+        ExecutionStatus::Scheduled => Some((RUN_QUEUE, None)),
+        _ => None,
+    }
+}
+
+pub(crate) async fn enqueue(
+    inner: &Inner,
+    record: &ExecutionRecord,
+    queue: &str,
+    not_before: Option<Timestamp>,
+) -> Result<(), EngineError> {
+    let mut item = NewWorkItem::new(queue, json!({"execution_id": record.id}));
+    item.not_before = not_before;
+    item.required_tag = required_tag(record);
+    inner.store.queue().enqueue(item).await?;
+    Ok(())
+}
+
+/// Runner affinity: an action tagged `{name: worker_tag, value: <tag>}` runs only on workers
+/// carrying that tag.
+fn required_tag(record: &ExecutionRecord) -> Option<String> {
+    record
+        .action
+        .get("tags")?
+        .as_array()?
+        .iter()
+        .find(|t| t.get("name").and_then(Value::as_str) == Some("worker_tag"))
+        .and_then(|t| t.get("value"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+async fn link_trace(
+    inner: &Inner,
+    record: &ExecutionRecord,
+    link: &TraceLink,
+) -> Result<(), EngineError> {
+    let component = TraceComponent {
+        object_id: record.id.clone(),
+        reference: record.action_ref.clone(),
+        updated_at: record.start_timestamp,
+        caused_by: record.parent.as_ref().map(|p| CausedBy {
+            kind: "action_execution".into(),
+            id: p.clone(),
+        }),
+    };
+    match link {
+        TraceLink::Managed => Ok(()),
+        TraceLink::Join(trace_id) => {
+            match inner
+                .store
+                .traces()
+                .add_component(trace_id, TraceComponentKind::ActionExecution, &component)
+                .await
+            {
+                Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        TraceLink::New(tag) => {
+            let trace = TraceRecord {
+                id: derived_id(&record.id, "trace"),
+                trace_tag: tag.clone(),
+                trigger_instances: Vec::new(),
+                rules: Vec::new(),
+                action_executions: vec![component],
+                start_timestamp: record.start_timestamp,
+            };
+            match inner.store.traces().create(&trace).await {
+                Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+/// The trace an execution belongs to.
+pub(crate) async fn trace_of(inner: &Inner, execution_id: &str) -> Option<String> {
+    let filter = TraceFilter {
+        execution: Some(execution_id.to_owned()),
+        ..TraceFilter::default()
+    };
+    inner
+        .store
+        .traces()
+        .list(&filter, Page::first(1))
+        .await
+        .ok()?
+        .items
+        .into_iter()
+        .next()
+        .map(|t| t.id)
+}
+
+/// Rendered parameters and the shell commands among them.
+type Prepared = (Map<String, Value>, BTreeMap<String, ShellCommand>);
+
+/// Render live parameters and check them against the action's schema (the API path: errors
+/// are returned, nothing is created).
+fn prepare(
+    inner: &Inner,
+    action: &Action,
+    parameters: &Map<String, Value>,
+    context: &Map<String, Value>,
+) -> Result<Prepared, EngineError> {
+    let catalog = inner.catalog();
+    let runner_params = catalog
+        .runner_type(&action.runner_type)
+        .map(|r| r.runner_parameters.clone())
+        .unwrap_or_default();
+    let capture = ShellCapture::new(shell_parameters(&action.runner_type).iter().copied());
+    let pctx = ParamContext {
+        action_context: context.clone(),
+        config: catalog
+            .config(action.pack())
+            .map(|c| c.values.clone())
+            .unwrap_or_default(),
+        datastore: Some(inner.kv_read.clone()),
+        system_user: inner.settings.system_user.clone(),
+        additional: Map::new(),
+        shell: Some(capture.clone()),
+    };
+    let rendered = render_live_params(
+        &inner.jinja,
+        &runner_params,
+        &action.parameters,
+        parameters,
+        &pctx,
+    )?;
+    crate::rules::enforce::check_request(action, &runner_params, &rendered)
+        .map_err(EngineError::InvalidParameters)?;
+    Ok((rendered, capture.take()))
+}
+
+pub(crate) async fn run(
+    inner: &Arc<Inner>,
+    request: RunRequest,
+) -> Result<ExecutionRecord, EngineError> {
+    let catalog = inner.catalog();
+    let action = catalog
+        .action(&request.action)
+        .cloned()
+        .ok_or_else(|| EngineError::UnknownAction(request.action.clone()))?;
+    if !action.enabled {
+        return Err(EngineError::ActionDisabled(action.reference.clone()));
+    }
+    let mut context = request.context;
+    let parent = match &request.parent {
+        Some(id) => Some(
+            inner
+                .store
+                .executions()
+                .get(id)
+                .await?
+                .ok_or_else(|| EngineError::UnknownExecution(id.clone()))?,
+        ),
+        None => None,
+    };
+    let user = request
+        .user
+        .or_else(|| {
+            context
+                .get("user")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .or_else(|| {
+            parent
+                .as_ref()
+                .and_then(|p| p.context.get("user"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| inner.settings.system_user.clone());
+    context.insert("user".into(), Value::String(user));
+    if let Some(p) = &parent {
+        let mut parent_ctx = p.context.clone();
+        parent_ctx.insert("execution_id".into(), Value::String(p.id.clone()));
+        context.insert("parent".into(), Value::Object(parent_ctx));
+    }
+    let (parameters, shell) = {
+        let inner2 = inner.clone();
+        let action2 = action.clone();
+        let params = request.parameters.clone();
+        let ctx = context.clone();
+        tokio::task::spawn_blocking(move || prepare(&inner2, &action2, &params, &ctx))
+            .await
+            .map_err(|e| EngineError::InvalidParameters(format!("rendering panicked: {e}")))??
+    };
+    let id = request.id.unwrap_or_else(crate::store::new_id);
+    let trace = match (&request.trace_id, &parent) {
+        (Some(t), _) => TraceLink::Join(t.clone()),
+        (None, Some(p)) => match trace_of(inner, &p.id).await {
+            Some(t) => TraceLink::Join(t),
+            None => TraceLink::New(format!("execution-{id}")),
+        },
+        (None, None) => TraceLink::New(
+            request
+                .trace_tag
+                .clone()
+                .unwrap_or_else(|| format!("execution-{id}")),
+        ),
+    };
+    if let TraceLink::Join(t) = &trace {
+        context.insert(
+            "trace_context".into(),
+            json!({"id_": t, "trace_tag": request.trace_tag}),
+        );
+    } else if let TraceLink::New(tag) = &trace {
+        context.insert(
+            "trace_context".into(),
+            json!({"id_": derived_id(&id, "trace"), "trace_tag": tag}),
+        );
+    }
+    let new = NewExecution {
+        id,
+        action: action.reference.clone(),
+        parameters,
+        context,
+        shell,
+        error: None,
+        delay_ms: request.delay_ms,
+        parent: request.parent,
+        rule: None,
+        trigger: None,
+        trigger_type: None,
+        trigger_instance: None,
+        trace,
+    };
+    create_execution(inner, new).await
+}
+
+pub(crate) async fn re_run(
+    inner: &Arc<Inner>,
+    id: &str,
+    parameters: Map<String, Value>,
+    no_merge: bool,
+    user: Option<String>,
+) -> Result<ExecutionRecord, EngineError> {
+    let original = inner
+        .store
+        .executions()
+        .get(id)
+        .await?
+        .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?;
+    let mut params = if no_merge {
+        Map::new()
+    } else {
+        original.parameters.clone()
+    };
+    for (k, v) in parameters {
+        params.insert(k, v);
+    }
+    let mut request = RunRequest::new(original.action_ref.clone(), params);
+    request
+        .context
+        .insert("re-run".into(), json!({"ref": original.id}));
+    request.user = user;
+    request.trace_id = trace_of(inner, &original.id).await;
+    run(inner, request).await
+}
+
+/// Write `record` (read at its revision) after `change`, retrying on a concurrent update by
+/// re-reading. Returns `None` when `change` declines (returns false) for the current state.
+pub(crate) async fn update_with(
+    inner: &Inner,
+    mut record: ExecutionRecord,
+    mut change: impl FnMut(&mut ExecutionRecord) -> bool,
+) -> Result<Option<ExecutionRecord>, EngineError> {
+    for _ in 0..16 {
+        let mut next = record.clone();
+        if !change(&mut next) {
+            return Ok(None);
+        }
+        match inner.store.executions().update(&next).await {
+            Ok(stored) => {
+                inner.emit(EngineEvent::ExecutionUpdated(Box::new(stored.clone())));
+                return Ok(Some(stored));
+            }
+            Err(StoreError::Conflict { .. }) => {
+                record = inner
+                    .store
+                    .executions()
+                    .get(&record.id)
+                    .await?
+                    .ok_or_else(|| EngineError::UnknownExecution(record.id.clone()))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(EngineError::InvalidState(format!(
+        "execution {} keeps changing; gave up updating it",
+        record.id
+    )))
+}
+
+pub(crate) async fn cancel(
+    inner: &Arc<Inner>,
+    id: &str,
+    user: &str,
+) -> Result<ExecutionRecord, EngineError> {
+    let record = inner
+        .store
+        .executions()
+        .get(id)
+        .await?
+        .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?;
+    if record.status == ExecutionStatus::Canceling {
+        return Ok(record);
+    }
+    if !is_cancelable(record.status) {
+        return Err(EngineError::InvalidState(format!(
+            "Action cannot be canceled. State = {}.",
+            record.status
+        )));
+    }
+    let now = inner.now();
+    let result = json!({"message": "Action canceled by user.", "user": user});
+    let updated = update_with(inner, record, |r| {
+        if !is_cancelable(r.status) {
+            return false;
+        }
+        r.context
+            .insert("cancelled_by".into(), Value::String(user.to_owned()));
+        let direct = r.parent.is_none()
+            && !matches!(
+                r.status,
+                ExecutionStatus::Running | ExecutionStatus::Pending | ExecutionStatus::Paused
+            );
+        let to = if direct {
+            ExecutionStatus::Canceled
+        } else {
+            ExecutionStatus::Canceling
+        };
+        if lifecycle::transition(r, to, now).is_err() {
+            return false;
+        }
+        r.result = result.clone();
+        true
+    })
+    .await?;
+    let Some(updated) = updated else {
+        return inner
+            .store
+            .executions()
+            .get(id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()));
+    };
+    // A runner in this process stops at once; one on another node notices at its next
+    // heartbeat.
+    let canceller = inner
+        .cancellers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(id)
+        .cloned();
+    if let Some(c) = canceller {
+        c.cancel();
+    } else if updated.status == ExecutionStatus::Canceling
+        && !matches!(
+            updated.log.iter().rev().nth(1).map(|c| c.status),
+            Some(ExecutionStatus::Running)
+        )
+    {
+        // Nothing runs it (a child waiting in a queue): finish the cancel here.
+        let finished = update_with(inner, updated.clone(), |r| {
+            lifecycle::transition(r, ExecutionStatus::Canceled, now).is_ok()
+        })
+        .await?;
+        if let Some(f) = finished {
+            return Ok(f);
+        }
+    }
+    Ok(updated)
+}
+
+pub(crate) async fn respond_inquiry(
+    inner: &Arc<Inner>,
+    id: &str,
+    response: Value,
+    user: &str,
+) -> Result<ExecutionRecord, EngineError> {
+    let inquiry = inner
+        .store
+        .inquiries()
+        .get(id)
+        .await?
+        .ok_or_else(|| EngineError::UnknownInquiry(id.to_owned()))?;
+    match inquiry.status {
+        InquiryStatus::Pending => {}
+        InquiryStatus::Timeout => {
+            return Err(EngineError::InvalidState(format!(
+                "Inquiry \"{id}\" timed out and cannot be responded to."
+            )));
+        }
+        _ => {
+            return Err(EngineError::InvalidState(format!(
+                "Inquiry \"{id}\" has already been responded to."
+            )));
+        }
+    }
+    if !inquiry.users.is_empty() && !inquiry.users.iter().any(|u| u == user) {
+        return Err(EngineError::InvalidState(format!(
+            "User \"{user}\" does not have permission to respond to inquiry \"{id}\"."
+        )));
+    }
+    let schema = crate::schema::Schema::for_object(inquiry.schema.clone());
+    if let Err(violations) = schema.validate(&response) {
+        return Err(EngineError::InvalidState(format!(
+            "Response for inquiry \"{id}\" did not pass schema validation: {}",
+            violations
+                .iter()
+                .map(|v| v.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
+    inner
+        .store
+        .inquiries()
+        .resolve(
+            id,
+            InquiryStatus::Succeeded,
+            Some(response.clone()),
+            inner.now(),
+        )
+        .await?;
+    let record = inner
+        .store
+        .executions()
+        .get(id)
+        .await?
+        .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?;
+    let now = inner.now();
+    let updated = update_with(inner, record, |r| {
+        let mut result = match &r.result {
+            Value::Object(m) => m.clone(),
+            _ => Map::new(),
+        };
+        result.insert("response".into(), response.clone());
+        if lifecycle::complete(r, ExecutionStatus::Succeeded, Value::Object(result), now).is_err() {
+            return false;
+        }
+        true
+    })
+    .await?
+    .ok_or_else(|| {
+        EngineError::InvalidState(format!("execution {id} is not waiting for a response"))
+    })?;
+    super::worker::post_run(inner, &updated).await?;
+    Ok(updated)
+}
+
+/// The scheduler: executions on the schedule queue wait for their delay, then pass the
+/// concurrency policies (one at a time per node, so counts are not raced locally).
+pub(crate) async fn scheduler_service(inner: Arc<Inner>) {
+    let request = ClaimRequest {
+        queue: SCHEDULE_QUEUE.to_owned(),
+        worker: format!("{}:scheduler", inner.settings.node_name),
+        tags: Vec::new(),
+        lease_for: inner.settings.lease,
+        max_items: inner.settings.claim_batch.max(1),
+    };
+    while !inner.stopping.is_cancelled() {
+        let leases = match inner.store.queue().claim(&request).await {
+            Ok(l) => l,
+            Err(_) => {
+                sleep_or_stop(&inner, inner.settings.idle_poll).await;
+                continue;
+            }
+        };
+        if leases.is_empty() {
+            tokio::select! {
+                () = inner.store.queue().wait_for_work(SCHEDULE_QUEUE, inner.settings.idle_poll) => {}
+                () = inner.stopping.cancelled() => break,
+            }
+            continue;
+        }
+        for lease in leases {
+            let _ = schedule_one(&inner, &lease).await;
+        }
+    }
+}
+
+pub(crate) async fn sleep_or_stop(inner: &Inner, d: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(d) => {}
+        () = inner.stopping.cancelled() => {}
+    }
+}
+
+async fn schedule_one(inner: &Arc<Inner>, lease: &Lease) -> Result<(), EngineError> {
+    let queue = inner.store.queue();
+    let Some(id) = lease
+        .item
+        .payload
+        .get("execution_id")
+        .and_then(Value::as_str)
+    else {
+        queue.finish(lease.reference()).await?;
+        return Ok(());
+    };
+    let Some(record) = inner.store.executions().get(id).await? else {
+        queue.finish(lease.reference()).await?;
+        return Ok(());
+    };
+    if !matches!(
+        record.status,
+        ExecutionStatus::Requested | ExecutionStatus::Delayed
+    ) {
+        queue.finish(lease.reference()).await?;
+        return Ok(());
+    }
+    let now = inner.now();
+    if let Some((_, Some(due))) = queue_for(&record)
+        && due > now
+    {
+        queue.release(lease.reference(), Some(due)).await?;
+        return Ok(());
+    }
+    let verdict = apply_concurrency(inner, &record).await?;
+    match verdict {
+        Verdict::Run => {
+            let updated = update_with(inner, record, |r| {
+                matches!(
+                    r.status,
+                    ExecutionStatus::Requested | ExecutionStatus::Delayed
+                ) && lifecycle::transition(r, ExecutionStatus::Scheduled, now).is_ok()
+            })
+            .await?;
+            if let Some(u) = updated {
+                enqueue(inner, &u, RUN_QUEUE, None).await?;
+            }
+            queue.finish(lease.reference()).await?;
+        }
+        Verdict::Delay => {
+            if record.status != ExecutionStatus::Delayed {
+                update_with(inner, record, |r| {
+                    lifecycle::transition(r, ExecutionStatus::Delayed, now).is_ok()
+                })
+                .await?;
+            }
+            let again = now
+                + TimeDelta::from_std(inner.settings.policy_delay)
+                    .unwrap_or_else(|_| TimeDelta::seconds(2));
+            queue.release(lease.reference(), Some(again)).await?;
+        }
+        Verdict::Cancel => {
+            let updated = update_with(inner, record, |r| {
+                lifecycle::transition(r, ExecutionStatus::Canceling, now).is_ok()
+                    && lifecycle::complete(
+                        r,
+                        ExecutionStatus::Canceled,
+                        json!({"message": "Action execution canceled by user."}),
+                        now,
+                    )
+                    .is_ok()
+            })
+            .await?;
+            if let Some(u) = updated {
+                super::worker::post_run(inner, &u).await?;
+            }
+            queue.finish(lease.reference()).await?;
+        }
+    }
+    Ok(())
+}
+
+enum Verdict {
+    Run,
+    Delay,
+    Cancel,
+}
+
+/// StackStorm's `action.concurrency` and `action.concurrency.attr`: count the action's
+/// `scheduled` and `running` executions (with the same attribute values), compare to the
+/// threshold.
+async fn apply_concurrency(
+    inner: &Inner,
+    record: &ExecutionRecord,
+) -> Result<Verdict, EngineError> {
+    for policy in concurrency_policies(inner, &record.action_ref) {
+        let threshold = policy
+            .parameters
+            .get("threshold")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let on_limit = policy
+            .parameters
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or("delay");
+        let filter = ExecutionFilter {
+            action: Some(record.action_ref.clone()),
+            statuses: vec![ExecutionStatus::Scheduled, ExecutionStatus::Running],
+            ..ExecutionFilter::default()
+        };
+        let count = if policy.policy_type == "action.concurrency.attr" {
+            let attributes: Vec<String> = policy
+                .parameters
+                .get("attributes")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let listing = inner.store.executions().list(&filter, Page::all()).await?;
+            listing
+                .items
+                .iter()
+                .filter(|other| {
+                    attributes
+                        .iter()
+                        .all(|attr| match record.parameters.get(attr) {
+                            Some(v) => other.parameters.get(attr) == Some(v),
+                            None => true,
+                        })
+                })
+                .count() as u64
+        } else {
+            inner
+                .store
+                .executions()
+                .list(&filter, Page::first(1))
+                .await?
+                .total
+        };
+        if count >= threshold {
+            return Ok(if on_limit == "cancel" {
+                Verdict::Cancel
+            } else {
+                Verdict::Delay
+            });
+        }
+    }
+    Ok(Verdict::Run)
+}
+
+/// Executions a previous run left waiting go back on their queue (a duplicate item is
+/// harmless: whoever comes second finds the execution already moved on).
+pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<u64, EngineError> {
+    let filter = ExecutionFilter {
+        statuses: vec![
+            ExecutionStatus::Requested,
+            ExecutionStatus::Delayed,
+            ExecutionStatus::Scheduled,
+        ],
+        sort: crate::store::SortOrder::Ascending,
+        ..ExecutionFilter::default()
+    };
+    let listing = inner.store.executions().list(&filter, Page::all()).await?;
+    let mut count = 0;
+    for record in listing.items {
+        if let Some((queue, not_before)) = queue_for(&record) {
+            enqueue(inner, &record, queue, not_before).await?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// The delay StackStorm's retry policy waits when none is configured.
+pub(crate) const RETRY_MIN_DELAY_MS: u64 = 100;

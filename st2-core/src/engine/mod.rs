@@ -1,0 +1,881 @@
+//! The engine: trigger → rule → execution → runner → result, as one embeddable object.
+//!
+//! StackStorm spreads this pipeline over st2rulesengine, st2scheduler, st2actionrunner,
+//! st2notifier, st2timersengine, st2sensorcontainer and st2garbagecollector, talking through
+//! RabbitMQ. Here each of them is a tokio task of one [`Engine`], and they talk through the
+//! store: every step is written before it is work in memory, so a crash loses nothing.
+//!
+//! ```text
+//! dispatch ─► trigger instance (pending) ─► rules: match, render ─► execution + enforcement
+//!     ─► [schedule queue: delays, concurrency policies] ─► run queue ─► runner worker
+//!     ─► result ─► post-run: actiontrigger, notifytrigger, retry ─► dispatch …
+//! ```
+//!
+//! * **Rules** ([`triggers`]): each accepted trigger instance is matched against the rules;
+//!   every match is enforced (parameters rendered, an execution created, the enforcement
+//!   recorded) and the instance marked `processed`.
+//! * **Scheduling**: an execution with no delay and no concurrency policy is created
+//!   `scheduled` at once (its log still shows `requested` first); others go through the
+//!   `schedule` queue, where delays wait in the store (`not_before`) and policies decide.
+//! * **Runner workers** ([`worker`]) claim `run` items under a lease, mark the execution
+//!   `running`, render its final parameters, run the runner while heartbeating the lease, and
+//!   write the result.
+//! * **Post-run**: the `core.st2.generic.actiontrigger` and notify triggers are dispatched and
+//!   the retry policy applied before the queue item is finished. Their ids derive from the
+//!   execution's, so doing the step twice after a crash writes nothing twice.
+//! * **Recovery** on start: pending trigger instances are processed again (derived ids make it
+//!   idempotent); `requested`/`delayed`/`scheduled` executions are queued again; an execution
+//!   whose runner died is found when its expired lease comes back and becomes `abandoned`.
+
+pub mod events;
+mod executions;
+pub mod lifecycle;
+mod services;
+pub mod snapshot;
+mod triggers;
+mod worker;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::catalog::Catalog;
+use crate::clock::{Clock, SystemClock};
+use crate::crypto::CryptoKey;
+use crate::datastore::{
+    Datastore, KeySelector, KeyValue, KeyValueError, KeyValueRead, KeyWrite, StoreKeyValues,
+};
+use crate::diagnostic::Diagnostic;
+use crate::expr::jinja::{Jinja, JinjaConfig};
+use crate::expr::render::ParamError;
+use crate::loader::LoadOptions;
+use crate::model::RunnerType;
+use crate::rules::matcher::{CompiledRule, Matcher, TriggerRef};
+use crate::runner::{Canceller, Runner, RunnerRegistry};
+use crate::store::retention::RetentionPolicy;
+use crate::store::{
+    ExecutionFilter, ExecutionRecord, Listing, OutputChunk, Page, Store, StoreError,
+    TriggerInstanceRecord,
+};
+
+pub use events::EngineEvent;
+pub use executions::RunRequest;
+pub use triggers::DispatchRequest;
+
+/// StackStorm's `system_user`.
+pub const SYSTEM_USER: &str = "stanley";
+
+/// Queue names.
+pub(crate) const RUN_QUEUE: &str = "run";
+pub(crate) const SCHEDULE_QUEUE: &str = "schedule";
+
+/// Which services this engine runs (StackStorm's separate daemons; for scale-out, a node may
+/// run only some of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Match trigger instances against rules (st2rulesengine).
+    pub rules: bool,
+    /// Apply delays and concurrency policies (st2scheduler).
+    pub scheduler: bool,
+    /// Run actions (st2actionrunner).
+    pub runner: bool,
+    /// Fire timers (st2timersengine).
+    pub timers: bool,
+    /// Run sensors (st2sensorcontainer).
+    pub sensors: bool,
+    /// Purge old records (st2garbagecollector).
+    pub gc: bool,
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Roles {
+            rules: true,
+            scheduler: true,
+            runner: true,
+            timers: true,
+            sensors: true,
+            gc: true,
+        }
+    }
+}
+
+/// How the engine behaves. The defaults are StackStorm's where it has one.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// The user executions run as when nobody else asked (`system_user`).
+    pub system_user: String,
+    /// The services to run.
+    pub roles: Roles,
+    /// Executions this node runs at once.
+    pub max_running: usize,
+    /// Trigger instances matched at once.
+    pub max_matching: usize,
+    /// Queue items claimed per round trip.
+    pub claim_batch: usize,
+    /// How long a claim lasts without a heartbeat.
+    pub lease: Duration,
+    /// How often a running execution's lease is extended (and a cancel from another node
+    /// noticed).
+    pub heartbeat: Duration,
+    /// How long a worker waits for work before looking again without a wake-up.
+    pub idle_poll: Duration,
+    /// How often expired leases are returned to their queue.
+    pub reap_interval: Duration,
+    /// How long an execution held back by a concurrency policy waits before it is looked at
+    /// again (StackStorm: 2.5 s).
+    pub policy_delay: Duration,
+    /// Tags this node's runner workers carry (runner affinity).
+    pub worker_tags: Vec<String>,
+    /// This node's name (recorded in `runner_info` and on claims).
+    pub node_name: String,
+    /// Dispatch `core.st2.generic.actiontrigger` for every finished execution
+    /// (`action_sensor.enable`).
+    pub action_trigger: bool,
+    /// Validate trigger payloads against the trigger type's `payload_schema`
+    /// (`system.validate_trigger_payload`).
+    pub validate_trigger_payload: bool,
+    /// What to purge and when (`None`: keep everything).
+    pub retention: Option<RetentionPolicy>,
+    /// How often the garbage collector runs (`collection_interval`, 600 s).
+    pub gc_interval: Duration,
+    /// The API URL actions see in `ST2_ACTION_API_URL`.
+    pub api_url: String,
+    /// The timezone timers without one use (`timersengine.local_timezone`).
+    pub timer_timezone: String,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            system_user: SYSTEM_USER.to_owned(),
+            roles: Roles::default(),
+            max_running: 256,
+            max_matching: 64,
+            claim_batch: 64,
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+            idle_poll: Duration::from_secs(1),
+            reap_interval: Duration::from_secs(1),
+            policy_delay: Duration::from_millis(2500),
+            worker_tags: Vec::new(),
+            node_name: "st2d".to_owned(),
+            action_trigger: true,
+            validate_trigger_payload: true,
+            retention: None,
+            gc_interval: Duration::from_secs(600),
+            api_url: "http://127.0.0.1:9101/v1".to_owned(),
+            timer_timezone: "America/Los_Angeles".to_owned(),
+        }
+    }
+}
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No action with this ref.
+    #[error("Action \"{0}\" cannot be found.")]
+    UnknownAction(String),
+    /// The action is disabled.
+    #[error("Unable to execute. Action \"{0}\" is disabled.")]
+    ActionDisabled(String),
+    /// No trigger (type) with this ref.
+    #[error("Trigger \"{0}\" cannot be found.")]
+    UnknownTrigger(String),
+    /// The payload does not fit the trigger type's `payload_schema`.
+    #[error("Failed to validate payload for trigger \"{trigger}\": {message}")]
+    InvalidPayload {
+        /// The trigger.
+        trigger: String,
+        /// Why.
+        message: String,
+    },
+    /// Parameters failed to render, cast or validate.
+    #[error("{0}")]
+    InvalidParameters(String),
+    /// No execution with this id.
+    #[error("Execution \"{0}\" cannot be found.")]
+    UnknownExecution(String),
+    /// The execution's status does not allow the request.
+    #[error("{0}")]
+    InvalidState(String),
+    /// No inquiry with this id.
+    #[error("Inquiry \"{0}\" cannot be found.")]
+    UnknownInquiry(String),
+    /// The engine is shutting down or its services are gone.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    /// Waiting for an execution ran out of time.
+    #[error("execution {0} did not finish in time")]
+    WaitTimeout(String),
+    /// The engine could not be built.
+    #[error("engine setup: {0}")]
+    Setup(String),
+    /// The datastore refused or failed.
+    #[error(transparent)]
+    KeyValue(#[from] KeyValueError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ParamError> for EngineError {
+    fn from(e: ParamError) -> Self {
+        EngineError::InvalidParameters(e.to_string())
+    }
+}
+
+/// Builds an [`Engine`]: store, packs, runners, sensors, clock and settings in.
+pub struct EngineBuilder {
+    store: Option<Arc<dyn Store>>,
+    load: LoadOptions,
+    catalog: Option<Catalog>,
+    runners: RunnerRegistry,
+    extra_runner_types: Vec<RunnerType>,
+    clock: Option<Arc<dyn Clock>>,
+    settings: EngineSettings,
+    crypto_key: Option<CryptoKey>,
+    registration_error: Option<String>,
+}
+
+impl fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("load", &self.load)
+            .field("runners", &self.runners.names())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// The store to use (required).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Load the packs in `dir` (repeatable).
+    pub fn packs_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.load = self.load.packs_dir(dir);
+        self
+    }
+
+    /// Load the single pack in `dir` (repeatable).
+    pub fn pack_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.load = self.load.pack_dir(dir);
+        self
+    }
+
+    /// Read pack config values from `dir`.
+    pub fn configs_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.load = self.load.configs_dir(dir);
+        self
+    }
+
+    /// Use a catalog loaded elsewhere instead of loading packs.
+    pub fn catalog(mut self, catalog: Catalog) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// The runners (see `st2_runners::register_builtin` for StackStorm's).
+    pub fn runners(mut self, runners: RunnerRegistry) -> Self {
+        self.runners = runners;
+        self
+    }
+
+    /// Add a runner written in Rust under `runner_type` (its name, parameters and output
+    /// schema), so actions with `runner_type: <name>` run on it.
+    pub fn runner(mut self, runner_type: RunnerType, runner: impl Runner + 'static) -> Self {
+        if let Err(e) = self.runners.register(runner_type.name.clone(), runner) {
+            self.registration_error.get_or_insert(e.to_string());
+        }
+        self.load = self.load.runner_type(runner_type.clone());
+        self.extra_runner_types.push(runner_type);
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Settings.
+    pub fn settings(mut self, settings: EngineSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// The key secrets are encrypted with (StackStorm's key file format).
+    pub fn crypto_key(mut self, key: CryptoKey) -> Self {
+        self.crypto_key = Some(key);
+        self
+    }
+
+    /// Load the packs, start the services and recover what a previous run left unfinished.
+    /// Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`EngineError::Setup`] without a store or with a runner registered twice; store errors
+    /// from recovery. Problems in packs are not errors: the content that loads is used and the
+    /// rest is reported by [`Engine::diagnostics`].
+    pub async fn start(self) -> Result<Engine, EngineError> {
+        if let Some(e) = self.registration_error {
+            return Err(EngineError::Setup(e));
+        }
+        let store = self
+            .store
+            .ok_or_else(|| EngineError::Setup("no store given (EngineBuilder::store)".into()))?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let (catalog, mut diagnostics) = match self.catalog {
+            Some(mut c) => {
+                for rt in self.extra_runner_types {
+                    c.insert_runner_type(rt);
+                }
+                (c, Vec::new())
+            }
+            None => {
+                let load = self.load;
+                let report = tokio::task::spawn_blocking(move || crate::loader::load(&load))
+                    .await
+                    .map_err(|e| EngineError::Setup(format!("loading packs: {e}")))?;
+                (report.catalog, report.diagnostics)
+            }
+        };
+        let matcher = Matcher::new();
+        let rhai = crate::rules::default_rhai();
+        for rule in catalog.rules() {
+            match CompiledRule::new((**rule).clone(), rhai) {
+                Ok(compiled) => {
+                    matcher.insert(compiled);
+                }
+                Err(problems) => {
+                    for p in problems {
+                        diagnostics.push(Diagnostic::error(
+                            rule.origin.metadata_file.clone(),
+                            Default::default(),
+                            format!(
+                                "rule {}: criteria {}: {}",
+                                rule.reference,
+                                p.location(),
+                                p.message
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let key = self.crypto_key.map(Arc::new);
+        let jinja = Jinja::new(JinjaConfig {
+            crypto_key: key.clone(),
+            ..JinjaConfig::default()
+        });
+        let datastore = Datastore::new_shared(store.clone(), key.clone());
+        let kv_read: Arc<dyn KeyValueRead> = Arc::new(StoreKeyValues::new(
+            store.clone(),
+            tokio::runtime::Handle::current(),
+        ));
+        let (events, _) = broadcast::channel(8192);
+        let (rules_tx, rules_rx) = mpsc::unbounded_channel();
+        let (output_tx, output_rx) = mpsc::unbounded_channel();
+        let shutdown = tokio_util_cancel();
+        let inner = Arc::new(Inner {
+            store,
+            clock,
+            settings: self.settings,
+            catalog: RwLock::new(Arc::new(catalog)),
+            matcher,
+            jinja: Arc::new(jinja),
+            runners: self.runners,
+            datastore,
+            kv_read,
+            events,
+            rules_tx,
+            output_tx,
+            cancellers: Mutex::new(HashMap::new()),
+            triggers: RwLock::new(HashMap::new()),
+            payload_schemas: Mutex::new(HashMap::new()),
+            shutdown: shutdown.0,
+            stopping: shutdown.1,
+            tasks: Mutex::new(Vec::new()),
+            diagnostics,
+        });
+        inner.index_triggers();
+        let engine = Engine { inner };
+        services::start(&engine, rules_rx, output_rx).await?;
+        Ok(engine)
+    }
+}
+
+fn tokio_util_cancel() -> (Canceller, crate::runner::Cancellation) {
+    crate::runner::Cancellation::new()
+}
+
+/// The running pipeline. Cheap to clone; all clones are the same engine.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.inner.store.backend())
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) settings: EngineSettings,
+    pub(crate) catalog: RwLock<Arc<Catalog>>,
+    pub(crate) matcher: Matcher,
+    pub(crate) jinja: Arc<Jinja>,
+    pub(crate) runners: RunnerRegistry,
+    pub(crate) datastore: Datastore,
+    pub(crate) kv_read: Arc<dyn KeyValueRead>,
+    pub(crate) events: broadcast::Sender<EngineEvent>,
+    pub(crate) rules_tx: mpsc::UnboundedSender<triggers::Pending>,
+    pub(crate) output_tx: mpsc::UnboundedSender<worker::OutputMessage>,
+    pub(crate) cancellers: Mutex<HashMap<String, Canceller>>,
+    /// Triggers with parameters, by ref.
+    pub(crate) triggers: RwLock<HashMap<String, TriggerRef>>,
+    pub(crate) payload_schemas: Mutex<HashMap<String, Arc<crate::schema::Schema>>>,
+    pub(crate) shutdown: Canceller,
+    pub(crate) stopping: crate::runner::Cancellation,
+    pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+}
+
+impl Inner {
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn now(&self) -> crate::store::Timestamp {
+        self.clock.now()
+    }
+
+    pub(crate) fn emit(&self, event: EngineEvent) {
+        // No subscriber is fine.
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task);
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+    }
+
+    /// Remember the triggers (with parameters) the rules listen to, by ref.
+    pub(crate) fn index_triggers(&self) {
+        let catalog = self.catalog();
+        let mut triggers = self.triggers.write().unwrap_or_else(|e| e.into_inner());
+        for rule in catalog.rules() {
+            let t = TriggerRef {
+                trigger_type: rule.trigger.trigger_type.clone(),
+                parameters: rule.trigger.parameters.clone(),
+            };
+            if !t.parameters.is_empty() {
+                triggers.insert(snapshot::trigger_ref_text(&t), t);
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Start building an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            store: None,
+            load: LoadOptions::default(),
+            catalog: None,
+            runners: RunnerRegistry::new(),
+            extra_runner_types: Vec::new(),
+            clock: None,
+            settings: EngineSettings::default(),
+            crypto_key: None,
+            registration_error: None,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// What is loaded: packs, actions, rules, trigger types, …
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.inner.catalog()
+    }
+
+    /// Problems found while loading packs and compiling rules (that content is not used).
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.inner.diagnostics
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.inner.settings
+    }
+
+    /// Events as they happen (executions created and updated, output lines, trigger
+    /// instances, announcements). A subscriber that falls more than 8192 events behind gets
+    /// `RecvError::Lagged` and continues from the newest.
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Dispatch a trigger by ref with `payload` (`sensor_service.dispatch`, `POST
+    /// /webhooks/st2`). Returns the stored trigger instance; the rules engine processes it
+    /// asynchronously.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownTrigger`], [`EngineError::InvalidPayload`], store errors.
+    pub async fn dispatch(
+        &self,
+        trigger: &str,
+        payload: Value,
+    ) -> Result<TriggerInstanceRecord, EngineError> {
+        self.dispatch_with(DispatchRequest::new(trigger, payload))
+            .await
+    }
+
+    /// Dispatch with a trace tag, or to a trigger with parameters (webhooks, timers).
+    ///
+    /// # Errors
+    /// As [`Engine::dispatch`].
+    pub async fn dispatch_with(
+        &self,
+        request: DispatchRequest,
+    ) -> Result<TriggerInstanceRecord, EngineError> {
+        triggers::dispatch(&self.inner, request).await
+    }
+
+    /// The triggers with parameters the loaded rules listen to (webhook URLs, timers), by ref.
+    pub fn parameterized_triggers(&self) -> Vec<(String, TriggerRef)> {
+        let triggers = self
+            .inner
+            .triggers
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = triggers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Run an action (`st2 run`, `POST /executions`): render and check the parameters, create
+    /// the execution and queue it. Returns the new execution (status `scheduled`, `delayed`
+    /// or `requested`).
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownAction`], [`EngineError::ActionDisabled`],
+    /// [`EngineError::InvalidParameters`], store errors.
+    pub async fn run(
+        &self,
+        action: &str,
+        parameters: Map<String, Value>,
+        context: Map<String, Value>,
+    ) -> Result<ExecutionRecord, EngineError> {
+        let mut request = RunRequest::new(action, parameters);
+        request.context = context;
+        self.run_with(request).await
+    }
+
+    /// Run an action with a user, delay, parent or trace tag.
+    ///
+    /// # Errors
+    /// As [`Engine::run`].
+    pub async fn run_with(&self, request: RunRequest) -> Result<ExecutionRecord, EngineError> {
+        executions::run(&self.inner, request).await
+    }
+
+    /// Run the action of execution `id` again (`POST /executions/<id>/re_run`): its parameters
+    /// merged with `parameters` (unless `no_merge`), `context["re-run"] = {"ref": id}`, the
+    /// same trace.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownExecution`], and as [`Engine::run`].
+    pub async fn re_run(
+        &self,
+        id: &str,
+        parameters: Map<String, Value>,
+        no_merge: bool,
+        user: Option<String>,
+    ) -> Result<ExecutionRecord, EngineError> {
+        executions::re_run(&self.inner, id, parameters, no_merge, user).await
+    }
+
+    /// One execution.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn get(&self, id: &str) -> Result<Option<ExecutionRecord>, EngineError> {
+        Ok(self.inner.store.executions().get(id).await?)
+    }
+
+    /// Executions matching `filter`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn list(
+        &self,
+        filter: &ExecutionFilter,
+        page: Page,
+    ) -> Result<Listing<ExecutionRecord>, EngineError> {
+        Ok(self.inner.store.executions().list(filter, page).await?)
+    }
+
+    /// The output an execution produced so far.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn output(&self, id: &str) -> Result<Vec<OutputChunk>, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .execution_output()
+            .list(id, None, None)
+            .await?)
+    }
+
+    /// Wait until execution `id` completes (or `timeout` passes) and return it.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownExecution`], [`EngineError::WaitTimeout`], store errors.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<ExecutionRecord, EngineError> {
+        let mut events = self.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let record = self
+                .get(id)
+                .await?
+                .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?;
+            if record.status.is_completed() {
+                return Ok(record);
+            }
+            // Wake on this execution's updates; look again at least every 500 ms (updates
+            // made by other nodes do not pass through this engine's events).
+            let until = (tokio::time::Instant::now() + Duration::from_millis(500)).min(deadline);
+            loop {
+                match tokio::time::timeout_at(until, events.recv()).await {
+                    Ok(Ok(EngineEvent::ExecutionUpdated(e))) if e.id == id => {
+                        if e.status.is_completed() {
+                            return Ok(*e);
+                        }
+                    }
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => {
+                        return Err(EngineError::ShuttingDown);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::WaitTimeout(id.to_owned()));
+            }
+        }
+    }
+
+    /// Cancel execution `id` on behalf of `user` (StackStorm's `request_cancellation`): one
+    /// that is not running yet is `canceled` at once; a running one becomes `canceling`, its
+    /// process is killed and it ends `canceled`.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownExecution`]; [`EngineError::InvalidState`] for a completed one.
+    pub async fn cancel(&self, id: &str, user: &str) -> Result<ExecutionRecord, EngineError> {
+        executions::cancel(&self.inner, id, user).await
+    }
+
+    /// Respond to inquiry `id` as `user` (`PUT /inquiries/<id>`).
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownInquiry`]; [`EngineError::InvalidState`] when it is not pending,
+    /// the user may not respond, or the response does not fit its schema.
+    pub async fn respond_inquiry(
+        &self,
+        id: &str,
+        response: Value,
+        user: &str,
+    ) -> Result<ExecutionRecord, EngineError> {
+        executions::respond_inquiry(&self.inner, id, response, user).await
+    }
+
+    /// The datastore, emitting `core.st2.key_value_pair.*` triggers on writes.
+    pub fn datastore(&self) -> EngineDatastore {
+        EngineDatastore {
+            engine: self.clone(),
+        }
+    }
+
+    /// Stop the services: no new claims, running actions canceled, sensors stopped. Work not
+    /// finished stays in the store for the next start.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        // Running actions stop (their runners kill their processes); their executions stay
+        // `running` until the lease comes back at the next start and marks them abandoned.
+        let cancellers: Vec<Canceller> = self
+            .inner
+            .cancellers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for c in cancellers {
+            c.cancel();
+        }
+        let tasks: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+/// The datastore of an engine: StackStorm's key-value API, dispatching
+/// `core.st2.key_value_pair.create` / `update` / `value_change` / `delete` on writes.
+#[derive(Debug, Clone)]
+pub struct EngineDatastore {
+    engine: Engine,
+}
+
+impl EngineDatastore {
+    /// Set `name` (see [`Datastore::set`]).
+    ///
+    /// # Errors
+    /// As [`Datastore::set`].
+    pub async fn set(
+        &self,
+        selector: &KeySelector,
+        name: &str,
+        write: KeyWrite,
+    ) -> Result<KeyValue, EngineError> {
+        let change = self
+            .engine
+            .inner
+            .datastore
+            .set(selector, name, write)
+            .await?;
+        let current = triggers::key_value_api(&change.current);
+        match &change.previous {
+            None => {
+                self.emit(
+                    "core.st2.key_value_pair.create",
+                    serde_json::json!({"object": current}),
+                )
+                .await;
+            }
+            Some(previous) => {
+                let old = triggers::key_value_api(previous);
+                self.emit(
+                    "core.st2.key_value_pair.update",
+                    serde_json::json!({"object": current}),
+                )
+                .await;
+                if previous.record.value != change.current.record.value {
+                    self.emit(
+                        "core.st2.key_value_pair.value_change",
+                        serde_json::json!({"old_object": old, "new_object": current}),
+                    )
+                    .await;
+                }
+            }
+        }
+        Ok(change.current)
+    }
+
+    /// Read `name` (see [`Datastore::get`]).
+    ///
+    /// # Errors
+    /// As [`Datastore::get`].
+    pub async fn get(
+        &self,
+        selector: &KeySelector,
+        name: &str,
+        decrypt: bool,
+    ) -> Result<Option<KeyValue>, EngineError> {
+        Ok(self
+            .engine
+            .inner
+            .datastore
+            .get(selector, name, decrypt)
+            .await?)
+    }
+
+    /// List pairs (see [`Datastore::list`]).
+    ///
+    /// # Errors
+    /// As [`Datastore::list`].
+    pub async fn list(
+        &self,
+        selector: Option<&KeySelector>,
+        prefix: Option<&str>,
+        decrypt: bool,
+        page: Page,
+    ) -> Result<Listing<KeyValue>, EngineError> {
+        Ok(self
+            .engine
+            .inner
+            .datastore
+            .list(selector, prefix, decrypt, page)
+            .await?)
+    }
+
+    /// Delete `name`; returns it, `None` if it did not exist.
+    ///
+    /// # Errors
+    /// As [`Datastore::delete`].
+    pub async fn delete(
+        &self,
+        selector: &KeySelector,
+        name: &str,
+    ) -> Result<Option<KeyValue>, EngineError> {
+        let removed = self.engine.inner.datastore.delete(selector, name).await?;
+        if let Some(kv) = &removed {
+            self.emit(
+                "core.st2.key_value_pair.delete",
+                serde_json::json!({"object": triggers::key_value_api(kv)}),
+            )
+            .await;
+        }
+        Ok(removed)
+    }
+
+    /// The underlying datastore service (no triggers).
+    pub fn service(&self) -> &Datastore {
+        &self.engine.inner.datastore
+    }
+
+    async fn emit(&self, trigger: &str, payload: Value) {
+        let mut request = DispatchRequest::new(trigger, payload);
+        request.validate = false;
+        // The write happened; a failed trigger dispatch must not undo or fail it.
+        let _ = self.engine.dispatch_with(request).await;
+    }
+}

@@ -1,0 +1,305 @@
+//! The API-shaped copies an execution keeps of what it ran (action, runner type, rule, trigger),
+//! ids derived from their cause, and secret masking.
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::model::{Action, Rule, RunnerType, TriggerType};
+use crate::rules::matcher::TriggerRef;
+use crate::store::{Timestamp, TriggerInstanceRecord};
+
+/// StackStorm's mask for secret values.
+pub const MASK: &str = "********";
+
+/// A 24-hex id derived from a cause (`seed`) and what it caused (`what`): the same inputs give
+/// the same id, so redoing a step after a crash finds the record it already wrote instead of
+/// writing a second one. The first 8 hex digits are the seed's (an ObjectId's time part).
+pub fn derived_id(seed: &str, what: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(seed.as_bytes());
+    hasher.update([0]);
+    hasher.update(what.as_bytes());
+    let digest = hasher.finalize();
+    let prefix: String = seed.chars().take(8).collect();
+    let mut id = if prefix.len() == 8 && prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        prefix.to_ascii_lowercase()
+    } else {
+        String::new()
+    };
+    for byte in digest.iter() {
+        if id.len() >= 24 {
+            break;
+        }
+        id.push_str(&format!("{byte:02x}"));
+    }
+    id.truncate(24);
+    id
+}
+
+/// StackStorm's isotime format: `2024-05-01T10:00:00.123456Z`.
+pub fn isotime(t: Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// The action as the API shows it.
+pub fn action_api(action: &Action) -> Value {
+    json!({
+        "uid": format!("action:{}:{}", action.pack(), action.name),
+        "ref": action.reference,
+        "name": action.name,
+        "pack": action.pack(),
+        "description": action.description.clone().unwrap_or_default(),
+        "enabled": action.enabled,
+        "runner_type": action.runner_type,
+        "entry_point": action.entry_point,
+        "parameters": action.parameters,
+        "output_schema": action.output_schema,
+        "notify": action.notify.as_ref().map(|n| serde_json::to_value(n).unwrap_or(Value::Null)).unwrap_or_else(|| json!({})),
+        "tags": action.tags,
+        "metadata_file": action.origin.metadata_file,
+    })
+}
+
+/// The runner type as the API shows it.
+pub fn runner_api(runner: &RunnerType) -> Value {
+    json!({
+        "uid": format!("runner_type:{}", runner.name),
+        "name": runner.name,
+        "description": runner.description,
+        "enabled": runner.enabled,
+        "runner_parameters": runner.runner_parameters,
+        "output_key": runner.output_key,
+        "output_schema": runner.output_schema,
+    })
+}
+
+/// The rule as the API shows it.
+pub fn rule_api(rule: &Rule) -> Value {
+    json!({
+        "uid": format!("rule:{}:{}", rule.pack(), rule.name),
+        "ref": rule.reference,
+        "name": rule.name,
+        "pack": rule.pack(),
+        "description": rule.description.clone().unwrap_or_default(),
+        "enabled": rule.enabled,
+        "trigger": {
+            "type": rule.trigger.trigger_type,
+            "parameters": rule.trigger.parameters,
+            "ref": trigger_ref_text(&TriggerRef {
+                trigger_type: rule.trigger.trigger_type.clone(),
+                parameters: rule.trigger.parameters.clone(),
+            }),
+        },
+        "criteria": rule.criteria,
+        "action": {"ref": rule.action.reference, "parameters": rule.action.parameters},
+        "context": rule.context,
+        "tags": rule.tags,
+        "type": {"ref": match rule.kind {
+            crate::model::rule::RuleKind::Standard => "standard",
+            crate::model::rule::RuleKind::Backstop => "backstop",
+        }, "parameters": {}},
+        "metadata_file": rule.origin.metadata_file,
+    })
+}
+
+/// The trigger type as the API shows it.
+pub fn trigger_type_api(tt: &TriggerType) -> Value {
+    json!({
+        "uid": format!("trigger_type:{}:{}", tt.pack(), tt.name),
+        "ref": tt.reference,
+        "name": tt.name,
+        "pack": tt.pack(),
+        "description": tt.description.clone().unwrap_or_default(),
+        "payload_schema": tt.payload_schema,
+        "parameters_schema": tt.parameters_schema,
+        "tags": tt.tags,
+    })
+}
+
+/// The ref of a trigger: the trigger type's ref for a parameter-less trigger, else
+/// `<pack>.<name>` where the name is derived from the type and parameters (StackStorm names
+/// such triggers with a UUID; deriving it keeps the ref stable across restarts).
+pub fn trigger_ref_text(trigger: &TriggerRef) -> String {
+    if trigger.parameters.is_empty() {
+        return trigger.trigger_type.clone();
+    }
+    let pack = trigger
+        .trigger_type
+        .split_once('.')
+        .map_or("core", |(p, _)| p);
+    format!("{pack}.{}", trigger_name(trigger))
+}
+
+/// The name of a trigger with parameters: a UUID-shaped digest of its type and parameters.
+pub fn trigger_name(trigger: &TriggerRef) -> String {
+    let mut keys: Vec<&String> = trigger.parameters.keys().collect();
+    keys.sort();
+    let mut text = trigger.trigger_type.clone();
+    for k in keys {
+        text.push('\n');
+        text.push_str(k);
+        text.push('=');
+        text.push_str(&trigger.parameters[k].to_string());
+    }
+    let hex = derived_id("", &text) + derived_id("x", &text).as_str();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// The trigger as the API shows it.
+pub fn trigger_api(trigger: &TriggerRef) -> Value {
+    let reference = trigger_ref_text(trigger);
+    let (pack, name) = reference.split_once('.').unwrap_or(("core", &reference));
+    json!({
+        "uid": format!("trigger:{pack}:{name}"),
+        "ref": reference,
+        "name": name,
+        "pack": pack,
+        "type": trigger.trigger_type,
+        "parameters": trigger.parameters,
+    })
+}
+
+/// The trigger instance as the API shows it.
+pub fn trigger_instance_api(ti: &TriggerInstanceRecord) -> Value {
+    json!({
+        "id": ti.id,
+        "trigger": ti.trigger,
+        "payload": ti.payload,
+        "occurrence_time": isotime(ti.occurrence_time),
+        "status": ti.status.as_str(),
+    })
+}
+
+/// `parameters` with every value the action (or its runner) declares `secret` replaced by
+/// [`MASK`].
+pub fn mask_secrets(
+    parameters: &Map<String, Value>,
+    action: Option<&Action>,
+    runner: Option<&RunnerType>,
+) -> Map<String, Value> {
+    let secret = |name: &str| {
+        let declared = |defs: &Map<String, Value>| {
+            defs.get(name)
+                .and_then(|d| d.get("secret"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        action.is_some_and(|a| declared(&a.parameters))
+            || runner.is_some_and(|r| declared(&r.runner_parameters))
+    };
+    parameters
+        .iter()
+        .map(|(k, v)| {
+            if secret(k) && !v.is_null() {
+                (k.clone(), Value::String(MASK.into()))
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect()
+}
+
+/// Python's `json.dumps(value)`: `", "` and `": "` separators, non-ASCII escaped.
+pub fn py_json_dumps(value: &Value) -> String {
+    fn string(out: &mut String, s: &str) {
+        out.push('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                    let mut buf = [0u16; 2];
+                    for unit in c.encode_utf16(&mut buf) {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    fn walk(out: &mut String, v: &Value) {
+        match v {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => match n.as_f64() {
+                Some(f) if n.is_f64() => out.push_str(&crate::expr::python::float_repr(f)),
+                _ => out.push_str(&n.to_string()),
+            },
+            Value::String(s) => string(out, s),
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    walk(out, item);
+                }
+                out.push(']');
+            }
+            Value::Object(map) => {
+                out.push('{');
+                for (i, (k, item)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    string(out, k);
+                    out.push_str(": ");
+                    walk(out, item);
+                }
+                out.push('}');
+            }
+        }
+    }
+    let mut out = String::new();
+    walk(&mut out, value);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn python_json_dumps() {
+        let v = json!({"a": [1, 2.5, "é\n"], "b": null, "c": true});
+        assert_eq!(
+            py_json_dumps(&v),
+            r#"{"a": [1, 2.5, "\u00e9\n"], "b": null, "c": true}"#
+        );
+    }
+
+    use super::*;
+
+    #[test]
+    fn derived_ids_are_stable_hex_and_keep_the_time_part() {
+        let a = derived_id("65f0c0ffee0000000000abcd", "rule:demo.r");
+        assert_eq!(a.len(), 24);
+        assert!(a.starts_with("65f0c0ff"));
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a, derived_id("65f0c0ffee0000000000abcd", "rule:demo.r"));
+        assert_ne!(a, derived_id("65f0c0ffee0000000000abcd", "rule:demo.s"));
+    }
+
+    #[test]
+    fn trigger_refs() {
+        let plain = TriggerRef::of_type("core.st2.generic.actiontrigger");
+        assert_eq!(trigger_ref_text(&plain), "core.st2.generic.actiontrigger");
+        let mut hook = TriggerRef::of_type("core.st2.webhook");
+        hook.parameters.insert("url".into(), json!("deploy"));
+        let r = trigger_ref_text(&hook);
+        assert!(r.starts_with("core."));
+        assert_eq!(r.len(), "core.".len() + 36);
+        assert_eq!(r, trigger_ref_text(&hook.clone()));
+    }
+}

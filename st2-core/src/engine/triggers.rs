@@ -1,0 +1,516 @@
+//! Trigger instances: accepting them (dispatch) and the rules service that matches and
+//! enforces them (StackStorm's st2rulesengine).
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::executions::{NewExecution, TraceLink, create_execution};
+use super::snapshot::{self, derived_id};
+use super::{EngineError, EngineEvent, Inner};
+use crate::datastore::KeyValue;
+use crate::rules::criteria::Environment;
+use crate::rules::enforce::{Enforcement, Enforcer, RuleEnforcement, criteria_failure};
+use crate::rules::matcher::{CompiledRule, TriggerInstance, TriggerRef};
+use crate::schema::Schema;
+use crate::store::{
+    CausedBy, Page, RuleEnforcementRecord, SortOrder, StoreError, TraceComponent, TraceRecord,
+    TriggerInstanceFilter, TriggerInstanceRecord, TriggerInstanceStatus,
+};
+
+/// A trigger to dispatch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatchRequest {
+    /// The trigger's ref: a trigger type's ref for parameter-less triggers, or the ref of a
+    /// trigger with parameters (see [`super::Engine::parameterized_triggers`]).
+    pub trigger: String,
+    /// Or the trigger given by type and parameters (a webhook URL, a timer); wins over
+    /// `trigger`.
+    pub trigger_ref: Option<TriggerRef>,
+    /// The payload.
+    pub payload: Value,
+    /// The trace tag (default `trigger_instance-<id>`).
+    pub trace_tag: Option<String>,
+    /// Add the instance to this existing trace instead of starting one.
+    pub trace_id: Option<String>,
+    /// The instance's id (default: a new one). A dispatch repeated with the same id is
+    /// accepted once.
+    pub id: Option<String>,
+    /// Check the payload against the trigger type's `payload_schema` (when the settings ask
+    /// for validation). The engine's own triggers (action, notify, key-value) skip it, as
+    /// StackStorm's internal dispatcher does.
+    pub validate: bool,
+}
+
+impl DispatchRequest {
+    /// Dispatch `trigger` with `payload`.
+    pub fn new(trigger: impl Into<String>, payload: Value) -> Self {
+        DispatchRequest {
+            trigger: trigger.into(),
+            trigger_ref: None,
+            payload,
+            trace_tag: None,
+            trace_id: None,
+            id: None,
+            validate: true,
+        }
+    }
+
+    /// Dispatch the trigger of type `trigger_type` with `parameters`.
+    pub fn to_trigger(trigger: TriggerRef, payload: Value) -> Self {
+        DispatchRequest {
+            trigger: snapshot::trigger_ref_text(&trigger),
+            trigger_ref: Some(trigger),
+            payload,
+            trace_tag: None,
+            trace_id: None,
+            id: None,
+            validate: true,
+        }
+    }
+}
+
+/// A trigger instance waiting for the rules service.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub instance: TriggerInstanceRecord,
+    pub trigger: TriggerRef,
+    pub trace_tag: Option<String>,
+    pub trace_id: Option<String>,
+}
+
+fn resolve_trigger(inner: &Inner, request: &DispatchRequest) -> Result<TriggerRef, EngineError> {
+    if let Some(t) = &request.trigger_ref {
+        if inner.catalog().trigger_type(&t.trigger_type).is_none() {
+            return Err(EngineError::UnknownTrigger(t.trigger_type.clone()));
+        }
+        return Ok(t.clone());
+    }
+    if inner.catalog().trigger_type(&request.trigger).is_some() {
+        return Ok(TriggerRef::of_type(request.trigger.clone()));
+    }
+    let triggers = inner.triggers.read().unwrap_or_else(|e| e.into_inner());
+    triggers
+        .get(&request.trigger)
+        .cloned()
+        .ok_or_else(|| EngineError::UnknownTrigger(request.trigger.clone()))
+}
+
+fn check_payload(inner: &Inner, trigger: &TriggerRef, payload: &Value) -> Result<(), EngineError> {
+    if !inner.settings.validate_trigger_payload {
+        return Ok(());
+    }
+    let catalog = inner.catalog();
+    let Some(tt) = catalog.trigger_type(&trigger.trigger_type) else {
+        return Ok(());
+    };
+    if tt.payload_schema.is_empty() {
+        return Ok(());
+    }
+    let schema = {
+        let mut cache = inner
+            .payload_schemas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(tt.reference.clone())
+            .or_insert_with(|| {
+                Arc::new(Schema::for_object(Value::Object(tt.payload_schema.clone())))
+            })
+            .clone()
+    };
+    schema
+        .validate(payload)
+        .map(|_| ())
+        .map_err(|violations| EngineError::InvalidPayload {
+            trigger: trigger.trigger_type.clone(),
+            message: violations
+                .iter()
+                .map(|v| v.message.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+}
+
+/// Accept a trigger instance: store it `pending`, then hand it to the rules service.
+pub(crate) async fn dispatch(
+    inner: &Arc<Inner>,
+    request: DispatchRequest,
+) -> Result<TriggerInstanceRecord, EngineError> {
+    let trigger = resolve_trigger(inner, &request)?;
+    if request.validate {
+        check_payload(inner, &trigger, &request.payload)?;
+    }
+    let record = TriggerInstanceRecord {
+        id: request.id.clone().unwrap_or_else(crate::store::new_id),
+        trigger: snapshot::trigger_ref_text(&trigger),
+        trigger_type: Some(trigger.trigger_type.clone()),
+        payload: request.payload,
+        occurrence_time: inner.now(),
+        status: TriggerInstanceStatus::Pending,
+    };
+    match inner.store.trigger_instances().create(&record).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict { .. }) if request.id.is_some() => {
+            // Already accepted (a step redone after a crash).
+            return inner
+                .store
+                .trigger_instances()
+                .get(&record.id)
+                .await?
+                .ok_or(EngineError::Store(StoreError::NotFound {
+                    what: "trigger instance",
+                    id: record.id,
+                }));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    inner.emit(EngineEvent::TriggerInstance(Box::new(record.clone())));
+    let pending = Pending {
+        instance: record.clone(),
+        trigger,
+        trace_tag: request.trace_tag,
+        trace_id: request.trace_id,
+    };
+    if inner.settings.roles.rules {
+        // The instance is stored: if the service is gone it is picked up at the next start.
+        let _ = inner.rules_tx.send(pending);
+    }
+    Ok(record)
+}
+
+/// The rules service: take accepted instances and process them, several at once.
+pub(crate) async fn rules_service(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    let permits = Arc::new(Semaphore::new(inner.settings.max_matching.max(1)));
+    loop {
+        let pending = tokio::select! {
+            p = rx.recv() => p,
+            () = inner.stopping.cancelled() => None,
+        };
+        let Some(pending) = pending else { break };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            process(&inner, pending).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Trigger instances a previous run accepted but did not finish, oldest first.
+pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<u64, StoreError> {
+    let filter = TriggerInstanceFilter {
+        statuses: vec![
+            TriggerInstanceStatus::Pending,
+            TriggerInstanceStatus::Processing,
+        ],
+        sort: SortOrder::Ascending,
+        ..TriggerInstanceFilter::default()
+    };
+    let listing = inner
+        .store
+        .trigger_instances()
+        .list(&filter, Page::all())
+        .await?;
+    let mut count = 0;
+    for instance in listing.items {
+        let trigger = {
+            let triggers = inner.triggers.read().unwrap_or_else(|e| e.into_inner());
+            triggers.get(&instance.trigger).cloned()
+        }
+        .unwrap_or_else(|| {
+            TriggerRef::of_type(
+                instance
+                    .trigger_type
+                    .clone()
+                    .unwrap_or_else(|| instance.trigger.clone()),
+            )
+        });
+        let _ = inner.rules_tx.send(Pending {
+            instance,
+            trigger,
+            trace_tag: None,
+            trace_id: None,
+        });
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// What matching one instance decided.
+struct Decision {
+    enforcements: Vec<(Arc<CompiledRule>, Enforcement)>,
+    failures: Vec<RuleEnforcement>,
+    unrecoverable: Option<String>,
+}
+
+fn decide(inner: &Inner, pending: &Pending) -> Decision {
+    let catalog = inner.catalog();
+    let instance = TriggerInstance {
+        id: pending.instance.id.clone(),
+        trigger: pending.trigger.clone(),
+        payload: pending.instance.payload.clone(),
+        occurrence_time: pending.instance.occurrence_time,
+    };
+    let now = inner.now();
+    let env = Environment {
+        jinja: &inner.jinja,
+        kv: Some(inner.kv_read.clone()),
+        rhai: crate::rules::default_rhai(),
+        now,
+    };
+    let mut decision = Decision {
+        enforcements: Vec::new(),
+        failures: Vec::new(),
+        unrecoverable: None,
+    };
+    let matches = match inner.matcher.match_instance(&instance, &env) {
+        Ok(m) => m,
+        Err(u) => {
+            decision.unrecoverable = Some(u.to_string());
+            return decision;
+        }
+    };
+    for (rule, failures) in &matches.failed {
+        for failure in failures {
+            decision
+                .failures
+                .push(criteria_failure(&rule.rule, &instance, failure, now));
+        }
+    }
+    let trace_tag = trace_tag_of(pending);
+    let enforcer = Enforcer {
+        catalog: &catalog,
+        jinja: &inner.jinja,
+        datastore: Some(inner.kv_read.clone()),
+        system_user: &inner.settings.system_user,
+        trace_context: Some(json!({"id_": trace_id_of(pending), "trace_tag": trace_tag})),
+        now,
+    };
+    for rule in matches.matched {
+        let enforcement = enforcer.enforce(&rule.rule, &instance);
+        decision.enforcements.push((rule, enforcement));
+    }
+    decision
+}
+
+fn trace_tag_of(pending: &Pending) -> String {
+    pending
+        .trace_tag
+        .clone()
+        .unwrap_or_else(|| format!("trigger_instance-{}", pending.instance.id))
+}
+
+fn trace_id_of(pending: &Pending) -> String {
+    pending
+        .trace_id
+        .clone()
+        .unwrap_or_else(|| derived_id(&pending.instance.id, "trace"))
+}
+
+/// A stable id for a rule, derived from its ref (rules loaded from packs have no database id).
+pub(crate) fn rule_id(reference: &str) -> String {
+    derived_id("00000000", &format!("rule:{reference}"))
+}
+
+/// Match, enforce and record one instance. Failures are recorded on the instance
+/// (`processing_failed`) and in enforcement records; nothing here stops the service.
+pub(crate) async fn process(inner: &Arc<Inner>, pending: Pending) {
+    let id = pending.instance.id.clone();
+    if let Err(e) = process_inner(inner, pending).await {
+        // The store failed: leave the instance pending for the next start.
+        let _ = e;
+        let _ = id;
+    }
+}
+
+async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), EngineError> {
+    let pending = Arc::new(pending);
+    let decision = {
+        let inner = inner.clone();
+        let pending = pending.clone();
+        tokio::task::spawn_blocking(move || decide(&inner, &pending))
+            .await
+            .map_err(|e| EngineError::Setup(format!("rules worker panicked: {e}")))?
+    };
+    let ti = &pending.instance;
+    let now = inner.now();
+    if let Some(reason) = decision.unrecoverable {
+        let _ = reason;
+        inner
+            .store
+            .trigger_instances()
+            .set_status(&ti.id, TriggerInstanceStatus::ProcessingFailed)
+            .await?;
+        return Ok(());
+    }
+    let trace_id = trace_id_of(&pending);
+    let trace_tag = trace_tag_of(&pending);
+    let ti_component = TraceComponent {
+        object_id: ti.id.clone(),
+        reference: ti.trigger.clone(),
+        updated_at: now,
+        caused_by: None,
+    };
+    let mut rule_components = Vec::new();
+    let mut execution_components = Vec::new();
+    let mut writes = Vec::new();
+    for (index, failure) in decision.failures.into_iter().enumerate() {
+        let record = RuleEnforcementRecord {
+            id: derived_id(
+                &ti.id,
+                &format!("criteria-failure:{}:{index}", failure.rule.reference),
+            ),
+            enforcement: failure,
+        };
+        writes.push(record);
+    }
+    let catalog = inner.catalog();
+    for (rule, enforcement) in decision.enforcements {
+        let rule = &rule.rule;
+        let rid = rule_id(&rule.reference);
+        rule_components.push(TraceComponent {
+            object_id: rid.clone(),
+            reference: rule.reference.clone(),
+            updated_at: now,
+            caused_by: Some(CausedBy {
+                kind: "trigger_instance".into(),
+                id: ti.id.clone(),
+            }),
+        });
+        let mut record = enforcement.record;
+        record.rule.id = Some(rid.clone());
+        if let Some(request) = enforcement.request {
+            let execution_id = derived_id(&ti.id, &format!("execution:{}", rule.reference));
+            let mut context = request.context;
+            if let Some(Value::Object(rule_ctx)) = context.get_mut("rule") {
+                rule_ctx.insert("id".into(), Value::String(rid.clone()));
+            }
+            let trigger_type = catalog
+                .trigger_type(&pending.trigger.trigger_type)
+                .map(|tt| snapshot::trigger_type_api(tt));
+            let new = NewExecution {
+                id: execution_id.clone(),
+                action: request.action,
+                parameters: request.parameters,
+                context,
+                shell: request.shell,
+                error: request.error,
+                delay_ms: None,
+                parent: None,
+                rule: Some(snapshot::rule_api(rule)),
+                trigger: Some(snapshot::trigger_api(&pending.trigger)),
+                trigger_type,
+                trigger_instance: Some(snapshot::trigger_instance_api(ti)),
+                trace: TraceLink::Managed,
+            };
+            match create_execution(inner, new).await {
+                Ok(_) => {
+                    record.execution_id = Some(execution_id.clone());
+                    execution_components.push(TraceComponent {
+                        object_id: execution_id,
+                        reference: rule.action.reference.clone(),
+                        updated_at: now,
+                        caused_by: Some(CausedBy {
+                            kind: "rule".into(),
+                            id: format!("{rid}:{}", ti.id),
+                        }),
+                    });
+                }
+                Err(e) => {
+                    record.status = crate::rules::enforce::EnforcementStatus::Failed;
+                    record.failure_reason = Some(e.to_string());
+                }
+            }
+        }
+        writes.push(RuleEnforcementRecord {
+            id: derived_id(&ti.id, &format!("enforcement:{}", rule.reference)),
+            enforcement: record,
+        });
+    }
+    for record in &writes {
+        match inner.store.rule_enforcements().create(record).await {
+            Ok(()) | Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    record_trace(
+        inner,
+        &pending,
+        &trace_id,
+        &trace_tag,
+        ti_component,
+        rule_components,
+        execution_components,
+    )
+    .await?;
+    inner
+        .store
+        .trigger_instances()
+        .set_status(&ti.id, TriggerInstanceStatus::Processed)
+        .await?;
+    Ok(())
+}
+
+async fn record_trace(
+    inner: &Inner,
+    pending: &Pending,
+    trace_id: &str,
+    trace_tag: &str,
+    ti_component: TraceComponent,
+    rules: Vec<TraceComponent>,
+    executions: Vec<TraceComponent>,
+) -> Result<(), EngineError> {
+    use crate::store::TraceComponentKind as Kind;
+    if pending.trace_id.is_some() {
+        // Joining an existing trace (an actiontrigger joins its execution's).
+        let traces = inner.store.traces();
+        let mut adds = vec![(Kind::TriggerInstance, ti_component)];
+        adds.extend(rules.into_iter().map(|c| (Kind::Rule, c)));
+        adds.extend(executions.into_iter().map(|c| (Kind::ActionExecution, c)));
+        for (kind, component) in adds {
+            match traces.add_component(trace_id, kind, &component).await {
+                Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        return Ok(());
+    }
+    let trace = TraceRecord {
+        id: trace_id.to_owned(),
+        trace_tag: trace_tag.to_owned(),
+        trigger_instances: vec![ti_component],
+        rules,
+        action_executions: executions,
+        start_timestamp: pending.instance.occurrence_time,
+    };
+    match inner.store.traces().create(&trace).await {
+        Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A key-value pair as `core.st2.key_value_pair.*` payloads show it (secrets masked).
+pub(crate) fn key_value_api(kv: &KeyValue) -> Value {
+    let mut object = Map::new();
+    object.insert("id".into(), json!(kv.record.id));
+    object.insert("name".into(), json!(kv.name));
+    object.insert(
+        "value".into(),
+        if kv.record.secret {
+            json!(snapshot::MASK)
+        } else {
+            json!(kv.record.value)
+        },
+    );
+    object.insert("secret".into(), json!(kv.record.secret));
+    object.insert("encrypted".into(), json!(kv.record.secret));
+    object.insert("scope".into(), json!(kv.record.scope.as_str()));
+    if let Some(user) = &kv.user {
+        object.insert("user".into(), json!(user));
+    }
+    Value::Object(object)
+}

@@ -1,0 +1,773 @@
+//! Runner workers (StackStorm's st2actionrunner) and post-run work (st2notifier): claim an
+//! execution under a lease, run it, write the result, dispatch the action and notify
+//! triggers, apply the retry policy, then finish the lease.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::executions::{
+    NewExecution, RETRY_MIN_DELAY_MS, SHELL_CONTEXT_KEY, TraceLink, create_execution, trace_of,
+    update_with,
+};
+use super::lifecycle::{self, is_failure};
+use super::snapshot::{self, derived_id, isotime};
+use super::triggers::DispatchRequest;
+use super::{EngineError, EngineEvent, Inner, RUN_QUEUE, SCHEDULE_QUEUE};
+use crate::expr::jinja::RenderContext;
+use crate::expr::render::{ParamContext, ShellCapture, render_final_params};
+use crate::expr::shell::ShellCommand;
+use crate::rules::enforce::shell_parameters;
+use crate::runner::{Cancellation, Canceller, OutputSink, RunContext, RunOutcome};
+use crate::store::{
+    ClaimRequest, ExecutionRecord, ExecutionStatus, Lease, NewOutput, OutputType, StoreError,
+};
+
+/// What the output writer receives.
+#[derive(Debug)]
+pub(crate) enum OutputMessage {
+    Line(NewOutput),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Output of one execution: each line goes to the event stream at once and to the store in
+/// batches.
+struct EngineOutput {
+    inner: Arc<Inner>,
+    execution_id: String,
+    action_ref: String,
+    runner_ref: String,
+}
+
+impl std::fmt::Debug for EngineOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOutput")
+            .field("execution_id", &self.execution_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutputSink for EngineOutput {
+    fn emit(&self, output_type: OutputType, data: &str) {
+        let chunk = NewOutput {
+            execution_id: self.execution_id.clone(),
+            action_ref: self.action_ref.clone(),
+            runner_ref: self.runner_ref.clone(),
+            timestamp: self.inner.now(),
+            output_type,
+            data: data.to_owned(),
+        };
+        self.inner
+            .emit(EngineEvent::Output(Box::new(chunk.clone())));
+        let _ = self.inner.output_tx.send(OutputMessage::Line(chunk));
+    }
+}
+
+/// Append output in batches, in order.
+pub(crate) async fn output_writer(
+    inner: Arc<Inner>,
+    mut rx: mpsc::UnboundedReceiver<OutputMessage>,
+) {
+    let mut batch = Vec::new();
+    let mut waiters = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                OutputMessage::Line(l) => batch.push(l),
+                OutputMessage::Flush(w) => waiters.push(w),
+            }
+            if batch.len() >= 512 {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if !batch.is_empty() {
+            // Output is best effort: a failed append must not fail the execution.
+            let _ = inner.store.execution_output().append(&batch).await;
+            batch.clear();
+        }
+        for w in waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+}
+
+async fn flush_output(inner: &Inner) {
+    let (tx, rx) = oneshot::channel();
+    if inner.output_tx.send(OutputMessage::Flush(tx)).is_ok() {
+        let _ = rx.await;
+    }
+}
+
+/// The runner service: claim run items while there is room, run each in its own task.
+pub(crate) async fn runner_service(inner: Arc<Inner>) {
+    let slots = Arc::new(Semaphore::new(inner.settings.max_running.max(1)));
+    let worker = format!("{}:runner", inner.settings.node_name);
+    while !inner.stopping.is_cancelled() {
+        let free = slots.available_permits();
+        if free == 0 {
+            // Wait for a slot.
+            let Ok(p) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            drop(p);
+            continue;
+        }
+        let request = ClaimRequest {
+            queue: RUN_QUEUE.to_owned(),
+            worker: worker.clone(),
+            tags: inner.settings.worker_tags.clone(),
+            lease_for: inner.settings.lease,
+            max_items: free.min(inner.settings.claim_batch.max(1)),
+        };
+        let leases = match inner.store.queue().claim(&request).await {
+            Ok(l) => l,
+            Err(_) => {
+                super::executions::sleep_or_stop(&inner, inner.settings.idle_poll).await;
+                continue;
+            }
+        };
+        if leases.is_empty() {
+            tokio::select! {
+                () = inner.store.queue().wait_for_work(RUN_QUEUE, inner.settings.idle_poll) => {}
+                () = inner.stopping.cancelled() => break,
+            }
+            continue;
+        }
+        for lease in leases {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                // A store failure leaves the item leased; it comes back when the lease
+                // expires and is handled again.
+                let _ = handle(&inner, lease).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// One run item: do what the execution's status calls for.
+async fn handle(inner: &Arc<Inner>, lease: Lease) -> Result<(), EngineError> {
+    let queue = inner.store.queue();
+    let Some(id) = lease
+        .item
+        .payload
+        .get("execution_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        queue.finish(lease.reference()).await?;
+        return Ok(());
+    };
+    let Some(record) = inner.store.executions().get(&id).await? else {
+        queue.finish(lease.reference()).await?;
+        return Ok(());
+    };
+    let now = inner.now();
+    match record.status {
+        ExecutionStatus::Scheduled => {
+            run_execution(inner, &lease, record).await?;
+        }
+        ExecutionStatus::Running | ExecutionStatus::Canceling
+            if holder_item(&record) == Some(lease.item.id) =>
+        {
+            // This item ran it and its lease expired: the runner is gone.
+            let to = if record.status == ExecutionStatus::Canceling {
+                ExecutionStatus::Canceled
+            } else {
+                ExecutionStatus::Abandoned
+            };
+            let updated = update_with(inner, record, |r| {
+                let result = if to == ExecutionStatus::Canceled {
+                    r.result.clone()
+                } else {
+                    json!({})
+                };
+                lifecycle::complete(r, to, result, now).is_ok()
+            })
+            .await?;
+            if let Some(u) = updated {
+                post_run(inner, &u).await?;
+            }
+        }
+        ExecutionStatus::Canceling if holder_item(&record).is_none() => {
+            let updated = update_with(inner, record, |r| {
+                lifecycle::transition(r, ExecutionStatus::Canceled, now).is_ok()
+            })
+            .await?;
+            if let Some(u) = updated {
+                post_run(inner, &u).await?;
+            }
+        }
+        ExecutionStatus::Requested | ExecutionStatus::Delayed => {
+            super::executions::enqueue(inner, &record, SCHEDULE_QUEUE, None).await?;
+        }
+        // Finished before the item was: redo post-run (it writes nothing twice).
+        status
+            if status.is_completed()
+                && (holder_item(&record) == Some(lease.item.id)
+                    || holder_item(&record).is_none()) =>
+        {
+            post_run(inner, &record).await?;
+        }
+        _ => {}
+    }
+    match queue.finish(lease.reference()).await {
+        Ok(()) | Err(StoreError::LeaseLost { .. }) | Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The queue item whose claim started the execution.
+fn holder_item(record: &ExecutionRecord) -> Option<i64> {
+    record
+        .runner_info
+        .as_ref()
+        .and_then(|i| i.get("queue_item"))
+        .and_then(Value::as_i64)
+}
+
+/// Everything the runner needs, prepared off the async threads (templates may read the
+/// datastore).
+struct Prepared {
+    context: RunContext,
+}
+
+fn prepare_run(
+    inner: &Arc<Inner>,
+    record: &ExecutionRecord,
+    canceller_cancel: crate::runner::Cancellation,
+) -> Result<Prepared, String> {
+    let catalog = inner.catalog();
+    let action = catalog
+        .action(&record.action_ref)
+        .cloned()
+        .ok_or_else(|| format!("Action \"{}\" cannot be found.", record.action_ref))?;
+    let runner_type = catalog
+        .runner_type(&action.runner_type)
+        .cloned()
+        .ok_or_else(|| format!("Runner \"{}\" cannot be found.", action.runner_type))?;
+    if !runner_type.enabled {
+        return Err(format!(
+            "Runner \"{}\" has been disabled by the administrator.",
+            runner_type.name
+        ));
+    }
+    let mut shell: BTreeMap<String, ShellCommand> = record
+        .context
+        .get(SHELL_CONTEXT_KEY)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    let mut action_context = record.context.clone();
+    action_context.remove(SHELL_CONTEXT_KEY);
+    let capture = ShellCapture::new(
+        shell_parameters(&action.runner_type)
+            .iter()
+            .filter(|n| !shell.contains_key(**n))
+            .copied(),
+    );
+    let pctx = ParamContext {
+        action_context: action_context.clone(),
+        config: catalog
+            .config(action.pack())
+            .map(|c| c.values.clone())
+            .unwrap_or_default(),
+        datastore: Some(inner.kv_read.clone()),
+        system_user: inner.settings.system_user.clone(),
+        additional: Map::new(),
+        shell: Some(capture.clone()),
+    };
+    let (mut runner_parameters, parameters) = render_final_params(
+        &inner.jinja,
+        &runner_type.runner_parameters,
+        &action.parameters,
+        &record.parameters,
+        &pctx,
+    )
+    .map_err(|e| e.to_string())?;
+    shell.extend(capture.take());
+    let mut shell_values = BTreeMap::new();
+    for (name, command) in shell {
+        if runner_parameters.contains_key(&name) {
+            runner_parameters.insert(name, Value::String(command.script));
+            shell_values.extend(command.values);
+        }
+    }
+    let pack_dir = catalog.pack(action.pack()).and_then(|p| p.path.clone());
+    let mut env = BTreeMap::new();
+    env.insert("ST2_ACTION_PACK_NAME".to_owned(), action.pack().to_owned());
+    env.insert("ST2_ACTION_EXECUTION_ID".to_owned(), record.id.clone());
+    env.insert(
+        "ST2_ACTION_API_URL".to_owned(),
+        inner.settings.api_url.clone(),
+    );
+    env.insert("ST2_ACTION_DEBUG".to_owned(), "False".to_owned());
+    let output = Arc::new(EngineOutput {
+        inner: inner.clone(),
+        execution_id: record.id.clone(),
+        action_ref: record.action_ref.clone(),
+        runner_ref: runner_type.name.clone(),
+    });
+    Ok(Prepared {
+        context: RunContext {
+            execution_id: record.id.clone(),
+            action,
+            runner_type,
+            parameters,
+            runner_parameters,
+            context: action_context,
+            pack_dir,
+            env,
+            shell_values,
+            output,
+            cancel: canceller_cancel,
+            clock: inner.clock.clone(),
+            datastore: Some(inner.datastore.clone()),
+        },
+    })
+}
+
+async fn run_execution(
+    inner: &Arc<Inner>,
+    lease: &Lease,
+    record: ExecutionRecord,
+) -> Result<(), EngineError> {
+    let now = inner.now();
+    let runner_info = json!({
+        "hostname": inner.settings.node_name,
+        "pid": std::process::id(),
+        "queue_item": lease.item.id,
+        "fence": lease.fence,
+    });
+    let Some(running) = update_with(inner, record, |r| {
+        if r.status != ExecutionStatus::Scheduled {
+            return false;
+        }
+        r.runner_info = Some(runner_info.clone());
+        lifecycle::transition(r, ExecutionStatus::Running, now).is_ok()
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    let (canceller, cancellation) = Cancellation::new();
+    inner
+        .cancellers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(running.id.clone(), canceller.clone());
+    let outcome = run_runner(inner, lease, &running, cancellation, &canceller).await;
+    inner
+        .cancellers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&running.id);
+    flush_output(inner).await;
+    let (status, result, extra_context) = outcome;
+    let now = inner.now();
+    let finished = update_with(inner, running, |r| {
+        for (k, v) in &extra_context {
+            r.context.insert(k.clone(), v.clone());
+        }
+        match r.status {
+            ExecutionStatus::Canceled => false,
+            ExecutionStatus::Canceling => {
+                let result = if status == ExecutionStatus::Canceled {
+                    r.result.clone()
+                } else {
+                    result.clone()
+                };
+                let to = if status.is_completed() {
+                    ExecutionStatus::Canceled
+                } else {
+                    return false;
+                };
+                lifecycle::complete(r, to, result, now).is_ok()
+            }
+            _ => {
+                if status.is_completed() {
+                    lifecycle::complete(r, status, result.clone(), now).is_ok()
+                } else {
+                    r.result = result.clone();
+                    lifecycle::transition(r, status, now).is_ok()
+                }
+            }
+        }
+    })
+    .await?;
+    if let Some(f) = finished
+        && f.status.is_completed()
+    {
+        post_run(inner, &f).await?;
+    }
+    Ok(())
+}
+
+/// Run the runner in its own task (a panic fails the execution, not the engine), extending
+/// the lease while it runs and noticing a cancel requested elsewhere.
+async fn run_runner(
+    inner: &Arc<Inner>,
+    lease: &Lease,
+    record: &ExecutionRecord,
+    cancellation: crate::runner::Cancellation,
+    canceller: &Canceller,
+) -> (ExecutionStatus, Value, Map<String, Value>) {
+    let prepared = {
+        let inner2 = inner.clone();
+        let record2 = record.clone();
+        tokio::task::spawn_blocking(move || prepare_run(&inner2, &record2, cancellation)).await
+    };
+    let prepared = match prepared {
+        Ok(Ok(p)) => p,
+        Ok(Err(message)) => return failed(message),
+        Err(e) => return failed(format!("preparing the run panicked: {e}")),
+    };
+    let runner_name = prepared.context.runner_type.name.clone();
+    let Some(runner) = inner.runners.get(&runner_name).cloned() else {
+        return failed(format!(
+            "Runner \"{runner_name}\" is not available in this engine."
+        ));
+    };
+    let is_workflow = prepared.context.action.is_workflow();
+    let mut task = tokio::spawn(async move { runner.run(prepared.context).await });
+    let heartbeat = inner.settings.heartbeat;
+    let joined = loop {
+        tokio::select! {
+            joined = &mut task => break joined,
+            () = tokio::time::sleep(heartbeat) => {
+                match inner.store.queue().heartbeat(lease.reference(), inner.settings.lease).await {
+                    Ok(_) => {}
+                    Err(StoreError::LeaseLost { .. }) => canceller.cancel(),
+                    Err(_) => {}
+                }
+                if let Ok(Some(current)) = inner.store.executions().get(&record.id).await
+                    && matches!(current.status, ExecutionStatus::Canceling | ExecutionStatus::Canceled)
+                {
+                    canceller.cancel();
+                }
+            }
+            () = inner.stopping.cancelled() => {
+                // Shutting down with work in flight: StackStorm's action runner marks it
+                // abandoned. Stop the runner (it kills its process) and say so.
+                canceller.cancel();
+                if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+                    task.abort();
+                }
+                return (ExecutionStatus::Abandoned, json!({}), Map::new());
+            }
+        }
+    };
+    match joined {
+        Ok(Ok(outcome)) => shape(outcome, is_workflow),
+        Ok(Err(e)) => failed(e.to_string()),
+        Err(e) if e.is_panic() => {
+            let message = e
+                .into_panic()
+                .downcast::<String>()
+                .map(|s| *s)
+                .or_else(|p| p.downcast::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|_| "unknown panic".to_owned());
+            failed(format!("The runner panicked: {message}"))
+        }
+        Err(_) => (ExecutionStatus::Abandoned, json!({}), Map::new()),
+    }
+}
+
+fn failed(message: String) -> (ExecutionStatus, Value, Map<String, Value>) {
+    (
+        ExecutionStatus::Failed,
+        json!({"error": message, "traceback": ""}),
+        Map::new(),
+    )
+}
+
+/// StackStorm's handling of what a runner returned: string results are JSON-decoded when
+/// they parse; an empty result of a non-workflow action is a failure.
+fn shape(outcome: RunOutcome, is_workflow: bool) -> (ExecutionStatus, Value, Map<String, Value>) {
+    let RunOutcome {
+        status,
+        result,
+        context,
+    } = outcome;
+    let result = match result {
+        Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        other => other,
+    };
+    if result.is_null() && !is_workflow && status.is_completed() {
+        return failed("Failed to execute action.".to_owned());
+    }
+    let allowed = matches!(
+        status,
+        ExecutionStatus::Succeeded
+            | ExecutionStatus::Failed
+            | ExecutionStatus::Timeout
+            | ExecutionStatus::Canceled
+            | ExecutionStatus::Abandoned
+            | ExecutionStatus::Running
+            | ExecutionStatus::Pending
+            | ExecutionStatus::Paused
+    );
+    if !allowed {
+        return failed(format!(
+            "The runner returned status {status}, which a runner cannot report."
+        ));
+    }
+    (status, result, context)
+}
+
+/// After an execution completed: the retry policy, the notify triggers and the action
+/// trigger (StackStorm's notifier). Every record written here has an id derived from the
+/// execution's, so running this twice writes nothing twice.
+pub(crate) async fn post_run(
+    inner: &Arc<Inner>,
+    record: &ExecutionRecord,
+) -> Result<(), EngineError> {
+    if !record.status.is_completed() {
+        return Ok(());
+    }
+    apply_retry(inner, record).await?;
+    let trace_id = trace_of(inner, &record.id).await;
+    send_notifications(inner, record, trace_id.as_deref()).await?;
+    if inner.settings.action_trigger {
+        let catalog = inner.catalog();
+        let action = catalog.action(&record.action_ref).cloned();
+        let runner = action
+            .as_ref()
+            .and_then(|a| catalog.runner_type(&a.runner_type).cloned());
+        let payload = json!({
+            "execution_id": record.id,
+            "status": record.status.as_str(),
+            "start_timestamp": isotime(record.start_timestamp),
+            "action_name": action.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
+            "action_ref": record.action_ref,
+            "runner_ref": record.runner.get("name").cloned().unwrap_or(Value::Null),
+            "parameters": snapshot::mask_secrets(&record.parameters, action.as_deref(), runner.as_deref()),
+            "result": record.result,
+        });
+        let mut request = DispatchRequest::new("core.st2.generic.actiontrigger", payload);
+        request.id = Some(derived_id(&record.id, "actiontrigger"));
+        request.validate = false;
+        request.trace_id = trace_id;
+        super::triggers::dispatch(inner, request).await?;
+    }
+    Ok(())
+}
+
+async fn send_notifications(
+    inner: &Arc<Inner>,
+    record: &ExecutionRecord,
+    trace_id: Option<&str>,
+) -> Result<(), EngineError> {
+    let Some(Value::Object(notify)) = &record.notify else {
+        return Ok(());
+    };
+    let mut kinds = vec![("on-complete", "completed")];
+    if record.status == ExecutionStatus::Succeeded {
+        kinds.push(("on-success", "succeeded"));
+    }
+    if is_failure(record.status) {
+        kinds.push(("on-failure", "failed"));
+    }
+    for (kind, word) in kinds {
+        let Some(settings) = notify.get(kind) else {
+            continue;
+        };
+        let routes: Vec<String> = settings
+            .get("routes")
+            .and_then(Value::as_array)
+            .filter(|r| !r.is_empty())
+            .or_else(|| settings.get("channels").and_then(Value::as_array))
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if routes.is_empty() {
+            continue;
+        }
+        let (message, data) = {
+            let inner2 = inner.clone();
+            let record2 = record.clone();
+            let settings2 = settings.clone();
+            let word = word.to_owned();
+            tokio::task::spawn_blocking(move || {
+                render_notification(&inner2, &record2, &settings2, &word)
+            })
+            .await
+            .unwrap_or_else(|e| (format!("notification failed to render: {e}"), Map::new()))
+        };
+        for route in routes {
+            let payload = json!({
+                "execution_id": record.id,
+                "status": record.status.as_str(),
+                "start_timestamp": isotime(record.start_timestamp),
+                "end_timestamp": record.end_timestamp.map(isotime),
+                "action_ref": record.action_ref,
+                "runner_ref": record.runner.get("name").cloned().unwrap_or(Value::Null),
+                "route": route,
+                "channel": route,
+                "message": message,
+                "data": data,
+            });
+            let mut request = DispatchRequest::new("core.st2.generic.notifytrigger", payload);
+            request.id = Some(derived_id(&record.id, &format!("notify:{kind}:{route}")));
+            request.validate = false;
+            request.trace_id = trace_id.map(str::to_owned);
+            super::triggers::dispatch(inner, request).await?;
+        }
+    }
+    Ok(())
+}
+
+fn render_notification(
+    inner: &Inner,
+    record: &ExecutionRecord,
+    settings: &Value,
+    word: &str,
+) -> (String, Map<String, Value>) {
+    let mut vars = Map::new();
+    vars.insert(
+        "action_parameters".into(),
+        Value::Object(record.parameters.clone()),
+    );
+    vars.insert(
+        "action_context".into(),
+        Value::Object(record.context.clone()),
+    );
+    vars.insert("action_results".into(), record.result.clone());
+    let ctx = RenderContext::new(vars).with_kv(crate::expr::jinja::KvAccess {
+        store: inner.kv_read.clone(),
+        user: None,
+        legacy_system: false,
+    });
+    // As StackStorm: a template that fails to render is sent as written.
+    let message = match settings.get("message").and_then(Value::as_str) {
+        Some(m) => inner.jinja.render(m, &ctx).unwrap_or_else(|_| m.to_owned()),
+        None => format!("Action {} {word}.", record.action_ref),
+    };
+    let written = match settings.get("data") {
+        Some(Value::Object(d)) => d.clone(),
+        _ => Map::new(),
+    };
+    let mut data = Map::new();
+    for (k, v) in &written {
+        let value = match v {
+            Value::String(s) => match inner.jinja.render(s, &ctx) {
+                Ok(text) => Value::String(text),
+                Err(_) => {
+                    data = written.clone();
+                    break;
+                }
+            },
+            other => other.clone(),
+        };
+        data.insert(k.clone(), value);
+    }
+    data.insert(
+        "result".into(),
+        Value::String(snapshot::py_json_dumps(&record.result)),
+    );
+    (message, data)
+}
+
+/// StackStorm's `action.retry`: a failed (or timed-out) top-level execution is requested
+/// again, after the policy's delay, up to `max_retry_count` times. The delay is the new
+/// execution's `delay`, so it waits in the store (StackStorm waits in memory).
+async fn apply_retry(inner: &Arc<Inner>, record: &ExecutionRecord) -> Result<(), EngineError> {
+    if record.context.contains_key("parent") || record.parent.is_some() {
+        return Ok(());
+    }
+    let catalog = inner.catalog();
+    let Some(policy) = catalog
+        .policies()
+        .find(|p| {
+            p.enabled && p.resource_ref == record.action_ref && p.policy_type == "action.retry"
+        })
+        .cloned()
+    else {
+        return Ok(());
+    };
+    let retry_on = policy
+        .parameters
+        .get("retry_on")
+        .and_then(Value::as_str)
+        .unwrap_or("failure");
+    let applies = match retry_on {
+        "timeout" => record.status == ExecutionStatus::Timeout,
+        _ => matches!(
+            record.status,
+            ExecutionStatus::Failed | ExecutionStatus::Abandoned
+        ),
+    };
+    if !applies {
+        return Ok(());
+    }
+    let max = policy
+        .parameters
+        .get("max_retry_count")
+        .and_then(Value::as_u64)
+        .unwrap_or(2);
+    let count = record
+        .context
+        .get("policies")
+        .and_then(|p| p.get("retry"))
+        .and_then(|r| r.get("retry_count"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    if count + 1 > max {
+        return Ok(());
+    }
+    let delay_ms = policy
+        .parameters
+        .get("delay")
+        .and_then(Value::as_f64)
+        .map(|s| (s * 1000.0).max(0.0) as u64)
+        .filter(|d| *d > 0)
+        .unwrap_or(RETRY_MIN_DELAY_MS);
+    let mut context = record.context.clone();
+    let policies = context.entry("policies").or_insert_with(|| json!({}));
+    if let Value::Object(p) = policies {
+        p.insert(
+            "retry".into(),
+            json!({
+                "applied_policy": policy.reference,
+                "retry_count": count + 1,
+                "retried_liveaction_id": record.id,
+            }),
+        );
+    }
+    let shell = context
+        .remove(SHELL_CONTEXT_KEY)
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let trace = match trace_of(inner, &record.id).await {
+        Some(t) => TraceLink::Join(t),
+        None => TraceLink::Managed,
+    };
+    let new = NewExecution {
+        id: derived_id(&record.id, "retry"),
+        action: record.action_ref.clone(),
+        parameters: record.parameters.clone(),
+        context,
+        shell,
+        error: None,
+        delay_ms: Some(delay_ms),
+        parent: None,
+        rule: record.rule.clone(),
+        trigger: record.trigger.clone(),
+        trigger_type: record.trigger_type.clone(),
+        trigger_instance: record.trigger_instance.clone(),
+        trace,
+    };
+    create_execution(inner, new).await?;
+    Ok(())
+}

@@ -1,0 +1,711 @@
+//! The engine's pipeline on a real SQLite store: trigger → rule → execution → runner → result,
+//! the lifecycle it records, policies, cancel, notifications, traces, bad input and recovery.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use st2_core::engine::{DispatchRequest, EngineEvent, Roles, RunRequest};
+use st2_core::model::RunnerType;
+use st2_core::rules::matcher::TriggerRef;
+use st2_core::runner::{RunContext, RunOutcome, Runner, RunnerError};
+use st2_core::store::sqlite::{SqliteOptions, SqliteStore};
+use st2_core::store::{
+    ClaimRequest, ExecutionFilter, ExecutionRecord, ExecutionStatus, Page, RuleEnforcementFilter,
+    Store, TraceFilter, TriggerInstanceFilter, TriggerInstanceStatus,
+};
+use st2_core::{Engine, EngineError, EngineSettings};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Returns its parameters; fails when `message` is "fail".
+#[derive(Debug)]
+struct Echo;
+
+#[async_trait]
+impl Runner for Echo {
+    async fn run(&self, ctx: RunContext) -> Result<RunOutcome, RunnerError> {
+        ctx.output.emit(
+            st2_core::store::OutputType::Stdout,
+            &format!("echo {}\n", ctx.execution_id),
+        );
+        let result = Value::Object(ctx.parameters.clone());
+        if ctx.parameters.get("message") == Some(&json!("fail")) {
+            return Ok(RunOutcome::failed(result));
+        }
+        Ok(RunOutcome::succeeded(result))
+    }
+}
+
+/// Waits `seconds` or until canceled.
+#[derive(Debug)]
+struct Slow;
+
+#[async_trait]
+impl Runner for Slow {
+    async fn run(&self, ctx: RunContext) -> Result<RunOutcome, RunnerError> {
+        let seconds = ctx
+            .parameters
+            .get("seconds")
+            .and_then(Value::as_f64)
+            .unwrap_or(30.0);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs_f64(seconds)) => {
+                Ok(RunOutcome::succeeded(json!({"slept": seconds})))
+            }
+            () = ctx.cancel.cancelled() => {
+                Ok(RunOutcome::with_status(ExecutionStatus::Canceled, json!({})))
+            }
+        }
+    }
+}
+
+/// Panics.
+#[derive(Debug)]
+struct Panics;
+
+#[async_trait]
+impl Runner for Panics {
+    async fn run(&self, _ctx: RunContext) -> Result<RunOutcome, RunnerError> {
+        panic!("runner exploded");
+    }
+}
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/engine/enginetest")
+}
+
+fn params(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn test_settings() -> EngineSettings {
+    EngineSettings {
+        policy_delay: Duration::from_millis(100),
+        idle_poll: Duration::from_millis(100),
+        reap_interval: Duration::from_millis(100),
+        heartbeat: Duration::from_millis(200),
+        ..EngineSettings::default()
+    }
+}
+
+async fn start_on(store: Arc<dyn Store>, settings: EngineSettings) -> Engine {
+    let runner_type = |name: &str| RunnerType::new(name, "test runner");
+    Engine::builder()
+        .store(store)
+        .pack_dir(fixture())
+        .settings(settings)
+        .runner(runner_type("test-echo"), Echo)
+        .runner(runner_type("test-slow"), Slow)
+        .runner(runner_type("test-panic"), Panics)
+        .start()
+        .await
+        .expect("engine starts")
+}
+
+async fn memory_store() -> Arc<dyn Store> {
+    Arc::new(
+        SqliteStore::open(SqliteOptions::memory())
+            .await
+            .expect("store"),
+    )
+}
+
+async fn start() -> Engine {
+    start_on(memory_store().await, test_settings()).await
+}
+
+/// The executions a trigger instance caused, once the rules engine processed it.
+async fn processed(engine: &Engine, ti: &str) -> Vec<ExecutionRecord> {
+    for _ in 0..400 {
+        let got = engine
+            .store()
+            .trigger_instances()
+            .get(ti)
+            .await
+            .expect("read")
+            .expect("stored");
+        if got.status != TriggerInstanceStatus::Pending {
+            let filter = ExecutionFilter {
+                trigger_instance: Some(ti.to_owned()),
+                ..ExecutionFilter::default()
+            };
+            return engine.list(&filter, Page::all()).await.expect("list").items;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("trigger instance {ti} was never processed");
+}
+
+async fn wait_status(engine: &Engine, id: &str, status: ExecutionStatus) -> ExecutionRecord {
+    for _ in 0..400 {
+        let got = engine.get(id).await.expect("read").expect("exists");
+        if got.status == status {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let got = engine.get(id).await.expect("read").expect("exists");
+    panic!(
+        "execution {id} never reached {status}; it is {}",
+        got.status
+    );
+}
+
+fn statuses(record: &ExecutionRecord) -> Vec<&'static str> {
+    record.log.iter().map(|c| c.status.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matching_trigger_runs_the_rule_action_and_records_everything() {
+    let engine = start().await;
+    let ti = engine
+        .dispatch("enginetest.event", json!({"name": "go team", "count": 3}))
+        .await
+        .expect("dispatch");
+    let executions = processed(&engine, &ti.id).await;
+    assert_eq!(executions.len(), 1, "one rule matched");
+    let done = engine
+        .wait(&executions[0].id, WAIT)
+        .await
+        .expect("finishes");
+    assert_eq!(done.status, ExecutionStatus::Succeeded);
+    assert_eq!(
+        done.parameters,
+        params(json!({"message": "hello go team", "count": 3}))
+    );
+    assert_eq!(
+        statuses(&done),
+        ["requested", "scheduled", "running", "succeeded"]
+    );
+    assert_eq!(done.result["message"], "hello go team");
+    assert_eq!(
+        done.rule.as_ref().expect("rule")["ref"],
+        "enginetest.on_event"
+    );
+    assert_eq!(done.context["user"], "stanley");
+    assert_eq!(done.context["trigger_instance"]["id"], ti.id.as_str());
+    assert!(done.end_timestamp.is_some());
+    let stored_ti = engine
+        .store()
+        .trigger_instances()
+        .get(&ti.id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored_ti.status, TriggerInstanceStatus::Processed);
+    let enforcements = engine
+        .store()
+        .rule_enforcements()
+        .list(
+            &RuleEnforcementFilter {
+                trigger_instance: Some(ti.id.clone()),
+                ..RuleEnforcementFilter::default()
+            },
+            Page::all(),
+        )
+        .await
+        .expect("enforcements");
+    assert_eq!(enforcements.items.len(), 1);
+    assert_eq!(
+        enforcements.items[0].enforcement.execution_id.as_deref(),
+        Some(done.id.as_str())
+    );
+    let traces = engine
+        .store()
+        .traces()
+        .list(
+            &TraceFilter {
+                execution: Some(done.id.clone()),
+                ..TraceFilter::default()
+            },
+            Page::all(),
+        )
+        .await
+        .expect("traces");
+    assert_eq!(traces.items.len(), 1);
+    let trace = &traces.items[0];
+    assert_eq!(trace.trace_tag, format!("trigger_instance-{}", ti.id));
+    assert_eq!(trace.trigger_instances[0].object_id, ti.id);
+    assert_eq!(trace.rules[0].reference, "enginetest.on_event");
+    let output = engine.output(&done.id).await.expect("output");
+    assert_eq!(output.len(), 1);
+    assert_eq!(output[0].chunk.data, format!("echo {}\n", done.id));
+    // The action trigger follows and joins the trace.
+    let action_trigger =
+        wait_for_trigger(&engine, "core.st2.generic.actiontrigger", &done.id).await;
+    assert_eq!(action_trigger.payload["status"], "succeeded");
+    assert_eq!(action_trigger.payload["action_ref"], "enginetest.echo");
+    assert_eq!(action_trigger.payload["runner_ref"], "test-echo");
+}
+
+async fn wait_for_trigger(
+    engine: &Engine,
+    trigger: &str,
+    execution_id: &str,
+) -> st2_core::store::TriggerInstanceRecord {
+    for _ in 0..400 {
+        let listing = engine
+            .store()
+            .trigger_instances()
+            .list(
+                &TriggerInstanceFilter {
+                    trigger: Some(trigger.to_owned()),
+                    ..TriggerInstanceFilter::default()
+                },
+                Page::all(),
+            )
+            .await
+            .expect("list");
+        if let Some(ti) = listing
+            .items
+            .into_iter()
+            .find(|t| t.payload["execution_id"] == execution_id)
+        {
+            return ti;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no {trigger} for {execution_id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_matching_and_broken_rules_leave_the_engine_running() {
+    let engine = start().await;
+    let ti = engine
+        .dispatch("enginetest.event", json!({"name": "stop"}))
+        .await
+        .expect("dispatch");
+    assert!(processed(&engine, &ti.id).await.is_empty());
+
+    // A rule whose action does not exist: a failed enforcement, no execution.
+    let ghost = engine
+        .dispatch("enginetest.event", json!({"name": "ghost"}))
+        .await
+        .expect("dispatch");
+    assert!(processed(&engine, &ghost.id).await.is_empty());
+    let enforcements = engine
+        .store()
+        .rule_enforcements()
+        .list(
+            &RuleEnforcementFilter {
+                trigger_instance: Some(ghost.id.clone()),
+                ..RuleEnforcementFilter::default()
+            },
+            Page::all(),
+        )
+        .await
+        .expect("enforcements");
+    assert_eq!(enforcements.items.len(), 1);
+    assert_eq!(
+        enforcements.items[0].enforcement.failure_reason.as_deref(),
+        Some("Action \"enginetest.nope\" doesn't exist")
+    );
+
+    // Unknown triggers and payloads that break the schema are refused at the door.
+    assert!(matches!(
+        engine.dispatch("enginetest.nope", json!({})).await,
+        Err(EngineError::UnknownTrigger(_))
+    ));
+    let err = engine
+        .dispatch("enginetest.event", json!({"name": "go", "count": "many"}))
+        .await
+        .expect_err("count must be an integer");
+    assert!(matches!(err, EngineError::InvalidPayload { .. }), "{err}");
+
+    // Still working.
+    let ti = engine
+        .dispatch("enginetest.event", json!({"name": "go again", "count": 1}))
+        .await
+        .expect("dispatch");
+    let executions = processed(&engine, &ti.id).await;
+    let done = engine.wait(&executions[0].id, WAIT).await.expect("done");
+    assert_eq!(done.status, ExecutionStatus::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_trigger_with_parameters_reaches_its_rule() {
+    let engine = start().await;
+    let hook = TriggerRef {
+        trigger_type: "core.st2.webhook".into(),
+        parameters: params(json!({"url": "sample"})),
+    };
+    assert!(
+        engine
+            .parameterized_triggers()
+            .iter()
+            .any(|(_, t)| *t == hook)
+    );
+    let ti = engine
+        .dispatch_with(DispatchRequest::to_trigger(
+            hook,
+            json!({"body": {"text": "from a hook"}, "headers": {}}),
+        ))
+        .await
+        .expect("dispatch");
+    let executions = processed(&engine, &ti.id).await;
+    assert_eq!(executions.len(), 1);
+    let done = engine.wait(&executions[0].id, WAIT).await.expect("done");
+    assert_eq!(done.parameters["message"], "from a hook");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_checks_parameters_and_masks_secrets_in_the_action_trigger() {
+    let engine = start().await;
+    let created = engine
+        .run(
+            "enginetest.echo",
+            params(json!({"message": "hi", "token": "s3cret"})),
+            Map::new(),
+        )
+        .await
+        .expect("run");
+    assert_eq!(created.status, ExecutionStatus::Scheduled);
+    let done = engine.wait(&created.id, WAIT).await.expect("done");
+    assert_eq!(done.status, ExecutionStatus::Succeeded);
+    assert_eq!(done.result["count"], 1, "defaults are applied at run time");
+    let at = wait_for_trigger(&engine, "core.st2.generic.actiontrigger", &done.id).await;
+    assert_eq!(at.payload["parameters"]["token"], "********");
+
+    let missing = engine
+        .run("enginetest.echo", Map::new(), Map::new())
+        .await
+        .expect_err("message is required");
+    assert!(
+        matches!(missing, EngineError::InvalidParameters(_)),
+        "{missing}"
+    );
+    assert!(missing.to_string().contains("message"), "{missing}");
+    let bad_type = engine
+        .run(
+            "enginetest.echo",
+            params(json!({"message": "x", "count": "many"})),
+            Map::new(),
+        )
+        .await
+        .expect_err("count is an integer");
+    assert!(bad_type.to_string().contains("count"), "{bad_type}");
+    assert!(matches!(
+        engine.run("enginetest.nope", Map::new(), Map::new()).await,
+        Err(EngineError::UnknownAction(_))
+    ));
+    assert!(matches!(
+        engine
+            .run(
+                "enginetest.disabled",
+                params(json!({"message": "x"})),
+                Map::new()
+            )
+            .await,
+        Err(EngineError::ActionDisabled(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_runner_fails_its_execution_only() {
+    let engine = start().await;
+    let boom = engine
+        .run("enginetest.boom", Map::new(), Map::new())
+        .await
+        .expect("run");
+    let done = engine.wait(&boom.id, WAIT).await.expect("done");
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let error = done.result["error"].as_str().unwrap_or_default();
+    assert!(error.contains("runner exploded"), "{error}");
+    let next = engine
+        .run(
+            "enginetest.echo",
+            params(json!({"message": "after"})),
+            Map::new(),
+        )
+        .await
+        .expect("run");
+    assert_eq!(
+        engine.wait(&next.id, WAIT).await.expect("done").status,
+        ExecutionStatus::Succeeded
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_action_and_a_delayed_one() {
+    let engine = start().await;
+    let slow = engine
+        .run(
+            "enginetest.slow",
+            params(json!({"seconds": 30})),
+            Map::new(),
+        )
+        .await
+        .expect("run");
+    wait_status(&engine, &slow.id, ExecutionStatus::Running).await;
+    let canceling = engine.cancel(&slow.id, "alice").await.expect("cancel");
+    assert!(
+        matches!(
+            canceling.status,
+            ExecutionStatus::Canceling | ExecutionStatus::Canceled
+        ),
+        "{}",
+        canceling.status
+    );
+    let done = engine.wait(&slow.id, WAIT).await.expect("done");
+    assert_eq!(done.status, ExecutionStatus::Canceled);
+    assert_eq!(done.context["cancelled_by"], "alice");
+    assert_eq!(done.result["message"], "Action canceled by user.");
+    assert_eq!(
+        statuses(&done),
+        ["requested", "scheduled", "running", "canceling", "canceled"]
+    );
+
+    let mut request = RunRequest::new("enginetest.echo", params(json!({"message": "later"})));
+    request.delay_ms = Some(60_000);
+    let delayed = engine.run_with(request).await.expect("run");
+    assert_eq!(delayed.status, ExecutionStatus::Delayed);
+    let canceled = engine.cancel(&delayed.id, "bob").await.expect("cancel");
+    assert_eq!(canceled.status, ExecutionStatus::Canceled);
+    assert!(matches!(
+        engine.cancel(&delayed.id, "bob").await,
+        Err(EngineError::InvalidState(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_policy_requests_the_action_again_up_to_its_count() {
+    let engine = start().await;
+    let first = engine
+        .run("enginetest.flaky", Map::new(), Map::new())
+        .await
+        .expect("run");
+    assert_eq!(
+        engine.wait(&first.id, WAIT).await.expect("done").status,
+        ExecutionStatus::Failed
+    );
+    let filter = ExecutionFilter {
+        action: Some("enginetest.flaky".into()),
+        ..ExecutionFilter::default()
+    };
+    let mut all = Vec::new();
+    for _ in 0..400 {
+        all = engine.list(&filter, Page::all()).await.expect("list").items;
+        if all.len() == 3 && all.iter().all(|e| e.status.is_completed()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(all.len(), 3, "the first run and two retries");
+    let mut counts: Vec<u64> = all
+        .iter()
+        .filter_map(|e| e.context.get("policies"))
+        .filter_map(|p| p["retry"]["retry_count"].as_u64())
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 2]);
+    // No fourth run appears.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        engine
+            .list(&filter, Page::all())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_policy_holds_back_same_attribute_runs() {
+    let engine = start().await;
+    let run = |key: &'static str| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .run(
+                    "enginetest.slow",
+                    params(json!({"seconds": 30, "key": key})),
+                    Map::new(),
+                )
+                .await
+                .expect("run")
+        }
+    };
+    let first = run("a").await;
+    wait_status(&engine, &first.id, ExecutionStatus::Running).await;
+    let second = run("a").await;
+    let other = run("b").await;
+    wait_status(&engine, &other.id, ExecutionStatus::Running).await;
+    wait_status(&engine, &second.id, ExecutionStatus::Delayed).await;
+    engine.cancel(&first.id, "test").await.expect("cancel");
+    wait_status(&engine, &second.id, ExecutionStatus::Running).await;
+    engine.cancel(&second.id, "test").await.expect("cancel");
+    engine.cancel(&other.id, "test").await.expect("cancel");
+    let second = engine.wait(&second.id, WAIT).await.expect("done");
+    assert!(statuses(&second).contains(&"delayed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_sends_a_notify_trigger_per_route() {
+    let engine = start().await;
+    let created = engine
+        .run(
+            "enginetest.notified",
+            params(json!({"message": "hi"})),
+            Map::new(),
+        )
+        .await
+        .expect("run");
+    let done = engine.wait(&created.id, WAIT).await.expect("done");
+    let notify = wait_for_trigger(&engine, "core.st2.generic.notifytrigger", &done.id).await;
+    assert_eq!(notify.payload["message"], "done with hi");
+    assert_eq!(notify.payload["data"]["result"], r#"{"message": "hi"}"#);
+    // A default is not among the execution's parameters: the template stays as written,
+    // as StackStorm sends it.
+    let created = engine
+        .run("enginetest.notified", Map::new(), Map::new())
+        .await
+        .expect("run");
+    let done = engine.wait(&created.id, WAIT).await.expect("done");
+    let notify = wait_for_trigger(&engine, "core.st2.generic.notifytrigger", &done.id).await;
+    assert_eq!(
+        notify.payload["message"],
+        "done with {{ action_parameters.message }}"
+    );
+    assert_eq!(notify.payload["route"], "chat");
+    assert_eq!(notify.payload["channel"], "chat");
+    assert_eq!(notify.payload["status"], "succeeded");
+    assert!(notify.payload["data"]["result"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_follow_an_execution() {
+    let engine = start().await;
+    let mut events = engine.subscribe();
+    let created = engine
+        .run(
+            "enginetest.echo",
+            params(json!({"message": "hi"})),
+            Map::new(),
+        )
+        .await
+        .expect("run");
+    engine.wait(&created.id, WAIT).await.expect("done");
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if event.execution_id() == Some(created.id.as_str()) {
+            seen.push(event.name());
+        }
+    }
+    assert_eq!(seen[0], "st2.execution__create");
+    assert!(seen.contains(&"st2.execution.output__create".to_owned()));
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("st2.execution__update")
+    );
+    let _ = EngineEvent::Announcement {
+        route: "x".into(),
+        payload: json!({}),
+    };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_accepted_by_a_stopped_engine_is_finished_by_the_next() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = dir.path().join("st2.db");
+    let open = || async {
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(SqliteOptions::file(&url))
+                .await
+                .expect("store"),
+        );
+        store
+    };
+    let idle = EngineSettings {
+        roles: Roles {
+            rules: false,
+            scheduler: false,
+            runner: false,
+            timers: false,
+            sensors: false,
+            gc: false,
+        },
+        ..test_settings()
+    };
+    let store = open().await;
+    let first = start_on(store.clone(), idle).await;
+    let ti = first
+        .dispatch("enginetest.event", json!({"name": "go later", "count": 2}))
+        .await
+        .expect("dispatch");
+    let queued = first
+        .run(
+            "enginetest.echo",
+            params(json!({"message": "queued"})),
+            Map::new(),
+        )
+        .await
+        .expect("run");
+    first.shutdown().await;
+    drop(first);
+    store.close().await.expect("close");
+
+    let second = start_on(open().await, test_settings()).await;
+    let executions = processed(&second, &ti.id).await;
+    assert_eq!(executions.len(), 1);
+    for id in [executions[0].id.as_str(), queued.id.as_str()] {
+        let done = second.wait(id, WAIT).await.expect("done");
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_whose_runner_died_is_abandoned() {
+    let store = memory_store().await;
+    let no_runner = EngineSettings {
+        roles: Roles {
+            runner: false,
+            ..Roles::default()
+        },
+        ..test_settings()
+    };
+    let engine = start_on(store.clone(), no_runner).await;
+    let created = engine
+        .run(
+            "enginetest.echo",
+            params(json!({"message": "lost"})),
+            Map::new(),
+        )
+        .await
+        .expect("run");
+    // A worker that claims the item, marks the execution running and dies.
+    let leases = store
+        .queue()
+        .claim(&ClaimRequest::one(
+            "run",
+            "doomed",
+            Duration::from_millis(300),
+        ))
+        .await
+        .expect("claim");
+    assert_eq!(leases.len(), 1);
+    let mut record = store
+        .executions()
+        .get(&created.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    st2_core::engine::lifecycle::transition(
+        &mut record,
+        ExecutionStatus::Running,
+        chrono::Utc::now(),
+    )
+    .expect("scheduled → running");
+    record.runner_info = Some(json!({"queue_item": leases[0].item.id}));
+    store.executions().update(&record).await.expect("update");
+    engine.shutdown().await;
+
+    // A node with runners finds the expired lease and gives the execution up.
+    let rescuer = start_on(store.clone(), test_settings()).await;
+    let done = rescuer.wait(&created.id, WAIT).await.expect("done");
+    assert_eq!(done.status, ExecutionStatus::Abandoned);
+}
