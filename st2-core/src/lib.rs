@@ -32,6 +32,7 @@ pub mod reference;
 pub mod rules;
 pub mod runner;
 pub mod schema;
+pub mod sensor;
 pub mod store;
 pub mod yaml;
 
