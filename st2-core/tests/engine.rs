@@ -709,3 +709,73 @@ async fn an_execution_whose_runner_died_is_abandoned() {
     let done = rescuer.wait(&created.id, WAIT).await.expect("done");
     assert_eq!(done.status, ExecutionStatus::Abandoned);
 }
+
+/// Dispatches one event, then stops.
+#[derive(Debug)]
+struct OneShot;
+
+#[async_trait]
+impl st2_core::sensor::Sensor for OneShot {
+    async fn run(
+        &self,
+        ctx: st2_core::sensor::SensorContext,
+    ) -> Result<(), st2_core::sensor::SensorError> {
+        ctx.set_value("seen", "yes", None, true, false).await?;
+        ctx.dispatch("enginetest.event", json!({"name": "go sensor", "count": 1}))
+            .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_sensor_dispatches_into_the_pipeline() {
+    let engine = Engine::builder()
+        .store(memory_store().await)
+        .pack_dir(fixture())
+        .settings(test_settings())
+        .runner(RunnerType::new("test-echo", "test runner"), Echo)
+        .sensor("enginetest.OneShot", OneShot)
+        .start()
+        .await
+        .expect("engine starts");
+    let filter = ExecutionFilter {
+        action: Some("enginetest.echo".into()),
+        ..ExecutionFilter::default()
+    };
+    let mut found = Vec::new();
+    for _ in 0..400 {
+        found = engine.list(&filter, Page::all()).await.expect("list").items;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].parameters["message"], "hello go sensor");
+    let spawns = engine
+        .store()
+        .trigger_instances()
+        .list(
+            &TriggerInstanceFilter {
+                trigger: Some("core.st2.sensor.process_spawn".into()),
+                ..TriggerInstanceFilter::default()
+            },
+            Page::all(),
+        )
+        .await
+        .expect("list");
+    assert_eq!(spawns.items.len(), 1);
+    assert_eq!(spawns.items[0].payload["id"], "OneShot");
+    let seen = engine
+        .datastore()
+        .get(
+            &st2_core::datastore::KeySelector::System,
+            "enginetest.OneShot:seen",
+            false,
+        )
+        .await
+        .expect("read")
+        .expect("the sensor wrote it");
+    assert_eq!(seen.record.value, "yes");
+    engine.shutdown().await;
+}

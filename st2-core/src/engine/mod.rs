@@ -241,6 +241,8 @@ pub struct EngineBuilder {
     clock: Option<Arc<dyn Clock>>,
     settings: EngineSettings,
     crypto_key: Option<CryptoKey>,
+    sensors: crate::sensor::SensorRegistry,
+    supervisor_settings: crate::sensor::SupervisorSettings,
     registration_error: Option<String>,
 }
 
@@ -299,6 +301,26 @@ impl EngineBuilder {
         }
         self.load = self.load.runner_type(runner_type.clone());
         self.extra_runner_types.push(runner_type);
+        self
+    }
+
+    /// Add a sensor written in Rust under its ref `<pack>.<ClassName>`; it runs (supervised,
+    /// restarted after failures as StackStorm's sensor container does) when the engine has
+    /// the `sensors` role.
+    pub fn sensor(
+        mut self,
+        reference: impl Into<String>,
+        sensor: impl crate::sensor::Sensor + 'static,
+    ) -> Self {
+        if let Err(e) = self.sensors.register(reference, sensor) {
+            self.registration_error.get_or_insert(e.to_string());
+        }
+        self
+    }
+
+    /// How sensors are restarted after failures.
+    pub fn supervisor_settings(mut self, settings: crate::sensor::SupervisorSettings) -> Self {
+        self.supervisor_settings = settings;
         self
     }
 
@@ -407,10 +429,14 @@ impl EngineBuilder {
             stopping: shutdown.1,
             tasks: Mutex::new(Vec::new()),
             diagnostics,
+            supervisor: Mutex::new(None),
         });
         inner.index_triggers();
         let engine = Engine { inner };
         services::start(&engine, rules_rx, output_rx).await?;
+        if engine.inner.settings.roles.sensors {
+            start_sensors(&engine, self.sensors, self.supervisor_settings);
+        }
         Ok(engine)
     }
 }
@@ -455,6 +481,7 @@ pub(crate) struct Inner {
     pub(crate) stopping: crate::runner::Cancellation,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) diagnostics: Vec<Diagnostic>,
+    pub(crate) supervisor: Mutex<Option<Arc<crate::sensor::SensorSupervisor>>>,
 }
 
 impl Inner {
@@ -510,6 +537,8 @@ impl Engine {
             clock: None,
             settings: EngineSettings::default(),
             crypto_key: None,
+            sensors: crate::sensor::SensorRegistry::new(),
+            supervisor_settings: crate::sensor::SupervisorSettings::default(),
             registration_error: None,
         }
     }
@@ -527,6 +556,17 @@ impl Engine {
     /// Problems found while loading packs and compiling rules (that content is not used).
     pub fn diagnostics(&self) -> &[Diagnostic] {
         &self.inner.diagnostics
+    }
+
+    /// The state of each sensor (running, restarts, last error).
+    pub fn sensor_statuses(&self) -> Vec<crate::sensor::SensorStatus> {
+        self.inner
+            .supervisor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|s| s.statuses())
+            .unwrap_or_default()
     }
 
     /// The settings.
@@ -731,6 +771,15 @@ impl Engine {
     /// finished stays in the store for the next start.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
+        let supervisor = self
+            .inner
+            .supervisor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(supervisor) = supervisor {
+            supervisor.shutdown().await;
+        }
         // Running actions stop (their runners kill their processes); their executions stay
         // `running` until the lease comes back at the next start and marks them abandoned.
         let cancellers: Vec<Canceller> = self
@@ -878,4 +927,88 @@ impl EngineDatastore {
         // The write happened; a failed trigger dispatch must not undo or fail it.
         let _ = self.engine.dispatch_with(request).await;
     }
+}
+
+/// Dispatches for sensors without keeping the engine alive (no reference cycle through the
+/// supervisor).
+struct SensorDispatcher(std::sync::Weak<Inner>);
+
+#[async_trait::async_trait]
+impl crate::sensor::TriggerDispatcher for SensorDispatcher {
+    async fn dispatch(
+        &self,
+        trigger: &str,
+        payload: Value,
+        trace_tag: Option<String>,
+    ) -> Result<String, crate::sensor::DispatchError> {
+        use crate::sensor::DispatchError;
+        let Some(inner) = self.0.upgrade() else {
+            return Err(DispatchError::Unavailable("the engine stopped".into()));
+        };
+        let mut request = DispatchRequest::new(trigger, payload);
+        request.trace_tag = trace_tag;
+        match triggers::dispatch(&inner, request).await {
+            Ok(ti) => Ok(ti.id),
+            Err(EngineError::UnknownTrigger(t)) => Err(DispatchError::UnknownTrigger(t)),
+            Err(EngineError::InvalidPayload { trigger, message }) => {
+                Err(DispatchError::InvalidPayload { trigger, message })
+            }
+            Err(e) => Err(DispatchError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::sensor::TriggerDispatcher for Engine {
+    async fn dispatch(
+        &self,
+        trigger: &str,
+        payload: Value,
+        trace_tag: Option<String>,
+    ) -> Result<String, crate::sensor::DispatchError> {
+        SensorDispatcher(Arc::downgrade(&self.inner))
+            .dispatch(trigger, payload, trace_tag)
+            .await
+    }
+}
+
+fn start_sensors(
+    engine: &Engine,
+    registry: crate::sensor::SensorRegistry,
+    settings: crate::sensor::SupervisorSettings,
+) {
+    let references = registry.references();
+    if references.is_empty() {
+        return;
+    }
+    let supervisor = Arc::new(crate::sensor::SensorSupervisor::new(settings));
+    let catalog = engine.catalog();
+    let dispatcher: Arc<dyn crate::sensor::TriggerDispatcher> =
+        Arc::new(SensorDispatcher(Arc::downgrade(&engine.inner)));
+    for reference in references {
+        let Some(sensor) = registry.get(reference).cloned() else {
+            continue;
+        };
+        let (pack, class_name) = reference.split_once('.').unwrap_or(("", reference));
+        let ctx = crate::sensor::SensorContext::new(
+            pack,
+            class_name,
+            dispatcher.clone(),
+            engine.inner.clock.clone(),
+        )
+        .with_config(
+            catalog
+                .config(pack)
+                .map(|c| c.values.clone())
+                .unwrap_or_default(),
+        )
+        .with_datastore(engine.inner.datastore.clone());
+        // Registered refs are unique, and the supervisor is new: starting cannot collide.
+        let _ = supervisor.start(sensor, ctx);
+    }
+    *engine
+        .inner
+        .supervisor
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(supervisor);
 }
