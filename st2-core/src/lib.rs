@@ -32,6 +32,7 @@ pub mod rules;
 pub mod runner;
 pub mod schema;
 pub mod store;
+pub mod timers;
 pub mod yaml;
 
 pub use catalog::Catalog;
