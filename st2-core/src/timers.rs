@@ -750,7 +750,7 @@ impl<'a> Scanner<'a> {
 // ---------------------------------------------------------------------------------------------
 // CronTimer
 
-/// The eight cron fields, most significant first.
+/// The eight cron fields, most significant first (the discriminant is the position).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
     Year,
@@ -1114,12 +1114,15 @@ struct CronSpec {
 
 impl CronSpec {
     fn from_parameters(parameters: &Map<String, Value>) -> Result<Self, TimerError> {
-        let mut given = Vec::with_capacity(Field::ALL.len());
-        for field in Field::ALL {
+        // APScheduler's defaulting: omitted fields after the least significant given one take
+        // their default (minimum), the others are `*`.
+        let least_significant_given = Field::ALL
+            .iter()
+            .rposition(|field| present(parameters, field.name()).is_some());
+        let compile = |field: Field| {
             let text = match present(parameters, field.name()) {
-                None => None,
-                Some(Value::String(text)) => Some(text.clone()),
-                Some(Value::Number(number)) if !number.is_f64() => Some(number.to_string()),
+                Some(Value::String(text)) => text.clone(),
+                Some(Value::Number(number)) if !number.is_f64() => number.to_string(),
                 Some(other) => {
                     return Err(TimerError::WrongType {
                         parameter: field.name(),
@@ -1127,36 +1130,22 @@ impl CronSpec {
                         found: json_type(other),
                     });
                 }
-            };
-            given.push(text);
-        }
-        let least_significant_given = given.iter().rposition(Option::is_some);
-        let mut matchers = Vec::with_capacity(Field::ALL.len());
-        for (index, (field, text)) in Field::ALL.into_iter().zip(given).enumerate() {
-            let matcher = match text {
-                Some(text) => Matcher::parse(field, &text)?,
-                None if least_significant_given.is_some_and(|last| index > last) => {
-                    Matcher::parse(field, field.default_expression())?
+                None if least_significant_given.is_some_and(|last| field as usize > last) => {
+                    field.default_expression().to_owned()
                 }
-                None => Matcher::parse(field, "*")?,
+                None => "*".to_owned(),
             };
-            matchers.push(matcher);
-        }
-        let mut matchers = matchers.into_iter();
-        let mut next = || {
-            matchers.next().unwrap_or(Matcher {
-                exprs: vec![Expr::All { step: None }],
-            })
+            Matcher::parse(field, &text)
         };
         Ok(Self {
-            year: next(),
-            month: next(),
-            day: next(),
-            week: next(),
-            day_of_week: next(),
-            hour: next(),
-            minute: next(),
-            second: next(),
+            year: compile(Field::Year)?,
+            month: compile(Field::Month)?,
+            day: compile(Field::Day)?,
+            week: compile(Field::Week)?,
+            day_of_week: compile(Field::DayOfWeek)?,
+            hour: compile(Field::Hour)?,
+            minute: compile(Field::Minute)?,
+            second: compile(Field::Second)?,
         })
     }
 
