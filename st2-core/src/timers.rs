@@ -47,13 +47,19 @@
 //! …). Field ranges: year 1970–9999, month 1–12, day 1–31, week 1–53 (ISO week), day_of_week
 //! 0–6, hour 0–23, minute and second 0–59.
 //!
-//! **Time zones.** A trigger's `timezone` parameter (an IANA name) wins; otherwise the caller's
-//! default applies (StackStorm's `timersengine.local_timezone`, [`DEFAULT_TIMEZONE`]).
-//! Across daylight-saving changes a cron local time that does not exist (the hour skipped in
-//! spring) is skipped, and one that occurs twice (the hour repeated in autumn) fires once, at its
-//! first occurrence. A DateTimer's naive date that does not exist is read with the offset in
-//! force just before the gap (02:30 on a spring-forward night at 02:00 fires at 03:30 new time),
-//! and an ambiguous one means its first occurrence.
+//! **Time zones.** A trigger's `timezone` parameter (an IANA name, case-sensitive as Python's
+//! `zoneinfo`) wins; otherwise the caller's default applies (`timersengine.local_timezone`,
+//! [`DEFAULT_TIMEZONE`] unless configured). StackStorm itself builds its APScheduler triggers
+//! without the scheduler's zone, so there a timer without `timezone` runs in the host's local
+//! zone; the configured default is the documented intent and what this module does.
+//!
+//! **Daylight saving.** A cron local time that does not exist (the hour skipped in spring) is
+//! skipped, and one that occurs twice (the hour repeated in autumn) fires once, at its first
+//! occurrence. APScheduler 3.11 differs here: it fires a skipped 02:30 at 03:30 new time, and in
+//! the repeated hour it can return fire times that go back in time. A DateTimer's naive date that
+//! does not exist is read with the offset in force just before the gap (02:30 on a spring-forward
+//! night at 02:00 fires at 03:30 new time, as APScheduler does), and an ambiguous one means its
+//! first occurrence.
 //!
 //! **Search bound.** Cron schedules are searched up to the end of year [`LAST_CRON_YEAR`] (9999,
 //! APScheduler's largest year); a schedule that never matches (`month: 2, day: 30`) returns
