@@ -34,6 +34,7 @@ pub mod runner;
 pub mod schema;
 pub mod sensor;
 pub mod store;
+pub mod timers;
 pub mod yaml;
 
 pub use catalog::Catalog;
