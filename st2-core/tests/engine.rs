@@ -779,3 +779,74 @@ async fn a_rust_sensor_dispatches_into_the_pipeline() {
     assert_eq!(seen.record.value, "yes");
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_timers_fire_by_the_engine_clock() {
+    let start = chrono::DateTime::from_timestamp(1_750_000_000, 0).expect("valid");
+    let clock = Arc::new(st2_core::clock::ManualClock::new(start));
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(SqliteOptions::memory().with_clock(clock.clone()))
+            .await
+            .expect("store"),
+    );
+    let engine = Engine::builder()
+        .store(store)
+        .clock(clock.clone())
+        .pack_dir(fixture())
+        .settings(EngineSettings {
+            timer_tick: Duration::from_millis(20),
+            ..test_settings()
+        })
+        .runner(RunnerType::new("test-echo", "test runner"), Echo)
+        .start()
+        .await
+        .expect("engine starts");
+    let filter = ExecutionFilter {
+        action: Some("enginetest.tick".into()),
+        ..ExecutionFilter::default()
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        engine
+            .list(&filter, Page::all())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    clock.advance(chrono::TimeDelta::minutes(61));
+    let mut ticks = Vec::new();
+    for _ in 0..400 {
+        ticks = engine.list(&filter, Page::all()).await.expect("list").items;
+        if !ticks.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(ticks.len(), 1, "one firing in 61 minutes");
+    let fired = start + chrono::TimeDelta::hours(1);
+    assert_eq!(
+        ticks[0].parameters["message"],
+        format!("tick at {}", fired.format("%Y-%m-%d %H:%M:%S+00:00"))
+    );
+    let ti = ticks[0]
+        .trigger_instance
+        .as_ref()
+        .expect("trigger instance");
+    assert!(
+        ti["trigger"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("core.")
+    );
+    clock.advance(chrono::TimeDelta::hours(2));
+    for _ in 0..400 {
+        ticks = engine.list(&filter, Page::all()).await.expect("list").items;
+        if ticks.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(ticks.len(), 3, "two more firings in the next two hours");
+    engine.shutdown().await;
+}

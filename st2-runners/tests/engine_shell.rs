@@ -28,7 +28,9 @@ async fn engine() -> Engine {
     st2_runners::register_builtin(&mut runners).expect("register");
     Engine::builder()
         .store(store)
-        .pack_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/engine/shellrules"))
+        .pack_dir(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/engine/shellrules"),
+        )
         .runners(runners)
         .settings(EngineSettings {
             heartbeat: Duration::from_millis(200),
@@ -46,7 +48,11 @@ async fn trigger_data_reaches_the_shell_as_text() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out.txt");
     let marker = dir.path().join("pwned");
-    let text = format!("\"; touch {} #  $(touch {}) `id`", marker.display(), marker.display());
+    let text = format!(
+        "\"; touch {} #  $(touch {}) `id`",
+        marker.display(),
+        marker.display()
+    );
     let ti = engine
         .dispatch(
             "shellrules.message",
@@ -117,7 +123,11 @@ async fn cancel_kills_the_process_group() {
         .await
         .expect("run");
     for _ in 0..400 {
-        let e = engine.get(&created.id).await.expect("read").expect("exists");
+        let e = engine
+            .get(&created.id)
+            .await
+            .expect("read")
+            .expect("exists");
         if e.status == ExecutionStatus::Running {
             break;
         }
@@ -128,7 +138,10 @@ async fn cancel_kills_the_process_group() {
     let done = engine.wait(&created.id, WAIT).await.expect("done");
     assert_eq!(done.status, ExecutionStatus::Canceled);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!marker.exists(), "a process of the group survived the cancel");
+    assert!(
+        !marker.exists(),
+        "a process of the group survived the cancel"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,6 +149,9 @@ pub struct EngineSettings {
     pub api_url: String,
     /// The timezone timers without one use (`timersengine.local_timezone`).
     pub timer_timezone: String,
+    /// How often the timers engine looks at the clock at least (it also wakes for the next
+    /// firing). Matters with a manual clock, which moves without waking anyone.
+    pub timer_tick: Duration,
 }
 
 impl Default for EngineSettings {
@@ -171,7 +174,8 @@ impl Default for EngineSettings {
             retention: None,
             gc_interval: Duration::from_secs(600),
             api_url: "http://127.0.0.1:9101/v1".to_owned(),
-            timer_timezone: "America/Los_Angeles".to_owned(),
+            timer_timezone: crate::timers::DEFAULT_TIMEZONE.to_owned(),
+            timer_tick: Duration::from_secs(1),
         }
     }
 }

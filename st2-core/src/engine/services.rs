@@ -33,6 +33,9 @@ pub(crate) async fn start(
         inner.spawn(worker::runner_service(inner.clone()));
     }
     inner.spawn(reaper(inner.clone()));
+    if roles.timers {
+        inner.spawn(timers(inner.clone()));
+    }
     if roles.gc && inner.settings.retention.is_some() {
         inner.spawn(garbage_collector(inner.clone()));
     }
@@ -56,5 +59,84 @@ async fn garbage_collector(inner: Arc<Inner>) {
         // A failed pass is retried at the next interval; what it deleted stays deleted.
         let _ = crate::store::retention::purge(inner.store.as_ref(), &policy).await;
         sleep_or_stop(&inner, inner.settings.gc_interval).await;
+    }
+}
+
+/// One timer the rules listen to.
+struct Timer {
+    trigger: crate::rules::matcher::TriggerRef,
+    reference: String,
+    schedule: crate::timers::TimerSchedule,
+    next: Option<crate::store::Timestamp>,
+}
+
+/// The timers engine (st2timersengine): fire `core.st2.IntervalTimer`, `DateTimer` and
+/// `CronTimer` triggers the loaded rules listen to, by the engine's clock. A firing's trigger
+/// instance id derives from the trigger and the fire time, so several nodes running timers
+/// fire each one once.
+pub(crate) async fn timers(inner: Arc<Inner>) {
+    use crate::timers::{TimerKind, TimerSchedule, timer_payload, trace_tag};
+    let start = inner.now();
+    let mut timers: Vec<Timer> = Vec::new();
+    let triggers: Vec<(String, crate::rules::matcher::TriggerRef)> = {
+        let t = inner.triggers.read().unwrap_or_else(|e| e.into_inner());
+        t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    for (reference, trigger) in triggers {
+        if TimerKind::from_trigger_type(&trigger.trigger_type).is_none() {
+            continue;
+        }
+        // A rule with bad timer parameters was reported when its pack loaded; skip it.
+        let Ok(schedule) = TimerSchedule::from_trigger(
+            &trigger.trigger_type,
+            &trigger.parameters,
+            &inner.settings.timer_timezone,
+        ) else {
+            continue;
+        };
+        let schedule = schedule.with_start(start);
+        let next = schedule.next_after(start);
+        timers.push(Timer {
+            trigger,
+            reference,
+            schedule,
+            next,
+        });
+    }
+    if timers.is_empty() {
+        return;
+    }
+    while !inner.stopping.is_cancelled() {
+        let now = inner.now();
+        for timer in &mut timers {
+            while let Some(due) = timer.next.filter(|d| *d <= now) {
+                let mut request = super::triggers::DispatchRequest::to_trigger(
+                    timer.trigger.clone(),
+                    timer_payload(due),
+                );
+                let name = timer
+                    .reference
+                    .split_once('.')
+                    .map_or(timer.reference.as_str(), |(_, n)| n);
+                request.trace_tag = Some(trace_tag(&timer.trigger.trigger_type, name));
+                request.id = Some(super::snapshot::derived_id(
+                    &format!("{:08x}", due.timestamp().max(0)),
+                    &format!("timer:{}:{}", timer.reference, due.timestamp_micros()),
+                ));
+                request.validate = false;
+                if super::triggers::dispatch(&inner, request).await.is_err() {
+                    // The store is unavailable: try this firing again at the next tick.
+                    break;
+                }
+                timer.next = timer.schedule.next_after(due);
+            }
+        }
+        let soonest = timers.iter().filter_map(|t| t.next).min();
+        let Some(soonest) = soonest else { break };
+        let wait = (soonest - inner.now())
+            .to_std()
+            .unwrap_or_default()
+            .min(inner.settings.timer_tick);
+        sleep_or_stop(&inner, wait.max(std::time::Duration::from_millis(1))).await;
     }
 }
