@@ -16,6 +16,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Measure the engine (see docs/performance.md).
+    Bench {
+        #[command(subcommand)]
+        command: commands::bench::BenchCommand,
+    },
     /// Evaluate expressions: JSON lines `{"expr": ..., "context": {...}}` on stdin, one JSON
     /// line `{"value": ...}` or `{"error": ..., "message": ...}` out per case.
     Expr(commands::expr::ExprArgs),
@@ -46,6 +51,7 @@ enum RuleCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench { command } => commands::bench::run(command),
         Command::Pack { command } => commands::pack::run(command),
         Command::Expr(args) => commands::expr::run(args),
         Command::Store { command } => commands::store::run(command),

@@ -1,5 +1,6 @@
 //! One module per `st2d` subcommand.
 
+pub mod bench;
 pub mod expr;
 pub mod pack;
 pub mod rule;
