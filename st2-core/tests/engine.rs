@@ -345,9 +345,13 @@ async fn a_webhook_trigger_with_parameters_reaches_its_rule() {
         ))
         .await
         .expect("dispatch");
-    let executions = processed(&engine, &ti.id).await;
+    let (instance, executions) = engine
+        .wait_processed(&ti.id, WAIT)
+        .await
+        .expect("processed");
+    assert_eq!(instance.status, TriggerInstanceStatus::Processed);
     assert_eq!(executions.len(), 1);
-    let done = engine.wait(&executions[0].id, WAIT).await.expect("done");
+    let done = engine.wait(&executions[0], WAIT).await.expect("done");
     assert_eq!(done.parameters["message"], "from a hook");
 }
 
@@ -849,4 +853,43 @@ async fn interval_timers_fire_by_the_engine_clock() {
     }
     assert_eq!(ticks.len(), 3, "two more firings in the next two hours");
     engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_rules_role_leaves_instances_to_one_with_it() {
+    let store = memory_store().await;
+    let rules = start_on(
+        store.clone(),
+        EngineSettings {
+            pending_sweep: Duration::from_millis(100),
+            ..test_settings()
+        },
+    )
+    .await;
+    let api_only = start_on(
+        store.clone(),
+        EngineSettings {
+            roles: Roles {
+                rules: false,
+                scheduler: false,
+                runner: false,
+                timers: false,
+                sensors: false,
+                gc: false,
+            },
+            ..test_settings()
+        },
+    )
+    .await;
+    let ti = api_only
+        .dispatch(
+            "enginetest.event",
+            json!({"name": "go elsewhere", "count": 1}),
+        )
+        .await
+        .expect("dispatch");
+    let (_, executions) = rules.wait_processed(&ti.id, WAIT).await.expect("processed");
+    assert_eq!(executions.len(), 1);
+    let done = rules.wait(&executions[0], WAIT).await.expect("done");
+    assert_eq!(done.status, ExecutionStatus::Succeeded);
 }

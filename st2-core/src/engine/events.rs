@@ -23,6 +23,15 @@ pub enum EngineEvent {
     /// A trigger instance was accepted.
     #[serde(rename = "st2.trigger_instance__create")]
     TriggerInstance(Box<TriggerInstanceRecord>),
+    /// The rules engine finished with a trigger instance (`processed` or
+    /// `processing_failed`), with the executions its rules started.
+    #[serde(rename = "st2.trigger_instance__update")]
+    TriggerInstanceProcessed {
+        /// The instance, as stored.
+        instance: Box<TriggerInstanceRecord>,
+        /// Ids of the executions it started.
+        executions: Vec<String>,
+    },
     /// An announcement (the `announcement` runner).
     #[serde(rename = "st2.announcement")]
     Announcement {
@@ -41,6 +50,7 @@ impl EngineEvent {
             EngineEvent::ExecutionUpdated(_) => "st2.execution__update".into(),
             EngineEvent::Output(_) => "st2.execution.output__create".into(),
             EngineEvent::TriggerInstance(_) => "st2.trigger_instance__create".into(),
+            EngineEvent::TriggerInstanceProcessed { .. } => "st2.trigger_instance__update".into(),
             EngineEvent::Announcement { route, .. } => format!("st2.announcement__{route}"),
         }
     }

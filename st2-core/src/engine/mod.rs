@@ -128,6 +128,9 @@ pub struct EngineSettings {
     pub idle_poll: Duration,
     /// How often expired leases are returned to their queue.
     pub reap_interval: Duration,
+    /// How often the rules service looks for trigger instances still pending after this long
+    /// (accepted by a node without the `rules` role, or left by one that stopped).
+    pub pending_sweep: Duration,
     /// How long an execution held back by a concurrency policy waits before it is looked at
     /// again (StackStorm: 2.5 s).
     pub policy_delay: Duration,
@@ -166,6 +169,7 @@ impl Default for EngineSettings {
             heartbeat: Duration::from_secs(10),
             idle_poll: Duration::from_secs(1),
             reap_interval: Duration::from_secs(1),
+            pending_sweep: Duration::from_secs(5),
             policy_delay: Duration::from_millis(2500),
             worker_tags: Vec::new(),
             node_name: "st2d".to_owned(),
@@ -291,9 +295,16 @@ impl EngineBuilder {
         self
     }
 
-    /// The runners (see `st2_runners::register_builtin` for StackStorm's).
+    /// Add the runners of `runners` (see `st2_runners::register_builtin` for StackStorm's) to
+    /// those already given; a name given twice makes [`EngineBuilder::start`] fail.
     pub fn runners(mut self, runners: RunnerRegistry) -> Self {
-        self.runners = runners;
+        for name in runners.names() {
+            if let Some(runner) = runners.get(name)
+                && let Err(e) = self.runners.register_arc(name, runner.clone())
+            {
+                self.registration_error.get_or_insert(e.to_string());
+            }
+        }
         self
     }
 
@@ -428,6 +439,7 @@ impl EngineBuilder {
             output_tx,
             cancellers: Mutex::new(HashMap::new()),
             triggers: RwLock::new(HashMap::new()),
+            in_flight: Mutex::new(std::collections::HashSet::new()),
             payload_schemas: Mutex::new(HashMap::new()),
             shutdown: shutdown.0,
             stopping: shutdown.1,
@@ -480,6 +492,8 @@ pub(crate) struct Inner {
     pub(crate) cancellers: Mutex<HashMap<String, Canceller>>,
     /// Triggers with parameters, by ref.
     pub(crate) triggers: RwLock<HashMap<String, TriggerRef>>,
+    /// Trigger instances the rules service holds now (the sweep skips them).
+    pub(crate) in_flight: Mutex<std::collections::HashSet<String>>,
     pub(crate) payload_schemas: Mutex<HashMap<String, Arc<crate::schema::Schema>>>,
     pub(crate) shutdown: Canceller,
     pub(crate) stopping: crate::runner::Cancellation,
@@ -624,6 +638,56 @@ impl Engine {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// Wait until the rules engine processed trigger instance `id`; returns it and the ids of
+    /// the executions its rules started.
+    ///
+    /// # Errors
+    /// [`EngineError::WaitTimeout`]; store errors.
+    pub async fn wait_processed(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<(TriggerInstanceRecord, Vec<String>), EngineError> {
+        let mut events = self.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(ti) = self.inner.store.trigger_instances().get(id).await?
+                && !matches!(
+                    ti.status,
+                    crate::store::TriggerInstanceStatus::Pending
+                        | crate::store::TriggerInstanceStatus::Processing
+                )
+            {
+                let filter = ExecutionFilter {
+                    trigger_instance: Some(id.to_owned()),
+                    sort: crate::store::SortOrder::Ascending,
+                    ..ExecutionFilter::default()
+                };
+                let executions = self.list(&filter, Page::all()).await?;
+                return Ok((ti, executions.items.into_iter().map(|e| e.id).collect()));
+            }
+            let until = (tokio::time::Instant::now() + Duration::from_millis(500)).min(deadline);
+            loop {
+                match tokio::time::timeout_at(until, events.recv()).await {
+                    Ok(Ok(EngineEvent::TriggerInstanceProcessed {
+                        instance,
+                        executions,
+                    })) if instance.id == id => {
+                        return Ok((*instance, executions));
+                    }
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => {
+                        return Err(EngineError::ShuttingDown);
+                    }
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => break,
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::WaitTimeout(id.to_owned()));
+            }
+        }
     }
 
     /// Run an action (`st2 run`, `POST /executions`): render and check the parameters, create
@@ -784,8 +848,9 @@ impl Engine {
         if let Some(supervisor) = supervisor {
             supervisor.shutdown().await;
         }
-        // Running actions stop (their runners kill their processes); their executions stay
-        // `running` until the lease comes back at the next start and marks them abandoned.
+        // Running actions stop (their runners kill their processes) and their executions end
+        // `abandoned`, as StackStorm's action runner does on shutdown; the runner service
+        // waits for those writes before it ends.
         let cancellers: Vec<Canceller> = self
             .inner
             .cancellers

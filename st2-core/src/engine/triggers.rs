@@ -180,24 +180,97 @@ pub(crate) async fn dispatch(
     Ok(record)
 }
 
-/// The rules service: take accepted instances and process them, several at once.
+/// The rules service: take accepted instances and process them, several at once; every
+/// `pending_sweep`, also take instances left pending longer than that.
 pub(crate) async fn rules_service(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Pending>) {
     let permits = Arc::new(Semaphore::new(inner.settings.max_matching.max(1)));
+    let mut sweep = tokio::time::interval(inner.settings.pending_sweep);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    sweep.tick().await;
     loop {
         let pending = tokio::select! {
             p = rx.recv() => p,
+            _ = sweep.tick() => {
+                let _ = sweep_pending(&inner).await;
+                continue;
+            }
             () = inner.stopping.cancelled() => None,
         };
         let Some(pending) = pending else { break };
+        let id = pending.instance.id.clone();
+        {
+            let mut in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if !in_flight.insert(id.clone()) {
+                continue;
+            }
+        }
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
         let inner = inner.clone();
         tokio::spawn(async move {
             process(&inner, pending).await;
+            inner
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
             drop(permit);
         });
     }
+}
+
+/// Instances pending for longer than a sweep interval that this service does not hold.
+async fn sweep_pending(inner: &Arc<Inner>) -> Result<(), StoreError> {
+    let cutoff = inner.now()
+        - chrono::TimeDelta::from_std(inner.settings.pending_sweep)
+            .unwrap_or_else(|_| chrono::TimeDelta::seconds(5));
+    let filter = TriggerInstanceFilter {
+        statuses: vec![
+            TriggerInstanceStatus::Pending,
+            TriggerInstanceStatus::Processing,
+        ],
+        timestamp_lt: Some(cutoff),
+        sort: SortOrder::Ascending,
+        ..TriggerInstanceFilter::default()
+    };
+    let listing = inner
+        .store
+        .trigger_instances()
+        .list(&filter, Page::first(1000))
+        .await?;
+    for instance in listing.items {
+        let held = inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&instance.id);
+        if !held {
+            requeue(inner, instance);
+        }
+    }
+    Ok(())
+}
+
+fn requeue(inner: &Inner, instance: TriggerInstanceRecord) {
+    let trigger = {
+        let triggers = inner.triggers.read().unwrap_or_else(|e| e.into_inner());
+        triggers.get(&instance.trigger).cloned()
+    }
+    .unwrap_or_else(|| {
+        TriggerRef::of_type(
+            instance
+                .trigger_type
+                .clone()
+                .unwrap_or_else(|| instance.trigger.clone()),
+        )
+    });
+    let _ = inner.rules_tx.send(Pending {
+        instance,
+        trigger,
+        trace_tag: None,
+        trace_id: None,
+    });
 }
 
 /// Trigger instances a previous run accepted but did not finish, oldest first.
@@ -217,24 +290,7 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<u64, StoreError> {
         .await?;
     let mut count = 0;
     for instance in listing.items {
-        let trigger = {
-            let triggers = inner.triggers.read().unwrap_or_else(|e| e.into_inner());
-            triggers.get(&instance.trigger).cloned()
-        }
-        .unwrap_or_else(|| {
-            TriggerRef::of_type(
-                instance
-                    .trigger_type
-                    .clone()
-                    .unwrap_or_else(|| instance.trigger.clone()),
-            )
-        });
-        let _ = inner.rules_tx.send(Pending {
-            instance,
-            trigger,
-            trace_tag: None,
-            trace_id: None,
-        });
+        requeue(inner, instance);
         count += 1;
     }
     Ok(count)
@@ -345,6 +401,12 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
             .trigger_instances()
             .set_status(&ti.id, TriggerInstanceStatus::ProcessingFailed)
             .await?;
+        let mut done = ti.clone();
+        done.status = TriggerInstanceStatus::ProcessingFailed;
+        inner.emit(EngineEvent::TriggerInstanceProcessed {
+            instance: Box::new(done),
+            executions: Vec::new(),
+        });
         return Ok(());
     }
     let trace_id = trace_id_of(&pending);
@@ -431,6 +493,10 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
             enforcement: record,
         });
     }
+    let execution_ids: Vec<String> = execution_components
+        .iter()
+        .map(|c| c.object_id.clone())
+        .collect();
     for record in &writes {
         match inner.store.rule_enforcements().create(record).await {
             Ok(()) | Err(StoreError::Conflict { .. }) => {}
@@ -452,6 +518,12 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
         .trigger_instances()
         .set_status(&ti.id, TriggerInstanceStatus::Processed)
         .await?;
+    let mut done = ti.clone();
+    done.status = TriggerInstanceStatus::Processed;
+    inner.emit(EngineEvent::TriggerInstanceProcessed {
+        instance: Box::new(done),
+        executions: execution_ids,
+    });
     Ok(())
 }
 

@@ -107,6 +107,7 @@ async fn flush_output(inner: &Inner) {
 pub(crate) async fn runner_service(inner: Arc<Inner>) {
     let slots = Arc::new(Semaphore::new(inner.settings.max_running.max(1)));
     let worker = format!("{}:runner", inner.settings.node_name);
+    let mut running = tokio::task::JoinSet::new();
     while !inner.stopping.is_cancelled() {
         let free = slots.available_permits();
         if free == 0 {
@@ -138,12 +139,13 @@ pub(crate) async fn runner_service(inner: Arc<Inner>) {
             }
             continue;
         }
+        while running.try_join_next().is_some() {}
         for lease in leases {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
             let inner = inner.clone();
-            tokio::spawn(async move {
+            running.spawn(async move {
                 // A store failure leaves the item leased; it comes back when the lease
                 // expires and is handled again.
                 let _ = handle(&inner, lease).await;
@@ -151,6 +153,8 @@ pub(crate) async fn runner_service(inner: Arc<Inner>) {
             });
         }
     }
+    // Stopping: each run ends `abandoned` and writes so before the service ends.
+    while running.join_next().await.is_some() {}
 }
 
 /// One run item: do what the execution's status calls for.
