@@ -191,7 +191,7 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         .settings(settings)
         .start()
         .await?;
-    for d in engine.diagnostics().iter().filter(|d| d.is_error()) {
+    if let Some(d) = engine.diagnostics().iter().find(|d| d.is_error()) {
         anyhow::bail!("bench pack: {}: {}", d.file.display(), d.message);
     }
     if args.resume {
@@ -238,7 +238,8 @@ async fn park(engine: &Engine, n: u64) -> anyhow::Result<()> {
 }
 
 async fn dispatch_all(engine: &Engine, args: &PipelineArgs) -> anyhow::Result<()> {
-    let payload = |n: u64| json!({"n": n, "parity": if n % 2 == 0 { "even" } else { "odd" }});
+    let payload =
+        |n: u64| json!({"n": n, "parity": if n.is_multiple_of(2) { "even" } else { "odd" }});
     if args.rate == 0 {
         let next = Arc::new(AtomicU64::new(0));
         let count = args.count;
