@@ -205,7 +205,7 @@ pub(crate) async fn create_execution(
         Err(e) => return Err(e.into()),
     };
     link_trace(inner, &stored, &new.trace).await?;
-    inner.emit(EngineEvent::ExecutionCreated(Box::new(stored.clone())));
+    inner.emit_with(|| EngineEvent::ExecutionCreated(Box::new(stored.clone())));
     if let Some((queue, not_before)) = queue {
         enqueue(inner, &stored, queue, not_before).await?;
     }
@@ -498,7 +498,7 @@ pub(crate) async fn update_with(
         }
         match inner.store.executions().update(&next).await {
             Ok(stored) => {
-                inner.emit(EngineEvent::ExecutionUpdated(Box::new(stored.clone())));
+                inner.emit_with(|| EngineEvent::ExecutionUpdated(Box::new(stored.clone())));
                 return Ok(Some(stored));
             }
             Err(StoreError::Conflict { .. }) => {

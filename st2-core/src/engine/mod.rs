@@ -514,9 +514,12 @@ impl Inner {
         self.clock.now()
     }
 
-    pub(crate) fn emit(&self, event: EngineEvent) {
-        // No subscriber is fine.
-        let _ = self.events.send(event);
+    /// Publish the event `make` builds, building it only when someone listens.
+    pub(crate) fn emit_with(&self, make: impl FnOnce() -> EngineEvent) {
+        if self.events.receiver_count() > 0 {
+            // A subscriber that went away in between is fine.
+            let _ = self.events.send(make());
+        }
     }
 
     pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {

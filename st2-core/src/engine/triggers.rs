@@ -142,13 +142,20 @@ pub(crate) async fn dispatch(
     if request.validate {
         check_payload(inner, &trigger, &request.payload)?;
     }
+    // No rule listens: nothing to match, so the instance is stored processed at once (the
+    // rules service would only mark it so) and only its trace is recorded.
+    let unheard = inner.matcher.rules_for(&trigger).is_empty();
     let record = TriggerInstanceRecord {
         id: request.id.clone().unwrap_or_else(crate::store::new_id),
         trigger: snapshot::trigger_ref_text(&trigger),
         trigger_type: Some(trigger.trigger_type.clone()),
         payload: request.payload,
         occurrence_time: inner.now(),
-        status: TriggerInstanceStatus::Pending,
+        status: if unheard {
+            TriggerInstanceStatus::Processed
+        } else {
+            TriggerInstanceStatus::Pending
+        },
     };
     match inner.store.trigger_instances().create(&record).await {
         Ok(()) => {}
@@ -166,13 +173,36 @@ pub(crate) async fn dispatch(
         }
         Err(e) => return Err(e.into()),
     }
-    inner.emit(EngineEvent::TriggerInstance(Box::new(record.clone())));
+    inner.emit_with(|| EngineEvent::TriggerInstance(Box::new(record.clone())));
     let pending = Pending {
         instance: record.clone(),
         trigger,
         trace_tag: request.trace_tag,
         trace_id: request.trace_id,
     };
+    if unheard {
+        let component = TraceComponent {
+            object_id: record.id.clone(),
+            reference: record.trigger.clone(),
+            updated_at: record.occurrence_time,
+            caused_by: None,
+        };
+        record_trace(
+            inner,
+            &pending,
+            &trace_id_of(&pending),
+            &trace_tag_of(&pending),
+            component,
+            Vec::new(),
+            Vec::new(),
+        )
+        .await?;
+        inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
+            instance: Box::new(record.clone()),
+            executions: Vec::new(),
+        });
+        return Ok(record);
+    }
     if inner.settings.roles.rules {
         // The instance is stored: if the service is gone it is picked up at the next start.
         let _ = inner.rules_tx.send(pending);
@@ -403,7 +433,7 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
             .await?;
         let mut done = ti.clone();
         done.status = TriggerInstanceStatus::ProcessingFailed;
-        inner.emit(EngineEvent::TriggerInstanceProcessed {
+        inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
             instance: Box::new(done),
             executions: Vec::new(),
         });
@@ -520,7 +550,7 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
         .await?;
     let mut done = ti.clone();
     done.status = TriggerInstanceStatus::Processed;
-    inner.emit(EngineEvent::TriggerInstanceProcessed {
+    inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
         instance: Box::new(done),
         executions: execution_ids,
     });

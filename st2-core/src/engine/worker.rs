@@ -61,7 +61,7 @@ impl OutputSink for EngineOutput {
             data: data.to_owned(),
         };
         self.inner
-            .emit(EngineEvent::Output(Box::new(chunk.clone())));
+            .emit_with(|| EngineEvent::Output(Box::new(chunk.clone())));
         let _ = self.inner.output_tx.send(OutputMessage::Line(chunk));
     }
 }
@@ -537,7 +537,15 @@ pub(crate) async fn post_run(
         return Ok(());
     }
     apply_retry(inner, record).await?;
-    let trace_id = trace_of(inner, &record.id).await;
+    let trace_id = match record
+        .context
+        .get("trace_context")
+        .and_then(|t| t.get("id_"))
+        .and_then(Value::as_str)
+    {
+        Some(id) => Some(id.to_owned()),
+        None => trace_of(inner, &record.id).await,
+    };
     send_notifications(inner, record, trace_id.as_deref()).await?;
     if inner.settings.action_trigger {
         let catalog = inner.catalog();

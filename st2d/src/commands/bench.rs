@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
-use st2_core::engine::{Engine, EngineSettings, RunRequest};
+use st2_core::engine::{Engine, EngineEvent, EngineSettings, RunRequest};
 use st2_core::runner::RunnerRegistry;
 use st2_core::store::sqlite::{SqliteOptions, SqliteStore};
 use st2_core::store::{
@@ -200,9 +200,15 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     if args.backlog > 0 {
         park(&engine, args.backlog).await?;
     }
+    let mut events = engine.subscribe();
     let started = Instant::now();
+    let waiting = {
+        let engine = engine.clone();
+        let count = args.count;
+        tokio::spawn(async move { wait_done(&engine, &mut events, count).await })
+    };
     dispatch_all(&engine, &args).await?;
-    let done = wait_done(&engine, args.count).await?;
+    let done = waiting.await??;
     let elapsed = started.elapsed();
     let (p50, p99) = latencies(&engine).await?;
     let rate = done as f64 / elapsed.as_secs_f64();
@@ -304,23 +310,52 @@ fn completed() -> Vec<ExecutionStatus> {
         .collect()
 }
 
-/// Wait until `count` bench executions completed; returns how many did.
-async fn wait_done(engine: &Engine, count: u64) -> anyhow::Result<u64> {
+/// Wait until `count` bench executions completed; returns how many did. Counts completions
+/// from the event stream (cheap) and checks the store twice a second (events can lag).
+async fn wait_done(
+    engine: &Engine,
+    events: &mut tokio::sync::broadcast::Receiver<EngineEvent>,
+    count: u64,
+) -> anyhow::Result<u64> {
     let filter = bench_filter(completed());
-    let mut last_progress = Instant::now();
-    let mut last = 0;
+    let mut seen = 0u64;
+    let mut last_check = Instant::now();
+    let mut last_progress = (Instant::now(), 0u64);
     loop {
-        let done = engine.list(&filter, Page::first(1)).await?.total;
-        if done >= count {
-            return Ok(done);
+        match tokio::time::timeout(Duration::from_millis(100), events.recv()).await {
+            Ok(Ok(EngineEvent::ExecutionUpdated(e)))
+                if e.status.is_completed()
+                    && e.trigger_type
+                        .as_ref()
+                        .and_then(|t| t.get("ref"))
+                        .and_then(Value::as_str)
+                        == Some(TRIGGER) =>
+            {
+                seen += 1;
+                if seen >= count {
+                    return Ok(seen);
+                }
+                continue;
+            }
+            Ok(Ok(_)) => continue,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) | Err(_) => {}
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                anyhow::bail!("the engine stopped");
+            }
         }
-        if done != last {
-            last = done;
-            last_progress = Instant::now();
-        } else if last_progress.elapsed() > Duration::from_secs(120) {
-            anyhow::bail!("no progress for 120 s: {done} of {count} executions completed");
+        if last_check.elapsed() >= Duration::from_millis(500) {
+            last_check = Instant::now();
+            let done = engine.list(&filter, Page::first(1)).await?.total;
+            seen = seen.max(done);
+            if done >= count {
+                return Ok(done);
+            }
+            if done != last_progress.1 {
+                last_progress = (Instant::now(), done);
+            } else if last_progress.0.elapsed() > Duration::from_secs(120) {
+                anyhow::bail!("no progress for 120 s: {done} of {count} executions completed");
+            }
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

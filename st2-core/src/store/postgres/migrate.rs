@@ -5,13 +5,19 @@ use deadpool_postgres::Client;
 use super::{StoreError, StoreResult, get, pg_error};
 
 /// Every migration this build knows, in order: (version, SQL).
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_claim_by_tag.sql"),
+    ),
+];
 
 /// The newest schema version this build knows.
-pub const LATEST_VERSION: i64 = 1;
+pub const LATEST_VERSION: i64 = 2;
 
 /// Key of the transaction-scoped advisory lock serialising migrations ("ST2R"); the second key
 /// is a hash of the schema name, so stores in different schemas do not wait for each other.

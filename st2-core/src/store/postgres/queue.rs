@@ -29,6 +29,20 @@ const CLAIM: &str = "UPDATE work_items w
     RETURNING w.id, w.queue, w.payload, w.required_tag, w.not_before, w.enqueued_at,
               w.attempts, w.fence";
 
+/// The claim of a worker without tags (uses the index that leads with the tag).
+const CLAIM_UNTAGGED: &str = "UPDATE work_items w
+    SET state = 'leased', fence = nextval('work_fence'), leased_by = $5,
+        lease_expires_at = $6, attempts = w.attempts + 1
+    FROM (SELECT id FROM work_items
+          WHERE queue = $1 AND state = 'ready' AND not_before <= $2
+            AND required_tag IS NULL AND cardinality($3::text[]) = 0
+          ORDER BY not_before, id
+          LIMIT $4
+          FOR UPDATE SKIP LOCKED) c
+    WHERE w.id = c.id
+    RETURNING w.id, w.queue, w.payload, w.required_tag, w.not_before, w.enqueued_at,
+              w.attempts, w.fence";
+
 const ENQUEUE: &str = "INSERT INTO work_items (queue, payload, required_tag, not_before,
         enqueued_at)
     VALUES ($1, $2, $3, $4, $5) RETURNING id";
@@ -136,7 +150,12 @@ impl WorkQueue for PgStore {
         let expires_at = expiry(now, request.lease_for)?;
         let limit = clamp_i64(u64::try_from(request.max_items).unwrap_or(u64::MAX));
         let client = self.client().await?;
-        let statement = client.prepare_cached(CLAIM).await.map_err(pg_error)?;
+        let sql = if request.tags.is_empty() {
+            CLAIM_UNTAGGED
+        } else {
+            CLAIM
+        };
+        let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
         let rows = client
             .query(
                 &statement,

@@ -9,7 +9,13 @@ use crate::store::{StoreError, StoreResult};
 
 /// The schema migrations, in order: (version, SQL). A database records the last one applied in
 /// `PRAGMA user_version`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../../migrations/sqlite/0002_claim_by_tag.sql"),
+    ),
+];
 
 /// The newest schema version this build knows.
 pub(super) fn newest_schema() -> i64 {
@@ -131,6 +137,14 @@ fn configure(conn: &Connection, busy_timeout: Duration, cache_size: i64) -> Stor
     conn.pragma_update(None, "cache_size", cache_size)
         .map_err(sql_error)?;
     conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(sql_error)?;
+    // Read pages through a memory map: a reader's page cache is dropped whenever another
+    // connection commits, and re-reading through `pread` costs a system call per page.
+    conn.query_row("PRAGMA mmap_size = 268435456", [], |_| Ok(()))
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(()),
+            other => Err(other),
+        })
         .map_err(sql_error)?;
     Ok(())
 }
