@@ -269,6 +269,23 @@ pub enum KeyValueError {
 pub struct Datastore {
     store: Arc<dyn Store>,
     key: Option<Arc<CryptoKey>>,
+    listener: Option<Arc<dyn KeyListener>>,
+}
+
+/// Told about every write a [`Datastore`] made, after it is stored. The engine turns these into
+/// StackStorm's `core.st2.key_value_pair.*` triggers, whoever wrote (API, sensor, action).
+///
+/// # Contract
+/// Called on the writer's task right after the store accepted the write; must not block (hand
+/// slow work to a task).
+///
+/// # Errors
+/// None: a listener cannot fail the write.
+pub trait KeyListener: Send + Sync {
+    /// A pair was created or replaced.
+    fn written(&self, change: &KeyChange);
+    /// A pair was deleted.
+    fn deleted(&self, pair: &KeyValue);
 }
 
 impl fmt::Debug for Datastore {
@@ -286,12 +303,23 @@ impl Datastore {
         Self {
             store,
             key: key.map(Arc::new),
+            listener: None,
         }
     }
 
     /// A datastore over `store` sharing an already loaded key.
     pub fn new_shared(store: Arc<dyn Store>, key: Option<Arc<CryptoKey>>) -> Self {
-        Self { store, key }
+        Self {
+            store,
+            key,
+            listener: None,
+        }
+    }
+
+    /// Tell `listener` about every write.
+    pub fn with_listener(mut self, listener: Arc<dyn KeyListener>) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     fn key(&self) -> Result<&CryptoKey, KeyValueError> {
@@ -365,10 +393,14 @@ impl Datastore {
             Some(stored) => stored,
             None => record,
         };
-        Ok(KeyChange {
+        let change = KeyChange {
             previous: previous.map(KeyValue::from_record),
             current: KeyValue::from_record(current),
-        })
+        };
+        if let Some(listener) = &self.listener {
+            listener.written(&change);
+        }
+        Ok(change)
     }
 
     /// One pair, decrypted when `decrypt` is set and it is a secret.
@@ -441,7 +473,11 @@ impl Datastore {
             .key_values()
             .delete(selector.scope(), &selector.stored_name(name))
             .await?;
-        Ok(removed.map(KeyValue::from_record))
+        let removed = removed.map(KeyValue::from_record);
+        if let (Some(listener), Some(pair)) = (&self.listener, &removed) {
+            listener.deleted(pair);
+        }
+        Ok(removed)
     }
 
     /// The plain value of `name`, secret or not: what `{{ st2kv.system.x | decrypt_kv }}` and

@@ -781,6 +781,8 @@ async fn a_rust_sensor_dispatches_into_the_pipeline() {
         .expect("read")
         .expect("the sensor wrote it");
     assert_eq!(seen.record.value, "yes");
+    // A sensor's write dispatches the key-value trigger too, as StackStorm's sensor service.
+    key_triggers(&engine, "core.st2.key_value_pair.create", "enginetest.OneShot:seen").await;
     engine.shutdown().await;
 }
 
@@ -892,4 +894,63 @@ async fn a_node_without_the_rules_role_leaves_instances_to_one_with_it() {
     assert_eq!(executions.len(), 1);
     let done = rules.wait(&executions[0], WAIT).await.expect("done");
     assert_eq!(done.status, ExecutionStatus::Succeeded);
+}
+
+async fn key_triggers(engine: &Engine, trigger: &str, name: &str) -> Vec<Value> {
+    for _ in 0..400 {
+        let listing = engine
+            .store()
+            .trigger_instances()
+            .list(
+                &TriggerInstanceFilter {
+                    trigger: Some(trigger.to_owned()),
+                    ..TriggerInstanceFilter::default()
+                },
+                Page::all(),
+            )
+            .await
+            .expect("list");
+        let found: Vec<Value> = listing
+            .items
+            .into_iter()
+            .map(|t| t.payload)
+            .filter(|p| {
+                p.get("object")
+                    .or_else(|| p.get("new_object"))
+                    .and_then(|o| o.get("name"))
+                    == Some(&json!(name))
+            })
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no {trigger} for {name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datastore_writes_dispatch_key_value_triggers() {
+    use st2_core::datastore::{KeySelector, KeyWrite};
+    let engine = start().await;
+    let kv = engine.datastore();
+    let write = |v: &str| KeyWrite {
+        value: v.into(),
+        ..KeyWrite::default()
+    };
+    kv.set(&KeySelector::System, "color", write("red"))
+        .await
+        .expect("set");
+    let created = key_triggers(&engine, "core.st2.key_value_pair.create", "color").await;
+    assert_eq!(created[0]["object"]["value"], "red");
+    kv.set(&KeySelector::System, "color", write("blue"))
+        .await
+        .expect("set");
+    let updated = key_triggers(&engine, "core.st2.key_value_pair.update", "color").await;
+    assert_eq!(updated[0]["object"]["value"], "blue");
+    let changed = key_triggers(&engine, "core.st2.key_value_pair.value_change", "color").await;
+    assert_eq!(changed[0]["old_object"]["value"], "red");
+    assert_eq!(changed[0]["new_object"]["value"], "blue");
+    kv.delete(&KeySelector::System, "color").await.expect("delete");
+    key_triggers(&engine, "core.st2.key_value_pair.delete", "color").await;
 }

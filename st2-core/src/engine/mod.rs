@@ -415,7 +415,7 @@ impl EngineBuilder {
             crypto_key: key.clone(),
             ..JinjaConfig::default()
         });
-        let datastore = Datastore::new_shared(store.clone(), key.clone());
+        let datastore_store = store.clone();
         let kv_read: Arc<dyn KeyValueRead> = Arc::new(StoreKeyValues::new(
             store.clone(),
             tokio::runtime::Handle::current(),
@@ -424,7 +424,9 @@ impl EngineBuilder {
         let (rules_tx, rules_rx) = mpsc::unbounded_channel();
         let (output_tx, output_rx) = mpsc::unbounded_channel();
         let shutdown = tokio_util_cancel();
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| Inner {
+            datastore: Datastore::new_shared(datastore_store, key.clone())
+                .with_listener(Arc::new(KeyTriggers(weak.clone()))),
             store,
             clock,
             settings: self.settings,
@@ -432,7 +434,6 @@ impl EngineBuilder {
             matcher,
             jinja: Arc::new(jinja),
             runners: self.runners,
-            datastore,
             kv_read,
             events,
             rules_tx,
@@ -879,8 +880,9 @@ impl Engine {
     }
 }
 
-/// The datastore of an engine: StackStorm's key-value API, dispatching
-/// `core.st2.key_value_pair.create` / `update` / `value_change` / `delete` on writes.
+/// The datastore of an engine: StackStorm's key-value API. Every write through the engine's
+/// datastore, here or by a sensor or runner, dispatches `core.st2.key_value_pair.create` /
+/// `update` / `value_change` / `delete`.
 #[derive(Debug, Clone)]
 pub struct EngineDatastore {
     engine: Engine,
@@ -903,31 +905,6 @@ impl EngineDatastore {
             .datastore
             .set(selector, name, write)
             .await?;
-        let current = triggers::key_value_api(&change.current);
-        match &change.previous {
-            None => {
-                self.emit(
-                    "core.st2.key_value_pair.create",
-                    serde_json::json!({"object": current}),
-                )
-                .await;
-            }
-            Some(previous) => {
-                let old = triggers::key_value_api(previous);
-                self.emit(
-                    "core.st2.key_value_pair.update",
-                    serde_json::json!({"object": current}),
-                )
-                .await;
-                if previous.record.value != change.current.record.value {
-                    self.emit(
-                        "core.st2.key_value_pair.value_change",
-                        serde_json::json!({"old_object": old, "new_object": current}),
-                    )
-                    .await;
-                }
-            }
-        }
         Ok(change.current)
     }
 
@@ -977,27 +954,12 @@ impl EngineDatastore {
         selector: &KeySelector,
         name: &str,
     ) -> Result<Option<KeyValue>, EngineError> {
-        let removed = self.engine.inner.datastore.delete(selector, name).await?;
-        if let Some(kv) = &removed {
-            self.emit(
-                "core.st2.key_value_pair.delete",
-                serde_json::json!({"object": triggers::key_value_api(kv)}),
-            )
-            .await;
-        }
-        Ok(removed)
+        Ok(self.engine.inner.datastore.delete(selector, name).await?)
     }
 
-    /// The underlying datastore service (no triggers).
+    /// The underlying datastore service.
     pub fn service(&self) -> &Datastore {
         &self.engine.inner.datastore
-    }
-
-    async fn emit(&self, trigger: &str, payload: Value) {
-        let mut request = DispatchRequest::new(trigger, payload);
-        request.validate = false;
-        // The write happened; a failed trigger dispatch must not undo or fail it.
-        let _ = self.engine.dispatch_with(request).await;
     }
 }
 
@@ -1083,4 +1045,62 @@ fn start_sensors(
         .supervisor
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = Some(supervisor);
+}
+
+/// Turns datastore writes into `core.st2.key_value_pair.*` trigger instances.
+struct KeyTriggers(std::sync::Weak<Inner>);
+
+impl KeyTriggers {
+    fn send(&self, events: Vec<(&'static str, Value)>) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            for (trigger, payload) in events {
+                let mut request = DispatchRequest::new(trigger, payload);
+                request.validate = false;
+                // The write happened; a failed dispatch must not undo or fail it.
+                let _ = triggers::dispatch(&inner, request).await;
+            }
+        });
+    }
+}
+
+impl crate::datastore::KeyListener for KeyTriggers {
+    fn written(&self, change: &crate::datastore::KeyChange) {
+        let current = triggers::key_value_api(&change.current);
+        let mut events = Vec::new();
+        match &change.previous {
+            None => events.push((
+                "core.st2.key_value_pair.create",
+                serde_json::json!({"object": current}),
+            )),
+            Some(previous) => {
+                events.push((
+                    "core.st2.key_value_pair.update",
+                    serde_json::json!({"object": current}),
+                ));
+                if previous.record.value != change.current.record.value {
+                    events.push((
+                        "core.st2.key_value_pair.value_change",
+                        serde_json::json!({
+                            "old_object": triggers::key_value_api(previous),
+                            "new_object": current,
+                        }),
+                    ));
+                }
+            }
+        }
+        self.send(events);
+    }
+
+    fn deleted(&self, pair: &KeyValue) {
+        self.send(vec![(
+            "core.st2.key_value_pair.delete",
+            serde_json::json!({"object": triggers::key_value_api(pair)}),
+        )]);
+    }
 }
