@@ -73,6 +73,34 @@ impl Runner for Panics {
     }
 }
 
+/// Reports `pending`, as the inquirer runner does.
+#[derive(Debug)]
+struct Ask;
+
+#[async_trait]
+impl Runner for Ask {
+    async fn run(&self, _ctx: RunContext) -> Result<RunOutcome, RunnerError> {
+        Ok(RunOutcome::with_status(
+            ExecutionStatus::Pending,
+            json!({"schema": {"type": "object"}}),
+        ))
+    }
+}
+
+/// Reports a status a runner cannot report.
+#[derive(Debug)]
+struct Garbage;
+
+#[async_trait]
+impl Runner for Garbage {
+    async fn run(&self, _ctx: RunContext) -> Result<RunOutcome, RunnerError> {
+        Ok(RunOutcome::with_status(
+            ExecutionStatus::Requested,
+            json!("??"),
+        ))
+    }
+}
+
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/engine/enginetest")
 }
@@ -100,6 +128,8 @@ async fn start_on(store: Arc<dyn Store>, settings: EngineSettings) -> Engine {
         .runner(runner_type("test-echo"), Echo)
         .runner(runner_type("test-slow"), Slow)
         .runner(runner_type("test-panic"), Panics)
+        .runner(runner_type("test-ask"), Ask)
+        .runner(runner_type("test-garbage"), Garbage)
         .start()
         .await
         .expect("engine starts")
@@ -782,7 +812,12 @@ async fn a_rust_sensor_dispatches_into_the_pipeline() {
         .expect("the sensor wrote it");
     assert_eq!(seen.record.value, "yes");
     // A sensor's write dispatches the key-value trigger too, as StackStorm's sensor service.
-    key_triggers(&engine, "core.st2.key_value_pair.create", "enginetest.OneShot:seen").await;
+    key_triggers(
+        &engine,
+        "core.st2.key_value_pair.create",
+        "enginetest.OneShot:seen",
+    )
+    .await;
     engine.shutdown().await;
 }
 
@@ -951,6 +986,74 @@ async fn datastore_writes_dispatch_key_value_triggers() {
     let changed = key_triggers(&engine, "core.st2.key_value_pair.value_change", "color").await;
     assert_eq!(changed[0]["old_object"]["value"], "red");
     assert_eq!(changed[0]["new_object"]["value"], "blue");
-    kv.delete(&KeySelector::System, "color").await.expect("delete");
+    kv.delete(&KeySelector::System, "color")
+        .await
+        .expect("delete");
     key_triggers(&engine, "core.st2.key_value_pair.delete", "color").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_reporting_garbage_fails_its_execution() {
+    let engine = start().await;
+    let created = engine
+        .run("enginetest.garbage", Map::new(), Map::new())
+        .await
+        .expect("run");
+    let done = engine.wait(&created.id, WAIT).await.expect("done");
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let error = done.result["error"].as_str().unwrap_or_default();
+    assert!(error.contains("requested"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inquiry_response_completes_the_pending_execution() {
+    let engine = start().await;
+    let created = engine
+        .run("enginetest.ask", Map::new(), Map::new())
+        .await
+        .expect("run");
+    wait_status(&engine, &created.id, ExecutionStatus::Pending).await;
+    let inquiry = st2_core::store::InquiryRecord {
+        id: created.id.clone(),
+        status: st2_core::store::InquiryStatus::Pending,
+        schema: json!({
+            "type": "object",
+            "properties": {"continue": {"type": "boolean", "required": true}},
+        }),
+        route: String::new(),
+        ttl: 1440,
+        users: vec!["alice".into()],
+        roles: Vec::new(),
+        parent: None,
+        response: None,
+        created_at: chrono::Utc::now(),
+        resolved_at: None,
+    };
+    engine
+        .store()
+        .inquiries()
+        .create(&inquiry)
+        .await
+        .expect("inquiry");
+    let refused = engine
+        .respond_inquiry(&created.id, json!({"continue": true}), "mallory")
+        .await
+        .expect_err("mallory is not among the users");
+    assert!(refused.to_string().contains("permission"), "{refused}");
+    let invalid = engine
+        .respond_inquiry(&created.id, json!({"continue": "yes"}), "alice")
+        .await
+        .expect_err("continue is a boolean");
+    assert!(invalid.to_string().contains("schema"), "{invalid}");
+    let done = engine
+        .respond_inquiry(&created.id, json!({"continue": true}), "alice")
+        .await
+        .expect("respond");
+    assert_eq!(done.status, ExecutionStatus::Succeeded);
+    assert_eq!(done.result["response"], json!({"continue": true}));
+    let again = engine
+        .respond_inquiry(&created.id, json!({"continue": true}), "alice")
+        .await
+        .expect_err("already answered");
+    assert!(again.to_string().contains("already"), "{again}");
 }
