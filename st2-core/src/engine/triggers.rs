@@ -205,7 +205,7 @@ pub(crate) async fn dispatch(
     }
     if inner.settings.roles.rules {
         // The instance is stored: if the service is gone it is picked up at the next start.
-        let _ = inner.rules_tx.send(pending);
+        hand_over(inner, pending);
     }
     Ok(record)
 }
@@ -228,12 +228,6 @@ pub(crate) async fn rules_service(inner: Arc<Inner>, mut rx: mpsc::UnboundedRece
         };
         let Some(pending) = pending else { break };
         let id = pending.instance.id.clone();
-        {
-            let mut in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            if !in_flight.insert(id.clone()) {
-                continue;
-            }
-        }
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
@@ -250,7 +244,8 @@ pub(crate) async fn rules_service(inner: Arc<Inner>, mut rx: mpsc::UnboundedRece
     }
 }
 
-/// Instances pending for longer than a sweep interval that this service does not hold.
+/// Instances pending for longer than a sweep interval that this service does not hold
+/// (queued or in progress).
 async fn sweep_pending(inner: &Arc<Inner>) -> Result<(), StoreError> {
     let cutoff = inner.now()
         - chrono::TimeDelta::from_std(inner.settings.pending_sweep)
@@ -295,12 +290,34 @@ fn requeue(inner: &Inner, instance: TriggerInstanceRecord) {
                 .unwrap_or_else(|| instance.trigger.clone()),
         )
     });
-    let _ = inner.rules_tx.send(Pending {
-        instance,
-        trigger,
-        trace_tag: None,
-        trace_id: None,
-    });
+    hand_over(
+        inner,
+        Pending {
+            instance,
+            trigger,
+            trace_tag: None,
+            trace_id: None,
+        },
+    );
+}
+
+/// Give an instance to the rules service unless it already holds it (queued or being
+/// processed), so the sweep and recovery never double the work of a busy service.
+fn hand_over(inner: &Inner, pending: Pending) {
+    let id = pending.instance.id.clone();
+    {
+        let mut in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if !in_flight.insert(id.clone()) {
+            return;
+        }
+    }
+    if inner.rules_tx.send(pending).is_err() {
+        inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
 }
 
 /// Trigger instances a previous run accepted but did not finish, oldest first.
