@@ -679,6 +679,10 @@ async fn work_accepted_by_a_stopped_engine_is_finished_by_the_next() {
         )
         .await
         .expect("run");
+    let mut later = RunRequest::new("enginetest.echo", params(json!({"message": "later"})));
+    later.delay_ms = Some(300);
+    let delayed = first.run_with(later).await.expect("run");
+    assert_eq!(delayed.status, ExecutionStatus::Delayed);
     first.shutdown().await;
     drop(first);
     store.close().await.expect("close");
@@ -686,10 +690,22 @@ async fn work_accepted_by_a_stopped_engine_is_finished_by_the_next() {
     let second = start_on(open().await, test_settings()).await;
     let executions = processed(&second, &ti.id).await;
     assert_eq!(executions.len(), 1);
-    for id in [executions[0].id.as_str(), queued.id.as_str()] {
+    for id in [
+        executions[0].id.as_str(),
+        queued.id.as_str(),
+        delayed.id.as_str(),
+    ] {
         let done = second.wait(id, WAIT).await.expect("done");
         assert_eq!(done.status, ExecutionStatus::Succeeded);
     }
+    // The delay was kept in the store across the restart.
+    let done = second.wait(&delayed.id, WAIT).await.expect("done");
+    assert_eq!(
+        statuses(&done),
+        ["requested", "delayed", "scheduled", "running", "succeeded"]
+    );
+    let waited = done.log[2].timestamp - done.start_timestamp;
+    assert!(waited >= chrono::TimeDelta::milliseconds(300), "{waited}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
