@@ -1073,3 +1073,81 @@ async fn an_inquiry_response_completes_the_pending_execution() {
         .expect_err("already answered");
     assert!(again.to_string().contains("already"), "{again}");
 }
+
+/// The same pipeline on PostgreSQL (CI sets `ST2_TEST_PG_URL`): a rule's execution, retries
+/// through the schedule queue with `not_before`, cancel of a running action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_runs_on_postgresql() {
+    use st2_core::store::postgres::{PgOptions, PgStore};
+    let Some(url) = std::env::var("ST2_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("ST2_TEST_PG_URL is not set: skipping the PostgreSQL engine test");
+        return;
+    };
+    let schema = format!("st2e_{}", st2_core::store::new_id());
+    let pg = Arc::new(
+        PgStore::connect(PgOptions::new(&url).schema(&schema).pool_size(8))
+            .await
+            .expect("connect"),
+    );
+    let store: Arc<dyn Store> = pg.clone();
+    let engine = start_on(store, test_settings()).await;
+
+    let ti = engine
+        .dispatch(
+            "enginetest.event",
+            json!({"name": "go postgres", "count": 2}),
+        )
+        .await
+        .expect("dispatch");
+    let (instance, executions) = engine
+        .wait_processed(&ti.id, WAIT)
+        .await
+        .expect("processed");
+    assert_eq!(instance.status, TriggerInstanceStatus::Processed);
+    assert_eq!(executions.len(), 1);
+    let done = engine.wait(&executions[0], WAIT).await.expect("done");
+    assert_eq!(done.status, ExecutionStatus::Succeeded);
+    assert_eq!(
+        done.parameters,
+        params(json!({"message": "hello go postgres", "count": 2}))
+    );
+
+    let first = engine
+        .run("enginetest.flaky", Map::new(), Map::new())
+        .await
+        .expect("run");
+    engine.wait(&first.id, WAIT).await.expect("done");
+    let filter = ExecutionFilter {
+        action: Some("enginetest.flaky".into()),
+        ..ExecutionFilter::default()
+    };
+    let mut all = Vec::new();
+    for _ in 0..400 {
+        all = engine.list(&filter, Page::all()).await.expect("list").items;
+        if all.len() == 3 && all.iter().all(|e| e.status.is_completed()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(all.len(), 3, "the first run and two retries");
+
+    let slow = engine
+        .run(
+            "enginetest.slow",
+            params(json!({"seconds": 30})),
+            Map::new(),
+        )
+        .await
+        .expect("run");
+    wait_status(&engine, &slow.id, ExecutionStatus::Running).await;
+    engine.cancel(&slow.id, "tester").await.expect("cancel");
+    assert_eq!(
+        engine.wait(&slow.id, WAIT).await.expect("done").status,
+        ExecutionStatus::Canceled
+    );
+    engine.shutdown().await;
+    pg.drop_schema().await.expect("drop schema");
+}
