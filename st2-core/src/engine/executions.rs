@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::lifecycle::{self, is_cancelable};
 use super::snapshot::{self, derived_id};
 use super::{EngineError, EngineEvent, Inner, RUN_QUEUE, SCHEDULE_QUEUE};
-use crate::expr::render::{ParamContext, ShellCapture, render_live_params};
+use crate::expr::render::{ShellCapture, render_live_params};
 use crate::expr::shell::ShellCommand;
 use crate::model::{Action, Policy};
 use crate::rules::enforce::shell_parameters;
@@ -333,17 +333,7 @@ fn prepare(
         .map(|r| r.runner_parameters.clone())
         .unwrap_or_default();
     let capture = ShellCapture::new(shell_parameters(&action.runner_type).iter().copied());
-    let pctx = ParamContext {
-        action_context: context.clone(),
-        config: catalog
-            .config(action.pack())
-            .map(|c| c.values.clone())
-            .unwrap_or_default(),
-        datastore: Some(inner.kv_read.clone()),
-        system_user: inner.settings.system_user.clone(),
-        additional: Map::new(),
-        shell: Some(capture.clone()),
-    };
+    let pctx = inner.param_context(&catalog, action, context.clone(), capture.clone());
     let rendered = render_live_params(
         &inner.jinja,
         &runner_params,

@@ -511,6 +511,28 @@ impl Inner {
             .clone()
     }
 
+    /// What templates of `action`'s parameters read: the execution context, the pack config,
+    /// the datastore, with `shell` capturing the shell-command parameters.
+    pub(crate) fn param_context(
+        &self,
+        catalog: &Catalog,
+        action: &crate::model::Action,
+        action_context: Map<String, Value>,
+        shell: Arc<crate::expr::render::ShellCapture>,
+    ) -> crate::expr::render::ParamContext {
+        crate::expr::render::ParamContext {
+            action_context,
+            config: catalog
+                .config(action.pack())
+                .map(|c| c.values.clone())
+                .unwrap_or_default(),
+            datastore: Some(self.kv_read.clone()),
+            system_user: self.settings.system_user.clone(),
+            additional: Map::new(),
+            shell: Some(shell),
+        }
+    }
+
     pub(crate) fn now(&self) -> crate::store::Timestamp {
         self.clock.now()
     }

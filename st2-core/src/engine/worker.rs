@@ -18,7 +18,7 @@ use super::snapshot::{self, derived_id, isotime};
 use super::triggers::DispatchRequest;
 use super::{EngineError, EngineEvent, Inner, RUN_QUEUE, SCHEDULE_QUEUE};
 use crate::expr::jinja::RenderContext;
-use crate::expr::render::{ParamContext, ShellCapture, render_final_params};
+use crate::expr::render::{ShellCapture, render_final_params};
 use crate::expr::shell::ShellCommand;
 use crate::rules::enforce::shell_parameters;
 use crate::runner::{Cancellation, Canceller, OutputSink, RunContext, RunOutcome};
@@ -277,17 +277,7 @@ fn prepare_run(
             .filter(|n| !shell.contains_key(**n))
             .copied(),
     );
-    let pctx = ParamContext {
-        action_context: action_context.clone(),
-        config: catalog
-            .config(action.pack())
-            .map(|c| c.values.clone())
-            .unwrap_or_default(),
-        datastore: Some(inner.kv_read.clone()),
-        system_user: inner.settings.system_user.clone(),
-        additional: Map::new(),
-        shell: Some(capture.clone()),
-    };
+    let pctx = inner.param_context(&catalog, &action, action_context.clone(), capture.clone());
     let (mut runner_parameters, parameters) = render_final_params(
         &inner.jinja,
         &runner_type.runner_parameters,
