@@ -1151,3 +1151,42 @@ async fn the_pipeline_runs_on_postgresql() {
     engine.shutdown().await;
     pg.drop_schema().await.expect("drop schema");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_settings_and_bad_timers_are_reported() {
+    let store = memory_store().await;
+    let err = Engine::builder()
+        .store(store.clone())
+        .settings(EngineSettings {
+            pending_sweep: Duration::ZERO,
+            ..EngineSettings::default()
+        })
+        .start()
+        .await
+        .expect_err("a zero period is refused");
+    assert!(err.to_string().contains("pending_sweep"), "{err}");
+    let err = Engine::builder()
+        .store(store.clone())
+        .settings(EngineSettings {
+            heartbeat: Duration::from_secs(60),
+            ..EngineSettings::default()
+        })
+        .start()
+        .await
+        .expect_err("a heartbeat after the lease expiry is refused");
+    assert!(err.to_string().contains("heartbeat"), "{err}");
+
+    let engine = start_on(store, test_settings()).await;
+    let cron = engine
+        .diagnostics()
+        .iter()
+        .find(|d| d.message.contains("enginetest.bad_cron"))
+        .expect("the bad cron rule is reported");
+    assert!(cron.is_error());
+    assert!(cron.message.contains("minute"), "{}", cron.message);
+    assert!(
+        cron.file.ends_with("rules/bad_cron.yaml"),
+        "{:?}",
+        cron.file
+    );
+}

@@ -168,25 +168,20 @@ pub(crate) async fn create_execution(
         workflow_execution: None,
         task_execution: None,
     };
-    let queue = if let Some(error) = new.error {
-        // Transition checked: requested → failed is allowed.
+    // Transitions checked: requested → failed / delayed / scheduled are allowed.
+    if let Some(error) = new.error {
         let _ = lifecycle::complete(
             &mut record,
             ExecutionStatus::Failed,
             json!({"error": error, "traceback": ""}),
             now,
         );
-        None
-    } else if let Some(delay) = record.delay {
+    } else if record.delay.is_some() {
         let _ = lifecycle::transition(&mut record, ExecutionStatus::Delayed, now);
-        let due = now + TimeDelta::milliseconds(i64::try_from(delay).unwrap_or(i64::MAX / 2));
-        Some((SCHEDULE_QUEUE, Some(due)))
     } else if concurrency_policies(inner, &action.reference).is_empty() {
         let _ = lifecycle::transition(&mut record, ExecutionStatus::Scheduled, now);
-        Some((RUN_QUEUE, None))
-    } else {
-        Some((SCHEDULE_QUEUE, None))
-    };
+    }
+    let queue = queue_for(&record);
     let stored = match inner.store.executions().create(&record).await {
         Ok(stored) => stored,
         Err(StoreError::Conflict { .. }) => {
@@ -676,21 +671,7 @@ pub(crate) async fn scheduler_service(inner: Arc<Inner>) {
         lease_for: inner.settings.lease,
         max_items: inner.settings.claim_batch.max(1),
     };
-    while !inner.stopping.is_cancelled() {
-        let leases = match inner.store.queue().claim(&request).await {
-            Ok(l) => l,
-            Err(_) => {
-                sleep_or_stop(&inner, inner.settings.idle_poll).await;
-                continue;
-            }
-        };
-        if leases.is_empty() {
-            tokio::select! {
-                () = inner.store.queue().wait_for_work(SCHEDULE_QUEUE, inner.settings.idle_poll) => {}
-                () = inner.stopping.cancelled() => break,
-            }
-            continue;
-        }
+    while let Some(leases) = inner.claim_or_wait(&request).await {
         for lease in leases {
             let _ = schedule_one(&inner, &lease).await;
         }

@@ -184,6 +184,65 @@ impl Default for EngineSettings {
     }
 }
 
+impl EngineSettings {
+    /// Refuse settings the services cannot run with (a zero period, a heartbeat that does not
+    /// come before the lease expires, a retention TTL below a day).
+    ///
+    /// # Errors
+    /// [`EngineError::Setup`] naming the setting.
+    pub fn check(&self) -> Result<(), EngineError> {
+        let periods = [
+            ("lease", self.lease),
+            ("heartbeat", self.heartbeat),
+            ("idle_poll", self.idle_poll),
+            ("reap_interval", self.reap_interval),
+            ("pending_sweep", self.pending_sweep),
+            ("gc_interval", self.gc_interval),
+            ("timer_tick", self.timer_tick),
+        ];
+        if let Some((name, _)) = periods.iter().find(|(_, d)| d.is_zero()) {
+            return Err(EngineError::Setup(format!(
+                "settings: {name} must be longer than zero"
+            )));
+        }
+        if self.heartbeat >= self.lease {
+            return Err(EngineError::Setup(format!(
+                "settings: heartbeat ({:?}) must be shorter than lease ({:?}), or leases expire \
+                 under running actions",
+                self.heartbeat, self.lease
+            )));
+        }
+        if let Some(retention) = &self.retention {
+            retention
+                .validate()
+                .map_err(|e| EngineError::Setup(format!("settings: retention: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Report rules whose timer parameters do not make a schedule (a bad cron field, an unknown
+/// timezone): the timers engine cannot fire them.
+fn check_timers(catalog: &Catalog, default_timezone: &str, diagnostics: &mut Vec<Diagnostic>) {
+    for rule in catalog.rules() {
+        let trigger = &rule.trigger;
+        if crate::timers::TimerKind::from_trigger_type(&trigger.trigger_type).is_none() {
+            continue;
+        }
+        if let Err(e) = crate::timers::TimerSchedule::from_trigger(
+            &trigger.trigger_type,
+            &trigger.parameters,
+            default_timezone,
+        ) {
+            diagnostics.push(Diagnostic::error(
+                rule.origin.metadata_file.clone(),
+                Default::default(),
+                format!("rule {}: {}: {e}", rule.reference, trigger.trigger_type),
+            ));
+        }
+    }
+}
+
 /// Why an engine call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -368,6 +427,7 @@ impl EngineBuilder {
         if let Some(e) = self.registration_error {
             return Err(EngineError::Setup(e));
         }
+        self.settings.check()?;
         let store = self
             .store
             .ok_or_else(|| EngineError::Setup("no store given (EngineBuilder::store)".into()))?;
@@ -410,6 +470,7 @@ impl EngineBuilder {
                 }
             }
         }
+        check_timers(&catalog, &self.settings.timer_timezone, &mut diagnostics);
         let key = self.crypto_key.map(Arc::new);
         let jinja = Jinja::new(JinjaConfig {
             crypto_key: key.clone(),
@@ -423,7 +484,7 @@ impl EngineBuilder {
         let (events, _) = broadcast::channel(8192);
         let (rules_tx, rules_rx) = mpsc::unbounded_channel();
         let (output_tx, output_rx) = mpsc::unbounded_channel();
-        let shutdown = tokio_util_cancel();
+        let shutdown = crate::runner::Cancellation::new();
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| Inner {
             datastore: Datastore::new_shared(datastore_store, key.clone())
                 .with_listener(Arc::new(KeyTriggers(weak.clone()))),
@@ -456,10 +517,6 @@ impl EngineBuilder {
         }
         Ok(engine)
     }
-}
-
-fn tokio_util_cancel() -> (Canceller, crate::runner::Cancellation) {
-    crate::runner::Cancellation::new()
 }
 
 /// The running pipeline. Cheap to clone; all clones are the same engine.
@@ -531,6 +588,23 @@ impl Inner {
             additional: Map::new(),
             shell: Some(shell),
         }
+    }
+
+    /// Claim what `request` asks for. When nothing is claimable (or the store failed), wait
+    /// for a wake-up, `idle_poll` or the stop and return no leases. `None` once stopping.
+    pub(crate) async fn claim_or_wait(
+        &self,
+        request: &crate::store::ClaimRequest,
+    ) -> Option<Vec<crate::store::Lease>> {
+        match self.store.queue().claim(request).await {
+            Ok(leases) if !leases.is_empty() => return Some(leases),
+            Ok(_) => tokio::select! {
+                () = self.store.queue().wait_for_work(&request.queue, self.settings.idle_poll) => {}
+                () = self.stopping.cancelled() => {}
+            },
+            Err(_) => executions::sleep_or_stop(self, self.settings.idle_poll).await,
+        }
+        (!self.stopping.is_cancelled()).then(Vec::new)
     }
 
     pub(crate) fn now(&self) -> crate::store::Timestamp {

@@ -86,7 +86,7 @@ pub(crate) async fn timers(inner: Arc<Inner>) {
         if TimerKind::from_trigger_type(&trigger.trigger_type).is_none() {
             continue;
         }
-        // A rule with bad timer parameters was reported when its pack loaded; skip it.
+        // A rule with bad timer parameters is in `Engine::diagnostics`; it cannot fire.
         let Ok(schedule) = TimerSchedule::from_trigger(
             &trigger.trigger_type,
             &trigger.parameters,

@@ -206,66 +206,12 @@ pub fn mask_secrets(
         .collect()
 }
 
-/// Python's `json.dumps(value)`: `", "` and `": "` separators, non-ASCII escaped.
+/// Python's `json.dumps(value)` (`", "` and `": "` separators, non-ASCII escaped), through the
+/// Jinja filters' implementation.
 pub fn py_json_dumps(value: &Value) -> String {
-    fn string(out: &mut String, s: &str) {
-        out.push('"');
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '\u{8}' => out.push_str("\\b"),
-                '\u{c}' => out.push_str("\\f"),
-                c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                    let mut buf = [0u16; 2];
-                    for unit in c.encode_utf16(&mut buf) {
-                        out.push_str(&format!("\\u{unit:04x}"));
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-    }
-    fn walk(out: &mut String, v: &Value) {
-        match v {
-            Value::Null => out.push_str("null"),
-            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Number(n) => match n.as_f64() {
-                Some(f) if n.is_f64() => out.push_str(&crate::expr::python::float_repr(f)),
-                _ => out.push_str(&n.to_string()),
-            },
-            Value::String(s) => string(out, s),
-            Value::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    walk(out, item);
-                }
-                out.push(']');
-            }
-            Value::Object(map) => {
-                out.push('{');
-                for (i, (k, item)) in map.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    string(out, k);
-                    out.push_str(": ");
-                    walk(out, item);
-                }
-                out.push('}');
-            }
-        }
-    }
-    let mut out = String::new();
-    walk(&mut out, value);
-    out
+    use crate::expr::jinja::value::{DumpOptions, dumps, from_json};
+    // Every JSON value is serialisable: the error case (undefined, objects) cannot occur.
+    dumps(&from_json(value), &DumpOptions::default()).unwrap_or_default()
 }
 
 #[cfg(test)]

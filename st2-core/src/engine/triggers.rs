@@ -347,7 +347,8 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<u64, StoreError> {
 struct Decision {
     enforcements: Vec<(Arc<CompiledRule>, Enforcement)>,
     failures: Vec<RuleEnforcement>,
-    unrecoverable: Option<String>,
+    /// A criterion raised what StackStorm does not catch: the instance fails as a whole.
+    unrecoverable: bool,
 }
 
 fn decide(inner: &Inner, pending: &Pending) -> Decision {
@@ -368,12 +369,12 @@ fn decide(inner: &Inner, pending: &Pending) -> Decision {
     let mut decision = Decision {
         enforcements: Vec::new(),
         failures: Vec::new(),
-        unrecoverable: None,
+        unrecoverable: false,
     };
     let matches = match inner.matcher.match_instance(&instance, &env) {
         Ok(m) => m,
-        Err(u) => {
-            decision.unrecoverable = Some(u.to_string());
+        Err(_) => {
+            decision.unrecoverable = true;
             return decision;
         }
     };
@@ -422,12 +423,8 @@ pub(crate) fn rule_id(reference: &str) -> String {
 /// Match, enforce and record one instance. Failures are recorded on the instance
 /// (`processing_failed`) and in enforcement records; nothing here stops the service.
 pub(crate) async fn process(inner: &Arc<Inner>, pending: Pending) {
-    let id = pending.instance.id.clone();
-    if let Err(e) = process_inner(inner, pending).await {
-        // The store failed: leave the instance pending for the next start.
-        let _ = e;
-        let _ = id;
-    }
+    // A store failure leaves the instance pending: the sweep or the next start retries it.
+    let _ = process_inner(inner, pending).await;
 }
 
 async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), EngineError> {
@@ -441,8 +438,7 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
     };
     let ti = &pending.instance;
     let now = inner.now();
-    if let Some(reason) = decision.unrecoverable {
-        let _ = reason;
+    if decision.unrecoverable {
         inner
             .store
             .trigger_instances()

@@ -108,7 +108,7 @@ pub(crate) async fn runner_service(inner: Arc<Inner>) {
     let slots = Arc::new(Semaphore::new(inner.settings.max_running.max(1)));
     let worker = format!("{}:runner", inner.settings.node_name);
     let mut running = tokio::task::JoinSet::new();
-    while !inner.stopping.is_cancelled() {
+    loop {
         let free = slots.available_permits();
         if free == 0 {
             // Wait for a slot.
@@ -125,20 +125,9 @@ pub(crate) async fn runner_service(inner: Arc<Inner>) {
             lease_for: inner.settings.lease,
             max_items: free.min(inner.settings.claim_batch.max(1)),
         };
-        let leases = match inner.store.queue().claim(&request).await {
-            Ok(l) => l,
-            Err(_) => {
-                super::executions::sleep_or_stop(&inner, inner.settings.idle_poll).await;
-                continue;
-            }
+        let Some(leases) = inner.claim_or_wait(&request).await else {
+            break;
         };
-        if leases.is_empty() {
-            tokio::select! {
-                () = inner.store.queue().wait_for_work(RUN_QUEUE, inner.settings.idle_poll) => {}
-                () = inner.stopping.cancelled() => break,
-            }
-            continue;
-        }
         while running.try_join_next().is_some() {}
         for lease in leases {
             let Ok(permit) = slots.clone().acquire_owned().await else {
