@@ -149,24 +149,59 @@ async fn start() -> Engine {
 
 /// The executions a trigger instance caused, once the rules engine processed it.
 async fn processed(engine: &Engine, ti: &str) -> Vec<ExecutionRecord> {
+    let (_, ids) = engine.wait_processed(ti, WAIT).await.expect("processed");
+    let mut executions = Vec::new();
+    for id in ids {
+        executions.push(engine.get(&id).await.expect("read").expect("exists"));
+    }
+    executions
+}
+
+/// Executions matching `filter`, once `done` holds for them (the last ones seen after 10 s).
+async fn list_until(
+    engine: &Engine,
+    filter: &ExecutionFilter,
+    done: impl Fn(&[ExecutionRecord]) -> bool,
+) -> Vec<ExecutionRecord> {
+    let mut found = Vec::new();
     for _ in 0..400 {
-        let got = engine
-            .store()
-            .trigger_instances()
-            .get(ti)
-            .await
-            .expect("read")
-            .expect("stored");
-        if got.status != TriggerInstanceStatus::Pending {
-            let filter = ExecutionFilter {
-                trigger_instance: Some(ti.to_owned()),
-                ..ExecutionFilter::default()
-            };
-            return engine.list(&filter, Page::all()).await.expect("list").items;
+        found = engine.list(filter, Page::all()).await.expect("list").items;
+        if done(&found) {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("trigger instance {ti} was never processed");
+    found
+}
+
+/// Instances of `trigger` whose payload `wanted` accepts, once there is one.
+async fn instances_of(
+    engine: &Engine,
+    trigger: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Vec<st2_core::store::TriggerInstanceRecord> {
+    let filter = TriggerInstanceFilter {
+        trigger: Some(trigger.to_owned()),
+        ..TriggerInstanceFilter::default()
+    };
+    for _ in 0..400 {
+        let listing = engine
+            .store()
+            .trigger_instances()
+            .list(&filter, Page::all())
+            .await
+            .expect("list");
+        let found: Vec<_> = listing
+            .items
+            .into_iter()
+            .filter(|t| wanted(&t.payload))
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no {trigger} instance turned up");
 }
 
 async fn wait_status(engine: &Engine, id: &str, status: ExecutionStatus) -> ExecutionRecord {
@@ -276,29 +311,9 @@ async fn wait_for_trigger(
     trigger: &str,
     execution_id: &str,
 ) -> st2_core::store::TriggerInstanceRecord {
-    for _ in 0..400 {
-        let listing = engine
-            .store()
-            .trigger_instances()
-            .list(
-                &TriggerInstanceFilter {
-                    trigger: Some(trigger.to_owned()),
-                    ..TriggerInstanceFilter::default()
-                },
-                Page::all(),
-            )
-            .await
-            .expect("list");
-        if let Some(ti) = listing
-            .items
-            .into_iter()
-            .find(|t| t.payload["execution_id"] == execution_id)
-        {
-            return ti;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no {trigger} for {execution_id}");
+    instances_of(engine, trigger, |p| p["execution_id"] == execution_id)
+        .await
+        .remove(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -519,14 +534,10 @@ async fn the_retry_policy_requests_the_action_again_up_to_its_count() {
         action: Some("enginetest.flaky".into()),
         ..ExecutionFilter::default()
     };
-    let mut all = Vec::new();
-    for _ in 0..400 {
-        all = engine.list(&filter, Page::all()).await.expect("list").items;
-        if all.len() == 3 && all.iter().all(|e| e.status.is_completed()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let all = list_until(&engine, &filter, |found| {
+        found.len() == 3 && found.iter().all(|e| e.status.is_completed())
+    })
+    .await;
     assert_eq!(all.len(), 3, "the first run and two retries");
     let mut counts: Vec<u64> = all
         .iter()
@@ -792,14 +803,7 @@ async fn a_rust_sensor_dispatches_into_the_pipeline() {
         action: Some("enginetest.echo".into()),
         ..ExecutionFilter::default()
     };
-    let mut found = Vec::new();
-    for _ in 0..400 {
-        found = engine.list(&filter, Page::all()).await.expect("list").items;
-        if !found.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let found = list_until(&engine, &filter, |found| !found.is_empty()).await;
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].parameters["message"], "hello go sensor");
     let spawns = engine
@@ -872,14 +876,7 @@ async fn interval_timers_fire_by_the_engine_clock() {
             .is_empty()
     );
     clock.advance(chrono::TimeDelta::minutes(61));
-    let mut ticks = Vec::new();
-    for _ in 0..400 {
-        ticks = engine.list(&filter, Page::all()).await.expect("list").items;
-        if !ticks.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let ticks = list_until(&engine, &filter, |found| !found.is_empty()).await;
     assert_eq!(ticks.len(), 1, "one firing in 61 minutes");
     let fired = start + chrono::TimeDelta::hours(1);
     assert_eq!(
@@ -897,13 +894,7 @@ async fn interval_timers_fire_by_the_engine_clock() {
             .starts_with("core.")
     );
     clock.advance(chrono::TimeDelta::hours(2));
-    for _ in 0..400 {
-        ticks = engine.list(&filter, Page::all()).await.expect("list").items;
-        if ticks.len() == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let ticks = list_until(&engine, &filter, |found| found.len() == 3).await;
     assert_eq!(ticks.len(), 3, "two more firings in the next two hours");
     engine.shutdown().await;
 }
@@ -948,36 +939,16 @@ async fn a_node_without_the_rules_role_leaves_instances_to_one_with_it() {
 }
 
 async fn key_triggers(engine: &Engine, trigger: &str, name: &str) -> Vec<Value> {
-    for _ in 0..400 {
-        let listing = engine
-            .store()
-            .trigger_instances()
-            .list(
-                &TriggerInstanceFilter {
-                    trigger: Some(trigger.to_owned()),
-                    ..TriggerInstanceFilter::default()
-                },
-                Page::all(),
-            )
-            .await
-            .expect("list");
-        let found: Vec<Value> = listing
-            .items
-            .into_iter()
-            .map(|t| t.payload)
-            .filter(|p| {
-                p.get("object")
-                    .or_else(|| p.get("new_object"))
-                    .and_then(|o| o.get("name"))
-                    == Some(&json!(name))
-            })
-            .collect();
-        if !found.is_empty() {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no {trigger} for {name}");
+    instances_of(engine, trigger, |p| {
+        p.get("object")
+            .or_else(|| p.get("new_object"))
+            .and_then(|o| o.get("name"))
+            == Some(&json!(name))
+    })
+    .await
+    .into_iter()
+    .map(|t| t.payload)
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1124,14 +1095,10 @@ async fn the_pipeline_runs_on_postgresql() {
         action: Some("enginetest.flaky".into()),
         ..ExecutionFilter::default()
     };
-    let mut all = Vec::new();
-    for _ in 0..400 {
-        all = engine.list(&filter, Page::all()).await.expect("list").items;
-        if all.len() == 3 && all.iter().all(|e| e.status.is_completed()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let all = list_until(&engine, &filter, |found| {
+        found.len() == 3 && found.iter().all(|e| e.status.is_completed())
+    })
+    .await;
     assert_eq!(all.len(), 3, "the first run and two retries");
 
     let slow = engine
