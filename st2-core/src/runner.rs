@@ -35,7 +35,7 @@ use crate::clock::Clock;
 use crate::datastore::Datastore;
 use crate::model::action::Action;
 use crate::model::runner_type::RunnerType;
-use crate::store::{ExecutionStatus, OutputType};
+use crate::store::{ExecutionRecord, ExecutionStatus, InquiryRecord, OutputType};
 
 /// Where a runner sends output while it runs (stdout/stderr lines, streamed to the output store
 /// and the event stream).
@@ -140,6 +140,91 @@ pub struct RunContext {
     pub clock: Arc<dyn Clock>,
     /// The datastore, for runners that read or write keys.
     pub datastore: Option<Datastore>,
+    /// The engine's services (child executions, inquiries, announcements); `None` when a
+    /// runner is called outside an engine.
+    pub services: Option<Arc<dyn RunnerServices>>,
+    /// When the engine resumes a paused execution: the result it had when it paused (a runner
+    /// that supports pause continues from there). `None` for a first run.
+    pub resume: Option<Value>,
+}
+
+impl RunContext {
+    /// The engine's services, or a [`RunnerError::Failed`] naming the runner that needs them.
+    ///
+    /// # Errors
+    /// [`RunnerError::Failed`] when the runner runs outside an engine.
+    pub fn services(&self) -> Result<&Arc<dyn RunnerServices>, RunnerError> {
+        self.services.as_ref().ok_or_else(|| {
+            RunnerError::Failed(format!(
+                "runner {:?} needs the engine's services, and this run has none",
+                self.runner_type.name
+            ))
+        })
+    }
+}
+
+/// A child execution a runner starts (an action-chain node, a workflow task).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildRequest {
+    /// Action ref.
+    pub action: String,
+    /// Parameters, already rendered by the runner (the engine renders them once more with the
+    /// child's context, as StackStorm renders every live action's parameters).
+    pub parameters: Map<String, Value>,
+    /// Extra context keys (`chain`: the node, …). The engine sets `parent`, `user` and the
+    /// trace from the calling execution.
+    pub context: Map<String, Value>,
+    /// The notify settings the child gets instead of its action's (`None`: the action's).
+    pub notify: Option<Value>,
+}
+
+impl ChildRequest {
+    /// Run `action` with `parameters`.
+    pub fn new(action: impl Into<String>, parameters: Map<String, Value>) -> Self {
+        ChildRequest {
+            action: action.into(),
+            parameters,
+            context: Map::new(),
+            notify: None,
+        }
+    }
+}
+
+/// What the engine offers the runner of one execution: child executions (action-chain,
+/// workflows), inquiries, triggers and announcements. Every call acts on behalf of that
+/// execution (its user, its trace; children get it as `parent`).
+///
+/// # Contract
+/// - `start_child` stores the child (status `requested`) before it returns; the child runs
+///   through the scheduler and workers like any execution.
+/// - `wait_child` returns once the child is completed, `paused` or `pending`, or fails with
+///   [`RunnerError::Failed`] when the engine stops.
+/// - None of them panic; store failures come back as [`RunnerError::Failed`].
+///
+/// # Errors
+/// [`RunnerError::Failed`] with the reason (unknown action, bad parameters, store failure).
+#[async_trait]
+pub trait RunnerServices: Send + Sync + fmt::Debug {
+    /// Start a child execution of the calling one.
+    async fn start_child(&self, request: ChildRequest) -> Result<ExecutionRecord, RunnerError>;
+    /// Wait until execution `id` is completed, `paused` or `pending`.
+    async fn wait_child(&self, id: &str) -> Result<ExecutionRecord, RunnerError>;
+    /// The current record of execution `id` (the calling one included: a runner that supports
+    /// pause looks for `pausing` here).
+    async fn execution(&self, id: &str) -> Result<Option<ExecutionRecord>, RunnerError>;
+    /// Cancel execution `id` (a child, when the caller is canceled).
+    async fn cancel(&self, id: &str) -> Result<(), RunnerError>;
+    /// Pause execution `id` (a child that supports pause).
+    async fn pause(&self, id: &str) -> Result<(), RunnerError>;
+    /// Resume paused execution `id`.
+    async fn resume(&self, id: &str) -> Result<(), RunnerError>;
+    /// Store a new inquiry for the calling execution (whose id it must carry).
+    async fn create_inquiry(&self, inquiry: InquiryRecord) -> Result<(), RunnerError>;
+    /// Dispatch a trigger instance (without validating its payload, as StackStorm's internal
+    /// dispatcher), in the calling execution's trace.
+    async fn dispatch(&self, trigger: &str, payload: Value) -> Result<(), RunnerError>;
+    /// Publish `payload` on the event stream as an announcement on `route`.
+    fn announce(&self, route: &str, payload: Value);
 }
 
 impl fmt::Debug for RunContext {
@@ -154,6 +239,7 @@ impl fmt::Debug for RunContext {
                 "runner_parameters",
                 &self.runner_parameters.keys().collect::<Vec<_>>(),
             )
+            .field("resume", &self.resume.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -233,6 +319,14 @@ pub enum RunnerError {
 pub trait Runner: Send + Sync + fmt::Debug {
     /// Run one execution.
     async fn run(&self, ctx: RunContext) -> Result<RunOutcome, RunnerError>;
+
+    /// Whether this runner supports pause and resume (StackStorm: action-chain and orquesta).
+    /// Such a runner watches its own status through [`RunnerServices::execution`], returns
+    /// `paused` when it sees `pausing`, and continues from [`RunContext::resume`] when run
+    /// again. Default: no.
+    fn supports_pause(&self) -> bool {
+        false
+    }
 }
 
 /// Registering a runner name twice.

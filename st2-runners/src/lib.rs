@@ -1,12 +1,15 @@
-//! StackStorm's built-in runners for `st2-core`: `noop`, `local-shell-cmd` and
-//! `local-shell-script`.
+//! StackStorm's built-in runners for `st2-core`: `noop`, `local-shell-cmd`,
+//! `local-shell-script`, `inquirer` and `announcement`.
 //!
 //! ```
 //! use st2_core::runner::RunnerRegistry;
 //!
 //! let mut runners = RunnerRegistry::new();
 //! st2_runners::register_builtin(&mut runners).expect("an empty registry");
-//! assert_eq!(runners.names(), ["local-shell-cmd", "local-shell-script", "noop"]);
+//! assert_eq!(
+//!     runners.names(),
+//!     ["announcement", "inquirer", "local-shell-cmd", "local-shell-script", "noop"]
+//! );
 //! ```
 //!
 //! The local runners run `bash -c <command>` in a new process group, stream each output line
@@ -18,17 +21,21 @@
 //! [`st2_core::expr::shell::render_shell_command`]: values reach the command as environment
 //! variables ([`st2_core::runner::RunContext::shell_values`]), never as shell syntax.
 
+pub mod announcement;
 pub mod command_line;
+pub mod inquirer;
 pub mod local;
 pub mod noop;
 mod process;
 
 use st2_core::runner::{DuplicateRunner, RunnerRegistry};
 
+pub use announcement::AnnouncementRunner;
+pub use inquirer::InquirerRunner;
 pub use local::{LocalShellCommandRunner, LocalShellScriptRunner, LocalShellSettings};
 pub use noop::NoopRunner;
 
-/// Register `noop`, `local-shell-cmd` and `local-shell-script` with default settings.
+/// Register the built-in runners with default settings.
 ///
 /// # Errors
 /// [`DuplicateRunner`] when one of the names is taken.
@@ -36,8 +43,7 @@ pub fn register_builtin(registry: &mut RunnerRegistry) -> Result<(), DuplicateRu
     register_builtin_with(registry, LocalShellSettings::default())
 }
 
-/// Register `noop`, `local-shell-cmd` and `local-shell-script`, the local runners with
-/// `settings`.
+/// Register the built-in runners, the local ones with `settings`.
 ///
 /// # Errors
 /// [`DuplicateRunner`] when one of the names is taken.
@@ -51,5 +57,7 @@ pub fn register_builtin_with(
         LocalShellCommandRunner::new(settings.clone()),
     )?;
     registry.register("local-shell-script", LocalShellScriptRunner::new(settings))?;
+    registry.register("inquirer", InquirerRunner)?;
+    registry.register("announcement", AnnouncementRunner)?;
     Ok(())
 }

@@ -142,6 +142,8 @@ async fn a_cancel_wins_over_the_count() {
         cancel,
         clock: Arc::new(SystemClock),
         datastore: None,
+        services: None,
+        resume: None,
     };
     canceller.cancel();
     let outcome = WordCount.run(ctx).await.expect("runs");

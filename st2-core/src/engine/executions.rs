@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::broadcast;
+
 use chrono::TimeDelta;
 use serde_json::{Map, Value, json};
 
@@ -46,6 +48,8 @@ pub struct RunRequest {
     pub trace_id: Option<String>,
     /// The execution's id (default: a new one).
     pub id: Option<String>,
+    /// Notify settings instead of the action's (action-chain nodes).
+    pub notify: Option<Value>,
 }
 
 impl RunRequest {
@@ -61,6 +65,7 @@ impl RunRequest {
             trace_tag: None,
             trace_id: None,
             id: None,
+            notify: None,
         }
     }
 }
@@ -92,6 +97,8 @@ pub(crate) struct NewExecution {
     pub trigger_type: Option<Value>,
     pub trigger_instance: Option<Value>,
     pub trace: TraceLink,
+    /// Notify settings instead of the action's.
+    pub notify: Option<Value>,
 }
 
 fn concurrency_policies(inner: &Inner, action: &str) -> Vec<Arc<Policy>> {
@@ -156,10 +163,12 @@ pub(crate) async fn create_execution(
             status: ExecutionStatus::Requested,
         }],
         delay: new.delay_ms.filter(|d| *d > 0),
-        notify: action
-            .notify
-            .as_ref()
-            .and_then(|n| serde_json::to_value(n).ok()),
+        notify: new.notify.or_else(|| {
+            action
+                .notify
+                .as_ref()
+                .and_then(|n| serde_json::to_value(n).ok())
+        }),
         runner_info: None,
         rule: new.rule,
         trigger: new.trigger,
@@ -217,7 +226,7 @@ pub(crate) fn queue_for(record: &ExecutionRecord) -> Option<(&'static str, Optio
             });
             Some((SCHEDULE_QUEUE, due))
         }
-        ExecutionStatus::Scheduled => Some((RUN_QUEUE, None)),
+        ExecutionStatus::Scheduled | ExecutionStatus::Resuming => Some((RUN_QUEUE, None)),
         _ => None,
     }
 }
@@ -435,6 +444,7 @@ pub(crate) async fn run(
         trigger_type: None,
         trigger_instance: None,
         trace,
+        notify: request.notify,
     };
     create_execution(inner, new).await
 }
@@ -658,7 +668,47 @@ pub(crate) async fn respond_inquiry(
         EngineError::InvalidState(format!("execution {id} is not waiting for a response"))
     })?;
     super::worker::post_run(inner, &updated).await?;
+    resume_root_chain(inner, &updated, user).await?;
     Ok(updated)
+}
+
+/// After an inquiry under an action-chain was answered or timed out: resume the root
+/// execution, which paused when the inquiry went `pending` (StackStorm resumes the root for
+/// action-chain parents; an orquesta parent handles its own tasks).
+pub(crate) async fn resume_root_chain(
+    inner: &Arc<Inner>,
+    record: &ExecutionRecord,
+    user: &str,
+) -> Result<(), EngineError> {
+    let Some(parent_id) = &record.parent else {
+        return Ok(());
+    };
+    let Some(parent) = inner.store.executions().get(parent_id).await? else {
+        return Ok(());
+    };
+    if parent.runner.get("name").and_then(Value::as_str) == Some("orquesta") {
+        return Ok(());
+    }
+    let mut root = parent;
+    for _ in 0..64 {
+        let Some(up) = &root.parent else { break };
+        match inner.store.executions().get(up).await? {
+            Some(r) => root = r,
+            None => break,
+        }
+    }
+    if root.status == ExecutionStatus::Pausing {
+        // Still stopping: resume once it has.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        root = wait_until(inner, &root.id, Some(deadline), |r| {
+            r.status != ExecutionStatus::Pausing
+        })
+        .await?;
+    }
+    if root.status == ExecutionStatus::Paused {
+        resume(inner, &root.id, user).await?;
+    }
+    Ok(())
 }
 
 /// The scheduler: executions on the schedule queue wait for their delay, then pass the
@@ -860,3 +910,233 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<u64, EngineError> {
 
 /// The delay StackStorm's retry policy waits when none is configured.
 pub(crate) const RETRY_MIN_DELAY_MS: u64 = 100;
+
+/// Whether the runner of `record`'s action supports pause and resume.
+fn pausable(inner: &Inner, record: &ExecutionRecord) -> Result<(), EngineError> {
+    let runner = record
+        .runner
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match inner.runners.get(runner) {
+        Some(r) if r.supports_pause() => Ok(()),
+        _ => Err(EngineError::InvalidState(format!(
+            "Runner \"{runner}\" does not support pause and resume."
+        ))),
+    }
+}
+
+/// Pause execution `id` (StackStorm's `request_pause`): a running execution of a runner that
+/// supports pause becomes `pausing`; its runner stops after the current step and reports
+/// `paused`. Running children that support pause are paused with it.
+pub(crate) async fn pause(
+    inner: &Arc<Inner>,
+    id: &str,
+    user: &str,
+) -> Result<ExecutionRecord, EngineError> {
+    let record = inner
+        .store
+        .executions()
+        .get(id)
+        .await?
+        .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?;
+    pausable(inner, &record)?;
+    if matches!(
+        record.status,
+        ExecutionStatus::Pausing | ExecutionStatus::Paused
+    ) {
+        return Ok(record);
+    }
+    if record.status != ExecutionStatus::Running {
+        return Err(EngineError::InvalidState(format!(
+            "Unable to pause execution \"{id}\" because it is not in a running state (state is {})",
+            record.status
+        )));
+    }
+    let now = inner.now();
+    let updated = update_with(inner, record, |r| {
+        if r.status != ExecutionStatus::Running {
+            return false;
+        }
+        r.context
+            .insert("paused_by".into(), Value::String(user.to_owned()));
+        lifecycle::transition(r, ExecutionStatus::Pausing, now).is_ok()
+    })
+    .await?;
+    let updated = match updated {
+        Some(u) => u,
+        None => inner
+            .store
+            .executions()
+            .get(id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?,
+    };
+    for child in &updated.children {
+        if let Some(c) = inner.store.executions().get(child).await?
+            && c.status == ExecutionStatus::Running
+            && pausable(inner, &c).is_ok()
+        {
+            Box::pin(pause(inner, &c.id, user)).await?;
+        }
+    }
+    Ok(updated)
+}
+
+/// Resume paused execution `id` (StackStorm's `request_resume`): it becomes `resuming` and
+/// goes back on the run queue; its runner is called again with the result it paused with.
+pub(crate) async fn resume(
+    inner: &Arc<Inner>,
+    id: &str,
+    user: &str,
+) -> Result<ExecutionRecord, EngineError> {
+    let record = inner
+        .store
+        .executions()
+        .get(id)
+        .await?
+        .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?;
+    pausable(inner, &record)?;
+    if matches!(
+        record.status,
+        ExecutionStatus::Running | ExecutionStatus::Resuming
+    ) {
+        return Ok(record);
+    }
+    if record.status != ExecutionStatus::Paused {
+        return Err(EngineError::InvalidState(format!(
+            "Unable to resume execution \"{id}\" because it is not in a paused state (state is {})",
+            record.status
+        )));
+    }
+    let now = inner.now();
+    let updated = update_with(inner, record, |r| {
+        if r.status != ExecutionStatus::Paused {
+            return false;
+        }
+        r.context
+            .insert("resumed_by".into(), Value::String(user.to_owned()));
+        lifecycle::transition(r, ExecutionStatus::Resuming, now).is_ok()
+    })
+    .await?;
+    match updated {
+        Some(u) => {
+            enqueue(inner, &u, RUN_QUEUE, None).await?;
+            Ok(u)
+        }
+        None => inner
+            .store
+            .executions()
+            .get(id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownExecution(id.to_owned())),
+    }
+}
+
+/// Wait until execution `id` satisfies `done` (or `deadline` passes, or the engine stops).
+pub(crate) async fn wait_until(
+    inner: &Inner,
+    id: &str,
+    deadline: Option<tokio::time::Instant>,
+    done: impl Fn(&ExecutionRecord) -> bool,
+) -> Result<ExecutionRecord, EngineError> {
+    let mut events = inner.events.subscribe();
+    loop {
+        let record = inner
+            .store
+            .executions()
+            .get(id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?;
+        if done(&record) {
+            return Ok(record);
+        }
+        // Wake on this execution's updates; look again at least every 500 ms (updates made
+        // by other nodes do not pass through this engine's events).
+        let mut until = tokio::time::Instant::now() + Duration::from_millis(500);
+        if let Some(d) = deadline {
+            until = until.min(d);
+        }
+        loop {
+            let event = tokio::select! {
+                e = tokio::time::timeout_at(until, events.recv()) => e,
+                () = inner.stopping.cancelled() => return Err(EngineError::ShuttingDown),
+            };
+            match event {
+                Ok(Ok(EngineEvent::ExecutionUpdated(e))) if e.id == id => {
+                    if done(&e) {
+                        return Ok(*e);
+                    }
+                }
+                Ok(Ok(_)) => continue,
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
+                Ok(Err(broadcast::error::RecvError::Closed)) => {
+                    return Err(EngineError::ShuttingDown);
+                }
+                Err(_) => break,
+            }
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            return Err(EngineError::WaitTimeout(id.to_owned()));
+        }
+    }
+}
+
+/// StackStorm's inquiry GC: every pending inquiry with `ttl > 0` whose age in whole minutes
+/// exceeds its `ttl` becomes `timeout`, its execution `timeout` (result kept), post-run runs
+/// and an action-chain root is resumed so the chain can handle the failure. Returns how many
+/// expired.
+pub(crate) async fn expire_inquiries(inner: &Arc<Inner>) -> Result<usize, EngineError> {
+    let mut expired = 0;
+    let mut offset = 0;
+    loop {
+        let page = inner
+            .store
+            .inquiries()
+            .list(
+                Some(InquiryStatus::Pending),
+                Page {
+                    offset,
+                    limit: Some(200),
+                },
+            )
+            .await?;
+        let count = page.items.len();
+        for inquiry in page.items {
+            let now = inner.now();
+            let minutes = (now - inquiry.created_at).num_seconds() / 60;
+            if inquiry.ttl == 0 || minutes <= i64::try_from(inquiry.ttl).unwrap_or(i64::MAX) {
+                offset += 1;
+                continue;
+            }
+            match inner
+                .store
+                .inquiries()
+                .resolve(&inquiry.id, InquiryStatus::Timeout, None, now)
+                .await
+            {
+                Ok(_) => {}
+                // Answered in between.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            expired += 1;
+            let Some(record) = inner.store.executions().get(&inquiry.id).await? else {
+                continue;
+            };
+            let updated = update_with(inner, record, |r| {
+                let result = r.result.clone();
+                lifecycle::complete(r, ExecutionStatus::Timeout, result, now).is_ok()
+            })
+            .await?;
+            if let Some(u) = updated {
+                super::worker::post_run(inner, &u).await?;
+                let user = inner.settings.system_user.clone();
+                resume_root_chain(inner, &u, &user).await?;
+            }
+        }
+        if count < 200 {
+            return Ok(expired);
+        }
+    }
+}

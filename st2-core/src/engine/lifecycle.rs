@@ -37,7 +37,11 @@ pub fn allowed(from: ExecutionStatus, to: ExecutionStatus) -> bool {
         (Pending, Succeeded | Failed | Timeout | Canceling | Canceled | Abandoned | Running) => {
             true
         }
-        (Pausing, Paused | Canceling | Canceled | Running | Failed | Abandoned) => true,
+        // A runner that finishes its last step while a pause was being requested.
+        (
+            Pausing,
+            Paused | Canceling | Canceled | Running | Succeeded | Failed | Timeout | Abandoned,
+        ) => true,
         (Paused, Resuming | Canceling | Canceled | Running | Abandoned) => true,
         (Resuming, Running | Canceling | Canceled | Failed | Abandoned) => true,
         (Canceling, Canceled | Abandoned) => true,

@@ -30,6 +30,7 @@
 pub mod events;
 mod executions;
 pub mod lifecycle;
+mod runner_services;
 mod services;
 pub mod snapshot;
 mod triggers;
@@ -148,6 +149,12 @@ pub struct EngineSettings {
     pub retention: Option<RetentionPolicy>,
     /// How often the garbage collector runs (`collection_interval`, 600 s).
     pub gc_interval: Duration,
+    /// Time out pending inquiries older than their `ttl` minutes, in the `gc` role
+    /// (StackStorm's `garbagecollector.purge_inquiries`, off there by default; on here, since
+    /// an inquiry's `ttl` is meant to be honoured).
+    pub expire_inquiries: bool,
+    /// How often pending inquiries are checked for expiry (60 s).
+    pub inquiry_check: Duration,
     /// The API URL actions see in `ST2_ACTION_API_URL`.
     pub api_url: String,
     /// The timezone timers without one use (`timersengine.local_timezone`).
@@ -177,6 +184,8 @@ impl Default for EngineSettings {
             validate_trigger_payload: true,
             retention: None,
             gc_interval: Duration::from_secs(600),
+            expire_inquiries: true,
+            inquiry_check: Duration::from_secs(60),
             api_url: "http://127.0.0.1:9101/v1".to_owned(),
             timer_timezone: crate::timers::DEFAULT_TIMEZONE.to_owned(),
             timer_tick: Duration::from_secs(1),
@@ -198,6 +207,7 @@ impl EngineSettings {
             ("reap_interval", self.reap_interval),
             ("pending_sweep", self.pending_sweep),
             ("gc_interval", self.gc_interval),
+            ("inquiry_check", self.inquiry_check),
             ("timer_tick", self.timer_tick),
         ];
         if let Some((name, _)) = periods.iter().find(|(_, d)| d.is_zero()) {
@@ -870,38 +880,8 @@ impl Engine {
     /// # Errors
     /// [`EngineError::UnknownExecution`], [`EngineError::WaitTimeout`], store errors.
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<ExecutionRecord, EngineError> {
-        let mut events = self.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let record = self
-                .get(id)
-                .await?
-                .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?;
-            if record.status.is_completed() {
-                return Ok(record);
-            }
-            // Wake on this execution's updates; look again at least every 500 ms (updates
-            // made by other nodes do not pass through this engine's events).
-            let until = (tokio::time::Instant::now() + Duration::from_millis(500)).min(deadline);
-            loop {
-                match tokio::time::timeout_at(until, events.recv()).await {
-                    Ok(Ok(EngineEvent::ExecutionUpdated(e))) if e.id == id => {
-                        if e.status.is_completed() {
-                            return Ok(*e);
-                        }
-                    }
-                    Ok(Ok(_)) => continue,
-                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
-                    Ok(Err(broadcast::error::RecvError::Closed)) => {
-                        return Err(EngineError::ShuttingDown);
-                    }
-                    Err(_) => break,
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(EngineError::WaitTimeout(id.to_owned()));
-            }
-        }
+        executions::wait_until(&self.inner, id, Some(deadline), |r| r.status.is_completed()).await
     }
 
     /// Cancel execution `id` on behalf of `user` (StackStorm's `request_cancellation`): one
@@ -912,6 +892,28 @@ impl Engine {
     /// [`EngineError::UnknownExecution`]; [`EngineError::InvalidState`] for a completed one.
     pub async fn cancel(&self, id: &str, user: &str) -> Result<ExecutionRecord, EngineError> {
         executions::cancel(&self.inner, id, user).await
+    }
+
+    /// Pause execution `id` on behalf of `user` (`PUT /executions/<id> {"status": "pausing"}`):
+    /// a running execution of a runner that supports pause (action-chain, workflows) becomes
+    /// `pausing`, then `paused` when its runner stops; running children that support pause are
+    /// paused with it. Pausing a `pausing` or `paused` one returns it unchanged.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownExecution`]; [`EngineError::InvalidState`] when its runner cannot
+    /// pause or it is not running.
+    pub async fn pause(&self, id: &str, user: &str) -> Result<ExecutionRecord, EngineError> {
+        executions::pause(&self.inner, id, user).await
+    }
+
+    /// Resume paused execution `id` on behalf of `user`: it becomes `resuming` and its runner
+    /// continues where it stopped. Resuming a `running` or `resuming` one returns it unchanged.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownExecution`]; [`EngineError::InvalidState`] when its runner cannot
+    /// pause or it is not paused.
+    pub async fn resume(&self, id: &str, user: &str) -> Result<ExecutionRecord, EngineError> {
+        executions::resume(&self.inner, id, user).await
     }
 
     /// Respond to inquiry `id` as `user` (`PUT /inquiries/<id>`).

@@ -39,6 +39,9 @@ pub(crate) async fn start(
     if roles.gc && inner.settings.retention.is_some() {
         inner.spawn(garbage_collector(inner.clone()));
     }
+    if roles.gc && inner.settings.expire_inquiries {
+        inner.spawn(inquiry_expiry(inner.clone()));
+    }
     Ok(())
 }
 
@@ -59,6 +62,15 @@ async fn garbage_collector(inner: Arc<Inner>) {
         // A failed pass is retried at the next interval; what it deleted stays deleted.
         let _ = crate::store::retention::purge(inner.store.as_ref(), &policy).await;
         sleep_or_stop(&inner, inner.settings.gc_interval).await;
+    }
+}
+
+/// Time out pending inquiries older than their `ttl` (minutes) every `inquiry_check`.
+async fn inquiry_expiry(inner: Arc<Inner>) {
+    while !inner.stopping.is_cancelled() {
+        // A failed pass is retried at the next one.
+        let _ = executions::expire_inquiries(&inner).await;
+        sleep_or_stop(&inner, inner.settings.inquiry_check).await;
     }
 }
 

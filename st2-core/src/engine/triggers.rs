@@ -511,6 +511,7 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
                 trigger_type,
                 trigger_instance: Some(snapshot::trigger_instance_api(ti)),
                 trace: TraceLink::Managed,
+                notify: None,
             };
             match create_execution(inner, new).await {
                 Ok(_) => {

@@ -165,7 +165,7 @@ async fn handle(inner: &Arc<Inner>, lease: Lease) -> Result<(), EngineError> {
     };
     let now = inner.now();
     match record.status {
-        ExecutionStatus::Scheduled => {
+        ExecutionStatus::Scheduled | ExecutionStatus::Resuming => {
             run_execution(inner, &lease, record).await?;
         }
         ExecutionStatus::Running | ExecutionStatus::Canceling
@@ -236,6 +236,7 @@ struct Prepared {
 fn prepare_run(
     inner: &Arc<Inner>,
     record: &ExecutionRecord,
+    resume: Option<Value>,
     canceller_cancel: crate::runner::Cancellation,
 ) -> Result<Prepared, String> {
     let catalog = inner.catalog();
@@ -313,6 +314,11 @@ fn prepare_run(
             cancel: canceller_cancel,
             clock: inner.clock.clone(),
             datastore: Some(inner.datastore.clone()),
+            services: Some(Arc::new(super::runner_services::EngineServices::new(
+                inner.clone(),
+                record.id.clone(),
+            ))),
+            resume,
         },
     })
 }
@@ -329,8 +335,13 @@ async fn run_execution(
         "queue_item": lease.item.id,
         "fence": lease.fence,
     });
+    // A resumed execution's runner continues from the result it paused with.
+    let resume = (record.status == ExecutionStatus::Resuming).then(|| record.result.clone());
     let Some(running) = update_with(inner, record, |r| {
-        if r.status != ExecutionStatus::Scheduled {
+        if !matches!(
+            r.status,
+            ExecutionStatus::Scheduled | ExecutionStatus::Resuming
+        ) {
             return false;
         }
         r.runner_info = Some(runner_info.clone());
@@ -346,7 +357,7 @@ async fn run_execution(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(running.id.clone(), canceller.clone());
-    let outcome = run_runner(inner, lease, &running, cancellation, &canceller).await;
+    let outcome = run_runner(inner, lease, &running, resume, cancellation, &canceller).await;
     inner
         .cancellers
         .lock()
@@ -399,13 +410,15 @@ async fn run_runner(
     inner: &Arc<Inner>,
     lease: &Lease,
     record: &ExecutionRecord,
+    resume: Option<Value>,
     cancellation: crate::runner::Cancellation,
     canceller: &Canceller,
 ) -> (ExecutionStatus, Value, Map<String, Value>) {
     let prepared = {
         let inner2 = inner.clone();
         let record2 = record.clone();
-        tokio::task::spawn_blocking(move || prepare_run(&inner2, &record2, cancellation)).await
+        tokio::task::spawn_blocking(move || prepare_run(&inner2, &record2, resume, cancellation))
+            .await
     };
     let prepared = match prepared {
         Ok(Ok(p)) => p,
@@ -758,6 +771,7 @@ async fn apply_retry(inner: &Arc<Inner>, record: &ExecutionRecord) -> Result<(),
         trigger_type: record.trigger_type.clone(),
         trigger_instance: record.trigger_instance.clone(),
         trace,
+        notify: record.notify.clone(),
     };
     create_execution(inner, new).await?;
     Ok(())

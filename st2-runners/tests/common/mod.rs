@@ -95,6 +95,8 @@ impl Packs {
             cancel: Cancellation::never(),
             clock: Arc::new(SystemClock),
             datastore: None,
+            services: None,
+            resume: None,
         };
         (ctx, recorder)
     }

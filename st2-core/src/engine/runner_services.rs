@@ -1,0 +1,129 @@
+//! The engine's side of [`RunnerServices`]: what a runner may ask of the engine while it runs
+//! one execution (child executions, inquiries, triggers, announcements).
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::executions::{self, RunRequest};
+use super::triggers::{self, DispatchRequest};
+use super::{EngineError, EngineEvent, Inner};
+use crate::runner::{ChildRequest, RunnerError, RunnerServices};
+use crate::store::{ExecutionRecord, ExecutionStatus, InquiryRecord};
+
+/// The services of one running execution.
+pub(crate) struct EngineServices {
+    inner: Arc<Inner>,
+    execution_id: String,
+}
+
+impl EngineServices {
+    pub(crate) fn new(inner: Arc<Inner>, execution_id: String) -> Self {
+        EngineServices {
+            inner,
+            execution_id,
+        }
+    }
+
+    fn user(&self) -> String {
+        self.inner.settings.system_user.clone()
+    }
+}
+
+impl fmt::Debug for EngineServices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineServices")
+            .field("execution_id", &self.execution_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn failed(e: EngineError) -> RunnerError {
+    RunnerError::Failed(e.to_string())
+}
+
+#[async_trait]
+impl RunnerServices for EngineServices {
+    async fn start_child(&self, request: ChildRequest) -> Result<ExecutionRecord, RunnerError> {
+        let mut run = RunRequest::new(request.action, request.parameters);
+        run.context = request.context;
+        run.parent = Some(self.execution_id.clone());
+        run.notify = request.notify;
+        executions::run(&self.inner, run).await.map_err(failed)
+    }
+
+    async fn wait_child(&self, id: &str) -> Result<ExecutionRecord, RunnerError> {
+        executions::wait_until(&self.inner, id, None, |r| {
+            r.status.is_completed()
+                || matches!(r.status, ExecutionStatus::Paused | ExecutionStatus::Pending)
+        })
+        .await
+        .map_err(failed)
+    }
+
+    async fn execution(&self, id: &str) -> Result<Option<ExecutionRecord>, RunnerError> {
+        self.inner
+            .store
+            .executions()
+            .get(id)
+            .await
+            .map_err(|e| failed(e.into()))
+    }
+
+    async fn cancel(&self, id: &str) -> Result<(), RunnerError> {
+        match executions::cancel(&self.inner, id, &self.user()).await {
+            Ok(_) => Ok(()),
+            // Finished in between: nothing left to cancel.
+            Err(EngineError::InvalidState(_)) => Ok(()),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    async fn pause(&self, id: &str) -> Result<(), RunnerError> {
+        executions::pause(&self.inner, id, &self.user())
+            .await
+            .map(|_| ())
+            .map_err(failed)
+    }
+
+    async fn resume(&self, id: &str) -> Result<(), RunnerError> {
+        executions::resume(&self.inner, id, &self.user())
+            .await
+            .map(|_| ())
+            .map_err(failed)
+    }
+
+    async fn create_inquiry(&self, inquiry: InquiryRecord) -> Result<(), RunnerError> {
+        if inquiry.id != self.execution_id {
+            return Err(RunnerError::Failed(format!(
+                "an inquiry must carry its execution's id {:?}, not {:?}",
+                self.execution_id, inquiry.id
+            )));
+        }
+        match self.inner.store.inquiries().create(&inquiry).await {
+            Ok(()) => Ok(()),
+            // Asked before a crash: the stored inquiry stands.
+            Err(crate::store::StoreError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(failed(e.into())),
+        }
+    }
+
+    async fn dispatch(&self, trigger: &str, payload: Value) -> Result<(), RunnerError> {
+        let mut request = DispatchRequest::new(trigger, payload);
+        request.validate = false;
+        request.trace_id = executions::trace_of(&self.inner, &self.execution_id).await;
+        triggers::dispatch(&self.inner, request)
+            .await
+            .map(|_| ())
+            .map_err(failed)
+    }
+
+    fn announce(&self, route: &str, payload: Value) {
+        self.inner.emit_with(|| EngineEvent::Announcement {
+            route: route.to_owned(),
+            payload,
+        });
+    }
+}
