@@ -133,6 +133,7 @@ mod tests {
             "orquesta",
             "inquirer",
             "announcement",
+            "rhai-script",
             "winrm-cmd",
             "winrm-ps-cmd",
             "winrm-ps-script",

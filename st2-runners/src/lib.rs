@@ -1,5 +1,5 @@
 //! StackStorm's built-in runners for `st2-core`: `noop`, `local-shell-cmd`,
-//! `local-shell-script`, `inquirer` and `announcement`.
+//! `local-shell-script`, `inquirer` and `announcement`, and our own `rhai-script`.
 //!
 //! ```
 //! use st2_core::runner::RunnerRegistry;
@@ -8,7 +8,14 @@
 //! st2_runners::register_builtin(&mut runners).expect("an empty registry");
 //! assert_eq!(
 //!     runners.names(),
-//!     ["announcement", "inquirer", "local-shell-cmd", "local-shell-script", "noop"]
+//!     [
+//!         "announcement",
+//!         "inquirer",
+//!         "local-shell-cmd",
+//!         "local-shell-script",
+//!         "noop",
+//!         "rhai-script"
+//!     ]
 //! );
 //! ```
 //!
@@ -27,6 +34,7 @@ pub mod inquirer;
 pub mod local;
 pub mod noop;
 mod process;
+pub mod rhai_script;
 
 use st2_core::runner::{DuplicateRunner, RunnerRegistry};
 
@@ -34,6 +42,7 @@ pub use announcement::AnnouncementRunner;
 pub use inquirer::InquirerRunner;
 pub use local::{LocalShellCommandRunner, LocalShellScriptRunner, LocalShellSettings};
 pub use noop::NoopRunner;
+pub use rhai_script::RhaiScriptRunner;
 
 /// Register the built-in runners with default settings.
 ///
@@ -59,5 +68,6 @@ pub fn register_builtin_with(
     registry.register("local-shell-script", LocalShellScriptRunner::new(settings))?;
     registry.register("inquirer", InquirerRunner)?;
     registry.register("announcement", AnnouncementRunner)?;
+    registry.register("rhai-script", RhaiScriptRunner::default())?;
     Ok(())
 }

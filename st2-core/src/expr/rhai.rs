@@ -54,21 +54,33 @@ pub struct RhaiScript {
     ast: rhai::AST,
 }
 
-impl Rhai {
-    /// An engine with the given limits.
-    pub fn new(limits: RhaiLimits) -> Self {
+impl RhaiLimits {
+    /// A raw Rhai engine under these limits, with `eval` and module imports switched off and
+    /// `print`/`debug` discarded: the sandbox every Rhai use starts from. Callers that need
+    /// more (the `rhai-script` runner's datastore functions, captured `print`) register it on
+    /// the returned engine.
+    pub fn sandboxed_engine(&self) -> rhai::Engine {
         let mut engine = rhai::Engine::new();
-        engine.set_max_operations(limits.max_operations);
-        engine.set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth);
-        engine.set_max_call_levels(limits.max_call_levels);
-        engine.set_max_string_size(limits.max_string_size);
-        engine.set_max_array_size(limits.max_array_size);
-        engine.set_max_map_size(limits.max_map_size);
+        engine.set_max_operations(self.max_operations);
+        engine.set_max_expr_depths(self.max_expr_depth, self.max_expr_depth);
+        engine.set_max_call_levels(self.max_call_levels);
+        engine.set_max_string_size(self.max_string_size);
+        engine.set_max_array_size(self.max_array_size);
+        engine.set_max_map_size(self.max_map_size);
         engine.set_max_modules(0);
         engine.disable_symbol("eval");
         engine.on_print(|_| {});
         engine.on_debug(|_, _, _| {});
-        Rhai { engine }
+        engine
+    }
+}
+
+impl Rhai {
+    /// An engine with the given limits.
+    pub fn new(limits: RhaiLimits) -> Self {
+        Rhai {
+            engine: limits.sandboxed_engine(),
+        }
     }
 
     /// Compile a script.
