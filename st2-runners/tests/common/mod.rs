@@ -134,7 +134,8 @@ pub fn object(v: Value) -> Map<String, Value> {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copy `from` into `to` recursively, every file mode 0644 (scripts not executable).
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read dir") {
         let entry = entry.expect("entry");

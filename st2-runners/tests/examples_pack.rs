@@ -1,0 +1,185 @@
+//! StackStorm's `examples` pack, run unchanged: its action metadata and chain definitions
+//! (from the workplace corpus) with the scripts written for this project
+//! (`examples/st2-examples-scripts`), laid over each other in a temporary pack directory and
+//! run through the engine with the built-in runners.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use st2_core::engine::{Engine, EngineSettings};
+use st2_core::runner::RunnerRegistry;
+use st2_core::store::sqlite::{SqliteOptions, SqliteStore};
+use st2_core::store::{ExecutionRecord, ExecutionStatus, Page, Store, TriggerInstanceFilter};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn params(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// The corpus copy of StackStorm's examples pack (CI has `../shared` beside the checkout).
+fn corpus_pack() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/packs/examples")
+}
+
+struct Examples {
+    engine: Engine,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+async fn examples() -> Examples {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pack = dir.path().join("examples");
+    assert!(
+        corpus_pack().join("pack.yaml").is_file(),
+        "the corpus is beside the checkout: {}",
+        corpus_pack().display()
+    );
+    common::copy_dir(&corpus_pack(), &pack);
+    common::copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/st2-examples-scripts/actions"),
+        &pack.join("actions"),
+    );
+    let configs = dir.path().join("configs");
+    std::fs::create_dir_all(&configs).expect("mkdir");
+    std::fs::write(
+        configs.join("examples.yaml"),
+        "api_key: some-key\napi_secret: some-secret\n",
+    )
+    .expect("config");
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(SqliteOptions::memory())
+            .await
+            .expect("store"),
+    );
+    let mut runners = RunnerRegistry::new();
+    st2_runners::register_builtin(&mut runners).expect("register");
+    let engine = Engine::builder()
+        .store(store.clone())
+        .pack_dir(pack)
+        .configs_dir(configs)
+        .runners(runners)
+        .settings(EngineSettings {
+            heartbeat: Duration::from_millis(200),
+            idle_poll: Duration::from_millis(100),
+            ..EngineSettings::default()
+        })
+        .start()
+        .await
+        .expect("engine starts");
+    Examples {
+        engine,
+        store,
+        _dir: dir,
+    }
+}
+
+async fn run(engine: &Engine, action: &str, parameters: Value) -> ExecutionRecord {
+    let started = engine
+        .run(action, params(parameters), Map::new())
+        .await
+        .unwrap_or_else(|e| panic!("{action}: {e}"));
+    engine.wait(&started.id, WAIT).await.expect("finishes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_actions() {
+    let Examples {
+        engine,
+        store,
+        _dir,
+    } = examples().await;
+
+    let script = run(
+        &engine,
+        "examples.local_script_runner_print_to_stdout_and_stderr",
+        json!({"count": 4, "sleep_delay": 0}),
+    )
+    .await;
+    assert_eq!(
+        script.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        script.result
+    );
+    assert_eq!(
+        script.result["stdout"],
+        json!("stdout line 2\nstdout line 4")
+    );
+    assert_eq!(
+        script.result["stderr"],
+        json!("stderr line 1\nstderr line 3")
+    );
+
+    let command = run(
+        &engine,
+        "examples.local_command_runner_print_to_stdout_and_stderr",
+        json!({"count": 3, "sleep_delay": 0}),
+    )
+    .await;
+    assert_eq!(
+        command.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        command.result
+    );
+    assert_eq!(command.result["stdout"], json!("stdout line 2"));
+    assert_eq!(
+        command.result["stderr"],
+        json!("stderr line 1\nstderr line 3")
+    );
+
+    let env = run(&engine, "examples.env_reader", json!({})).await;
+    assert_eq!(env.status, ExecutionStatus::Succeeded, "{}", env.result);
+    let stdout = env.result["stdout"].as_str().unwrap_or_default();
+    assert!(stdout.contains("ST2_ACTION_PACK_NAME=examples"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("ST2_ACTION_EXECUTION_ID={}", env.id)),
+        "{stdout}"
+    );
+
+    // local-notify: its on-complete notification goes to the slack route.
+    let notified = run(&engine, "examples.local-notify", json!({"cmd": "echo hi"})).await;
+    assert_eq!(
+        notified.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        notified.result
+    );
+    assert_eq!(notified.result["stdout"], json!("hi"));
+    let filter = TriggerInstanceFilter {
+        trigger: Some("core.st2.generic.notifytrigger".to_owned()),
+        ..TriggerInstanceFilter::default()
+    };
+    let mut instances = Vec::new();
+    for _ in 0..200 {
+        instances = store
+            .trigger_instances()
+            .list(&filter, Page::all())
+            .await
+            .expect("list")
+            .items;
+        if !instances.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(instances.len(), 1);
+    let payload = &instances[0].payload;
+    assert_eq!(payload["route"], json!("slack"));
+    assert_eq!(payload["execution_id"], json!(notified.id));
+    // StackStorm renders notify messages with `action_parameters`, not bare parameter names:
+    // `{{cmd}}` is undefined, the render fails and the template is sent as written.
+    assert_eq!(
+        payload["message"],
+        json!(
+            "\"@channel: Action run by {{action_context.user}} succeeded. Cmd run was {{cmd}}.\""
+        )
+    );
+    engine.shutdown().await;
+}
