@@ -495,6 +495,7 @@ impl EngineBuilder {
         let (rules_tx, rules_rx) = mpsc::unbounded_channel();
         let (output_tx, output_rx) = mpsc::unbounded_channel();
         let shutdown = crate::runner::Cancellation::new();
+        let settings_max_running = self.settings.max_running.max(1);
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| Inner {
             datastore: Datastore::new_shared(datastore_store, key.clone())
                 .with_listener(Arc::new(KeyTriggers(weak.clone()))),
@@ -518,6 +519,7 @@ impl EngineBuilder {
             tasks: Mutex::new(Vec::new()),
             diagnostics,
             supervisor: Mutex::new(None),
+            runner_slots: Arc::new(tokio::sync::Semaphore::new(settings_max_running)),
         });
         inner.index_triggers();
         let engine = Engine { inner };
@@ -568,6 +570,8 @@ pub(crate) struct Inner {
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) diagnostics: Vec<Diagnostic>,
     pub(crate) supervisor: Mutex<Option<Arc<crate::sensor::SensorSupervisor>>>,
+    /// This node's runner slots (`max_running`); a runner waiting for a child lends its slot.
+    pub(crate) runner_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Inner {

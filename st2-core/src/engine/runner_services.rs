@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::Semaphore;
 use serde_json::Value;
 
 use super::executions::{self, RunRequest};
@@ -40,6 +41,37 @@ impl fmt::Debug for EngineServices {
     }
 }
 
+/// A runner slot lent to the pool while its run waits. Taken back before the run goes on; if
+/// the wait is abandoned (the run was cancelled), taken back in the background.
+struct LentSlot(Option<Arc<Semaphore>>);
+
+impl LentSlot {
+    fn lend(slots: Arc<Semaphore>) -> Self {
+        slots.add_permits(1);
+        LentSlot(Some(slots))
+    }
+
+    async fn take_back(mut self) {
+        if let Some(slots) = self.0.take()
+            && let Ok(permit) = slots.acquire().await
+        {
+            permit.forget();
+        }
+    }
+}
+
+impl Drop for LentSlot {
+    fn drop(&mut self) {
+        if let Some(slots) = self.0.take() {
+            tokio::spawn(async move {
+                if let Ok(permit) = slots.acquire().await {
+                    permit.forget();
+                }
+            });
+        }
+    }
+}
+
 fn failed(e: EngineError) -> RunnerError {
     RunnerError::Failed(e.to_string())
 }
@@ -55,12 +87,16 @@ impl RunnerServices for EngineServices {
     }
 
     async fn wait_child(&self, id: &str) -> Result<ExecutionRecord, RunnerError> {
-        executions::wait_until(&self.inner, id, None, |r| {
+        // Lend this run's slot while it only waits, so parents waiting for children can never
+        // hold every slot the children need; take one back before carrying on.
+        let lent = LentSlot::lend(self.inner.runner_slots.clone());
+        let waited = executions::wait_until(&self.inner, id, None, |r| {
             r.status.is_completed()
                 || matches!(r.status, ExecutionStatus::Paused | ExecutionStatus::Pending)
         })
-        .await
-        .map_err(failed)
+        .await;
+        lent.take_back().await;
+        waited.map_err(failed)
     }
 
     async fn execution(&self, id: &str) -> Result<Option<ExecutionRecord>, RunnerError> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::executions::{
     NewExecution, RETRY_MIN_DELAY_MS, SHELL_CONTEXT_KEY, TraceLink, create_execution, trace_of,
@@ -105,7 +105,7 @@ async fn flush_output(inner: &Inner) {
 
 /// The runner service: claim run items while there is room, run each in its own task.
 pub(crate) async fn runner_service(inner: Arc<Inner>) {
-    let slots = Arc::new(Semaphore::new(inner.settings.max_running.max(1)));
+    let slots = inner.runner_slots.clone();
     let worker = format!("{}:runner", inner.settings.node_name);
     let mut running = tokio::task::JoinSet::new();
     loop {
