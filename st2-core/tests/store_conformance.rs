@@ -192,6 +192,7 @@ conformance!(
     queue_fences_refuse_stale_holders_after_expiry,
     queue_race_eight_claimers_ten_thousand_items,
     queue_wakes_waiters_on_enqueue,
+    queue_leads_one_holder_per_role,
     acknowledged_writes_survive_reopen,
     retention_purges_by_ttl_in_batches,
 );
@@ -1500,6 +1501,39 @@ async fn queue_claims_in_order_with_tags_and_delays(h: &Harness) {
             delayed: 0,
             leased: 0
         }
+    );
+}
+
+async fn queue_leads_one_holder_per_role(h: &Harness) {
+    let q = h.store.queue();
+    let term = Duration::from_secs(30);
+    assert!(q.lead("gc", "node-a", term).await.expect("lead"));
+    assert!(
+        !q.lead("gc", "node-b", term).await.expect("lead"),
+        "a holds gc"
+    );
+    assert!(
+        q.lead("timers", "node-b", term).await.expect("lead"),
+        "roles are apart"
+    );
+    // The holder renews; the term runs from the renewal.
+    h.clock.advance(TimeDelta::seconds(20));
+    assert!(q.lead("gc", "node-a", term).await.expect("renew"));
+    h.clock.advance(TimeDelta::seconds(20));
+    assert!(
+        !q.lead("gc", "node-b", term).await.expect("lead"),
+        "renewed at 20 s"
+    );
+    // A holder that stops renewing loses the role when its term runs out.
+    h.clock.advance(TimeDelta::seconds(11));
+    assert!(q.lead("gc", "node-b", term).await.expect("take over"));
+    assert!(
+        !q.lead("gc", "node-a", term).await.expect("lead"),
+        "b holds gc now"
+    );
+    assert!(
+        q.lead("gc", "node-a", Duration::MAX).await.is_err(),
+        "an endless term is refused"
     );
 }
 

@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::Semaphore;
 use serde_json::Value;
+use tokio::sync::Semaphore;
 
 use super::executions::{self, RunRequest};
 use super::triggers::{self, DispatchRequest};

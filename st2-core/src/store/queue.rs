@@ -147,6 +147,8 @@ pub struct QueueDepth {
 ///   fence, lease not yet expired by the store clock.
 /// - `reap_expired` returns items whose lease expired to the queue (claimable again at once).
 /// - `enqueue` and `release` wake waiters of that queue ([`WorkQueue::wait_for_work`]).
+/// - `lead` gives a role to one holder at a time: it succeeds for the current holder (renewing)
+///   or when nobody holds the role or the holder's term expired by the store clock.
 ///
 /// # Errors
 /// [`StoreError::LeaseLost`] when a lease is stale; [`StoreError::Invalid`] for a request that
@@ -185,6 +187,11 @@ pub trait WorkQueue: Send + Sync {
     /// Wait until work may have arrived on `queue` or `timeout` passed. Spurious wake-ups are
     /// allowed; callers claim and wait again.
     async fn wait_for_work(&self, queue: &str, timeout: Duration);
+
+    /// Take or renew the lead of `role` (`gc`, `timers`) for `holder` until `now + term`;
+    /// `true` when `holder` leads now. Nodes that share a store call this before each round
+    /// of a job one node at a time should do; a crashed leader's term runs out.
+    async fn lead(&self, role: &str, holder: &str, term: Duration) -> Result<bool, StoreError>;
 }
 
 /// In-process wake-ups, one [`Notify`] per queue name. Backends call [`Wakeups::notify`] after

@@ -14,10 +14,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../../migrations/postgres/0002_claim_by_tag.sql"),
     ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_leaders.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST_VERSION: i64 = 2;
+pub const LATEST_VERSION: i64 = 3;
 
 /// Key of the transaction-scoped advisory lock serialising migrations ("ST2R"); the second key
 /// is a hash of the schema name, so stores in different schemas do not wait for each other.

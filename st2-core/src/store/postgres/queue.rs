@@ -67,6 +67,10 @@ const REAP: &str = "WITH r AS (
         RETURNING queue)
     SELECT queue, count(*) FROM r GROUP BY queue";
 
+const LEAD: &str = "INSERT INTO leaders (role, holder, expires_at) VALUES ($1, $2, $3)
+    ON CONFLICT (role) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+    WHERE leaders.holder = excluded.holder OR leaders.expires_at <= $4";
+
 const DEPTH: &str = "SELECT
         count(*) FILTER (WHERE state = 'ready' AND not_before <= $2),
         count(*) FILTER (WHERE state = 'ready' AND not_before > $2),
@@ -280,6 +284,18 @@ impl WorkQueue for PgStore {
             }
         }
         self.inner.wakeups.wait(queue, timeout).await;
+    }
+
+    async fn lead(&self, role: &str, holder: &str, term: Duration) -> Result<bool, StoreError> {
+        let now = self.now_micros();
+        let expires_at = expiry(now, term)?;
+        let client = self.client().await?;
+        let statement = client.prepare_cached(LEAD).await.map_err(pg_error)?;
+        let changed = client
+            .execute(&statement, &[&role, &holder, &expires_at, &now])
+            .await
+            .map_err(pg_error)?;
+        Ok(changed == 1)
     }
 }
 

@@ -15,6 +15,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../../migrations/sqlite/0002_claim_by_tag.sql"),
     ),
+    (
+        3,
+        include_str!("../../../migrations/sqlite/0003_leaders.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -345,4 +345,26 @@ impl WorkQueue for Queue {
     async fn wait_for_work(&self, queue: &str, timeout: Duration) {
         self.0.wakeups.wait(queue, timeout).await;
     }
+
+    async fn lead(&self, role: &str, holder: &str, term: Duration) -> Result<bool, StoreError> {
+        let length = lease_micros(term)?;
+        let (role, holder) = (role.to_owned(), holder.to_owned());
+        self.0
+            .write_one(move |db| {
+                let now = db.now();
+                let expires_at = expiry(now, length)?;
+                let changed = db
+                    .conn()
+                    .prepare_cached(
+                        "INSERT INTO leaders (role, holder, expires_at) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (role) DO UPDATE SET holder = excluded.holder, \
+                         expires_at = excluded.expires_at \
+                         WHERE leaders.holder = excluded.holder OR leaders.expires_at <= ?4",
+                    )
+                    .and_then(|mut s| s.execute(params![role, holder, expires_at, now]))
+                    .map_err(sql_error)?;
+                Ok(changed == 1)
+            })
+            .await
+    }
 }
