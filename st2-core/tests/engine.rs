@@ -1157,3 +1157,69 @@ async fn bad_settings_and_bad_timers_are_reported() {
         cron.file
     );
 }
+
+/// Two nodes on one PostgreSQL store: one scheduler decides at a time (the `scheduler` lead),
+/// so a concurrency policy of one holds across both: runs of the same key never overlap, and
+/// every run of either node completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_concurrency_policy() {
+    use st2_core::store::postgres::{PgOptions, PgStore};
+    let Some(url) = std::env::var("ST2_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("ST2_TEST_PG_URL is not set: skipping the two-node engine test");
+        return;
+    };
+    let schema = format!("st2e_{}", st2_core::store::new_id());
+    let connect = || async {
+        let pg: Arc<dyn Store> = Arc::new(
+            PgStore::connect(PgOptions::new(&url).schema(&schema).pool_size(4))
+                .await
+                .expect("connect"),
+        );
+        pg
+    };
+    let node = |name: &str| EngineSettings {
+        node_name: name.to_owned(),
+        ..test_settings()
+    };
+    let a = start_on(connect().await, node("node-a")).await;
+    let b = start_on(connect().await, node("node-b")).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let engine = if i % 2 == 0 { &a } else { &b };
+        let run = engine
+            .run(
+                "enginetest.slow",
+                params(json!({"seconds": 0.2, "key": "shared"})),
+                Map::new(),
+            )
+            .await
+            .expect("run");
+        ids.push(run.id);
+    }
+    let mut spans = Vec::new();
+    for id in &ids {
+        let done = a.wait(id, WAIT).await.expect("done");
+        assert_eq!(done.status, ExecutionStatus::Succeeded, "{}", done.result);
+        let started = done
+            .log
+            .iter()
+            .find(|c| c.status == ExecutionStatus::Running)
+            .map(|c| c.timestamp)
+            .expect("it ran");
+        spans.push((started, done.end_timestamp.expect("ended")));
+    }
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "runs of one key overlapped: {:?} and {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -721,7 +721,24 @@ pub(crate) async fn scheduler_service(inner: Arc<Inner>) {
         lease_for: inner.settings.lease,
         max_items: inner.settings.claim_batch.max(1),
     };
-    while let Some(leases) = inner.claim_or_wait(&request).await {
+    // One scheduler decides at a time across the nodes sharing the store, so concurrency
+    // policies count executions no other node is admitting at the same moment. The lead is
+    // renewed every third of its term; a node that does not lead waits and asks again.
+    let term = inner.settings.lease;
+    let mut renewed: Option<tokio::time::Instant> = None;
+    while !inner.stopping.is_cancelled() {
+        if renewed.is_none_or(|at| at.elapsed() >= term / 3) {
+            if inner.leads("scheduler", term).await {
+                renewed = Some(tokio::time::Instant::now());
+            } else {
+                renewed = None;
+                sleep_or_stop(&inner, inner.settings.idle_poll).await;
+                continue;
+            }
+        }
+        let Some(leases) = inner.claim_or_wait(&request).await else {
+            break;
+        };
         for lease in leases {
             let _ = schedule_one(&inner, &lease).await;
         }

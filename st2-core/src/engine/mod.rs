@@ -625,6 +625,16 @@ impl Inner {
         self.clock.now()
     }
 
+    /// Whether this node leads `role` (taking or renewing it for `term`), for jobs one node
+    /// at a time does when several share a store; a store error counts as not leading.
+    pub(crate) async fn leads(&self, role: &str, term: Duration) -> bool {
+        self.store
+            .queue()
+            .lead(role, &self.settings.node_name, term)
+            .await
+            .unwrap_or(false)
+    }
+
     /// Publish the event `make` builds, building it only when someone listens.
     pub(crate) fn emit_with(&self, make: impl FnOnce() -> EngineEvent) {
         if self.events.receiver_count() > 0 {

@@ -60,7 +60,7 @@ async fn garbage_collector(inner: Arc<Inner>) {
     };
     while !inner.stopping.is_cancelled() {
         // A failed pass is retried at the next interval; what it deleted stays deleted.
-        if leads(&inner, "gc", inner.settings.gc_interval).await {
+        if inner.leads("gc", inner.settings.gc_interval * 3).await {
             let _ = crate::store::retention::purge(inner.store.as_ref(), &policy).await;
         }
         sleep_or_stop(&inner, inner.settings.gc_interval).await;
@@ -71,23 +71,14 @@ async fn garbage_collector(inner: Arc<Inner>) {
 async fn inquiry_expiry(inner: Arc<Inner>) {
     while !inner.stopping.is_cancelled() {
         // A failed pass is retried at the next one.
-        if leads(&inner, "inquiries", inner.settings.inquiry_check).await {
+        if inner
+            .leads("inquiries", inner.settings.inquiry_check * 3)
+            .await
+        {
             let _ = executions::expire_inquiries(&inner).await;
         }
         sleep_or_stop(&inner, inner.settings.inquiry_check).await;
     }
-}
-
-/// Whether this node leads `role` (taking or renewing it), for jobs one node at a time does
-/// when several share a store. The term covers three rounds of `every`, so a leader that
-/// stops is replaced within that; a store error counts as not leading this round.
-async fn leads(inner: &Inner, role: &str, every: std::time::Duration) -> bool {
-    inner
-        .store
-        .queue()
-        .lead(role, &inner.settings.node_name, every.saturating_mul(3))
-        .await
-        .unwrap_or(false)
 }
 
 /// One timer the rules listen to.
