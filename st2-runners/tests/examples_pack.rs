@@ -183,3 +183,156 @@ async fn shell_actions() {
     );
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_actions() {
+    let Examples {
+        engine,
+        store: _,
+        _dir,
+    } = examples().await;
+
+    let prime = run(&engine, "examples.isprime", json!({"value": 7919})).await;
+    assert_eq!(prime.status, ExecutionStatus::Succeeded, "{}", prime.result);
+    assert_eq!(
+        prime.result,
+        json!({"result": true, "stdout": "", "stderr": "", "exit_code": 0})
+    );
+    let not_prime = run(&engine, "examples.isprime", json!({"value": 7917})).await;
+    assert_eq!(not_prime.result["result"], json!(false));
+
+    let object = run(&engine, "examples.object_return", json!({})).await;
+    assert_eq!(
+        object.result["result"],
+        json!({"a": "b", "c": {"d": "e", "f": 1, "g": true}})
+    );
+
+    let parsed = run(
+        &engine,
+        "examples.json_string_to_object",
+        json!({"json_str": "{\"x\": [1, 2], \"y\": null}"}),
+    )
+    .await;
+    assert_eq!(parsed.result["result"], json!({"x": [1, 2], "y": null}));
+
+    let yaml = run(
+        &engine,
+        "examples.yaml_string_to_object",
+        json!({"yaml_str": "a: 1\nb: [x, y]\n"}),
+    )
+    .await;
+    assert_eq!(yaml.status, ExecutionStatus::Succeeded, "{}", yaml.result);
+    assert_eq!(yaml.result["result"], json!({"a": 1, "b": ["x", "y"]}));
+
+    // The pack config from the configs directory, with the schema's default for `region`.
+    let config = run(&engine, "examples.print_config", json!({})).await;
+    assert_eq!(
+        config.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        config.result
+    );
+    assert_eq!(config.result["result"], json!({"region": "us-east-1"}));
+    assert_eq!(
+        config.result["stdout"],
+        json!("=========\n['api_key', 'api_secret', 'region']\nregion=us-east-1\n=========\n")
+    );
+
+    // Output is streamed and kept unstripped, stdout and stderr apart.
+    let printed = run(
+        &engine,
+        "examples.python_runner_print_to_stdout_and_stderr",
+        json!({"count": 4, "sleep_delay": 0}),
+    )
+    .await;
+    assert_eq!(
+        printed.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        printed.result
+    );
+    assert_eq!(
+        printed.result["stdout"],
+        json!("stdout line 2\nstdout line 4\n")
+    );
+    assert_eq!(
+        printed.result["stderr"],
+        json!("stderr line 1\nstderr line 3\n")
+    );
+
+    let version = run(
+        &engine,
+        "examples.python_runner_print_python_version",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        version.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        version.result
+    );
+    let stdout = version.result["stdout"].as_str().unwrap_or_default();
+    assert!(stdout.contains("Using Python version: 3."), "{stdout}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_actions() {
+    let Examples {
+        engine,
+        store: _,
+        _dir,
+    } = examples().await;
+
+    let param = run(
+        &engine,
+        "examples.echochain-param",
+        json!({"input1": "ping"}),
+    )
+    .await;
+    assert_eq!(param.status, ExecutionStatus::Succeeded, "{}", param.result);
+    let tasks = param.result["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<_> = tasks.iter().map(|t| t["name"].clone()).collect();
+    assert_eq!(names, [json!("c1"), json!("c2"), json!("c3")]);
+    assert_eq!(tasks[2]["result"]["stdout"], json!("c3 c2 c1, input ping"));
+    assert_eq!(param.children.len(), 3);
+
+    let sequential = run(&engine, "examples.chain-sequential", json!({})).await;
+    assert_eq!(
+        sequential.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        sequential.result
+    );
+    assert_eq!(
+        sequential.result["published"]["greeting"],
+        json!("Lakshmi, All your base are belong to us!")
+    );
+
+    // Python actions in a chain, data passed through to_json_string and to_yaml_string.
+    let data = run(&engine, "examples.data_jinja_filter", json!({})).await;
+    assert_eq!(data.status, ExecutionStatus::Succeeded, "{}", data.result);
+    let expected = json!({"a": "b", "c": {"d": "e", "f": 1, "g": true}});
+    assert_eq!(data.result["tasks"][1]["result"]["result"], expected);
+    assert_eq!(data.result["tasks"][2]["result"]["result"], expected);
+
+    // A failing task without on-failure ends the chain failed after it.
+    let failing = run(&engine, "examples.echochain_task_failure", json!({})).await;
+    assert_eq!(
+        failing.status,
+        ExecutionStatus::Failed,
+        "{}",
+        failing.result
+    );
+    let tasks = failing.result["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(tasks[1]["state"], json!("failed"));
+    engine.shutdown().await;
+}
