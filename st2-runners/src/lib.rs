@@ -1,12 +1,15 @@
-//! StackStorm's built-in runners for `st2-core`: `noop`, `local-shell-cmd` and
-//! `local-shell-script`.
+//! StackStorm's built-in runners for `st2-core`: `noop`, `local-shell-cmd`,
+//! `local-shell-script` and `http-request`.
 //!
 //! ```
 //! use st2_core::runner::RunnerRegistry;
 //!
 //! let mut runners = RunnerRegistry::new();
 //! st2_runners::register_builtin(&mut runners).expect("an empty registry");
-//! assert_eq!(runners.names(), ["local-shell-cmd", "local-shell-script", "noop"]);
+//! assert_eq!(
+//!     runners.names(),
+//!     ["http-request", "local-shell-cmd", "local-shell-script", "noop"]
+//! );
 //! ```
 //!
 //! The local runners run `bash -c <command>` in a new process group, stream each output line
@@ -14,21 +17,28 @@
 //! whole group. Their result is StackStorm's `{failed, succeeded, return_code, stdout, stderr}`
 //! (plus `error`), with `stdout` and `stderr` parsed as JSON when they are JSON.
 //!
+//! `http-request` ([`http`]) sends one request with a shared, keep-alive client per TLS,
+//! redirect and proxy setting, and returns StackStorm's `{status_code, body, parsed, headers}`.
+//!
 //! `cmd` templates are rendered by the engine with
 //! [`st2_core::expr::shell::render_shell_command`]: values reach the command as environment
 //! variables ([`st2_core::runner::RunContext::shell_values`]), never as shell syntax.
 
 pub mod command_line;
+pub mod http;
 pub mod local;
 pub mod noop;
+mod parameter;
 mod process;
 
 use st2_core::runner::{DuplicateRunner, RunnerRegistry};
 
+pub use http::HttpRequestRunner;
 pub use local::{LocalShellCommandRunner, LocalShellScriptRunner, LocalShellSettings};
 pub use noop::NoopRunner;
 
-/// Register `noop`, `local-shell-cmd` and `local-shell-script` with default settings.
+/// Register `noop`, `local-shell-cmd`, `local-shell-script` and `http-request` with default
+/// settings.
 ///
 /// # Errors
 /// [`DuplicateRunner`] when one of the names is taken.
@@ -36,8 +46,8 @@ pub fn register_builtin(registry: &mut RunnerRegistry) -> Result<(), DuplicateRu
     register_builtin_with(registry, LocalShellSettings::default())
 }
 
-/// Register `noop`, `local-shell-cmd` and `local-shell-script`, the local runners with
-/// `settings`.
+/// Register `noop`, `local-shell-cmd`, `local-shell-script` and `http-request`, the local
+/// runners with `settings`.
 ///
 /// # Errors
 /// [`DuplicateRunner`] when one of the names is taken.
@@ -51,5 +61,6 @@ pub fn register_builtin_with(
         LocalShellCommandRunner::new(settings.clone()),
     )?;
     registry.register("local-shell-script", LocalShellScriptRunner::new(settings))?;
+    registry.register("http-request", HttpRequestRunner::new())?;
     Ok(())
 }
