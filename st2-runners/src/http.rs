@@ -104,7 +104,18 @@ impl HttpRequestRunner {
             .config(settings.verify_ssl_cert)
             .map_err(RunnerError::Failed)?;
         let redirect = if settings.allow_redirects {
-            reqwest::redirect::Policy::limited(MAX_REDIRECTS)
+            // Like `Policy::limited`, and each target must pass the host lists too.
+            let hosts = settings.redirect_hosts.clone();
+            reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() > MAX_REDIRECTS {
+                    let message = format!("more than {MAX_REDIRECTS} redirects");
+                    return attempt.error(message);
+                }
+                match hosts.check(attempt.url(), &request::shown_url(attempt.url())) {
+                    Ok(()) => attempt.follow(),
+                    Err(message) => attempt.error(format!("redirected: {message}")),
+                }
+            })
         } else {
             reqwest::redirect::Policy::none()
         };

@@ -459,6 +459,57 @@ async fn host_block_and_allow_lists() {
 }
 
 #[tokio::test]
+async fn redirects_must_pass_the_host_lists_too() {
+    let server = TestServer::http().await;
+    let runner = HttpRequestRunner::new();
+    let target = format!("http://localhost:{}/echo", server.addr.port());
+    let url = server.url(&format!("/redirect-to?{target}"));
+
+    let outcome = ok(
+        &runner,
+        json!({"url": url, "allow_redirects": true, "url_hosts_blacklist": ["LocalHost"]}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        outcome.status,
+        ExecutionStatus::Failed,
+        "{}",
+        outcome.result
+    );
+    let error = outcome.result["error"].as_str().expect("an error");
+    assert!(
+        error.contains(&format!("redirected: URL \"{target}\" is blacklisted")),
+        "{error}"
+    );
+    assert_eq!(server.hits(), 1, "the redirect target is not requested");
+
+    let outcome = ok(
+        &runner,
+        json!({"url": url, "allow_redirects": true, "url_hosts_whitelist": ["127.0.0.1"]}),
+        json!({}),
+    )
+    .await;
+    let error = outcome.result["error"].as_str().expect("an error");
+    assert!(error.contains("is not whitelisted"), "{error}");
+    assert_eq!(server.hits(), 2);
+
+    let outcome = ok(
+        &runner,
+        json!({"url": url, "allow_redirects": true, "url_hosts_whitelist": ["127.0.0.1", "localhost"]}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        outcome.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        outcome.result
+    );
+    assert_eq!(echoed(&outcome)["path"], json!("/echo"));
+}
+
+#[tokio::test]
 async fn cancellation_ends_the_request_canceled() {
     let server = TestServer::http().await;
     let runner = HttpRequestRunner::new();

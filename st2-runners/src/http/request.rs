@@ -26,6 +26,9 @@ pub const USER_AGENT: &str = concat!("st2/v", env!("CARGO_PKG_VERSION"));
 pub(super) struct ClientSettings {
     pub verify_ssl_cert: bool,
     pub allow_redirects: bool,
+    /// The hosts redirects may go to (`Any` unless redirects are followed and a host list is
+    /// set).
+    pub redirect_hosts: HostRule,
     pub http_proxy: Option<String>,
     pub https_proxy: Option<String>,
 }
@@ -36,6 +39,7 @@ impl fmt::Debug for ClientSettings {
         f.debug_struct("ClientSettings")
             .field("verify_ssl_cert", &self.verify_ssl_cert)
             .field("allow_redirects", &self.allow_redirects)
+            .field("redirect_hosts", &self.redirect_hosts)
             .field("http_proxy", &self.http_proxy.is_some())
             .field("https_proxy", &self.https_proxy.is_some())
             .finish()
@@ -43,8 +47,8 @@ impl fmt::Debug for ClientSettings {
 }
 
 /// A host in `url_hosts_blacklist` or `url_hosts_whitelist`, or of the request URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Host {
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Host {
     Ip(IpAddr),
     Name(String),
 }
@@ -74,11 +78,45 @@ impl Host {
 }
 
 /// Which hosts a request may go to.
-#[derive(Debug, Clone)]
-enum HostRule {
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum HostRule {
+    /// No list: any host.
     Any,
+    /// `url_hosts_blacklist`.
     Block(Vec<Host>),
+    /// `url_hosts_whitelist`.
     Allow(Vec<Host>),
+}
+
+impl HostRule {
+    /// Whether `url` may be requested.
+    ///
+    /// # Errors
+    /// StackStorm's message: `URL "<shown>" is blacklisted` or `… is not whitelisted`.
+    pub(super) fn check(&self, url: &Url, shown: &str) -> Result<(), String> {
+        let host = url.host_str().map(Host::of_url_host);
+        let listed = |list: &[Host]| host.as_ref().is_some_and(|h| list.contains(h));
+        match self {
+            HostRule::Any => Ok(()),
+            HostRule::Block(list) if listed(list) => Err(format!("URL \"{shown}\" is blacklisted")),
+            HostRule::Allow(list) if !listed(list) => {
+                Err(format!("URL \"{shown}\" is not whitelisted"))
+            }
+            HostRule::Block(_) | HostRule::Allow(_) => Ok(()),
+        }
+    }
+}
+
+/// A URL for messages: as it is, with any password replaced by `********`.
+pub(super) fn shown_url(url: &Url) -> String {
+    if url.password().is_some() {
+        let mut shown = url.clone();
+        // Only URLs without a host refuse a password; this one has a password, so a host.
+        let _ = shown.set_password(Some("********"));
+        shown.to_string()
+    } else {
+        url.to_string()
+    }
 }
 
 /// Basic-auth credentials (the password never shows in `Debug`).
@@ -128,11 +166,9 @@ impl Request {
             .filter(|u| !u.is_empty())
             .ok_or_else(|| bad("url", "is required"))?;
         let mut url = Url::parse(&raw_url).map_err(|e| bad("url", format!("{raw_url:?}: {e}")))?;
+        // The URL as given (StackStorm's messages show it so), unless it holds a password.
         let shown_url = if url.password().is_some() {
-            let mut shown = url.clone();
-            // Only URLs that cannot have a password refuse one; this URL has one.
-            let _ = shown.set_password(Some("********"));
-            shown.to_string()
+            shown_url(&url)
         } else {
             raw_url.clone()
         };
@@ -185,9 +221,15 @@ impl Request {
             action_auth(action)?
         };
 
+        let allow_redirects = opt_bool(runner, "allow_redirects")?.unwrap_or(false);
         let client = ClientSettings {
             verify_ssl_cert: opt_bool(runner, "verify_ssl_cert")?.unwrap_or(true),
-            allow_redirects: opt_bool(runner, "allow_redirects")?.unwrap_or(false),
+            allow_redirects,
+            redirect_hosts: if allow_redirects {
+                hosts.clone()
+            } else {
+                HostRule::Any
+            },
             http_proxy: opt_str(runner, "http_proxy")?.filter(|p| !p.is_empty()),
             https_proxy: opt_str(runner, "https_proxy")?.filter(|p| !p.is_empty()),
         };
@@ -210,18 +252,7 @@ impl Request {
     /// # Errors
     /// StackStorm's message: `URL "<url>" is blacklisted` or `… is not whitelisted`.
     pub(super) fn check_host(&self) -> Result<(), String> {
-        let host = self.url.host_str().map(Host::of_url_host);
-        let listed = |list: &[Host]| host.as_ref().is_some_and(|h| list.contains(h));
-        match &self.hosts {
-            HostRule::Any => Ok(()),
-            HostRule::Block(list) if listed(list) => {
-                Err(format!("URL \"{}\" is blacklisted", self.shown_url))
-            }
-            HostRule::Allow(list) if !listed(list) => {
-                Err(format!("URL \"{}\" is not whitelisted", self.shown_url))
-            }
-            HostRule::Block(_) | HostRule::Allow(_) => Ok(()),
-        }
+        self.hosts.check(&self.url, &self.shown_url)
     }
 }
 

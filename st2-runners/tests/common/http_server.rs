@@ -3,7 +3,8 @@
 //!
 //! Routes: `/echo` answers JSON `{method, path, query, headers, body}` describing the request
 //! (header names lower case, repeated headers joined with `", "`); `/status/<code>` answers that
-//! code with a text body; `/redirect` answers 302 to `/echo`; `/slow` answers after 30 seconds;
+//! code with a text body; `/redirect` answers 302 to `/echo`; `/redirect-to?<url>` answers 302
+//! to `<url>`; `/slow` answers after 30 seconds;
 //! `/text` answers `text/plain`; `/bad-json` answers `application/json` that is not JSON;
 //! `/ok` answers a small JSON object.
 
@@ -177,6 +178,14 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
             let mut r = response(302, "text/plain", "moved");
             r.headers_mut()
                 .insert(hyper::header::LOCATION, "/echo".parse().expect("header"));
+            r
+        }
+        "/redirect-to" => {
+            let target = req.uri().query().unwrap_or("/echo").to_owned();
+            let mut r = response(302, "text/plain", "moved");
+            if let Ok(location) = target.parse() {
+                r.headers_mut().insert(hyper::header::LOCATION, location);
+            }
             r
         }
         "/slow" => {
