@@ -21,21 +21,37 @@ use st2_core::store::{ExecutionStatus, Store};
 use st2_runners::HttpRequestRunner;
 use st2_runners::http::USER_AGENT;
 
-/// Run `core.http` with these runner and action parameters.
-async fn run(
-    runner: &HttpRequestRunner,
-    runner_parameters: Value,
-    parameters: Value,
-) -> Result<RunOutcome, RunnerError> {
-    let packs = Packs::load();
-    let (ctx, _) = packs.context("core.http", runner_parameters, parameters);
-    runner.run(ctx).await
+/// The runner and the packs `core.http` comes from, loaded once per test.
+struct Harness {
+    packs: Packs,
+    runner: HttpRequestRunner,
 }
 
-async fn ok(runner: &HttpRequestRunner, runner_parameters: Value, parameters: Value) -> RunOutcome {
-    run(runner, runner_parameters, parameters)
-        .await
-        .expect("the runner runs")
+impl Harness {
+    fn new() -> Harness {
+        Harness {
+            packs: Packs::load(),
+            runner: HttpRequestRunner::new(),
+        }
+    }
+
+    /// Run `core.http` with these runner and action parameters.
+    async fn run(
+        &self,
+        runner_parameters: Value,
+        parameters: Value,
+    ) -> Result<RunOutcome, RunnerError> {
+        let (ctx, _) = self
+            .packs
+            .context("core.http", runner_parameters, parameters);
+        self.runner.run(ctx).await
+    }
+
+    async fn ok(&self, runner_parameters: Value, parameters: Value) -> RunOutcome {
+        self.run(runner_parameters, parameters)
+            .await
+            .expect("the runner runs")
+    }
 }
 
 /// What `/echo` saw.
@@ -54,8 +70,10 @@ fn parameter_error(result: Result<RunOutcome, RunnerError>) -> (String, String) 
 #[tokio::test]
 async fn get_returns_stackstorm_result_shape() {
     let server = TestServer::http().await;
-    let runner = HttpRequestRunner::new();
-    let outcome = ok(&runner, json!({"url": server.url("/text")}), json!({})).await;
+    let runner = Harness::new();
+    let outcome = runner
+        .ok(json!({"url": server.url("/text")}), json!({}))
+        .await;
     assert_eq!(outcome.status, ExecutionStatus::Succeeded);
     let result = outcome.result.as_object().expect("an object");
     assert_eq!(
@@ -72,12 +90,16 @@ async fn get_returns_stackstorm_result_shape() {
 #[tokio::test]
 async fn json_responses_are_parsed_and_bad_json_stays_text() {
     let server = TestServer::http().await;
-    let runner = HttpRequestRunner::new();
-    let outcome = ok(&runner, json!({"url": server.url("/ok")}), json!({})).await;
+    let runner = Harness::new();
+    let outcome = runner
+        .ok(json!({"url": server.url("/ok")}), json!({}))
+        .await;
     assert_eq!(outcome.result["body"], json!({"ok": true}));
     assert_eq!(outcome.result["parsed"], json!(true));
 
-    let outcome = ok(&runner, json!({"url": server.url("/bad-json")}), json!({})).await;
+    let outcome = runner
+        .ok(json!({"url": server.url("/bad-json")}), json!({}))
+        .await;
     assert_eq!(outcome.status, ExecutionStatus::Succeeded);
     assert_eq!(outcome.result["body"], json!("not json"));
     assert_eq!(outcome.result["parsed"], json!(false));
@@ -86,8 +108,10 @@ async fn json_responses_are_parsed_and_bad_json_stays_text() {
 #[tokio::test]
 async fn method_defaults_to_get_or_post_and_identifies_st2() {
     let server = TestServer::http().await;
-    let runner = HttpRequestRunner::new();
-    let outcome = ok(&runner, json!({"url": server.url("/echo")}), json!({})).await;
+    let runner = Harness::new();
+    let outcome = runner
+        .ok(json!({"url": server.url("/echo")}), json!({}))
+        .await;
     let echo = echoed(&outcome);
     assert_eq!(echo["method"], json!("GET"));
     assert_eq!(echo["body"], json!(""));
@@ -98,12 +122,12 @@ async fn method_defaults_to_get_or_post_and_identifies_st2() {
     );
     assert_eq!(echo["headers"]["x-stanley-action"], json!("http"));
 
-    let outcome = ok(
-        &runner,
-        json!({"url": server.url("/echo")}),
-        json!({"body": "žluťoučký"}),
-    )
-    .await;
+    let outcome = runner
+        .ok(
+            json!({"url": server.url("/echo")}),
+            json!({"body": "žluťoučký"}),
+        )
+        .await;
     let echo = echoed(&outcome);
     assert_eq!(echo["method"], json!("POST"));
     assert_eq!(echo["body"], json!("žluťoučký"));
@@ -112,55 +136,66 @@ async fn method_defaults_to_get_or_post_and_identifies_st2() {
         json!("žluťoučký".len().to_string())
     );
 
-    let outcome = ok(
-        &runner,
-        json!({"url": server.url("/echo")}),
-        json!({"body": "x", "method": "put"}),
-    )
-    .await;
+    let outcome = runner
+        .ok(
+            json!({"url": server.url("/echo")}),
+            json!({"body": "x", "method": "put"}),
+        )
+        .await;
     assert_eq!(echoed(&outcome)["method"], json!("PUT"));
+
+    // A Content-Length given in `headers` is replaced by the real one; a huge timeout is fine.
+    let outcome = runner
+        .ok(
+            json!({"url": server.url("/echo"), "headers": {"Content-Length": "999"}}),
+            json!({"body": "abc", "timeout": 1e12}),
+        )
+        .await;
+    let echo = echoed(&outcome);
+    assert_eq!(echo["headers"]["content-length"], json!("3"));
+    assert_eq!(echo["body"], json!("abc"));
 }
 
 #[tokio::test]
 async fn json_bodies_are_parsed_and_reserialised() {
     let server = TestServer::http().await;
-    let runner = HttpRequestRunner::new();
+    let runner = Harness::new();
     let json_headers =
         json!({"url": server.url("/echo"), "headers": {"Content-Type": "application/json"}});
-    let outcome = ok(
-        &runner,
-        json_headers.clone(),
-        json!({"body": "{\"b\": 1,\n  \"a\": [1, 2.5, \"x\"]}"}),
-    )
-    .await;
+    let outcome = runner
+        .ok(
+            json_headers.clone(),
+            json!({"body": "{\"b\": 1,\n  \"a\": [1, 2.5, \"x\"]}"}),
+        )
+        .await;
     let echo = echoed(&outcome);
     assert_eq!(echo["method"], json!("POST"));
     assert_eq!(echo["body"], json!(r#"{"b":1,"a":[1,2.5,"x"]}"#));
     assert_eq!(echo["headers"]["content-type"], json!("application/json"));
 
     // A Python literal is accepted too, as StackStorm's `ast.literal_eval` fallback does.
-    let outcome = ok(
-        &runner,
-        json_headers.clone(),
-        json!({"body": "{'a': True, 'b': None, 'c': (1, 'x')}"}),
-    )
-    .await;
+    let outcome = runner
+        .ok(
+            json_headers.clone(),
+            json!({"body": "{'a': True, 'b': None, 'c': (1, 'x')}"}),
+        )
+        .await;
     assert_eq!(
         echoed(&outcome)["body"],
         json!(r#"{"a":true,"b":null,"c":[1,"x"]}"#)
     );
 
     // An object body (an action declaring `body` as an object) is serialised.
-    let outcome = ok(
-        &runner,
-        json_headers.clone(),
-        json!({"body": {"k": [1, {"z": null}]}}),
-    )
-    .await;
+    let outcome = runner
+        .ok(
+            json_headers.clone(),
+            json!({"body": {"k": [1, {"z": null}]}}),
+        )
+        .await;
     assert_eq!(echoed(&outcome)["body"], json!(r#"{"k":[1,{"z":null}]}"#));
 
     let (name, message) =
-        parameter_error(run(&runner, json_headers, json!({"body": "{not json"})).await);
+        parameter_error(runner.run(json_headers, json!({"body": "{not json"})).await);
     assert_eq!(name, "body");
     assert!(
         message.contains("neither JSON nor a Python literal"),
@@ -171,13 +206,13 @@ async fn json_bodies_are_parsed_and_reserialised() {
 #[tokio::test]
 async fn query_parameters_are_appended_to_the_url_query() {
     let server = TestServer::http().await;
-    let runner = HttpRequestRunner::new();
-    let outcome = ok(
-        &runner,
-        json!({"url": server.url("/echo?x=1")}),
-        json!({"params": {"a": "b c&d", "n": [1, 2], "t": true, "none": null}}),
-    )
-    .await;
+    let runner = Harness::new();
+    let outcome = runner
+        .ok(
+            json!({"url": server.url("/echo?x=1")}),
+            json!({"params": {"a": "b c&d", "n": [1, 2], "t": true, "none": null}}),
+        )
+        .await;
     assert_eq!(
         echoed(&outcome)["query"],
         json!("x=1&a=b+c%26d&n=1&n=2&t=True")
@@ -187,10 +222,8 @@ async fn query_parameters_are_appended_to_the_url_query() {
 #[tokio::test]
 async fn headers_cookies_and_basic_auth_reach_the_server() {
     let server = TestServer::http().await;
-    let runner = HttpRequestRunner::new();
-    let outcome = ok(
-        &runner,
-        json!({
+    let runner = Harness::new();
+    let outcome = runner.ok(json!({
             "url": server.url("/echo"),
             "headers": {"X-Custom": "value 1", "Accept": "text/plain", "X-Number": 7, "User-Agent": "mine"},
             "cookies": {"session": "abc", "n": 1},
@@ -213,21 +246,19 @@ async fn headers_cookies_and_basic_auth_reach_the_server() {
     );
 
     // The `auth` action parameter as [username, password].
-    let outcome = ok(
-        &runner,
-        json!({"url": server.url("/echo")}),
-        json!({"auth": ["misspiggy", "kermit"]}),
-    )
-    .await;
+    let outcome = runner
+        .ok(
+            json!({"url": server.url("/echo")}),
+            json!({"auth": ["misspiggy", "kermit"]}),
+        )
+        .await;
     assert_eq!(
         echoed(&outcome)["headers"]["authorization"],
         json!("Basic bWlzc3BpZ2d5Omtlcm1pdA==")
     );
 
     // An explicit Cookie header wins over `cookies`.
-    let outcome = ok(
-        &runner,
-        json!({"url": server.url("/echo"), "headers": {"Cookie": "mine=1"}, "cookies": {"a": "b"}}),
+    let outcome = runner.ok(json!({"url": server.url("/echo"), "headers": {"Cookie": "mine=1"}, "cookies": {"a": "b"}}),
         json!({}),
     )
     .await;
@@ -237,13 +268,13 @@ async fn headers_cookies_and_basic_auth_reach_the_server() {
 #[tokio::test]
 async fn form_bodies_and_file_uploads() {
     let server = TestServer::http().await;
-    let runner = HttpRequestRunner::new();
-    let outcome = ok(
-        &runner,
-        json!({"url": server.url("/echo")}),
-        json!({"body": {"a": "1 2", "b": ["x", "y"]}}),
-    )
-    .await;
+    let runner = Harness::new();
+    let outcome = runner
+        .ok(
+            json!({"url": server.url("/echo")}),
+            json!({"body": {"a": "1 2", "b": ["x", "y"]}}),
+        )
+        .await;
     let echo = echoed(&outcome);
     assert_eq!(echo["method"], json!("POST"));
     assert_eq!(echo["body"], json!("a=1+2&b=x&b=y"));
@@ -252,9 +283,7 @@ async fn form_bodies_and_file_uploads() {
         json!("application/x-www-form-urlencoded")
     );
 
-    let outcome = ok(
-        &runner,
-        json!({"url": server.url("/echo")}),
+    let outcome = runner.ok(json!({"url": server.url("/echo")}),
         json!({"file_name": "notes.txt", "file_content": "line 1\nline 2", "file_content_type": "text/plain"}),
     )
     .await;
@@ -279,7 +308,7 @@ async fn form_bodies_and_file_uploads() {
 #[tokio::test]
 async fn only_200_to_206_succeed() {
     let server = TestServer::http().await;
-    let runner = HttpRequestRunner::new();
+    let runner = Harness::new();
     for (code, status) in [
         (200, ExecutionStatus::Succeeded),
         (201, ExecutionStatus::Succeeded),
@@ -290,12 +319,12 @@ async fn only_200_to_206_succeed() {
         (404, ExecutionStatus::Failed),
         (500, ExecutionStatus::Failed),
     ] {
-        let outcome = ok(
-            &runner,
-            json!({"url": server.url(&format!("/status/{code}"))}),
-            json!({}),
-        )
-        .await;
+        let outcome = runner
+            .ok(
+                json!({"url": server.url(&format!("/status/{code}"))}),
+                json!({}),
+            )
+            .await;
         assert_eq!(outcome.status, status, "status {code}");
         assert_eq!(outcome.result["status_code"], json!(code));
     }
@@ -304,19 +333,21 @@ async fn only_200_to_206_succeed() {
 #[tokio::test]
 async fn redirects_are_followed_only_when_allowed() {
     let server = TestServer::http().await;
-    let runner = HttpRequestRunner::new();
-    let outcome = ok(&runner, json!({"url": server.url("/redirect")}), json!({})).await;
+    let runner = Harness::new();
+    let outcome = runner
+        .ok(json!({"url": server.url("/redirect")}), json!({}))
+        .await;
     assert_eq!(outcome.status, ExecutionStatus::Failed);
     assert_eq!(outcome.result["status_code"], json!(302));
     assert_eq!(outcome.result["headers"]["Location"], json!("/echo"));
     assert_eq!(outcome.result["body"], json!("moved"));
 
-    let outcome = ok(
-        &runner,
-        json!({"url": server.url("/redirect"), "allow_redirects": true}),
-        json!({}),
-    )
-    .await;
+    let outcome = runner
+        .ok(
+            json!({"url": server.url("/redirect"), "allow_redirects": true}),
+            json!({}),
+        )
+        .await;
     assert_eq!(outcome.status, ExecutionStatus::Succeeded);
     assert_eq!(echoed(&outcome)["path"], json!("/echo"));
 }
@@ -324,14 +355,11 @@ async fn redirects_are_followed_only_when_allowed() {
 #[tokio::test]
 async fn a_slow_server_ends_timeout_within_the_timeout() {
     let server = TestServer::http().await;
-    let runner = HttpRequestRunner::new();
+    let runner = Harness::new();
     let started = Instant::now();
-    let outcome = ok(
-        &runner,
-        json!({"url": server.url("/slow")}),
-        json!({"timeout": 0.3}),
-    )
-    .await;
+    let outcome = runner
+        .ok(json!({"url": server.url("/slow")}), json!({"timeout": 0.3}))
+        .await;
     let elapsed = started.elapsed();
     assert_eq!(outcome.status, ExecutionStatus::Timeout);
     let error = outcome.result["error"].as_str().expect("an error");
@@ -347,8 +375,8 @@ async fn an_unreachable_port_fails_with_a_message() {
     let addr = listener.local_addr().expect("addr");
     drop(listener);
     let url = format!("http://{addr}/x");
-    let runner = HttpRequestRunner::new();
-    let outcome = ok(&runner, json!({"url": url}), json!({})).await;
+    let runner = Harness::new();
+    let outcome = runner.ok(json!({"url": url}), json!({})).await;
     assert_eq!(outcome.status, ExecutionStatus::Failed);
     let error = outcome.result["error"].as_str().expect("an error");
     assert!(
@@ -369,8 +397,10 @@ async fn an_unreachable_port_fails_with_a_message() {
 #[tokio::test]
 async fn self_signed_certificates_fail_unless_verification_is_off() {
     let server = TestServer::https().await;
-    let runner = HttpRequestRunner::new();
-    let outcome = ok(&runner, json!({"url": server.url("/echo")}), json!({})).await;
+    let runner = Harness::new();
+    let outcome = runner
+        .ok(json!({"url": server.url("/echo")}), json!({}))
+        .await;
     assert_eq!(
         outcome.status,
         ExecutionStatus::Failed,
@@ -383,12 +413,12 @@ async fn self_signed_certificates_fail_unless_verification_is_off() {
     assert!(error.contains("verify_ssl_cert"), "{error}");
     assert_eq!(server.hits(), 0);
 
-    let outcome = ok(
-        &runner,
-        json!({"url": server.url("/echo"), "verify_ssl_cert": false}),
-        json!({"body": "secret"}),
-    )
-    .await;
+    let outcome = runner
+        .ok(
+            json!({"url": server.url("/echo"), "verify_ssl_cert": false}),
+            json!({"body": "secret"}),
+        )
+        .await;
     assert_eq!(
         outcome.status,
         ExecutionStatus::Succeeded,
@@ -402,15 +432,15 @@ async fn self_signed_certificates_fail_unless_verification_is_off() {
 #[tokio::test]
 async fn host_block_and_allow_lists() {
     let server = TestServer::http().await;
-    let runner = HttpRequestRunner::new();
+    let runner = Harness::new();
     let url = server.url("/ok");
 
-    let outcome = ok(
-        &runner,
-        json!({"url": url, "url_hosts_blacklist": ["example.com", "127.0.0.1"]}),
-        json!({}),
-    )
-    .await;
+    let outcome = runner
+        .ok(
+            json!({"url": url, "url_hosts_blacklist": ["example.com", "127.0.0.1"]}),
+            json!({}),
+        )
+        .await;
     assert_eq!(outcome.status, ExecutionStatus::Failed);
     assert_eq!(
         outcome.result,
@@ -418,41 +448,41 @@ async fn host_block_and_allow_lists() {
     );
     assert_eq!(server.hits(), 0, "a blocked request is not sent");
 
-    let outcome = ok(
-        &runner,
-        json!({"url": url, "url_hosts_whitelist": ["example.com", "::1"]}),
-        json!({}),
-    )
-    .await;
+    let outcome = runner
+        .ok(
+            json!({"url": url, "url_hosts_whitelist": ["example.com", "::1"]}),
+            json!({}),
+        )
+        .await;
     assert_eq!(
         outcome.result["error"],
         json!(format!("URL \"{url}\" is not whitelisted"))
     );
     assert_eq!(server.hits(), 0);
 
-    let outcome = ok(
-        &runner,
-        json!({"url": url, "url_hosts_blacklist": ["example.com", "::1"]}),
-        json!({}),
-    )
-    .await;
+    let outcome = runner
+        .ok(
+            json!({"url": url, "url_hosts_blacklist": ["example.com", "::1"]}),
+            json!({}),
+        )
+        .await;
     assert_eq!(outcome.status, ExecutionStatus::Succeeded);
-    let outcome = ok(
-        &runner,
-        json!({"url": url, "url_hosts_whitelist": ["127.0.0.1"]}),
-        json!({}),
-    )
-    .await;
+    let outcome = runner
+        .ok(
+            json!({"url": url, "url_hosts_whitelist": ["127.0.0.1"]}),
+            json!({}),
+        )
+        .await;
     assert_eq!(outcome.status, ExecutionStatus::Succeeded);
     assert_eq!(server.hits(), 2);
 
     let (name, message) = parameter_error(
-        run(
-            &runner,
-            json!({"url": url, "url_hosts_blacklist": ["a"], "url_hosts_whitelist": ["b"]}),
-            json!({}),
-        )
-        .await,
+        runner
+            .run(
+                json!({"url": url, "url_hosts_blacklist": ["a"], "url_hosts_whitelist": ["b"]}),
+                json!({}),
+            )
+            .await,
     );
     assert_eq!(name, "url_hosts_blacklist");
     assert!(message.contains("mutually exclusive"), "{message}");
@@ -461,16 +491,16 @@ async fn host_block_and_allow_lists() {
 #[tokio::test]
 async fn redirects_must_pass_the_host_lists_too() {
     let server = TestServer::http().await;
-    let runner = HttpRequestRunner::new();
+    let runner = Harness::new();
     let target = format!("http://localhost:{}/echo", server.addr.port());
     let url = server.url(&format!("/redirect-to?{target}"));
 
-    let outcome = ok(
-        &runner,
-        json!({"url": url, "allow_redirects": true, "url_hosts_blacklist": ["LocalHost"]}),
-        json!({}),
-    )
-    .await;
+    let outcome = runner
+        .ok(
+            json!({"url": url, "allow_redirects": true, "url_hosts_blacklist": ["LocalHost"]}),
+            json!({}),
+        )
+        .await;
     assert_eq!(
         outcome.status,
         ExecutionStatus::Failed,
@@ -484,19 +514,17 @@ async fn redirects_must_pass_the_host_lists_too() {
     );
     assert_eq!(server.hits(), 1, "the redirect target is not requested");
 
-    let outcome = ok(
-        &runner,
-        json!({"url": url, "allow_redirects": true, "url_hosts_whitelist": ["127.0.0.1"]}),
-        json!({}),
-    )
-    .await;
+    let outcome = runner
+        .ok(
+            json!({"url": url, "allow_redirects": true, "url_hosts_whitelist": ["127.0.0.1"]}),
+            json!({}),
+        )
+        .await;
     let error = outcome.result["error"].as_str().expect("an error");
     assert!(error.contains("is not whitelisted"), "{error}");
     assert_eq!(server.hits(), 2);
 
-    let outcome = ok(
-        &runner,
-        json!({"url": url, "allow_redirects": true, "url_hosts_whitelist": ["127.0.0.1", "localhost"]}),
+    let outcome = runner.ok(json!({"url": url, "allow_redirects": true, "url_hosts_whitelist": ["127.0.0.1", "localhost"]}),
         json!({}),
     )
     .await;
@@ -538,22 +566,24 @@ async fn cancellation_ends_the_request_canceled() {
 #[tokio::test]
 async fn connections_are_reused_across_executions() {
     let server = TestServer::http().await;
-    let runner = HttpRequestRunner::new();
+    let runner = Harness::new();
     for _ in 0..5 {
-        let outcome = ok(&runner, json!({"url": server.url("/ok")}), json!({})).await;
+        let outcome = runner
+            .ok(json!({"url": server.url("/ok")}), json!({}))
+            .await;
         assert_eq!(outcome.status, ExecutionStatus::Succeeded);
     }
     assert_eq!(server.hits(), 5);
     assert_eq!(server.connections(), 1);
     assert_eq!(
-        format!("{runner:?}"),
+        format!("{:?}", runner.runner),
         "HttpRequestRunner { clients: 1, .. }"
     );
 }
 
 #[tokio::test]
 async fn wrong_parameter_types_are_named_errors() {
-    let runner = HttpRequestRunner::new();
+    let runner = Harness::new();
     let url = "http://127.0.0.1:9/";
     let cases = [
         (json!({}), json!({}), "url"),
@@ -625,7 +655,9 @@ async fn wrong_parameter_types_are_named_errors() {
         ),
     ];
     for (runner_parameters, parameters, expected) in cases {
-        let result = run(&runner, runner_parameters.clone(), parameters.clone()).await;
+        let result = runner
+            .run(runner_parameters.clone(), parameters.clone())
+            .await;
         let (name, message) = parameter_error(result);
         assert_eq!(
             name, expected,
@@ -635,12 +667,12 @@ async fn wrong_parameter_types_are_named_errors() {
     }
     // A bad proxy URL is reported when the client is built.
     let (name, _) = parameter_error(
-        run(
-            &runner,
-            json!({"url": url, "http_proxy": "::not a proxy::"}),
-            json!({}),
-        )
-        .await,
+        runner
+            .run(
+                json!({"url": url, "http_proxy": "::not a proxy::"}),
+                json!({}),
+            )
+            .await,
     );
     assert_eq!(name, "http_proxy");
 }
@@ -650,13 +682,13 @@ async fn secrets_stay_out_of_messages() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     drop(listener);
-    let runner = HttpRequestRunner::new();
-    let outcome = ok(
-        &runner,
-        json!({"url": format!("http://user:hunter2@{addr}/"), "password": "kermit"}),
-        json!({}),
-    )
-    .await;
+    let runner = Harness::new();
+    let outcome = runner
+        .ok(
+            json!({"url": format!("http://user:hunter2@{addr}/"), "password": "kermit"}),
+            json!({}),
+        )
+        .await;
     let text = outcome.result.to_string();
     assert!(!text.contains("hunter2"), "{text}");
     assert!(!text.contains("kermit"), "{text}");
