@@ -2,8 +2,9 @@
 //! headers, cookies, basic auth, JSON bodies re-serialised, files as multipart), returns
 //! `{status_code, body, parsed, headers}`, succeeds only for 200–206, follows redirects only
 //! when allowed, ends `timeout` and `canceled` promptly, verifies TLS certificates unless told
-//! not to, honours host block/allow lists, and reports bad parameters and unreachable hosts as
-//! clear errors, also through a real engine.
+//! not to, uses the proxies it is given, honours host block/allow lists (redirect targets
+//! included), and reports bad parameters and unreachable hosts as clear errors, also through a
+//! real engine.
 
 mod common;
 
@@ -535,6 +536,45 @@ async fn redirects_must_pass_the_host_lists_too() {
         outcome.result
     );
     assert_eq!(echoed(&outcome)["path"], json!("/echo"));
+}
+
+#[tokio::test]
+async fn http_proxy_carries_http_requests_only() {
+    let proxy = TestServer::http().await;
+    let runner = Harness::new();
+    // The "proxy" (our echo server) receives the request for a host that does not exist.
+    let outcome = runner
+        .ok(
+            json!({"url": "http://st2-proxy-test.invalid/echo?a=1", "http_proxy": proxy.url("")}),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        outcome.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        outcome.result
+    );
+    let echo = echoed(&outcome);
+    assert_eq!(echo["headers"]["host"], json!("st2-proxy-test.invalid"));
+    assert_eq!(echo["query"], json!("a=1"));
+    assert_eq!(proxy.hits(), 1);
+
+    // `https_proxy` is not used for an http URL.
+    let server = TestServer::http().await;
+    let outcome = runner
+        .ok(
+            json!({"url": server.url("/ok"), "https_proxy": "http://127.0.0.1:9"}),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        outcome.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        outcome.result
+    );
+    assert_eq!(proxy.hits(), 1);
 }
 
 #[tokio::test]
