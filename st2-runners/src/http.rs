@@ -280,17 +280,22 @@ fn request_failure(request: &Request, error: &reqwest::Error) -> RunOutcome {
     failure(message, chain(error))
 }
 
-/// Send the request and read the whole response: its status code and StackStorm's result.
-async fn send(client: reqwest::Client, request: &Request) -> Result<(u16, Value), reqwest::Error> {
+/// The request for `client`, taking the headers and body out of `request` (no copies).
+fn prepare(client: &reqwest::Client, request: &mut Request) -> reqwest::RequestBuilder {
     let mut builder = client
         .request(request.method.clone(), request.url.clone())
-        .headers(request.headers.clone());
+        .headers(std::mem::take(&mut request.headers));
     if let Some(auth) = &request.auth {
         builder = builder.basic_auth(&auth.username, auth.password.as_ref());
     }
-    if let Some(body) = &request.body {
-        builder = builder.body(body.clone());
+    if let Some(body) = request.body.take() {
+        builder = builder.body(body);
     }
+    builder
+}
+
+/// Send the request and read the whole response: its status code and StackStorm's result.
+async fn send(builder: reqwest::RequestBuilder) -> Result<(u16, Value), reqwest::Error> {
     let response = builder.send().await?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
@@ -301,18 +306,19 @@ async fn send(client: reqwest::Client, request: &Request) -> Result<(u16, Value)
 #[async_trait]
 impl Runner for HttpRequestRunner {
     async fn run(&self, ctx: RunContext) -> Result<RunOutcome, RunnerError> {
-        let request = Request::read(&ctx)?;
+        let mut request = Request::read(&ctx)?;
         if let Err(message) = request.check_host() {
             return Ok(failure(message, String::new()));
         }
         let client = self.client(&request.client)?;
+        let builder = prepare(&client, &mut request);
         let outcome = tokio::select! {
             biased;
             () = ctx.cancel.cancelled() => RunOutcome::with_status(
                 ExecutionStatus::Canceled,
                 json!({"error": format!("The request to \"{}\" was canceled.", request.shown_url)}),
             ),
-            sent = tokio::time::timeout(request.timeout, send(client, &request)) => match sent {
+            sent = tokio::time::timeout(request.timeout, send(builder)) => match sent {
                 Err(_) => timed_out(&request),
                 Ok(Err(e)) if e.is_timeout() => timed_out(&request),
                 Ok(Err(e)) => request_failure(&request, &e),
