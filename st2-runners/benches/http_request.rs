@@ -86,6 +86,18 @@ fn setup() -> Setup {
     }
 }
 
+/// CPU time this process used so far (user + system), from `/proc/self/stat` (Linux; the
+/// kernel's clock ticks are 1/100 s); `None` elsewhere.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 fn report(s: &Setup) {
     for (name, ctx, concurrency) in [
         ("http, 1 at a time", &s.http, 1),
@@ -96,11 +108,25 @@ fn report(s: &Setup) {
         // Warm up: connections and the clients.
         s.runtime
             .block_on(run_many(&s.runner, ctx, 500, concurrency));
+        let cpu_before = cpu_time();
         let took = s
             .runtime
             .block_on(run_many(&s.runner, ctx, count, concurrency));
+        let cpu = cpu_time()
+            .zip(cpu_before)
+            .map(|(after, before)| after.saturating_sub(before));
+        // CPU per execution covers the runner and the local server together; it does not
+        // depend on what else the machine is doing, unlike the wall-clock rate.
+        let cpu_text = cpu
+            .map(|c| {
+                format!(
+                    ", {:.0} µs CPU each (runner + server)",
+                    c.as_secs_f64() * 1e6 / count as f64
+                )
+            })
+            .unwrap_or_default();
         println!(
-            "http-request {name}: {count} executions in {:.2} s = {:.0} executions/s",
+            "http-request {name}: {count} executions in {:.2} s = {:.0} executions/s{cpu_text}",
             took.as_secs_f64(),
             count as f64 / took.as_secs_f64()
         );

@@ -86,6 +86,7 @@ async fn get_returns_stackstorm_result_shape() {
     assert_eq!(result["parsed"], json!(false));
     assert_eq!(result["headers"]["Content-Type"], json!("text/plain"));
     assert_eq!(result["headers"]["Content-Length"], json!("5"));
+    assert_eq!(result["headers"]["X-Multi"], json!("a, b"));
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 //! (header names lower case, repeated headers joined with `", "`); `/status/<code>` answers that
 //! code with a text body; `/redirect` answers 302 to `/echo`; `/redirect-to?<url>` answers 302
 //! to `<url>`; `/slow` answers after 30 seconds;
-//! `/text` answers `text/plain`; `/bad-json` answers `application/json` that is not JSON;
+//! `/text` answers `text/plain` with two `X-Multi` headers; `/bad-json` answers `application/json` that is not JSON;
 //! `/ok` answers a small JSON object.
 
 #![allow(dead_code)]
@@ -172,7 +172,14 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
             response(200, "application/json; charset=utf-8", echo.to_string())
         }
         "/ok" => response(200, "application/json", r#"{"ok":true}"#),
-        "/text" => response(200, "text/plain", "hello"),
+        "/text" => {
+            let mut r = response(200, "text/plain", "hello");
+            for value in ["a", "b"] {
+                r.headers_mut()
+                    .append("x-multi", value.parse().expect("header"));
+            }
+            r
+        }
         "/bad-json" => response(200, "application/json", "not json"),
         "/redirect" => {
             let mut r = response(302, "text/plain", "moved");
