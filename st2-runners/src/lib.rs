@@ -1,5 +1,6 @@
 //! StackStorm's built-in runners for `st2-core`: `noop`, `local-shell-cmd`,
-//! `local-shell-script`, `inquirer` and `announcement`, and our own `rhai-script`.
+//! `local-shell-script`, `http-request`, `inquirer` and `announcement`, and our own
+//! `rhai-script`.
 //!
 //! ```
 //! use st2_core::runner::RunnerRegistry;
@@ -10,6 +11,7 @@
 //!     runners.names(),
 //!     [
 //!         "announcement",
+//!         "http-request",
 //!         "inquirer",
 //!         "local-shell-cmd",
 //!         "local-shell-script",
@@ -24,21 +26,27 @@
 //! whole group. Their result is StackStorm's `{failed, succeeded, return_code, stdout, stderr}`
 //! (plus `error`), with `stdout` and `stderr` parsed as JSON when they are JSON.
 //!
+//! `http-request` ([`http`]) sends one request with a shared, keep-alive client per TLS,
+//! redirect and proxy setting, and returns StackStorm's `{status_code, body, parsed, headers}`.
+//!
 //! `cmd` templates are rendered by the engine with
 //! [`st2_core::expr::shell::render_shell_command`]: values reach the command as environment
 //! variables ([`st2_core::runner::RunContext::shell_values`]), never as shell syntax.
 
 pub mod announcement;
 pub mod command_line;
+pub mod http;
 pub mod inquirer;
 pub mod local;
 pub mod noop;
+mod parameter;
 mod process;
 pub mod rhai_script;
 
 use st2_core::runner::{DuplicateRunner, RunnerRegistry};
 
 pub use announcement::AnnouncementRunner;
+pub use http::HttpRequestRunner;
 pub use inquirer::InquirerRunner;
 pub use local::{LocalShellCommandRunner, LocalShellScriptRunner, LocalShellSettings};
 pub use noop::NoopRunner;
@@ -69,5 +77,6 @@ pub fn register_builtin_with(
     registry.register("inquirer", InquirerRunner)?;
     registry.register("announcement", AnnouncementRunner)?;
     registry.register("rhai-script", RhaiScriptRunner::default())?;
+    registry.register("http-request", HttpRequestRunner::new())?;
     Ok(())
 }

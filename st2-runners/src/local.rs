@@ -12,6 +12,7 @@ use st2_core::runner::{RunContext, RunOutcome, Runner, RunnerError};
 use st2_core::store::ExecutionStatus;
 
 use crate::command_line::{ShellLine, script_arguments};
+use crate::parameter::{bad, opt_bool, opt_str, wrong_type};
 use crate::process::{self, Ending, ProcessSpec};
 
 /// StackStorm's default `timeout` of the local runners, in seconds.
@@ -37,35 +38,6 @@ struct LocalParams {
     timeout: Duration,
     timeout_text: String,
     debug: Option<bool>,
-}
-
-fn bad(name: &str, message: impl Into<String>) -> RunnerError {
-    RunnerError::Parameter {
-        name: name.to_owned(),
-        message: message.into(),
-    }
-}
-
-fn opt_str(params: &Map<String, Value>, name: &str) -> Result<Option<String>, RunnerError> {
-    match params.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(bad(
-            name,
-            format!("must be a string, not {}", python::type_name(other)),
-        )),
-    }
-}
-
-fn opt_bool(params: &Map<String, Value>, name: &str) -> Result<Option<bool>, RunnerError> {
-    match params.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(bad(
-            name,
-            format!("must be a boolean, not {}", python::type_name(other)),
-        )),
-    }
 }
 
 fn check_env_text(name: &str, text: &str, what: &str) -> Result<(), RunnerError> {
@@ -100,12 +72,7 @@ impl LocalParams {
                 }
                 env
             }
-            Some(other) => {
-                return Err(bad(
-                    "env",
-                    format!("must be an object, not {}", python::type_name(other)),
-                ));
-            }
+            Some(other) => return Err(wrong_type("env", "an object", other)),
         };
         let (timeout, timeout_text) = match params.get("timeout") {
             None | Some(Value::Null) => (
@@ -118,12 +85,7 @@ impl LocalParams {
                     .map_err(|e| bad("timeout", format!("{n} seconds: {e}")))?;
                 (duration, python::str(&Value::Number(n.clone())))
             }
-            Some(other) => {
-                return Err(bad(
-                    "timeout",
-                    format!("must be a number, not {}", python::type_name(other)),
-                ));
-            }
+            Some(other) => return Err(wrong_type("timeout", "a number", other)),
         };
         Ok(LocalParams {
             cmd: opt_str(params, "cmd")?,

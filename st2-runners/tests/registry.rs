@@ -16,6 +16,7 @@ async fn builtin_runners_are_registered_and_noop_succeeds() {
         registry.names(),
         [
             "announcement",
+            "http-request",
             "inquirer",
             "local-shell-cmd",
             "local-shell-script",

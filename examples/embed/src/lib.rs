@@ -40,7 +40,7 @@ pub fn examples_dir() -> PathBuf {
 pub async fn greet(db: &Path, name: &str) -> anyhow::Result<ExecutionRecord> {
     // The store keeps everything: trigger instances, executions, the work queue.
     let store = SqliteStore::open(SqliteOptions::file(db)).await?;
-    // StackStorm's noop, local-shell-cmd and local-shell-script runners.
+    // StackStorm's noop, local-shell-cmd, local-shell-script and http-request runners.
     let mut runners = RunnerRegistry::new();
     st2_runners::register_builtin(&mut runners)?;
     let engine = Engine::builder()
