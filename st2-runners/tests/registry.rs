@@ -1,5 +1,5 @@
-//! Contract: `register_builtin` registers `noop`, `local-shell-cmd` and `local-shell-script`
-//! under StackStorm's names, once; `noop` succeeds with StackStorm's result.
+//! Contract: `register_builtin` registers `noop` and the local and remote shell runners under
+//! StackStorm's names, once; `noop` succeeds with StackStorm's result.
 
 mod common;
 
@@ -14,7 +14,13 @@ async fn builtin_runners_are_registered_and_noop_succeeds() {
     st2_runners::register_builtin(&mut registry).expect("registers");
     assert_eq!(
         registry.names(),
-        ["local-shell-cmd", "local-shell-script", "noop"]
+        [
+            "local-shell-cmd",
+            "local-shell-script",
+            "noop",
+            "remote-shell-cmd",
+            "remote-shell-script"
+        ]
     );
     assert!(st2_runners::register_builtin(&mut registry).is_err());
 

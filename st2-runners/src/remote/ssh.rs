@@ -1,0 +1,592 @@
+//! SSH connections for the remote runners (russh): connect and authenticate, run one command
+//! per channel with its output streamed line by line, write files through `cat`, and keep idle
+//! connections for reuse.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Disconnect, Sig, client};
+use sha2::{Digest, Sha256};
+use st2_core::runner::{Cancellation, OutputSink};
+use st2_core::store::OutputType;
+
+use crate::command_line::quote;
+
+/// Why talking to a host failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SshError {
+    /// The TCP connection could not be made.
+    #[error("could not connect to {addr}: {source}")]
+    Connect {
+        /// `host:port`.
+        addr: String,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// The SSH handshake failed.
+    #[error("SSH handshake with {addr} failed: {source}")]
+    Handshake {
+        /// `host:port`.
+        addr: String,
+        /// What russh reported.
+        source: russh::Error,
+    },
+    /// The server refused every credential offered.
+    #[error("Authentication failed for user {user:?} (tried {tried})")]
+    Auth {
+        /// The SSH user.
+        user: String,
+        /// The methods offered, e.g. `password` or `publickey (2 keys)`.
+        tried: String,
+    },
+    /// A channel could not be opened (the connection is gone or the server refused).
+    #[error("could not open an SSH channel: {0}")]
+    OpenChannel(russh::Error),
+    /// A channel failed while a command ran.
+    #[error("SSH channel failed: {0}")]
+    Channel(russh::Error),
+    /// The server refused to run the command.
+    #[error("the server refused to run the command")]
+    ExecRefused,
+}
+
+/// Who to log in as and with what. `Debug` shows the user and the method, never the secret.
+pub(crate) struct Credentials {
+    user: String,
+    method: AuthMethod,
+    /// SHA-256 over the user and the credential, the connection cache's key part.
+    fingerprint: [u8; 32],
+}
+
+enum AuthMethod {
+    Password(String),
+    Keys(Vec<Arc<PrivateKey>>),
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let method = match &self.method {
+            AuthMethod::Password(_) => "password <redacted>".to_owned(),
+            AuthMethod::Keys(keys) => format!("publickey ({} keys)", keys.len()),
+        };
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("method", &method)
+            .finish()
+    }
+}
+
+/// Why a private key could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {message}")]
+pub(crate) struct KeyError {
+    /// The key's file, or `key material`.
+    pub what: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Credentials {
+    /// Log in as `user` with `password`.
+    pub fn password(user: String, password: String) -> Self {
+        let fingerprint = fingerprint(&user, b"password", password.as_bytes());
+        Credentials {
+            user,
+            method: AuthMethod::Password(password),
+            fingerprint,
+        }
+    }
+
+    /// Log in as `user` with the first of `keys` the server accepts.
+    pub fn keys(user: String, keys: Vec<Arc<PrivateKey>>) -> Self {
+        let mut public = Vec::new();
+        for key in &keys {
+            public.extend_from_slice(key.public_key().fingerprint(HashAlg::Sha256).as_bytes());
+        }
+        let fingerprint = fingerprint(&user, b"publickey", &public);
+        Credentials {
+            user,
+            method: AuthMethod::Keys(keys),
+            fingerprint,
+        }
+    }
+}
+
+fn fingerprint(user: &str, kind: &[u8], secret: &[u8]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    for part in [user.as_bytes(), kind, secret] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hash.finalize().into()
+}
+
+/// Read a private key: `material` when it holds a PEM/OpenSSH key, otherwise the file it names.
+///
+/// # Errors
+/// The file cannot be read, the key cannot be decoded or the passphrase is wrong.
+pub(crate) fn load_key(source: &str, passphrase: Option<&str>) -> Result<PrivateKey, KeyError> {
+    if source.to_ascii_lowercase().contains("private key-----") {
+        return russh::keys::decode_secret_key(source, passphrase).map_err(|e| KeyError {
+            what: "key material".to_owned(),
+            message: e.to_string(),
+        });
+    }
+    load_key_file(Path::new(source), passphrase)
+}
+
+/// Read the private key in `path`.
+///
+/// # Errors
+/// The file cannot be read or decoded.
+pub(crate) fn load_key_file(path: &Path, passphrase: Option<&str>) -> Result<PrivateKey, KeyError> {
+    let what = || format!("key file {}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| KeyError {
+        what: what(),
+        message: e.to_string(),
+    })?;
+    russh::keys::decode_secret_key(&text, passphrase).map_err(|e| KeyError {
+        what: what(),
+        message: e.to_string(),
+    })
+}
+
+/// The client side of a connection: host keys are accepted as they come (StackStorm's
+/// Paramiko client uses `AutoAddPolicy` too).
+#[derive(Debug)]
+struct AcceptHostKey;
+
+impl client::Handler for AcceptHostKey {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// One authenticated SSH connection.
+pub(crate) struct Connection {
+    handle: client::Handle<AcceptHostKey>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("closed", &self.handle.is_closed())
+            .finish()
+    }
+}
+
+/// Where a command's output goes: collected in full, and, when streaming, sent to a sink one
+/// line at a time.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    /// Everything written to standard output.
+    pub stdout: Vec<u8>,
+    /// Everything written to standard error.
+    pub stderr: Vec<u8>,
+    sink: Option<Arc<dyn OutputSink>>,
+    stdout_line: Vec<u8>,
+    stderr_line: Vec<u8>,
+}
+
+impl Output {
+    /// Output streamed to `sink` (when given) as well as collected.
+    pub fn new(sink: Option<Arc<dyn OutputSink>>) -> Self {
+        Output {
+            sink,
+            ..Output::default()
+        }
+    }
+
+    fn push(&mut self, kind: OutputType, data: &[u8]) {
+        let (all, line) = match kind {
+            OutputType::Stderr => (&mut self.stderr, &mut self.stderr_line),
+            _ => (&mut self.stdout, &mut self.stdout_line),
+        };
+        all.extend_from_slice(data);
+        let Some(sink) = &self.sink else { return };
+        line.extend_from_slice(data);
+        while let Some(end) = line.iter().position(|b| *b == b'\n') {
+            let rest = line.split_off(end + 1);
+            sink.emit(kind, &String::from_utf8_lossy(line));
+            *line = rest;
+        }
+    }
+
+    /// Send what is left of unfinished lines to the sink.
+    pub fn flush(&mut self) {
+        let Some(sink) = &self.sink else { return };
+        for (kind, line) in [
+            (OutputType::Stdout, &mut self.stdout_line),
+            (OutputType::Stderr, &mut self.stderr_line),
+        ] {
+            if !line.is_empty() {
+                sink.emit(kind, &String::from_utf8_lossy(line));
+                line.clear();
+            }
+        }
+    }
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExecEnd {
+    /// It exited with this code (−1 when the server sent none, minus the signal number when a
+    /// signal killed it).
+    Exited(i64),
+    /// The deadline passed; the channel was closed.
+    TimedOut,
+    /// Cancellation was requested; the channel was closed.
+    Canceled,
+}
+
+/// One command to run on a channel.
+#[derive(Debug)]
+pub(crate) struct Exec<'a> {
+    /// The command line, run by the user's login shell.
+    pub command: &'a str,
+    /// Bytes written to the command's standard input before it is closed.
+    pub stdin: &'a [u8],
+    /// Whether to ask for a pseudo-terminal (stdout and stderr then arrive merged).
+    pub pty: bool,
+}
+
+fn signal_number(sig: &Sig) -> i64 {
+    match sig {
+        Sig::HUP => 1,
+        Sig::INT => 2,
+        Sig::QUIT => 3,
+        Sig::ILL => 4,
+        Sig::ABRT => 6,
+        Sig::FPE => 8,
+        Sig::KILL => 9,
+        Sig::USR1 => 10,
+        Sig::SEGV => 11,
+        Sig::PIPE => 13,
+        Sig::ALRM => 14,
+        Sig::TERM => 15,
+        _ => 0,
+    }
+}
+
+impl Connection {
+    /// Connect to `host:port` and log in with `credentials`.
+    ///
+    /// # Errors
+    /// [`SshError::Connect`], [`SshError::Handshake`] or [`SshError::Auth`].
+    pub async fn open(
+        host: &str,
+        port: u16,
+        credentials: &Credentials,
+    ) -> Result<Connection, SshError> {
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let socket = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(|source| SshError::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
+        let _ = socket.set_nodelay(true);
+        let config = Arc::new(client::Config::default());
+        let mut handle = client::connect_stream(config, socket, AcceptHostKey)
+            .await
+            .map_err(|source| SshError::Handshake {
+                addr: addr.clone(),
+                source,
+            })?;
+        let handshake = |source| SshError::Handshake {
+            addr: addr.clone(),
+            source,
+        };
+        let user = credentials.user.clone();
+        let (accepted, tried) = match &credentials.method {
+            AuthMethod::Password(password) => (
+                handle
+                    .authenticate_password(user.clone(), password.clone())
+                    .await
+                    .map_err(handshake)?
+                    .success(),
+                "password".to_owned(),
+            ),
+            AuthMethod::Keys(keys) => {
+                let rsa_hash = handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(handshake)?
+                    .flatten();
+                let mut accepted = false;
+                for key in keys {
+                    let key = PrivateKeyWithHashAlg::new(key.clone(), rsa_hash);
+                    if handle
+                        .authenticate_publickey(user.clone(), key)
+                        .await
+                        .map_err(handshake)?
+                        .success()
+                    {
+                        accepted = true;
+                        break;
+                    }
+                }
+                (accepted, format!("publickey with {} key(s)", keys.len()))
+            }
+        };
+        if !accepted {
+            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+            return Err(SshError::Auth { user, tried });
+        }
+        Ok(Connection { handle })
+    }
+
+    /// Whether the connection is known to be gone.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    /// Run `exec`, collecting its output into `output`, until it exits, `deadline` passes or
+    /// `cancel` fires (then the command is sent SIGKILL and its channel closed).
+    ///
+    /// # Errors
+    /// [`SshError::OpenChannel`] when no channel could be opened (nothing ran),
+    /// [`SshError::ExecRefused`] or [`SshError::Channel`] otherwise.
+    pub async fn exec(
+        &self,
+        exec: Exec<'_>,
+        output: &mut Output,
+        deadline: tokio::time::Instant,
+        cancel: &Cancellation,
+    ) -> Result<ExecEnd, SshError> {
+        let mut channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(SshError::OpenChannel)?;
+        if exec.pty {
+            channel
+                .request_pty(false, "xterm", 80, 24, 0, 0, &[])
+                .await
+                .map_err(SshError::Channel)?;
+        }
+        channel
+            .exec(true, exec.command)
+            .await
+            .map_err(SshError::Channel)?;
+        if !exec.stdin.is_empty() {
+            channel
+                .data_bytes(exec.stdin.to_vec())
+                .await
+                .map_err(SshError::Channel)?;
+        }
+        channel.eof().await.map_err(SshError::Channel)?;
+        let mut code = None;
+        let end = loop {
+            tokio::select! {
+                msg = channel.wait() => match msg {
+                    None => break ExecEnd::Exited(code.unwrap_or(-1)),
+                    Some(ChannelMsg::Data { data }) => output.push(OutputType::Stdout, &data),
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        output.push(OutputType::Stderr, &data)
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => {
+                        code = Some(i64::from(exit_status))
+                    }
+                    Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                        code = Some(-signal_number(&signal_name))
+                    }
+                    Some(ChannelMsg::Failure) => return Err(SshError::ExecRefused),
+                    Some(_) => {}
+                },
+                () = tokio::time::sleep_until(deadline) => break ExecEnd::TimedOut,
+                () = cancel.cancelled() => break ExecEnd::Canceled,
+            }
+        };
+        if matches!(end, ExecEnd::TimedOut | ExecEnd::Canceled) {
+            // Best effort: OpenSSH delivers `signal` requests to the command's shell; closing
+            // the channel hangs up a pseudo-terminal session.
+            let _ = channel.signal(Sig::KILL).await;
+            let _ = channel.close().await;
+        }
+        output.flush();
+        Ok(end)
+    }
+
+    /// Write `data` to the file `path` (created or truncated) with permissions `mode`, through
+    /// `cat` on the host (any stock SSH server can do this; no SFTP subsystem is needed).
+    ///
+    /// # Errors
+    /// As [`Connection::exec`]; a failing `cat`/`chmod` is [`UploadError::Remote`].
+    pub async fn write_file(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: u32,
+        deadline: tokio::time::Instant,
+        cancel: &Cancellation,
+    ) -> Result<(), UploadError> {
+        let command = format!("cat > {path} && chmod {mode:o} {path}", path = quote(path));
+        self.run_quiet(&command, data, deadline, cancel).await
+    }
+
+    /// Run a housekeeping command (no streaming) and require exit code 0.
+    ///
+    /// # Errors
+    /// [`UploadError`] with the command's stderr when it fails.
+    pub async fn run_quiet(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        deadline: tokio::time::Instant,
+        cancel: &Cancellation,
+    ) -> Result<(), UploadError> {
+        let mut output = Output::new(None);
+        let exec = Exec {
+            command,
+            stdin,
+            pty: false,
+        };
+        match self.exec(exec, &mut output, deadline, cancel).await? {
+            ExecEnd::Exited(0) => Ok(()),
+            ExecEnd::Exited(code) => Err(UploadError::Remote {
+                code,
+                stderr: String::from_utf8_lossy(&output.stderr)
+                    .trim_end()
+                    .to_owned(),
+            }),
+            ExecEnd::TimedOut => Err(UploadError::TimedOut),
+            ExecEnd::Canceled => Err(UploadError::Canceled),
+        }
+    }
+
+    /// Say goodbye to the server.
+    pub async fn close(self) {
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
+
+/// Why a housekeeping command (mkdir, file upload, cleanup) failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UploadError {
+    /// The SSH side failed.
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// The command exited non-zero.
+    #[error("exit code {code}: {stderr}")]
+    Remote {
+        /// Its exit code.
+        code: i64,
+        /// Its standard error.
+        stderr: String,
+    },
+    /// The deadline passed.
+    #[error("timed out")]
+    TimedOut,
+    /// The execution was canceled.
+    #[error("canceled")]
+    Canceled,
+}
+
+/// Which connections may be shared: same host, port and credential.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    host: String,
+    port: u16,
+    credential: [u8; 32],
+}
+
+impl PoolKey {
+    /// The key of a connection to `host:port` with `credentials` (a hash of them, no secret).
+    pub fn new(host: &str, port: u16, credentials: &Credentials) -> Self {
+        PoolKey {
+            host: host.to_owned(),
+            port,
+            credential: credentials.fingerprint,
+        }
+    }
+}
+
+/// Idle connections kept for reuse, each for at most `idle` after its last use.
+#[derive(Debug, Clone)]
+pub(crate) struct Pool {
+    idle: Duration,
+    connections: Arc<Mutex<HashMap<PoolKey, Vec<(Instant, Connection)>>>>,
+}
+
+impl Pool {
+    /// A pool keeping connections for `idle` (none when zero).
+    pub fn new(idle: Duration) -> Self {
+        Pool {
+            idle,
+            connections: Arc::default(),
+        }
+    }
+
+    /// An idle, live connection for `key`, if one is kept.
+    pub fn take(&self, key: &PoolKey) -> Option<Connection> {
+        let mut map = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.sweep(&mut map);
+        let list = map.get_mut(key)?;
+        let found = list.pop().map(|(_, c)| c);
+        if list.is_empty() {
+            map.remove(key);
+        }
+        found
+    }
+
+    /// Keep `connection` for the next run with `key`.
+    pub fn put(&self, key: PoolKey, connection: Connection) {
+        if self.idle.is_zero() || connection.is_closed() {
+            return;
+        }
+        let mut map = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.sweep(&mut map);
+        map.entry(key)
+            .or_default()
+            .push((Instant::now(), connection));
+    }
+
+    /// Drop expired and closed connections (dropping a handle ends its session).
+    fn sweep(&self, map: &mut HashMap<PoolKey, Vec<(Instant, Connection)>>) {
+        let now = Instant::now();
+        map.retain(|_, list| {
+            list.retain(|(since, c)| now.duration_since(*since) < self.idle && !c.is_closed());
+            !list.is_empty()
+        });
+    }
+}
+
+/// The key files tried when neither a password nor a key is given: `~/.ssh/id_ed25519`,
+/// `~/.ssh/id_ecdsa` and `~/.ssh/id_rsa` of the user this process runs as, those that exist.
+pub(crate) fn default_key_files() -> Vec<PathBuf> {
+    let Some(home) = nix::unistd::User::from_uid(nix::unistd::Uid::current())
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+    else {
+        return Vec::new();
+    };
+    ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|name| home.join(".ssh").join(name))
+        .filter(|p| p.is_file())
+        .collect()
+}
