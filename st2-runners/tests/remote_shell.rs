@@ -339,11 +339,10 @@ async fn script_runs_with_arguments_and_lib_then_its_directory_is_removed() {
 async fn cancel_closes_the_channel_and_returns_canceled() {
     let sshd = Sshd::start();
     let packs = Packs::load();
-    let (mut ctx, _) = packs.context(
-        "core.remote",
-        login(&sshd, json!({"cmd": "echo begun; sleep 30"})),
-        json!({}),
-    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("still-running");
+    let cmd = format!("echo begun; sleep 2; touch {}; sleep 30", marker.display());
+    let (mut ctx, _) = packs.context("core.remote", login(&sshd, json!({"cmd": cmd})), json!({}));
     let (canceller, cancel) = Cancellation::new();
     ctx.cancel = cancel;
     let started = Instant::now();
@@ -363,6 +362,9 @@ async fn cancel_closes_the_channel_and_returns_canceled() {
         outcome.result
     );
     assert_eq!(outcome.result["127.0.0.1"]["stdout"], json!("begun"));
+    // The command's shell was killed, not just left without its channel.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!marker.exists(), "the remote command survived the cancel");
 }
 
 #[tokio::test]

@@ -259,6 +259,61 @@ pub(crate) struct Exec<'a> {
     pub pty: bool,
 }
 
+/// How long killing a timed-out or canceled command may take.
+const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The first line of a command's stderr, where its shell reported its process id.
+#[derive(Debug)]
+struct Prelude {
+    /// Still reading the first line.
+    reading: bool,
+    line: Vec<u8>,
+    /// The process id, once read.
+    pid: Option<u32>,
+}
+
+impl Prelude {
+    fn new(expected: bool) -> Self {
+        Prelude {
+            reading: expected,
+            line: Vec::new(),
+            pid: None,
+        }
+    }
+
+    /// Take the process id from the start of `data`; what is left is ordinary stderr. A first
+    /// line that is not a number is ordinary stderr too.
+    fn read(&mut self, data: &[u8]) -> Vec<u8> {
+        if !self.reading {
+            return data.to_vec();
+        }
+        self.line.extend_from_slice(data);
+        let Some(end) = self.line.iter().position(|b| *b == b'\n') else {
+            return Vec::new();
+        };
+        self.reading = false;
+        let rest = self.line.split_off(end + 1);
+        let first = std::mem::take(&mut self.line);
+        match std::str::from_utf8(&first[..end])
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .filter(|p| *p > 1)
+        {
+            Some(pid) => {
+                self.pid = Some(pid);
+                rest
+            }
+            None => [first, rest].concat(),
+        }
+    }
+
+    /// An unfinished first line (the command ended before writing a newline).
+    fn unfinished(&mut self) -> Vec<u8> {
+        self.reading = false;
+        std::mem::take(&mut self.line)
+    }
+}
+
 fn signal_number(sig: &Sig) -> i64 {
     match sig {
         Sig::HUP => 1,
@@ -378,8 +433,17 @@ impl Connection {
                 .await
                 .map_err(SshError::Channel)?;
         }
+        // Without a terminal, the shell first reports its process id (the process group
+        // sshd made for the session) on stderr, so that a timeout or cancel can kill the whole
+        // group: OpenSSH refuses `signal` requests in some setups (a root login without
+        // privilege separation). On a terminal, closing the channel hangs the group up.
+        let command = if exec.pty {
+            exec.command.to_owned()
+        } else {
+            format!("echo $$ >&2; {}", exec.command)
+        };
         channel
-            .exec(true, exec.command)
+            .exec(true, command)
             .await
             .map_err(SshError::Channel)?;
         if !exec.stdin.is_empty() {
@@ -390,13 +454,15 @@ impl Connection {
         }
         channel.eof().await.map_err(SshError::Channel)?;
         let mut code = None;
+        let mut pid = Prelude::new(!exec.pty);
         let end = loop {
             tokio::select! {
                 msg = channel.wait() => match msg {
                     None => break ExecEnd::Exited(code.unwrap_or(-1)),
                     Some(ChannelMsg::Data { data }) => output.push(OutputType::Stdout, &data),
                     Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                        output.push(OutputType::Stderr, &data)
+                        let rest = pid.read(&data);
+                        output.push(OutputType::Stderr, &rest);
                     }
                     Some(ChannelMsg::ExitStatus { exit_status }) => {
                         code = Some(i64::from(exit_status))
@@ -412,13 +478,28 @@ impl Connection {
             }
         };
         if matches!(end, ExecEnd::TimedOut | ExecEnd::Canceled) {
-            // Best effort: OpenSSH delivers `signal` requests to the command's shell; closing
-            // the channel hangs up a pseudo-terminal session.
             let _ = channel.signal(Sig::KILL).await;
+            if let Some(pid) = pid.pid {
+                self.kill_group(pid).await;
+            }
             let _ = channel.close().await;
         }
+        output.push(OutputType::Stderr, &pid.unfinished());
         output.flush();
         Ok(end)
+    }
+
+    /// `kill -KILL -- -<pid>` on another channel, waiting a few seconds at most.
+    async fn kill_group(&self, pid: u32) {
+        let kill = async {
+            let mut channel = self.handle.channel_open_session().await.ok()?;
+            let command = format!("kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid}");
+            channel.exec(false, command).await.ok()?;
+            channel.eof().await.ok()?;
+            while channel.wait().await.is_some() {}
+            Some(())
+        };
+        let _ = tokio::time::timeout(KILL_TIMEOUT, kill).await;
     }
 
     /// Write `data` to the file `path` (created or truncated) with permissions `mode`, through
@@ -589,4 +670,29 @@ pub(crate) fn default_key_files() -> Vec<PathBuf> {
         .map(|name| home.join(".ssh").join(name))
         .filter(|p| p.is_file())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prelude_takes_the_pid_line_only() {
+        let mut p = Prelude::new(true);
+        assert_eq!(p.read(b"12"), b"");
+        assert_eq!(p.read(b"34\nerr\n"), b"err\n");
+        assert_eq!(p.pid, Some(1234));
+        assert_eq!(p.read(b"more"), b"more");
+
+        let mut p = Prelude::new(true);
+        assert_eq!(p.read(b"not a pid\nx"), b"not a pid\nx");
+        assert_eq!(p.pid, None);
+
+        let mut p = Prelude::new(true);
+        assert_eq!(p.read(b"partial"), b"");
+        assert_eq!(p.unfinished(), b"partial");
+
+        let mut p = Prelude::new(false);
+        assert_eq!(p.read(b"7\n"), b"7\n");
+    }
 }
