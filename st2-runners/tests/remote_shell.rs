@@ -6,13 +6,17 @@
 
 mod common;
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Packs;
 use common::sshd::{Sshd, free_port};
-use serde_json::{Value, json};
-use st2_core::runner::{Cancellation, Runner};
-use st2_core::store::{ExecutionStatus, OutputType};
+use serde_json::{Map, Value, json};
+use st2_core::engine::{Engine, EngineSettings};
+use st2_core::runner::{Cancellation, Runner, RunnerRegistry};
+use st2_core::store::sqlite::{SqliteOptions, SqliteStore};
+use st2_core::store::{ExecutionStatus, OutputType, Store};
 use st2_runners::remote::{RemoteSettings, RemoteShellCommandRunner, RemoteShellScriptRunner};
 
 /// Runner parameters logging in to `sshd` as root with its client key.
@@ -432,4 +436,79 @@ async fn connections_are_kept_between_executions_only_when_asked() {
     });
     let one = client_port(fresh.clone()).await;
     assert_ne!(client_port(fresh).await, one);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_runs_remote_actions() {
+    let sshd = Sshd::start();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(SqliteOptions::memory())
+            .await
+            .expect("store"),
+    );
+    let mut runners = RunnerRegistry::new();
+    st2_runners::register_builtin(&mut runners).expect("register");
+    let engine = Engine::builder()
+        .store(store)
+        .pack_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/packs/remotetest"))
+        .runners(runners)
+        .settings(EngineSettings {
+            heartbeat: Duration::from_millis(200),
+            idle_poll: Duration::from_millis(100),
+            ..EngineSettings::default()
+        })
+        .start()
+        .await
+        .expect("engine starts");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let marker = scratch.path().join("pwned");
+    let message = format!("\"$(touch {m})\" '; touch {m}", m = marker.display());
+    let Value::Object(mut params) = login(&sshd, json!({"message": message})) else {
+        unreachable!("login builds an object")
+    };
+    let created = engine
+        .run("remotetest.echo", params.clone(), Map::new())
+        .await
+        .expect("run");
+    let done = engine
+        .wait(&created.id, Duration::from_secs(30))
+        .await
+        .expect("done");
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
+    assert_eq!(done.result["127.0.0.1"]["stdout"], json!(message));
+    assert!(!marker.exists(), "the message ran as shell syntax");
+    let output = engine.output(&done.id).await.expect("output");
+    assert_eq!(output[0].chunk.data, format!("{message}\n"));
+
+    params.remove("message");
+    params.insert("who".to_owned(), json!("engine"));
+    params.insert(
+        "dir".to_owned(),
+        json!(scratch.path().display().to_string()),
+    );
+    let created = engine
+        .run("remotetest.greet", params, Map::new())
+        .await
+        .expect("run");
+    let done = engine
+        .wait(&created.id, Duration::from_secs(30))
+        .await
+        .expect("done");
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
+    let stdout = done.result["127.0.0.1"]["stdout"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(stdout.starts_with("hello, engine\n[engine]\n"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("dir={}/{}", scratch.path().display(), done.id)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("cwd=/tmp\nmode=744\npack=remotetest"),
+        "{stdout}"
+    );
+    assert!(
+        !scratch.path().join(&done.id).exists(),
+        "the script's directory was left behind"
+    );
 }
