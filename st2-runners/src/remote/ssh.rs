@@ -599,11 +599,14 @@ impl PoolKey {
     }
 }
 
+/// Idle connections by key, each with the moment it was last used.
+type IdleConnections = HashMap<PoolKey, Vec<(Instant, Connection)>>;
+
 /// Idle connections kept for reuse, each for at most `idle` after its last use.
 #[derive(Debug, Clone)]
 pub(crate) struct Pool {
     idle: Duration,
-    connections: Arc<Mutex<HashMap<PoolKey, Vec<(Instant, Connection)>>>>,
+    connections: Arc<Mutex<IdleConnections>>,
 }
 
 impl Pool {
@@ -646,7 +649,7 @@ impl Pool {
     }
 
     /// Drop expired and closed connections (dropping a handle ends its session).
-    fn sweep(&self, map: &mut HashMap<PoolKey, Vec<(Instant, Connection)>>) {
+    fn sweep(&self, map: &mut IdleConnections) {
         let now = Instant::now();
         map.retain(|_, list| {
             list.retain(|(since, c)| now.duration_since(*since) < self.idle && !c.is_closed());
