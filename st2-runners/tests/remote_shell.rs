@@ -186,12 +186,15 @@ async fn env_cwd_key_material_and_exit_codes() {
 async fn timeout_ends_every_host_within_the_limit() {
     let sshd = Sshd::start();
     let packs = Packs::load();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("still-running");
+    let cmd = format!(
+        "echo started; sleep 2; touch {}; sleep 30",
+        marker.display()
+    );
     let (ctx, _) = packs.context(
         "core.remote",
-        login(
-            &sshd,
-            json!({"cmd": "echo started; sleep 30", "timeout": 1}),
-        ),
+        login(&sshd, json!({"cmd": cmd, "timeout": 1})),
         json!({}),
     );
     let started = Instant::now();
@@ -213,6 +216,8 @@ async fn timeout_ends_every_host_within_the_limit() {
     assert_eq!(host["stdout"], json!("started"));
     let error = host["error"].as_str().unwrap_or_default();
     assert!(error.contains("didn't finish in 1 seconds"), "{error}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!marker.exists(), "the remote command survived its timeout");
 
     // Connecting counts against the timeout too: a port that accepts but never speaks SSH.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
