@@ -275,7 +275,7 @@ fn read_credentials(
 }
 
 /// Everything one execution needs on every host.
-#[derive(Debug)]
+/// `Debug` leaves out the command line (it holds exported values) and the sudo password.
 struct Job {
     shared: Arc<Shared>,
     credentials: Credentials,
@@ -293,6 +293,18 @@ struct Job {
     cancel: Cancellation,
     /// Where output lines go (one host only, as StackStorm streams).
     sink: Option<Arc<dyn OutputSink>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("credentials", &self.credentials)
+            .field("pty", &self.pty)
+            .field("sudo_password", &self.sudo_password)
+            .field("timeout", &self.timeout)
+            .field("upload", &self.upload.as_ref().map(|u| &u.remote_dir))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A script and its libraries, to copy to `<dir>/<execution id>`.

@@ -248,8 +248,8 @@ pub(crate) enum ExecEnd {
     Canceled,
 }
 
-/// One command to run on a channel.
-#[derive(Debug)]
+/// One command to run on a channel. `Debug` shows neither the command line (it holds
+/// exported values) nor standard input (a sudo password).
 pub(crate) struct Exec<'a> {
     /// The command line, run by the user's login shell.
     pub command: &'a str,
@@ -257,6 +257,16 @@ pub(crate) struct Exec<'a> {
     pub stdin: &'a [u8],
     /// Whether to ask for a pseudo-terminal (stdout and stderr then arrive merged).
     pub pty: bool,
+}
+
+impl fmt::Debug for Exec<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exec")
+            .field("command_len", &self.command.len())
+            .field("stdin_len", &self.stdin.len())
+            .field("pty", &self.pty)
+            .finish()
+    }
 }
 
 /// How long killing a timed-out or canceled command may take.
