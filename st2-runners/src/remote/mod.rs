@@ -55,6 +55,9 @@ pub struct RemoteSettings {
     pub max_parallel: usize,
     /// How many SSH connections all executions of these runners may be opening at once.
     pub max_connecting: usize,
+    /// Count an execution on several hosts as succeeded when any host succeeded
+    /// (`allow_partial_failure`, off).
+    pub allow_partial_failure: bool,
     /// How long an idle connection is kept for the next execution on the same host, port and
     /// credential; zero closes every connection when its execution ends.
     pub keep_idle: Duration,
@@ -67,6 +70,7 @@ impl Default for RemoteSettings {
             default_key_files: None,
             max_parallel: 50,
             max_connecting: 10,
+            allow_partial_failure: false,
             keep_idle: Duration::from_secs(30),
         }
     }
@@ -550,27 +554,47 @@ async fn run_everywhere(job: Job, targets: Vec<Target>, parallel: bool) -> RunOu
         }
     }
     let mut map = Map::new();
-    let mut all_succeeded = true;
-    let mut all_timed_out = true;
-    let mut canceled = false;
+    let mut outcomes = Vec::with_capacity(targets.len());
     for (target, result) in targets.iter().zip(results) {
         let result = result
             .unwrap_or_else(|| HostResult::error(255, "no result".to_owned(), &Output::default()));
-        all_succeeded &= result.succeeded;
-        all_timed_out &= result.timed_out;
-        canceled |= result.canceled;
+        outcomes.push(HostEnd {
+            succeeded: result.succeeded,
+            timed_out: result.timed_out,
+            canceled: result.canceled || job.cancel.is_cancelled(),
+        });
         map.insert(target.label.clone(), result.value);
     }
-    let status = if canceled || job.cancel.is_cancelled() {
+    let status = overall_status(&outcomes, job.shared.settings.allow_partial_failure);
+    RunOutcome::with_status(status, Value::Object(map))
+}
+
+/// How one host ended, for the execution's status.
+#[derive(Debug, Clone, Copy, Default)]
+struct HostEnd {
+    succeeded: bool,
+    timed_out: bool,
+    canceled: bool,
+}
+
+/// StackStorm's `_get_result_status`: `succeeded` when every host succeeded (any host, with
+/// `allow_partial_failure`), else `timeout` when every host timed out, else `failed`;
+/// `canceled` when the execution was canceled.
+fn overall_status(hosts: &[HostEnd], allow_partial_failure: bool) -> ExecutionStatus {
+    let succeeded = if allow_partial_failure {
+        hosts.iter().any(|h| h.succeeded)
+    } else {
+        hosts.iter().all(|h| h.succeeded)
+    };
+    if hosts.iter().any(|h| h.canceled) {
         ExecutionStatus::Canceled
-    } else if all_succeeded {
+    } else if succeeded {
         ExecutionStatus::Succeeded
-    } else if all_timed_out {
+    } else if hosts.iter().all(|h| h.timed_out) {
         ExecutionStatus::Timeout
     } else {
         ExecutionStatus::Failed
-    };
-    RunOutcome::with_status(status, Value::Object(map))
+    }
 }
 
 /// One host's result and what it means for the status.
@@ -841,6 +865,40 @@ mod tests {
             json!({"hosts": "a", "port": "x"}),
         ] {
             assert!(read_hosts(bad.as_object().expect("object")).is_err());
+        }
+    }
+
+    #[test]
+    fn status_rules() {
+        let ok = HostEnd {
+            succeeded: true,
+            ..HostEnd::default()
+        };
+        let failed = HostEnd::default();
+        let timed_out = HostEnd {
+            timed_out: true,
+            ..HostEnd::default()
+        };
+        let canceled = HostEnd {
+            canceled: true,
+            ..HostEnd::default()
+        };
+        use ExecutionStatus::*;
+        for (hosts, partial, status) in [
+            (vec![ok, ok], false, Succeeded),
+            (vec![ok, failed], false, Failed),
+            (vec![ok, failed], true, Succeeded),
+            (vec![failed, failed], true, Failed),
+            (vec![timed_out, timed_out], false, Timeout),
+            (vec![timed_out, failed], false, Failed),
+            (vec![ok, timed_out], false, Failed),
+            (vec![ok, canceled], true, Canceled),
+        ] {
+            assert_eq!(
+                overall_status(&hosts, partial),
+                status,
+                "{hosts:?} {partial}"
+            );
         }
     }
 
