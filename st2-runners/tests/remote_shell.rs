@@ -333,6 +333,32 @@ async fn script_runs_with_arguments_and_lib_then_its_directory_is_removed() {
     );
     assert!(!recorder.chunks().is_empty());
 
+    // A directory someone else made first is neither used nor removed.
+    std::fs::create_dir(&remote_dir).expect("mkdir");
+    std::fs::write(remote_dir.join("theirs"), "x").expect("write");
+    let (ctx, _) = packs.context(
+        "remotetest.greet",
+        login(&sshd, json!({"dir": base.path().display().to_string()})),
+        json!({"who": "again"}),
+    );
+    let outcome = runner.run(ctx).await.expect("runs");
+    assert_eq!(
+        outcome.status,
+        ExecutionStatus::Failed,
+        "{}",
+        outcome.result
+    );
+    let host = &outcome.result["127.0.0.1"];
+    assert_eq!(host["return_code"], json!(255));
+    let error = host["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("Failed sending file(s) to host"),
+        "{error}"
+    );
+    assert!(error.contains("File exists"), "{error}");
+    assert!(remote_dir.join("theirs").exists());
+    std::fs::remove_dir_all(&remote_dir).expect("cleanup");
+
     // Arguments are data: `$(sleep 30)` is not run (it would time out).
     let (ctx, _) = packs.context(
         "remotetest.greet",

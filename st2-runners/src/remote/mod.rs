@@ -315,7 +315,7 @@ impl std::fmt::Debug for Job {
 #[derive(Debug)]
 struct Upload {
     remote_dir: String,
-    /// Remote directories to create (the base directory first).
+    /// Remote directories to create: `remote_dir`, then those of `lib/`.
     dirs: Vec<String>,
     /// Remote path, content, mode.
     files: Vec<(String, Vec<u8>, u32)>,
@@ -674,9 +674,10 @@ async fn run_on_host(job: &Job, target: &Target) -> HostResult {
                 Err(stop) => return stopped(job, target, stop, &output),
             },
         };
-        let ran = run_steps(job, &connection, &mut output, deadline).await;
+        let mut created = false;
+        let ran = run_steps(job, &connection, &mut output, deadline, &mut created).await;
         if let Some(upload) = &job.upload
-            && !matches!(ran, Err(Stop::Stale))
+            && created
         {
             // Remove the script's directory whatever happened, with a little time of its own.
             let rm = format!("rm -rf {}", quote(&upload.remote_dir));
@@ -724,12 +725,14 @@ async fn connect(job: &Job, target: &Target, deadline: Instant) -> Result<Connec
     }
 }
 
-/// Copy the script (if any) and run the command; the command's exit code.
+/// Copy the script (if any; `created` tells whether its directory was made) and run the
+/// command; the command's exit code.
 async fn run_steps(
     job: &Job,
     connection: &Connection,
     output: &mut Output,
     deadline: Instant,
+    created: &mut bool,
 ) -> Result<i64, Stop> {
     let upload_failed = |e: UploadError| match e {
         UploadError::Ssh(SshError::OpenChannel(_)) => Stop::Stale,
@@ -738,12 +741,24 @@ async fn run_steps(
         e => Stop::Failed(format!("Failed sending file(s) to host: {e}")),
     };
     if let Some(upload) = &job.upload {
-        let mkdir = ShellLine::new().word("mkdir").word("-p");
-        let mkdir = upload.dirs.iter().fold(mkdir, |line, d| line.word(d));
+        // The execution's directory is new and private (it fails if someone made it first);
+        // the directories of `lib/` go inside it.
+        let mut mkdir = ShellLine::new()
+            .word("mkdir")
+            .word("-m")
+            .word("700")
+            .word("--")
+            .word(&upload.remote_dir);
+        if upload.dirs.len() > 1 {
+            let lib = ShellLine::new().word("mkdir").word("-p").word("--");
+            let lib = upload.dirs[1..].iter().fold(lib, |line, d| line.word(d));
+            mkdir = mkdir.and(lib);
+        }
         connection
             .run_quiet(mkdir.as_str(), b"", deadline, &job.cancel)
             .await
             .map_err(upload_failed)?;
+        *created = true;
         for (path, data, mode) in &upload.files {
             connection
                 .write_file(path, data, *mode, deadline, &job.cancel)
