@@ -59,13 +59,6 @@ impl ShellLine {
         self
     }
 
-    /// `self && next`.
-    pub fn and(mut self, next: ShellLine) -> Self {
-        self.0.push_str(" && ");
-        self.0.push_str(&next.0);
-        self
-    }
-
     /// `self ; next`.
     pub fn then(mut self, next: ShellLine) -> Self {
         self.0.push_str(" ; ");

@@ -68,9 +68,60 @@ pub(crate) fn full_command(command: &ShellLine, wrapping: &Wrapping<'_>) -> Shel
         .word(inner.as_str())
 }
 
+/// The exit code of [`install_script`] when the execution's directory could not be made (it
+/// exists already, or its parent does not): nothing was created.
+pub(crate) const MKDIR_FAILED: i64 = 17;
+
+/// End of each file's here-document; base64 text never contains it.
+const END_OF_FILE: &str = "ST2_END_OF_FILE";
+
+/// A `sh` script (fed to `sh -s` on standard input) that creates `remote_dir` (mode 0700, new),
+/// the directories `dirs` inside it and the files `files` (path, content, mode), their content
+/// as base64 here-documents: one shell start for the whole copy.
+pub(crate) fn install_script(
+    remote_dir: &str,
+    dirs: &[String],
+    files: &[(String, Vec<u8>, u32)],
+) -> String {
+    use base64::Engine as _;
+    let mut script = format!(
+        "set -e\nmkdir -m 700 -- {} || exit {MKDIR_FAILED}\n",
+        quote(remote_dir)
+    );
+    for dir in dirs {
+        script.push_str(&format!("mkdir -p -- {}\n", quote(dir)));
+    }
+    for (path, data, mode) in files {
+        let path = quote(path);
+        script.push_str(&format!("base64 -d > {path} <<'{END_OF_FILE}'\n"));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+        for line in encoded.as_bytes().chunks(76) {
+            script.push_str(&String::from_utf8_lossy(line));
+            script.push('\n');
+        }
+        script.push_str(&format!("{END_OF_FILE}\nchmod {mode:o} -- {path}\n"));
+    }
+    script
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn install_script_writes_every_file() {
+        let script = install_script(
+            "/tmp/x y",
+            &["/tmp/x y/lib".to_owned()],
+            &[("/tmp/x y/a.sh".to_owned(), b"echo 'hi'\n".to_vec(), 0o744)],
+        );
+        assert_eq!(
+            script,
+            "set -e\nmkdir -m 700 -- '/tmp/x y' || exit 17\nmkdir -p -- '/tmp/x y/lib'\n\
+             base64 -d > '/tmp/x y/a.sh' <<'ST2_END_OF_FILE'\nZWNobyAnaGknCg==\n\
+             ST2_END_OF_FILE\nchmod 744 -- '/tmp/x y/a.sh'\n"
+        );
+    }
 
     #[test]
     fn plain_and_sudo_lines() {

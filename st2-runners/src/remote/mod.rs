@@ -30,7 +30,7 @@ use crate::local::{
     strip_shell_chars, sudo_prompt_user,
 };
 use crate::params::{bad, opt_bool, opt_str, read_env, read_timeout};
-use command::{Wrapping, full_command};
+use command::{MKDIR_FAILED, Wrapping, full_command, install_script};
 use ssh::{Connection, Credentials, Exec, ExecEnd, Output, Pool, PoolKey, SshError, UploadError};
 
 /// StackStorm's default `timeout` of the remote runners, in seconds.
@@ -315,7 +315,7 @@ impl std::fmt::Debug for Job {
 #[derive(Debug)]
 struct Upload {
     remote_dir: String,
-    /// Remote directories to create: `remote_dir`, then those of `lib/`.
+    /// Remote directories to create inside `remote_dir` (those of `lib/`).
     dirs: Vec<String>,
     /// Remote path, content, mode.
     files: Vec<(String, Vec<u8>, u32)>,
@@ -468,7 +468,7 @@ fn read_upload(script: &Path, remote_dir: &str) -> Result<Upload, RunnerError> {
         .unwrap_or_default();
     let mut upload = Upload {
         remote_dir: remote_dir.to_owned(),
-        dirs: vec![remote_dir.to_owned()],
+        dirs: Vec::new(),
         files: vec![(format!("{remote_dir}/{name}"), read(script)?, 0o744)],
     };
     let lib = script.parent().map(|p| p.join("lib"));
@@ -741,34 +741,20 @@ async fn run_steps(
         e => Stop::Failed(format!("Failed sending file(s) to host: {e}")),
     };
     if let Some(upload) = &job.upload {
-        // The execution's directory is new and private (it fails if someone made it first);
-        // the directories of `lib/` go inside it.
-        let mut mkdir = ShellLine::new()
-            .word("mkdir")
-            .word("-m")
-            .word("700")
-            .word("--")
-            .word(&upload.remote_dir);
-        if upload.dirs.len() > 1 {
-            let lib = ShellLine::new().word("mkdir").word("-p").word("--");
-            let lib = upload.dirs[1..].iter().fold(lib, |line, d| line.word(d));
-            mkdir = mkdir.and(lib);
-        }
-        connection
-            .run_quiet(mkdir.as_str(), b"", deadline, &job.cancel)
-            .await
-            .map_err(upload_failed)?;
-        *created = true;
-        for (path, data, mode) in &upload.files {
-            connection
-                .write_file(path, data, *mode, deadline, &job.cancel)
-                .await
-                .map_err(|e| match upload_failed(e) {
-                    // The channel for the directory was fine, so this is not a stale connection.
-                    Stop::Stale => Stop::Failed(format!("Failed sending {path} to host")),
-                    other => other,
-                })?;
-        }
+        // One `sh -s` makes the execution's directory (new and private: it fails if someone
+        // made it first), the directories of `lib/` inside it, and writes every file.
+        let script = install_script(&upload.remote_dir, &upload.dirs, &upload.files);
+        let copied = connection
+            .run_quiet("sh -s", script.as_bytes(), deadline, &job.cancel)
+            .await;
+        *created = !matches!(
+            copied,
+            Err(UploadError::Remote {
+                code: MKDIR_FAILED,
+                ..
+            } | UploadError::Ssh(SshError::OpenChannel(_)))
+        );
+        copied.map_err(upload_failed)?;
     }
     let exec = Exec {
         command: job.command.as_str(),

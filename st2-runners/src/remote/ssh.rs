@@ -1,6 +1,5 @@
 //! SSH connections for the remote runners (russh): connect and authenticate, run one command
-//! per channel with its output streamed line by line, write files through `cat`, and keep idle
-//! connections for reuse.
+//! per channel with its output streamed line by line, and keep idle connections for reuse.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,8 +12,6 @@ use russh::{ChannelMsg, Disconnect, Sig, client};
 use sha2::{Digest, Sha256};
 use st2_core::runner::{Cancellation, OutputSink};
 use st2_core::store::OutputType;
-
-use crate::command_line::quote;
 
 /// Why talking to a host failed.
 #[derive(Debug, thiserror::Error)]
@@ -510,23 +507,6 @@ impl Connection {
             Some(())
         };
         let _ = tokio::time::timeout(KILL_TIMEOUT, kill).await;
-    }
-
-    /// Write `data` to the file `path` (created or truncated) with permissions `mode`, through
-    /// `cat` on the host (any stock SSH server can do this; no SFTP subsystem is needed).
-    ///
-    /// # Errors
-    /// As [`Connection::exec`]; a failing `cat`/`chmod` is [`UploadError::Remote`].
-    pub async fn write_file(
-        &self,
-        path: &str,
-        data: &[u8],
-        mode: u32,
-        deadline: tokio::time::Instant,
-        cancel: &Cancellation,
-    ) -> Result<(), UploadError> {
-        let command = format!("cat > {path} && chmod {mode:o} {path}", path = quote(path));
-        self.run_quiet(&command, data, deadline, cancel).await
     }
 
     /// Run a housekeeping command (no streaming) and require exit code 0.

@@ -53,7 +53,7 @@ impl Sshd {
              AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
              PidFile {d}/sshd.pid\nPermitRootLogin yes\nPasswordAuthentication yes\n\
              KbdInteractiveAuthentication no\nMaxSessions 100\nMaxStartups 100\n\
-             LogLevel ERROR\n",
+             LogLevel FATAL\n",
             d = dir.path().display()
         );
         let config_path = dir.path().join("sshd_config");
