@@ -1,6 +1,6 @@
 //! StackStorm's built-in runners for `st2-core`: `noop`, `local-shell-cmd`,
-//! `local-shell-script`, `http-request`, `inquirer` and `announcement`, and our own
-//! `rhai-script`.
+//! `local-shell-script`, `remote-shell-cmd`, `remote-shell-script`, `http-request`, `inquirer`
+//! and `announcement`, and our own `rhai-script`.
 //!
 //! ```
 //! use st2_core::runner::RunnerRegistry;
@@ -16,6 +16,8 @@
 //!         "local-shell-cmd",
 //!         "local-shell-script",
 //!         "noop",
+//!         "remote-shell-cmd",
+//!         "remote-shell-script",
 //!         "rhai-script"
 //!     ]
 //! );
@@ -32,6 +34,9 @@
 //! `cmd` templates are rendered by the engine with
 //! [`st2_core::expr::shell::render_shell_command`]: values reach the command as environment
 //! variables ([`st2_core::runner::RunContext::shell_values`]), never as shell syntax.
+//!
+//! The remote runners ([`remote`]) run commands and scripts over SSH (russh) on several hosts,
+//! exporting the same values in the remote command line, quoted.
 
 pub mod announcement;
 pub mod command_line;
@@ -41,6 +46,7 @@ pub mod local;
 pub mod noop;
 mod parameter;
 mod process;
+pub mod remote;
 pub mod rhai_script;
 
 use st2_core::runner::{DuplicateRunner, RunnerRegistry};
@@ -50,30 +56,46 @@ pub use http::HttpRequestRunner;
 pub use inquirer::InquirerRunner;
 pub use local::{LocalShellCommandRunner, LocalShellScriptRunner, LocalShellSettings};
 pub use noop::NoopRunner;
+pub use remote::{RemoteSettings, RemoteShellCommandRunner, RemoteShellScriptRunner};
 pub use rhai_script::RhaiScriptRunner;
+
+/// Settings of the built-in runners.
+#[derive(Debug, Clone, Default)]
+pub struct BuiltinSettings {
+    /// `local-shell-cmd` and `local-shell-script`.
+    pub local: LocalShellSettings,
+    /// `remote-shell-cmd` and `remote-shell-script`.
+    pub remote: RemoteSettings,
+}
 
 /// Register the built-in runners with default settings.
 ///
 /// # Errors
 /// [`DuplicateRunner`] when one of the names is taken.
 pub fn register_builtin(registry: &mut RunnerRegistry) -> Result<(), DuplicateRunner> {
-    register_builtin_with(registry, LocalShellSettings::default())
+    register_builtin_with(registry, BuiltinSettings::default())
 }
 
-/// Register the built-in runners, the local ones with `settings`.
+/// Register the built-in runners with `settings`.
 ///
 /// # Errors
 /// [`DuplicateRunner`] when one of the names is taken.
 pub fn register_builtin_with(
     registry: &mut RunnerRegistry,
-    settings: LocalShellSettings,
+    settings: BuiltinSettings,
 ) -> Result<(), DuplicateRunner> {
     registry.register("noop", NoopRunner)?;
     registry.register(
         "local-shell-cmd",
-        LocalShellCommandRunner::new(settings.clone()),
+        LocalShellCommandRunner::new(settings.local.clone()),
     )?;
-    registry.register("local-shell-script", LocalShellScriptRunner::new(settings))?;
+    registry.register(
+        "local-shell-script",
+        LocalShellScriptRunner::new(settings.local),
+    )?;
+    let (remote_cmd, remote_script) = remote::runners(settings.remote);
+    registry.register("remote-shell-cmd", remote_cmd)?;
+    registry.register("remote-shell-script", remote_script)?;
     registry.register("inquirer", InquirerRunner)?;
     registry.register("announcement", AnnouncementRunner)?;
     registry.register("rhai-script", RhaiScriptRunner::default())?;

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
-use st2_core::expr::python;
 use st2_core::runner::{RunContext, RunOutcome, Runner, RunnerError};
 use st2_core::store::ExecutionStatus;
 
 use crate::command_line::{ShellLine, script_arguments};
-use crate::parameter::{bad, opt_bool, opt_str, wrong_type};
+use crate::parameter::{bad, opt_bool, opt_str, read_env, read_timeout};
 use crate::process::{self, Ending, ProcessSpec};
 
 /// StackStorm's default `timeout` of the local runners, in seconds.
@@ -40,53 +39,10 @@ struct LocalParams {
     debug: Option<bool>,
 }
 
-fn check_env_text(name: &str, text: &str, what: &str) -> Result<(), RunnerError> {
-    if text.contains('\0') {
-        return Err(bad(name, format!("{what} {text:?} contains a NUL byte")));
-    }
-    Ok(())
-}
-
 impl LocalParams {
     fn read(params: &Map<String, Value>) -> Result<Self, RunnerError> {
-        let env = match params.get("env") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Object(map)) => {
-                let mut env = Vec::with_capacity(map.len());
-                for (k, v) in map {
-                    let Value::String(v) = v else {
-                        return Err(bad(
-                            "env",
-                            format!(
-                                "the value of {k:?} must be a string, not {}",
-                                python::type_name(v)
-                            ),
-                        ));
-                    };
-                    if k.is_empty() || k.contains('=') {
-                        return Err(bad("env", format!("{k:?} is not a variable name")));
-                    }
-                    check_env_text("env", k, "the name")?;
-                    check_env_text("env", v, "the value of")?;
-                    env.push((k.clone(), v.clone()));
-                }
-                env
-            }
-            Some(other) => return Err(wrong_type("env", "an object", other)),
-        };
-        let (timeout, timeout_text) = match params.get("timeout") {
-            None | Some(Value::Null) => (
-                Duration::from_secs(DEFAULT_TIMEOUT),
-                DEFAULT_TIMEOUT.to_string(),
-            ),
-            Some(Value::Number(n)) => {
-                let secs = n.as_f64().unwrap_or(0.0).max(0.0);
-                let duration = Duration::try_from_secs_f64(secs)
-                    .map_err(|e| bad("timeout", format!("{n} seconds: {e}")))?;
-                (duration, python::str(&Value::Number(n.clone())))
-            }
-            Some(other) => return Err(wrong_type("timeout", "a number", other)),
-        };
+        let env = read_env(params)?;
+        let (timeout, timeout_text) = read_timeout(params, DEFAULT_TIMEOUT)?;
         Ok(LocalParams {
             cmd: opt_str(params, "cmd")?,
             cwd: opt_str(params, "cwd")?
@@ -104,7 +60,7 @@ impl LocalParams {
 }
 
 /// The user this process runs as.
-fn current_user() -> Option<String> {
+pub(crate) fn current_user() -> Option<String> {
     nix::unistd::User::from_uid(nix::unistd::Uid::current())
         .ok()
         .flatten()
@@ -238,7 +194,7 @@ pub fn auto_parse(text: &str) -> Value {
 }
 
 /// `re.search(r"sudo: \d+ incorrect password attempts", stderr)`.
-fn has_incorrect_password_attempts(stderr: &str) -> bool {
+pub(crate) fn has_incorrect_password_attempts(stderr: &str) -> bool {
     stderr.match_indices("sudo: ").any(|(at, m)| {
         let rest = &stderr[at + m.len()..];
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
@@ -247,7 +203,7 @@ fn has_incorrect_password_attempts(stderr: &str) -> bool {
 }
 
 /// `re.search(r"\[sudo\] password for (.+?)\:", stderr)`: the user named in sudo's prompt.
-fn sudo_prompt_user(stderr: &str) -> Option<&str> {
+pub(crate) fn sudo_prompt_user(stderr: &str) -> Option<&str> {
     stderr
         .match_indices("[sudo] password for ")
         .find_map(|(at, m)| {
