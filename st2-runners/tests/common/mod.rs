@@ -89,6 +89,7 @@ impl Packs {
             runner_parameters: object(runner_parameters),
             context: Map::new(),
             pack_dir,
+            config: self.catalog.resolved_config(action.pack()),
             env,
             shell_values: BTreeMap::new(),
             output: recorder.clone(),
