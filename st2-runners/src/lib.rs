@@ -22,11 +22,13 @@ pub mod command_line;
 pub mod local;
 pub mod noop;
 mod process;
+pub mod python;
 
 use st2_core::runner::{DuplicateRunner, RunnerRegistry};
 
 pub use local::{LocalShellCommandRunner, LocalShellScriptRunner, LocalShellSettings};
 pub use noop::NoopRunner;
+pub use python::{PythonRunner, PythonSensorFactory, PythonSettings};
 
 /// Register `noop`, `local-shell-cmd` and `local-shell-script` with default settings.
 ///

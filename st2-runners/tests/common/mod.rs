@@ -78,6 +78,7 @@ impl Packs {
             .expect("a built-in runner type");
         let recorder = Arc::new(Recorder::default());
         let pack_dir = (action.pack() != "core").then(|| self.pack_dir(action.pack()));
+        let config = self.catalog.resolved_config(action.pack());
         let mut env = BTreeMap::new();
         env.insert("ST2_ACTION_PACK_NAME".to_owned(), action.pack().to_owned());
         env.insert("ST2_ACTION_EXECUTION_ID".to_owned(), "exec-1".to_owned());
@@ -89,7 +90,7 @@ impl Packs {
             runner_parameters: object(runner_parameters),
             context: Map::new(),
             pack_dir,
-            config: self.catalog.resolved_config(action.pack()),
+            config,
             env,
             shell_values: BTreeMap::new(),
             output: recorder.clone(),
