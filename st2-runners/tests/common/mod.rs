@@ -45,8 +45,13 @@ pub struct Packs {
 
 impl Packs {
     pub fn load() -> Packs {
+        Self::load_from("tests/fixtures/packs")
+    }
+
+    /// The packs in `source` (relative to the crate) copied and loaded the same way.
+    pub fn load_from(source: &str) -> Packs {
         let dir = tempfile::tempdir().expect("temp dir");
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/packs");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(source);
         copy_dir(&source, dir.path());
         let report = load(&LoadOptions::default().packs_dir(dir.path()));
         assert_eq!(report.error_count(), 0, "{:?}", report.diagnostics);
