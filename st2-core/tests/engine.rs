@@ -1177,7 +1177,11 @@ impl st2_core::sensor::SensorFactory for OneShotFactory {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sensor_factories_start_the_enabled_sensors_packs_declare() {
-    let report = st2_core::loader::load(&st2_core::LoadOptions::default().pack_dir(fixture()));
+    let report = st2_core::loader::load(
+        &st2_core::LoadOptions::default()
+            .pack_dir(fixture())
+            .runner_type(RunnerType::new("test-echo", "test runner")),
+    );
     let mut catalog = report.catalog;
     let sensor = |class_name: &str, entry_point: &str, enabled: bool| st2_core::model::Sensor {
         reference: format!("enginetest.{class_name}"),
