@@ -148,6 +148,33 @@ async fn status_tuples_decide_the_status_and_keep_the_data() {
 }
 
 #[tokio::test]
+async fn old_style_constructors_and_missing_config_keys() {
+    let packs = Packs::load();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ctx, _) = packs.context("pyactions.legacy", json!({}), json!({}));
+    let outcome = runner(&dir).run(ctx).await.expect("runs");
+    assert_eq!(
+        outcome.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        outcome.result
+    );
+    let result = &outcome.result["result"];
+    assert_eq!(
+        result["has_service"],
+        json!(true),
+        "assigned after construction"
+    );
+    assert_eq!(result["region"], json!("eu-west-1"));
+    assert_eq!(result["scope"], json!("system"));
+    let missing = result["missing"].as_str().expect("an error message");
+    assert!(
+        missing.contains("pyactions") && missing.contains("no_such_setting"),
+        "{missing}"
+    );
+}
+
+#[tokio::test]
 async fn action_service_keys_live_in_system_scope_under_the_class() {
     let packs = Packs::load();
     let dir = tempfile::tempdir().expect("temp dir");

@@ -7,6 +7,7 @@ from st2rs.channel import Channel
 from st2rs.datastore import DatastoreService, SYSTEM_SCOPE
 from st2rs.loader import implements, load_failure, load_module
 from st2rs.logs import action_logger
+from st2common.runners.utils import PackConfigDict
 
 # The exit code StackStorm uses for a status that is not a boolean.
 INVALID_STATUS_EXIT_CODE = 220
@@ -99,6 +100,8 @@ class ActionWrapper(object):
                 raise
             action = klass(config=self._config)
             action.action_service = service
+            if isinstance(action.config, PackConfigDict):
+                action.config = PackConfigDict(self._pack, action.config)
         output = action.run(**self._parameters)
         status = None
         result = output
