@@ -1,5 +1,6 @@
-//! StackStorm's built-in runners for `st2-core`: `noop`, `local-shell-cmd` and
-//! `local-shell-script`.
+//! StackStorm's built-in runners for `st2-core`: `noop`, `local-shell-cmd`,
+//! `local-shell-script` and `python-script` ([`PythonRunner`], with Python sensors through
+//! [`PythonSensorFactory`]; register it yourself with the [`PythonSettings`] you need).
 //!
 //! ```
 //! use st2_core::runner::RunnerRegistry;

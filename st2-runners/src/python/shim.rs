@@ -2,6 +2,7 @@
 //! runner starts, embedded in the binary and written to a content-hashed directory.
 
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Every file of the package: path relative to its root, content.
@@ -81,6 +82,22 @@ const FILES: &[(&str, &str)] = &[
 /// The name of the entry point inside the package directory.
 pub(crate) const ENTRY: &str = "main.py";
 
+/// Refuse a directory another user owns or may write to.
+fn check_private(dir: &Path) -> io::Result<()> {
+    let meta = std::fs::metadata(dir)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} must belong to uid {me} and not be writable by others",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// FNV-1a over every path and content: stable across builds and Rust versions.
 fn content_hash() -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -101,10 +118,19 @@ fn content_hash() -> u64 {
 /// The directory cannot be created or written.
 pub(crate) fn install(runtime_dir: &Path) -> io::Result<PathBuf> {
     let dir = runtime_dir.join(format!("python-{:016x}", content_hash()));
+    if !runtime_dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(runtime_dir)?;
+    }
+    // The code in it runs as this user: someone else's directory (say, planted in /tmp)
+    // is refused.
+    check_private(runtime_dir)?;
     if dir.join(ENTRY).is_file() {
+        check_private(&dir)?;
         return Ok(dir);
     }
-    std::fs::create_dir_all(runtime_dir)?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -120,6 +146,16 @@ pub(crate) fn install(runtime_dir: &Path) -> io::Result<PathBuf> {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(target, content)?;
+    }
+    // Whatever the umask: only this user writes the package.
+    for dir in std::iter::once(staging.clone()).chain(
+        FILES
+            .iter()
+            .filter_map(|(path, _)| Path::new(path).parent())
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| staging.join(p)),
+    ) {
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     }
     if let Err(e) = std::fs::rename(&staging, &dir) {
         let _ = std::fs::remove_dir_all(&staging);
@@ -143,5 +179,20 @@ mod tests {
         assert_eq!(install(dir.path()).expect("again"), first);
         let entries = std::fs::read_dir(dir.path()).expect("list").count();
         assert_eq!(entries, 1, "no staging directory left behind");
+    }
+
+    #[test]
+    fn a_directory_others_may_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).expect("mkdir");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let error = install(&shared).expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::PermissionDenied);
+        assert!(
+            error.to_string().contains("not be writable by others"),
+            "{error}"
+        );
     }
 }
