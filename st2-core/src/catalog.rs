@@ -177,6 +177,19 @@ impl Catalog {
         self.config_schemas.get(pack)
     }
 
+    /// A pack's config as actions and sensors see it: its values (empty without a config
+    /// file) with the config schema's defaults filled in. Templates in values are not rendered.
+    pub fn resolved_config(&self, pack: &str) -> serde_json::Map<String, serde_json::Value> {
+        let values = self
+            .config(pack)
+            .map(|c| c.values.clone())
+            .unwrap_or_default();
+        match self.config_schema(pack) {
+            Some(schema) => schema.with_defaults(&values),
+            None => values,
+        }
+    }
+
     /// Set a pack's config schema.
     pub fn insert_config_schema(&mut self, pack: &str, schema: ConfigSchema) {
         self.config_schemas

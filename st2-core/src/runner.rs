@@ -126,6 +126,9 @@ pub struct RunContext {
     pub context: Map<String, Value>,
     /// The pack's directory on disk (entry points resolve under `<pack>/actions/`).
     pub pack_dir: Option<PathBuf>,
+    /// The pack's config with the config schema's defaults filled in (what StackStorm gives
+    /// Python actions as `self.config`).
+    pub config: Map<String, Value>,
     /// Environment variables StackStorm gives process runners (`ST2_ACTION_PACK_NAME`,
     /// `ST2_ACTION_EXECUTION_ID`, `ST2_ACTION_API_URL`, `ST2_ACTION_AUTH_TOKEN`, …).
     pub env: BTreeMap<String, String>,
@@ -240,6 +243,7 @@ impl fmt::Debug for RunContext {
                 &self.runner_parameters.keys().collect::<Vec<_>>(),
             )
             .field("resume", &self.resume.is_some())
+            .field("config", &self.config.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }

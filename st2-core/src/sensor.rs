@@ -411,6 +411,25 @@ impl<P: Poll> Sensor for Polling<P> {
     }
 }
 
+/// Makes the [`Sensor`] for sensor metadata loaded from a pack (code written in another
+/// language, such as StackStorm's Python sensors). Given to the engine with
+/// `EngineBuilder::sensor_factory`.
+///
+/// # Contract
+/// `create` returns `None` for sensors it does not handle, so the next factory is asked; it
+/// does no slow work (problems with the sensor's code surface when it runs).
+///
+/// # Errors
+/// None: a sensor that cannot work is returned anyway and fails when run.
+pub trait SensorFactory: Send + Sync + fmt::Debug {
+    /// The sensor for `metadata`, whose pack lives in `pack_dir` (when known).
+    fn create(
+        &self,
+        metadata: &crate::model::sensor::Sensor,
+        pack_dir: Option<&std::path::Path>,
+    ) -> Option<Arc<dyn Sensor>>;
+}
+
 /// Registering a sensor ref twice, or a ref without its pack.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterSensorError {

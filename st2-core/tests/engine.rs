@@ -1223,3 +1223,72 @@ async fn two_nodes_share_one_concurrency_policy() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Makes [`OneShot`] for sensors whose entry point ends in `.oneshot`, nothing for others.
+#[derive(Debug)]
+struct OneShotFactory;
+
+impl st2_core::sensor::SensorFactory for OneShotFactory {
+    fn create(
+        &self,
+        metadata: &st2_core::model::Sensor,
+        _pack_dir: Option<&std::path::Path>,
+    ) -> Option<Arc<dyn st2_core::sensor::Sensor>> {
+        metadata
+            .entry_point
+            .ends_with(".oneshot")
+            .then(|| Arc::new(OneShot) as Arc<dyn st2_core::sensor::Sensor>)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensor_factories_start_the_enabled_sensors_packs_declare() {
+    let report = st2_core::loader::load(
+        &st2_core::LoadOptions::default()
+            .pack_dir(fixture())
+            .runner_type(RunnerType::new("test-echo", "test runner")),
+    );
+    let mut catalog = report.catalog;
+    let sensor = |class_name: &str, entry_point: &str, enabled: bool| st2_core::model::Sensor {
+        reference: format!("enginetest.{class_name}"),
+        class_name: class_name.to_owned(),
+        origin: st2_core::model::Origin {
+            pack: "enginetest".to_owned(),
+            metadata_file: format!("sensors/{class_name}.yaml"),
+        },
+        entry_point: entry_point.to_owned(),
+        description: None,
+        enabled,
+        poll_interval: None,
+        trigger_types: Vec::new(),
+    };
+    catalog.insert_sensor(sensor("OneShot", "one.oneshot", true));
+    catalog.insert_sensor(sensor("Disabled", "off.oneshot", false));
+    catalog.insert_sensor(sensor("Foreign", "other.py", true));
+    let engine = Engine::builder()
+        .store(memory_store().await)
+        .catalog(catalog)
+        .settings(test_settings())
+        .runner(RunnerType::new("test-echo", "test runner"), Echo)
+        .sensor_factory(OneShotFactory)
+        .start()
+        .await
+        .expect("engine starts");
+    let filter = ExecutionFilter {
+        action: Some("enginetest.echo".into()),
+        ..ExecutionFilter::default()
+    };
+    let found = list_until(&engine, &filter, |found| !found.is_empty()).await;
+    assert_eq!(found[0].parameters["message"], "hello go sensor");
+    let refs: Vec<String> = engine
+        .sensor_statuses()
+        .into_iter()
+        .map(|s| s.reference)
+        .collect();
+    assert_eq!(
+        refs,
+        ["enginetest.OneShot"],
+        "disabled and unclaimed sensors do not run"
+    );
+    engine.shutdown().await;
+}

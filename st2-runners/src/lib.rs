@@ -1,6 +1,7 @@
 //! StackStorm's built-in runners for `st2-core`: `noop`, `local-shell-cmd`,
 //! `local-shell-script`, `remote-shell-cmd`, `remote-shell-script`, `http-request`, `inquirer`
-//! and `announcement`, and our own `rhai-script`.
+//! and `announcement`, and our own `rhai-script`; `python-script` ([`PythonRunner`], with Python
+//! sensors through [`PythonSensorFactory`]) is registered with the [`PythonSettings`] you need.
 //!
 //! ```
 //! use st2_core::runner::RunnerRegistry;
@@ -46,6 +47,7 @@ pub mod local;
 pub mod noop;
 mod parameter;
 mod process;
+pub mod python;
 pub mod remote;
 pub mod rhai_script;
 
@@ -56,6 +58,7 @@ pub use http::HttpRequestRunner;
 pub use inquirer::InquirerRunner;
 pub use local::{LocalShellCommandRunner, LocalShellScriptRunner, LocalShellSettings};
 pub use noop::NoopRunner;
+pub use python::{PythonRunner, PythonSensorFactory, PythonSettings};
 pub use remote::{RemoteSettings, RemoteShellCommandRunner, RemoteShellScriptRunner};
 pub use rhai_script::RhaiScriptRunner;
 

@@ -1,4 +1,4 @@
-//! One shell process: `bash -c <command>` in its own process group, its output streamed line by
+//! One process (`bash -c <command>` for the shell runners) in its own process group, its output streamed line by
 //! line while it runs, the whole group killed on timeout or cancellation.
 
 use std::path::PathBuf;
@@ -85,19 +85,42 @@ pub(crate) async fn run(
     command
         .arg("-c")
         .arg(&spec.command)
-        .process_group(0)
         .stdin(if spec.stdin.is_some() {
             Stdio::piped()
         } else {
             Stdio::null()
         })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .envs(spec.env.iter().map(|(k, v)| (k, v)));
     if let Some(cwd) = &spec.cwd {
         command.current_dir(cwd);
     }
+    supervise(command, spec.stdin, spec.timeout, true, sink, cancel).await
+}
+
+/// Run `command` (its program, arguments, environment and standard input set by the caller)
+/// in a new process group with its output piped and streamed to `sink`; `stdin_text` is
+/// written to its standard input when that is piped. The group is killed on timeout or
+/// cancellation. With `collect` false the output is only streamed (long-running sensors), and
+/// the result's `stdout`/`stderr` are empty.
+///
+/// # Errors
+/// The process could not be started.
+pub(crate) async fn supervise(
+    mut command: Command,
+    stdin_text: Option<String>,
+    timeout: Duration,
+    collect: bool,
+    sink: Arc<dyn OutputSink>,
+    cancel: &Cancellation,
+) -> std::io::Result<ProcessResult> {
+    command
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = command.spawn()?;
+    // The command holds the parent's copies of what it gave the child (a socket as standard
+    // input): closing them lets the other end see the child's end of file.
+    drop(command);
     let pid = child
         .id()
         .and_then(|id| i32::try_from(id).ok())
@@ -108,16 +131,21 @@ pub(crate) async fn run(
         pgid: Pid::from_raw(pid),
         armed: true,
     };
-    if let (Some(text), Some(mut stdin)) = (spec.stdin, child.stdin.take()) {
+    if let (Some(text), Some(mut stdin)) = (stdin_text, child.stdin.take()) {
         tokio::spawn(async move {
             // A command that exits without reading its input closes the pipe; that is fine.
             let _ = stdin.write_all(text.as_bytes()).await;
         });
     }
-    let stdout = Reader::start(child.stdout.take(), OutputType::Stdout, sink.clone());
-    let stderr = Reader::start(child.stderr.take(), OutputType::Stderr, sink);
+    let stdout = Reader::start(
+        child.stdout.take(),
+        OutputType::Stdout,
+        sink.clone(),
+        collect,
+    );
+    let stderr = Reader::start(child.stderr.take(), OutputType::Stderr, sink, collect);
 
-    let deadline = tokio::time::sleep(spec.timeout);
+    let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut exited = None;
     let mut ending = Ending::Exited;
@@ -199,6 +227,7 @@ impl Reader {
         stream: Option<impl AsyncRead + Unpin + Send + 'static>,
         output_type: OutputType,
         sink: Arc<dyn OutputSink>,
+        collect: bool,
     ) -> Reader {
         let text = Arc::new(Mutex::new(String::new()));
         let (done_tx, finished) = tokio::sync::watch::channel(false);
@@ -214,6 +243,9 @@ impl Reader {
                         Ok(_) => {
                             let chunk = String::from_utf8_lossy(&line);
                             sink.emit(output_type, &chunk);
+                            if !collect {
+                                continue;
+                            }
                             collected
                                 .lock()
                                 .unwrap_or_else(PoisonError::into_inner)

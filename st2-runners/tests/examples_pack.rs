@@ -59,6 +59,15 @@ async fn examples() -> Examples {
     );
     let mut runners = RunnerRegistry::new();
     st2_runners::register_builtin(&mut runners).expect("register");
+    runners
+        .register(
+            "python-script",
+            st2_runners::PythonRunner::new(st2_runners::PythonSettings {
+                runtime_dir: dir.path().join("python-runtime"),
+                ..st2_runners::PythonSettings::default()
+            }),
+        )
+        .expect("register python-script");
     let engine = Engine::builder()
         .store(store.clone())
         .pack_dir(pack)

@@ -136,6 +136,7 @@ async fn a_cancel_wins_over_the_count() {
         runner_parameters: parameters(json!({"timeout": 60})),
         context: Map::new(),
         pack_dir: Some(pack_dir()),
+        config: Map::new(),
         env: Default::default(),
         shell_values: Default::default(),
         output: Arc::new(DiscardOutput),

@@ -319,6 +319,7 @@ pub struct EngineBuilder {
     settings: EngineSettings,
     crypto_key: Option<CryptoKey>,
     sensors: crate::sensor::SensorRegistry,
+    sensor_factories: Vec<Arc<dyn crate::sensor::SensorFactory>>,
     supervisor_settings: crate::sensor::SupervisorSettings,
     registration_error: Option<String>,
 }
@@ -399,6 +400,15 @@ impl EngineBuilder {
         if let Err(e) = self.sensors.register(reference, sensor) {
             self.registration_error.get_or_insert(e.to_string());
         }
+        self
+    }
+
+    /// Add a factory for the sensors the loaded packs declare (`sensors/*.yaml`): at start,
+    /// each enabled sensor not registered with [`EngineBuilder::sensor`] is offered to the
+    /// factories in the order given, and runs when one of them makes it (e.g. st2-runners'
+    /// Python sensors).
+    pub fn sensor_factory(mut self, factory: impl crate::sensor::SensorFactory + 'static) -> Self {
+        self.sensor_factories.push(Arc::new(factory));
         self
     }
 
@@ -525,7 +535,12 @@ impl EngineBuilder {
         let engine = Engine { inner };
         services::start(&engine, rules_rx, output_rx).await?;
         if engine.inner.settings.roles.sensors {
-            start_sensors(&engine, self.sensors, self.supervisor_settings);
+            start_sensors(
+                &engine,
+                self.sensors,
+                &self.sensor_factories,
+                self.supervisor_settings,
+            );
         }
         Ok(engine)
     }
@@ -593,10 +608,7 @@ impl Inner {
     ) -> crate::expr::render::ParamContext {
         crate::expr::render::ParamContext {
             action_context,
-            config: catalog
-                .config(action.pack())
-                .map(|c| c.values.clone())
-                .unwrap_or_default(),
+            config: catalog.resolved_config(action.pack()),
             datastore: Some(self.kv_read.clone()),
             system_user: self.settings.system_user.clone(),
             additional: Map::new(),
@@ -680,6 +692,7 @@ impl Engine {
             settings: EngineSettings::default(),
             crypto_key: None,
             sensors: crate::sensor::SensorRegistry::new(),
+            sensor_factories: Vec::new(),
             supervisor_settings: crate::sensor::SupervisorSettings::default(),
             registration_error: None,
         }
@@ -1120,15 +1133,29 @@ impl crate::sensor::TriggerDispatcher for Engine {
 
 fn start_sensors(
     engine: &Engine,
-    registry: crate::sensor::SensorRegistry,
+    mut registry: crate::sensor::SensorRegistry,
+    factories: &[Arc<dyn crate::sensor::SensorFactory>],
     settings: crate::sensor::SupervisorSettings,
 ) {
+    let catalog = engine.catalog();
+    for metadata in catalog.sensors().filter(|s| s.enabled) {
+        if registry.get(&metadata.reference).is_some() {
+            continue;
+        }
+        let pack_dir = catalog.pack(metadata.pack()).and_then(|p| p.path.clone());
+        if let Some(sensor) = factories
+            .iter()
+            .find_map(|f| f.create(metadata, pack_dir.as_deref()))
+        {
+            // Not registered yet (checked above), and catalog refs are `<pack>.<class>`.
+            let _ = registry.register_arc(metadata.reference.clone(), sensor);
+        }
+    }
     let references = registry.references();
     if references.is_empty() {
         return;
     }
     let supervisor = Arc::new(crate::sensor::SensorSupervisor::new(settings));
-    let catalog = engine.catalog();
     let dispatcher: Arc<dyn crate::sensor::TriggerDispatcher> =
         Arc::new(SensorDispatcher(Arc::downgrade(&engine.inner)));
     for reference in references {
@@ -1142,12 +1169,7 @@ fn start_sensors(
             dispatcher.clone(),
             engine.inner.clock.clone(),
         )
-        .with_config(
-            catalog
-                .config(pack)
-                .map(|c| c.values.clone())
-                .unwrap_or_default(),
-        )
+        .with_config(catalog.resolved_config(pack))
         .with_datastore(engine.inner.datastore.clone());
         // Registered refs are unique, and the supervisor is new: starting cannot collide.
         let _ = supervisor.start(sensor, ctx);

@@ -285,6 +285,7 @@ fn prepare_run(
         }
     }
     let pack_dir = catalog.pack(action.pack()).and_then(|p| p.path.clone());
+    let config = catalog.resolved_config(action.pack());
     let mut env = BTreeMap::new();
     env.insert("ST2_ACTION_PACK_NAME".to_owned(), action.pack().to_owned());
     env.insert("ST2_ACTION_EXECUTION_ID".to_owned(), record.id.clone());
@@ -308,6 +309,7 @@ fn prepare_run(
             runner_parameters,
             context: action_context,
             pack_dir,
+            config,
             env,
             shell_values,
             output,

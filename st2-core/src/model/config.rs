@@ -135,6 +135,183 @@ impl PackConfig {
     }
 }
 
+impl ConfigSchema {
+    /// `values` with this schema's defaults filled in where a setting is missing, recursing
+    /// into objects (`properties`, `patternProperties`, `additionalProperties`) and arrays
+    /// (`items`, `additionalItems`), as StackStorm's config loader does before it hands a
+    /// config to actions and sensors.
+    pub fn with_defaults(&self, values: &Map<String, Value>) -> Map<String, Value> {
+        let mut config = Value::Object(values.clone());
+        let schemas: Vec<(Slot, Value)> = self
+            .attributes
+            .iter()
+            .map(|(k, v)| (Slot::Key(k.clone()), v.clone()))
+            .collect();
+        assign_defaults(&schemas, &mut config);
+        match config {
+            Value::Object(map) => map,
+            // Started as an object and only ever filled in.
+            _ => values.clone(),
+        }
+    }
+}
+
+/// Where a schema applies inside a config value.
+enum Slot {
+    Key(String),
+    Index(usize),
+}
+
+/// StackStorm's `_assign_default_values`.
+fn assign_defaults(schemas: &[(Slot, Value)], config: &mut Value) {
+    for (slot, schema) in schemas {
+        let Some(schema) = schema.as_object() else {
+            continue;
+        };
+        let present = match (slot, &*config) {
+            (Slot::Key(k), Value::Object(map)) => map.contains_key(k),
+            (Slot::Index(i), Value::Array(items)) => *i < items.len(),
+            _ => continue,
+        };
+        if !present && let Some(default) = schema.get("default") {
+            match (slot, &mut *config) {
+                (Slot::Key(k), Value::Object(map)) => {
+                    map.insert(k.clone(), default.clone());
+                }
+                (Slot::Index(_), Value::Array(items)) => items.push(default.clone()),
+                _ => {}
+            }
+        }
+        let has = |key: &str| schema.get(key).is_some_and(truthy);
+        let nested = match schema.get("type").and_then(Value::as_str) {
+            Some("object")
+                if has("properties") || has("patternProperties") || has("additionalProperties") =>
+            {
+                Some(Value::Object(Map::new()))
+            }
+            Some("array") if has("items") || has("additionalItems") => {
+                Some(Value::Array(Vec::new()))
+            }
+            _ => None,
+        };
+        let Some(empty) = nested else {
+            continue;
+        };
+        let child = match (slot, &mut *config) {
+            (Slot::Key(k), Value::Object(map)) => {
+                let entry = map.entry(k.clone()).or_insert(Value::Null);
+                if !truthy(entry) {
+                    *entry = empty;
+                }
+                entry
+            }
+            (Slot::Index(i), Value::Array(items)) if *i < items.len() => {
+                if !truthy(&items[*i]) {
+                    items[*i] = empty;
+                }
+                &mut items[*i]
+            }
+            _ => continue,
+        };
+        let inner = match child {
+            Value::Object(map) => object_schemas(schema, map.keys()),
+            Value::Array(items) => array_schemas(schema, items.len()),
+            _ => continue,
+        };
+        assign_defaults(&inner, child);
+    }
+}
+
+/// Python truthiness of a JSON value.
+fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// StackStorm's `_get_object_properties_schema`: a schema per key, from `properties`, else
+/// the matching `patternProperties` (merged), else `additionalProperties`.
+fn object_schemas<'a>(
+    schema: &Map<String, Value>,
+    keys: impl Iterator<Item = &'a String>,
+) -> Vec<(Slot, Value)> {
+    let empty = Map::new();
+    let properties = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let patterns: Vec<(regex::Regex, &Value)> = schema
+        .get("patternProperties")
+        .and_then(Value::as_object)
+        .map(|p| {
+            p.iter()
+                .filter_map(|(raw, s)| regex::Regex::new(raw).ok().map(|r| (r, s)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let additional = schema
+        .get("additionalProperties")
+        .filter(|a| a.is_object() && truthy(a));
+    let mut out: Vec<(Slot, Value)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for key in keys {
+        seen.insert(key.clone());
+        let item = if let Some(s) = properties.get(key) {
+            s.clone()
+        } else {
+            let mut composed = Map::new();
+            for (pattern, s) in &patterns {
+                if pattern.is_match(key)
+                    && let Some(s) = s.as_object()
+                {
+                    composed.extend(s.clone());
+                }
+            }
+            if !composed.is_empty() {
+                Value::Object(composed)
+            } else {
+                additional
+                    .cloned()
+                    .unwrap_or_else(|| Value::Object(Map::new()))
+            }
+        };
+        out.push((Slot::Key(key.clone()), item));
+    }
+    for (key, s) in properties {
+        if !seen.contains(key) {
+            out.push((Slot::Key(key.clone()), s.clone()));
+        }
+    }
+    out
+}
+
+/// StackStorm's `_get_array_items_schema`: one schema per position, from `items` (one schema
+/// for all, or positional) extended with `additionalItems`.
+fn array_schemas(schema: &Map<String, Value>, count: usize) -> Vec<(Slot, Value)> {
+    let mut items: Vec<Value> = match schema.get("items") {
+        Some(Value::Object(one)) => vec![Value::Object(one.clone()); count],
+        Some(Value::Array(positional)) => positional.clone(),
+        _ => Vec::new(),
+    };
+    if items.len() < count
+        && let Some(extra) = schema
+            .get("additionalItems")
+            .filter(|a| a.is_object() && truthy(a))
+    {
+        items.resize(count, extra.clone());
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (Slot::Index(i), s))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +365,44 @@ mod tests {
         let mut issues = Issues::new();
         assert!(ConfigSchema::read(&Value::Null, &mut issues).is_none());
         assert!(ConfigSchema::read(&json!({}), &mut issues).is_none());
+    }
+
+    #[test]
+    fn defaults_fill_missing_settings_recursively() {
+        let mut issues = Issues::new();
+        let schema = ConfigSchema::read(
+            &json!({
+                "region": {"type": "string", "default": "us-east-1"},
+                "given": {"type": "string", "default": "no"},
+                "auth": {"type": "object", "properties": {
+                    "port": {"type": "integer", "default": 443},
+                    "user": {"type": "string"}
+                }},
+                "hosts": {"type": "object", "additionalProperties": {
+                    "type": "object", "properties": {"tls": {"type": "boolean", "default": true}}
+                }},
+                "list": {"type": "array", "items": {"type": "object", "properties": {
+                    "weight": {"type": "integer", "default": 1}
+                }}}
+            }),
+            &mut issues,
+        )
+        .expect("schema");
+        let values = json!({
+            "given": "yes",
+            "hosts": {"a": {}, "b": {"tls": false}},
+            "list": [{"weight": 5}, {}]
+        });
+        let config = schema.with_defaults(values.as_object().expect("object"));
+        assert_eq!(
+            Value::Object(config),
+            json!({
+                "given": "yes",
+                "hosts": {"a": {"tls": true}, "b": {"tls": false}},
+                "list": [{"weight": 5}, {"weight": 1}],
+                "region": "us-east-1",
+                "auth": {"port": 443}
+            })
+        );
     }
 }

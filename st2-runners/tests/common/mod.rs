@@ -48,8 +48,13 @@ pub struct Packs {
 
 impl Packs {
     pub fn load() -> Packs {
+        Self::load_from("tests/fixtures/packs")
+    }
+
+    /// The packs in `source` (relative to the crate) copied and loaded the same way.
+    pub fn load_from(source: &str) -> Packs {
         let dir = tempfile::tempdir().expect("temp dir");
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/packs");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(source);
         copy_dir(&source, dir.path());
         let report = load(&LoadOptions::default().packs_dir(dir.path()));
         assert_eq!(report.error_count(), 0, "{:?}", report.diagnostics);
@@ -81,6 +86,7 @@ impl Packs {
             .expect("a built-in runner type");
         let recorder = Arc::new(Recorder::default());
         let pack_dir = (action.pack() != "core").then(|| self.pack_dir(action.pack()));
+        let config = self.catalog.resolved_config(action.pack());
         let mut env = BTreeMap::new();
         env.insert("ST2_ACTION_PACK_NAME".to_owned(), action.pack().to_owned());
         env.insert("ST2_ACTION_EXECUTION_ID".to_owned(), "exec-1".to_owned());
@@ -92,6 +98,7 @@ impl Packs {
             runner_parameters: object(runner_parameters),
             context: Map::new(),
             pack_dir,
+            config,
             env,
             shell_values: BTreeMap::new(),
             output: recorder.clone(),

@@ -1,0 +1,8 @@
+"""Datastore scope names."""
+
+from st2rs.datastore import FULL_SYSTEM_SCOPE, SYSTEM_SCOPE  # noqa: F401
+
+USER_SCOPE = "user"
+FULL_USER_SCOPE = "st2kv.user"
+DATASTORE_KEY_SEPARATOR = ":"
+ALLOWED_SCOPES = [SYSTEM_SCOPE, USER_SCOPE, FULL_SYSTEM_SCOPE, FULL_USER_SCOPE]
