@@ -202,7 +202,8 @@ impl ChildRequest {
 /// - None of them panic; store failures come back as [`RunnerError::Failed`].
 ///
 /// # Errors
-/// [`RunnerError::Failed`] with the reason (unknown action, bad parameters, store failure).
+/// [`RunnerError::UnknownAction`] from `start_child` for an action the engine does not know;
+/// [`RunnerError::Failed`] with the reason otherwise (bad parameters, store failure).
 #[async_trait]
 pub trait RunnerServices: Send + Sync + fmt::Debug {
     /// Start a child execution of the calling one.
@@ -297,6 +298,10 @@ pub enum RunnerError {
         /// What is wrong.
         message: String,
     },
+    /// A child execution names an action the engine does not know (from
+    /// [`RunnerServices::start_child`]).
+    #[error("Action \"{0}\" cannot be found.")]
+    UnknownAction(String),
     /// Anything else.
     #[error("{0}")]
     Failed(String),

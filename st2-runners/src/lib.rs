@@ -1,5 +1,5 @@
 //! StackStorm's built-in runners for `st2-core`: `noop`, `local-shell-cmd`,
-//! `local-shell-script`, `inquirer` and `announcement`.
+//! `local-shell-script`, `action-chain`, `inquirer` and `announcement`.
 //!
 //! ```
 //! use st2_core::runner::RunnerRegistry;
@@ -8,7 +8,14 @@
 //! st2_runners::register_builtin(&mut runners).expect("an empty registry");
 //! assert_eq!(
 //!     runners.names(),
-//!     ["announcement", "inquirer", "local-shell-cmd", "local-shell-script", "noop"]
+//!     [
+//!         "action-chain",
+//!         "announcement",
+//!         "inquirer",
+//!         "local-shell-cmd",
+//!         "local-shell-script",
+//!         "noop"
+//!     ]
 //! );
 //! ```
 //!
@@ -22,6 +29,7 @@
 //! variables ([`st2_core::runner::RunContext::shell_values`]), never as shell syntax.
 
 pub mod announcement;
+pub mod chain;
 pub mod command_line;
 pub mod inquirer;
 pub mod local;
@@ -31,6 +39,7 @@ mod process;
 use st2_core::runner::{DuplicateRunner, RunnerRegistry};
 
 pub use announcement::AnnouncementRunner;
+pub use chain::{ActionChainRunner, ActionChainSettings};
 pub use inquirer::InquirerRunner;
 pub use local::{LocalShellCommandRunner, LocalShellScriptRunner, LocalShellSettings};
 pub use noop::NoopRunner;
@@ -57,6 +66,7 @@ pub fn register_builtin_with(
         LocalShellCommandRunner::new(settings.clone()),
     )?;
     registry.register("local-shell-script", LocalShellScriptRunner::new(settings))?;
+    registry.register("action-chain", ActionChainRunner::default())?;
     registry.register("inquirer", InquirerRunner)?;
     registry.register("announcement", AnnouncementRunner)?;
     Ok(())

@@ -15,6 +15,7 @@ async fn builtin_runners_are_registered_and_noop_succeeds() {
     assert_eq!(
         registry.names(),
         [
+            "action-chain",
             "announcement",
             "inquirer",
             "local-shell-cmd",

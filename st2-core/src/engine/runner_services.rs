@@ -51,7 +51,12 @@ impl RunnerServices for EngineServices {
         run.context = request.context;
         run.parent = Some(self.execution_id.clone());
         run.notify = request.notify;
-        executions::run(&self.inner, run).await.map_err(failed)
+        executions::run(&self.inner, run)
+            .await
+            .map_err(|e| match e {
+                EngineError::UnknownAction(action) => RunnerError::UnknownAction(action),
+                other => failed(other),
+            })
     }
 
     async fn wait_child(&self, id: &str) -> Result<ExecutionRecord, RunnerError> {
