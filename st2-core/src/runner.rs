@@ -219,6 +219,12 @@ pub trait RunnerServices: Send + Sync + fmt::Debug {
     async fn pause(&self, id: &str) -> Result<(), RunnerError>;
     /// Resume paused execution `id`.
     async fn resume(&self, id: &str) -> Result<(), RunnerError>;
+    /// The resolved config of `pack` (what templates see as `config_context`); empty when the
+    /// pack has none. Default: empty.
+    async fn pack_config(&self, pack: &str) -> Result<Map<String, Value>, RunnerError> {
+        let _ = pack;
+        Ok(Map::new())
+    }
     /// Store a new inquiry for the calling execution (whose id it must carry).
     async fn create_inquiry(&self, inquiry: InquiryRecord) -> Result<(), RunnerError>;
     /// Dispatch a trigger instance (without validating its payload, as StackStorm's internal

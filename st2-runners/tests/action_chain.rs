@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use st2_core::datastore::{KeySelector, KeyWrite};
 use st2_core::engine::{Engine, EngineSettings};
-use st2_core::runner::RunnerRegistry;
+use st2_core::runner::{RunContext, RunOutcome, Runner, RunnerError, RunnerRegistry};
 use st2_core::store::sqlite::{SqliteOptions, SqliteStore};
 use st2_core::store::{ExecutionRecord, ExecutionStatus, Store};
 use st2_runners::{
@@ -24,8 +25,35 @@ fn params(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
+/// The chain runner, taking `delay` longer to report `paused` (the window in which an answer
+/// can arrive before the chain has paused).
+#[derive(Debug)]
+struct SlowToPause {
+    chain: ActionChainRunner,
+    delay: Duration,
+}
+
+#[async_trait]
+impl Runner for SlowToPause {
+    async fn run(&self, ctx: RunContext) -> Result<RunOutcome, RunnerError> {
+        let outcome = self.chain.run(ctx).await?;
+        if outcome.status == ExecutionStatus::Paused {
+            tokio::time::sleep(self.delay).await;
+        }
+        Ok(outcome)
+    }
+
+    fn supports_pause(&self) -> bool {
+        true
+    }
+}
+
 /// An engine over the chain fixture packs; the chain runner allows `max_task_runs` tasks.
 async fn engine_with(max_task_runs: usize) -> Engine {
+    engine_built(max_task_runs, Duration::ZERO).await
+}
+
+async fn engine_built(max_task_runs: usize, pause_delay: Duration) -> Engine {
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(SqliteOptions::memory())
             .await
@@ -42,15 +70,24 @@ async fn engine_with(max_task_runs: usize) -> Engine {
     runners
         .register("inquirer", InquirerRunner)
         .expect("inquirer");
-    runners
-        .register(
-            "action-chain",
-            ActionChainRunner::new(ActionChainSettings { max_task_runs }),
-        )
-        .expect("chain");
+    let chain = ActionChainRunner::new(ActionChainSettings { max_task_runs });
+    if pause_delay.is_zero() {
+        runners.register("action-chain", chain).expect("chain");
+    } else {
+        runners
+            .register(
+                "action-chain",
+                SlowToPause {
+                    chain,
+                    delay: pause_delay,
+                },
+            )
+            .expect("chain");
+    }
     Engine::builder()
         .store(store)
         .packs_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chains"))
+        .configs_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chain_configs"))
         .runners(runners)
         .settings(EngineSettings {
             heartbeat: Duration::from_millis(100),
@@ -270,7 +307,7 @@ async fn vars_default_node_and_start_node() {
     assert_eq!(task_names(&done), ["c2"], "default names the start node");
     assert_eq!(
         tasks(&done)[0]["result"]["stdout"],
-        json!("Lakshmi blue xyzzy 6 blue")
+        json!("Lakshmi blue xyzzy 6 blue hello")
     );
 
     let done = run(&engine, "chaintest.nodefault", json!({})).await;
@@ -452,6 +489,36 @@ async fn an_inquiry_pauses_the_chain_and_its_response_resumes_it() {
     assert_eq!(
         tasks(&done)[1]["result"]["stdout"],
         json!("We can now authenticate to foo service with bar")
+    );
+
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_before_the_chain_has_paused_still_resumes_it() {
+    let engine = engine_built(
+        ActionChainSettings::default().max_task_runs,
+        Duration::from_millis(700),
+    )
+    .await;
+    let started = engine
+        .run("examples.chain-test-inquiry", Map::new(), Map::new())
+        .await
+        .expect("requested");
+    let running = until(&engine, &started.id, |r| !r.children.is_empty()).await;
+    let inquiry = running.children[0].clone();
+    until(&engine, &inquiry, |r| r.status == ExecutionStatus::Pending).await;
+    let chain = engine.get(&started.id).await.expect("get").expect("chain");
+    assert_eq!(chain.status, ExecutionStatus::Running, "not paused yet");
+    engine
+        .respond_inquiry(&inquiry, json!({"secondfactor": "quick"}), "stanley")
+        .await
+        .expect("accepted");
+    let done = engine.wait(&started.id, WAIT).await.expect("completes");
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
+    assert_eq!(
+        tasks(&done)[1]["result"]["stdout"],
+        json!("We can now authenticate to foo service with quick")
     );
     engine.shutdown().await;
 }

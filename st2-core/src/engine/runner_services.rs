@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::executions::{self, RunRequest};
 use super::triggers::{self, DispatchRequest};
@@ -98,6 +98,15 @@ impl RunnerServices for EngineServices {
             .await
             .map(|_| ())
             .map_err(failed)
+    }
+
+    async fn pack_config(&self, pack: &str) -> Result<Map<String, Value>, RunnerError> {
+        Ok(self
+            .inner
+            .catalog()
+            .config(pack)
+            .map(|c| c.values.clone())
+            .unwrap_or_default())
     }
 
     async fn create_inquiry(&self, inquiry: InquiryRecord) -> Result<(), RunnerError> {

@@ -105,6 +105,7 @@ impl Runner for ActionChainRunner {
             .execution(&ctx.execution_id)
             .await?
             .and_then(|r| r.notify);
+        let config = services.pack_config(ctx.action.pack()).await?;
         let (jinja, kv) = match &ctx.datastore {
             Some(ds) => (
                 Jinja::new(JinjaConfig {
@@ -123,6 +124,7 @@ impl Runner for ActionChainRunner {
             display_published,
             skip_notify,
             chain_notify,
+            config,
             max_task_runs: self.settings.max_task_runs,
             vars: Map::new(),
             results: Map::new(),
@@ -171,6 +173,8 @@ struct ChainRun {
     display_published: bool,
     skip_notify: Vec<String>,
     chain_notify: Option<Value>,
+    /// The chain's pack config (`config_context`).
+    config: Map<String, Value>,
     max_task_runs: usize,
     vars: Map<String, Value>,
     /// Task results by task name, as templates see them.
@@ -437,7 +441,7 @@ impl ChainRun {
         context.extend(self.vars.clone());
         context.insert(RESULTS_KEY.into(), Value::Object(self.results.clone()));
         context.insert("action_context".into(), action_context.clone());
-        context.insert("config_context".into(), Value::Object(Map::new()));
+        context.insert("config_context".into(), Value::Object(self.config.clone()));
         let parameters = match self
             .templates
             .render_values_blocking(node.parameters.clone(), context, KvNames::Task)
