@@ -180,6 +180,18 @@ async fn sequential_chain_publishes_and_renders_earlier_results() {
             "{task}"
         );
     }
+    let hidden = run(
+        &engine,
+        "chaintest.sequential",
+        json!({"input": "hi", "display_published": false}),
+    )
+    .await;
+    assert_eq!(hidden.status, ExecutionStatus::Succeeded);
+    assert!(
+        hidden.result.get("published").is_none(),
+        "{:?}",
+        hidden.result
+    );
     // Children carry the parent and the node; the target action's types cast the values.
     let c3 = child(&engine, &done, 2).await;
     assert_eq!(c3.parent.as_deref(), Some(done.id.as_str()));
@@ -217,6 +229,28 @@ async fn on_failure_path_and_final_status() {
         done.result.get("error").is_none(),
         "task failures are no chain error"
     );
+
+    // A timed-out last task ends the chain `timeout`.
+    let done = run(&engine, "chaintest.timeout", json!({})).await;
+    assert_eq!(done.status, ExecutionStatus::Timeout, "{:?}", done.result);
+    assert_eq!(tasks(&done)[0]["state"], json!("timeout"));
+
+    // A task whose execution cannot even be requested (its parameters are invalid) failed:
+    // its error is its result and on-failure handles it.
+    let done = run(&engine, "chaintest.badparams", json!({})).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
+    let t = tasks(&done);
+    assert_eq!(t[0]["state"], json!("failed"));
+    assert_eq!(t[0]["execution_id"], Value::Null);
+    assert!(
+        t[0]["result"]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("Failed running task \"c1\".")),
+        "{}",
+        t[0]
+    );
+    assert_eq!(t[1]["result"]["stdout"], json!("handled True"));
+    assert_eq!(done.children.len(), 1);
 
     // StackStorm's own example references a task it does not define: it fails before
     // anything runs, as in StackStorm.
@@ -533,6 +567,11 @@ async fn examples_pack_chains_run() {
         tasks(&done)[1]["result"]["stdout"],
         json!(format!("c2: parent exec is {}.", done.id))
     );
+
+    // The chain's notify goes to its tasks, except those in skip_notify (c2 here).
+    assert!(done.notify.is_some());
+    assert_eq!(child(&engine, &done, 0).await.notify, done.notify);
+    assert_eq!(child(&engine, &done, 1).await.notify, None);
 
     let done = run(&engine, "examples.echochain-param", json!({"input1": "x"})).await;
     assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
