@@ -97,10 +97,6 @@ pub fn load(path: &Path, chain_name: &str) -> Result<ActionChain, DefinitionErro
     parse(&document.to_json(), &file, chain_name)
 }
 
-fn is_word(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_')
-}
-
 fn object<'a>(
     value: Option<&'a Value>,
     what: &str,
@@ -124,14 +120,6 @@ fn string(value: Option<&Value>, what: &str, problems: &mut Vec<String>) -> Opti
             problems.push(format!("{what} must be a string, not {other}"));
             None
         }
-    }
-}
-
-fn word_keys(map: &Map<String, Value>, what: &str, problems: &mut Vec<String>) {
-    for key in map.keys().filter(|k| !is_word(k)) {
-        problems.push(format!(
-            "{what} name \"{key}\" must be letters, digits and _"
-        ));
     }
 }
 
@@ -204,7 +192,6 @@ fn parse_node(index: usize, value: &Value, problems: &mut Vec<String>) -> Option
     )
     .cloned()
     .unwrap_or_default();
-    word_keys(&publish, &format!("{label}: published variable"), problems);
     let notify = object(
         fields.get("notify"),
         &format!("{label}: \"notify\""),
@@ -292,7 +279,6 @@ pub fn parse(value: &Value, file: &str, chain_name: &str) -> Result<ActionChain,
     let vars = object(fields.get("vars"), "\"vars\"", &mut problems)
         .cloned()
         .unwrap_or_default();
-    word_keys(&vars, "variable", &mut problems);
 
     let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
     for (i, name) in names.iter().enumerate() {
