@@ -420,6 +420,9 @@ async fn cancel_mid_chain_cancels_the_running_task() {
     let task = engine.wait(&task_id, WAIT).await.expect("task completes");
     assert_eq!(task.status, ExecutionStatus::Canceled);
     assert_eq!(done.children, [task_id], "the next task never started");
+    // As StackStorm, the canceled chain's result keeps its tasks.
+    assert_eq!(task_names(&done), ["wait"], "{:?}", done.result);
+    assert_eq!(tasks(&done)[0]["state"], json!("canceled"));
     engine.shutdown().await;
 }
 
