@@ -291,6 +291,18 @@ async fn rendering_failures_and_unknown_actions_fail_the_chain() {
     );
     assert_eq!(done.children.len(), 1);
 
+    let done = run(&engine, "chaintest.varsfail", json!({})).await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    assert!(done.children.is_empty());
+    assert_eq!(done.result["tasks"], json!([]));
+    assert_eq!(done.result["published"], json!({}));
+    assert!(
+        error(&done).starts_with("Failed initializing ``vars`` in chain.")
+            && error(&done).contains("\"x\""),
+        "{}",
+        error(&done)
+    );
+
     let done = run(&engine, "chaintest.publishfail", json!({})).await;
     assert_eq!(done.status, ExecutionStatus::Failed);
     assert_eq!(task_names(&done), ["c1"], "the task list is kept");
