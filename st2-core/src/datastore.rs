@@ -316,6 +316,17 @@ impl Datastore {
         }
     }
 
+    /// Blocking read access for templates (`{{ st2kv.system.x }}`), run on `handle`'s runtime
+    /// (see [`StoreKeyValues`]: call it from a blocking thread).
+    pub fn key_values(&self, handle: tokio::runtime::Handle) -> StoreKeyValues {
+        StoreKeyValues::new(self.store.clone(), handle)
+    }
+
+    /// The key secrets are encrypted with, for templates' `decrypt_kv` (`None`: no key set up).
+    pub fn crypto_key(&self) -> Option<Arc<CryptoKey>> {
+        self.key.clone()
+    }
+
     /// Tell `listener` about every write.
     pub fn with_listener(mut self, listener: Arc<dyn KeyListener>) -> Self {
         self.listener = Some(listener);

@@ -205,7 +205,8 @@ impl ChildRequest {
 /// - None of them panic; store failures come back as [`RunnerError::Failed`].
 ///
 /// # Errors
-/// [`RunnerError::Failed`] with the reason (unknown action, bad parameters, store failure).
+/// [`RunnerError::UnknownAction`] from `start_child` for an action the engine does not know;
+/// [`RunnerError::Failed`] with the reason otherwise (bad parameters, store failure).
 #[async_trait]
 pub trait RunnerServices: Send + Sync + fmt::Debug {
     /// Start a child execution of the calling one.
@@ -221,6 +222,12 @@ pub trait RunnerServices: Send + Sync + fmt::Debug {
     async fn pause(&self, id: &str) -> Result<(), RunnerError>;
     /// Resume paused execution `id`.
     async fn resume(&self, id: &str) -> Result<(), RunnerError>;
+    /// The resolved config of `pack` (what templates see as `config_context`); empty when the
+    /// pack has none. Default: empty.
+    async fn pack_config(&self, pack: &str) -> Result<Map<String, Value>, RunnerError> {
+        let _ = pack;
+        Ok(Map::new())
+    }
     /// Store a new inquiry for the calling execution (whose id it must carry).
     async fn create_inquiry(&self, inquiry: InquiryRecord) -> Result<(), RunnerError>;
     /// Dispatch a trigger instance (without validating its payload, as StackStorm's internal
@@ -301,6 +308,10 @@ pub enum RunnerError {
         /// What is wrong.
         message: String,
     },
+    /// A child execution names an action the engine does not know (from
+    /// [`RunnerServices::start_child`]).
+    #[error("Action \"{0}\" cannot be found.")]
+    UnknownAction(String),
     /// Anything else.
     #[error("{0}")]
     Failed(String),

@@ -1,7 +1,8 @@
 //! StackStorm's built-in runners for `st2-core`: `noop`, `local-shell-cmd`,
-//! `local-shell-script`, `remote-shell-cmd`, `remote-shell-script`, `http-request`, `inquirer`
-//! and `announcement`, and our own `rhai-script`; `python-script` ([`PythonRunner`], with Python
-//! sensors through [`PythonSensorFactory`]) is registered with the [`PythonSettings`] you need.
+//! `local-shell-script`, `remote-shell-cmd`, `remote-shell-script`, `http-request`, `action-chain`,
+//! `inquirer` and `announcement`, and our own `rhai-script`; `python-script` ([`PythonRunner`],
+//! with Python sensors through [`PythonSensorFactory`]) is registered with the
+//! [`PythonSettings`] you need.
 //!
 //! ```
 //! use st2_core::runner::RunnerRegistry;
@@ -11,6 +12,7 @@
 //! assert_eq!(
 //!     runners.names(),
 //!     [
+//!         "action-chain",
 //!         "announcement",
 //!         "http-request",
 //!         "inquirer",
@@ -40,6 +42,7 @@
 //! exporting the same values in the remote command line, quoted.
 
 pub mod announcement;
+pub mod chain;
 pub mod command_line;
 pub mod http;
 pub mod inquirer;
@@ -54,6 +57,7 @@ pub mod rhai_script;
 use st2_core::runner::{DuplicateRunner, RunnerRegistry};
 
 pub use announcement::AnnouncementRunner;
+pub use chain::{ActionChainRunner, ActionChainSettings};
 pub use http::HttpRequestRunner;
 pub use inquirer::InquirerRunner;
 pub use local::{LocalShellCommandRunner, LocalShellScriptRunner, LocalShellSettings};
@@ -99,6 +103,7 @@ pub fn register_builtin_with(
     let (remote_cmd, remote_script) = remote::runners(settings.remote);
     registry.register("remote-shell-cmd", remote_cmd)?;
     registry.register("remote-shell-script", remote_script)?;
+    registry.register("action-chain", ActionChainRunner::default())?;
     registry.register("inquirer", InquirerRunner)?;
     registry.register("announcement", AnnouncementRunner)?;
     registry.register("rhai-script", RhaiScriptRunner::default())?;

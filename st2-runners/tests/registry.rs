@@ -15,12 +15,16 @@ async fn builtin_runners_are_registered_and_noop_succeeds() {
     assert_eq!(
         registry.names(),
         [
+            "action-chain",
             "announcement",
             "http-request",
             "inquirer",
             "local-shell-cmd",
             "local-shell-script",
-            "noop"
+            "noop",
+            "remote-shell-cmd",
+            "remote-shell-script",
+            "rhai-script"
         ]
     );
     assert!(st2_runners::register_builtin(&mut registry).is_err());

@@ -697,13 +697,21 @@ pub(crate) async fn resume_root_chain(
             None => break,
         }
     }
-    if root.status == ExecutionStatus::Pausing {
-        // Still stopping: resume once it has.
+    // Still stopping: resume once it has. A chain that is still `running` has not yet seen
+    // its task wait for this inquiry (it is about to pause): wait for it too, or the answer
+    // would come before the pause and nobody would resume the chain.
+    let is_chain = root.runner.get("name").and_then(Value::as_str) == Some("action-chain");
+    let stopping = |r: &ExecutionRecord| {
+        r.status == ExecutionStatus::Pausing || (is_chain && r.status == ExecutionStatus::Running)
+    };
+    if stopping(&root) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        root = wait_until(inner, &root.id, Some(deadline), |r| {
-            r.status != ExecutionStatus::Pausing
-        })
-        .await?;
+        root = match wait_until(inner, &root.id, Some(deadline), |r| !stopping(r)).await {
+            Ok(r) => r,
+            // Still running after the wait: it will not pause for this inquiry.
+            Err(EngineError::WaitTimeout(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
     }
     if root.status == ExecutionStatus::Paused {
         resume(inner, &root.id, user).await?;

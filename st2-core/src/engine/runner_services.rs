@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use super::executions::{self, RunRequest};
@@ -83,7 +83,12 @@ impl RunnerServices for EngineServices {
         run.context = request.context;
         run.parent = Some(self.execution_id.clone());
         run.notify = request.notify;
-        executions::run(&self.inner, run).await.map_err(failed)
+        executions::run(&self.inner, run)
+            .await
+            .map_err(|e| match e {
+                EngineError::UnknownAction(action) => RunnerError::UnknownAction(action),
+                other => failed(other),
+            })
     }
 
     async fn wait_child(&self, id: &str) -> Result<ExecutionRecord, RunnerError> {
@@ -129,6 +134,15 @@ impl RunnerServices for EngineServices {
             .await
             .map(|_| ())
             .map_err(failed)
+    }
+
+    async fn pack_config(&self, pack: &str) -> Result<Map<String, Value>, RunnerError> {
+        Ok(self
+            .inner
+            .catalog()
+            .config(pack)
+            .map(|c| c.values.clone())
+            .unwrap_or_default())
     }
 
     async fn create_inquiry(&self, inquiry: InquiryRecord) -> Result<(), RunnerError> {

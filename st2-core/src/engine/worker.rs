@@ -367,6 +367,14 @@ async fn run_execution(
         .remove(&running.id);
     flush_output(inner).await;
     let (status, result, extra_context) = outcome;
+    // A workflow runner's canceled result is its progress so far (StackStorm keeps an
+    // action chain's tasks); other runners' results give way to the cancel message.
+    let keeps_result = running
+        .runner
+        .get("name")
+        .and_then(Value::as_str)
+        .and_then(|name| inner.runners.get(name))
+        .is_some_and(|runner| runner.supports_pause());
     let now = inner.now();
     let finished = update_with(inner, running, |r| {
         for (k, v) in &extra_context {
@@ -375,7 +383,7 @@ async fn run_execution(
         match r.status {
             ExecutionStatus::Canceled => false,
             ExecutionStatus::Canceling => {
-                let result = if status == ExecutionStatus::Canceled {
+                let result = if status == ExecutionStatus::Canceled && !keeps_result {
                     r.result.clone()
                 } else {
                     result.clone()
