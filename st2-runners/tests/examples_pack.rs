@@ -332,7 +332,12 @@ async fn chain_actions() {
     // StackStorm's own example names an on-failure task `c4` it does not define: the chain
     // is refused before any task runs, as StackStorm refuses it.
     let failing = run(&engine, "examples.echochain_task_failure", json!({})).await;
-    assert_eq!(failing.status, ExecutionStatus::Failed, "{}", failing.result);
+    assert_eq!(
+        failing.status,
+        ExecutionStatus::Failed,
+        "{}",
+        failing.result
+    );
     let error = failing.result["error"].as_str().unwrap_or_default();
     assert!(error.contains("c4"), "{error}");
     assert!(failing.children.is_empty());
