@@ -47,11 +47,26 @@ async fn examples() -> Examples {
     );
     let configs = dir.path().join("configs");
     std::fs::create_dir_all(&configs).expect("mkdir");
+    // Dynamic config values: the key from the datastore, the secret decrypted (the schema
+    // marks `api_secret` secret).
     std::fs::write(
         configs.join("examples.yaml"),
-        "api_key: some-key\napi_secret: some-secret\n",
+        "api_key: \"{{ st2kv.system.examples_key }}\"\n\
+         api_secret: \"{{ st2kv.system.examples_secret }}\"\n",
     )
     .expect("config");
+    // One action of our own beside the pack's: it shows the config it gets.
+    std::fs::write(
+        pack.join("actions/show_config.yaml"),
+        "name: show_config\nrunner_type: python-script\nentry_point: show_config.py\n",
+    )
+    .expect("action");
+    std::fs::write(
+        pack.join("actions/show_config.py"),
+        "from st2common.runners.base_action import Action\n\n\n\
+         class ShowConfig(Action):\n    def run(self):\n        return self.config\n",
+    )
+    .expect("script");
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(SqliteOptions::memory())
             .await
@@ -73,6 +88,7 @@ async fn examples() -> Examples {
         .pack_dir(pack)
         .configs_dir(configs)
         .runners(runners)
+        .crypto_key(st2_core::crypto::CryptoKey::generate().expect("a key"))
         .settings(EngineSettings {
             heartbeat: Duration::from_millis(200),
             idle_poll: Duration::from_millis(100),
@@ -233,7 +249,62 @@ async fn python_actions() {
     assert_eq!(yaml.status, ExecutionStatus::Succeeded, "{}", yaml.result);
     assert_eq!(yaml.result["result"], json!({"a": 1, "b": ["x", "y"]}));
 
-    // The pack config from the configs directory, with the schema's default for `region`.
+    // The pack config from the configs directory, its templates rendered over the datastore,
+    // with the schema's default for `region`.
+    let datastore = engine.datastore();
+    datastore
+        .set(
+            &st2_core::datastore::KeySelector::System,
+            "examples_key",
+            st2_core::datastore::KeyWrite {
+                value: "key-from-kv".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("set");
+    datastore
+        .set(
+            &st2_core::datastore::KeySelector::System,
+            "examples_secret",
+            st2_core::datastore::KeyWrite {
+                value: "secret-from-kv".into(),
+                secret: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("set");
+    // The schema marks `api_key` secret too, so the key it names must be a secret: a plain
+    // value does not decrypt, and the run fails saying which setting (as StackStorm's does).
+    let refused = run(&engine, "examples.show_config", json!({})).await;
+    assert_eq!(refused.status, ExecutionStatus::Failed);
+    let error = refused.result["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "Failed to render dynamic configuration value for key \"api_key\" with value \
+             \"{{ st2kv.system.examples_key }}\" for pack \"examples\" config: "
+        ),
+        "{error}"
+    );
+    datastore
+        .set(
+            &st2_core::datastore::KeySelector::System,
+            "examples_key",
+            st2_core::datastore::KeyWrite {
+                value: "key-from-kv".into(),
+                secret: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("set");
+    let shown = run(&engine, "examples.show_config", json!({})).await;
+    assert_eq!(shown.status, ExecutionStatus::Succeeded, "{}", shown.result);
+    assert_eq!(
+        shown.result["result"],
+        json!({"api_key": "key-from-kv", "api_secret": "secret-from-kv", "region": "us-east-1"})
+    );
     let config = run(&engine, "examples.print_config", json!({})).await;
     assert_eq!(
         config.status,

@@ -597,6 +597,50 @@ impl Inner {
             .clone()
     }
 
+    /// A pack's config as actions and templates see it: dynamic values (`{{ st2kv.… }}`)
+    /// rendered for `user`, secrets decrypted, the schema's defaults filled in. Blocking: it
+    /// reads the datastore, so call it off the async threads.
+    ///
+    /// # Errors
+    /// StackStorm's message when a dynamic value fails to render or decrypt.
+    pub(crate) fn pack_config(
+        &self,
+        catalog: &Catalog,
+        pack: &str,
+        user: &str,
+    ) -> Result<Map<String, Value>, String> {
+        let Some(config) = catalog.config(pack) else {
+            return Ok(catalog.resolved_config(pack));
+        };
+        let schema = catalog.config_schema(pack);
+        let ctx = crate::expr::jinja::RenderContext {
+            vars: Map::new(),
+            kv: Some(crate::expr::jinja::KvAccess {
+                store: self.kv_read.clone(),
+                user: Some(user.to_owned()),
+                legacy_system: false,
+            }),
+            scope: None,
+        };
+        let render = |t: &str| self.jinja.render(t, &ctx).map_err(|e| e.to_string());
+        let key = self.datastore.crypto_key();
+        let decrypt = |c: &str| match &key {
+            Some(k) => k.decrypt(c).map_err(|e| e.to_string()),
+            None => Err("no crypto key is set up to decrypt the secret".to_owned()),
+        };
+        let values = crate::model::config::render_dynamic_values(
+            pack,
+            &config.values,
+            schema.map(|s| s.as_ref()),
+            &render,
+            &decrypt,
+        )?;
+        Ok(match schema {
+            Some(s) => s.with_defaults(&values),
+            None => values,
+        })
+    }
+
     /// What templates of `action`'s parameters read: the execution context, the pack config,
     /// the datastore, with `shell` capturing the shell-command parameters.
     pub(crate) fn param_context(
@@ -606,9 +650,18 @@ impl Inner {
         action_context: Map<String, Value>,
         shell: Arc<crate::expr::render::ShellCapture>,
     ) -> crate::expr::render::ParamContext {
+        // A dynamic value that fails to render leaves the setting as written here; the run
+        // itself fails with the message (`prepare_run`).
+        let user = action_context
+            .get("user")
+            .and_then(Value::as_str)
+            .unwrap_or(&self.settings.system_user);
+        let config = self
+            .pack_config(catalog, action.pack(), user)
+            .unwrap_or_else(|_| catalog.resolved_config(action.pack()));
         crate::expr::render::ParamContext {
             action_context,
-            config: catalog.resolved_config(action.pack()),
+            config,
             datastore: Some(self.kv_read.clone()),
             system_user: self.settings.system_user.clone(),
             additional: Map::new(),

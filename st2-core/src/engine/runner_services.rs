@@ -18,13 +18,16 @@ use crate::store::{ExecutionRecord, ExecutionStatus, InquiryRecord};
 pub(crate) struct EngineServices {
     inner: Arc<Inner>,
     execution_id: String,
+    /// The user the execution runs as (whose `st2kv.user` dynamic config values see).
+    run_user: String,
 }
 
 impl EngineServices {
-    pub(crate) fn new(inner: Arc<Inner>, execution_id: String) -> Self {
+    pub(crate) fn new(inner: Arc<Inner>, execution_id: String, run_user: String) -> Self {
         EngineServices {
             inner,
             execution_id,
+            run_user,
         }
     }
 
@@ -137,12 +140,12 @@ impl RunnerServices for EngineServices {
     }
 
     async fn pack_config(&self, pack: &str) -> Result<Map<String, Value>, RunnerError> {
-        Ok(self
-            .inner
-            .catalog()
-            .config(pack)
-            .map(|c| c.values.clone())
-            .unwrap_or_default())
+        let inner = self.inner.clone();
+        let (pack, user) = (pack.to_owned(), self.run_user.clone());
+        tokio::task::spawn_blocking(move || inner.pack_config(&inner.catalog(), &pack, &user))
+            .await
+            .map_err(|e| RunnerError::Failed(format!("reading the pack config failed: {e}")))?
+            .map_err(RunnerError::Failed)
     }
 
     async fn create_inquiry(&self, inquiry: InquiryRecord) -> Result<(), RunnerError> {

@@ -285,7 +285,13 @@ fn prepare_run(
         }
     }
     let pack_dir = catalog.pack(action.pack()).and_then(|p| p.path.clone());
-    let config = catalog.resolved_config(action.pack());
+    let user = record
+        .context
+        .get("user")
+        .and_then(Value::as_str)
+        .unwrap_or(&inner.settings.system_user)
+        .to_owned();
+    let config = inner.pack_config(&catalog, action.pack(), &user)?;
     let mut env = BTreeMap::new();
     env.insert("ST2_ACTION_PACK_NAME".to_owned(), action.pack().to_owned());
     env.insert("ST2_ACTION_EXECUTION_ID".to_owned(), record.id.clone());
@@ -319,6 +325,7 @@ fn prepare_run(
             services: Some(Arc::new(super::runner_services::EngineServices::new(
                 inner.clone(),
                 record.id.clone(),
+                user,
             ))),
             resume,
         },

@@ -312,6 +312,92 @@ fn array_schemas(schema: &Map<String, Value>, count: usize) -> Vec<(Slot, Value)
         .collect()
 }
 
+/// StackStorm's dynamic config values: every string in `values` holding a Jinja expression
+/// (`"{{ st2kv.system.token }}"`) is replaced by `render`'s result; when the schema marks the
+/// setting `secret`, the rendered text (a secret key's stored ciphertext) goes through `decrypt`;
+/// an empty result becomes `null`. Defaults are applied afterwards
+/// ([`ConfigSchema::with_defaults`]), so a templated default is not rendered, as in StackStorm.
+///
+/// # Errors
+/// StackStorm's message naming the setting (dotted path), the value and the pack when a
+/// template fails to render or a secret fails to decrypt.
+pub fn render_dynamic_values(
+    pack: &str,
+    values: &Map<String, Value>,
+    schema: Option<&ConfigSchema>,
+    render: &dyn Fn(&str) -> Result<String, String>,
+    decrypt: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Map<String, Value>, String> {
+    let attributes = schema.map(|s| Value::Object(s.attributes.clone()));
+    let mut out = values.clone();
+    for (key, value) in out.iter_mut() {
+        let item = attributes.as_ref().and_then(|a| a.get(key));
+        render_value(pack, key, value, item, render, decrypt)?;
+    }
+    Ok(out)
+}
+
+/// The schema of `key` inside an object schema (`properties`, else `additionalProperties`).
+fn property_schema<'a>(schema: Option<&'a Value>, key: &str) -> Option<&'a Value> {
+    let schema = schema?;
+    schema
+        .get("properties")
+        .and_then(|p| p.get(key))
+        .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
+}
+
+fn render_value(
+    pack: &str,
+    path: &str,
+    value: &mut Value,
+    item: Option<&Value>,
+    render: &dyn Fn(&str) -> Result<String, String>,
+    decrypt: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<(), String> {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let child = property_schema(item, k);
+                render_value(pack, &format!("{path}.{k}"), v, child, render, decrypt)?;
+            }
+        }
+        Value::Array(items) => {
+            let items_schema = item.and_then(|s| s.get("items"));
+            for (i, v) in items.iter_mut().enumerate() {
+                let child = match items_schema {
+                    Some(Value::Array(positional)) => positional.get(i),
+                    Some(one) => Some(one),
+                    None => None,
+                };
+                render_value(pack, &format!("{path}.{i}"), v, child, render, decrypt)?;
+            }
+        }
+        Value::String(text) if is_template(text) => {
+            let fail = |e: String| {
+                format!(
+                    "Failed to render dynamic configuration value for key \"{path}\" with value \
+                     \"{text}\" for pack \"{pack}\" config: {e}"
+                )
+            };
+            let mut rendered = render(text).map_err(fail)?;
+            let secret = item
+                .and_then(|s| s.get("secret"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if secret && !rendered.is_empty() {
+                rendered = decrypt(&rendered).map_err(fail)?;
+            }
+            *value = if rendered.is_empty() {
+                Value::Null
+            } else {
+                Value::String(rendered)
+            };
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +489,62 @@ mod tests {
                 "region": "us-east-1",
                 "auth": {"port": 443}
             })
+        );
+    }
+    #[test]
+    fn dynamic_values_render_decrypt_and_name_the_setting() {
+        let values = json!({
+            "api_key": "{{ st2kv.system.key }}",
+            "api_secret": "{{ st2kv.system.secret }}",
+            "plain": "no template",
+            "nested": {"list": ["{{ st2kv.system.key }}", 3]},
+            "empty": "{{ st2kv.system.missing }}"
+        });
+        let render = |t: &str| -> Result<String, String> {
+            Ok(match t {
+                "{{ st2kv.system.key }}" => "k-1".to_owned(),
+                "{{ st2kv.system.secret }}" => "CIPHER".to_owned(),
+                _ => String::new(),
+            })
+        };
+        let decrypt = |c: &str| -> Result<String, String> {
+            if c == "CIPHER" {
+                Ok("plain-secret".to_owned())
+            } else {
+                Err("bad ciphertext".to_owned())
+            }
+        };
+        let out = render_dynamic_values(
+            "p",
+            values.as_object().unwrap(),
+            Some(&schema()),
+            &render,
+            &decrypt,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(out),
+            json!({
+                "api_key": "k-1",
+                "api_secret": "plain-secret",
+                "plain": "no template",
+                "nested": {"list": ["k-1", 3]},
+                "empty": null
+            })
+        );
+        let failing = |_: &str| -> Result<String, String> { Err("undefined".to_owned()) };
+        let e = render_dynamic_values(
+            "p",
+            json!({"nested": {"x": "{{ nope }}"}}).as_object().unwrap(),
+            None,
+            &failing,
+            &decrypt,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "Failed to render dynamic configuration value for key \"nested.x\" with value \
+             \"{{ nope }}\" for pack \"p\" config: undefined"
         );
     }
 }
