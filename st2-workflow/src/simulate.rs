@@ -173,24 +173,15 @@ impl Driver {
         let mut c = self.conductor();
         let mut out = Vec::new();
         if t.with_items && t.items_count == Some(0) {
-            self.count()?;
-            let run = TaskEvent::Action {
-                status: Status::Running,
-                result: Value::Null,
-            };
-            let done = TaskEvent::Action {
-                status: Status::Succeeded,
-                result: json!([]),
-            };
-            c.update_task(&t.id, t.route, &run)
-                .and_then(|()| c.update_task(&t.id, t.route, &done))
-                .map_err(|e| SimulateError::Run(e.to_string()))?;
-            c.render_output();
-            self.executions.push(json!({
-                "task_id": t.id, "route": t.route, "item_id": null, "items_count": 0,
-                "action": null, "input": null, "status": "succeeded", "result": []
-            }));
-            self.store(c)?;
+            out.push(Dispatched {
+                task_id: t.id.clone(),
+                route: t.route,
+                item_id: None,
+                items_count: Some(0),
+                action: None,
+                input: Value::Null,
+                delay: t.delay,
+            });
             return Ok(out);
         }
         if t.with_items {
@@ -237,7 +228,35 @@ impl Driver {
         Ok(out)
     }
 
+    /// An empty with-items task is marked running and succeeded with result `[]`. A copy
+    /// handed out again before it ran (fifo) finds it completed and changes nothing.
+    fn complete_empty(&mut self, d: &Dispatched) -> Result<(), SimulateError> {
+        self.count()?;
+        let mut c = self.conductor();
+        let run = TaskEvent::Action {
+            status: Status::Running,
+            result: Value::Null,
+        };
+        let done = TaskEvent::Action {
+            status: Status::Succeeded,
+            result: json!([]),
+        };
+        // A second copy of an already completed task is refused; that is the point.
+        let _ = c
+            .update_task(&d.task_id, d.route, &run)
+            .and_then(|()| c.update_task(&d.task_id, d.route, &done));
+        c.render_output();
+        self.executions.push(json!({
+            "task_id": d.task_id, "route": d.route, "item_id": null, "items_count": 0,
+            "action": null, "input": null, "status": "succeeded", "result": []
+        }));
+        self.store(c)
+    }
+
     fn complete(&mut self, d: &Dispatched) -> Result<(), SimulateError> {
+        if d.items_count == Some(0) {
+            return self.complete_empty(d);
+        }
         self.count()?;
         let mock = if d.action.is_some() {
             self.mocks.take(&d.task_id)
@@ -346,15 +365,8 @@ pub fn simulate(
             let mut queue: VecDeque<Dispatched> = VecDeque::new();
             loop {
                 let tasks = d.next_tasks()?;
-                let mut dispatched_empty = false;
                 for t in &tasks {
-                    if t.with_items && t.items_count == Some(0) {
-                        dispatched_empty = true;
-                    }
                     queue.extend(d.dispatch(t)?);
-                }
-                if dispatched_empty {
-                    continue;
                 }
                 let Some(x) = queue.pop_front() else {
                     break;
