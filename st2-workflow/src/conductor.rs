@@ -482,7 +482,7 @@ impl Conductor {
                 s.ready && !s.completed && (!failed || s.run_on_fail)
             })
             .collect();
-        if !status.is_some_and(Status::is_running) && !(failed && !candidates.is_empty()) {
+        if !status.is_some_and(Status::is_running) && (!failed || candidates.is_empty()) {
             return Vec::new();
         }
         let mut out = Vec::new();
@@ -789,7 +789,7 @@ impl Conductor {
                     .any(|s| matches!(s, Some(Status::Pending | Status::Paused)))
                 {
                     ItemsContext::Dormant(ItemsRest::Paused)
-                } else if others.iter().any(|s| *s == Some(Status::Canceled)) {
+                } else if others.contains(&Some(Status::Canceled)) {
                     ItemsContext::Dormant(ItemsRest::Canceled)
                 } else if others.iter().any(|s| s.is_some_and(Status::is_abended)) {
                     ItemsContext::Dormant(ItemsRest::Failed)
@@ -938,7 +938,7 @@ impl Conductor {
                 let mut errors = Vec::new();
                 if let Some(t) = wf.graph.nodes[node].task {
                     let transition = &wf.spec.tasks[t].next[edge.transition];
-                    if transition.targets.iter().any(|x| *x == target.name) {
+                    if transition.targets.contains(&target.name) {
                         let mut rolling = (*scope).clone();
                         for (name, value) in &transition.publish {
                             let s = Arc::new(rolling.clone());

@@ -573,6 +573,11 @@ impl WorkflowSpec {
         if r.problems.is_empty() {
             Ok(spec)
         } else {
+            // Report what inspection finds in the readable parts too, so one run shows all.
+            if let Err(more) = spec.inspect(&Evaluator::new()) {
+                r.problems.extend(more.0);
+            }
+            r.problems.sort_by_key(|d| (d.line, d.column));
             Err(SpecError(r.problems))
         }
     }
