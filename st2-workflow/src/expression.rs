@@ -69,9 +69,17 @@ impl EvaluationError {
                 e.message.trim_matches('\'')
             )
         } else {
+            // Orquesta's own exception for a missing context variable.
+            let class = if e.kind == ErrorKind::Undefined
+                && e.message.starts_with("The variable \"")
+                && e.message.ends_with("is undefined.")
+            {
+                "VariableUndefinedError"
+            } else {
+                e.kind.python_class()
+            };
             format!(
-                "Unable to evaluate expression '{expression}'. {}: {}",
-                e.kind.python_class(),
+                "Unable to evaluate expression '{expression}'. {class}: {}",
                 e.message
             )
         };

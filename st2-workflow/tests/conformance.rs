@@ -122,7 +122,16 @@ fn orquesta_conformance() {
         };
         let outcome = simulate_file(&workflow, &case["mocks"], &inputs, mode);
         let diff = match outcome {
-            Ok(actual) => compare(&case["expected"], &actual),
+            Ok(actual) => {
+                if std::env::var("ORQ_MESSAGES").is_ok() {
+                    let e = list(&case["expected"]["errors"], &["message"]);
+                    let a = list(&actual["errors"], &["message"]);
+                    if e != a {
+                        println!("MESSAGES {id}\n  expected {e}\n  got      {a}");
+                    }
+                }
+                compare(&case["expected"], &actual)
+            }
             Err(e) => Some(format!("error: {e}")),
         };
         match diff {
