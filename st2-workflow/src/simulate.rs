@@ -113,8 +113,9 @@ impl Mocks {
     }
 }
 
-/// Most events one simulation may send before it is stopped as runaway.
-const MAX_EVENTS: usize = 200_000;
+/// Most events one simulation may send before it is stopped as runaway (a workflow that loops
+/// forever); [`simulate_limited`] takes another limit.
+pub const MAX_EVENTS: usize = 20_000;
 
 /// One execution handed out and not yet completed.
 #[derive(Debug, Clone)]
@@ -135,6 +136,7 @@ struct Driver {
     executions: Vec<Value>,
     item_results: HashMap<(String, usize), Vec<Value>>,
     events: usize,
+    max_events: usize,
 }
 
 impl Driver {
@@ -151,9 +153,10 @@ impl Driver {
 
     fn count(&mut self) -> Result<(), SimulateError> {
         self.events += 1;
-        if self.events > MAX_EVENTS {
+        if self.events > self.max_events {
             return Err(SimulateError::Run(format!(
-                "stopped after {MAX_EVENTS} events (the workflow loops forever?)"
+                "stopped after {} events (the workflow loops forever?)",
+                self.max_events
             )));
         }
         Ok(())
@@ -338,6 +341,20 @@ pub fn simulate(
     inputs: &Map<String, Value>,
     mode: Mode,
 ) -> Result<Value, SimulateError> {
+    simulate_limited(workflow, mocks, inputs, mode, MAX_EVENTS)
+}
+
+/// [`simulate`], stopping with an error after `max_events` events.
+///
+/// # Errors
+/// As [`simulate`].
+pub fn simulate_limited(
+    workflow: &Arc<Workflow>,
+    mocks: Mocks,
+    inputs: &Map<String, Value>,
+    mode: Mode,
+    max_events: usize,
+) -> Result<Value, SimulateError> {
     let mut c = Conductor::new(workflow.clone());
     c.start(inputs, &Map::new());
     c.render_output();
@@ -348,6 +365,7 @@ pub fn simulate(
         executions: Vec::new(),
         item_results: HashMap::new(),
         events: 0,
+        max_events,
     };
     match mode {
         Mode::Wave => loop {

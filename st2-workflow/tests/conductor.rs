@@ -1,0 +1,189 @@
+//! The conductor and the simulator on bad input and on the contracts a driver relies on:
+//! problems are reported with file and line, runtime expression errors fail the workflow with
+//! an error naming the task and the expression, mocks that do not fit are refused, loops are
+//! stopped, the state survives a JSON round trip, and published maps are deep-merged.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use st2_workflow::conductor::{Conductor, ConductorState, TaskEvent, Workflow};
+use st2_workflow::expression::Evaluator;
+use st2_workflow::simulate::{Mocks, Mode, SimulateError, simulate, simulate_limited};
+use st2_workflow::spec::WorkflowSpec;
+use st2_workflow::status::Status;
+
+fn compile(text: &str) -> Result<Arc<Workflow>, st2_workflow::spec::SpecError> {
+    let spec = WorkflowSpec::parse(Path::new("wf.yaml"), text)?;
+    Workflow::compile(spec, Evaluator::new())
+}
+
+fn run(text: &str, mocks: Value, mode: Mode) -> Value {
+    let wf = compile(text).expect("workflow compiles");
+    let mocks = Mocks::from_json(&mocks).expect("mocks fit");
+    simulate(&wf, mocks, &Map::new(), mode).expect("simulation ends")
+}
+
+#[test]
+fn invalid_yaml_is_refused_with_a_line() {
+    let err =
+        compile("version: 1.0\ntasks:\n  t1:\n    action: [unclosed\n").expect_err("bad YAML");
+    assert!(err.0[0].line >= 4, "{err}");
+    assert!(err.to_string().contains("wf.yaml:"), "{err}");
+}
+
+#[test]
+fn every_spec_problem_is_reported() {
+    let text = "version: 1.0\n\
+                tasks:\n  \
+                  t1:\n    action: core.noop\n    bogus: 1\n    next:\n      - do: missing\n  \
+                  t2:\n    action: core.noop\n    input:\n      x: <% 1 + %>\n";
+    let err = compile(text).expect_err("several problems");
+    let text = err.to_string();
+    assert!(
+        text.contains("wf.yaml:5:5") && text.contains("bogus"),
+        "{text}"
+    );
+    assert!(text.contains("\"missing\" is not defined"), "{text}");
+    assert!(text.contains("YaqlGrammarException"), "{text}");
+}
+
+#[test]
+fn join_and_duplicate_key_misuse_is_reported() {
+    let text =
+        "tasks:\n  t1:\n    action: core.noop\n    join: all\n  t1:\n    action: core.noop\n";
+    let err = compile(text).expect_err("duplicate task");
+    assert!(err.to_string().contains("duplicate key \"t1\""), "{err}");
+    let text = "tasks:\n  a:\n    next:\n      - do: j\n  j:\n    join: 3\n";
+    let err = compile(text).expect_err("join count larger than inbound tasks");
+    assert!(err.to_string().contains("waits for 3"), "{err}");
+}
+
+#[test]
+fn runtime_expression_error_fails_the_workflow_naming_task_and_expression() {
+    let text = "version: 1.0\ntasks:\n  t1:\n    action: core.echo\n    input:\n      message: <% ctx(nope) %>\n";
+    let out = run(text, json!({}), Mode::Fifo);
+    assert_eq!(out["workflow_status"], "failed");
+    let errors = out["errors"].as_array().expect("errors list");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["task_id"], "t1");
+    let message = errors[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("<% ctx(nope) %>") && message.contains("\"nope\" is undefined"),
+        "{message}"
+    );
+    assert_eq!(out["executions"], json!([]));
+}
+
+#[test]
+fn with_items_over_a_non_list_fails_the_task() {
+    let text = "input:\n  - xs: 3\ntasks:\n  t1:\n    with: <% ctx(xs) %>\n    action: core.echo\n";
+    let out = run(text, json!({}), Mode::Wave);
+    assert_eq!(out["workflow_status"], "failed");
+    assert!(
+        out["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not type of list")
+    );
+}
+
+#[test]
+fn mocks_that_do_not_fit_are_refused() {
+    let e = Mocks::from_json(&json!({"t1": "ok"})).expect_err("not a list");
+    assert!(
+        matches!(&e, SimulateError::Mocks(m) if m.contains("t1")),
+        "{e}"
+    );
+    let e = Mocks::from_json(&json!({"t1": [{"status": "great"}]})).expect_err("bad status");
+    assert!(e.to_string().contains("t1"), "{e}");
+    assert!(Mocks::from_json(&json!([1])).is_err());
+}
+
+#[test]
+fn an_endless_loop_is_stopped() {
+    let text = "tasks:\n  init:\n    action: core.noop\n    next:\n      - do: t1\n  t1:\n    action: core.noop\n    next:\n      - do: t1\n";
+    let wf = compile(text).expect("compiles");
+    let e = simulate_limited(&wf, Mocks::default(), &Map::new(), Mode::Fifo, 200)
+        .expect_err("never ends");
+    assert!(e.to_string().contains("200 events"), "{e}");
+}
+
+#[test]
+fn failure_is_remediated_by_a_real_task_but_not_by_continue() {
+    let handled = "tasks:\n  t1:\n    action: core.fail\n    next:\n      - when: <% failed() %>\n        do: cleanup\n  cleanup:\n    action: core.noop\n";
+    let out = run(
+        handled,
+        json!({"t1": [{"status": "failed", "result": {"x": 1}}]}),
+        Mode::Fifo,
+    );
+    assert_eq!(out["workflow_status"], "succeeded");
+    assert_eq!(
+        out["errors"][0]["message"],
+        "Execution failed. See result for details."
+    );
+    assert_eq!(out["errors"][0]["result"], json!({"x": 1}));
+    let unhandled = "tasks:\n  t1:\n    action: core.fail\n    next:\n      - when: <% failed() %>\n        do: continue\n";
+    let out = run(
+        unhandled,
+        json!({"t1": [{"status": "failed", "result": null}]}),
+        Mode::Fifo,
+    );
+    assert_eq!(out["workflow_status"], "failed");
+}
+
+#[test]
+fn driving_the_conductor_directly_with_a_stored_state() {
+    let text = "version: 1.0\n\
+        input:\n  - who: world\n\
+        tasks:\n  \
+          a:\n    action: core.echo message=\"hi <% ctx(who) %>\"\n    next:\n      - publish:\n          - cfg: {x: 1}\n        do: j\n  \
+          b:\n    action: core.noop\n    next:\n      - publish:\n          - cfg: {y: 2}\n        do: j\n  \
+          j:\n    join: all\n    action: core.noop\n\
+        output:\n  - cfg: <% ctx(cfg) %>\n";
+    let wf = compile(text).expect("compiles");
+    let mut c = Conductor::new(wf.clone());
+    c.start(&Map::new(), &Map::new());
+    let mut tasks = c.next_tasks();
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(tasks[0].id, "a");
+    assert_eq!(tasks[0].actions[0].input, json!({"message": "hi world"}));
+    for t in tasks.drain(..) {
+        // Store and reload the state around every event, as StackStorm does.
+        let state: ConductorState =
+            serde_json::from_str(&serde_json::to_string(&c.state).expect("serialises"))
+                .expect("deserialises");
+        c = Conductor::restore(wf.clone(), state);
+        let running = TaskEvent::Action {
+            status: Status::Running,
+            result: Value::Null,
+        };
+        let done = TaskEvent::Action {
+            status: Status::Succeeded,
+            result: json!({"ok": true}),
+        };
+        c.update_task(&t.id, t.route, &running).expect("running");
+        c.update_task(&t.id, t.route, &done).expect("succeeded");
+    }
+    let next = c.next_tasks();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].id, "j");
+    let running = TaskEvent::Action {
+        status: Status::Running,
+        result: Value::Null,
+    };
+    let done = TaskEvent::Action {
+        status: Status::Succeeded,
+        result: Value::Null,
+    };
+    c.update_task("j", 0, &running).expect("running");
+    c.update_task("j", 0, &done).expect("succeeded");
+    assert_eq!(c.status(), Some(Status::Succeeded));
+    c.render_output();
+    // Published maps are deep-merged at the join.
+    assert_eq!(
+        c.state.output,
+        json!({"cfg": {"x": 1, "y": 2}}).as_object().cloned()
+    );
+    assert!(c.update_task("nope", 0, &done).is_err());
+}
