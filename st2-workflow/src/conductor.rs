@@ -558,7 +558,24 @@ impl Conductor {
                         with.items
                     ));
                 };
+                // Every item is rendered on the first visit (so every rendering error shows);
+                // later visits render only the items that can start now.
+                let first_visit = self.state.staged[staged]
+                    .items
+                    .as_ref()
+                    .is_none_or(Vec::is_empty);
+                let wanted = if first_visit {
+                    None
+                } else {
+                    if let Some(c) = &with.concurrency {
+                        concurrency = Some(self.evaluate(c, &scope)?);
+                    }
+                    Some(self.startable_items(staged, items.len(), concurrency.as_ref()))
+                };
                 for (idx, item) in items.iter().enumerate() {
+                    if wanted.as_ref().is_some_and(|w| !w[idx]) {
+                        continue;
+                    }
                     let item = match &with.keys {
                         Some(keys) => match item {
                             Value::Array(values) => Value::Object(
@@ -588,7 +605,7 @@ impl Conductor {
                     });
                 }
                 next.items_count = Some(items.len());
-                if let Some(c) = &with.concurrency {
+                if first_visit && let Some(c) = &with.concurrency {
                     concurrency = Some(self.evaluate(c, &scope)?);
                 }
             }
@@ -611,23 +628,15 @@ impl Conductor {
             }
         }
         if let Some(count) = next.items_count {
+            let allowed = self.startable_items(staged, count, concurrency.as_ref());
             let s = &mut self.state.staged[staged];
-            let items = match &mut s.items {
-                Some(items) if !items.is_empty() => items,
-                _ => s.items.insert(vec![None; count]),
-            };
-            let active = items
-                .iter()
-                .filter(|s| s.is_some_and(Status::is_active))
-                .count();
-            let notrun: Vec<usize> = (0..items.len()).filter(|&i| items[i].is_none()).collect();
-            let take = match concurrency.as_ref().and_then(Value::as_i64) {
-                Some(c) => (c.max(1) - active as i64).max(0) as usize,
-                None => notrun.len(),
-            };
-            let allowed: Vec<usize> = notrun.into_iter().take(take).collect();
-            next.actions
-                .retain(|a| a.item_id.is_some_and(|i| allowed.contains(&i)));
+            if s.items.as_ref().is_none_or(Vec::is_empty) {
+                s.items = Some(vec![None; count]);
+            }
+            next.actions.retain(|a| {
+                a.item_id
+                    .is_some_and(|i| allowed.get(i).copied().unwrap_or(false))
+            });
         }
         if let Some(retry) = &self.state.staged[staged].retry {
             next.delay = Some(retry.delay.unwrap_or(0));
@@ -637,6 +646,36 @@ impl Conductor {
         } else {
             Ok(None)
         }
+    }
+
+    /// Which items of a with-items task may start now: not started yet, at most
+    /// `concurrency` active at once (a concurrency below 1 counts as 1).
+    fn startable_items(
+        &self,
+        staged: usize,
+        count: usize,
+        concurrency: Option<&Value>,
+    ) -> Vec<bool> {
+        let statuses: Vec<Option<Status>> = match &self.state.staged[staged].items {
+            Some(items) if !items.is_empty() => items.clone(),
+            _ => vec![None; count],
+        };
+        let active = statuses
+            .iter()
+            .filter(|s| s.is_some_and(Status::is_active))
+            .count();
+        let mut room = match concurrency.and_then(Value::as_i64) {
+            Some(c) => (c.max(1) - active as i64).max(0) as usize,
+            None => usize::MAX,
+        };
+        let mut out = vec![false; count.max(statuses.len())];
+        for (i, s) in statuses.iter().enumerate() {
+            if s.is_none() && room > 0 {
+                out[i] = true;
+                room -= 1;
+            }
+        }
+        out
     }
 
     fn add_entry(
