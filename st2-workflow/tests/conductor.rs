@@ -187,3 +187,52 @@ fn driving_the_conductor_directly_with_a_stored_state() {
     );
     assert!(c.update_task("nope", 0, &done).is_err());
 }
+
+fn two_steps() -> (Arc<Workflow>, Conductor) {
+    let text = "tasks:\n  t1:\n    action: core.noop\n    next:\n      - when: <% succeeded() %>\n        do: t2\n  t2:\n    action: core.noop\n";
+    let wf = compile(text).expect("compiles");
+    let mut c = Conductor::new(wf.clone());
+    c.start(&Map::new(), &Map::new());
+    let tasks = c.next_tasks();
+    assert_eq!(tasks.len(), 1);
+    let running = TaskEvent::Action {
+        status: Status::Running,
+        result: Value::Null,
+    };
+    c.update_task("t1", 0, &running).expect("running");
+    (wf, c)
+}
+
+#[test]
+fn pause_waits_for_active_tasks_and_resume_continues() {
+    let (_, mut c) = two_steps();
+    c.request_status(Status::Paused).expect("pause accepted");
+    assert_eq!(c.status(), Some(Status::Pausing));
+    let done = TaskEvent::Action {
+        status: Status::Succeeded,
+        result: Value::Null,
+    };
+    c.update_task("t1", 0, &done).expect("succeeded");
+    assert_eq!(c.status(), Some(Status::Paused));
+    assert!(c.next_tasks().is_empty(), "nothing starts while paused");
+    c.request_status(Status::Resuming).expect("resume accepted");
+    let next = c.next_tasks();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].id, "t2");
+}
+
+#[test]
+fn cancel_waits_for_active_tasks_then_ends_canceled() {
+    let (_, mut c) = two_steps();
+    c.request_status(Status::Canceled).expect("cancel accepted");
+    assert_eq!(c.status(), Some(Status::Canceling));
+    let done = TaskEvent::Action {
+        status: Status::Succeeded,
+        result: Value::Null,
+    };
+    c.update_task("t1", 0, &done).expect("succeeded");
+    assert_eq!(c.status(), Some(Status::Canceled));
+    assert!(c.next_tasks().is_empty());
+    let refused = c.request_status(Status::Running);
+    assert!(refused.is_err(), "a canceled workflow stays canceled");
+}
