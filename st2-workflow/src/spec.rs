@@ -478,6 +478,43 @@ pub fn parse_inline_params(text: &str) -> Vec<(String, Value)> {
     out
 }
 
+/// The context names a value reads with `ctx(name)`, `ctx('name')`, `ctx("name")` or
+/// `ctx().name` (a bare `ctx(name)` only in YAQL, where a bare word is a string).
+fn collect_ctx_refs(v: &Value, out: &mut Vec<String>) {
+    static QUOTED: LazyLock<Regex> = LazyLock::new(|| {
+        // A literal pattern, so it compiles.
+        Regex::new(r#"ctx\(\s*(?:'(\w+)'|"(\w+)")\s*\)|ctx\(\s*\)\.(\w+)"#).expect("valid regex")
+    });
+    static BARE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"ctx\(\s*([A-Za-z_]\w*)\s*\)").expect("valid regex"));
+    match v {
+        Value::String(s) => {
+            if !s.contains("ctx(") {
+                return;
+            }
+            for c in QUOTED.captures_iter(s) {
+                if let Some(m) = c.get(1).or_else(|| c.get(2)).or_else(|| c.get(3)) {
+                    out.push(m.as_str().to_owned());
+                }
+            }
+            let jinja = s.contains("{{") || s.contains("{%");
+            if !jinja {
+                for c in BARE.captures_iter(s) {
+                    out.push(c[1].to_owned());
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_ctx_refs(x, out)),
+        Value::Object(m) => {
+            for (k, x) in m {
+                collect_ctx_refs(&Value::String(k.clone()), out);
+                collect_ctx_refs(x, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 impl WorkflowSpec {
     /// Read a workflow file.
     ///
@@ -692,6 +729,7 @@ impl WorkflowSpec {
                 }
             }
         }
+        self.check_context_references(&mut err);
         // Expression syntax.
         let mut check = |pos: Position, v: &Value| {
             for e in evaluator.check_syntax(v) {
@@ -727,6 +765,110 @@ impl WorkflowSpec {
             Ok(())
         } else {
             Err(SpecError(problems))
+        }
+    }
+
+    /// Context references (`ctx(x)`, `ctx('x')`, `ctx().x`) to names that no path assigns
+    /// before use (inputs, vars, publishes on the way, and StackStorm's `st2`/`parent`
+    /// keys), and references to private `__` names.
+    fn check_context_references(&self, err: &mut impl FnMut(Position, String)) {
+        let mut base: BTreeSet<String> =
+            ["st2", "parent"].iter().map(|s| (*s).to_owned()).collect();
+        let report = |pos: Position,
+                      v: &Value,
+                      known: &BTreeSet<String>,
+                      err: &mut dyn FnMut(Position, String)| {
+            let mut names = Vec::new();
+            collect_ctx_refs(v, &mut names);
+            for name in names {
+                if name.starts_with("__") {
+                    err(
+                        pos,
+                        format!("The variable \"{name}\" is private and cannot be referenced."),
+                    );
+                } else if !known.contains(&name) {
+                    err(
+                        pos,
+                        format!("The variable \"{name}\" is referenced before assignment."),
+                    );
+                }
+            }
+        };
+        for (name, v) in &self.input {
+            report(Position::START, v, &base, err);
+            base.insert(name.clone());
+        }
+        for (name, v) in &self.vars {
+            report(Position::START, v, &base, err);
+            base.insert(name.clone());
+        }
+        // Names available when each task starts: the union over every path leading to it.
+        let mut available: HashMap<&str, BTreeSet<String>> = HashMap::new();
+        for t in &self.tasks {
+            available.insert(t.name.as_str(), BTreeSet::new());
+        }
+        let starts: Vec<&str> = self
+            .tasks
+            .iter()
+            .map(|t| t.name.as_str())
+            .filter(|n| {
+                !self
+                    .tasks
+                    .iter()
+                    .any(|t| t.next.iter().any(|x| x.targets.iter().any(|y| y == n)))
+            })
+            .collect();
+        for s in &starts {
+            available.insert(s, base.clone());
+        }
+        loop {
+            let mut changed = false;
+            for t in &self.tasks {
+                let here = available.get(t.name.as_str()).cloned().unwrap_or_default();
+                for tr in &t.next {
+                    let mut out = here.clone();
+                    out.extend(tr.publish.iter().map(|(n, _)| n.clone()));
+                    for target in &tr.targets {
+                        if let Some(set) = available.get_mut(target.as_str()) {
+                            let before = set.len();
+                            set.extend(out.iter().cloned());
+                            changed |= set.len() != before;
+                        }
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        for t in &self.tasks {
+            let known = available.get(t.name.as_str()).cloned().unwrap_or_default();
+            let mut values: Vec<Value> = Vec::new();
+            values.extend(t.action.clone().map(Value::String));
+            values.extend(t.input.clone());
+            values.extend(t.delay.clone());
+            if let Some(w) = &t.with {
+                values.push(Value::String(w.items.clone()));
+                values.extend(w.concurrency.clone());
+            }
+            if let Some(r) = &t.retry {
+                values.extend(r.when.clone().map(Value::String));
+                values.push(r.count.clone());
+                values.extend(r.delay.clone());
+            }
+            for v in &values {
+                report(t.pos, v, &known, err);
+            }
+            for tr in &t.next {
+                let mut rolling = known.clone();
+                if let Some(w) = &tr.when {
+                    report(tr.pos, &Value::String(w.clone()), &rolling, err);
+                }
+                for (name, v) in &tr.publish {
+                    report(tr.pos, v, &rolling, err);
+                    rolling.insert(name.clone());
+                }
+            }
         }
     }
 

@@ -61,7 +61,7 @@ fn join_and_duplicate_key_misuse_is_reported() {
 
 #[test]
 fn runtime_expression_error_fails_the_workflow_naming_task_and_expression() {
-    let text = "version: 1.0\ntasks:\n  t1:\n    action: core.echo\n    input:\n      message: <% ctx(nope) %>\n";
+    let text = "version: 1.0\ninput:\n  - z: 0\ntasks:\n  t1:\n    action: core.echo\n    input:\n      message: <% 10 / ctx(z) %>\n";
     let out = run(text, json!({}), Mode::Fifo);
     assert_eq!(out["workflow_status"], "failed");
     let errors = out["errors"].as_array().expect("errors list");
@@ -69,7 +69,7 @@ fn runtime_expression_error_fails_the_workflow_naming_task_and_expression() {
     assert_eq!(errors[0]["task_id"], "t1");
     let message = errors[0]["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("<% ctx(nope) %>") && message.contains("\"nope\" is undefined"),
+        message.contains("<% 10 / ctx(z) %>") && message.contains("ZeroDivisionError"),
         "{message}"
     );
     assert_eq!(out["executions"], json!([]));
@@ -235,4 +235,18 @@ fn cancel_waits_for_active_tasks_then_ends_canceled() {
     assert!(c.next_tasks().is_empty());
     let refused = c.request_status(Status::Running);
     assert!(refused.is_err(), "a canceled workflow stays canceled");
+}
+
+#[test]
+fn context_references_before_assignment_are_reported() {
+    let text = "input:\n  - a\ntasks:\n  t1:\n    action: core.echo message=<% ctx(a) %>\n    next:\n      - publish:\n          - b: 1\n          - c: <% ctx(b) %>\n        do: t2\n  t2:\n    action: core.echo\n    input:\n      message: <% ctx().c %> <% ctx(typo) %>\n      other: \"{{ ctx('__state') }}\"\n";
+    let err = compile(text).expect_err("two bad references");
+    let text = err.to_string();
+    assert!(
+        text.contains("\"typo\" is referenced before assignment"),
+        "{text}"
+    );
+    assert!(text.contains("\"__state\" is private"), "{text}");
+    assert_eq!(err.0.len(), 2, "{text}");
+    assert_eq!(err.0[0].line, 11, "{text}");
 }
