@@ -5,11 +5,13 @@
 //! * [`status`]: Orquesta's statuses and state machines;
 //! * [`conductor`]: the pure conductor (state + event → new state + next tasks);
 //! * [`simulate`]: running a workflow with mocked action results (`st2d workflow simulate`);
-//! * [`functions`] and [`expression`]: Orquesta's expression functions and evaluation.
+//! * [`functions`] and [`expression`]: Orquesta's expression functions and evaluation;
+//! * [`datastore`]: StackStorm's `st2kv()` over a datastore.
 
 #![warn(missing_docs)]
 
 pub mod conductor;
+pub mod datastore;
 pub mod expression;
 pub mod functions;
 pub mod graph;

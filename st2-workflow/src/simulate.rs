@@ -327,8 +327,22 @@ pub fn simulate_file(
     mode: Mode,
 ) -> Result<Value, SimulateError> {
     let spec = WorkflowSpec::from_file(workflow_file)?;
-    let workflow = Workflow::compile(spec, Evaluator::new())?;
+    let workflow = Workflow::compile(spec, simulation_evaluator())?;
     simulate(&workflow, Mocks::from_json(mocks)?, inputs, mode)
+}
+
+/// Orquesta's and StackStorm's functions, with `st2kv` over an empty datastore (lookups
+/// with a `default` give the default, others fail as a missing key does).
+pub fn simulation_evaluator() -> Evaluator {
+    let mut functions = crate::orquesta_functions();
+    // The StackStorm data functions share no name with Orquesta's.
+    let _ = functions.extend(&st2_core::expr::jinja::functions::st2_functions());
+    crate::datastore::register_st2kv(
+        &mut functions,
+        Arc::new(st2_core::datastore::MemoryKeyValues::new()),
+        None,
+    );
+    Evaluator::with_functions(functions, None)
 }
 
 /// Simulate a compiled workflow.
