@@ -37,10 +37,34 @@ pub struct Mock {
     pub result: Value,
 }
 
-/// Mocked outcomes per task.
+/// Mocked outcomes per task, plus the optional `__inputs__` (workflow input; `--inputs`
+/// wins key by key), `__context__` (the parent execution context, e.g. `{"st2": {"user":
+/// ...}}`) and `__default__` (the outcome of tasks without a mock, instead of succeeded with
+/// `null`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mocks {
     per_task: HashMap<String, VecDeque<Mock>>,
+    /// `__inputs__`.
+    pub inputs: Map<String, Value>,
+    /// `__context__`.
+    pub context: Map<String, Value>,
+    default: Option<Mock>,
+}
+
+fn mock_of(task: &str, i: usize, m: &Value) -> Result<Mock, SimulateError> {
+    let status = m
+        .get("status")
+        .and_then(Value::as_str)
+        .and_then(Status::parse)
+        .ok_or_else(|| {
+            SimulateError::Mocks(format!(
+                "\"{task}\"[{i}] needs a \"status\" such as \"succeeded\" or \"failed\""
+            ))
+        })?;
+    Ok(Mock {
+        status,
+        result: m.get("result").cloned().unwrap_or(Value::Null),
+    })
 }
 
 /// Why a simulation could not run.
@@ -71,10 +95,28 @@ impl Mocks {
                 "the document must be a JSON object".into(),
             ));
         };
-        let mut per_task = HashMap::new();
+        let mut mocks = Mocks::default();
         for (task, list) in map {
-            if task.starts_with("__") {
-                continue;
+            let object = |what: &str| match list {
+                Value::Object(m) => Ok(m.clone()),
+                _ => Err(SimulateError::Mocks(format!(
+                    "\"{what}\" must be a JSON object"
+                ))),
+            };
+            match task.as_str() {
+                "__inputs__" => {
+                    mocks.inputs = object(task)?;
+                    continue;
+                }
+                "__context__" => {
+                    mocks.context = object(task)?;
+                    continue;
+                }
+                "__default__" => {
+                    mocks.default = Some(mock_of(task, 0, list)?);
+                    continue;
+                }
+                _ => {}
             }
             let Value::Array(list) = list else {
                 return Err(SimulateError::Mocks(format!(
@@ -83,29 +125,18 @@ impl Mocks {
             };
             let mut q = VecDeque::new();
             for (i, m) in list.iter().enumerate() {
-                let status = m
-                    .get("status")
-                    .and_then(Value::as_str)
-                    .and_then(Status::parse)
-                    .ok_or_else(|| {
-                        SimulateError::Mocks(format!(
-                            "\"{task}\"[{i}] needs a \"status\" such as \"succeeded\" or \"failed\""
-                        ))
-                    })?;
-                q.push_back(Mock {
-                    status,
-                    result: m.get("result").cloned().unwrap_or(Value::Null),
-                });
+                q.push_back(mock_of(task, i, m)?);
             }
-            per_task.insert(task.clone(), q);
+            mocks.per_task.insert(task.clone(), q);
         }
-        Ok(Mocks { per_task })
+        Ok(mocks)
     }
 
     fn take(&mut self, task: &str) -> Mock {
         self.per_task
             .get_mut(task)
             .and_then(VecDeque::pop_front)
+            .or_else(|| self.default.clone())
             .unwrap_or(Mock {
                 status: Status::Succeeded,
                 result: Value::Null,
@@ -370,7 +401,9 @@ pub fn simulate_limited(
     max_events: usize,
 ) -> Result<Value, SimulateError> {
     let mut c = Conductor::new(workflow.clone());
-    c.start(inputs, &Map::new());
+    let mut all_inputs = mocks.inputs.clone();
+    all_inputs.extend(inputs.clone());
+    c.start(&all_inputs, &mocks.context);
     c.render_output();
     let mut d = Driver {
         workflow: workflow.clone(),

@@ -250,3 +250,21 @@ fn context_references_before_assignment_are_reported() {
     assert_eq!(err.0.len(), 2, "{text}");
     assert_eq!(err.0[0].line, 11, "{text}");
 }
+
+#[test]
+fn mocks_can_carry_inputs_parent_context_and_a_default_outcome() {
+    let text = "input:\n  - who\ntasks:\n  t1:\n    action: core.echo\n    input:\n      message: <% ctx(who) %> by <% ctx().st2.user %>\n";
+    let mocks = json!({
+        "__inputs__": {"who": "mock"},
+        "__context__": {"st2": {"user": "alice"}},
+        "__default__": {"status": "failed", "result": {"why": "default"}}
+    });
+    let out = run(text, mocks, Mode::Wave);
+    assert_eq!(
+        out["executions"][0]["input"],
+        json!({"message": "mock by alice"})
+    );
+    assert_eq!(out["executions"][0]["result"], json!({"why": "default"}));
+    assert_eq!(out["workflow_status"], "failed");
+    assert!(Mocks::from_json(&json!({"__inputs__": [1]})).is_err());
+}
