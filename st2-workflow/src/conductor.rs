@@ -371,7 +371,12 @@ impl Conductor {
     }
 
     fn entry_index(&self, id: &str, route: usize) -> Option<usize> {
-        self.state.tasks.get(&task_key(id, route)).copied()
+        // A stored state that points past its sequence counts as "not run".
+        self.state
+            .tasks
+            .get(&task_key(id, route))
+            .copied()
+            .filter(|&i| i < self.state.sequence.len())
     }
 
     fn entry(&self, id: &str, route: usize) -> Option<&TaskEntry> {
@@ -386,7 +391,10 @@ impl Conductor {
     }
 
     fn latest_entries(&self) -> impl Iterator<Item = &TaskEntry> {
-        self.state.tasks.values().map(|&i| &self.state.sequence[i])
+        self.state
+            .tasks
+            .values()
+            .filter_map(|&i| self.state.sequence.get(i))
     }
 
     fn has_active_tasks(&self) -> bool {
@@ -1083,7 +1091,9 @@ impl Conductor {
         if !node.split || node.in_cycle {
             return route;
         }
-        let old = &self.state.routes[route];
+        let Some(old) = self.state.routes.get(route) else {
+            return route;
+        };
         if old.iter().any(|x| x == backref) {
             return route;
         }

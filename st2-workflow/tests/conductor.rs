@@ -268,3 +268,22 @@ fn mocks_can_carry_inputs_parent_context_and_a_default_outcome() {
     assert_eq!(out["workflow_status"], "failed");
     assert!(Mocks::from_json(&json!({"__inputs__": [1]})).is_err());
 }
+
+#[test]
+fn a_corrupted_stored_state_does_not_panic() {
+    let (wf, c) = two_steps();
+    let mut state = serde_json::to_value(&c.state).expect("serialises");
+    state["tasks"] = json!({"t1__r0": 99, "t2__r5": 7});
+    state["routes"] = json!([]);
+    state["staged"] = json!([{"id": "t2", "route": 5, "ctxs_in": [42], "ready": true}]);
+    let state: ConductorState = serde_json::from_value(state).expect("still the right shape");
+    let mut c = Conductor::restore(wf, state);
+    let _ = c.next_tasks();
+    let done = TaskEvent::Action {
+        status: Status::Succeeded,
+        result: Value::Null,
+    };
+    let _ = c.update_task("t1", 0, &done);
+    let _ = c.update_task("t2", 5, &done);
+    c.render_output();
+}
