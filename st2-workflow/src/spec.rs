@@ -730,6 +730,7 @@ impl WorkflowSpec {
             }
         }
         self.check_context_references(&mut err);
+        self.check_join_levels(&mut err);
         // Expression syntax.
         let mut check = |pos: Position, v: &Value| {
             for e in evaluator.check_syntax(v) {
@@ -765,6 +766,98 @@ impl WorkflowSpec {
             Ok(())
         } else {
             Err(SpecError(problems))
+        }
+    }
+
+    /// A join is unreachable when its inbound tasks come from different levels of nested
+    /// forks (split tasks referenced by several transitions): the set of splits on the way
+    /// to each inbound task must equal the join's own.
+    fn check_join_levels(&self, err: &mut impl FnMut(Position, String)) {
+        let next_of = |name: &str| -> Vec<&str> {
+            self.task(name)
+                .map(|t| {
+                    t.next
+                        .iter()
+                        .flat_map(|n| n.targets.iter().map(String::as_str))
+                        .filter(|x| self.task(x).is_some())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut inbound_count: HashMap<&str, usize> = HashMap::new();
+        for t in &self.tasks {
+            for n in &t.next {
+                for target in &n.targets {
+                    *inbound_count.entry(target.as_str()).or_default() += 1;
+                }
+            }
+        }
+        let in_cycle = |name: &str| -> bool {
+            let mut seen = BTreeSet::new();
+            let mut todo = next_of(name);
+            while let Some(n) = todo.pop() {
+                if n == name {
+                    return true;
+                }
+                if seen.insert(n) {
+                    todo.extend(next_of(n));
+                }
+            }
+            false
+        };
+        let opens_route = |t: &TaskSpec| {
+            t.join.is_none()
+                && inbound_count.get(t.name.as_str()).copied().unwrap_or(0) > 1
+                && !in_cycle(&t.name)
+        };
+        let mut splits: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+        let mut prev: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+        let mut todo: Vec<&str> = self
+            .tasks
+            .iter()
+            .filter(|t| !inbound_count.contains_key(t.name.as_str()))
+            .map(|t| t.name.as_str())
+            .collect();
+        let mut visited: BTreeSet<&str> = todo.iter().copied().collect();
+        for &start in &todo {
+            splits.insert(start, BTreeSet::new());
+        }
+        while let Some(name) = todo.pop() {
+            let Some(task) = self.task(name) else {
+                continue;
+            };
+            let mut mine = splits.get(name).cloned().unwrap_or_default();
+            if opens_route(task) {
+                mine.insert(name);
+                splits.insert(name, mine.clone());
+            }
+            for next in next_of(name) {
+                prev.entry(next).or_default().insert(name);
+                let set = splits.entry(next).or_default();
+                let before = set.len();
+                set.extend(mine.iter().copied());
+                // Visit each task once, and again whenever new splits reach it.
+                if visited.insert(next) || set.len() != before {
+                    todo.push(next);
+                }
+            }
+        }
+        for task in self.tasks.iter().filter(|t| t.join.is_some()) {
+            let own = splits.get(task.name.as_str()).cloned().unwrap_or_default();
+            let uneven = prev.get(task.name.as_str()).is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| splits.get(p).cloned().unwrap_or_default() != own)
+            });
+            if uneven {
+                err(
+                    task.pos,
+                    format!(
+                        "The join task \"{}\" is unreachable: its inbound tasks come from \
+                         different levels of nested forks, so the join level is ambiguous.",
+                        task.name
+                    ),
+                );
+            }
         }
     }
 

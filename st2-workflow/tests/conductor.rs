@@ -287,3 +287,17 @@ fn a_corrupted_stored_state_does_not_panic() {
     let _ = c.update_task("t2", 5, &done);
     c.render_output();
 }
+
+#[test]
+fn a_join_across_nested_fork_levels_is_reported() {
+    // `s` is referenced twice (it opens a route per arrival); `c` is not under that fork.
+    let text = "tasks:\n  a:\n    next:\n      - do: s\n  b:\n    next:\n      - do: s\n  c:\n    next:\n      - do: j\n  s:\n    next:\n      - do: j\n  j:\n    join: all\n";
+    let err = compile(text).expect_err("ambiguous join");
+    assert!(
+        err.to_string()
+            .contains("The join task \"j\" is unreachable"),
+        "{err}"
+    );
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert_eq!(err.0[0].line, 14, "{err}");
+}
