@@ -1076,12 +1076,9 @@ impl Conductor {
         for (t, r, c) in queue {
             self.apply(&t, r, Ev::Command(c))?;
         }
-        if self.state.status.is_some_and(Status::is_completed)
-            && let Some(i) = self.entry_index(id, route)
-        {
-            // The entry this event updated (a retry re-entry keeps the same index).
-            let target = if i == idx { i } else { idx };
-            self.state.sequence[target].term = true;
+        // The entry that completed the workflow is terminal (its publishes reach the output).
+        if self.state.status.is_some_and(Status::is_completed) {
+            self.state.sequence[idx].term = true;
         }
         Ok(())
     }
