@@ -171,8 +171,14 @@ struct Driver {
 }
 
 impl Driver {
-    fn conductor(&self) -> Conductor {
-        Conductor::restore(self.workflow.clone(), self.state.clone())
+    /// The conductor over the current state (moved out; put back with `keep` or `store`).
+    fn conductor(&mut self) -> Conductor {
+        Conductor::restore(self.workflow.clone(), std::mem::take(&mut self.state))
+    }
+
+    /// Put the state back as it is.
+    fn keep(&mut self, c: Conductor) {
+        self.state = c.state;
     }
 
     /// Store the state the way StackStorm does: serialised and read back.
@@ -197,7 +203,7 @@ impl Driver {
         let mut c = self.conductor();
         let tasks = c.next_tasks();
         c.render_output();
-        self.store(c)?;
+        self.keep(c);
         Ok(tasks)
     }
 
@@ -216,6 +222,7 @@ impl Driver {
                 input: Value::Null,
                 delay: t.delay,
             });
+            self.keep(c);
             return Ok(out);
         }
         if t.with_items {
@@ -258,7 +265,7 @@ impl Driver {
                 delay: t.delay,
             });
         }
-        self.store(c)?;
+        self.keep(c);
         Ok(out)
     }
 
@@ -441,7 +448,7 @@ pub fn simulate_limited(
         }
     }
     let c = d.conductor();
-    Ok(report(&c, d.executions))
+    Ok(report(&c, std::mem::take(&mut d.executions)))
 }
 
 fn report(c: &Conductor, executions: Vec<Value>) -> Value {
