@@ -34,8 +34,14 @@ pub struct Workflow {
     pub graph: WorkflowGraph,
     /// The expression evaluator.
     pub evaluator: Evaluator,
-    needs_state: bool,
+    /// Tasks whose expressions read the conductor state (`succeeded()`, `task_status()`, ...).
+    state_readers: std::collections::HashSet<String>,
+    /// The output reads the conductor state.
+    output_reads_state: bool,
 }
+
+/// The functions that read the conductor state (`__state`).
+const STATE_READERS: [&str; 5] = ["task_status", "__state", "succeeded", "failed", "completed"];
 
 impl Workflow {
     /// Compile an inspected spec.
@@ -45,14 +51,27 @@ impl Workflow {
     pub fn compile(spec: WorkflowSpec, evaluator: Evaluator) -> Result<Arc<Workflow>, SpecError> {
         spec.inspect(&evaluator)?;
         let graph = WorkflowGraph::compose(&spec);
-        let needs_state = ["task_status", "__state", "succeeded", "failed", "completed"]
+        let reads = |v: &Value| STATE_READERS.iter().any(|f| crate::spec::mentions_in(v, f));
+        let state_readers = spec
+            .tasks
             .iter()
-            .any(|f| spec.mentions(f));
+            .filter(|t| {
+                STATE_READERS.iter().any(|f| t.mentions(f))
+                    || graph
+                        .find(&t.name)
+                        .and_then(|n| graph.nodes[n].retry.as_ref())
+                        .and_then(|r| r.when.clone())
+                        .is_some_and(|w| reads(&Value::String(w)))
+            })
+            .map(|t| t.name.clone())
+            .collect();
+        let output_reads_state = spec.output.iter().any(|(_, v)| reads(v));
         Ok(Arc::new(Workflow {
             spec,
             graph,
             evaluator,
-            needs_state,
+            state_readers,
+            output_reads_state,
         }))
     }
 }
@@ -438,17 +457,15 @@ impl Conductor {
         out
     }
 
-    /// The part of the state `task_status()` reads.
+    /// The part of the state `succeeded()`, `task_status()` and friends read: the task
+    /// pointers, the routes and the status of each latest entry (`null` for older entries).
     fn state_view(&self) -> Value {
-        if !self.workflow.needs_state {
-            return Value::Null;
+        let mut sequence = vec![Value::Null; self.state.sequence.len()];
+        for &i in self.state.tasks.values() {
+            if let (Some(slot), Some(e)) = (sequence.get_mut(i), self.state.sequence.get(i)) {
+                *slot = json!({"status": e.status.map(Status::as_str)});
+            }
         }
-        let sequence: Vec<Value> = self
-            .state
-            .sequence
-            .iter()
-            .map(|t| json!({"id": t.id, "route": t.route, "status": t.status.map(Status::as_str)}))
-            .collect();
         json!({"tasks": self.state.tasks, "sequence": sequence, "routes": self.state.routes,
                "status": self.state.status.map(Status::as_str)})
     }
@@ -460,10 +477,16 @@ impl Conductor {
         item: Option<&Value>,
     ) -> Arc<Scope> {
         let mut scope = Scope::from_context(&ctx);
+        let reads_state = current_task
+            .get("id")
+            .and_then(Value::as_str)
+            .is_some_and(|id| self.workflow.state_readers.contains(id));
         scope
             .internals
             .insert("__current_task".into(), current_task);
-        scope.internals.insert("__state".into(), self.state_view());
+        if reads_state {
+            scope.internals.insert("__state".into(), self.state_view());
+        }
         if let Some(item) = item {
             scope
                 .internals
@@ -1241,7 +1264,9 @@ impl Conductor {
         let wf = self.workflow.clone();
         let ctx = self.terminal_context();
         let mut scope = Scope::from_context(&ctx);
-        scope.internals.insert("__state".into(), self.state_view());
+        if wf.output_reads_state {
+            scope.internals.insert("__state".into(), self.state_view());
+        }
         let mut out = Map::new();
         let mut errors = Vec::new();
         for (name, value) in &wf.spec.output {

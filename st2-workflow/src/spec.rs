@@ -968,30 +968,48 @@ impl WorkflowSpec {
     /// True when any value of the workflow mentions `needle` (used to decide whether
     /// expressions need the conductor state, e.g. for `task_status()`).
     pub fn mentions(&self, needle: &str) -> bool {
-        fn walk(v: &Value, needle: &str) -> bool {
-            match v {
-                Value::String(s) => s.contains(needle),
-                Value::Array(a) => a.iter().any(|x| walk(x, needle)),
-                Value::Object(m) => m.iter().any(|(k, x)| k.contains(needle) || walk(x, needle)),
-                _ => false,
-            }
-        }
-        let pairs = |p: &[(String, Value)]| p.iter().any(|(_, v)| walk(v, needle));
+        let pairs = |p: &[(String, Value)]| p.iter().any(|(_, v)| mentions_in(v, needle));
         pairs(&self.input)
             || pairs(&self.vars)
             || pairs(&self.output)
-            || self.tasks.iter().any(|t| {
-                t.action.as_deref().is_some_and(|a| a.contains(needle))
-                    || t.input.as_ref().is_some_and(|v| walk(v, needle))
-                    || t.delay.as_ref().is_some_and(|v| walk(v, needle))
-                    || t.with.as_ref().is_some_and(|w| w.items.contains(needle))
-                    || t.retry
+            || self.tasks.iter().any(|t| t.mentions(needle))
+    }
+}
+
+pub(crate) fn mentions_in(v: &Value, needle: &str) -> bool {
+    match v {
+        Value::String(s) => s.contains(needle),
+        Value::Array(a) => a.iter().any(|x| mentions_in(x, needle)),
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, x)| k.contains(needle) || mentions_in(x, needle)),
+        _ => false,
+    }
+}
+
+impl TaskSpec {
+    /// True when any value of the task (action, input, delay, items, retry, transitions)
+    /// mentions `needle`.
+    pub fn mentions(&self, needle: &str) -> bool {
+        let pairs = |p: &[(String, Value)]| p.iter().any(|(_, v)| mentions_in(v, needle));
+        self.action.as_deref().is_some_and(|a| a.contains(needle))
+            || self.input.as_ref().is_some_and(|v| mentions_in(v, needle))
+            || self.delay.as_ref().is_some_and(|v| mentions_in(v, needle))
+            || self.with.as_ref().is_some_and(|w| {
+                w.items.contains(needle)
+                    || w.concurrency
                         .as_ref()
-                        .is_some_and(|r| r.when.as_deref().is_some_and(|w| w.contains(needle)))
-                    || t.next.iter().any(|n| {
-                        n.when.as_deref().is_some_and(|w| w.contains(needle)) || pairs(&n.publish)
-                    })
+                        .is_some_and(|c| mentions_in(c, needle))
             })
+            || self.retry.as_ref().is_some_and(|r| {
+                r.when.as_deref().is_some_and(|w| w.contains(needle))
+                    || mentions_in(&r.count, needle)
+                    || r.delay.as_ref().is_some_and(|d| mentions_in(d, needle))
+            })
+            || self
+                .next
+                .iter()
+                .any(|n| n.when.as_deref().is_some_and(|w| w.contains(needle)) || pairs(&n.publish))
     }
 }
 
