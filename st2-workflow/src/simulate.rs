@@ -183,8 +183,9 @@ impl Driver {
 
     /// Store the state the way StackStorm does: serialised and read back.
     fn store(&mut self, c: Conductor) -> Result<(), SimulateError> {
-        let json = serde_json::to_value(&c.state).map_err(|e| SimulateError::Run(e.to_string()))?;
-        self.state = serde_json::from_value(json).map_err(|e| SimulateError::Run(e.to_string()))?;
+        let json = serde_json::to_vec(&c.state).map_err(|e| SimulateError::Run(e.to_string()))?;
+        self.state =
+            serde_json::from_slice(&json).map_err(|e| SimulateError::Run(e.to_string()))?;
         Ok(())
     }
 
