@@ -1231,6 +1231,97 @@ impl Conductor {
         }
     }
 
+    /// Re-run a completed workflow from its failed terminal tasks (`tasks` empty) or from the
+    /// given `(task, route)` entries: each gets a fresh entry and is staged again (a failed
+    /// with-items task restarts its abended items, or all items with `reset_items`), its
+    /// errors are dropped, terminal tasks with fired transitions continue, the output is
+    /// cleared and the workflow goes to `resuming`.
+    ///
+    /// # Errors
+    /// [`ConductorError::InvalidTransition`] when the workflow has not completed;
+    /// [`ConductorError::UnknownTask`] for a requested task that has not run.
+    pub fn request_rerun(
+        &mut self,
+        tasks: &[(String, usize)],
+        reset_items: bool,
+    ) -> Result<(), ConductorError> {
+        let status = self.state.status;
+        if !status.is_some_and(Status::is_completed) {
+            return Err(ConductorError::InvalidTransition {
+                from: status.map_or("null", Status::as_str).to_owned(),
+                to: Status::Resuming.as_str().to_owned(),
+            });
+        }
+        let mut candidates: Vec<usize> = Vec::new();
+        if tasks.is_empty() {
+            candidates.extend((0..self.state.sequence.len()).filter(|&i| {
+                let e = &self.state.sequence[i];
+                e.term && e.status.is_some_and(Status::is_abended)
+            }));
+        } else {
+            for (id, route) in tasks {
+                let i = self
+                    .entry_index(id, *route)
+                    .ok_or_else(|| ConductorError::UnknownTask(id.clone(), *route))?;
+                candidates.push(i);
+            }
+        }
+        candidates.sort_by(|&a, &b| {
+            let (x, y) = (&self.state.sequence[a], &self.state.sequence[b]);
+            x.id.cmp(&y.id).then(x.route.cmp(&y.route))
+        });
+        candidates.dedup();
+        let wf = self.workflow.clone();
+        for i in candidates {
+            let (id, route, ctxs_in, prev) = {
+                let e = &mut self.state.sequence[i];
+                e.term = false;
+                (e.id.clone(), e.route, e.ctxs_in.clone(), e.prev.clone())
+            };
+            self.state
+                .errors
+                .retain(|e| e.get("task_id").and_then(Value::as_str) != Some(id.as_str()));
+            let with_items = wf.spec.task(&id).is_some_and(|t| t.with.is_some());
+            let staged = self.staged_index(&id, route);
+            if with_items && let Some(si) = staged {
+                let s = &mut self.state.staged[si];
+                s.completed = false;
+                if let Some(items) = s.items.as_mut() {
+                    for item in items.iter_mut() {
+                        if reset_items || item.is_some_and(Status::is_abended) {
+                            *item = None;
+                        }
+                    }
+                }
+            } else {
+                if let Err(m) = self.add_entry(&id, route, ctxs_in.clone(), prev.clone()) {
+                    self.log_error(m, Some(&id), Some(route), None, None);
+                    continue;
+                }
+                self.state.staged.push(StagedTask {
+                    id: id.clone(),
+                    route,
+                    ctxs_in,
+                    prev,
+                    ready: true,
+                    items: None,
+                    completed: false,
+                    run_on_fail: false,
+                    retry: None,
+                });
+            }
+        }
+        for e in &mut self.state.sequence {
+            if e.term && e.next.values().any(|&fired| fired) {
+                e.term = false;
+            }
+        }
+        self.state.output = None;
+        self.state.output_rendered = false;
+        self.state.status = Some(Status::Resuming);
+        Ok(())
+    }
+
     /// The terminal context: the in-context of the first terminal entry, then the others'
     /// (without the initial context) merged in sequence order.
     pub fn terminal_context(&self) -> Map<String, Value> {

@@ -301,3 +301,48 @@ fn a_join_across_nested_fork_levels_is_reported() {
     assert_eq!(err.0.len(), 1, "{err}");
     assert_eq!(err.0[0].line, 14, "{err}");
 }
+
+#[test]
+fn a_failed_workflow_reruns_from_its_failed_task() {
+    let (_, mut c) = two_steps();
+    let failed = TaskEvent::Action {
+        status: Status::Failed,
+        result: json!({"rc": 1}),
+    };
+    c.update_task("t1", 0, &failed).expect("failed");
+    assert_eq!(c.status(), Some(Status::Failed));
+    assert_eq!(c.state.errors.len(), 1);
+    assert!(
+        c.request_rerun(&[("t2".to_owned(), 0)], false).is_err(),
+        "t2 never ran"
+    );
+    c.request_rerun(&[], false).expect("rerun accepted");
+    assert_eq!(c.status(), Some(Status::Resuming));
+    assert!(
+        c.state.errors.is_empty(),
+        "the failed task's errors are dropped"
+    );
+    let next = c.next_tasks();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].id, "t1");
+    for (id, status) in [("t1", Status::Running), ("t1", Status::Succeeded)] {
+        let e = TaskEvent::Action {
+            status,
+            result: Value::Null,
+        };
+        c.update_task(id, 0, &e).expect("event");
+    }
+    assert_eq!(c.next_tasks()[0].id, "t2");
+    for status in [Status::Running, Status::Succeeded] {
+        let e = TaskEvent::Action {
+            status,
+            result: Value::Null,
+        };
+        c.update_task("t2", 0, &e).expect("event");
+    }
+    assert_eq!(c.status(), Some(Status::Succeeded));
+    assert!(
+        c.request_rerun(&[], false).is_ok(),
+        "a completed workflow may rerun"
+    );
+}
