@@ -338,6 +338,7 @@ impl Conductor {
     /// # Errors
     /// [`ConductorError::InvalidTransition`] when the status cannot be reached.
     pub fn request_status(&mut self, status: Status) -> Result<(), ConductorError> {
+        self.items_on_request(status);
         let current = self.state.status;
         let active = self.has_active_tasks();
         let nothing_left = !active && !self.has_staged_tasks();
@@ -351,6 +352,43 @@ impl Conductor {
                 from: current.map_or("null", Status::as_str).to_owned(),
                 to: status.as_str().to_owned(),
             }),
+        }
+    }
+
+    /// A pause or cancel request reaches running with-items tasks: they pause (cancel) at
+    /// once when no item is active, and go pausing (canceling) otherwise.
+    fn items_on_request(&mut self, status: Status) {
+        let pause = matches!(status, Status::Pausing | Status::Paused);
+        let cancel = matches!(status, Status::Canceling | Status::Canceled);
+        if !pause && !cancel {
+            return;
+        }
+        let latest: Vec<usize> = self.state.tasks.values().copied().collect();
+        for i in latest {
+            let Some(entry) = self.state.sequence.get(i) else {
+                continue;
+            };
+            if entry.status != Some(Status::Running) {
+                continue;
+            }
+            let Some(items) = self
+                .staged_index(&entry.id, entry.route)
+                .and_then(|si| self.state.staged[si].items.as_ref())
+            else {
+                continue;
+            };
+            let active = items.iter().any(|s| s.is_some_and(Status::is_active));
+            let incomplete = items.iter().any(|s| !s.is_some_and(Status::is_completed));
+            if !incomplete {
+                continue;
+            }
+            let new = match (pause, active) {
+                (true, true) => Status::Pausing,
+                (true, false) => Status::Paused,
+                (false, true) => Status::Canceling,
+                (false, false) => Status::Canceled,
+            };
+            self.state.sequence[i].status = Some(new);
         }
     }
 

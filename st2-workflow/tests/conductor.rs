@@ -346,3 +346,37 @@ fn a_failed_workflow_reruns_from_its_failed_task() {
         "a completed workflow may rerun"
     );
 }
+
+#[test]
+fn pausing_a_with_items_task_waits_for_its_active_items() {
+    let text = "tasks:\n  t1:\n    with:\n      items: <% [1, 2, 3] %>\n      concurrency: 2\n    action: core.noop\n";
+    let wf = compile(text).expect("compiles");
+    let mut c = Conductor::new(wf);
+    c.start(&Map::new(), &Map::new());
+    let next = c.next_tasks();
+    assert_eq!(next[0].actions.len(), 2, "concurrency 2");
+    for item_id in [0, 1] {
+        let e = TaskEvent::Item {
+            item_id,
+            status: Status::Running,
+            result: Value::Null,
+            accumulated: Value::Null,
+        };
+        c.update_task("t1", 0, &e).expect("running");
+    }
+    c.request_status(Status::Paused).expect("pause accepted");
+    assert_eq!(c.status(), Some(Status::Pausing));
+    assert_eq!(c.state.sequence[0].status, Some(Status::Pausing));
+    for item_id in [0, 1] {
+        let e = TaskEvent::Item {
+            item_id,
+            status: Status::Succeeded,
+            result: Value::Null,
+            accumulated: json!([null, null, null]),
+        };
+        c.update_task("t1", 0, &e).expect("item done");
+    }
+    assert_eq!(c.state.sequence[0].status, Some(Status::Paused));
+    assert_eq!(c.status(), Some(Status::Paused));
+    assert!(c.next_tasks().is_empty(), "the third item waits for resume");
+}
