@@ -69,9 +69,17 @@ impl EvaluationError {
                 e.message.trim_matches('\'')
             )
         } else {
+            // Orquesta's own exception for a missing context variable.
+            let class = if e.kind == ErrorKind::Undefined
+                && e.message.starts_with("The variable \"")
+                && e.message.ends_with("is undefined.")
+            {
+                "VariableUndefinedError"
+            } else {
+                e.kind.python_class()
+            };
             format!(
-                "Unable to evaluate expression '{expression}'. {}: {}",
-                e.kind.python_class(),
+                "Unable to evaluate expression '{expression}'. {class}: {}",
                 e.message
             )
         };
@@ -262,6 +270,47 @@ impl Evaluator {
         data: &Map<String, Value>,
     ) -> Result<Value, EvaluationError> {
         self.text(text, &Arc::new(Scope::from_context(data)))
+    }
+
+    /// Check that every expression in `statement` parses (Orquesta's inspection): returns one
+    /// message per problem; a string mixing YAQL and Jinja is a problem too.
+    pub fn check_syntax(&self, statement: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        self.check_into(statement, &mut out);
+        out
+    }
+
+    fn check_into(&self, statement: &Value, out: &mut Vec<String>) {
+        match statement {
+            Value::String(text) => {
+                let yaql = yaql_spans(text);
+                if has_jinja(text) {
+                    if !yaql.is_empty() {
+                        out.push(format!(
+                            "Expression \"{text}\" mixes YAQL and Jinja, which is not supported."
+                        ));
+                    }
+                    if let Err(e) = self.jinja.check(text) {
+                        out.push(format!("JinjaGrammarException: {} ({text})", e.message));
+                    }
+                } else {
+                    for span in yaql {
+                        let expr = &text[span.start..span.end];
+                        if let Err(e) = self.compiled(strip_delimiter(expr, "<%>")) {
+                            out.push(format!("YaqlGrammarException: {} ({expr})", e.message));
+                        }
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| self.check_into(v, out)),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    self.check_into(&Value::String(k.clone()), out);
+                    self.check_into(v, out);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn text(&self, text: &str, scope: &Arc<Scope>) -> Result<Value, EvaluationError> {

@@ -34,6 +34,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::pack::PackCommand,
     },
+    /// Offline tools for Orquesta workflows (simulate with mocked results, check).
+    Workflow {
+        #[command(subcommand)]
+        command: commands::workflow::WorkflowCommand,
+    },
     /// Operate on a store (SQLite or PostgreSQL) without running the daemon.
     Store {
         #[command(subcommand)]
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
         Command::Pack { command } => commands::pack::run(command),
         Command::Expr(args) => commands::expr::run(args),
         Command::Store { command } => commands::store::run(command),
+        Command::Workflow { command } => commands::workflow::run(command),
         Command::Rule {
             command: RuleCommand::Test(args),
         } => commands::rule::run(args),

@@ -5,3 +5,4 @@ pub mod expr;
 pub mod pack;
 pub mod rule;
 pub mod store;
+pub mod workflow;
