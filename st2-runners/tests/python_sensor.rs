@@ -42,6 +42,18 @@ async fn a_polling_sensor_dispatch_becomes_a_python_execution() {
             .await
             .expect("store"),
     );
+    // The config's `region` is a template over this key: the sensor sees it rendered.
+    st2_core::datastore::Datastore::new(store.clone(), None)
+        .set(
+            &st2_core::datastore::KeySelector::System,
+            "sensor_region",
+            st2_core::datastore::KeyWrite {
+                value: "ap-south-1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("set");
     let python = python(&dir);
     let mut runners = RunnerRegistry::new();
     st2_runners::register_builtin(&mut runners).expect("register");
@@ -93,7 +105,7 @@ async fn a_polling_sensor_dispatch_becomes_a_python_execution() {
     let result = done.result;
     assert_eq!(
         result["result"],
-        json!({"count": 1, "region": "eu-west-1", "api_key": "from-the-configs-dir"})
+        json!({"count": 1, "region": "ap-south-1", "api_key": "from-the-configs-dir"})
     );
 
     let statuses = engine.sensor_statuses();

@@ -540,7 +540,8 @@ impl EngineBuilder {
                 self.sensors,
                 &self.sensor_factories,
                 self.supervisor_settings,
-            );
+            )
+            .await;
         }
         Ok(engine)
     }
@@ -1184,7 +1185,7 @@ impl crate::sensor::TriggerDispatcher for Engine {
     }
 }
 
-fn start_sensors(
+async fn start_sensors(
     engine: &Engine,
     mut registry: crate::sensor::SensorRegistry,
     factories: &[Arc<dyn crate::sensor::SensorFactory>],
@@ -1216,13 +1217,27 @@ fn start_sensors(
             continue;
         };
         let (pack, class_name) = reference.split_once('.').unwrap_or(("", reference));
+        // Sensors run as the system user; their config's dynamic values are rendered for it
+        // (a value that fails to render is left as written).
+        let config = {
+            let inner = engine.inner.clone();
+            let owned = pack.to_owned();
+            tokio::task::spawn_blocking(move || {
+                let catalog = inner.catalog();
+                inner
+                    .pack_config(&catalog, &owned, &inner.settings.system_user)
+                    .unwrap_or_else(|_| catalog.resolved_config(&owned))
+            })
+            .await
+            .unwrap_or_else(|_| catalog.resolved_config(pack))
+        };
         let ctx = crate::sensor::SensorContext::new(
             pack,
             class_name,
             dispatcher.clone(),
             engine.inner.clock.clone(),
         )
-        .with_config(catalog.resolved_config(pack))
+        .with_config(config)
         .with_datastore(engine.inner.datastore.clone());
         // Registered refs are unique, and the supervisor is new: starting cannot collide.
         let _ = supervisor.start(sensor, ctx);
