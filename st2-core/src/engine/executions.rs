@@ -195,12 +195,7 @@ pub(crate) async fn create_execution(
         Ok(stored) => stored,
         Err(StoreError::Conflict { .. }) => {
             // Created before a crash: queue it again only if it still waits.
-            let existing = inner
-                .store
-                .executions()
-                .get(&record.id)
-                .await?
-                .ok_or_else(|| EngineError::UnknownExecution(record.id.clone()))?;
+            let existing = stored(inner, &record.id).await?;
             if let Some((queue, not_before)) = queue_for(&existing) {
                 enqueue(inner, &existing, queue, not_before).await?;
             }
@@ -214,6 +209,19 @@ pub(crate) async fn create_execution(
         enqueue(inner, &stored, queue, not_before).await?;
     }
     Ok(stored)
+}
+
+/// The stored record of execution `id`.
+///
+/// # Errors
+/// [`EngineError::UnknownExecution`] when there is none; store errors.
+pub(crate) async fn stored(inner: &Inner, id: &str) -> Result<ExecutionRecord, EngineError> {
+    inner
+        .store
+        .executions()
+        .get(id)
+        .await?
+        .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))
 }
 
 /// Which queue an execution in `record`'s state belongs on, if any.
@@ -364,14 +372,7 @@ pub(crate) async fn run(
     }
     let mut context = request.context;
     let parent = match &request.parent {
-        Some(id) => Some(
-            inner
-                .store
-                .executions()
-                .get(id)
-                .await?
-                .ok_or_else(|| EngineError::UnknownExecution(id.clone()))?,
-        ),
+        Some(id) => Some(stored(inner, id).await?),
         None => None,
     };
     let user = request
@@ -456,12 +457,7 @@ pub(crate) async fn re_run(
     no_merge: bool,
     user: Option<String>,
 ) -> Result<ExecutionRecord, EngineError> {
-    let original = inner
-        .store
-        .executions()
-        .get(id)
-        .await?
-        .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?;
+    let original = stored(inner, id).await?;
     let mut params = if no_merge {
         Map::new()
     } else {
@@ -497,12 +493,7 @@ pub(crate) async fn update_with(
                 return Ok(Some(stored));
             }
             Err(StoreError::Conflict { .. }) => {
-                record = inner
-                    .store
-                    .executions()
-                    .get(&record.id)
-                    .await?
-                    .ok_or_else(|| EngineError::UnknownExecution(record.id.clone()))?;
+                record = stored(inner, &record.id).await?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -518,12 +509,7 @@ pub(crate) async fn cancel(
     id: &str,
     user: &str,
 ) -> Result<ExecutionRecord, EngineError> {
-    let record = inner
-        .store
-        .executions()
-        .get(id)
-        .await?
-        .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?;
+    let record = stored(inner, id).await?;
     if record.status == ExecutionStatus::Canceling {
         return Ok(record);
     }
@@ -559,12 +545,7 @@ pub(crate) async fn cancel(
     })
     .await?;
     let Some(updated) = updated else {
-        return inner
-            .store
-            .executions()
-            .get(id)
-            .await?
-            .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()));
+        return stored(inner, id).await;
     };
     // A runner in this process stops at once; one on another node notices at its next
     // heartbeat.
@@ -645,12 +626,7 @@ pub(crate) async fn respond_inquiry(
             inner.now(),
         )
         .await?;
-    let record = inner
-        .store
-        .executions()
-        .get(id)
-        .await?
-        .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?;
+    let record = stored(inner, id).await?;
     let now = inner.now();
     let updated = update_with(inner, record, |r| {
         let mut result = match &r.result {
@@ -951,6 +927,51 @@ fn pausable(inner: &Inner, record: &ExecutionRecord) -> Result<(), EngineError> 
     }
 }
 
+/// A pause or resume request: the status it starts from, the one it sets, the statuses in
+/// which it is already done, and how its messages and context key name it.
+struct Request {
+    from: ExecutionStatus,
+    to: ExecutionStatus,
+    done: [ExecutionStatus; 2],
+    verb: &'static str,
+    by: &'static str,
+}
+
+/// Move execution `id` from `request.from` to `request.to` on behalf of `user` (recording
+/// who in the context). `Ok((record, false))` when it already was where the request leads.
+async fn request(
+    inner: &Arc<Inner>,
+    id: &str,
+    user: &str,
+    request: &Request,
+) -> Result<(ExecutionRecord, bool), EngineError> {
+    let record = stored(inner, id).await?;
+    pausable(inner, &record)?;
+    if request.done.contains(&record.status) {
+        return Ok((record, false));
+    }
+    if record.status != request.from {
+        return Err(EngineError::InvalidState(format!(
+            "Unable to {} execution \"{id}\" because it is not in a {} state (state is {})",
+            request.verb, request.from, record.status
+        )));
+    }
+    let now = inner.now();
+    let updated = update_with(inner, record, |r| {
+        if r.status != request.from {
+            return false;
+        }
+        r.context
+            .insert(request.by.into(), Value::String(user.to_owned()));
+        lifecycle::transition(r, request.to, now).is_ok()
+    })
+    .await?;
+    match updated {
+        Some(u) => Ok((u, true)),
+        None => Ok((stored(inner, id).await?, false)),
+    }
+}
+
 /// Pause execution `id` (StackStorm's `request_pause`): a running execution of a runner that
 /// supports pause becomes `pausing`; its runner stops after the current step and reports
 /// `paused`. Running children that support pause are paused with it.
@@ -959,50 +980,27 @@ pub(crate) async fn pause(
     id: &str,
     user: &str,
 ) -> Result<ExecutionRecord, EngineError> {
-    let record = inner
-        .store
-        .executions()
-        .get(id)
-        .await?
-        .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?;
-    pausable(inner, &record)?;
-    if matches!(
-        record.status,
-        ExecutionStatus::Pausing | ExecutionStatus::Paused
-    ) {
-        return Ok(record);
-    }
-    if record.status != ExecutionStatus::Running {
-        return Err(EngineError::InvalidState(format!(
-            "Unable to pause execution \"{id}\" because it is not in a running state (state is {})",
-            record.status
-        )));
-    }
-    let now = inner.now();
-    let updated = update_with(inner, record, |r| {
-        if r.status != ExecutionStatus::Running {
-            return false;
-        }
-        r.context
-            .insert("paused_by".into(), Value::String(user.to_owned()));
-        lifecycle::transition(r, ExecutionStatus::Pausing, now).is_ok()
-    })
+    let (updated, changed) = request(
+        inner,
+        id,
+        user,
+        &Request {
+            from: ExecutionStatus::Running,
+            to: ExecutionStatus::Pausing,
+            done: [ExecutionStatus::Pausing, ExecutionStatus::Paused],
+            verb: "pause",
+            by: "paused_by",
+        },
+    )
     .await?;
-    let updated = match updated {
-        Some(u) => u,
-        None => inner
-            .store
-            .executions()
-            .get(id)
-            .await?
-            .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?,
-    };
-    for child in &updated.children {
-        if let Some(c) = inner.store.executions().get(child).await?
-            && c.status == ExecutionStatus::Running
-            && pausable(inner, &c).is_ok()
-        {
-            Box::pin(pause(inner, &c.id, user)).await?;
+    if changed {
+        for child in &updated.children {
+            if let Some(c) = inner.store.executions().get(child).await?
+                && c.status == ExecutionStatus::Running
+                && pausable(inner, &c).is_ok()
+            {
+                Box::pin(pause(inner, &c.id, user)).await?;
+            }
         }
     }
     Ok(updated)
@@ -1015,47 +1013,23 @@ pub(crate) async fn resume(
     id: &str,
     user: &str,
 ) -> Result<ExecutionRecord, EngineError> {
-    let record = inner
-        .store
-        .executions()
-        .get(id)
-        .await?
-        .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?;
-    pausable(inner, &record)?;
-    if matches!(
-        record.status,
-        ExecutionStatus::Running | ExecutionStatus::Resuming
-    ) {
-        return Ok(record);
-    }
-    if record.status != ExecutionStatus::Paused {
-        return Err(EngineError::InvalidState(format!(
-            "Unable to resume execution \"{id}\" because it is not in a paused state (state is {})",
-            record.status
-        )));
-    }
-    let now = inner.now();
-    let updated = update_with(inner, record, |r| {
-        if r.status != ExecutionStatus::Paused {
-            return false;
-        }
-        r.context
-            .insert("resumed_by".into(), Value::String(user.to_owned()));
-        lifecycle::transition(r, ExecutionStatus::Resuming, now).is_ok()
-    })
+    let (updated, changed) = request(
+        inner,
+        id,
+        user,
+        &Request {
+            from: ExecutionStatus::Paused,
+            to: ExecutionStatus::Resuming,
+            done: [ExecutionStatus::Running, ExecutionStatus::Resuming],
+            verb: "resume",
+            by: "resumed_by",
+        },
+    )
     .await?;
-    match updated {
-        Some(u) => {
-            enqueue(inner, &u, RUN_QUEUE, None).await?;
-            Ok(u)
-        }
-        None => inner
-            .store
-            .executions()
-            .get(id)
-            .await?
-            .ok_or_else(|| EngineError::UnknownExecution(id.to_owned())),
+    if changed {
+        enqueue(inner, &updated, RUN_QUEUE, None).await?;
     }
+    Ok(updated)
 }
 
 /// Wait until execution `id` satisfies `done` (or `deadline` passes, or the engine stops).
@@ -1067,12 +1041,7 @@ pub(crate) async fn wait_until(
 ) -> Result<ExecutionRecord, EngineError> {
     let mut events = inner.events.subscribe();
     loop {
-        let record = inner
-            .store
-            .executions()
-            .get(id)
-            .await?
-            .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))?;
+        let record = stored(inner, id).await?;
         if done(&record) {
             return Ok(record);
         }
