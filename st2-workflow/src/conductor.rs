@@ -41,9 +41,23 @@ pub struct Workflow {
 }
 
 /// The functions that read the conductor state (`__state`).
-const STATE_READERS: [&str; 5] = ["task_status", "__state", "succeeded", "failed", "completed"];
+/// (`task(` is StackStorm's `task()`, which needs the routes.)
+const STATE_READERS: [&str; 6] = [
+    "task_status",
+    "__state",
+    "succeeded",
+    "failed",
+    "completed",
+    "task(",
+];
 
 impl Workflow {
+    /// Whether an expression calls StackStorm's `task()` (the driver then keeps the task
+    /// records in the conductor with [`Conductor::set_task_records`]).
+    pub fn uses_task_records(&self) -> bool {
+        self.spec.mentions("task(")
+    }
+
     /// Compile an inspected spec.
     ///
     /// # Errors
@@ -248,6 +262,9 @@ pub struct Conductor {
     workflow: Arc<Workflow>,
     /// The state (serialise it to store the execution).
     pub state: ConductorState,
+    /// StackStorm's task execution records (`"<task>__r<route>"` → record) for `task()`;
+    /// kept by the driver, not part of the state.
+    task_records: Option<Arc<Value>>,
 }
 
 fn task_key(id: &str, route: usize) -> String {
@@ -272,12 +289,23 @@ impl Conductor {
         Conductor {
             workflow,
             state: ConductorState::default(),
+            task_records: None,
         }
     }
 
     /// A conductor over a stored state.
     pub fn restore(workflow: Arc<Workflow>, state: ConductorState) -> Self {
-        Conductor { workflow, state }
+        Conductor {
+            workflow,
+            state,
+            task_records: None,
+        }
+    }
+
+    /// The task execution records StackStorm's `task()` reads: `"<task>__r<route>"` → the
+    /// newest record of that task.
+    pub fn set_task_records(&mut self, records: Map<String, Value>) {
+        self.task_records = Some(Arc::new(Value::Object(records)));
     }
 
     /// The workflow status.
@@ -524,6 +552,11 @@ impl Conductor {
             .insert("__current_task".into(), current_task);
         if reads_state {
             scope.internals.insert("__state".into(), self.state_view());
+            if let Some(records) = &self.task_records {
+                scope
+                    .internals
+                    .insert("__st2_tasks".into(), Value::clone(records));
+            }
         }
         if let Some(item) = item {
             scope
@@ -1395,6 +1428,11 @@ impl Conductor {
         let mut scope = Scope::from_context(&ctx);
         if wf.output_reads_state {
             scope.internals.insert("__state".into(), self.state_view());
+            if let Some(records) = &self.task_records {
+                scope
+                    .internals
+                    .insert("__st2_tasks".into(), Value::clone(records));
+            }
         }
         let mut out = Map::new();
         let mut errors = Vec::new();
