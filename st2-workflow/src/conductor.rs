@@ -205,6 +205,8 @@ pub struct NextTask {
     pub actions: Vec<ActionRequest>,
     /// Delay in seconds (task delay, or the retry delay).
     pub delay: Option<i64>,
+    /// Timeout in seconds of each action of the task (`timeout:`, an addition to Orquesta).
+    pub timeout: Option<i64>,
     /// Number of items for with-items tasks.
     pub items_count: Option<usize>,
     /// True for with-items tasks.
@@ -626,6 +628,7 @@ impl Conductor {
             route,
             actions: Vec::new(),
             delay: None,
+            timeout: None,
             items_count: None,
             with_items: task.with.is_some(),
         };
@@ -726,6 +729,20 @@ impl Conductor {
                             "TypeError: The value of task delay is not type of integer.".into()
                         );
                     }
+                }
+            }
+        }
+        if let Some(timeout) = &task.timeout {
+            let v = match timeout {
+                Value::String(_) => self.evaluate(timeout, &scope)?,
+                other => other.clone(),
+            };
+            match v.as_i64() {
+                Some(t) if t > 0 && (v.is_i64() || v.is_u64()) => next.timeout = Some(t),
+                _ => {
+                    return Err(
+                        "TypeError: The value of task timeout is not a positive integer.".into(),
+                    );
                 }
             }
         }

@@ -173,6 +173,13 @@ struct Saved {
     /// `"<task>__r<route>"` → the id of its current task record.
     #[serde(default)]
     tasks: BTreeMap<String, String>,
+    /// When the workflow times out (milliseconds since the epoch; the `timeout` runner
+    /// parameter, an addition: st2 #5116).
+    #[serde(default)]
+    deadline_ms: Option<i64>,
+    /// The workflow timed out: it is being (or was) canceled and ends `timeout`.
+    #[serde(default)]
+    timed_out: bool,
 }
 
 /// One child execution of a task.
@@ -196,6 +203,12 @@ struct Child {
     /// stopped is started on the next run.
     #[serde(default)]
     started: bool,
+    /// When the task times out (milliseconds since the epoch; the task's `timeout`).
+    #[serde(default)]
+    deadline_ms: Option<i64>,
+    /// Its task timed out: it was canceled, and its cancel is reported as `timeout`.
+    #[serde(default)]
+    timed_out: bool,
 }
 
 struct Driver {
@@ -343,6 +356,15 @@ impl Driver {
             }
             return Ok(());
         }
+        if let Some(secs) = self
+            .ctx
+            .runner_parameters
+            .get("timeout")
+            .and_then(Value::as_i64)
+            && secs > 0
+        {
+            self.saved.deadline_ms = Some(self.now_ms().saturating_add(secs.saturating_mul(1000)));
+        }
         let inputs = self.ctx.parameters.clone();
         let parent = self.st2_context();
         self.step(move |c| {
@@ -361,6 +383,8 @@ impl Driver {
             "conductor": conductor.state,
             "children": self.saved.children,
             "tasks": self.saved.tasks,
+            "deadline_ms": self.saved.deadline_ms,
+            "timed_out": self.saved.timed_out,
         });
         self.services.save_state(status, &state).await?;
         for id in std::mem::take(&mut self.dirty) {
@@ -373,6 +397,66 @@ impl Driver {
 
     fn now(&self) -> String {
         self.ctx.clock.now().to_rfc3339()
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.ctx.clock.now().timestamp_millis()
+    }
+
+    /// The nearest deadline (workflow or task) still ahead of us, if any.
+    fn next_deadline(&self) -> Option<i64> {
+        let tasks = self
+            .saved
+            .children
+            .values()
+            .filter(|c| !c.timed_out)
+            .filter_map(|c| c.deadline_ms);
+        let workflow = self.saved.deadline_ms.filter(|_| !self.saved.timed_out);
+        tasks.chain(workflow).min()
+    }
+
+    /// Cancel what ran past its deadline: a task's action (the task then ends `timeout`) or,
+    /// past the workflow's, the whole workflow (it ends `timeout`).
+    async fn enforce_deadlines(&mut self) -> Result<(), RunnerError> {
+        let now = self.now_ms();
+        if !self.saved.timed_out
+            && self.saved.deadline_ms.is_some_and(|d| d <= now)
+            && !self.status().is_some_and(Status::is_completed)
+        {
+            self.saved.timed_out = true;
+            let seconds = self
+                .ctx
+                .runner_parameters
+                .get("timeout")
+                .cloned()
+                .unwrap_or(Value::Null);
+            if let Some(c) = self.conductor.as_mut() {
+                c.state.errors.push(json!({
+                    "type": "error",
+                    "message": format!(
+                        "The workflow timed out after {} seconds.",
+                        st2_core::expr::python::str(&seconds)
+                    ),
+                }));
+            }
+            self.apply_request(Status::Canceling).await?;
+            return Ok(());
+        }
+        let expired: Vec<String> = self
+            .saved
+            .children
+            .iter()
+            .filter(|(_, c)| !c.timed_out && c.deadline_ms.is_some_and(|d| d <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(c) = self.saved.children.get_mut(&id) {
+                c.timed_out = true;
+            }
+            self.save().await?;
+            self.services.cancel(&id).await?;
+        }
+        Ok(())
     }
 
     fn touch(&mut self, id: &str) {
@@ -584,6 +668,11 @@ impl Driver {
                     continue;
                 };
                 let child_id = st2_core::store::new_id();
+                let deadline_ms = t.timeout.map(|secs| {
+                    let delay = t.delay.filter(|d| *d > 0).unwrap_or(0);
+                    self.now_ms()
+                        .saturating_add(delay.saturating_add(secs).saturating_mul(1000))
+                });
                 let delay_ms = t
                     .delay
                     .filter(|d| *d > 0)
@@ -601,6 +690,8 @@ impl Driver {
                         record: record.clone(),
                         seen: Status::Running.as_str().to_owned(),
                         started: false,
+                        deadline_ms,
+                        timed_out: false,
                     },
                 );
             }
@@ -735,8 +826,25 @@ impl Driver {
         let Some(child) = self.saved.children.get(&record.id).cloned() else {
             return Ok(());
         };
-        let status = to_status(record.status);
-        if child.seen == status.as_str() {
+        let mut status = to_status(record.status);
+        let mut result = record.result.clone();
+        if child.timed_out && status == Status::Canceled {
+            status = Status::Timeout;
+            if let Value::Object(m) = &mut result {
+                m.insert(
+                    "error".into(),
+                    format!("The task \"{}\" timed out.", child.task).into(),
+                );
+            } else {
+                result = json!({"error": format!("The task \"{}\" timed out.", child.task)});
+            }
+        }
+        // Only settled statuses are events for the conductor (and `running` again after a
+        // pause); `canceling`, `scheduled` and the like are not.
+        let settled = status.is_completed()
+            || matches!(status, Status::Paused | Status::Pending)
+            || (status == Status::Running && child.seen != Status::Running.as_str());
+        if !settled || child.seen == status.as_str() {
             return Ok(());
         }
         if status.is_completed() {
@@ -750,7 +858,7 @@ impl Driver {
             child.item.map(|i| (i, child.items_count.unwrap_or(0))),
             &child.record,
             status,
-            record.result.clone(),
+            result,
         )
         .await
     }
@@ -892,10 +1000,12 @@ impl Driver {
             let active = self.active_children();
             if status.is_completed() && active.is_empty() {
                 self.save().await?;
-                return Ok(RunOutcome::with_status(
-                    execution_status(status),
-                    self.result(),
-                ));
+                let status = if self.saved.timed_out && status == Status::Canceled {
+                    ExecutionStatus::Timeout
+                } else {
+                    execution_status(status)
+                };
+                return Ok(RunOutcome::with_status(status, self.result()));
             }
             if status == Status::Paused && active.is_empty() {
                 self.save().await?;
@@ -922,13 +1032,20 @@ impl Driver {
                     return Ok(RunOutcome::failed(result));
                 }
             }
+            let wait = match self.next_deadline() {
+                Some(d) => POLL.min(Duration::from_millis(
+                    u64::try_from(d.saturating_sub(self.now_ms())).unwrap_or(0),
+                )),
+                None => POLL,
+            };
             let settled = tokio::select! {
-                r = self.services.wait_any(&active, Some(POLL)) => r?,
+                r = self.services.wait_any(&active, Some(wait)) => r?,
                 () = self.ctx.cancel.cancelled() => Vec::new(),
             };
             for record in &settled {
                 self.child_settled(record).await?;
             }
+            self.enforce_deadlines().await?;
             if settled.is_empty() {
                 self.refresh_children().await?;
                 let own = self.services.execution(&self.ctx.execution_id).await?;

@@ -408,3 +408,58 @@ async fn task_reads_the_task_execution_records() {
     );
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_and_workflow_timeouts_cancel_what_runs_too_long() {
+    let engine = engine().await;
+    // Task level: the action is canceled after a second and reported as `timeout`; the task
+    // fails (as orquesta fails a task whose action timed out) and a transition handles it.
+    let started = std::time::Instant::now();
+    let done = run(&engine, "wftest.timeouts", json!({"seconds": 1})).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{}", done.result);
+    assert_eq!(
+        done.result["output"]["outcome"],
+        json!("The task \"slow\" timed out.")
+    );
+    let kids = children(&engine, &done).await;
+    assert_eq!(kids[0].status, ExecutionStatus::Canceled);
+    assert_eq!(kids.len(), 2);
+
+    // Workflow level: the `timeout` runner parameter.
+    let started = std::time::Instant::now();
+    let run_id = engine
+        .run_with({
+            let mut r = st2_core::engine::RunRequest::new(
+                "wftest.slow",
+                params(json!({"seconds": 30, "timeout": 1})),
+            );
+            r.user = Some("stanley".into());
+            r
+        })
+        .await
+        .expect("requested")
+        .id;
+    let done = engine.wait(&run_id, WAIT).await.expect("ends");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(done.status, ExecutionStatus::Timeout, "{}", done.result);
+    assert!(
+        done.result["errors"]
+            .to_string()
+            .contains("timed out after 1 seconds"),
+        "{}",
+        done.result
+    );
+    let kids = children(&engine, &done).await;
+    assert_eq!(kids.len(), 1);
+    assert_eq!(kids[0].status, ExecutionStatus::Canceled);
+    engine.shutdown().await;
+}
