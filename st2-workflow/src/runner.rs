@@ -1092,10 +1092,13 @@ mod tests {
                 record: "r".into(),
                 seen: "running".into(),
                 started: true,
+                deadline_ms: Some(5),
+                timed_out: false,
             },
         );
         let back: Saved = serde_json::from_value(serde_json::to_value(&saved).expect("serialises"))
             .expect("loads");
         assert_eq!(back.children["c1"].item, Some(2));
+        assert_eq!(back.children["c1"].deadline_ms, Some(5));
     }
 }
