@@ -244,6 +244,8 @@ pub trait RunnerServices: Send + Sync + fmt::Debug {
     ) -> Result<Vec<ExecutionRecord>, RunnerError>;
     /// The state the calling execution's runner saved last (`None` on a first run).
     async fn load_state(&self) -> Result<Option<RunnerState>, RunnerError>;
+    /// The state another execution's runner saved last (a re-run continues from it).
+    async fn load_state_of(&self, execution_id: &str) -> Result<Option<RunnerState>, RunnerError>;
     /// Save the calling execution's runner state (replacing the previous one); it survives a
     /// crash, and the runner finds it again when the engine runs it again.
     async fn save_state(&self, status: &str, state: &Value) -> Result<(), RunnerError>;

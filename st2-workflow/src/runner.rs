@@ -27,7 +27,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use st2_core::runner::{ChildRequest, RunContext, RunOutcome, Runner, RunnerError, RunnerServices};
+use st2_core::runner::{
+    ChildRequest, RunContext, RunOutcome, Runner, RunnerError, RunnerServices, RunnerState,
+};
 use st2_core::store::{ExecutionRecord, ExecutionStatus, TaskRecord};
 
 use crate::conductor::{Conductor, ConductorState, NextTask, TaskEvent, Workflow};
@@ -332,30 +334,57 @@ impl Driver {
         out
     }
 
-    /// Continue from the saved state, or start the workflow.
+    /// Take over a saved state (this execution's, or the original's for a re-run).
+    fn restore(&mut self, stored: RunnerState) -> Result<(), RunnerError> {
+        self.saved = serde_json::from_value(stored.state)
+            .map_err(|e| fail(format!("the saved workflow state does not load: {e}")))?;
+        let state = std::mem::take(&mut self.saved.conductor);
+        self.conductor = Some(Conductor::restore(self.workflow.clone(), state));
+        for record in stored.tasks {
+            if let Some(items) = record.doc.get("result").and_then(|r| r.get("items"))
+                && let Value::Array(items) = items
+            {
+                let results = items
+                    .iter()
+                    .map(|i| i.get("result").cloned().unwrap_or(Value::Null))
+                    .collect();
+                self.items.insert(
+                    task_key(&record.task_id, record.task_route as usize),
+                    results,
+                );
+            }
+            self.records.insert(record.id.clone(), record);
+        }
+        Ok(())
+    }
+
+    /// Continue from the saved state, re-run the original workflow from the tasks asked for,
+    /// or start the workflow.
     async fn load_or_start(&mut self) -> Result<(), RunnerError> {
         if let Some(stored) = self.services.load_state().await? {
-            self.saved = serde_json::from_value(stored.state)
-                .map_err(|e| fail(format!("the saved workflow state does not load: {e}")))?;
-            let state = std::mem::take(&mut self.saved.conductor);
-            self.conductor = Some(Conductor::restore(self.workflow.clone(), state));
-            for record in stored.tasks {
-                if let Some(items) = record.doc.get("result").and_then(|r| r.get("items"))
-                    && let Value::Array(items) = items
-                {
-                    let results = items
-                        .iter()
-                        .map(|i| i.get("result").cloned().unwrap_or(Value::Null))
-                        .collect();
-                    self.items.insert(
-                        task_key(&record.task_id, record.task_route as usize),
-                        results,
-                    );
-                }
-                self.records.insert(record.id.clone(), record);
-            }
-            return Ok(());
+            return self.restore(stored);
         }
+        self.set_deadline();
+        let rerun = self.ctx.context.get("re-run").cloned();
+        if let Some(rerun) = rerun
+            && rerun
+                .get("tasks")
+                .and_then(Value::as_array)
+                .is_some_and(|t| !t.is_empty())
+        {
+            return self.rerun(&rerun).await;
+        }
+        let inputs = self.ctx.parameters.clone();
+        let parent = self.st2_context();
+        self.step(move |c| {
+            c.start(&inputs, &parent);
+        })
+        .await?;
+        self.save().await
+    }
+
+    /// The `timeout` runner parameter, from now.
+    fn set_deadline(&mut self) {
         if let Some(secs) = self
             .ctx
             .runner_parameters
@@ -365,12 +394,72 @@ impl Driver {
         {
             self.saved.deadline_ms = Some(self.now_ms().saturating_add(secs.saturating_mul(1000)));
         }
-        let inputs = self.ctx.parameters.clone();
-        let parent = self.st2_context();
-        self.step(move |c| {
-            c.start(&inputs, &parent);
-        })
-        .await?;
+    }
+
+    /// A re-run from tasks (StackStorm's `re-run` context: `ref`, `tasks` as `name` or
+    /// `name.route`, `reset`): the original's state and task records are copied, and the
+    /// conductor re-stages the tasks.
+    async fn rerun(&mut self, rerun: &Value) -> Result<(), RunnerError> {
+        let original = rerun.get("ref").and_then(Value::as_str).unwrap_or_default();
+        let stored = self.services.load_state_of(original).await?.ok_or_else(|| {
+            fail(format!(
+                "Unable to rerun workflow execution: execution \"{original}\" has no workflow state."
+            ))
+        })?;
+        let deadline = self.saved.deadline_ms;
+        self.restore(stored)?;
+        self.saved.deadline_ms = deadline;
+        self.saved.timed_out = false;
+        self.saved.children.clear();
+        // The copied task records get ids of their own.
+        let records: Vec<TaskRecord> = self.records.drain().map(|(_, r)| r).collect();
+        let mut renamed = HashMap::new();
+        for mut record in records {
+            let id = st2_core::store::new_id();
+            renamed.insert(record.id.clone(), id.clone());
+            record.id = id.clone();
+            if let Value::Object(doc) = &mut record.doc {
+                doc.insert("task_execution_id".into(), id.clone().into());
+                doc.insert(
+                    "workflow_execution_id".into(),
+                    self.ctx.execution_id.clone().into(),
+                );
+            }
+            self.records.insert(id.clone(), record);
+            self.dirty.push(id);
+        }
+        for id in self.saved.tasks.values_mut() {
+            if let Some(new) = renamed.get(id) {
+                id.clone_from(new);
+            }
+        }
+        let names = |key: &str| -> Vec<String> {
+            rerun
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut tasks = Vec::new();
+        for t in names("tasks") {
+            let (name, route) = match t.rsplit_once('.') {
+                Some((n, r)) if r.parse::<usize>().is_ok() => {
+                    (n.to_owned(), r.parse::<usize>().unwrap_or(0))
+                }
+                _ => (t.clone(), 0),
+            };
+            tasks.push((name, route));
+        }
+        let reset = names("reset");
+        let reset_items = tasks.iter().any(|(n, _)| reset.contains(n));
+        self.step(move |c| c.request_rerun(&tasks, reset_items))
+            .await?
+            .map_err(|e| fail(format!("Unable to rerun workflow execution: {e}")))?;
         self.save().await
     }
 

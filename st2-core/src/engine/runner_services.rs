@@ -39,6 +39,31 @@ impl EngineServices {
     fn user(&self) -> String {
         self.inner.settings.system_user.clone()
     }
+
+    /// The runner state record of `execution_id` and what it holds.
+    async fn read_state(
+        &self,
+        execution_id: &str,
+    ) -> Result<Option<(WorkflowRecord, RunnerState)>, RunnerError> {
+        let workflows = self.inner.store.workflows();
+        let record = workflows
+            .get_by_execution(execution_id)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let tasks = workflows
+            .list_tasks(&record.id)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let state = RunnerState {
+            status: record.status.clone(),
+            state: record.state.clone(),
+            tasks,
+        };
+        Ok(Some((record, state)))
+    }
 }
 
 impl fmt::Debug for EngineServices {
@@ -143,25 +168,15 @@ impl RunnerServices for EngineServices {
     }
 
     async fn load_state(&self) -> Result<Option<RunnerState>, RunnerError> {
-        let workflows = self.inner.store.workflows();
-        let record = workflows
-            .get_by_execution(&self.execution_id)
-            .await
-            .map_err(|e| failed(e.into()))?;
-        let Some(record) = record else {
+        let Some((record, state)) = self.read_state(&self.execution_id).await? else {
             return Ok(None);
-        };
-        let tasks = workflows
-            .list_tasks(&record.id)
-            .await
-            .map_err(|e| failed(e.into()))?;
-        let state = RunnerState {
-            status: record.status.clone(),
-            state: record.state.clone(),
-            tasks,
         };
         *self.state.lock().await = Some(record);
         Ok(Some(state))
+    }
+
+    async fn load_state_of(&self, execution_id: &str) -> Result<Option<RunnerState>, RunnerError> {
+        Ok(self.read_state(execution_id).await?.map(|(_, state)| state))
     }
 
     async fn save_state(&self, status: &str, state: &Value) -> Result<(), RunnerError> {
