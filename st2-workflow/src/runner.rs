@@ -141,6 +141,8 @@ impl Runner for OrquestaRunner {
                 ));
             }
         };
+        let uses_task_records = workflow.uses_task_records();
+        let reads_datastore = workflow.spec.mentions("st2kv");
         let mut driver = Driver {
             conductor: Some(Conductor::new(workflow.clone())),
             workflow,
@@ -150,6 +152,8 @@ impl Runner for OrquestaRunner {
             records: HashMap::new(),
             dirty: Vec::new(),
             items: HashMap::new(),
+            uses_task_records,
+            reads_datastore,
         };
         driver.load_or_start().await?;
         driver.drive().await
@@ -226,6 +230,10 @@ struct Driver {
     dirty: Vec<String>,
     /// With-items results so far, by `"<task>__r<route>"`.
     items: HashMap<String, Vec<Value>>,
+    /// Expressions call `task()`: the conductor gets the task records.
+    uses_task_records: bool,
+    /// Expressions call `st2kv()`: conductor steps run on a blocking thread.
+    reads_datastore: bool,
 }
 
 fn task_key(task: &str, route: usize) -> String {
@@ -264,7 +272,7 @@ impl Driver {
         self.conductor().state.status
     }
 
-    /// Run `f` on the conductor on a blocking thread (expressions may read the datastore).
+    /// Run `f` on the conductor (on a blocking thread when expressions read the datastore).
     async fn step<R: Send + 'static>(
         &mut self,
         f: impl FnOnce(&mut Conductor) -> R + Send + 'static,
@@ -273,7 +281,7 @@ impl Driver {
             .conductor
             .take()
             .ok_or_else(|| fail("the workflow conductor is busy"))?;
-        if self.workflow.uses_task_records() {
+        if self.uses_task_records {
             let records = self
                 .saved
                 .tasks
@@ -282,13 +290,18 @@ impl Driver {
                 .collect();
             conductor.set_task_records(records);
         }
-        let joined = tokio::task::spawn_blocking(move || {
+        let run = move || {
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conductor)));
             (conductor, out)
-        })
-        .await
-        .map_err(|e| fail(format!("the workflow step stopped: {e}")))?;
-        let (conductor, out) = joined;
+        };
+        // Only `st2kv()` blocks (it reads the store); other steps run here.
+        let (conductor, out) = if self.reads_datastore {
+            tokio::task::spawn_blocking(run)
+                .await
+                .map_err(|e| fail(format!("the workflow step stopped: {e}")))?
+        } else {
+            run()
+        };
         self.conductor = Some(conductor);
         out.map_err(|_| fail("the workflow conductor panicked"))
     }
@@ -818,54 +831,78 @@ impl Driver {
             .filter(|(_, c)| !c.started)
             .map(|(id, _)| id.clone())
             .collect();
-        for id in pending {
-            let Some(child) = self.saved.children.get(&id).cloned() else {
-                continue;
-            };
-            let mut orquesta = Map::new();
-            orquesta.insert(
-                "workflow_execution_id".into(),
-                self.ctx.execution_id.clone().into(),
-            );
-            orquesta.insert("task_execution_id".into(), child.record.clone().into());
-            orquesta.insert("task_name".into(), child.task.clone().into());
-            orquesta.insert("task_id".into(), child.task.clone().into());
-            orquesta.insert("task_route".into(), child.route.into());
-            if let Some(item) = child.item {
-                orquesta.insert("item_id".into(), item.into());
+        // Started a batch at a time, concurrently, so the store commits them together.
+        for batch in pending.chunks(64) {
+            let mut starts = tokio::task::JoinSet::new();
+            for (n, id) in batch.iter().enumerate() {
+                let Some(child) = self.saved.children.get(id) else {
+                    continue;
+                };
+                let request = self.child_request(id, child);
+                let services = self.services.clone();
+                starts.spawn(async move { (n, services.start_child(request).await) });
             }
-            let mut request = ChildRequest::new(child.action.clone(), child.input.clone());
-            request
-                .context
-                .insert("orquesta".into(), Value::Object(orquesta));
-            request.context.insert(
-                "pack".into(),
-                child.action.split_once('.').map_or("", |(p, _)| p).into(),
-            );
-            request.id = Some(id.clone());
-            request.delay_ms = child.delay_ms;
-            match self.services.start_child(request).await {
-                Ok(_) => {
-                    if let Some(c) = self.saved.children.get_mut(&id) {
-                        c.started = true;
+            let mut outcomes = Vec::with_capacity(batch.len());
+            while let Some(joined) = starts.join_next().await {
+                let (n, started) =
+                    joined.map_err(|e| fail(format!("starting a task stopped: {e}")))?;
+                outcomes.push((n, started));
+            }
+            outcomes.sort_by_key(|(n, _)| *n);
+            for (n, started) in outcomes {
+                let id = &batch[n];
+                match started {
+                    Ok(_) => {
+                        if let Some(c) = self.saved.children.get_mut(id) {
+                            c.started = true;
+                        }
                     }
-                }
-                Err(e) => {
-                    self.saved.children.remove(&id);
-                    let result = json!({"errors": [{"message": e.to_string()}]});
-                    self.complete(
-                        &child.task,
-                        child.route,
-                        child.item.map(|i| (i, child.items_count.unwrap_or(0))),
-                        &child.record,
-                        Status::Failed,
-                        result,
-                    )
-                    .await?;
+                    Err(e) => {
+                        let Some(child) = self.saved.children.remove(id) else {
+                            continue;
+                        };
+                        let result = json!({"errors": [{"message": e.to_string()}]});
+                        self.complete(
+                            &child.task,
+                            child.route,
+                            child.item.map(|i| (i, child.items_count.unwrap_or(0))),
+                            &child.record,
+                            Status::Failed,
+                            result,
+                        )
+                        .await?;
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// The child execution request of a recorded child.
+    fn child_request(&self, id: &str, child: &Child) -> ChildRequest {
+        let mut orquesta = Map::new();
+        orquesta.insert(
+            "workflow_execution_id".into(),
+            self.ctx.execution_id.clone().into(),
+        );
+        orquesta.insert("task_execution_id".into(), child.record.clone().into());
+        orquesta.insert("task_name".into(), child.task.clone().into());
+        orquesta.insert("task_id".into(), child.task.clone().into());
+        orquesta.insert("task_route".into(), child.route.into());
+        if let Some(item) = child.item {
+            orquesta.insert("item_id".into(), item.into());
+        }
+        let mut request = ChildRequest::new(child.action.clone(), child.input.clone());
+        request
+            .context
+            .insert("orquesta".into(), Value::Object(orquesta));
+        request.context.insert(
+            "pack".into(),
+            child.action.split_once('.').map_or("", |(p, _)| p).into(),
+        );
+        request.id = Some(id.to_owned());
+        request.delay_ms = child.delay_ms;
+        request
     }
 
     /// Feed one task (or item) status to the conductor.
