@@ -488,7 +488,7 @@ impl Driver {
             "deadline_ms": self.saved.deadline_ms,
             "timed_out": self.saved.timed_out,
         });
-        self.services.save_state(status, &state).await?;
+        self.services.save_state(status, state).await?;
         for id in std::mem::take(&mut self.dirty) {
             if let Some(record) = self.records.get(&id) {
                 self.services.save_task(record.clone()).await?;

@@ -179,7 +179,7 @@ impl RunnerServices for EngineServices {
         Ok(self.read_state(execution_id).await?.map(|(_, state)| state))
     }
 
-    async fn save_state(&self, status: &str, state: &Value) -> Result<(), RunnerError> {
+    async fn save_state(&self, status: &str, state: Value) -> Result<(), RunnerError> {
         let workflows = self.inner.store.workflows();
         let mut held = self.state.lock().await;
         if held.is_none() {
@@ -192,7 +192,7 @@ impl RunnerServices for EngineServices {
         let saved = match held.take() {
             Some(mut record) => {
                 record.status = status.to_owned();
-                record.state = state.clone();
+                record.state = state;
                 record.updated_at = now;
                 workflows.update(&record).await
             }
@@ -202,7 +202,7 @@ impl RunnerServices for EngineServices {
                     execution_id: self.execution_id.clone(),
                     revision: 0,
                     status: status.to_owned(),
-                    state: state.clone(),
+                    state,
                     created_at: now,
                     updated_at: now,
                 };
@@ -210,7 +210,9 @@ impl RunnerServices for EngineServices {
             }
         };
         match saved {
-            Ok(record) => {
+            Ok(mut record) => {
+                // Only the id and revision are needed for the next write.
+                record.state = Value::Null;
                 *held = Some(record);
                 Ok(())
             }
