@@ -5,4 +5,5 @@ pub mod expr;
 pub mod pack;
 pub mod rule;
 pub mod store;
+pub mod user;
 pub mod workflow;
