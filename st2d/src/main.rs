@@ -41,7 +41,7 @@ enum Command {
     },
     /// Run the daemon: StackStorm's REST API, auth and webhooks on 127.0.0.1:9101/9100/9102,
     /// the engine, the packs (see docs/operations.md).
-    Serve(st2d::server::config::ServeArgs),
+    Serve(Box<st2d::server::config::ServeArgs>),
     /// Manage the users of the htpasswd users file.
     User {
         #[command(subcommand)]
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         Command::Expr(args) => commands::expr::run(args),
         Command::Store { command } => commands::store::run(command),
         Command::Workflow { command } => commands::workflow::run(command),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::User { command } => commands::user::run(command),
         Command::Rule {
             command: RuleCommand::Test(args),

@@ -51,9 +51,9 @@ fn list_of(
     let mut items: Vec<Value> = items
         .into_iter()
         .filter(|item| {
-            wanted.iter().all(|(values, field)| {
-                field_text(item, field).is_some_and(|v| values.iter().any(|w| *w == v))
-            })
+            wanted
+                .iter()
+                .all(|(values, field)| field_text(item, field).is_some_and(|v| values.contains(&v)))
         })
         .collect();
     if let Some(enabled) = params.bool("enabled")? {
