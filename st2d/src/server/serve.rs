@@ -159,7 +159,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         ("auth", config.auth_listen),
         ("stream", config.stream_listen),
     ] {
-        if !addrs.iter().any(|(_, a)| *a == addr) {
+        // One listener per address; port 0 (any free port) always gets its own.
+        if addr.port() == 0 || !addrs.iter().any(|(_, a)| *a == addr) {
             addrs.push((name, addr));
         }
     }
