@@ -816,6 +816,59 @@ impl Engine {
         triggers::dispatch(&self.inner, request).await
     }
 
+    /// Add a rule, or replace the rule with the same ref, while the engine runs (the API's
+    /// `POST /rules` / `PUT /rules/<id>`): the next trigger instances are matched against it.
+    /// Returns the rule it replaced. Timer rules added this way fire from the next start on.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidParameters`] when the rule's criteria do not compile.
+    pub fn put_rule(
+        &self,
+        rule: crate::model::Rule,
+    ) -> Result<Option<Arc<crate::model::Rule>>, EngineError> {
+        let compiled =
+            CompiledRule::new(rule.clone(), crate::rules::default_rhai()).map_err(|problems| {
+                EngineError::InvalidParameters(
+                    problems
+                        .iter()
+                        .map(|p| format!("criteria {}: {}", p.location(), p.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
+        let replaced = {
+            let mut catalog = self
+                .inner
+                .catalog
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            Arc::make_mut(&mut catalog).insert_rule(rule)
+        };
+        self.inner.matcher.insert(compiled);
+        self.inner.index_triggers();
+        Ok(replaced)
+    }
+
+    /// Remove the rule `reference` while the engine runs (`DELETE /rules/<id>`); returns it.
+    pub fn remove_rule(&self, reference: &str) -> Option<Arc<crate::model::Rule>> {
+        let removed = {
+            let mut catalog = self
+                .inner
+                .catalog
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            Arc::make_mut(&mut catalog).remove_rule(reference)
+        };
+        self.inner.matcher.remove(reference);
+        self.inner
+            .triggers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.inner.index_triggers();
+        removed
+    }
+
     /// The triggers with parameters the loaded rules listen to (webhook URLs, timers), by ref.
     pub fn parameterized_triggers(&self) -> Vec<(String, TriggerRef)> {
         let triggers = self

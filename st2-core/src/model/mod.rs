@@ -25,7 +25,7 @@ pub use config::{ConfigSchema, PackConfig};
 pub use operator::Operator;
 pub use pack::{Pack, PackMeta};
 pub use policy::{Policy, PolicySpec, PolicyType};
-pub use rule::{Criterion, Rule, RuleAction, RuleKind, RuleSpec, RuleTrigger};
+pub use rule::{Criterion, Rule, RuleAction, RuleKind, RuleSpec, RuleTrigger, rule_from_json};
 pub use runner_type::RunnerType;
 pub use sensor::{Sensor, SensorSpec};
 pub use trigger_type::{TriggerType, TriggerTypeSpec};

@@ -1,0 +1,127 @@
+//! Rules added, replaced and removed while the engine runs (the API's rule CRUD): a rule
+//! given as JSON is checked like a rule file, and matching follows the change at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use st2_core::engine::DispatchRequest;
+use st2_core::model::rule_from_json;
+use st2_core::rules::matcher::TriggerRef;
+use st2_core::store::sqlite::{SqliteOptions, SqliteStore};
+use st2_core::{Engine, EngineError};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn engine() -> Engine {
+    let store = SqliteStore::open(SqliteOptions::memory())
+        .await
+        .expect("store");
+    Engine::builder()
+        .store(Arc::new(store))
+        .start()
+        .await
+        .expect("engine")
+}
+
+fn hook(url: &str) -> TriggerRef {
+    let mut t = TriggerRef::of_type("core.st2.webhook");
+    t.parameters.insert("url".into(), json!(url));
+    t
+}
+
+async fn fire(engine: &Engine, url: &str) -> Vec<String> {
+    let ti = engine
+        .dispatch_with(DispatchRequest::to_trigger(hook(url), json!({"body": {}})))
+        .await
+        .expect("dispatch");
+    engine
+        .wait_processed(&ti.id, WAIT)
+        .await
+        .expect("processed")
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_put_and_removed_at_runtime_change_what_matches() {
+    let engine = engine().await;
+    let body = json!({
+        "name": "r", "pack": "examples", "enabled": true,
+        "trigger": {"type": "core.st2.webhook", "parameters": {"url": "x"}},
+        "criteria": {}, "action": {"ref": "core.noop", "parameters": {}},
+        "id": "ignored", "uid": "rule:examples:r",
+    });
+    let rule = rule_from_json(&body, &engine.catalog()).expect("valid rule");
+    assert_eq!(rule.reference, "examples.r");
+    assert!(engine.put_rule(rule).expect("put").is_none());
+    assert!(engine.catalog().rule("examples.r").is_some());
+    assert!(
+        engine
+            .parameterized_triggers()
+            .iter()
+            .any(|(_, t)| t.parameters.get("url") == Some(&json!("x")))
+    );
+    assert_eq!(fire(&engine, "x").await.len(), 1);
+
+    // Disabled by replacing it: nothing runs.
+    let mut disabled = body.clone();
+    disabled["enabled"] = json!(false);
+    let rule = rule_from_json(&disabled, &engine.catalog()).expect("valid rule");
+    assert!(engine.put_rule(rule).expect("put").is_some());
+    assert_eq!(fire(&engine, "x").await.len(), 0);
+
+    assert!(engine.remove_rule("examples.r").is_some());
+    assert!(engine.catalog().rule("examples.r").is_none());
+    assert!(engine.parameterized_triggers().is_empty());
+    assert!(engine.remove_rule("examples.r").is_none());
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_rules_name_their_fields() {
+    let engine = engine().await;
+    let catalog = engine.catalog();
+    let missing = rule_from_json(&json!({"name": "r"}), &catalog).expect_err("no trigger");
+    assert!(missing.iter().any(|m| m.contains("trigger")), "{missing:?}");
+    let no_url = rule_from_json(
+        &json!({"name": "r", "trigger": {"type": "core.st2.webhook"}, "action": {"ref": "core.noop"}}),
+        &catalog,
+    )
+    .expect_err("webhook without url");
+    assert!(
+        no_url.iter().any(|m| m.contains("parameters")),
+        "{no_url:?}"
+    );
+    let bad_type = rule_from_json(
+        &json!({"name": "r", "trigger": {"type": "nope.nothing"}, "action": {"ref": "core.noop"}}),
+        &catalog,
+    )
+    .expect_err("unknown trigger type");
+    assert!(
+        bad_type.iter().any(|m| m.contains("does not exist")),
+        "{bad_type:?}"
+    );
+    assert!(rule_from_json(&json!([1]), &catalog).is_err());
+    // Pack defaults to `default`, enabled to false.
+    let r = rule_from_json(
+        &json!({"name": "r", "trigger": {"type": "core.st2.generic.actiontrigger"}, "action": {"ref": "core.noop"}}),
+        &catalog,
+    )
+    .expect("valid");
+    assert_eq!(r.reference, "default.r");
+    assert!(!r.enabled);
+    // Criteria that do not compile are refused by the engine.
+    let bad_criteria = rule_from_json(
+        &json!({"name": "c", "trigger": {"type": "core.st2.generic.actiontrigger"},
+                "criteria": {"trigger.x": {"type": "regex", "pattern": "("}},
+                "action": {"ref": "core.noop"}}),
+        &catalog,
+    );
+    if let Ok(rule) = bad_criteria {
+        assert!(matches!(
+            engine.put_rule(rule),
+            Err(EngineError::InvalidParameters(_))
+        ));
+    }
+    engine.shutdown().await;
+}
