@@ -186,6 +186,9 @@ async fn every_route_refuses_requests_without_credentials() {
         ("GET", format!("/v1/triggerinstances/{id}")),
         ("GET", "/v1/rules".into()),
         ("GET", "/v1/rules/demo.on_deploy".into()),
+        ("POST", "/v1/rules".into()),
+        ("PUT", "/v1/rules/demo.on_deploy".into()),
+        ("DELETE", "/v1/rules/demo.on_deploy".into()),
         ("GET", "/v1/executions".into()),
         ("POST", "/v1/executions".into()),
         ("GET", format!("/v1/executions/{id}")),
@@ -1053,4 +1056,83 @@ async fn webhooks_dispatch_triggers_and_rules_run() {
     assert_eq!(r.fault(), "Trigger not specified.");
     let r = app.call("POST", "/v1/webhooks/st2", Some("[1]")).await;
     assert_eq!(r.fault(), "Webhook body needs to be an object, got: list");
+}
+
+// ---------------------------------------------------------------- rule CRUD
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_are_created_toggled_and_deleted_the_way_the_cli_does_it() {
+    let app = App::new().await;
+    let body = json!({
+        "name": "on_build", "pack": "demo", "description": "Build hook",
+        "trigger": {"type": "core.st2.webhook", "parameters": {"url": "build"}},
+        "criteria": {"trigger.body.ok": {"type": "equals", "pattern": true}},
+        "action": {"ref": "core.local", "parameters": {"cmd": "echo built"}},
+    });
+    let r = app.call("POST", "/v1/rules", Some(&body.to_string())).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["ref"], "demo.on_build");
+    assert_eq!(r.json["enabled"], false, "rules default to disabled");
+    let id = r.json["id"].as_str().expect("id").to_owned();
+    let r = app.call("POST", "/v1/rules", Some(&body.to_string())).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json["conflict-id"], id.as_str());
+
+    // `st2 rule enable`: GET by ref, PUT the object back by id without `ref`.
+    let mut rule = app.get("/v1/rules/demo.on_build").await.json;
+    rule.as_object_mut().expect("object").remove("ref");
+    rule["enabled"] = json!(true);
+    let r = app
+        .call("PUT", &format!("/v1/rules/{id}"), Some(&rule.to_string()))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["enabled"], true);
+    let r = app.get("/v1/webhooks/build").await;
+    assert_eq!(r.status, StatusCode::OK, "the new rule's webhook is served");
+    let r = app
+        .call("POST", "/v1/webhooks/build", Some("{\"ok\": true}"))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let ti = app.get("/v1/triggerinstances?limit=1").await.json[0]["id"]
+        .as_str()
+        .expect("instance")
+        .to_owned();
+    let (_, started) = app
+        .engine
+        .wait_processed(&ti, std::time::Duration::from_secs(20))
+        .await
+        .expect("processed");
+    assert_eq!(started.len(), 1);
+    assert_eq!(app.wait(&started[0]).await["result"]["stdout"], "built");
+
+    let r = app
+        .call("POST", "/v1/rules", Some("{\"name\": \"x\", \"trigger\": {\"type\": \"core.st2.webhook\"}, \"action\": {\"ref\": \"core.noop\"}}"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.fault().contains("parameters"), "{}", r.fault());
+
+    // Deleting a pack's rule and an API rule; both stay deleted after a restart.
+    let r = app.call("DELETE", "/v1/rules/demo.on_deploy", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let dir = app.stop().await;
+    let app = App::in_dir(dir).await;
+    assert_eq!(
+        app.get("/v1/rules/demo.on_deploy").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let kept = app.get("/v1/rules/demo.on_build").await;
+    assert_eq!(kept.json["enabled"], true, "{}", kept.text);
+    let r = app.call("DELETE", &format!("/v1/rules/{id}"), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(&format!("/v1/rules/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call("DELETE", &format!("/v1/rules/{id}"), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(app.get("/v1/webhooks").await.json, json!([]));
 }

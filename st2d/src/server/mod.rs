@@ -18,6 +18,7 @@ pub mod htpasswd;
 pub mod present;
 pub mod query;
 pub mod routes;
+pub mod rules_file;
 pub mod serve;
 
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct ApiSettings {
     pub body_limit: usize,
     /// The public API URL (`X-API-URL` on tokens, `web_url` base).
     pub api_url: String,
+    /// Where rules changed through the API are kept across restarts (`None`: not kept).
+    pub rules_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiSettings {
@@ -68,6 +71,7 @@ impl Default for ApiSettings {
             ],
             body_limit: 10 * 1024 * 1024,
             api_url: "http://127.0.0.1:9101/v1".into(),
+            rules_file: None,
         }
     }
 }

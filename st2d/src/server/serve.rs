@@ -139,6 +139,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     for d in engine.diagnostics() {
         tracing::warn!(file = %d.file.display(), "{}", d.message);
     }
+    let rules_file = config.data_dir.join("rules.json");
+    match super::rules_file::apply(&rules_file, &engine) {
+        Ok(problems) => {
+            for p in problems {
+                tracing::warn!("{p} (skipped)");
+            }
+        }
+        Err(e) => anyhow::bail!("rules changed through the API: {e}"),
+    }
     let state = Arc::new(ApiState {
         engine: engine.clone(),
         auth_backend: Arc::new(users),
@@ -149,6 +158,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             allowed_origins: config.allowed_origins.clone(),
             body_limit: config.body_limit,
             api_url: format!("http://{}/v1", config.api_listen),
+            rules_file: Some(rules_file),
             ..ApiSettings::default()
         },
     });

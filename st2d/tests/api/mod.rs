@@ -233,6 +233,13 @@ pub async fn build(
     let engine = st2d::server::serve::start_engine(&config, store.clone(), key)
         .await
         .expect("engine");
+    let rules_file = data_dir.join("rules.json");
+    let problems = st2d::server::rules_file::apply(&rules_file, &engine).expect("rules file");
+    assert!(problems.is_empty(), "{problems:?}");
+    let settings = ApiSettings {
+        rules_file: Some(rules_file),
+        ..settings
+    };
     let state = Arc::new(ApiState {
         engine: engine.clone(),
         auth_backend: Arc::new(HtpasswdFile::new(&config.users_file)),

@@ -4,6 +4,7 @@ mod content;
 mod executions;
 mod identity;
 mod keys;
+mod rules;
 mod webhooks;
 
 use std::sync::Arc;
@@ -64,8 +65,13 @@ pub fn routes(state: Arc<ApiState>) -> Router {
             "/v1/triggerinstances/{id}",
             get(content::get_trigger_instance),
         )
-        .route("/v1/rules", get(content::list_rules))
-        .route("/v1/rules/{ref_or_id}", get(content::get_rule))
+        .route("/v1/rules", get(content::list_rules).post(rules::create))
+        .route(
+            "/v1/rules/{ref_or_id}",
+            get(content::get_rule)
+                .put(rules::update)
+                .delete(rules::delete),
+        )
         .route(
             "/v1/executions",
             get(executions::list).post(executions::create),
