@@ -264,6 +264,7 @@ async fn api_keys_are_created_shown_once_used_disabled_and_deleted() {
     assert_eq!(r.header("x-total-count"), Some("1"));
     assert!(!r.text.contains(&key), "the key is never listed");
     assert_eq!(r.json[0]["key_hash"], "********");
+    assert_eq!(r.json[0]["uid"], "********");
     let r = app.get("/v1/apikeys?show_secrets=true").await;
     assert_eq!(r.json[0]["key_hash"].as_str().map(str::len), Some(64));
     // Looked up by id or by the key itself.
@@ -915,6 +916,11 @@ async fn keys_set_get_list_delete_with_scopes_and_secrets() {
         app.get("/v1/keys/mine?scope=system").await.status,
         StatusCode::NOT_FOUND
     );
+    let r = app.get("/v1/keys/other?scope=user").await;
+    assert_eq!(
+        r.fault(),
+        format!("KeyValuePair with name: {USER}:other and scope: st2kv.user not found in db.")
+    );
 
     let r = app.call("DELETE", "/v1/keys/k?scope=system", None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
@@ -922,7 +928,7 @@ async fn keys_set_get_list_delete_with_scopes_and_secrets() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(
         r.fault(),
-        "Key with name: k and scope: st2kv.system not found!"
+        "KeyValuePair with name: k and scope: st2kv.system not found in db."
     );
     let r = app.call("DELETE", "/v1/keys/k?scope=system", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);

@@ -284,7 +284,15 @@ pub fn key(kv: &KeyValue) -> Value {
 pub fn api_key(k: &ApiKeyRecord, show_hash: bool) -> Value {
     let mut out = Map::new();
     out.insert("id".into(), json!(k.id));
-    out.insert("uid".into(), json!(format!("api_key:{}", k.key_hash)));
+    // The uid holds the hash, so it is masked with it (as StackStorm does).
+    out.insert(
+        "uid".into(),
+        json!(if show_hash {
+            format!("api_key:{}", k.key_hash)
+        } else {
+            MASK.to_owned()
+        }),
+    );
     out.insert("user".into(), json!(k.user));
     out.insert("metadata".into(), Value::Object(k.metadata.clone()));
     out.insert("created_at".into(), json!(isotime(k.created_at)));

@@ -132,18 +132,22 @@ pub async fn get_one(
         .datastore()
         .get(&sel, &name, decrypt)
         .await?
-        .ok_or_else(|| not_found(&name, scope))?;
+        .ok_or_else(|| not_found(&sel, &name))?;
     Ok(json(StatusCode::OK, &present::key(&found)))
 }
 
-fn not_found(name: &str, scope: Scope) -> ApiError {
-    let scope = match scope {
-        Scope::User => "st2kv.user",
-        _ => "st2kv.system",
+/// StackStorm's message, naming the stored name (`<user>:<name>` in user scope).
+fn not_found(selector: &KeySelector, name: &str) -> ApiError {
+    let scope = match selector {
+        KeySelector::User(_) => "st2kv.user",
+        KeySelector::System => "st2kv.system",
     };
     ApiError::new(
         StatusCode::NOT_FOUND,
-        format!("Key with name: {name} and scope: {scope} not found!"),
+        format!(
+            "KeyValuePair with name: {} and scope: {scope} not found in db.",
+            selector.stored_name(name)
+        ),
     )
 }
 
@@ -228,11 +232,12 @@ pub async fn delete(
         scope = Scope::User;
     }
     let user = key_user(requested_user, &caller)?;
+    let sel = selector(scope, user);
     state
         .engine
         .datastore()
-        .delete(&selector(scope, user), &name)
+        .delete(&sel, &name)
         .await?
-        .ok_or_else(|| not_found(&name, scope))?;
+        .ok_or_else(|| not_found(&sel, &name))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
