@@ -962,10 +962,12 @@ async fn webhooks_dispatch_triggers_and_rules_run() {
     );
 
     // A custom URL webhook: the rule runs core.local with the body's version.
+    let t = app.token.clone();
     let r = app
-        .call(
+        .send(
             "POST",
             "/v1/webhooks/deploy",
+            &[("x-auth-token", &t), ("st2-trace-tag", "release-1.0")],
             Some("{\"version\": \"1.0\"}"),
         )
         .await;
@@ -976,6 +978,11 @@ async fn webhooks_dispatch_triggers_and_rules_run() {
     assert_eq!(ti["payload"]["body"]["version"], "1.0");
     assert_eq!(ti["payload"]["headers"]["Content-Type"], "application/json");
     assert!(ti["payload"]["headers_lower"].get("x-auth-token").is_none());
+    assert!(
+        ti["payload"]["headers_lower"]
+            .get("st2-trace-tag")
+            .is_none()
+    );
     let ti_id = ti["id"].as_str().expect("id").to_owned();
     let (_, executions) = app
         .engine
@@ -991,8 +998,21 @@ async fn webhooks_dispatch_triggers_and_rules_run() {
     let got = app.get(&format!("/v1/triggerinstances/{ti_id}")).await;
     assert_eq!(got.json["id"], ti_id.as_str());
 
+    let traces = app
+        .store
+        .traces()
+        .list(
+            &st2_core::store::TraceFilter {
+                trace_tag: Some("release-1.0".into()),
+                ..Default::default()
+            },
+            st2_core::store::Page::all(),
+        )
+        .await
+        .expect("traces");
+    assert_eq!(traces.total, 1, "the trace carries the St2-Trace-Tag");
+
     // Form bodies are parsed to a dict of lists.
-    let t = app.token.clone();
     let r = app
         .send(
             "POST",

@@ -196,7 +196,6 @@ pub async fn create(
             .map(str::to_owned);
         request.trace_id = t.get("id_").and_then(Value::as_str).map(str::to_owned);
     }
-    context.insert("api_user".into(), json!(caller.user));
     request.context = context;
     request.user = Some(user);
     request.delay_ms = delay;

@@ -122,10 +122,16 @@ pub async fn post(
 ) -> ApiResult {
     let hook = hook.trim_matches('/').to_owned();
     let parsed = parse_body(&headers, &body)?;
-    let trace_tag = headers
-        .get("st2-trace-tag")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    // StackStorm's default tag for a webhook's trace: `webhook-<hook>-<uuid hex>`.
+    let trace_tag = Some(
+        headers
+            .get("st2-trace-tag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                format!("webhook-{hook}-{}", crate::server::uuid4().replace('-', ""))
+            }),
+    );
     if hook == "st2" {
         let Value::Object(object) = &parsed else {
             return Err(ApiError::bad_request(format!(
@@ -167,7 +173,10 @@ pub async fn post(
     let mut lower = Map::new();
     for name in headers.keys() {
         let n = name.as_str();
-        if matches!(n, "x-auth-token" | "st2-api-key" | "cookie") {
+        if matches!(
+            n,
+            "x-auth-token" | "st2-api-key" | "cookie" | "st2-trace-tag"
+        ) {
             continue;
         }
         let value = headers
