@@ -189,6 +189,12 @@ async fn every_route_refuses_requests_without_credentials() {
         ("POST", "/v1/rules".into()),
         ("PUT", "/v1/rules/demo.on_deploy".into()),
         ("DELETE", "/v1/rules/demo.on_deploy".into()),
+        ("GET", "/v1/ruleenforcements".into()),
+        ("GET", format!("/v1/ruleenforcements/{id}")),
+        ("GET", "/v1/ruletypes".into()),
+        ("GET", "/v1/sensortypes".into()),
+        ("GET", "/v1/sensortypes/demo.Watcher".into()),
+        ("GET", "/v1/timers".into()),
         ("GET", "/v1/executions".into()),
         ("POST", "/v1/executions".into()),
         ("GET", format!("/v1/executions/{id}")),
@@ -1161,4 +1167,98 @@ async fn rules_are_created_toggled_and_deleted_the_way_the_cli_does_it() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(app.get("/v1/webhooks").await.json, json!([]));
+}
+
+// ---------------------------------------------------------------- reactor, read-only
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforcements_rule_types_sensor_types_and_timers() {
+    let app = App::new().await;
+    let r = app
+        .call("POST", "/v1/webhooks/deploy", Some("{\"version\": \"9\"}"))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let ti = app.get("/v1/triggerinstances?limit=1").await.json[0]["id"]
+        .as_str()
+        .expect("instance")
+        .to_owned();
+    let (_, started) = app
+        .engine
+        .wait_processed(&ti, std::time::Duration::from_secs(20))
+        .await
+        .expect("processed");
+    let r = app.get("/v1/ruleenforcements/?limit=50").await;
+    assert_eq!(r.header("x-total-count"), Some("1"));
+    let e = &r.json[0];
+    assert_eq!(e["rule"]["ref"], "demo.on_deploy");
+    assert_eq!(e["trigger_instance_id"], ti.as_str());
+    assert_eq!(e["execution_id"], started[0].as_str());
+    assert_eq!(e["status"], "succeeded");
+    let rule_id = app.get("/v1/rules/demo.on_deploy").await.json["id"].clone();
+    assert_eq!(e["rule"]["id"], rule_id);
+    let id = e["id"].as_str().expect("id");
+    assert_eq!(
+        app.get(&format!("/v1/ruleenforcements/{id}")).await.json,
+        *e
+    );
+    assert_eq!(
+        app.get(&format!("/v1/ruleenforcements/views/{id}"))
+            .await
+            .json["id"],
+        id
+    );
+    assert_eq!(
+        app.get("/v1/ruleenforcements?rule_ref=other.rule")
+            .await
+            .json,
+        json!([])
+    );
+
+    let types = app.get("/v1/ruletypes").await;
+    assert_eq!(types.json.as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        app.get("/v1/ruletypes/backstop").await.json["name"],
+        "backstop"
+    );
+
+    let sensors = app
+        .get("/v1/sensortypes?include_attributes=ref%2Cpack%2Cdescription%2Cenabled")
+        .await;
+    let watcher = sensors
+        .json
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["ref"] == "demo.Watcher").cloned())
+        .expect("the demo sensor");
+    assert_eq!(watcher["enabled"], false);
+    assert_eq!(watcher["description"], "Watches");
+    let full = app.get("/v1/sensortypes/demo.Watcher").await;
+    assert_eq!(full.json["trigger_types"], json!(["demo.watched"]));
+    assert_eq!(full.json["poll_interval"], 30.0);
+    assert_eq!(full.json["uid"], "sensor_type:demo:Watcher");
+
+    assert_eq!(app.get("/v1/timers").await.json, json!([]));
+    let body = json!({
+        "name": "tick", "pack": "demo", "enabled": false,
+        "trigger": {"type": "core.st2.IntervalTimer", "parameters": {"unit": "hours", "delta": 1}},
+        "action": {"ref": "core.noop"},
+    });
+    let r = app.call("POST", "/v1/rules", Some(&body.to_string())).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let timers = app
+        .get("/v1/timers?timer_type=core.st2.IntervalTimer")
+        .await;
+    assert_eq!(timers.json[0]["parameters"]["delta"], 1);
+    assert_eq!(
+        app.get("/v1/timers?timer_type=core.st2.CronTimer")
+            .await
+            .json,
+        json!([])
+    );
+    let r = app.get("/v1/timers?timer_type=core.st2.Nope").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let timer_ref = timers.json[0]["ref"].as_str().expect("ref").to_owned();
+    assert_eq!(
+        app.get(&format!("/v1/timers/{timer_ref}")).await.json["type"],
+        "core.st2.IntervalTimer"
+    );
 }

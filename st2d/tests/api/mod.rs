@@ -68,6 +68,13 @@ pub fn write_demo_pack(packs: &Path) {
         "---\nname: login\nrunner_type: local-shell-cmd\ndescription: Uses a password\nenabled: true\nparameters:\n  password:\n    type: string\n    secret: true\n  cmd:\n    default: echo logged in\n",
     )
     .expect("action");
+    std::fs::create_dir_all(pack.join("sensors")).expect("sensors dir");
+    std::fs::write(pack.join("sensors/watcher.py"), "# not started: disabled\n").expect("sensor");
+    std::fs::write(
+        pack.join("sensors/watcher.yaml"),
+        "---\nclass_name: Watcher\nentry_point: watcher.py\ndescription: Watches\nenabled: false\npoll_interval: 30\ntrigger_types:\n  - name: watched\n    description: Something was seen\n    payload_schema:\n      type: object\n",
+    )
+    .expect("sensor yaml");
     std::fs::write(
         pack.join("rules/on_deploy.yaml"),
         "---\nname: on_deploy\npack: demo\ndescription: Deploy hook\nenabled: true\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: deploy\naction:\n  ref: core.local\n  parameters:\n    cmd: \"echo deploying {{ trigger.body.version }}\"\n",

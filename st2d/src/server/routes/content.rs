@@ -30,7 +30,7 @@ fn field_text(value: &Value, path: &str) -> Option<String> {
 }
 
 /// Filter, sort, page and project a list of API objects.
-fn list_of(
+pub(crate) fn list_of(
     items: Vec<Value>,
     params: &Params,
     filters: &[(&str, &str)],
@@ -85,7 +85,12 @@ fn paged(items: Vec<Value>, page: Page) -> Vec<Value> {
     }
 }
 
-fn one_of(items: Vec<Value>, key: &str, params: &Params, mandatory: &[&str]) -> ApiResult {
+pub(crate) fn one_of(
+    items: Vec<Value>,
+    key: &str,
+    params: &Params,
+    mandatory: &[&str],
+) -> ApiResult {
     let projection = params.projection()?;
     let found = items
         .into_iter()

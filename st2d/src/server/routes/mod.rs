@@ -4,6 +4,7 @@ mod content;
 mod executions;
 mod identity;
 mod keys;
+mod reactor;
 mod rules;
 mod webhooks;
 
@@ -72,6 +73,22 @@ pub fn routes(state: Arc<ApiState>) -> Router {
                 .put(rules::update)
                 .delete(rules::delete),
         )
+        .route("/v1/ruleenforcements", get(reactor::list_enforcements))
+        .route(
+            "/v1/ruleenforcements/views",
+            get(reactor::list_enforcements),
+        )
+        .route("/v1/ruleenforcements/{id}", get(reactor::get_enforcement))
+        .route(
+            "/v1/ruleenforcements/views/{id}",
+            get(reactor::get_enforcement),
+        )
+        .route("/v1/ruletypes", get(reactor::list_rule_types))
+        .route("/v1/ruletypes/{id}", get(reactor::get_rule_type))
+        .route("/v1/sensortypes", get(reactor::list_sensor_types))
+        .route("/v1/sensortypes/{ref_or_id}", get(reactor::get_sensor_type))
+        .route("/v1/timers", get(reactor::list_timers))
+        .route("/v1/timers/{ref_or_id}", get(reactor::get_timer))
         .route(
             "/v1/executions",
             get(executions::list).post(executions::create),
