@@ -1105,6 +1105,7 @@ async fn rules_are_created_toggled_and_deleted_the_way_the_cli_does_it() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.json["ref"], "demo.on_build");
     assert_eq!(r.json["enabled"], false, "rules default to disabled");
+    assert_eq!(r.json["context"]["user"], USER, "the creator is recorded");
     let id = r.json["id"].as_str().expect("id").to_owned();
     let r = app.call("POST", "/v1/rules", Some(&body.to_string())).await;
     assert_eq!(r.status, StatusCode::CONFLICT);

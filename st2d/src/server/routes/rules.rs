@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,6 +13,7 @@ use st2_core::engine::snapshot::content_id;
 use st2_core::model::rule_from_json;
 
 use super::json;
+use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::{ApiState, json_object, present, rules_file};
 
@@ -34,6 +36,22 @@ async fn remember(state: &ApiState, reference: &str, body: Option<Value>) -> Res
     Ok(())
 }
 
+/// The body as a JSON object with `context.user` set to the caller (as StackStorm records who
+/// created or last changed a rule).
+fn rule_body(body: &Bytes, caller: &Caller) -> Result<Value, ApiError> {
+    let mut body = json_object(body)?;
+    let context = body
+        .entry("context")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !context.is_object() {
+        *context = Value::Object(Default::default());
+    }
+    if let Value::Object(c) = context {
+        c.insert("user".into(), Value::String(caller.user.clone()));
+    }
+    Ok(Value::Object(body))
+}
+
 fn compile(state: &ApiState, body: &Value) -> Result<st2_core::model::Rule, ApiError> {
     rule_from_json(body, &state.engine.catalog())
         .map_err(|errors| ApiError::bad_request(errors.join("; ")))
@@ -49,8 +67,12 @@ fn conflict(reference: &str) -> ApiError {
 }
 
 /// `POST /rules` → 201 (`enabled` defaults to false; 409 for an existing ref).
-pub async fn create(State(state): State<Arc<ApiState>>, body: Bytes) -> ApiResult {
-    let body = Value::Object(json_object(&body)?);
+pub async fn create(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult {
+    let body = rule_body(&body, &caller)?;
     let rule = compile(&state, &body)?;
     let reference = rule.reference.clone();
     if state.engine.catalog().rule(&reference).is_some() {
@@ -70,11 +92,12 @@ pub async fn create(State(state): State<Arc<ApiState>>, body: Bytes) -> ApiResul
 /// `PUT /rules/{ref_or_id}` — the whole rule; 200.
 pub async fn update(
     State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let old = find(&state, &key).ok_or_else(|| ApiError::not_found(&key))?;
-    let body = Value::Object(json_object(&body)?);
+    let body = rule_body(&body, &caller)?;
     let rule = compile(&state, &body)?;
     let reference = rule.reference.clone();
     if reference != old && state.engine.catalog().rule(&reference).is_some() {
