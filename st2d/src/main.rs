@@ -115,6 +115,7 @@ fn init_logging(format: st2d::server::config::LogFormat) {
         .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         st2d::server::config::LogFormat::Json => builder.json().try_init(),
