@@ -125,3 +125,42 @@ async fn bad_rules_name_their_fields() {
     }
     engine.shutdown().await;
 }
+
+fn write_pack(dir: &std::path::Path, with_rule: bool) {
+    let pack = dir.join("hooks");
+    let _ = std::fs::remove_dir_all(&pack);
+    std::fs::create_dir_all(pack.join("rules")).expect("dirs");
+    std::fs::write(
+        pack.join("pack.yaml"),
+        "---\nref: hooks\nname: hooks\ndescription: d\nversion: 0.1.0\nauthor: a\n",
+    )
+    .expect("pack.yaml");
+    if with_rule {
+        std::fs::write(
+            pack.join("rules/on_y.yaml"),
+            "---\nname: on_y\npack: hooks\nenabled: true\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: y\naction:\n  ref: core.noop\n",
+        )
+        .expect("rule");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_loaded_again_replaces_the_running_one() {
+    let engine = engine().await;
+    let dir = tempfile::tempdir().expect("dir");
+    write_pack(dir.path(), true);
+    let options = st2_core::LoadOptions::default().packs_dir(dir.path());
+    let report = st2_core::load(&options);
+    assert!(engine.replace_catalog(report.catalog).is_empty());
+    assert!(engine.catalog().pack("hooks").is_some());
+    assert!(engine.catalog().action("core.noop").is_some());
+    assert_eq!(fire(&engine, "y").await.len(), 1);
+
+    write_pack(dir.path(), false);
+    let report = st2_core::load(&options);
+    engine.replace_catalog(report.catalog);
+    assert!(engine.catalog().rule("hooks.on_y").is_none());
+    assert!(engine.parameterized_triggers().is_empty());
+    assert_eq!(fire(&engine, "y").await.len(), 0);
+    engine.shutdown().await;
+}

@@ -849,6 +849,69 @@ impl Engine {
         Ok(replaced)
     }
 
+    /// Replace what is loaded while the engine runs (packs registered again from disk): new
+    /// executions and trigger instances use `catalog`'s actions, trigger types and rules.
+    /// Runner types the old catalog had and the new one lacks (runners written in Rust) are
+    /// kept. Sensors and timers keep running as they were started; they follow the new
+    /// catalog from the next start. Returns the problems of rules whose criteria do not
+    /// compile (those rules do not match, as at start).
+    pub fn replace_catalog(&self, mut catalog: Catalog) -> Vec<Diagnostic> {
+        let old = self.inner.catalog();
+        for runner in old.runner_types() {
+            if catalog.runner_type(&runner.name).is_none() {
+                catalog.insert_runner_type((**runner).clone());
+            }
+        }
+        let mut diagnostics = Vec::new();
+        let mut compiled = Vec::new();
+        for rule in catalog.rules() {
+            match CompiledRule::new((**rule).clone(), crate::rules::default_rhai()) {
+                Ok(c) => compiled.push(c),
+                Err(problems) => {
+                    for p in problems {
+                        diagnostics.push(Diagnostic::error(
+                            rule.origin.metadata_file.clone(),
+                            Default::default(),
+                            format!(
+                                "rule {}: criteria {}: {}",
+                                rule.reference,
+                                p.location(),
+                                p.message
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let kept: std::collections::HashSet<String> =
+            compiled.iter().map(|c| c.rule.reference.clone()).collect();
+        *self
+            .inner
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(catalog);
+        for rule in old.rules() {
+            if !kept.contains(&rule.reference) {
+                self.inner.matcher.remove(&rule.reference);
+            }
+        }
+        for c in compiled {
+            self.inner.matcher.insert(c);
+        }
+        self.inner
+            .payload_schemas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.inner
+            .triggers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.inner.index_triggers();
+        diagnostics
+    }
+
     /// Remove the rule `reference` while the engine runs (`DELETE /rules/<id>`); returns it.
     pub fn remove_rule(&self, reference: &str) -> Option<Arc<crate::model::Rule>> {
         let removed = {
