@@ -178,6 +178,7 @@ async fn every_route_refuses_requests_without_credentials() {
         ("GET", "/v1/actions/views/parameters/core.local".into()),
         ("GET", "/v1/packs".into()),
         ("GET", "/v1/packs/core".into()),
+        ("POST", "/v1/packs/register".into()),
         ("GET", "/v1/triggertypes".into()),
         ("GET", "/v1/triggertypes/core.st2.webhook".into()),
         ("GET", "/v1/triggers".into()),
@@ -1261,5 +1262,94 @@ async fn enforcements_rule_types_sensor_types_and_timers() {
     assert_eq!(
         app.get(&format!("/v1/timers/{timer_ref}")).await.json["type"],
         "core.st2.IntervalTimer"
+    );
+}
+
+// ---------------------------------------------------------------- pack register
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packs_are_registered_again_from_disk_without_a_restart() {
+    let app = App::new().await;
+    let body = json!({
+        "name": "api_rule", "pack": "demo", "enabled": true,
+        "trigger": {"type": "core.st2.webhook", "parameters": {"url": "api"}},
+        "action": {"ref": "core.noop"},
+    });
+    let r = app.call("POST", "/v1/rules", Some(&body.to_string())).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let pack = app.dir.path().join("packs/demo");
+    std::fs::write(
+        pack.join("actions/hello.yaml"),
+        "---\nname: hello\nrunner_type: local-shell-cmd\ndescription: Says hello\nenabled: true\nparameters:\n  cmd:\n    default: echo hello\n",
+    )
+    .expect("new action");
+    assert_eq!(
+        app.get("/v1/actions/demo.hello").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let r = app
+        .call(
+            "POST",
+            "/v1/packs/register",
+            Some("{\"packs\": [\"demo\"]}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["actions"], 2);
+    assert_eq!(r.json["rules"], 1);
+    assert_eq!(r.json["sensors"], 1);
+    assert_eq!(
+        app.get("/v1/actions/demo.hello").await.status,
+        StatusCode::OK
+    );
+    let run = app
+        .call(
+            "POST",
+            "/v1/executions",
+            Some("{\"action\": \"demo.hello\"}"),
+        )
+        .await;
+    assert_eq!(run.status, StatusCode::CREATED, "{}", run.text);
+    let id = run.json["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.wait(&id).await["result"]["stdout"], "hello");
+    // Rules changed through the API survive a register.
+    assert_eq!(
+        app.get("/v1/rules/demo.api_rule").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.get("/v1/webhooks/api").await.status, StatusCode::OK);
+
+    let r = app
+        .call(
+            "POST",
+            "/v1/packs/register",
+            Some("{\"packs\": [\"nope\"]}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.fault().contains("\"nope\""));
+
+    std::fs::write(pack.join("actions/broken.yaml"), "---\nname: [unclosed\n").expect("bad");
+    let r = app
+        .call(
+            "POST",
+            "/v1/packs/register",
+            Some("{\"packs\": [\"demo\"]}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.fault().contains("broken.yaml"), "{}", r.fault());
+    let r = app
+        .call(
+            "POST",
+            "/v1/packs/register",
+            Some("{\"packs\": [\"demo\"], \"fail_on_failure\": false}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        app.get("/v1/actions/demo.hello").await.status,
+        StatusCode::OK
     );
 }

@@ -92,6 +92,18 @@ pub async fn start_engine(
     Ok(builder.start().await?)
 }
 
+/// What the daemon loads packs from (at start and on `POST /packs/register`).
+pub fn load_options(config: &ServeConfig) -> st2_core::LoadOptions {
+    let mut options = st2_core::LoadOptions::default();
+    for dir in &config.packs_dirs {
+        options = options.packs_dir(dir);
+    }
+    if let Some(dir) = &config.configs_dir {
+        options = options.configs_dir(dir);
+    }
+    options
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -159,6 +171,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             body_limit: config.body_limit,
             api_url: format!("http://{}/v1", config.api_listen),
             rules_file: Some(rules_file),
+            load: Some(load_options(&config)),
             ..ApiSettings::default()
         },
     });

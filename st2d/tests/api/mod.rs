@@ -245,6 +245,7 @@ pub async fn build(
     assert!(problems.is_empty(), "{problems:?}");
     let settings = ApiSettings {
         rules_file: Some(rules_file),
+        load: Some(st2d::server::serve::load_options(&config)),
         ..settings
     };
     let state = Arc::new(ApiState {

@@ -4,6 +4,7 @@ mod content;
 mod executions;
 mod identity;
 mod keys;
+mod packs;
 mod reactor;
 mod rules;
 mod webhooks;
@@ -54,6 +55,7 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         )
         .route("/v1/packs", get(content::list_packs))
         .route("/v1/packs/{ref_or_id}", get(content::get_pack))
+        .route("/v1/packs/register", post(packs::register))
         .route("/v1/triggertypes", get(content::list_trigger_types))
         .route(
             "/v1/triggertypes/{ref_or_id}",
