@@ -1353,3 +1353,53 @@ async fn packs_are_registered_again_from_disk_without_a_restart() {
         StatusCode::OK
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_caller_may_wait_for_the_executions_it_started() {
+    let app = App::new().await;
+    let r = app
+        .call(
+            "POST",
+            "/v1/webhooks/deploy?wait=true&timeout=20",
+            Some("{\"version\": \"7\"}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json["trigger_instances"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let executions = r.json["executions"].as_array().expect("executions");
+    assert_eq!(executions.len(), 1);
+    assert_eq!(executions[0]["status"], "succeeded");
+    assert_eq!(executions[0]["result"]["stdout"], "deploying 7");
+
+    // No rule listens: nothing to wait for.
+    let r = app
+        .call(
+            "POST",
+            "/v1/webhooks/st2?wait=true",
+            Some("{\"trigger\": \"core.st2.sensor.process_spawn\", \"payload\": {}}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["executions"], json!([]));
+
+    // Time runs out: 504 with what is known so far.
+    let body = json!({
+        "name": "slow", "pack": "demo", "enabled": true,
+        "trigger": {"type": "core.st2.webhook", "parameters": {"url": "slow"}},
+        "action": {"ref": "core.local", "parameters": {"cmd": "sleep 3"}},
+    });
+    let r = app.call("POST", "/v1/rules", Some(&body.to_string())).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = app
+        .call("POST", "/v1/webhooks/slow?wait=true&timeout=1", Some("{}"))
+        .await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.text);
+    assert!(r.fault().starts_with("Timed out after 1 s"));
+    let r = app
+        .call("POST", "/v1/webhooks/slow?wait=true&timeout=0", Some("{}"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
@@ -14,7 +14,11 @@ use st2_core::rules::matcher::TriggerRef;
 
 use super::json;
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::query::Params;
 use crate::server::{ApiState, json_type, present};
+
+/// The longest a caller may wait for a webhook's executions, in seconds.
+const MAX_WAIT_SECONDS: i64 = 300;
 
 const WEBHOOK_TYPE: &str = "core.st2.webhook";
 
@@ -114,14 +118,34 @@ fn dispatch_error(trigger: &str, e: EngineError) -> ApiError {
 }
 
 /// `POST /webhooks/{hook}`.
+///
+/// With `?wait=true` (st2 #2475) the response waits until the rules processed the trigger
+/// instances and the executions they started completed (at most `timeout` seconds, default
+/// 30, at most 300): 200 `{"trigger_instances": [ids], "executions": [execution objects]}`,
+/// or 504 with the same keys and a `faultstring` when time ran out.
 pub async fn post(
     State(state): State<Arc<ApiState>>,
     Path(hook): Path<String>,
+    RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
+    let params = Params::parse(q.as_deref());
+    let wait = match params.bool("wait")? {
+        Some(true) => {
+            let seconds = params.int("timeout")?.unwrap_or(30);
+            if !(1..=MAX_WAIT_SECONDS).contains(&seconds) {
+                return Err(ApiError::bad_request(format!(
+                    "Parameter \"timeout\" must be between 1 and {MAX_WAIT_SECONDS} seconds"
+                )));
+            }
+            Some(std::time::Duration::from_secs(seconds as u64))
+        }
+        _ => None,
+    };
     let hook = hook.trim_matches('/').to_owned();
     let parsed = parse_body(&headers, &body)?;
+    let mut instances = Vec::new();
     // StackStorm's default tag for a webhook's trace: `webhook-<hook>-<uuid hex>`.
     let trace_tag = Some(
         headers
@@ -152,12 +176,16 @@ pub async fn post(
         };
         let mut request = DispatchRequest::new(trigger, payload);
         request.trace_tag = trace_tag;
-        state
+        let ti = state
             .engine
             .dispatch_with(request)
             .await
             .map_err(|e| dispatch_error(trigger, e))?;
-        return Ok(json(StatusCode::ACCEPTED, &parsed));
+        instances.push(ti.id);
+        return match wait {
+            Some(timeout) => wait_for(&state, instances, timeout).await,
+            None => Ok(json(StatusCode::ACCEPTED, &parsed)),
+        };
     }
     let targets: Vec<TriggerRef> = webhook_triggers(&state)
         .into_iter()
@@ -193,13 +221,60 @@ pub async fn post(
         let mut request = DispatchRequest::to_trigger(t, payload.clone());
         request.trace_tag = trace_tag.clone();
         let reference = request.trigger.clone();
-        state
+        let ti = state
             .engine
             .dispatch_with(request)
             .await
             .map_err(|e| dispatch_error(&reference, e))?;
+        instances.push(ti.id);
     }
-    Ok(json(StatusCode::ACCEPTED, &parsed))
+    match wait {
+        Some(timeout) => wait_for(&state, instances, timeout).await,
+        None => Ok(json(StatusCode::ACCEPTED, &parsed)),
+    }
+}
+
+/// Wait until the trigger instances are processed and their executions complete.
+async fn wait_for(
+    state: &ApiState,
+    instances: Vec<String>,
+    timeout: std::time::Duration,
+) -> ApiResult {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut execution_ids = Vec::new();
+    let mut timed_out = false;
+    for ti in &instances {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match state.engine.wait_processed(ti, left).await {
+            Ok((_, ids)) => execution_ids.extend(ids),
+            Err(EngineError::WaitTimeout(_)) => timed_out = true,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut executions = Vec::new();
+    for id in &execution_ids {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let record = match state.engine.wait(id, left).await {
+            Ok(r) => Some(r),
+            Err(EngineError::WaitTimeout(_)) => {
+                timed_out = true;
+                state.engine.get(id).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(r) = record {
+            executions.push(present::execution(&r, false, &state.settings.api_url));
+        }
+    }
+    let mut body = json!({"trigger_instances": instances, "executions": executions});
+    if timed_out {
+        body["faultstring"] = json!(format!(
+            "Timed out after {} s waiting for the triggered executions",
+            timeout.as_secs()
+        ));
+        return Ok(json(StatusCode::GATEWAY_TIMEOUT, &body));
+    }
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// `content-type` → `Content-Type` (HTTP/1 header names arrive lower-cased here).
