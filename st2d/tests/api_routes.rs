@@ -1403,3 +1403,131 @@ async fn a_webhook_caller_may_wait_for_the_executions_it_started() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_executions_are_canceled_and_pause_needs_a_runner_that_can() {
+    let app = App::new().await;
+    let r = app
+        .call(
+            "POST",
+            "/v1/executions",
+            Some("{\"action\": \"core.local\", \"parameters\": {\"cmd\": \"sleep 30\"}}"),
+        )
+        .await;
+    let id = r.json["id"].as_str().expect("id").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.get(&format!("/v1/executions/{id}")).await.json["status"] != "running" {
+        assert!(std::time::Instant::now() < deadline, "never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/executions/{id}"),
+            Some("{\"status\": \"pausing\"}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.fault().starts_with("Failed updating execution."),
+        "{}",
+        r.fault()
+    );
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/executions/{id}"),
+            Some("{\"status\": \"bogus\"}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = app
+        .call("DELETE", &format!("/v1/executions/{id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        matches!(r.json["status"].as_str(), Some("canceling" | "canceled")),
+        "{}",
+        r.text
+    );
+    assert_eq!(app.wait(&id).await["status"], "canceled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_is_paused_and_resumed_through_put() {
+    let app = App::new().await;
+    let pack = app.dir.path().join("packs/demo");
+    std::fs::create_dir_all(pack.join("actions/chains")).expect("dir");
+    std::fs::write(
+        pack.join("actions/two_steps.yaml"),
+        "---\nname: two_steps\nrunner_type: action-chain\nentry_point: chains/two_steps.yaml\nenabled: true\n",
+    )
+    .expect("action");
+    std::fs::write(
+        pack.join("actions/chains/two_steps.yaml"),
+        "---\nchain:\n  - name: first\n    ref: core.local\n    parameters:\n      cmd: sleep 1\n    on-success: second\n  - name: second\n    ref: core.local\n    parameters:\n      cmd: echo done\n",
+    )
+    .expect("chain");
+    let r = app
+        .call(
+            "POST",
+            "/v1/packs/register",
+            Some("{\"packs\": [\"demo\"]}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = app
+        .call(
+            "POST",
+            "/v1/executions",
+            Some("{\"action\": \"demo.two_steps\"}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json["id"].as_str().expect("id").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.get(&format!("/v1/executions/{id}")).await.json["status"] != "running" {
+        assert!(std::time::Instant::now() < deadline, "never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/executions/{id}"),
+            Some("{\"status\": \"pausing\"}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(
+        matches!(r.json["status"].as_str(), Some("pausing" | "paused")),
+        "{}",
+        r.text
+    );
+    while app.get(&format!("/v1/executions/{id}")).await.json["status"] != "paused" {
+        assert!(std::time::Instant::now() < deadline, "never paused");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let children = app
+        .get(&format!("/v1/executions/{id}/children/?depth=-1"))
+        .await;
+    assert_eq!(
+        children.json.as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        children.text
+    );
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/executions/{id}"),
+            Some("{\"status\": \"resuming\"}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let done = app.wait(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let children = app.get(&format!("/v1/executions/{id}/children")).await;
+    assert_eq!(children.json.as_array().map(Vec::len), Some(2));
+    assert_eq!(children.json[1]["result"]["stdout"], "done");
+    assert_eq!(children.json[0]["parent"], id.as_str());
+}
