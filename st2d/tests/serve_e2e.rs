@@ -57,18 +57,38 @@ impl Drop for Daemon {
 }
 
 impl Daemon {
+    /// `st2d serve` on `data` with every listener on a free port, given by flags.
     fn start(data: &std::path::Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_st2d"))
-            .args(["serve", "--data-dir"])
-            .arg(data)
-            .args([
-                "--api-listen",
-                "127.0.0.1:0",
-                "--auth-listen",
-                "127.0.0.1:0",
-                "--stream-listen",
-                "127.0.0.1:0",
-            ])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_st2d"));
+        command.args(["serve", "--data-dir"]).arg(data).args([
+            "--api-listen",
+            "127.0.0.1:0",
+            "--auth-listen",
+            "127.0.0.1:0",
+            "--stream-listen",
+            "127.0.0.1:0",
+        ]);
+        Self::spawn(command, data)
+    }
+
+    /// `st2d serve` configured by `ST2D_*` variables and a config file only.
+    fn start_from_environment(data: &std::path::Path) -> Daemon {
+        let config = data.join("st2d.toml");
+        std::fs::write(
+            &config,
+            "api_listen = \"127.0.0.1:0\"\nauth_listen = \"127.0.0.1:0\"\nstream_listen = \"127.0.0.1:0\"\nlog_format = \"json\"\n",
+        )
+        .expect("config file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_st2d"));
+        command
+            .arg("serve")
+            .env("ST2D_DATA_DIR", data)
+            .env("ST2D_CONFIG", &config);
+        Self::spawn(command, data)
+    }
+
+    fn spawn(mut command: Command, data: &std::path::Path) -> Daemon {
+        let mut child = command
             .current_dir(data)
             .env("ST2D_LOG", "warn")
             .stdout(Stdio::piped())
@@ -245,8 +265,9 @@ fn serve_runs_an_action_end_to_end_and_stops_on_sigterm() {
     };
     assert!(status.success(), "{status:?}");
 
-    // Restarted on the same data: no new password, and the old token still works.
-    let again = Daemon::start(data.path());
+    // Restarted on the same data (configured by environment and config file this time): no
+    // new password, and the old token still works.
+    let again = Daemon::start_from_environment(data.path());
     let lines = again.startup();
     assert!(!lines.iter().any(|l| l.contains("password")), "{lines:?}");
     let api = port_of(&lines, "api");
