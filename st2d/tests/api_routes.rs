@@ -113,6 +113,12 @@ async fn credentials_work_from_header_query_and_cookie_and_whoami_says_how() {
     assert_eq!(r.json["authentication"]["location"], "header");
     assert!(r.json["authentication"]["token_expire"].is_string());
     assert_eq!(r.json["rbac"]["enabled"], false);
+    let cookie = r.header("set-cookie").expect("auth-token cookie");
+    assert!(
+        cookie.starts_with(&format!("auth-token={t}; Max-Age=")),
+        "{cookie}"
+    );
+    assert!(cookie.contains("HttpOnly"));
 
     let r = app
         .send("GET", &format!("/v1/user?x-auth-token={t}"), &[], None)

@@ -166,8 +166,27 @@ pub async fn require_auth(
     let query = Params::parse(request.uri().query());
     match authenticate(&state, request.headers(), &query).await {
         Ok(caller) => {
+            // As st2api, a token from a header or the query is also set as the `auth-token`
+            // cookie (for the web UI), for as long as the token lives.
+            let cookie = match (&caller.token_expire, caller.location) {
+                (Some(expiry), "header" | "query") => {
+                    credential(request.headers(), &query).map(|(_, _, token)| {
+                        let left = (*expiry - state.engine.store().clock().now())
+                            .num_seconds()
+                            .max(0);
+                        format!("auth-token={token}; Max-Age={left}; HttpOnly; Path=/")
+                    })
+                }
+                _ => None,
+            };
             request.extensions_mut().insert(caller);
-            next.run(request).await
+            let mut response = next.run(request).await;
+            if let Some(v) = cookie.and_then(|c| axum::http::HeaderValue::from_str(&c).ok()) {
+                response
+                    .headers_mut()
+                    .append(axum::http::header::SET_COOKIE, v);
+            }
+            response
         }
         Err(e) => e.into_response(),
     }
