@@ -35,7 +35,7 @@ use crate::clock::Clock;
 use crate::datastore::Datastore;
 use crate::model::action::Action;
 use crate::model::runner_type::RunnerType;
-use crate::store::{ExecutionRecord, ExecutionStatus, InquiryRecord, OutputType};
+use crate::store::{ExecutionRecord, ExecutionStatus, InquiryRecord, OutputType, TaskRecord};
 
 /// Where a runner sends output while it runs (stdout/stderr lines, streamed to the output store
 /// and the event stream).
@@ -179,6 +179,12 @@ pub struct ChildRequest {
     pub context: Map<String, Value>,
     /// The notify settings the child gets instead of its action's (`None`: the action's).
     pub notify: Option<Value>,
+    /// The child's execution id, chosen by the runner so it can record the child before
+    /// starting it (`None`: the engine picks one). Starting a child whose id exists already
+    /// returns the stored child.
+    pub id: Option<String>,
+    /// Wait this many milliseconds before scheduling the child (a workflow task's `delay`).
+    pub delay_ms: Option<u64>,
 }
 
 impl ChildRequest {
@@ -189,8 +195,22 @@ impl ChildRequest {
             parameters,
             context: Map::new(),
             notify: None,
+            id: None,
+            delay_ms: None,
         }
     }
+}
+
+/// The durable state a runner keeps for its execution (a workflow's conductor state), as
+/// [`RunnerServices::load_state`] returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerState {
+    /// A short status string (the workflow's status).
+    pub status: String,
+    /// The runner's state.
+    pub state: Value,
+    /// The task records saved with [`RunnerServices::save_task`], in creation order.
+    pub tasks: Vec<TaskRecord>,
 }
 
 /// What the engine offers the runner of one execution: child executions (action-chain,
@@ -213,6 +233,23 @@ pub trait RunnerServices: Send + Sync + fmt::Debug {
     async fn start_child(&self, request: ChildRequest) -> Result<ExecutionRecord, RunnerError>;
     /// Wait until execution `id` is completed, `paused` or `pending`.
     async fn wait_child(&self, id: &str) -> Result<ExecutionRecord, RunnerError>;
+    /// Wait until at least one of `ids` is completed, `paused` or `pending`, the calling
+    /// execution is asked to pause or cancel, or `timeout` passes; returns the records of
+    /// those of `ids` that are (possibly none). Lends the runner slot while it waits, once
+    /// for all of `ids`.
+    async fn wait_any(
+        &self,
+        ids: &[String],
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Vec<ExecutionRecord>, RunnerError>;
+    /// The state the calling execution's runner saved last (`None` on a first run).
+    async fn load_state(&self) -> Result<Option<RunnerState>, RunnerError>;
+    /// Save the calling execution's runner state (replacing the previous one); it survives a
+    /// crash, and the runner finds it again when the engine runs it again.
+    async fn save_state(&self, status: &str, state: &Value) -> Result<(), RunnerError>;
+    /// Create or replace one task record of the calling execution's state (its
+    /// `workflow_id` is set by the engine); [`RunnerServices::save_state`] must have run once.
+    async fn save_task(&self, task: TaskRecord) -> Result<(), RunnerError>;
     /// The current record of execution `id` (the calling one included: a runner that supports
     /// pause looks for `pausing` here).
     async fn execution(&self, id: &str) -> Result<Option<ExecutionRecord>, RunnerError>;
@@ -340,6 +377,15 @@ pub trait Runner: Send + Sync + fmt::Debug {
     /// `paused` when it sees `pausing`, and continues from [`RunContext::resume`] when run
     /// again. Default: no.
     fn supports_pause(&self) -> bool {
+        false
+    }
+
+    /// Whether this runner continues an execution whose previous run died with its process
+    /// (StackStorm: none; here: workflows, which keep their state with
+    /// [`RunnerServices::save_state`]). The engine runs such an execution again when its lease
+    /// expires, instead of ending it `abandoned`, and leaves it `running` on shutdown. Default:
+    /// no.
+    fn resumes_after_crash(&self) -> bool {
         false
     }
 }

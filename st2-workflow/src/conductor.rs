@@ -41,9 +41,23 @@ pub struct Workflow {
 }
 
 /// The functions that read the conductor state (`__state`).
-const STATE_READERS: [&str; 5] = ["task_status", "__state", "succeeded", "failed", "completed"];
+/// (`task(` is StackStorm's `task()`, which needs the routes.)
+const STATE_READERS: [&str; 6] = [
+    "task_status",
+    "__state",
+    "succeeded",
+    "failed",
+    "completed",
+    "task(",
+];
 
 impl Workflow {
+    /// Whether an expression calls StackStorm's `task()` (the driver then keeps the task
+    /// records in the conductor with [`Conductor::set_task_records`]).
+    pub fn uses_task_records(&self) -> bool {
+        self.spec.mentions("task(")
+    }
+
     /// Compile an inspected spec.
     ///
     /// # Errors
@@ -191,6 +205,8 @@ pub struct NextTask {
     pub actions: Vec<ActionRequest>,
     /// Delay in seconds (task delay, or the retry delay).
     pub delay: Option<i64>,
+    /// Timeout in seconds of each action of the task (`timeout:`, an addition to Orquesta).
+    pub timeout: Option<i64>,
     /// Number of items for with-items tasks.
     pub items_count: Option<usize>,
     /// True for with-items tasks.
@@ -248,6 +264,9 @@ pub struct Conductor {
     workflow: Arc<Workflow>,
     /// The state (serialise it to store the execution).
     pub state: ConductorState,
+    /// StackStorm's task execution records (`"<task>__r<route>"` → record) for `task()`;
+    /// kept by the driver, not part of the state.
+    task_records: Option<Arc<Value>>,
 }
 
 fn task_key(id: &str, route: usize) -> String {
@@ -272,12 +291,23 @@ impl Conductor {
         Conductor {
             workflow,
             state: ConductorState::default(),
+            task_records: None,
         }
     }
 
     /// A conductor over a stored state.
     pub fn restore(workflow: Arc<Workflow>, state: ConductorState) -> Self {
-        Conductor { workflow, state }
+        Conductor {
+            workflow,
+            state,
+            task_records: None,
+        }
+    }
+
+    /// The task execution records StackStorm's `task()` reads: `"<task>__r<route>"` → the
+    /// newest record of that task.
+    pub fn set_task_records(&mut self, records: Map<String, Value>) {
+        self.task_records = Some(Arc::new(Value::Object(records)));
     }
 
     /// The workflow status.
@@ -524,6 +554,11 @@ impl Conductor {
             .insert("__current_task".into(), current_task);
         if reads_state {
             scope.internals.insert("__state".into(), self.state_view());
+            if let Some(records) = &self.task_records {
+                scope
+                    .internals
+                    .insert("__st2_tasks".into(), Value::clone(records));
+            }
         }
         if let Some(item) = item {
             scope
@@ -593,6 +628,7 @@ impl Conductor {
             route,
             actions: Vec::new(),
             delay: None,
+            timeout: None,
             items_count: None,
             with_items: task.with.is_some(),
         };
@@ -693,6 +729,20 @@ impl Conductor {
                             "TypeError: The value of task delay is not type of integer.".into()
                         );
                     }
+                }
+            }
+        }
+        if let Some(timeout) = &task.timeout {
+            let v = match timeout {
+                Value::String(_) => self.evaluate(timeout, &scope)?,
+                other => other.clone(),
+            };
+            match v.as_i64() {
+                Some(t) if t > 0 && (v.is_i64() || v.is_u64()) => next.timeout = Some(t),
+                _ => {
+                    return Err(
+                        "TypeError: The value of task timeout is not a positive integer.".into(),
+                    );
                 }
             }
         }
@@ -1395,6 +1445,11 @@ impl Conductor {
         let mut scope = Scope::from_context(&ctx);
         if wf.output_reads_state {
             scope.internals.insert("__state".into(), self.state_view());
+            if let Some(records) = &self.task_records {
+                scope
+                    .internals
+                    .insert("__st2_tasks".into(), Value::clone(records));
+            }
         }
         let mut out = Map::new();
         let mut errors = Vec::new();

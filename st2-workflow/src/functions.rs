@@ -414,6 +414,31 @@ fn status_of(call: &FunctionCall<'_>, id: &Value, route: &Value) -> Result<Value
         Some(Value::Object(s)) => s,
         _ => &empty,
     };
+    let Some((_, idx)) = find_task(state, id, route)? else {
+        return Ok(Value::from(UNSET));
+    };
+    let seq = match state.get("sequence") {
+        Some(Value::Array(s)) => s.as_slice(),
+        _ => &[],
+    };
+    let entry = idx
+        .as_u64()
+        .and_then(|i| seq.get(i as usize))
+        .ok_or_else(|| ExprError::new(ErrorKind::Index, "list index out of range"))?;
+    Ok(match entry {
+        Value::Object(e) => e.get("status").cloned().unwrap_or(Value::from(UNSET)),
+        _ => Value::from(UNSET),
+    })
+}
+
+/// Task `id` on `route` or the route it was split from: its key `"<id>__r<route>"` and its
+/// sequence index in the conductor state, or `None` when it has not run.
+fn find_task(
+    state: &Map<String, Value>,
+    id: &Value,
+    route: &Value,
+) -> Result<Option<(String, Value)>, ExprError> {
+    let empty = Map::new();
     let mut route = route.clone();
     // Each fallback moves to a smaller route number, so this ends.
     loop {
@@ -426,7 +451,7 @@ fn status_of(call: &FunctionCall<'_>, id: &Value, route: &Value) -> Result<Value
             Some(Value::Null) | None => {
                 let Some(r) = route.as_i64() else {
                     if route.is_number() || route.is_null() || route.is_boolean() {
-                        return Ok(Value::from(UNSET));
+                        return Ok(None);
                     }
                     return Err(ExprError::new(
                         ErrorKind::Type,
@@ -434,7 +459,7 @@ fn status_of(call: &FunctionCall<'_>, id: &Value, route: &Value) -> Result<Value
                     ));
                 };
                 if r <= 0 {
-                    return Ok(Value::from(UNSET));
+                    return Ok(None);
                 }
                 let routes = match state.get("routes") {
                     Some(Value::Array(routes)) => routes,
@@ -456,26 +481,64 @@ fn status_of(call: &FunctionCall<'_>, id: &Value, route: &Value) -> Result<Value
                     .find(|(_, d)| d.iter().all(|x| current.contains(x)));
                 match parent {
                     Some((i, _)) => route = Value::from(i as i64),
-                    None => return Ok(Value::from(UNSET)),
+                    None => return Ok(None),
                 }
             }
-            Some(idx) => {
-                let seq = match state.get("sequence") {
-                    Some(Value::Array(s)) => s.as_slice(),
-                    _ => &[],
-                };
-                let entry = idx
-                    .as_u64()
-                    .and_then(|i| seq.get(i as usize))
-                    .ok_or_else(|| ExprError::new(ErrorKind::Index, "list index out of range"))?;
-                return Ok(match entry {
-                    Value::Null => Value::from(UNSET),
-                    Value::Object(e) => e.get("status").cloned().unwrap_or(Value::from(UNSET)),
-                    _ => Value::from(UNSET),
-                });
-            }
+            Some(idx) => return Ok(Some((uid, idx.clone()))),
         }
     }
+}
+
+/// StackStorm's `task(name=current, route=current)`: the task execution record of a task on
+/// the current branch (`__st2_tasks`, kept by the `orquesta` runner, maps
+/// `"<task>__r<route>"` to the newest record).
+pub(crate) fn task(call: &FunctionCall<'_>) -> Result<Value, ExprError> {
+    if call.args.len() > 2 {
+        return Err(ExprError::new(
+            ErrorKind::Type,
+            "task() takes at most 2 arguments",
+        ));
+    }
+    let current = match call.scope.internals.get("__current_task") {
+        Some(Value::Object(t)) => Some(t),
+        _ => None,
+    };
+    let id = match call.args.first().or_else(|| call.kwargs.get("task_id")) {
+        Some(v) if !v.is_null() => v.clone(),
+        _ => current.and_then(|t| t.get("id").cloned()).ok_or_else(|| {
+            ExprError::new(
+                ErrorKind::Undefined,
+                "The current task is not set in the context.",
+            )
+        })?,
+    };
+    let route = match call.args.get(1).or_else(|| call.kwargs.get("route")) {
+        Some(r) if !r.is_null() => r.clone(),
+        _ => current
+            .and_then(|t| t.get("route").cloned())
+            .unwrap_or(Value::from(0)),
+    };
+    let empty = Map::new();
+    let state = match call.scope.internals.get("__state") {
+        Some(Value::Object(s)) => s,
+        _ => &empty,
+    };
+    let missing = || {
+        ExprError::new(
+            ErrorKind::Value,
+            format!(
+                "Unable to find task execution for \"{}\".",
+                python::str(&id)
+            ),
+        )
+    };
+    let (uid, _) = find_task(state, &id, &route)?.ok_or_else(missing)?;
+    call.scope
+        .internals
+        .get("__st2_tasks")
+        .and_then(|t| t.get(&uid))
+        .cloned()
+        .ok_or_else(missing)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! * [`graph`]: the task graph (transitions, joins, splits, cycles, retry);
 //! * [`status`]: Orquesta's statuses and state machines;
 //! * [`conductor`]: the pure conductor (state + event → new state + next tasks);
+//! * [`runner`]: the `orquesta` runner, which runs workflows through the engine;
 //! * [`simulate`]: running a workflow with mocked action results (`st2d workflow simulate`);
 //! * [`functions`] and [`expression`]: Orquesta's expression functions and evaluation;
 //! * [`datastore`]: StackStorm's `st2kv()` over a datastore.
@@ -15,6 +16,7 @@ pub mod datastore;
 pub mod expression;
 pub mod functions;
 pub mod graph;
+pub mod runner;
 pub mod simulate;
 pub mod spec;
 pub mod status;
@@ -22,6 +24,7 @@ pub mod status;
 pub use functions::{
     orquesta_functions, orquesta_yaql, register_orquesta_functions, with_native_orquesta_functions,
 };
+pub use runner::OrquestaRunner;
 
 use serde_json::Value;
 

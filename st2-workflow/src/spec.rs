@@ -3,7 +3,7 @@
 //!
 //! Reading follows Orquesta's native v1.0 schema: top-level `version`, `description`, `name`,
 //! `tags`, `input`, `vars`, `tasks` (required), `output`; tasks with `action`, `input`, `next`,
-//! `join`, `with`, `retry`, `delay`. Inline action parameters (`core.echo message="hi"`) and
+//! `join`, `with`, `retry`, `delay` (and `timeout`, our addition). Inline action parameters (`core.echo message="hi"`) and
 //! string-form `publish` are parsed with Orquesta's inline-parameter rules
 //! ([`parse_inline_params`]). [`WorkflowSpec::inspect`] then checks what the schema cannot:
 //! `do` targets that name no task, reserved task names, a workflow without a start task,
@@ -89,6 +89,10 @@ pub struct TaskSpec {
     pub retry: Option<RetrySpec>,
     /// Task delay: an integer or an expression.
     pub delay: Option<Value>,
+    /// Task timeout in seconds (an addition to Orquesta, st2 #6177): an integer or an
+    /// expression. A task action still running after it is canceled and the task ends
+    /// `timeout`.
+    pub timeout: Option<Value>,
 }
 
 /// A parsed workflow definition.
@@ -212,6 +216,7 @@ impl Reader {
             with: None,
             retry: None,
             delay: None,
+            timeout: None,
         };
         if node.kind == NodeKind::Null {
             return task;
@@ -251,6 +256,7 @@ impl Reader {
                 "with" => task.with = self.with_items(&what, v),
                 "retry" => task.retry = self.retry(&what, v),
                 "delay" => task.delay = self.int_or_expr(v, &format!("{what}: delay")),
+                "timeout" => task.timeout = self.int_or_expr(v, &format!("{what}: timeout")),
                 other => self.error(
                     e.key_pos,
                     format!("{what}: additional property \"{other}\" is not allowed"),
@@ -750,6 +756,9 @@ impl WorkflowSpec {
             if let Some(d) = &task.delay {
                 check(task.pos, d);
             }
+            if let Some(t) = &task.timeout {
+                check(task.pos, t);
+            }
             if let Some(w) = &task.with {
                 check(task.pos, &Value::String(w.items.clone()));
             }
@@ -940,6 +949,7 @@ impl WorkflowSpec {
             values.extend(t.action.clone().map(Value::String));
             values.extend(t.input.clone());
             values.extend(t.delay.clone());
+            values.extend(t.timeout.clone());
             if let Some(w) = &t.with {
                 values.push(Value::String(w.items.clone()));
                 values.extend(w.concurrency.clone());
@@ -995,6 +1005,10 @@ impl TaskSpec {
         self.action.as_deref().is_some_and(|a| a.contains(needle))
             || self.input.as_ref().is_some_and(|v| mentions_in(v, needle))
             || self.delay.as_ref().is_some_and(|v| mentions_in(v, needle))
+            || self
+                .timeout
+                .as_ref()
+                .is_some_and(|v| mentions_in(v, needle))
             || self.with.as_ref().is_some_and(|w| {
                 w.items.contains(needle)
                     || w.concurrency

@@ -648,9 +648,9 @@ pub(crate) async fn respond_inquiry(
     Ok(updated)
 }
 
-/// After an inquiry under an action-chain was answered or timed out: resume the root
-/// execution, which paused when the inquiry went `pending` (StackStorm resumes the root for
-/// action-chain parents; an orquesta parent handles its own tasks).
+/// After an inquiry under an action-chain or a workflow was answered or timed out: resume the
+/// root execution, which paused when the inquiry went `pending` (StackStorm's inquiry
+/// service resumes the root).
 pub(crate) async fn resume_root_chain(
     inner: &Arc<Inner>,
     record: &ExecutionRecord,
@@ -662,9 +662,6 @@ pub(crate) async fn resume_root_chain(
     let Some(parent) = inner.store.executions().get(parent_id).await? else {
         return Ok(());
     };
-    if parent.runner.get("name").and_then(Value::as_str) == Some("orquesta") {
-        return Ok(());
-    }
     let mut root = parent;
     for _ in 0..64 {
         let Some(up) = &root.parent else { break };
@@ -676,12 +673,18 @@ pub(crate) async fn resume_root_chain(
     // Still stopping: resume once it has. A chain that is still `running` has not yet seen
     // its task wait for this inquiry (it is about to pause): wait for it too, or the answer
     // would come before the pause and nobody would resume the chain.
-    let is_chain = root.runner.get("name").and_then(Value::as_str) == Some("action-chain");
+    // A workflow that is still `running` either has not yet seen the task go pending (it is
+    // about to pause: wait briefly) or runs other tasks (it sees the answer by itself).
+    let runner = root.runner.get("name").and_then(Value::as_str);
+    let is_chain = runner == Some("action-chain");
+    let is_workflow = runner == Some("orquesta");
     let stopping = |r: &ExecutionRecord| {
-        r.status == ExecutionStatus::Pausing || (is_chain && r.status == ExecutionStatus::Running)
+        r.status == ExecutionStatus::Pausing
+            || ((is_chain || is_workflow) && r.status == ExecutionStatus::Running)
     };
     if stopping(&root) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let wait = if is_workflow { 3 } else { 30 };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
         root = match wait_until(inner, &root.id, Some(deadline), |r| !stopping(r)).await {
             Ok(r) => r,
             // Still running after the wait: it will not pause for this inquiry.
@@ -1072,6 +1075,79 @@ pub(crate) async fn wait_until(
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             return Err(EngineError::WaitTimeout(id.to_owned()));
+        }
+    }
+}
+
+/// Wait until at least one of `ids` satisfies `done`, `watch` (the caller's own execution, when
+/// given) satisfies `wake`, or `deadline` passes; returns the records of `ids` that satisfy
+/// `done` (possibly none). One subscription for all of them; the store is read again at least
+/// every 500 ms for updates made by other nodes.
+pub(crate) async fn wait_any(
+    inner: &Inner,
+    ids: &[String],
+    watch: Option<&str>,
+    deadline: Option<tokio::time::Instant>,
+    done: impl Fn(&ExecutionRecord) -> bool,
+    wake: impl Fn(&ExecutionRecord) -> bool,
+) -> Result<Vec<ExecutionRecord>, EngineError> {
+    let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut events = inner.events.subscribe();
+    loop {
+        let mut ready = Vec::new();
+        for id in ids {
+            let record = stored(inner, id).await?;
+            if done(&record) {
+                ready.push(record);
+            }
+        }
+        if !ready.is_empty() {
+            return Ok(ready);
+        }
+        if let Some(own) = watch
+            && wake(&stored(inner, own).await?)
+        {
+            return Ok(Vec::new());
+        }
+        let mut until = tokio::time::Instant::now() + Duration::from_millis(500);
+        if let Some(d) = deadline {
+            until = until.min(d);
+        }
+        loop {
+            let event = tokio::select! {
+                e = tokio::time::timeout_at(until, events.recv()) => e,
+                () = inner.stopping.cancelled() => return Err(EngineError::ShuttingDown),
+            };
+            match event {
+                Ok(Ok(EngineEvent::ExecutionUpdated(e))) => {
+                    if wanted.contains(e.id.as_str()) && done(&e) {
+                        // Others may have finished too: collect them from the store.
+                        let mut ready = vec![*e];
+                        while let Ok(more) = events.try_recv() {
+                            if let EngineEvent::ExecutionUpdated(m) = more
+                                && wanted.contains(m.id.as_str())
+                                && done(&m)
+                            {
+                                ready.retain(|r| r.id != m.id);
+                                ready.push(*m);
+                            }
+                        }
+                        return Ok(ready);
+                    }
+                    if watch == Some(e.id.as_str()) && wake(&e) {
+                        return Ok(Vec::new());
+                    }
+                }
+                Ok(Ok(_)) => continue,
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
+                Ok(Err(broadcast::error::RecvError::Closed)) => {
+                    return Err(EngineError::ShuttingDown);
+                }
+                Err(_) => break,
+            }
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            return Ok(Vec::new());
         }
     }
 }

@@ -11,8 +11,10 @@ use tokio::sync::Semaphore;
 use super::executions::{self, RunRequest};
 use super::triggers::{self, DispatchRequest};
 use super::{EngineError, EngineEvent, Inner};
-use crate::runner::{ChildRequest, RunnerError, RunnerServices};
-use crate::store::{ExecutionRecord, ExecutionStatus, InquiryRecord};
+use crate::runner::{ChildRequest, RunnerError, RunnerServices, RunnerState};
+use crate::store::{
+    ExecutionRecord, ExecutionStatus, InquiryRecord, StoreError, TaskRecord, WorkflowRecord,
+};
 
 /// The services of one running execution.
 pub(crate) struct EngineServices {
@@ -20,6 +22,8 @@ pub(crate) struct EngineServices {
     execution_id: String,
     /// The user the execution runs as (whose `st2kv.user` dynamic config values see).
     run_user: String,
+    /// The runner state record as last read or written (its revision guards the next write).
+    state: tokio::sync::Mutex<Option<WorkflowRecord>>,
 }
 
 impl EngineServices {
@@ -28,6 +32,7 @@ impl EngineServices {
             inner,
             execution_id,
             run_user,
+            state: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -86,6 +91,8 @@ impl RunnerServices for EngineServices {
         run.context = request.context;
         run.parent = Some(self.execution_id.clone());
         run.notify = request.notify;
+        run.id = request.id;
+        run.delay_ms = request.delay_ms;
         executions::run(&self.inner, run)
             .await
             .map_err(|e| match e {
@@ -105,6 +112,116 @@ impl RunnerServices for EngineServices {
         .await;
         lent.take_back().await;
         waited.map_err(failed)
+    }
+
+    async fn wait_any(
+        &self,
+        ids: &[String],
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Vec<ExecutionRecord>, RunnerError> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let lent = LentSlot::lend(self.inner.runner_slots.clone());
+        let waited = executions::wait_any(
+            &self.inner,
+            ids,
+            Some(&self.execution_id),
+            deadline,
+            |r| {
+                r.status.is_completed()
+                    || matches!(r.status, ExecutionStatus::Paused | ExecutionStatus::Pending)
+            },
+            |own| {
+                matches!(
+                    own.status,
+                    ExecutionStatus::Pausing | ExecutionStatus::Canceling
+                )
+            },
+        )
+        .await;
+        lent.take_back().await;
+        waited.map_err(failed)
+    }
+
+    async fn load_state(&self) -> Result<Option<RunnerState>, RunnerError> {
+        let workflows = self.inner.store.workflows();
+        let record = workflows
+            .get_by_execution(&self.execution_id)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let tasks = workflows
+            .list_tasks(&record.id)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let state = RunnerState {
+            status: record.status.clone(),
+            state: record.state.clone(),
+            tasks,
+        };
+        *self.state.lock().await = Some(record);
+        Ok(Some(state))
+    }
+
+    async fn save_state(&self, status: &str, state: &Value) -> Result<(), RunnerError> {
+        let workflows = self.inner.store.workflows();
+        let mut held = self.state.lock().await;
+        if held.is_none() {
+            *held = workflows
+                .get_by_execution(&self.execution_id)
+                .await
+                .map_err(|e| failed(e.into()))?;
+        }
+        let now = self.inner.now();
+        let saved = match held.take() {
+            Some(mut record) => {
+                record.status = status.to_owned();
+                record.state = state.clone();
+                record.updated_at = now;
+                workflows.update(&record).await
+            }
+            None => {
+                let record = WorkflowRecord {
+                    id: crate::store::new_id(),
+                    execution_id: self.execution_id.clone(),
+                    revision: 0,
+                    status: status.to_owned(),
+                    state: state.clone(),
+                    created_at: now,
+                    updated_at: now,
+                };
+                workflows.create(&record).await
+            }
+        };
+        match saved {
+            Ok(record) => {
+                *held = Some(record);
+                Ok(())
+            }
+            // Someone else wrote it (another run of this execution): this run must stop.
+            Err(StoreError::Conflict { .. }) => Err(RunnerError::Failed(format!(
+                "the state of execution {} was changed by another run",
+                self.execution_id
+            ))),
+            Err(e) => Err(failed(e.into())),
+        }
+    }
+
+    async fn save_task(&self, mut task: TaskRecord) -> Result<(), RunnerError> {
+        let held = self.state.lock().await;
+        let Some(record) = held.as_ref() else {
+            return Err(RunnerError::Failed(
+                "save_task before save_state: the task has no workflow record".to_owned(),
+            ));
+        };
+        task.workflow_id = record.id.clone();
+        self.inner
+            .store
+            .workflows()
+            .put_task(&task)
+            .await
+            .map_err(|e| failed(e.into()))
     }
 
     async fn execution(&self, id: &str) -> Result<Option<ExecutionRecord>, RunnerError> {

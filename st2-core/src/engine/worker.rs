@@ -163,11 +163,25 @@ async fn handle(inner: &Arc<Inner>, lease: Lease) -> Result<(), EngineError> {
         queue.finish(lease.reference()).await?;
         return Ok(());
     };
+    // Scheduled or resuming: run it. Running (pausing, canceling) under this item whose lease
+    // expired, with a runner that keeps its state: run it again, it continues where the
+    // previous run stopped.
+    let runs = matches!(
+        record.status,
+        ExecutionStatus::Scheduled | ExecutionStatus::Resuming
+    ) || (matches!(
+        record.status,
+        ExecutionStatus::Running | ExecutionStatus::Pausing | ExecutionStatus::Canceling
+    ) && holder_item(&record) == Some(lease.item.id)
+        && resumes_after_crash(inner, &record));
+    if runs {
+        if !run_execution(inner, &lease, record).await? {
+            return release(inner, &lease).await;
+        }
+        return finish(inner, &lease).await;
+    }
     let now = inner.now();
     match record.status {
-        ExecutionStatus::Scheduled | ExecutionStatus::Resuming => {
-            run_execution(inner, &lease, record).await?;
-        }
         ExecutionStatus::Running | ExecutionStatus::Canceling
             if holder_item(&record) == Some(lease.item.id) =>
         {
@@ -212,10 +226,34 @@ async fn handle(inner: &Arc<Inner>, lease: Lease) -> Result<(), EngineError> {
         }
         _ => {}
     }
-    match queue.finish(lease.reference()).await {
+    finish(inner, &lease).await
+}
+
+/// The run item is done.
+async fn finish(inner: &Arc<Inner>, lease: &Lease) -> Result<(), EngineError> {
+    match inner.store.queue().finish(lease.reference()).await {
         Ok(()) | Err(StoreError::LeaseLost { .. }) | Err(StoreError::NotFound { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Give a run item back to its queue (its runner stopped with the engine and continues on
+/// the next start).
+async fn release(inner: &Arc<Inner>, lease: &Lease) -> Result<(), EngineError> {
+    match inner.store.queue().release(lease.reference(), None).await {
+        Ok(()) | Err(StoreError::LeaseLost { .. }) | Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the execution's runner continues after a crash.
+fn resumes_after_crash(inner: &Inner, record: &ExecutionRecord) -> bool {
+    record
+        .runner
+        .get("name")
+        .and_then(Value::as_str)
+        .and_then(|name| inner.runners.get(name))
+        .is_some_and(|runner| runner.resumes_after_crash())
 }
 
 /// The queue item whose claim started the execution.
@@ -332,11 +370,13 @@ fn prepare_run(
     })
 }
 
+/// Run an execution; `false` when its runner stopped with the engine and continues on the
+/// next start (runners that resume after a crash), so the item goes back to the queue.
 async fn run_execution(
     inner: &Arc<Inner>,
     lease: &Lease,
     record: ExecutionRecord,
-) -> Result<(), EngineError> {
+) -> Result<bool, EngineError> {
     let now = inner.now();
     let runner_info = json!({
         "hostname": inner.settings.node_name,
@@ -346,19 +386,26 @@ async fn run_execution(
     });
     // A resumed execution's runner continues from the result it paused with.
     let resume = (record.status == ExecutionStatus::Resuming).then(|| record.result.clone());
+    let again = matches!(
+        record.status,
+        ExecutionStatus::Running | ExecutionStatus::Pausing | ExecutionStatus::Canceling
+    );
     let Some(running) = update_with(inner, record, |r| {
-        if !matches!(
-            r.status,
-            ExecutionStatus::Scheduled | ExecutionStatus::Resuming
-        ) {
-            return false;
-        }
         r.runner_info = Some(runner_info.clone());
-        lifecycle::transition(r, ExecutionStatus::Running, now).is_ok()
+        match r.status {
+            ExecutionStatus::Scheduled | ExecutionStatus::Resuming => {
+                lifecycle::transition(r, ExecutionStatus::Running, now).is_ok()
+            }
+            // Run again after a crash: the status stays.
+            ExecutionStatus::Running | ExecutionStatus::Pausing | ExecutionStatus::Canceling => {
+                again
+            }
+            _ => false,
+        }
     })
     .await?
     else {
-        return Ok(());
+        return Ok(true);
     };
     let (canceller, cancellation) = Cancellation::new();
     inner
@@ -373,7 +420,9 @@ async fn run_execution(
         .unwrap_or_else(|e| e.into_inner())
         .remove(&running.id);
     flush_output(inner).await;
-    let (status, result, extra_context) = outcome;
+    let Some((status, result, extra_context)) = outcome else {
+        return Ok(false);
+    };
     // A workflow runner's canceled result is its progress so far (StackStorm keeps an
     // action chain's tasks); other runners' results give way to the cancel message.
     let keeps_result = running
@@ -418,11 +467,12 @@ async fn run_execution(
     {
         post_run(inner, &f).await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Run the runner in its own task (a panic fails the execution, not the engine), extending
-/// the lease while it runs and noticing a cancel requested elsewhere.
+/// the lease while it runs and noticing a cancel requested elsewhere. `None` when the engine
+/// stopped a runner that resumes after a crash (it is left as it is, to continue later).
 async fn run_runner(
     inner: &Arc<Inner>,
     lease: &Lease,
@@ -430,7 +480,7 @@ async fn run_runner(
     resume: Option<Value>,
     cancellation: crate::runner::Cancellation,
     canceller: &Canceller,
-) -> (ExecutionStatus, Value, Map<String, Value>) {
+) -> Option<(ExecutionStatus, Value, Map<String, Value>)> {
     let prepared = {
         let inner2 = inner.clone();
         let record2 = record.clone();
@@ -439,16 +489,17 @@ async fn run_runner(
     };
     let prepared = match prepared {
         Ok(Ok(p)) => p,
-        Ok(Err(message)) => return failed(message),
-        Err(e) => return failed(format!("preparing the run panicked: {e}")),
+        Ok(Err(message)) => return Some(failed(message)),
+        Err(e) => return Some(failed(format!("preparing the run panicked: {e}"))),
     };
     let runner_name = prepared.context.runner_type.name.clone();
     let Some(runner) = inner.runners.get(&runner_name).cloned() else {
-        return failed(format!(
+        return Some(failed(format!(
             "Runner \"{runner_name}\" is not available in this engine."
-        ));
+        )));
     };
     let is_workflow = prepared.context.action.is_workflow();
+    let durable = runner.resumes_after_crash();
     let mut task = tokio::spawn(async move { runner.run(prepared.context).await });
     let heartbeat = inner.settings.heartbeat;
     let joined = loop {
@@ -457,6 +508,13 @@ async fn run_runner(
             () = tokio::time::sleep(heartbeat) => {
                 match inner.store.queue().heartbeat(lease.reference(), inner.settings.lease).await {
                     Ok(_) => {}
+                    // Another holder has it now. A runner that keeps its state is only
+                    // stopped here (the other run continues it; cancelling would cancel its
+                    // children); others are cancelled.
+                    Err(StoreError::LeaseLost { .. }) if durable => {
+                        task.abort();
+                        return None;
+                    }
                     Err(StoreError::LeaseLost { .. }) => canceller.cancel(),
                     Err(_) => {}
                 }
@@ -467,17 +525,22 @@ async fn run_runner(
                 }
             }
             () = inner.stopping.cancelled() => {
+                if durable {
+                    // It continues on the next start, from its saved state.
+                    task.abort();
+                    return None;
+                }
                 // Shutting down with work in flight: StackStorm's action runner marks it
                 // abandoned. Stop the runner (it kills its process) and say so.
                 canceller.cancel();
                 if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
                     task.abort();
                 }
-                return (ExecutionStatus::Abandoned, json!({}), Map::new());
+                return Some((ExecutionStatus::Abandoned, json!({}), Map::new()));
             }
         }
     };
-    match joined {
+    Some(match joined {
         Ok(Ok(outcome)) => shape(outcome, is_workflow),
         Ok(Err(e)) => failed(e.to_string()),
         Err(e) if e.is_panic() => {
@@ -490,7 +553,7 @@ async fn run_runner(
             failed(format!("The runner panicked: {message}"))
         }
         Err(_) => (ExecutionStatus::Abandoned, json!({}), Map::new()),
-    }
+    })
 }
 
 fn failed(message: String) -> (ExecutionStatus, Value, Map<String, Value>) {

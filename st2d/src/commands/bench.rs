@@ -34,6 +34,9 @@ use st2_core::store::{
 pub enum BenchCommand {
     /// Trigger → rule → execution → runner → result, in process, on a SQLite file.
     Pipeline(PipelineArgs),
+    /// Orquesta workflows of noop tasks through the engine (with-items, a sequence, many at
+    /// once).
+    Workflow(super::bench_workflow::WorkflowArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,7 +79,6 @@ pub struct PipelineArgs {
 }
 
 pub fn run(command: BenchCommand) -> ExitCode {
-    let BenchCommand::Pipeline(args) = command;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -87,7 +89,11 @@ pub fn run(command: BenchCommand) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(pipeline(args)) {
+    let ran = match command {
+        BenchCommand::Pipeline(args) => runtime.block_on(pipeline(args)),
+        BenchCommand::Workflow(args) => runtime.block_on(super::bench_workflow::run(args)),
+    };
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
