@@ -1537,3 +1537,57 @@ async fn a_workflow_is_paused_and_resumed_through_put() {
     assert_eq!(children.json[1]["result"]["stdout"], "done");
     assert_eq!(children.json[0]["parent"], id.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orquesta_workflow_runs_through_the_api_with_its_children() {
+    let app = App::new().await;
+    let pack = app.dir.path().join("packs/demo");
+    std::fs::create_dir_all(pack.join("actions/workflows")).expect("dir");
+    std::fs::write(
+        pack.join("actions/flow.yaml"),
+        "---\nname: flow\nrunner_type: orquesta\nentry_point: workflows/flow.yaml\nenabled: true\nparameters:\n  who:\n    type: string\n    required: true\n",
+    )
+    .expect("action");
+    std::fs::write(
+        pack.join("actions/workflows/flow.yaml"),
+        "version: 1.0\ninput:\n  - who\ntasks:\n  greet:\n    action: core.local\n    input:\n      cmd: echo hello <% ctx(who) %>\n    next:\n      - when: <% succeeded() %>\n        publish:\n          - out: <% result().stdout %>\noutput:\n  - greeting: <% ctx(out) %>\n",
+    )
+    .expect("workflow");
+    let r = app
+        .call(
+            "POST",
+            "/v1/packs/register",
+            Some("{\"packs\": [\"demo\"]}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = app
+        .call(
+            "POST",
+            "/v1/executions",
+            Some("{\"action\": \"demo.flow\", \"parameters\": {\"who\": \"st2\"}}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["liveaction"]["action_is_workflow"], true);
+    let id = r.json["id"].as_str().expect("id").to_owned();
+    let done = app.wait(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["output"]["greeting"], "hello st2", "{done}");
+    let children = app
+        .get(&format!("/v1/executions/{id}/children/?depth=-1"))
+        .await;
+    let children = children.json.as_array().expect("children");
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0]["context"]["orquesta"]["task_name"], "greet");
+    assert_eq!(children[0]["parent"], id.as_str());
+    let top = app.get("/v1/executions?parent=null").await;
+    assert!(
+        top.json
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|e| e["id"] != children[0]["id"]),
+        "parent=null lists top-level executions only"
+    );
+}

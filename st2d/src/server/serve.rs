@@ -55,7 +55,7 @@ pub fn ensure_users_file(users: &HtpasswdFile) -> anyhow::Result<Option<Secret>>
 }
 
 /// Build the engine `st2d serve` runs: the store, StackStorm's runners (with Python actions
-/// and sensors), the packs.
+/// and sensors, and Orquesta workflows), the packs.
 ///
 /// # Errors
 /// Runner registration or engine start failures.
@@ -72,6 +72,7 @@ pub async fn start_engine(
         ..PythonSettings::default()
     });
     runners.register("python-script", python.clone())?;
+    runners.register("orquesta", st2_workflow::OrquestaRunner::new())?;
     let settings = EngineSettings {
         max_running: config.max_running,
         api_url: format!("http://{}/v1", config.api_listen),
