@@ -208,6 +208,8 @@ async fn every_route_refuses_requests_without_credentials() {
         ("PUT", format!("/v1/executions/{id}")),
         ("DELETE", format!("/v1/executions/{id}")),
         ("GET", format!("/v1/executions/{id}/output")),
+        ("GET", format!("/v1/executions/{id}/result")),
+        ("GET", "/v1/actions/views/entry_point/core.local".into()),
         ("GET", format!("/v1/executions/{id}/children")),
         ("POST", format!("/v1/executions/{id}/re_run")),
         ("GET", format!("/v1/executions/{id}/attribute/status")),
@@ -1590,4 +1592,60 @@ async fn an_orquesta_workflow_runs_through_the_api_with_its_children() {
             .all(|e| e["id"] != children[0]["id"]),
         "parent=null lists top-level executions only"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_download_and_entry_points() {
+    let app = App::new().await;
+    let r = app
+        .call(
+            "POST",
+            "/v1/executions",
+            Some("{\"action\": \"core.local\", \"parameters\": {\"cmd\": \"echo out\"}}"),
+        )
+        .await;
+    let id = r.json["id"].as_str().expect("id").to_owned();
+    app.wait(&id).await;
+    let r = app.get(&format!("/v1/executions/{id}/result")).await;
+    assert_eq!(r.header("content-type"), Some("text/json"));
+    assert_eq!(r.json["stdout"], "out");
+    assert!(!r.text.contains('\n'));
+    let r = app
+        .get(&format!(
+            "/v1/executions/{id}/result?download=1&pretty_format=1"
+        ))
+        .await;
+    assert_eq!(
+        r.header("content-disposition").map(str::to_owned),
+        Some(format!("attachment; filename=execution_{id}_result.json"))
+    );
+    assert!(r.text.contains("\n  \""), "{}", r.text);
+    let r = app
+        .get(&format!("/v1/executions/{id}/result?compress=true"))
+        .await;
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(r.header("content-type"), Some("application/x-gzip"));
+
+    let pack = app.dir.path().join("packs/demo");
+    std::fs::write(pack.join("actions/greet.sh"), "#!/bin/sh\necho greetings\n").expect("script");
+    std::fs::write(
+        pack.join("actions/greet.yaml"),
+        "---\nname: greet\nrunner_type: local-shell-script\nentry_point: greet.sh\nenabled: true\n",
+    )
+    .expect("action");
+    let r = app
+        .call(
+            "POST",
+            "/v1/packs/register",
+            Some("{\"packs\": [\"demo\"]}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = app.get("/v1/actions/views/entry_point/demo.greet").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.text, "#!/bin/sh\necho greetings\n");
+    let r = app.get("/v1/actions/views/entry_point/core.local").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = app.get("/v1/actions/views/entry_point/demo.nope").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

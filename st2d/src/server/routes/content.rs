@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value, json};
 use st2_core::store::{Page, SortOrder, Timestamp, TriggerInstanceFilter};
@@ -483,4 +483,68 @@ pub async fn get_rule(
         &Params::parse(q.as_deref()),
         CONTENT_KEYS,
     )
+}
+
+/// `GET /v1/actions/views/entry_point/{ref_or_id}`: the action's entry point file as text.
+pub async fn action_entry_point(
+    State(state): State<Arc<ApiState>>,
+    Path(key): Path<String>,
+) -> ApiResult {
+    let catalog = state.engine.catalog();
+    let action = catalog
+        .actions()
+        .find(|a| {
+            a.reference == key
+                || st2_core::engine::snapshot::content_id("action", &a.reference) == key
+        })
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&key))?;
+    if action.entry_point.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Action \"{}\" has no entry_point",
+            action.reference
+        )));
+    }
+    let pack_dir = catalog
+        .pack(action.pack())
+        .and_then(|p| p.path.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("Pack \"{}\" has no files on disk", action.pack()),
+            )
+        })?;
+    let actions_dir = pack_dir.join("actions");
+    let missing = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "Entry point file of action \"{}\" not found",
+                action.reference
+            ),
+        )
+    };
+    let path = actions_dir
+        .join(&action.entry_point)
+        .canonicalize()
+        .map_err(|_| missing())?;
+    // The entry point must stay inside the pack (no `../` out of it).
+    let root = pack_dir.canonicalize().map_err(|_| missing())?;
+    if !path.starts_with(&root) {
+        return Err(ApiError::bad_request(
+            "The entry point points outside its pack",
+        ));
+    }
+    let text = tokio::fs::read_to_string(&path)
+        .await
+        .map_err(|_| missing())?;
+    Ok((
+        StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }

@@ -387,3 +387,54 @@ pub async fn attribute(
     let found = value.get(&attribute).cloned().unwrap_or(Value::Null);
     Ok(json(StatusCode::OK, &found))
 }
+
+/// `GET /v1/executions/{id}/result` (*download*, *compress*, *pretty_format*): the raw result
+/// as `text/json`, as a file to save with `download`, gzipped with `compress`.
+pub async fn result(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let params = Params::parse(q.as_deref());
+    let download = params.bool("download")?.unwrap_or(false);
+    let compress = params.bool("compress")?.unwrap_or(false);
+    let pretty = params.bool("pretty_format")?.unwrap_or(false);
+    let record = find(&state, &id).await?;
+    let text = if pretty {
+        serde_json::to_string_pretty(&record.result)
+    } else {
+        serde_json::to_string(&record.result)
+    }
+    .map_err(ApiError::internal)?;
+    let mut body = text.into_bytes();
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/json"),
+    );
+    if download {
+        let name = format!(
+            "execution_{}_result.json{}",
+            record.id,
+            if compress { ".gz" } else { "" }
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("attachment; filename={name}")) {
+            headers.insert(axum::http::header::CONTENT_DISPOSITION, v);
+        }
+    }
+    if compress {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&body).map_err(ApiError::internal)?;
+        body = encoder.finish().map_err(ApiError::internal)?;
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/x-gzip"),
+        );
+        headers.insert(
+            axum::http::header::CONTENT_ENCODING,
+            axum::http::HeaderValue::from_static("gzip"),
+        );
+    }
+    Ok((StatusCode::OK, headers, body).into_response())
+}

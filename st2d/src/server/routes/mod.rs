@@ -53,6 +53,10 @@ pub fn routes(state: Arc<ApiState>) -> Router {
             "/v1/actions/views/parameters/{ref_or_id}",
             get(content::action_parameters),
         )
+        .route(
+            "/v1/actions/views/entry_point/{ref_or_id}",
+            get(content::action_entry_point),
+        )
         .route("/v1/packs", get(content::list_packs))
         .route("/v1/packs/{ref_or_id}", get(content::get_pack))
         .route("/v1/packs/register", post(packs::register))
@@ -102,6 +106,7 @@ pub fn routes(state: Arc<ApiState>) -> Router {
                 .delete(executions::cancel),
         )
         .route("/v1/executions/{id}/output", get(executions::output))
+        .route("/v1/executions/{id}/result", get(executions::result))
         .route("/v1/executions/{id}/children", get(executions::children))
         .route("/v1/executions/{id}/re_run", post(executions::re_run))
         .route(
