@@ -1649,3 +1649,90 @@ async fn results_download_and_entry_points() {
     let r = app.get("/v1/actions/views/entry_point/demo.nope").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_never_cause_a_server_error() {
+    let app = App::new().await;
+    let bodies = [
+        "",
+        "null",
+        "true",
+        "42",
+        "\"text\"",
+        "[]",
+        "[1, {}]",
+        "{",
+        "{\"a\": }",
+        "\u{0}\u{1}binary",
+        "{\"action\": 5, \"parameters\": \"x\", \"user\": [], \"context\": 3, \"delay\": -1}",
+        "{\"status\": 1, \"parameters\": [], \"tasks\": \"x\", \"enabled\": \"yes\"}",
+        "{\"value\": {}, \"ttl\": \"soon\", \"secret\": \"yes\", \"scope\": 7, \"user\": 1}",
+        "{\"trigger\": {}, \"payload\": 1, \"name\": 2, \"action\": {\"ref\": 3}}",
+        "{\"packs\": \"core\", \"metadata\": [], \"token\": 5, \"ttl\": 1e400}",
+    ];
+    let queries = [
+        "",
+        "?limit=abc",
+        "?limit=-5&offset=-1",
+        "?offset=99999999999999999999",
+        "?include_attributes=&exclude_attributes=",
+        "?decrypt=maybe&scope=%FF",
+        "?status=nope&parent=&timestamp_gt=yesterday",
+        "?depth=x&output_type=video&sort=-,+",
+        "?wait=true&timeout=abc",
+    ];
+    let id = "5f0c0ffee0ddf00dcafe0001";
+    let routes = [
+        ("POST", "/v1/executions".to_owned()),
+        ("GET", "/v1/executions".to_owned()),
+        ("PUT", format!("/v1/executions/{id}")),
+        ("DELETE", format!("/v1/executions/{id}")),
+        ("POST", format!("/v1/executions/{id}/re_run")),
+        ("GET", format!("/v1/executions/{id}/output")),
+        ("GET", format!("/v1/executions/{id}/children")),
+        ("GET", "/v1/keys".to_owned()),
+        ("PUT", "/v1/keys/k".to_owned()),
+        ("GET", "/v1/keys/k".to_owned()),
+        ("DELETE", "/v1/keys/k".to_owned()),
+        ("POST", "/v1/rules".to_owned()),
+        ("PUT", "/v1/rules/demo.on_deploy".to_owned()),
+        ("POST", "/v1/webhooks/st2".to_owned()),
+        ("POST", "/v1/webhooks/deploy".to_owned()),
+        ("POST", "/v1/apikeys".to_owned()),
+        ("PUT", format!("/v1/apikeys/{id}")),
+        ("POST", "/v1/tokens/validate".to_owned()),
+        ("POST", "/v1/packs/register".to_owned()),
+        ("GET", "/v1/actions".to_owned()),
+        ("GET", "/v1/triggerinstances".to_owned()),
+        ("GET", "/v1/ruleenforcements".to_owned()),
+    ];
+    for (method, path) in &routes {
+        for query in queries {
+            for body in bodies {
+                let uri = format!("{path}{query}");
+                let r = app.call(method, &uri, Some(body)).await;
+                assert!(
+                    r.status.as_u16() < 500,
+                    "{method} {uri} {body:?}: {} {}",
+                    r.status,
+                    r.text
+                );
+                if !r.status.is_success() {
+                    assert!(!r.fault().is_empty(), "{method} {uri} {body:?}: {}", r.text);
+                }
+            }
+        }
+    }
+    // A token request with junk is refused, never a crash.
+    for body in bodies {
+        let r = app
+            .send(
+                "POST",
+                "/tokens",
+                &[("authorization", "Basic Og==")],
+                Some(body),
+            )
+            .await;
+        assert!(r.status.as_u16() < 500, "{body:?}: {}", r.text);
+    }
+}
