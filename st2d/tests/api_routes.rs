@@ -202,6 +202,8 @@ async fn every_route_refuses_requests_without_credentials() {
         ("GET", "/v1/sensortypes".into()),
         ("GET", "/v1/sensortypes/demo.Watcher".into()),
         ("GET", "/v1/timers".into()),
+        ("GET", "/v1/service_registry/groups".into()),
+        ("GET", "/v1/service_registry/groups/st2d/members".into()),
         ("GET", "/v1/executions".into()),
         ("POST", "/v1/executions".into()),
         ("GET", format!("/v1/executions/{id}")),
@@ -1222,6 +1224,21 @@ async fn enforcements_rule_types_sensor_types_and_timers() {
             .await
             .json,
         json!([])
+    );
+
+    let groups = app.get("/v1/service_registry/groups").await;
+    assert_eq!(groups.json, json!({"groups": ["st2d"]}));
+    let members = app.get("/v1/service_registry/groups/st2d/members").await;
+    assert_eq!(members.json["members"][0]["member_id"], "st2d");
+    assert_eq!(
+        members.json["members"][0]["capabilities"]["store"],
+        "sqlite"
+    );
+    assert_eq!(
+        app.get("/v1/service_registry/groups/nope/members")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
     );
 
     let types = app.get("/v1/ruletypes").await;

@@ -93,6 +93,11 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         .route("/v1/ruletypes/{id}", get(reactor::get_rule_type))
         .route("/v1/sensortypes", get(reactor::list_sensor_types))
         .route("/v1/sensortypes/{ref_or_id}", get(reactor::get_sensor_type))
+        .route("/v1/service_registry/groups", get(reactor::service_groups))
+        .route(
+            "/v1/service_registry/groups/{group_id}/members",
+            get(reactor::service_members),
+        )
         .route("/v1/timers", get(reactor::list_timers))
         .route("/v1/timers/{ref_or_id}", get(reactor::get_timer))
         .route(

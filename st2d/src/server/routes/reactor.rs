@@ -216,3 +216,53 @@ pub async fn list_timers(State(state): State<Arc<ApiState>>, RawQuery(q): RawQue
 pub async fn get_timer(State(state): State<Arc<ApiState>>, Path(key): Path<String>) -> ApiResult {
     one_of(timers(&state), &key, &Params::default(), &["id", "ref"])
 }
+
+const GROUP: &str = "st2d";
+
+fn member(state: &ApiState) -> Value {
+    let settings = state.engine.settings();
+    let r = settings.roles;
+    let roles: Vec<&str> = [
+        ("rules", r.rules),
+        ("scheduler", r.scheduler),
+        ("runner", r.runner),
+        ("timers", r.timers),
+        ("sensors", r.sensors),
+        ("gc", r.gc),
+    ]
+    .iter()
+    .filter(|(_, on)| *on)
+    .map(|(name, _)| *name)
+    .collect();
+    json!({
+        "group_id": GROUP,
+        "member_id": settings.node_name,
+        "capabilities": {
+            "name": "st2d",
+            "version": env!("CARGO_PKG_VERSION"),
+            "roles": roles,
+            "max_running": settings.max_running,
+            "store": state.engine.store().backend(),
+        },
+    })
+}
+
+/// `GET /service_registry/groups` — this node's group.
+pub async fn service_groups() -> axum::response::Response {
+    json(StatusCode::OK, &json!({"groups": [GROUP]}))
+}
+
+/// `GET /service_registry/groups/{group_id}/members` — this node (other nodes sharing the
+/// store are not listed yet).
+pub async fn service_members(
+    State(state): State<Arc<ApiState>>,
+    Path(group): Path<String>,
+) -> ApiResult {
+    if group != GROUP {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("Group with ID \"{group}\" not found."),
+        ));
+    }
+    Ok(json(StatusCode::OK, &json!({"members": [member(&state)]})))
+}
