@@ -164,3 +164,54 @@ async fn a_catalog_loaded_again_replaces_the_running_one() {
     assert_eq!(fire(&engine, "y").await.len(), 0);
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_put_and_removed_at_runtime_can_be_run() {
+    use st2_core::model::action_from_json;
+    let engine = engine().await;
+    let body = json!({
+        "name": "say", "pack": "examples", "runner_type": "local-shell-cmd",
+        "description": "Says something", "id": "ignored", "ref": "examples.say",
+        "parameters": {"cmd": {"default": "echo hi"}},
+    });
+    let action = action_from_json(&body, &engine.catalog()).expect("valid action");
+    assert_eq!(action.reference, "examples.say");
+    assert!(action.enabled, "actions default to enabled");
+    assert!(engine.put_action(action).is_none());
+    let run = engine
+        .run("examples.say", Default::default(), Default::default())
+        .await
+        .expect("runs");
+    assert_eq!(
+        run.parameters.get("cmd"),
+        None,
+        "defaults apply at run time"
+    );
+    assert!(engine.remove_action("examples.say").is_some());
+    assert!(matches!(
+        engine
+            .run("examples.say", Default::default(), Default::default())
+            .await,
+        Err(EngineError::UnknownAction(_))
+    ));
+
+    let catalog = engine.catalog();
+    let no_runner = action_from_json(&json!({"name": "x"}), &catalog).expect_err("no runner");
+    assert!(
+        no_runner.iter().any(|m| m.contains("runner_type")),
+        "{no_runner:?}"
+    );
+    let unknown = action_from_json(&json!({"name": "x", "runner_type": "nope"}), &catalog)
+        .expect_err("unknown runner");
+    assert!(unknown.iter().any(|m| m.contains("nope")), "{unknown:?}");
+    let bad_params = action_from_json(
+        &json!({"name": "x", "runner_type": "noop", "parameters": {"p": {"type": "strange"}}}),
+        &catalog,
+    )
+    .expect_err("bad parameter type");
+    assert!(
+        bad_params.iter().any(|m| m.contains("parameters")),
+        "{bad_params:?}"
+    );
+    engine.shutdown().await;
+}

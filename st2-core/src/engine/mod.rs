@@ -912,6 +912,29 @@ impl Engine {
         diagnostics
     }
 
+    /// Add an action, or replace the action with the same ref, while the engine runs (the
+    /// API's `POST /actions` / `PUT /actions/<id>`); returns the action it replaced.
+    /// Executions already created keep the action they were created with.
+    pub fn put_action(&self, action: crate::model::Action) -> Option<Arc<crate::model::Action>> {
+        let mut catalog = self
+            .inner
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        Arc::make_mut(&mut catalog).insert_action(action)
+    }
+
+    /// Remove the action `reference` while the engine runs (`DELETE /actions/<id>`); returns
+    /// it. Rules naming it fail their enforcements until it exists again.
+    pub fn remove_action(&self, reference: &str) -> Option<Arc<crate::model::Action>> {
+        let mut catalog = self
+            .inner
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        Arc::make_mut(&mut catalog).remove_action(reference)
+    }
+
     /// Remove the rule `reference` while the engine runs (`DELETE /rules/<id>`); returns it.
     pub fn remove_rule(&self, reference: &str) -> Option<Arc<crate::model::Rule>> {
         let removed = {

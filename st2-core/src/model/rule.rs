@@ -157,20 +157,7 @@ pub fn rule_from_json(
         dir_name: pack.clone(),
     };
     let mut issues = Issues::new();
-    let errors = |issues: Issues| -> Vec<String> {
-        issues
-            .into_vec()
-            .into_iter()
-            .filter(|i| i.severity == Severity::Error)
-            .map(|i| {
-                if i.path.is_root() {
-                    i.message
-                } else {
-                    format!("{}: {}", i.path, i.message)
-                }
-            })
-            .collect()
-    };
+    let errors = crate::model::error_messages;
     let spec = RuleSpec::read(value, &identity, &mut issues);
     let Some(spec) = spec.filter(|_| !issues.has_errors()) else {
         let mut found = errors(issues);
