@@ -39,6 +39,14 @@ enum Command {
         #[command(subcommand)]
         command: commands::workflow::WorkflowCommand,
     },
+    /// Run the daemon: StackStorm's REST API, auth and webhooks on 127.0.0.1:9101/9100/9102,
+    /// the engine, the packs (see docs/operations.md).
+    Serve(Box<st2d::server::config::ServeArgs>),
+    /// Manage the users of the htpasswd users file.
+    User {
+        #[command(subcommand)]
+        command: commands::user::UserCommand,
+    },
     /// Operate on a store (SQLite or PostgreSQL) without running the daemon.
     Store {
         #[command(subcommand)]
@@ -61,8 +69,56 @@ fn main() -> ExitCode {
         Command::Expr(args) => commands::expr::run(args),
         Command::Store { command } => commands::store::run(command),
         Command::Workflow { command } => commands::workflow::run(command),
+        Command::Serve(args) => serve(*args),
+        Command::User { command } => commands::user::run(command),
         Command::Rule {
             command: RuleCommand::Test(args),
         } => commands::rule::run(args),
     }
+}
+
+fn serve(args: st2d::server::config::ServeArgs) -> ExitCode {
+    let config = match args.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(st2d::server::serve::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Log to stderr; `ST2D_LOG` (or `RUST_LOG`) filters, default `info`.
+fn init_logging(format: st2d::server::config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("ST2D_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        st2d::server::config::LogFormat::Json => builder.json().try_init(),
+        st2d::server::config::LogFormat::Text => builder.try_init(),
+    };
 }

@@ -816,6 +816,145 @@ impl Engine {
         triggers::dispatch(&self.inner, request).await
     }
 
+    /// Add a rule, or replace the rule with the same ref, while the engine runs (the API's
+    /// `POST /rules` / `PUT /rules/<id>`): the next trigger instances are matched against it.
+    /// Returns the rule it replaced. Timer rules added this way fire from the next start on.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidParameters`] when the rule's criteria do not compile.
+    pub fn put_rule(
+        &self,
+        rule: crate::model::Rule,
+    ) -> Result<Option<Arc<crate::model::Rule>>, EngineError> {
+        let compiled =
+            CompiledRule::new(rule.clone(), crate::rules::default_rhai()).map_err(|problems| {
+                EngineError::InvalidParameters(
+                    problems
+                        .iter()
+                        .map(|p| format!("criteria {}: {}", p.location(), p.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
+        let replaced = {
+            let mut catalog = self
+                .inner
+                .catalog
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            Arc::make_mut(&mut catalog).insert_rule(rule)
+        };
+        self.inner.matcher.insert(compiled);
+        self.inner.index_triggers();
+        Ok(replaced)
+    }
+
+    /// Replace what is loaded while the engine runs (packs registered again from disk): new
+    /// executions and trigger instances use `catalog`'s actions, trigger types and rules.
+    /// Runner types the old catalog had and the new one lacks (runners written in Rust) are
+    /// kept. Sensors and timers keep running as they were started; they follow the new
+    /// catalog from the next start. Returns the problems of rules whose criteria do not
+    /// compile (those rules do not match, as at start).
+    pub fn replace_catalog(&self, mut catalog: Catalog) -> Vec<Diagnostic> {
+        let old = self.inner.catalog();
+        for runner in old.runner_types() {
+            if catalog.runner_type(&runner.name).is_none() {
+                catalog.insert_runner_type((**runner).clone());
+            }
+        }
+        let mut diagnostics = Vec::new();
+        let mut compiled = Vec::new();
+        for rule in catalog.rules() {
+            match CompiledRule::new((**rule).clone(), crate::rules::default_rhai()) {
+                Ok(c) => compiled.push(c),
+                Err(problems) => {
+                    for p in problems {
+                        diagnostics.push(Diagnostic::error(
+                            rule.origin.metadata_file.clone(),
+                            Default::default(),
+                            format!(
+                                "rule {}: criteria {}: {}",
+                                rule.reference,
+                                p.location(),
+                                p.message
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let kept: std::collections::HashSet<String> =
+            compiled.iter().map(|c| c.rule.reference.clone()).collect();
+        *self
+            .inner
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(catalog);
+        for rule in old.rules() {
+            if !kept.contains(&rule.reference) {
+                self.inner.matcher.remove(&rule.reference);
+            }
+        }
+        for c in compiled {
+            self.inner.matcher.insert(c);
+        }
+        self.inner
+            .payload_schemas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.inner
+            .triggers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.inner.index_triggers();
+        diagnostics
+    }
+
+    /// Add an action, or replace the action with the same ref, while the engine runs (the
+    /// API's `POST /actions` / `PUT /actions/<id>`); returns the action it replaced.
+    /// Executions already created keep the action they were created with.
+    pub fn put_action(&self, action: crate::model::Action) -> Option<Arc<crate::model::Action>> {
+        let mut catalog = self
+            .inner
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        Arc::make_mut(&mut catalog).insert_action(action)
+    }
+
+    /// Remove the action `reference` while the engine runs (`DELETE /actions/<id>`); returns
+    /// it. Rules naming it fail their enforcements until it exists again.
+    pub fn remove_action(&self, reference: &str) -> Option<Arc<crate::model::Action>> {
+        let mut catalog = self
+            .inner
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        Arc::make_mut(&mut catalog).remove_action(reference)
+    }
+
+    /// Remove the rule `reference` while the engine runs (`DELETE /rules/<id>`); returns it.
+    pub fn remove_rule(&self, reference: &str) -> Option<Arc<crate::model::Rule>> {
+        let removed = {
+            let mut catalog = self
+                .inner
+                .catalog
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            Arc::make_mut(&mut catalog).remove_rule(reference)
+        };
+        self.inner.matcher.remove(reference);
+        self.inner
+            .triggers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.inner.index_triggers();
+        removed
+    }
+
     /// The triggers with parameters the loaded rules listen to (webhook URLs, timers), by ref.
     pub fn parameterized_triggers(&self) -> Vec<(String, TriggerRef)> {
         let triggers = self

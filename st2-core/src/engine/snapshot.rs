@@ -36,6 +36,13 @@ pub fn derived_id(seed: &str, what: &str) -> String {
     id
 }
 
+/// A stable id for pack content (`kind` is `action`, `rule`, `pack`, `runner_type`,
+/// `trigger_type`, `trigger`, …), derived from its ref: content loaded from packs has no
+/// database id, and the API needs one that stays the same across restarts.
+pub fn content_id(kind: &str, reference: &str) -> String {
+    derived_id("00000000", &format!("{kind}:{reference}"))
+}
+
 /// StackStorm's isotime format: `2024-05-01T10:00:00.123456Z`.
 pub fn isotime(t: Timestamp) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
@@ -235,6 +242,18 @@ mod tests {
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(a, derived_id("65f0c0ffee0000000000abcd", "rule:demo.r"));
         assert_ne!(a, derived_id("65f0c0ffee0000000000abcd", "rule:demo.s"));
+    }
+
+    #[test]
+    fn content_ids_are_stable_per_kind_and_ref() {
+        let a = content_id("action", "core.local");
+        assert_eq!(a.len(), 24);
+        assert_eq!(a, content_id("action", "core.local"));
+        assert_ne!(a, content_id("rule", "core.local"));
+        assert_eq!(
+            content_id("rule", "demo.r"),
+            super::super::triggers::rule_id("demo.r")
+        );
     }
 
     #[test]

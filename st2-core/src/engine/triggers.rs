@@ -417,7 +417,7 @@ fn trace_id_of(pending: &Pending) -> String {
 
 /// A stable id for a rule, derived from its ref (rules loaded from packs have no database id).
 pub(crate) fn rule_id(reference: &str) -> String {
-    derived_id("00000000", &format!("rule:{reference}"))
+    snapshot::content_id("rule", reference)
 }
 
 /// Match, enforce and record one instance. Failures are recorded on the instance

@@ -103,6 +103,47 @@ impl Action {
     }
 }
 
+/// Compile an action given as a JSON object (the body of the API's `POST /actions` or `PUT
+/// /actions/<id>`) against the runner types `catalog` holds, with the checks an action file
+/// gets. `pack` defaults to `default`; `id`, `ref`, `uid` and `metadata_file` are accepted and
+/// ignored. The action's files, if any, are the pack's on disk.
+///
+/// # Errors
+/// Every error found, as `<field>: <message>` lines.
+pub fn action_from_json(
+    value: &Value,
+    catalog: &crate::catalog::Catalog,
+) -> Result<Action, Vec<String>> {
+    let pack = value
+        .get("pack")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+        .unwrap_or("default")
+        .to_owned();
+    let identity = PackIdentity {
+        reference: pack.clone(),
+        dir_name: pack.clone(),
+    };
+    let mut issues = Issues::new();
+    let spec = ActionSpec::read(value, &identity, &mut issues);
+    let Some(spec) = spec.filter(|_| !issues.has_errors()) else {
+        let mut found = crate::model::error_messages(issues);
+        if found.is_empty() {
+            found.push("the action must be a JSON object".to_owned());
+        }
+        return Err(found);
+    };
+    let runner = catalog.runner_type(&spec.runner_type).cloned();
+    let origin = Origin {
+        pack,
+        metadata_file: String::new(),
+    };
+    match spec.compile(origin, runner.as_deref(), &mut issues) {
+        Some(action) if !issues.has_errors() => Ok(action),
+        _ => Err(crate::model::error_messages(issues)),
+    }
+}
+
 impl ActionSpec {
     /// Read action metadata, checking every field the way StackStorm's action schema does
     /// (unknown fields are rejected).

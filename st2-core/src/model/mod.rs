@@ -19,13 +19,13 @@ pub mod runner_type;
 pub mod sensor;
 pub mod trigger_type;
 
-pub use action::{Action, ActionSpec, Notify, NotifySettings};
+pub use action::{Action, ActionSpec, Notify, NotifySettings, action_from_json};
 pub use alias::{ActionAlias, ActionAliasSpec, AliasFormat};
 pub use config::{ConfigSchema, PackConfig};
 pub use operator::Operator;
 pub use pack::{Pack, PackMeta};
 pub use policy::{Policy, PolicySpec, PolicyType};
-pub use rule::{Criterion, Rule, RuleAction, RuleKind, RuleSpec, RuleTrigger};
+pub use rule::{Criterion, Rule, RuleAction, RuleKind, RuleSpec, RuleTrigger, rule_from_json};
 pub use runner_type::RunnerType;
 pub use sensor::{Sensor, SensorSpec};
 pub use trigger_type::{TriggerType, TriggerTypeSpec};
@@ -127,4 +127,21 @@ pub(crate) fn check_pack_field(
             ),
         );
     }
+}
+
+/// The errors among `issues` as `<field>: <message>` lines (for content given as JSON, where
+/// there is no file line to point at).
+pub(crate) fn error_messages(issues: crate::diagnostic::Issues) -> Vec<String> {
+    issues
+        .into_vec()
+        .into_iter()
+        .filter(|i| i.severity == crate::diagnostic::Severity::Error)
+        .map(|i| {
+            if i.path.is_root() {
+                i.message
+            } else {
+                format!("{}: {}", i.path, i.message)
+            }
+        })
+        .collect()
 }

@@ -6,4 +6,5 @@ pub mod expr;
 pub mod pack;
 pub mod rule;
 pub mod store;
+pub mod user;
 pub mod workflow;

@@ -1,0 +1,64 @@
+//! Rules created, changed or deleted through the API, kept across restarts: a JSON file in the
+//! data directory mapping each rule ref to the rule body last accepted, or to `null` for a
+//! rule deleted (so a pack's rule stays deleted). Applied over the packs' rules at start.
+//!
+//! The file belongs to one node; several nodes sharing a PostgreSQL store each keep their own.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+use st2_core::Engine;
+use st2_core::model::rule_from_json;
+
+/// Serialises writers of the file.
+static WRITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn read(path: &Path) -> Result<Map<String, Value>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => Err(format!("{}: not a JSON object", path.display())),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Record `body` (or a deletion, `None`) for `reference`.
+///
+/// # Errors
+/// The file cannot be read or written.
+pub async fn record(path: &Path, reference: &str, body: Option<Value>) -> Result<(), String> {
+    let _guard = WRITE.lock().await;
+    let mut all = read(path)?;
+    all.insert(reference.to_owned(), body.unwrap_or(Value::Null));
+    let text = serde_json::to_string_pretty(&Value::Object(all)).map_err(|e| e.to_string())?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Apply the recorded changes to `engine`; returns one message per entry that no longer
+/// applies (an action or trigger type gone), which is skipped.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn apply(path: &Path, engine: &Engine) -> Result<Vec<String>, String> {
+    let mut problems = Vec::new();
+    for (reference, body) in read(path)? {
+        if body.is_null() {
+            engine.remove_rule(&reference);
+            continue;
+        }
+        match rule_from_json(&body, &engine.catalog()) {
+            Ok(rule) => {
+                if let Err(e) = engine.put_rule(rule) {
+                    problems.push(format!("rule {reference}: {e}"));
+                }
+            }
+            Err(errors) => problems.push(format!("rule {reference}: {}", errors.join("; "))),
+        }
+    }
+    Ok(problems)
+}
