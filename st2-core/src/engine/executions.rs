@@ -124,6 +124,34 @@ pub(crate) async fn create_execution(
     inner: &Arc<Inner>,
     new: NewExecution,
 ) -> Result<ExecutionRecord, EngineError> {
+    let (record, trace) = build_execution(inner, new)?;
+    let queue = queue_for(&record);
+    let stored = match inner.store.executions().create(&record).await {
+        Ok(stored) => stored,
+        Err(StoreError::Conflict { .. }) => {
+            // Created before a crash: queue it again only if it still waits.
+            let existing = stored(inner, &record.id).await?;
+            if let Some((queue, not_before)) = queue_for(&existing) {
+                enqueue(inner, &existing, queue, not_before).await?;
+            }
+            return Ok(existing);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    link_trace(inner, &stored, &trace).await?;
+    inner.emit_with(|| EngineEvent::ExecutionCreated(Box::new(stored.clone())));
+    if let Some((queue, not_before)) = queue {
+        enqueue(inner, &stored, queue, not_before).await?;
+    }
+    Ok(stored)
+}
+
+/// The record [`create_execution`] stores for `new` (revision 0, in its first status) and
+/// how it joins a trace; nothing is written.
+pub(crate) fn build_execution(
+    inner: &Arc<Inner>,
+    new: NewExecution,
+) -> Result<(ExecutionRecord, TraceLink), EngineError> {
     let catalog = inner.catalog();
     let action = catalog
         .action(&new.action)
@@ -190,25 +218,7 @@ pub(crate) async fn create_execution(
     } else if concurrency_policies(inner, &action.reference).is_empty() {
         let _ = lifecycle::transition(&mut record, ExecutionStatus::Scheduled, now);
     }
-    let queue = queue_for(&record);
-    let stored = match inner.store.executions().create(&record).await {
-        Ok(stored) => stored,
-        Err(StoreError::Conflict { .. }) => {
-            // Created before a crash: queue it again only if it still waits.
-            let existing = stored(inner, &record.id).await?;
-            if let Some((queue, not_before)) = queue_for(&existing) {
-                enqueue(inner, &existing, queue, not_before).await?;
-            }
-            return Ok(existing);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    link_trace(inner, &stored, &new.trace).await?;
-    inner.emit_with(|| EngineEvent::ExecutionCreated(Box::new(stored.clone())));
-    if let Some((queue, not_before)) = queue {
-        enqueue(inner, &stored, queue, not_before).await?;
-    }
-    Ok(stored)
+    Ok((record, new.trace))
 }
 
 /// The stored record of execution `id`.
@@ -245,11 +255,24 @@ pub(crate) async fn enqueue(
     queue: &str,
     not_before: Option<Timestamp>,
 ) -> Result<(), EngineError> {
+    inner
+        .store
+        .queue()
+        .enqueue(work_item(record, queue, not_before))
+        .await?;
+    Ok(())
+}
+
+/// The queue item that stands for `record` waiting on `queue`.
+pub(crate) fn work_item(
+    record: &ExecutionRecord,
+    queue: &str,
+    not_before: Option<Timestamp>,
+) -> NewWorkItem {
     let mut item = NewWorkItem::new(queue, json!({"execution_id": record.id}));
     item.not_before = not_before;
     item.required_tag = required_tag(record);
-    inner.store.queue().enqueue(item).await?;
-    Ok(())
+    item
 }
 
 /// Runner affinity: an action tagged `{name: worker_tag, value: <tag>}` runs only on workers

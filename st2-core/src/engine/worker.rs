@@ -23,7 +23,8 @@ use crate::expr::shell::ShellCommand;
 use crate::rules::enforce::shell_parameters;
 use crate::runner::{Cancellation, Canceller, OutputSink, RunContext, RunOutcome};
 use crate::store::{
-    ClaimRequest, ExecutionRecord, ExecutionStatus, Lease, NewOutput, OutputType, StoreError,
+    BatchWrite, BatchWritten, ClaimRequest, ExecutionRecord, ExecutionStatus, Lease, NewOutput,
+    OutputType, StoreError,
 };
 
 /// What the output writer receives.
@@ -166,7 +167,10 @@ async fn handle(inner: &Arc<Inner>, lease: Lease) -> Result<(), EngineError> {
     let now = inner.now();
     match record.status {
         ExecutionStatus::Scheduled | ExecutionStatus::Resuming => {
-            run_execution(inner, &lease, record).await?;
+            if run_execution(inner, &lease, record).await? {
+                // The run's last batch finished the item.
+                return Ok(());
+            }
         }
         ExecutionStatus::Running | ExecutionStatus::Canceling
             if holder_item(&record) == Some(lease.item.id) =>
@@ -332,11 +336,12 @@ fn prepare_run(
     })
 }
 
+/// Run a scheduled (or resuming) execution; whether its queue item was finished too.
 async fn run_execution(
     inner: &Arc<Inner>,
     lease: &Lease,
     record: ExecutionRecord,
-) -> Result<(), EngineError> {
+) -> Result<bool, EngineError> {
     let now = inner.now();
     let runner_info = json!({
         "hostname": inner.settings.node_name,
@@ -358,7 +363,7 @@ async fn run_execution(
     })
     .await?
     else {
-        return Ok(());
+        return Ok(false);
     };
     let (canceller, cancellation) = Cancellation::new();
     inner
@@ -383,7 +388,7 @@ async fn run_execution(
         .and_then(|name| inner.runners.get(name))
         .is_some_and(|runner| runner.supports_pause());
     let now = inner.now();
-    let finished = update_with(inner, running, |r| {
+    let finish = |r: &mut ExecutionRecord| {
         for (k, v) in &extra_context {
             r.context.insert(k.clone(), v.clone());
         }
@@ -411,14 +416,101 @@ async fn run_execution(
                 }
             }
         }
-    })
-    .await?;
+    };
+    // Most runs end with the result, the action trigger and the item's finish: one batch.
+    let mut next = running.clone();
+    if finish(&mut next) && finish_batched(inner, lease, next).await {
+        return Ok(true);
+    }
+    // Else (or when the batch failed, writing nothing) one write after the other.
+    let finished = update_with(inner, running, finish).await?;
     if let Some(f) = finished
         && f.status.is_completed()
     {
         post_run(inner, &f).await?;
     }
-    Ok(())
+    Ok(false)
+}
+
+/// Write a completed run's record, what [`post_run`] writes for it and the finish of its
+/// queue item as one batch, when post-run is only the action trigger (no retry policy, no
+/// notifications; the trace known from the context). Whether the batch committed; `false`
+/// when it was not tried or failed (nothing was written then).
+async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionRecord) -> bool {
+    if !record.status.is_completed()
+        || matches!(record.notify, Some(Value::Object(_)))
+        || retry_policy(inner, &record).is_some()
+    {
+        return false;
+    }
+    let Some(trace_id) = record
+        .context
+        .get("trace_context")
+        .and_then(|t| t.get("id_"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return false;
+    };
+    let action_trigger = if inner.settings.action_trigger {
+        match super::triggers::accept(
+            inner,
+            action_trigger_request(inner, &record, Some(trace_id)),
+        ) {
+            Ok(accepted) => Some(accepted),
+            Err(_) => return false,
+        }
+    } else {
+        None
+    };
+    let event = (inner.events.receiver_count() > 0).then(|| record.clone());
+    let mut writes = vec![BatchWrite::UpdateExecution(record)];
+    if let Some(accepted) = &action_trigger {
+        writes.extend(accepted.writes());
+    }
+    writes.push(BatchWrite::FinishWork(lease.reference()));
+    let Ok(written) = inner.store.write_batch(writes).await else {
+        return false;
+    };
+    if let (Some(mut stored), Some(BatchWritten::Execution { revision, children })) =
+        (event, written.into_iter().next())
+    {
+        stored.revision = revision;
+        stored.children = children;
+        inner.emit_with(|| EngineEvent::ExecutionUpdated(Box::new(stored)));
+    }
+    if let Some(accepted) = action_trigger {
+        accepted.stored(inner);
+    }
+    true
+}
+
+/// The `core.st2.generic.actiontrigger` dispatch for a completed execution.
+fn action_trigger_request(
+    inner: &Inner,
+    record: &ExecutionRecord,
+    trace_id: Option<String>,
+) -> DispatchRequest {
+    let catalog = inner.catalog();
+    let action = catalog.action(&record.action_ref).cloned();
+    let runner = action
+        .as_ref()
+        .and_then(|a| catalog.runner_type(&a.runner_type).cloned());
+    let payload = json!({
+        "execution_id": record.id,
+        "status": record.status.as_str(),
+        "start_timestamp": isotime(record.start_timestamp),
+        "action_name": action.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
+        "action_ref": record.action_ref,
+        "runner_ref": record.runner.get("name").cloned().unwrap_or(Value::Null),
+        "parameters": snapshot::mask_secrets(&record.parameters, action.as_deref(), runner.as_deref()),
+        "result": record.result,
+    });
+    let mut request = DispatchRequest::new("core.st2.generic.actiontrigger", payload);
+    request.id = Some(derived_id(&record.id, "actiontrigger"));
+    request.validate = false;
+    request.trace_id = trace_id;
+    request
 }
 
 /// Run the runner in its own task (a panic fails the execution, not the engine), extending
@@ -557,25 +649,7 @@ pub(crate) async fn post_run(
     };
     send_notifications(inner, record, trace_id.as_deref()).await?;
     if inner.settings.action_trigger {
-        let catalog = inner.catalog();
-        let action = catalog.action(&record.action_ref).cloned();
-        let runner = action
-            .as_ref()
-            .and_then(|a| catalog.runner_type(&a.runner_type).cloned());
-        let payload = json!({
-            "execution_id": record.id,
-            "status": record.status.as_str(),
-            "start_timestamp": isotime(record.start_timestamp),
-            "action_name": action.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
-            "action_ref": record.action_ref,
-            "runner_ref": record.runner.get("name").cloned().unwrap_or(Value::Null),
-            "parameters": snapshot::mask_secrets(&record.parameters, action.as_deref(), runner.as_deref()),
-            "result": record.result,
-        });
-        let mut request = DispatchRequest::new("core.st2.generic.actiontrigger", payload);
-        request.id = Some(derived_id(&record.id, "actiontrigger"));
-        request.validate = false;
-        request.trace_id = trace_id;
+        let request = action_trigger_request(inner, record, trace_id);
         super::triggers::dispatch(inner, request).await?;
     }
     Ok(())
@@ -707,14 +781,7 @@ async fn apply_retry(inner: &Arc<Inner>, record: &ExecutionRecord) -> Result<(),
     if record.context.contains_key("parent") || record.parent.is_some() {
         return Ok(());
     }
-    let catalog = inner.catalog();
-    let Some(policy) = catalog
-        .policies()
-        .find(|p| {
-            p.enabled && p.resource_ref == record.action_ref && p.policy_type == "action.retry"
-        })
-        .cloned()
-    else {
+    let Some(policy) = retry_policy(inner, record) else {
         return Ok(());
     };
     let retry_on = policy
@@ -792,4 +859,18 @@ async fn apply_retry(inner: &Arc<Inner>, record: &ExecutionRecord) -> Result<(),
     };
     create_execution(inner, new).await?;
     Ok(())
+}
+
+/// The enabled `action.retry` policy of a top-level execution's action, if any.
+fn retry_policy(inner: &Inner, record: &ExecutionRecord) -> Option<Arc<crate::model::Policy>> {
+    if record.context.contains_key("parent") || record.parent.is_some() {
+        return None;
+    }
+    inner
+        .catalog()
+        .policies()
+        .find(|p| {
+            p.enabled && p.resource_ref == record.action_ref && p.policy_type == "action.retry"
+        })
+        .cloned()
 }

@@ -23,7 +23,7 @@ const WHAT: &str = "execution";
 pub(super) struct Executions(pub(super) Arc<Shared>);
 
 /// An execution as its row: the indexed columns and the JSON text, built by the caller.
-struct ExecutionRow {
+pub(super) struct ExecutionRow {
     id: String,
     revision: i64,
     action_ref: String,
@@ -41,7 +41,7 @@ struct ExecutionRow {
 }
 
 impl ExecutionRow {
-    fn new(record: &ExecutionRecord) -> StoreResult<Self> {
+    pub(super) fn new(record: &ExecutionRecord) -> StoreResult<Self> {
         let keys = record.keys();
         Ok(Self {
             id: record.id.clone(),
@@ -62,7 +62,7 @@ impl ExecutionRow {
         })
     }
 
-    fn insert(&self, db: &Db<'_>) -> StoreResult<()> {
+    pub(super) fn insert(&self, db: &Db<'_>) -> StoreResult<()> {
         db.conn()
             .prepare_cached(
                 "INSERT INTO executions (id, revision, action_ref, status, parent, username, \
@@ -121,6 +121,33 @@ impl ExecutionRow {
                 ])
             })
             .map_err(sql_error)
+    }
+}
+
+impl ExecutionRow {
+    /// Replace the row stored at revision `expected` (one modifying statement); the
+    /// execution's children. [`StoreError::Conflict`] for a stale revision,
+    /// [`StoreError::NotFound`] for an unknown id.
+    pub(super) fn replace(&self, db: &Db<'_>, expected: i64) -> StoreResult<Vec<String>> {
+        if self.update(db, expected)? == 0 {
+            let current: Option<i64> = db
+                .conn()
+                .prepare_cached("SELECT revision FROM executions WHERE id = ?1")
+                .and_then(|mut s| s.query_row([&self.id], |r| r.get(0)).optional())
+                .map_err(sql_error)?;
+            return Err(match current {
+                None => StoreError::NotFound {
+                    what: WHAT,
+                    id: self.id.clone(),
+                },
+                Some(current) => StoreError::Conflict {
+                    what: WHAT,
+                    id: self.id.clone(),
+                    reason: format!("stale revision {expected}: the stored revision is {current}"),
+                },
+            });
+        }
+        children_of(db, &self.id)
     }
 }
 
@@ -243,29 +270,7 @@ impl ExecutionStore for Executions {
             .map_err(|_| StoreError::Invalid("revision out of range".into()))?;
         stored.children = self
             .0
-            .write_one(move |db| {
-                if row.update(db, expected)? == 0 {
-                    let current: Option<i64> = db
-                        .conn()
-                        .prepare_cached("SELECT revision FROM executions WHERE id = ?1")
-                        .and_then(|mut s| s.query_row([&row.id], |r| r.get(0)).optional())
-                        .map_err(sql_error)?;
-                    return Err(match current {
-                        None => StoreError::NotFound {
-                            what: WHAT,
-                            id: row.id.clone(),
-                        },
-                        Some(current) => StoreError::Conflict {
-                            what: WHAT,
-                            id: row.id.clone(),
-                            reason: format!(
-                                "stale revision {expected}: the stored revision is {current}"
-                            ),
-                        },
-                    });
-                }
-                children_of(db, &row.id)
-            })
+            .write_one(move |db| row.replace(db, expected))
             .await?;
         Ok(stored)
     }
