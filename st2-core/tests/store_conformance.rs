@@ -198,6 +198,7 @@ conformance!(
     batch_writes_land_together_in_order,
     batch_is_all_or_nothing,
     batch_enqueue_wakes_waiters,
+    executions_update_moves_every_filter,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2171,4 +2172,109 @@ async fn batch_enqueue_wakes_waiters(h: &Harness) {
         .expect("the waiter woke")
         .expect("join");
     assert!(waited < Duration::from_secs(10), "woke after {waited:?}");
+}
+
+/// An update is found by every filter column it changed and no longer by the old values,
+/// whether it changed only the status or the columns set at creation too.
+async fn executions_update_moves_every_filter(h: &Harness) {
+    let s = h.store.executions();
+    s.create(&execution("mp", "core.local", at(h, 0)))
+        .await
+        .expect("parent");
+    let created = s
+        .create(&execution("mv", "core.local", at(h, 1)))
+        .await
+        .expect("create");
+    let count = |filter: ExecutionFilter| async move {
+        s.list(&filter, Page::all()).await.expect("list").total
+    };
+    // The status (and the end) alone.
+    let mut done = created.clone();
+    done.status = ExecutionStatus::Succeeded;
+    done.end_timestamp = Some(at(h, 2));
+    let done = s.update(&done).await.expect("update");
+    let by_status = |status| ExecutionFilter {
+        statuses: vec![status],
+        ..ExecutionFilter::default()
+    };
+    assert_eq!(count(by_status(ExecutionStatus::Succeeded)).await, 1);
+    assert_eq!(count(by_status(ExecutionStatus::Requested)).await, 1);
+    // Every column a listing filters on.
+    let mut moved = done.clone();
+    moved.action_ref = "core.remote".into();
+    moved.parent = Some("mp".into());
+    moved.context.insert("user".into(), json!("moved-user"));
+    moved.runner = json!({"name": "remote-shell-cmd"});
+    moved.rule = Some(json!({"ref": "p.moved"}));
+    moved.trigger = Some(json!({"ref": "p.trigger"}));
+    moved.trigger_type = Some(json!({"ref": "p.trigger_type"}));
+    moved.trigger_instance = Some(json!({"id": "ti-moved"}));
+    moved.start_timestamp = at(h, -10);
+    let moved = s.update(&moved).await.expect("update");
+    assert_eq!(moved.revision, 3);
+    let filters = [
+        ExecutionFilter {
+            action: Some("core.remote".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            parent: ParentFilter::Of("mp".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            user: Some("moved-user".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            runner: Some("remote-shell-cmd".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            rule: Some("p.moved".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            trigger: Some("p.trigger".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            trigger_type: Some("p.trigger_type".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            trigger_instance: Some("ti-moved".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            timestamp_lt: Some(at(h, -5)),
+            ..ExecutionFilter::default()
+        },
+    ];
+    for filter in filters {
+        let found = s.list(&filter, Page::all()).await.expect("list");
+        assert_eq!(ids(&found.items, |e| &e.id), ["mv"], "{filter:?}");
+    }
+    assert_eq!(
+        count(ExecutionFilter {
+            action: Some("core.local".into()),
+            ..ExecutionFilter::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(ExecutionFilter {
+            user: Some("stanley".into()),
+            ..ExecutionFilter::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(count(by_status(ExecutionStatus::Succeeded)).await, 1);
+    let parent = s.get("mp").await.expect("get").expect("parent");
+    assert_eq!(parent.children, ["mv"]);
+    let stored = s.get("mv").await.expect("get").expect("moved");
+    let mut expected = moved.clone();
+    expected.children = Vec::new();
+    assert_eq!(stored, expected);
 }

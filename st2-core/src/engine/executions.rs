@@ -502,28 +502,41 @@ pub(crate) async fn re_run(
 /// re-reading. Returns `None` when `change` declines (returns false) for the current state.
 pub(crate) async fn update_with(
     inner: &Inner,
-    mut record: ExecutionRecord,
+    record: ExecutionRecord,
+    change: impl FnMut(&mut ExecutionRecord) -> bool,
+) -> Result<Option<ExecutionRecord>, EngineError> {
+    write_changed(inner, record, false, change).await
+}
+
+/// [`update_with`] for a record `change` was already applied to (`changed`), as read at its
+/// revision: written as it is, `change` applied again only to what a conflict reads.
+pub(crate) async fn write_changed(
+    inner: &Inner,
+    record: ExecutionRecord,
+    mut changed: bool,
     mut change: impl FnMut(&mut ExecutionRecord) -> bool,
 ) -> Result<Option<ExecutionRecord>, EngineError> {
+    let id = record.id.clone();
+    // Changed in place: on a conflict it is read again, so the original is not kept.
+    let mut next = record;
     for _ in 0..16 {
-        let mut next = record.clone();
-        if !change(&mut next) {
+        if !changed && !change(&mut next) {
             return Ok(None);
         }
+        changed = false;
         match inner.store.executions().update(&next).await {
             Ok(stored) => {
                 inner.emit_with(|| EngineEvent::ExecutionUpdated(Box::new(stored.clone())));
                 return Ok(Some(stored));
             }
             Err(StoreError::Conflict { .. }) => {
-                record = stored(inner, &record.id).await?;
+                next = stored(inner, &id).await?;
             }
             Err(e) => return Err(e.into()),
         }
     }
     Err(EngineError::InvalidState(format!(
-        "execution {} keeps changing; gave up updating it",
-        record.id
+        "execution {id} keeps changing; gave up updating it"
     )))
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::executions::{
     NewExecution, RETRY_MIN_DELAY_MS, SHELL_CONTEXT_KEY, TraceLink, create_execution, trace_of,
-    update_with,
+    update_with, write_changed,
 };
 use super::lifecycle::{self, is_failure};
 use super::snapshot::{self, derived_id, isotime};
@@ -237,9 +237,29 @@ struct Prepared {
     context: RunContext,
 }
 
+/// What [`prepare_run`] reads of the execution (not the whole record: its snapshots stay
+/// where they are).
+struct RunInput {
+    id: String,
+    action_ref: String,
+    context: Map<String, Value>,
+    parameters: Map<String, Value>,
+}
+
+impl RunInput {
+    fn of(record: &ExecutionRecord) -> Self {
+        Self {
+            id: record.id.clone(),
+            action_ref: record.action_ref.clone(),
+            context: record.context.clone(),
+            parameters: record.parameters.clone(),
+        }
+    }
+}
+
 fn prepare_run(
     inner: &Arc<Inner>,
-    record: &ExecutionRecord,
+    record: &RunInput,
     resume: Option<Value>,
     canceller_cancel: crate::runner::Cancellation,
 ) -> Result<Prepared, String> {
@@ -417,13 +437,22 @@ async fn run_execution(
             }
         }
     };
-    // Most runs end with the result, the action trigger and the item's finish: one batch.
-    let mut next = running.clone();
-    if finish(&mut next) && finish_batched(inner, lease, next).await {
-        return Ok(true);
+    let id = running.id.clone();
+    let mut next = running;
+    if !finish(&mut next) {
+        return Ok(false);
     }
-    // Else (or when the batch failed, writing nothing) one write after the other.
-    let finished = update_with(inner, running, finish).await?;
+    // Most runs end with the result, the action trigger and the item's finish: one batch.
+    // Else one write after the other.
+    let finished = match finish_batched(inner, lease, next).await {
+        Finished::Batched => return Ok(true),
+        Finished::Alone(next) => write_changed(inner, next, true, finish).await?,
+        // The batch failed and wrote nothing: start over from the stored record.
+        Finished::Failed => {
+            let stored = super::executions::stored(inner, &id).await?;
+            update_with(inner, stored, finish).await?
+        }
+    };
     if let Some(f) = finished
         && f.status.is_completed()
     {
@@ -432,16 +461,25 @@ async fn run_execution(
     Ok(false)
 }
 
-/// Write a completed run's record, what [`post_run`] writes for it and the finish of its
-/// queue item as one batch, when post-run is only the action trigger (no retry policy, no
-/// notifications; the trace known from the context). Whether the batch committed; `false`
-/// when it was not tried or failed (nothing was written then).
-async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionRecord) -> bool {
+/// How [`finish_batched`] went.
+enum Finished {
+    /// The batch committed.
+    Batched,
+    /// Not tried: the record (changed, not stored) is written on its own.
+    Alone(ExecutionRecord),
+    /// Tried and failed; nothing was written.
+    Failed,
+}
+
+/// Write a completed run's record (already changed), what [`post_run`] writes for it and the
+/// finish of its queue item as one batch, when post-run is only the action trigger (no retry
+/// policy, no notifications; the trace known from the context).
+async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionRecord) -> Finished {
     if !record.status.is_completed()
         || matches!(record.notify, Some(Value::Object(_)))
         || retry_policy(inner, &record).is_some()
     {
-        return false;
+        return Finished::Alone(record);
     }
     let Some(trace_id) = record
         .context
@@ -450,7 +488,7 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
         .and_then(Value::as_str)
         .map(str::to_owned)
     else {
-        return false;
+        return Finished::Alone(record);
     };
     let action_trigger = if inner.settings.action_trigger {
         match super::triggers::accept(
@@ -458,7 +496,7 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
             action_trigger_request(inner, &record, Some(trace_id)),
         ) {
             Ok(accepted) => Some(accepted),
-            Err(_) => return false,
+            Err(_) => return Finished::Alone(record),
         }
     } else {
         None
@@ -470,7 +508,7 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
     }
     writes.push(BatchWrite::FinishWork(lease.reference()));
     let Ok(written) = inner.store.write_batch(writes).await else {
-        return false;
+        return Finished::Failed;
     };
     if let (Some(mut stored), Some(BatchWritten::Execution { revision, children })) =
         (event, written.into_iter().next())
@@ -482,7 +520,7 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
     if let Some(accepted) = action_trigger {
         accepted.stored(inner);
     }
-    true
+    Finished::Batched
 }
 
 /// The `core.st2.generic.actiontrigger` dispatch for a completed execution.
@@ -525,8 +563,8 @@ async fn run_runner(
 ) -> (ExecutionStatus, Value, Map<String, Value>) {
     let prepared = {
         let inner2 = inner.clone();
-        let record2 = record.clone();
-        tokio::task::spawn_blocking(move || prepare_run(&inner2, &record2, resume, cancellation))
+        let input = RunInput::of(record);
+        tokio::task::spawn_blocking(move || prepare_run(&inner2, &input, resume, cancellation))
             .await
     };
     let prepared = match prepared {

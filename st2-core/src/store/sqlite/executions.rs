@@ -129,18 +129,46 @@ impl ExecutionRow {
     /// execution's children. [`StoreError::Conflict`] for a stale revision,
     /// [`StoreError::NotFound`] for an unknown id.
     pub(super) fn replace(&self, db: &Db<'_>, expected: i64) -> StoreResult<Vec<String>> {
-        if self.update(db, expected)? == 0 {
-            let current: Option<i64> = db
-                .conn()
-                .prepare_cached("SELECT revision FROM executions WHERE id = ?1")
-                .and_then(|mut s| s.query_row([&self.id], |r| r.get(0)).optional())
-                .map_err(sql_error)?;
+        // The indexed columns other than `status` rarely change after creation, and every
+        // index a statement sets a column of is rewritten: read them first (the row's head,
+        // not its document) and leave them out of the update when they stay the same.
+        let current = db
+            .conn()
+            .prepare_cached(
+                "SELECT revision, action_ref, parent, username, runner, rule, trigger_ref, \
+                 trigger_type, trigger_instance, start_timestamp FROM executions WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([&self.id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)? == self.action_ref
+                            && r.get::<_, Option<String>>(2)? == self.parent
+                            && r.get::<_, Option<String>>(3)? == self.user
+                            && r.get::<_, Option<String>>(4)? == self.runner
+                            && r.get::<_, Option<String>>(5)? == self.rule
+                            && r.get::<_, Option<String>>(6)? == self.trigger
+                            && r.get::<_, Option<String>>(7)? == self.trigger_type
+                            && r.get::<_, Option<String>>(8)? == self.trigger_instance
+                            && r.get::<_, i64>(9)? == self.start,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(sql_error)?;
+        let changed = match current {
+            None => 0,
+            Some((revision, _)) if revision != expected => 0,
+            Some((_, true)) => self.update_status(db, expected)?,
+            Some((_, false)) => self.update(db, expected)?,
+        };
+        if changed == 0 {
             return Err(match current {
                 None => StoreError::NotFound {
                     what: WHAT,
                     id: self.id.clone(),
                 },
-                Some(current) => StoreError::Conflict {
+                Some((current, _)) => StoreError::Conflict {
                     what: WHAT,
                     id: self.id.clone(),
                     reason: format!("stale revision {expected}: the stored revision is {current}"),
@@ -148,6 +176,26 @@ impl ExecutionRow {
             });
         }
         children_of(db, &self.id)
+    }
+
+    /// [`ExecutionRow::update`] of the columns that change while an execution runs.
+    fn update_status(&self, db: &Db<'_>, expected: i64) -> StoreResult<usize> {
+        db.conn()
+            .prepare_cached(
+                "UPDATE executions SET revision = ?2, status = ?3, end_timestamp = ?4, doc = ?5 \
+                 WHERE id = ?1 AND revision = ?6",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.id,
+                    self.revision,
+                    self.status,
+                    self.end,
+                    self.doc,
+                    expected,
+                ])
+            })
+            .map_err(sql_error)
     }
 }
 
