@@ -2000,6 +2000,9 @@ async fn batch_writes_land_together_in_order(h: &Harness) {
     assert!(is_conflict(s.executions().update(&done).await));
 }
 
+/// What a failed batch must have returned.
+type BatchCheck = fn(&StoreResult<Vec<BatchWritten>>) -> bool;
+
 async fn batch_is_all_or_nothing(h: &Harness) {
     let s = &h.store;
     s.trigger_instances()
@@ -2051,7 +2054,7 @@ async fn batch_is_all_or_nothing(h: &Harness) {
     unknown.id = "aex-missing".into();
     let mut expired = lease.reference();
     expired.fence += 1000;
-    let failing: Vec<(BatchWrite, fn(&StoreResult<Vec<BatchWritten>>) -> bool)> = vec![
+    let failing: Vec<(BatchWrite, BatchCheck)> = vec![
         (BatchWrite::UpdateExecution(stale), |r| {
             matches!(r, Err(StoreError::Conflict { .. }))
         }),

@@ -167,7 +167,8 @@ async fn handle(inner: &Arc<Inner>, lease: Lease) -> Result<(), EngineError> {
     let now = inner.now();
     match record.status {
         ExecutionStatus::Scheduled | ExecutionStatus::Resuming => {
-            if run_execution(inner, &lease, record).await? {
+            let item_finished = run_execution(inner, &lease, record).await?;
+            if item_finished {
                 // The run's last batch finished the item.
                 return Ok(());
             }
@@ -446,7 +447,7 @@ async fn run_execution(
     // Else one write after the other.
     let finished = match finish_batched(inner, lease, next).await {
         Finished::Batched => return Ok(true),
-        Finished::Alone(next) => write_changed(inner, next, true, finish).await?,
+        Finished::Alone(next) => write_changed(inner, *next, true, finish).await?,
         // The batch failed and wrote nothing: start over from the stored record.
         Finished::Failed => {
             let stored = super::executions::stored(inner, &id).await?;
@@ -466,7 +467,7 @@ enum Finished {
     /// The batch committed.
     Batched,
     /// Not tried: the record (changed, not stored) is written on its own.
-    Alone(ExecutionRecord),
+    Alone(Box<ExecutionRecord>),
     /// Tried and failed; nothing was written.
     Failed,
 }
@@ -479,7 +480,7 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
         || matches!(record.notify, Some(Value::Object(_)))
         || retry_policy(inner, &record).is_some()
     {
-        return Finished::Alone(record);
+        return Finished::Alone(Box::new(record));
     }
     let Some(trace_id) = record
         .context
@@ -488,7 +489,7 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
         .and_then(Value::as_str)
         .map(str::to_owned)
     else {
-        return Finished::Alone(record);
+        return Finished::Alone(Box::new(record));
     };
     let action_trigger = if inner.settings.action_trigger {
         match super::triggers::accept(
@@ -496,7 +497,7 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
             action_trigger_request(inner, &record, Some(trace_id)),
         ) {
             Ok(accepted) => Some(accepted),
-            Err(_) => return Finished::Alone(record),
+            Err(_) => return Finished::Alone(Box::new(record)),
         }
     } else {
         None
