@@ -677,7 +677,6 @@ async fn process_batched(
         }));
     }
     let catalog = inner.catalog();
-    let subscribed = inner.events.receiver_count() > 0;
     for (rule, enforcement) in &decision.enforcements {
         let rule = &rule.rule;
         let rid = rule_id(&rule.reference);
@@ -731,11 +730,10 @@ async fn process_batched(
                     });
                     let item = queue_for(&execution)
                         .map(|(queue, not_before)| work_item(&execution, queue, not_before));
-                    if subscribed {
-                        let mut stored = execution.clone();
-                        stored.revision = 1;
-                        created.push(stored);
-                    }
+                    // Kept for the created event.
+                    let mut stored = execution.clone();
+                    stored.revision = 1;
+                    created.push(stored);
                     writes.push(BatchWrite::CreateExecution(execution));
                     writes.extend(item.map(BatchWrite::Enqueue));
                 }

@@ -502,7 +502,8 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
     } else {
         None
     };
-    let event = (inner.events.receiver_count() > 0).then(|| record.clone());
+    // Kept for the update event (whoever subscribes by the time it is sent gets it).
+    let event = record.clone();
     let mut writes = vec![BatchWrite::UpdateExecution(record)];
     if let Some(accepted) = &action_trigger {
         writes.extend(accepted.writes());
@@ -511,9 +512,8 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
     let Ok(written) = inner.store.write_batch(writes).await else {
         return Finished::Failed;
     };
-    if let (Some(mut stored), Some(BatchWritten::Execution { revision, children })) =
-        (event, written.into_iter().next())
-    {
+    if let Some(BatchWritten::Execution { revision, children }) = written.into_iter().next() {
+        let mut stored = event;
         stored.revision = revision;
         stored.children = children;
         inner.emit_with(|| EngineEvent::ExecutionUpdated(Box::new(stored)));
