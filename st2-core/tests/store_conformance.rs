@@ -195,6 +195,10 @@ conformance!(
     queue_leads_one_holder_per_role,
     acknowledged_writes_survive_reopen,
     retention_purges_by_ttl_in_batches,
+    batch_writes_land_together_in_order,
+    batch_is_all_or_nothing,
+    batch_enqueue_wakes_waiters,
+    executions_update_moves_every_filter,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1805,4 +1809,475 @@ async fn retention_purges_by_ttl_in_batches(h: &Harness) {
         purge(h.store.as_ref(), &policy).await.expect("purge"),
         Default::default()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batches
+
+fn trace_record(id: &str, t: Timestamp) -> TraceRecord {
+    TraceRecord {
+        id: id.into(),
+        trace_tag: format!("tag-{id}"),
+        trigger_instances: Vec::new(),
+        rules: Vec::new(),
+        action_executions: Vec::new(),
+        start_timestamp: t,
+    }
+}
+
+fn component(object: &str, t: Timestamp) -> TraceComponent {
+    TraceComponent {
+        object_id: object.into(),
+        reference: format!("ref-{object}"),
+        updated_at: t,
+        caused_by: None,
+    }
+}
+
+async fn batch_writes_land_together_in_order(h: &Harness) {
+    let s = &h.store;
+    assert_eq!(
+        s.write_batch(Vec::new()).await.expect("empty batch"),
+        Vec::new()
+    );
+    // A trigger instance's outcome: execution, queue item, enforcement, trace, status.
+    s.trigger_instances()
+        .create(&instance("bti1", "core.t", at(h, 0)))
+        .await
+        .expect("instance");
+    let mut e = execution("bex1", "core.local", at(h, 1));
+    e.status = ExecutionStatus::Scheduled;
+    e.revision = 7; // ignored: a new execution is revision 1
+    let mut en = enforcement("ben1", "pack.rule", "bti1", at(h, 1));
+    en.enforcement.execution_id = Some("bex1".into());
+    let mut trace = trace_record("btr1", at(h, 0));
+    trace.trigger_instances.push(component("bti1", at(h, 0)));
+    let written = s
+        .write_batch(vec![
+            BatchWrite::CreateExecution(e.clone()),
+            BatchWrite::Enqueue(NewWorkItem::new("batch", json!({"execution_id": "bex1"}))),
+            BatchWrite::CreateRuleEnforcement(en.clone()),
+            BatchWrite::CreateTrace(trace),
+            BatchWrite::AddTraceComponent {
+                trace_id: "btr1".into(),
+                kind: TraceComponentKind::ActionExecution,
+                component: component("bex1", at(h, 1)),
+            },
+            BatchWrite::SetTriggerInstanceStatus {
+                id: "bti1".into(),
+                status: TriggerInstanceStatus::Processed,
+            },
+        ])
+        .await
+        .expect("batch");
+    assert_eq!(written.len(), 6);
+    assert_eq!(
+        written[0],
+        BatchWritten::Execution {
+            revision: 1,
+            children: Vec::new()
+        }
+    );
+    let BatchWritten::WorkItem(item_id) = written[1] else {
+        panic!("an enqueue reports its item id, got {:?}", written[1]);
+    };
+    assert!(written[2..].iter().all(|w| *w == BatchWritten::Done));
+    let stored = s
+        .executions()
+        .get("bex1")
+        .await
+        .expect("get")
+        .expect("stored");
+    let mut expected = e.clone();
+    expected.revision = 1;
+    assert_eq!(stored, expected);
+    assert_eq!(
+        s.rule_enforcements().get("ben1").await.expect("get"),
+        Some(en)
+    );
+    let trace = s.traces().get("btr1").await.expect("get").expect("trace");
+    assert_eq!(ids(&trace.trigger_instances, |c| &c.object_id), ["bti1"]);
+    assert_eq!(ids(&trace.action_executions, |c| &c.object_id), ["bex1"]);
+    let by_execution = s
+        .traces()
+        .list(
+            &TraceFilter {
+                execution: Some("bex1".into()),
+                ..TraceFilter::default()
+            },
+            Page::all(),
+        )
+        .await
+        .expect("list");
+    assert_eq!(ids(&by_execution.items, |t| &t.id), ["btr1"]);
+    let ti = s
+        .trigger_instances()
+        .get("bti1")
+        .await
+        .expect("get")
+        .expect("ti");
+    assert_eq!(ti.status, TriggerInstanceStatus::Processed);
+    let processed = s
+        .trigger_instances()
+        .list(
+            &TriggerInstanceFilter {
+                statuses: vec![TriggerInstanceStatus::Processed],
+                ..TriggerInstanceFilter::default()
+            },
+            Page::all(),
+        )
+        .await
+        .expect("list");
+    assert_eq!(processed.total, 1);
+
+    // A run's end: the execution updated, an action trigger instance, the item finished.
+    let leases = s
+        .queue()
+        .claim(&ClaimRequest::one("batch", "w1", Duration::from_secs(30)))
+        .await
+        .expect("claim");
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].item.id, item_id);
+    assert_eq!(leases[0].item.payload, json!({"execution_id": "bex1"}));
+    let mut child = execution("bex2", "core.noop", at(h, 2));
+    child.parent = Some("bex1".into());
+    s.executions().create(&child).await.expect("child");
+    let mut done = stored.clone();
+    done.status = ExecutionStatus::Succeeded;
+    done.result = json!({"stdout": "ok"});
+    done.end_timestamp = Some(at(h, 3));
+    let mut action_trigger = instance("bti2", "core.st2.generic.actiontrigger", at(h, 3));
+    action_trigger.status = TriggerInstanceStatus::Processed;
+    let written = s
+        .write_batch(vec![
+            BatchWrite::UpdateExecution(done.clone()),
+            BatchWrite::CreateTriggerInstance(action_trigger.clone()),
+            BatchWrite::AddTraceComponent {
+                trace_id: "btr1".into(),
+                kind: TraceComponentKind::TriggerInstance,
+                component: component("bti2", at(h, 3)),
+            },
+            BatchWrite::FinishWork(leases[0].reference()),
+        ])
+        .await
+        .expect("batch");
+    assert_eq!(
+        written,
+        vec![
+            BatchWritten::Execution {
+                revision: 2,
+                children: vec!["bex2".into()]
+            },
+            BatchWritten::Done,
+            BatchWritten::Done,
+            BatchWritten::Done,
+        ]
+    );
+    let stored = s
+        .executions()
+        .get("bex1")
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.revision, 2);
+    assert_eq!(stored.status, ExecutionStatus::Succeeded);
+    assert_eq!(stored.result, json!({"stdout": "ok"}));
+    assert_eq!(stored.children, ["bex2"]);
+    assert_eq!(
+        s.trigger_instances().get("bti2").await.expect("get"),
+        Some(action_trigger)
+    );
+    let trace = s.traces().get("btr1").await.expect("get").expect("trace");
+    assert_eq!(
+        ids(&trace.trigger_instances, |c| &c.object_id),
+        ["bti1", "bti2"]
+    );
+    assert_eq!(
+        s.queue().depth("batch").await.expect("depth"),
+        QueueDepth::default()
+    );
+    // The revision moved: the old record is stale for the single update as for a batch.
+    assert!(is_conflict(s.executions().update(&done).await));
+}
+
+/// What a failed batch must have returned.
+type BatchCheck = fn(&StoreResult<Vec<BatchWritten>>) -> bool;
+
+async fn batch_is_all_or_nothing(h: &Harness) {
+    let s = &h.store;
+    s.trigger_instances()
+        .create(&instance("ati1", "core.t", at(h, 0)))
+        .await
+        .expect("instance");
+    let e = s
+        .executions()
+        .create(&execution("aex1", "core.local", at(h, 0)))
+        .await
+        .expect("execution");
+    s.traces()
+        .create(&trace_record("atr1", at(h, 0)))
+        .await
+        .expect("trace");
+    s.queue()
+        .enqueue(NewWorkItem::new("all", json!({"n": 1})))
+        .await
+        .expect("enqueue");
+    let lease = s
+        .queue()
+        .claim(&ClaimRequest::one("all", "w1", Duration::from_secs(10)))
+        .await
+        .expect("claim")
+        .remove(0);
+    // Writes that succeed, then one that fails: nothing of the batch lands.
+    let fresh = || {
+        vec![
+            BatchWrite::CreateTriggerInstance(instance("ati2", "core.t", at(h, 1))),
+            BatchWrite::CreateExecution(execution("aex2", "core.local", at(h, 1))),
+            BatchWrite::Enqueue(NewWorkItem::new("all", json!({"n": 2}))),
+            BatchWrite::CreateRuleEnforcement(enforcement("aen1", "p.r", "ati1", at(h, 1))),
+            BatchWrite::CreateTrace(trace_record("atr2", at(h, 1))),
+            BatchWrite::SetTriggerInstanceStatus {
+                id: "ati1".into(),
+                status: TriggerInstanceStatus::Processed,
+            },
+            BatchWrite::AddTraceComponent {
+                trace_id: "atr1".into(),
+                kind: TraceComponentKind::Rule,
+                component: component("r1", at(h, 1)),
+            },
+        ]
+    };
+    let mut stale = e.clone();
+    stale.revision = 0;
+    stale.status = ExecutionStatus::Running;
+    let mut unknown = e.clone();
+    unknown.id = "aex-missing".into();
+    let mut expired = lease.reference();
+    expired.fence += 1000;
+    let failing: Vec<(BatchWrite, BatchCheck)> = vec![
+        (BatchWrite::UpdateExecution(stale), |r| {
+            matches!(r, Err(StoreError::Conflict { .. }))
+        }),
+        (BatchWrite::UpdateExecution(unknown), |r| {
+            matches!(r, Err(StoreError::NotFound { .. }))
+        }),
+        (
+            BatchWrite::CreateTriggerInstance(instance("ati1", "core.t", at(h, 2))),
+            |r| matches!(r, Err(StoreError::Conflict { .. })),
+        ),
+        (
+            BatchWrite::CreateExecution(execution("aex1", "core.local", at(h, 2))),
+            |r| matches!(r, Err(StoreError::Conflict { .. })),
+        ),
+        (
+            BatchWrite::CreateTrace(trace_record("atr1", at(h, 2))),
+            |r| matches!(r, Err(StoreError::Conflict { .. })),
+        ),
+        (
+            BatchWrite::AddTraceComponent {
+                trace_id: "atr-missing".into(),
+                kind: TraceComponentKind::Rule,
+                component: component("r2", at(h, 2)),
+            },
+            |r| matches!(r, Err(StoreError::NotFound { .. })),
+        ),
+        (
+            BatchWrite::SetTriggerInstanceStatus {
+                id: "ati-missing".into(),
+                status: TriggerInstanceStatus::Processed,
+            },
+            |r| matches!(r, Err(StoreError::NotFound { .. })),
+        ),
+        (BatchWrite::FinishWork(expired), |r| {
+            matches!(r, Err(StoreError::LeaseLost { .. }))
+        }),
+    ];
+    for (last, expected) in failing {
+        let name = format!("{last:?}");
+        let mut writes = fresh();
+        writes.push(last);
+        let outcome = s.write_batch(writes).await;
+        assert!(expected(&outcome), "{name}: {outcome:?}");
+        assert_eq!(
+            s.trigger_instances().get("ati2").await.expect("get"),
+            None,
+            "{name}"
+        );
+        assert_eq!(
+            s.executions().get("aex2").await.expect("get"),
+            None,
+            "{name}"
+        );
+        assert_eq!(
+            s.rule_enforcements().get("aen1").await.expect("get"),
+            None,
+            "{name}"
+        );
+        assert_eq!(s.traces().get("atr2").await.expect("get"), None, "{name}");
+        let ti = s
+            .trigger_instances()
+            .get("ati1")
+            .await
+            .expect("get")
+            .expect("ti");
+        assert_eq!(ti.status, TriggerInstanceStatus::Pending, "{name}");
+        let trace = s.traces().get("atr1").await.expect("get").expect("trace");
+        assert!(trace.rules.is_empty(), "{name}");
+        assert_eq!(
+            s.queue().depth("all").await.expect("depth"),
+            QueueDepth {
+                ready: 0,
+                delayed: 0,
+                leased: 1
+            },
+            "{name}"
+        );
+        let stored = s
+            .executions()
+            .get("aex1")
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!(stored, e, "{name}");
+    }
+    // A failure in the middle undoes the writes before it, and the lease still holds.
+    let mut writes = fresh();
+    writes.insert(2, BatchWrite::FinishWork(expired));
+    writes.push(BatchWrite::FinishWork(lease.reference()));
+    assert!(is_lease_lost(s.write_batch(writes).await));
+    assert_eq!(s.trigger_instances().get("ati2").await.expect("get"), None);
+    s.queue()
+        .finish(lease.reference())
+        .await
+        .expect("lease still held");
+}
+
+async fn batch_enqueue_wakes_waiters(h: &Harness) {
+    let store = h.store.clone();
+    let waiter = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        store
+            .queue()
+            .wait_for_work("batch-wake", Duration::from_secs(30))
+            .await;
+        started.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    h.store
+        .write_batch(vec![BatchWrite::Enqueue(NewWorkItem::new(
+            "batch-wake",
+            json!({}),
+        ))])
+        .await
+        .expect("batch");
+    let waited = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter woke")
+        .expect("join");
+    assert!(waited < Duration::from_secs(10), "woke after {waited:?}");
+}
+
+/// An update is found by every filter column it changed and no longer by the old values,
+/// whether it changed only the status or the columns set at creation too.
+async fn executions_update_moves_every_filter(h: &Harness) {
+    let s = h.store.executions();
+    s.create(&execution("mp", "core.local", at(h, 0)))
+        .await
+        .expect("parent");
+    let created = s
+        .create(&execution("mv", "core.local", at(h, 1)))
+        .await
+        .expect("create");
+    let count = |filter: ExecutionFilter| async move {
+        s.list(&filter, Page::all()).await.expect("list").total
+    };
+    // The status (and the end) alone.
+    let mut done = created.clone();
+    done.status = ExecutionStatus::Succeeded;
+    done.end_timestamp = Some(at(h, 2));
+    let done = s.update(&done).await.expect("update");
+    let by_status = |status| ExecutionFilter {
+        statuses: vec![status],
+        ..ExecutionFilter::default()
+    };
+    assert_eq!(count(by_status(ExecutionStatus::Succeeded)).await, 1);
+    assert_eq!(count(by_status(ExecutionStatus::Requested)).await, 1);
+    // Every column a listing filters on.
+    let mut moved = done.clone();
+    moved.action_ref = "core.remote".into();
+    moved.parent = Some("mp".into());
+    moved.context.insert("user".into(), json!("moved-user"));
+    moved.runner = json!({"name": "remote-shell-cmd"});
+    moved.rule = Some(json!({"ref": "p.moved"}));
+    moved.trigger = Some(json!({"ref": "p.trigger"}));
+    moved.trigger_type = Some(json!({"ref": "p.trigger_type"}));
+    moved.trigger_instance = Some(json!({"id": "ti-moved"}));
+    moved.start_timestamp = at(h, -10);
+    let moved = s.update(&moved).await.expect("update");
+    assert_eq!(moved.revision, 3);
+    let filters = [
+        ExecutionFilter {
+            action: Some("core.remote".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            parent: ParentFilter::Of("mp".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            user: Some("moved-user".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            runner: Some("remote-shell-cmd".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            rule: Some("p.moved".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            trigger: Some("p.trigger".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            trigger_type: Some("p.trigger_type".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            trigger_instance: Some("ti-moved".into()),
+            ..ExecutionFilter::default()
+        },
+        ExecutionFilter {
+            timestamp_lt: Some(at(h, -5)),
+            ..ExecutionFilter::default()
+        },
+    ];
+    for filter in filters {
+        let found = s.list(&filter, Page::all()).await.expect("list");
+        assert_eq!(ids(&found.items, |e| &e.id), ["mv"], "{filter:?}");
+    }
+    assert_eq!(
+        count(ExecutionFilter {
+            action: Some("core.local".into()),
+            ..ExecutionFilter::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(ExecutionFilter {
+            user: Some("stanley".into()),
+            ..ExecutionFilter::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(count(by_status(ExecutionStatus::Succeeded)).await, 1);
+    let parent = s.get("mp").await.expect("get").expect("parent");
+    assert_eq!(parent.children, ["mv"]);
+    let stored = s.get("mv").await.expect("get").expect("moved");
+    let mut expected = moved.clone();
+    expected.children = Vec::new();
+    assert_eq!(stored, expected);
 }

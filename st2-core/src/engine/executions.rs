@@ -124,6 +124,34 @@ pub(crate) async fn create_execution(
     inner: &Arc<Inner>,
     new: NewExecution,
 ) -> Result<ExecutionRecord, EngineError> {
+    let (record, trace) = build_execution(inner, new)?;
+    let queue = queue_for(&record);
+    let stored = match inner.store.executions().create(&record).await {
+        Ok(stored) => stored,
+        Err(StoreError::Conflict { .. }) => {
+            // Created before a crash: queue it again only if it still waits.
+            let existing = stored(inner, &record.id).await?;
+            if let Some((queue, not_before)) = queue_for(&existing) {
+                enqueue(inner, &existing, queue, not_before).await?;
+            }
+            return Ok(existing);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    link_trace(inner, &stored, &trace).await?;
+    inner.emit_with(|| EngineEvent::ExecutionCreated(Box::new(stored.clone())));
+    if let Some((queue, not_before)) = queue {
+        enqueue(inner, &stored, queue, not_before).await?;
+    }
+    Ok(stored)
+}
+
+/// The record [`create_execution`] stores for `new` (revision 0, in its first status) and
+/// how it joins a trace; nothing is written.
+pub(crate) fn build_execution(
+    inner: &Arc<Inner>,
+    new: NewExecution,
+) -> Result<(ExecutionRecord, TraceLink), EngineError> {
     let catalog = inner.catalog();
     let action = catalog
         .action(&new.action)
@@ -190,25 +218,7 @@ pub(crate) async fn create_execution(
     } else if concurrency_policies(inner, &action.reference).is_empty() {
         let _ = lifecycle::transition(&mut record, ExecutionStatus::Scheduled, now);
     }
-    let queue = queue_for(&record);
-    let stored = match inner.store.executions().create(&record).await {
-        Ok(stored) => stored,
-        Err(StoreError::Conflict { .. }) => {
-            // Created before a crash: queue it again only if it still waits.
-            let existing = stored(inner, &record.id).await?;
-            if let Some((queue, not_before)) = queue_for(&existing) {
-                enqueue(inner, &existing, queue, not_before).await?;
-            }
-            return Ok(existing);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    link_trace(inner, &stored, &new.trace).await?;
-    inner.emit_with(|| EngineEvent::ExecutionCreated(Box::new(stored.clone())));
-    if let Some((queue, not_before)) = queue {
-        enqueue(inner, &stored, queue, not_before).await?;
-    }
-    Ok(stored)
+    Ok((record, new.trace))
 }
 
 /// The stored record of execution `id`.
@@ -245,11 +255,24 @@ pub(crate) async fn enqueue(
     queue: &str,
     not_before: Option<Timestamp>,
 ) -> Result<(), EngineError> {
+    inner
+        .store
+        .queue()
+        .enqueue(work_item(record, queue, not_before))
+        .await?;
+    Ok(())
+}
+
+/// The queue item that stands for `record` waiting on `queue`.
+pub(crate) fn work_item(
+    record: &ExecutionRecord,
+    queue: &str,
+    not_before: Option<Timestamp>,
+) -> NewWorkItem {
     let mut item = NewWorkItem::new(queue, json!({"execution_id": record.id}));
     item.not_before = not_before;
     item.required_tag = required_tag(record);
-    inner.store.queue().enqueue(item).await?;
-    Ok(())
+    item
 }
 
 /// Runner affinity: an action tagged `{name: worker_tag, value: <tag>}` runs only on workers
@@ -502,28 +525,41 @@ pub(crate) async fn re_run(
 /// re-reading. Returns `None` when `change` declines (returns false) for the current state.
 pub(crate) async fn update_with(
     inner: &Inner,
-    mut record: ExecutionRecord,
+    record: ExecutionRecord,
+    change: impl FnMut(&mut ExecutionRecord) -> bool,
+) -> Result<Option<ExecutionRecord>, EngineError> {
+    write_changed(inner, record, false, change).await
+}
+
+/// [`update_with`] for a record `change` was already applied to (`changed`), as read at its
+/// revision: written as it is, `change` applied again only to what a conflict reads.
+pub(crate) async fn write_changed(
+    inner: &Inner,
+    record: ExecutionRecord,
+    mut changed: bool,
     mut change: impl FnMut(&mut ExecutionRecord) -> bool,
 ) -> Result<Option<ExecutionRecord>, EngineError> {
+    let id = record.id.clone();
+    // Changed in place: on a conflict it is read again, so the original is not kept.
+    let mut next = record;
     for _ in 0..16 {
-        let mut next = record.clone();
-        if !change(&mut next) {
+        if !changed && !change(&mut next) {
             return Ok(None);
         }
+        changed = false;
         match inner.store.executions().update(&next).await {
             Ok(stored) => {
                 inner.emit_with(|| EngineEvent::ExecutionUpdated(Box::new(stored.clone())));
                 return Ok(Some(stored));
             }
             Err(StoreError::Conflict { .. }) => {
-                record = stored(inner, &record.id).await?;
+                next = stored(inner, &id).await?;
             }
             Err(e) => return Err(e.into()),
         }
     }
     Err(EngineError::InvalidState(format!(
-        "execution {} keeps changing; gave up updating it",
-        record.id
+        "execution {id} keeps changing; gave up updating it"
     )))
 }
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
-use super::executions::{NewExecution, TraceLink, create_execution};
+use super::executions::{
+    NewExecution, TraceLink, build_execution, create_execution, queue_for, work_item,
+};
 use super::snapshot::{self, derived_id};
 use super::{EngineError, EngineEvent, Inner};
 use crate::datastore::KeyValue;
@@ -15,8 +17,8 @@ use crate::rules::enforce::{Enforcement, Enforcer, RuleEnforcement, criteria_fai
 use crate::rules::matcher::{CompiledRule, TriggerInstance, TriggerRef};
 use crate::schema::Schema;
 use crate::store::{
-    CausedBy, Page, RuleEnforcementRecord, SortOrder, StoreError, TraceComponent, TraceRecord,
-    TriggerInstanceFilter, TriggerInstanceRecord, TriggerInstanceStatus,
+    BatchWrite, CausedBy, Page, RuleEnforcementRecord, SortOrder, StoreError, TraceComponent,
+    TraceRecord, TriggerInstanceFilter, TriggerInstanceRecord, TriggerInstanceStatus,
 };
 
 /// A trigger to dispatch.
@@ -133,11 +135,16 @@ fn check_payload(inner: &Inner, trigger: &TriggerRef, payload: &Value) -> Result
         })
 }
 
-/// Accept a trigger instance: store it `pending`, then hand it to the rules service.
-pub(crate) async fn dispatch(
-    inner: &Arc<Inner>,
-    request: DispatchRequest,
-) -> Result<TriggerInstanceRecord, EngineError> {
+/// A trigger instance checked and built, not yet stored.
+pub(crate) struct Accepted {
+    pending: Pending,
+    /// No rule listens: stored `processed` at once with only its trace.
+    unheard: bool,
+}
+
+/// Check a dispatch request and build its instance: `pending` for the rules service, or
+/// `processed` when no rule listens to its trigger.
+pub(crate) fn accept(inner: &Inner, request: DispatchRequest) -> Result<Accepted, EngineError> {
     let trigger = resolve_trigger(inner, &request)?;
     if request.validate {
         check_payload(inner, &trigger, &request.payload)?;
@@ -146,7 +153,7 @@ pub(crate) async fn dispatch(
     // rules service would only mark it so) and only its trace is recorded.
     let unheard = inner.matcher.rules_for(&trigger).is_empty();
     let record = TriggerInstanceRecord {
-        id: request.id.clone().unwrap_or_else(crate::store::new_id),
+        id: request.id.unwrap_or_else(crate::store::new_id),
         trigger: snapshot::trigger_ref_text(&trigger),
         trigger_type: Some(trigger.trigger_type.clone()),
         payload: request.payload,
@@ -157,9 +164,83 @@ pub(crate) async fn dispatch(
             TriggerInstanceStatus::Pending
         },
     };
+    Ok(Accepted {
+        pending: Pending {
+            instance: record,
+            trigger,
+            trace_tag: request.trace_tag,
+            trace_id: request.trace_id,
+        },
+        unheard,
+    })
+}
+
+impl Accepted {
+    /// The writes that store it, as [`dispatch`] makes them one by one: the instance, and for
+    /// an unheard one its trace (which [`dispatch`] would let go when the trace it joins is
+    /// gone; a batch holding these fails then, and the caller falls back to [`dispatch`]).
+    pub(crate) fn writes(&self) -> Vec<BatchWrite> {
+        use crate::store::TraceComponentKind as Kind;
+        let record = &self.pending.instance;
+        let mut writes = vec![BatchWrite::CreateTriggerInstance(record.clone())];
+        if self.unheard {
+            let component = instance_component(record);
+            match &self.pending.trace_id {
+                Some(trace_id) => writes.push(BatchWrite::AddTraceComponent {
+                    trace_id: trace_id.clone(),
+                    kind: Kind::TriggerInstance,
+                    component,
+                }),
+                None => writes.push(BatchWrite::CreateTrace(TraceRecord {
+                    id: trace_id_of(&self.pending),
+                    trace_tag: trace_tag_of(&self.pending),
+                    trigger_instances: vec![component],
+                    rules: Vec::new(),
+                    action_executions: Vec::new(),
+                    start_timestamp: record.occurrence_time,
+                })),
+            }
+        }
+        writes
+    }
+
+    /// Once [`Accepted::writes`] committed: tell subscribers, hand a pending instance to the
+    /// rules service.
+    pub(crate) fn stored(self, inner: &Inner) {
+        let record = &self.pending.instance;
+        inner.emit_with(|| EngineEvent::TriggerInstance(Box::new(record.clone())));
+        if self.unheard {
+            inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
+                instance: Box::new(record.clone()),
+                executions: Vec::new(),
+            });
+        } else if inner.settings.roles.rules {
+            hand_over(inner, self.pending);
+        }
+    }
+}
+
+/// The trace component of a trigger instance that no rule listens to.
+fn instance_component(record: &TriggerInstanceRecord) -> TraceComponent {
+    TraceComponent {
+        object_id: record.id.clone(),
+        reference: record.trigger.clone(),
+        updated_at: record.occurrence_time,
+        caused_by: None,
+    }
+}
+
+/// Accept a trigger instance: store it `pending`, then hand it to the rules service.
+pub(crate) async fn dispatch(
+    inner: &Arc<Inner>,
+    request: DispatchRequest,
+) -> Result<TriggerInstanceRecord, EngineError> {
+    let redo = request.id.is_some();
+    let Accepted { pending, unheard } = accept(inner, request)?;
+    let record = pending.instance.clone();
     match inner.store.trigger_instances().create(&record).await {
         Ok(()) => {}
-        Err(StoreError::Conflict { .. }) if request.id.is_some() => {
+        Err(StoreError::Conflict { .. }) if redo => {
             // Already accepted (a step redone after a crash).
             return inner
                 .store
@@ -174,25 +255,13 @@ pub(crate) async fn dispatch(
         Err(e) => return Err(e.into()),
     }
     inner.emit_with(|| EngineEvent::TriggerInstance(Box::new(record.clone())));
-    let pending = Pending {
-        instance: record.clone(),
-        trigger,
-        trace_tag: request.trace_tag,
-        trace_id: request.trace_id,
-    };
     if unheard {
-        let component = TraceComponent {
-            object_id: record.id.clone(),
-            reference: record.trigger.clone(),
-            updated_at: record.occurrence_time,
-            caused_by: None,
-        };
         record_trace(
             inner,
             &pending,
             &trace_id_of(&pending),
             &trace_tag_of(&pending),
-            component,
+            instance_component(&record),
             Vec::new(),
             Vec::new(),
         )
@@ -452,6 +521,17 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
         });
         return Ok(());
     }
+    if let Some(execution_ids) = process_batched(inner, &pending, &decision).await {
+        let mut done = pending.instance.clone();
+        done.status = TriggerInstanceStatus::Processed;
+        inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
+            instance: Box::new(done),
+            executions: execution_ids,
+        });
+        return Ok(());
+    }
+    // The batch failed (nothing of it was written): the same writes one by one, each with
+    // its own handling of what a redo after a crash finds already stored.
     let trace_id = trace_id_of(&pending);
     let trace_tag = trace_tag_of(&pending);
     let ti_component = TraceComponent {
@@ -569,6 +649,150 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
         executions: execution_ids,
     });
     Ok(())
+}
+
+/// What [`process_inner`] writes one by one, as one batch: the executions and their queue
+/// items, the enforcements, the trace and the instance's status. The ids of the executions
+/// started when the batch committed; `None` when it did not (nothing was written then).
+async fn process_batched(
+    inner: &Arc<Inner>,
+    pending: &Pending,
+    decision: &Decision,
+) -> Option<Vec<String>> {
+    use crate::store::TraceComponentKind as Kind;
+    let ti = &pending.instance;
+    let now = inner.now();
+    let mut writes = Vec::new();
+    let mut enforcements = Vec::new();
+    let mut created = Vec::new();
+    let mut rule_components = Vec::new();
+    let mut execution_components = Vec::new();
+    for (index, failure) in decision.failures.iter().enumerate() {
+        enforcements.push(BatchWrite::CreateRuleEnforcement(RuleEnforcementRecord {
+            id: derived_id(
+                &ti.id,
+                &format!("criteria-failure:{}:{index}", failure.rule.reference),
+            ),
+            enforcement: failure.clone(),
+        }));
+    }
+    let catalog = inner.catalog();
+    for (rule, enforcement) in &decision.enforcements {
+        let rule = &rule.rule;
+        let rid = rule_id(&rule.reference);
+        rule_components.push(TraceComponent {
+            object_id: rid.clone(),
+            reference: rule.reference.clone(),
+            updated_at: now,
+            caused_by: Some(CausedBy {
+                kind: "trigger_instance".into(),
+                id: ti.id.clone(),
+            }),
+        });
+        let mut record = enforcement.record.clone();
+        record.rule.id = Some(rid.clone());
+        if let Some(request) = &enforcement.request {
+            let execution_id = derived_id(&ti.id, &format!("execution:{}", rule.reference));
+            let mut context = request.context.clone();
+            if let Some(Value::Object(rule_ctx)) = context.get_mut("rule") {
+                rule_ctx.insert("id".into(), Value::String(rid.clone()));
+            }
+            let trigger_type = catalog
+                .trigger_type(&pending.trigger.trigger_type)
+                .map(|tt| snapshot::trigger_type_api(tt));
+            let new = NewExecution {
+                id: execution_id.clone(),
+                action: request.action.clone(),
+                parameters: request.parameters.clone(),
+                context,
+                shell: request.shell.clone(),
+                error: request.error.clone(),
+                delay_ms: None,
+                parent: None,
+                rule: Some(snapshot::rule_api(rule)),
+                trigger: Some(snapshot::trigger_api(&pending.trigger)),
+                trigger_type,
+                trigger_instance: Some(snapshot::trigger_instance_api(ti)),
+                trace: TraceLink::Managed,
+                notify: None,
+            };
+            match build_execution(inner, new) {
+                Ok((execution, _managed)) => {
+                    record.execution_id = Some(execution_id.clone());
+                    execution_components.push(TraceComponent {
+                        object_id: execution_id,
+                        reference: rule.action.reference.clone(),
+                        updated_at: now,
+                        caused_by: Some(CausedBy {
+                            kind: "rule".into(),
+                            id: format!("{rid}:{}", ti.id),
+                        }),
+                    });
+                    let item = queue_for(&execution)
+                        .map(|(queue, not_before)| work_item(&execution, queue, not_before));
+                    // Kept for the created event.
+                    let mut stored = execution.clone();
+                    stored.revision = 1;
+                    created.push(stored);
+                    writes.push(BatchWrite::CreateExecution(execution));
+                    writes.extend(item.map(BatchWrite::Enqueue));
+                }
+                Err(e) => {
+                    record.status = crate::rules::enforce::EnforcementStatus::Failed;
+                    record.failure_reason = Some(e.to_string());
+                }
+            }
+        }
+        enforcements.push(BatchWrite::CreateRuleEnforcement(RuleEnforcementRecord {
+            id: derived_id(&ti.id, &format!("enforcement:{}", rule.reference)),
+            enforcement: record,
+        }));
+    }
+    let execution_ids: Vec<String> = execution_components
+        .iter()
+        .map(|c| c.object_id.clone())
+        .collect();
+    writes.extend(enforcements);
+    let ti_component = TraceComponent {
+        object_id: ti.id.clone(),
+        reference: ti.trigger.clone(),
+        updated_at: now,
+        caused_by: None,
+    };
+    if let Some(trace_id) = &pending.trace_id {
+        let adds = std::iter::once((Kind::TriggerInstance, ti_component))
+            .chain(rule_components.into_iter().map(|c| (Kind::Rule, c)))
+            .chain(
+                execution_components
+                    .into_iter()
+                    .map(|c| (Kind::ActionExecution, c)),
+            );
+        for (kind, component) in adds {
+            writes.push(BatchWrite::AddTraceComponent {
+                trace_id: trace_id.clone(),
+                kind,
+                component,
+            });
+        }
+    } else {
+        writes.push(BatchWrite::CreateTrace(TraceRecord {
+            id: trace_id_of(pending),
+            trace_tag: trace_tag_of(pending),
+            trigger_instances: vec![ti_component],
+            rules: rule_components,
+            action_executions: execution_components,
+            start_timestamp: ti.occurrence_time,
+        }));
+    }
+    writes.push(BatchWrite::SetTriggerInstanceStatus {
+        id: ti.id.clone(),
+        status: TriggerInstanceStatus::Processed,
+    });
+    inner.store.write_batch(writes).await.ok()?;
+    for execution in created {
+        inner.emit_with(|| EngineEvent::ExecutionCreated(Box::new(execution)));
+    }
+    Some(execution_ids)
 }
 
 async fn record_trace(

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::executions::{
     NewExecution, RETRY_MIN_DELAY_MS, SHELL_CONTEXT_KEY, TraceLink, create_execution, trace_of,
-    update_with,
+    update_with, write_changed,
 };
 use super::lifecycle::{self, is_failure};
 use super::snapshot::{self, derived_id, isotime};
@@ -23,7 +23,8 @@ use crate::expr::shell::ShellCommand;
 use crate::rules::enforce::shell_parameters;
 use crate::runner::{Cancellation, Canceller, OutputSink, RunContext, RunOutcome};
 use crate::store::{
-    ClaimRequest, ExecutionRecord, ExecutionStatus, Lease, NewOutput, OutputType, StoreError,
+    BatchWrite, BatchWritten, ClaimRequest, ExecutionRecord, ExecutionStatus, Lease, NewOutput,
+    OutputType, StoreError,
 };
 
 /// What the output writer receives.
@@ -175,10 +176,11 @@ async fn handle(inner: &Arc<Inner>, lease: Lease) -> Result<(), EngineError> {
     ) && holder_item(&record) == Some(lease.item.id)
         && resumes_after_crash(inner, &record));
     if runs {
-        if !run_execution(inner, &lease, record).await? {
-            return release(inner, &lease).await;
-        }
-        return finish(inner, &lease).await;
+        return match run_execution(inner, &lease, record).await? {
+            RunEnd::Open => finish(inner, &lease).await,
+            RunEnd::ItemFinished => Ok(()),
+            RunEnd::Left => release(inner, &lease).await,
+        };
     }
     let now = inner.now();
     match record.status {
@@ -271,9 +273,29 @@ struct Prepared {
     context: RunContext,
 }
 
+/// What [`prepare_run`] reads of the execution (not the whole record: its snapshots stay
+/// where they are).
+struct RunInput {
+    id: String,
+    action_ref: String,
+    context: Map<String, Value>,
+    parameters: Map<String, Value>,
+}
+
+impl RunInput {
+    fn of(record: &ExecutionRecord) -> Self {
+        Self {
+            id: record.id.clone(),
+            action_ref: record.action_ref.clone(),
+            context: record.context.clone(),
+            parameters: record.parameters.clone(),
+        }
+    }
+}
+
 fn prepare_run(
     inner: &Arc<Inner>,
-    record: &ExecutionRecord,
+    record: &RunInput,
     resume: Option<Value>,
     canceller_cancel: crate::runner::Cancellation,
 ) -> Result<Prepared, String> {
@@ -370,13 +392,13 @@ fn prepare_run(
     })
 }
 
-/// Run an execution; `false` when its runner stopped with the engine and continues on the
-/// next start (runners that resume after a crash), so the item goes back to the queue.
+/// Run a scheduled (or resuming) execution, or one whose runner continues after a crash; how
+/// its queue item stands afterwards.
 async fn run_execution(
     inner: &Arc<Inner>,
     lease: &Lease,
     record: ExecutionRecord,
-) -> Result<bool, EngineError> {
+) -> Result<RunEnd, EngineError> {
     let now = inner.now();
     let runner_info = json!({
         "hostname": inner.settings.node_name,
@@ -405,7 +427,7 @@ async fn run_execution(
     })
     .await?
     else {
-        return Ok(true);
+        return Ok(RunEnd::Open);
     };
     let (canceller, cancellation) = Cancellation::new();
     inner
@@ -421,7 +443,7 @@ async fn run_execution(
         .remove(&running.id);
     flush_output(inner).await;
     let Some((status, result, extra_context)) = outcome else {
-        return Ok(false);
+        return Ok(RunEnd::Left);
     };
     // A workflow runner's canceled result is its progress so far (StackStorm keeps an
     // action chain's tasks); other runners' results give way to the cancel message.
@@ -432,7 +454,7 @@ async fn run_execution(
         .and_then(|name| inner.runners.get(name))
         .is_some_and(|runner| runner.supports_pause());
     let now = inner.now();
-    let finished = update_with(inner, running, |r| {
+    let finish = |r: &mut ExecutionRecord| {
         for (k, v) in &extra_context {
             r.context.insert(k.clone(), v.clone());
         }
@@ -460,14 +482,129 @@ async fn run_execution(
                 }
             }
         }
-    })
-    .await?;
+    };
+    let id = running.id.clone();
+    let mut next = running;
+    if !finish(&mut next) {
+        return Ok(RunEnd::Open);
+    }
+    // Most runs end with the result, the action trigger and the item's finish: one batch.
+    // Else one write after the other.
+    let finished = match finish_batched(inner, lease, next).await {
+        Finished::Batched => return Ok(RunEnd::ItemFinished),
+        Finished::Alone(next) => write_changed(inner, *next, true, finish).await?,
+        // The batch failed and wrote nothing: start over from the stored record.
+        Finished::Failed => {
+            let stored = super::executions::stored(inner, &id).await?;
+            update_with(inner, stored, finish).await?
+        }
+    };
     if let Some(f) = finished
         && f.status.is_completed()
     {
         post_run(inner, &f).await?;
     }
-    Ok(true)
+    Ok(RunEnd::Open)
+}
+
+/// How a run left its queue item.
+enum RunEnd {
+    /// Still leased: finish it.
+    Open,
+    /// Finished with the run's last batch.
+    ItemFinished,
+    /// The runner stopped with the engine and continues on the next start: give it back.
+    Left,
+}
+
+/// How [`finish_batched`] went.
+enum Finished {
+    /// The batch committed.
+    Batched,
+    /// Not tried: the record (changed, not stored) is written on its own.
+    Alone(Box<ExecutionRecord>),
+    /// Tried and failed; nothing was written.
+    Failed,
+}
+
+/// Write a completed run's record (already changed), what [`post_run`] writes for it and the
+/// finish of its queue item as one batch, when post-run is only the action trigger (no retry
+/// policy, no notifications; the trace known from the context).
+async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionRecord) -> Finished {
+    if !record.status.is_completed()
+        || matches!(record.notify, Some(Value::Object(_)))
+        || retry_policy(inner, &record).is_some()
+    {
+        return Finished::Alone(Box::new(record));
+    }
+    let Some(trace_id) = record
+        .context
+        .get("trace_context")
+        .and_then(|t| t.get("id_"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return Finished::Alone(Box::new(record));
+    };
+    let action_trigger = if inner.settings.action_trigger {
+        match super::triggers::accept(
+            inner,
+            action_trigger_request(inner, &record, Some(trace_id)),
+        ) {
+            Ok(accepted) => Some(accepted),
+            Err(_) => return Finished::Alone(Box::new(record)),
+        }
+    } else {
+        None
+    };
+    // Kept for the update event (whoever subscribes by the time it is sent gets it).
+    let event = record.clone();
+    let mut writes = vec![BatchWrite::UpdateExecution(record)];
+    if let Some(accepted) = &action_trigger {
+        writes.extend(accepted.writes());
+    }
+    writes.push(BatchWrite::FinishWork(lease.reference()));
+    let Ok(written) = inner.store.write_batch(writes).await else {
+        return Finished::Failed;
+    };
+    if let Some(BatchWritten::Execution { revision, children }) = written.into_iter().next() {
+        let mut stored = event;
+        stored.revision = revision;
+        stored.children = children;
+        inner.emit_with(|| EngineEvent::ExecutionUpdated(Box::new(stored)));
+    }
+    if let Some(accepted) = action_trigger {
+        accepted.stored(inner);
+    }
+    Finished::Batched
+}
+
+/// The `core.st2.generic.actiontrigger` dispatch for a completed execution.
+fn action_trigger_request(
+    inner: &Inner,
+    record: &ExecutionRecord,
+    trace_id: Option<String>,
+) -> DispatchRequest {
+    let catalog = inner.catalog();
+    let action = catalog.action(&record.action_ref).cloned();
+    let runner = action
+        .as_ref()
+        .and_then(|a| catalog.runner_type(&a.runner_type).cloned());
+    let payload = json!({
+        "execution_id": record.id,
+        "status": record.status.as_str(),
+        "start_timestamp": isotime(record.start_timestamp),
+        "action_name": action.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
+        "action_ref": record.action_ref,
+        "runner_ref": record.runner.get("name").cloned().unwrap_or(Value::Null),
+        "parameters": snapshot::mask_secrets(&record.parameters, action.as_deref(), runner.as_deref()),
+        "result": record.result,
+    });
+    let mut request = DispatchRequest::new("core.st2.generic.actiontrigger", payload);
+    request.id = Some(derived_id(&record.id, "actiontrigger"));
+    request.validate = false;
+    request.trace_id = trace_id;
+    request
 }
 
 /// Run the runner in its own task (a panic fails the execution, not the engine), extending
@@ -483,8 +620,8 @@ async fn run_runner(
 ) -> Option<(ExecutionStatus, Value, Map<String, Value>)> {
     let prepared = {
         let inner2 = inner.clone();
-        let record2 = record.clone();
-        tokio::task::spawn_blocking(move || prepare_run(&inner2, &record2, resume, cancellation))
+        let input = RunInput::of(record);
+        tokio::task::spawn_blocking(move || prepare_run(&inner2, &input, resume, cancellation))
             .await
     };
     let prepared = match prepared {
@@ -620,25 +757,7 @@ pub(crate) async fn post_run(
     };
     send_notifications(inner, record, trace_id.as_deref()).await?;
     if inner.settings.action_trigger {
-        let catalog = inner.catalog();
-        let action = catalog.action(&record.action_ref).cloned();
-        let runner = action
-            .as_ref()
-            .and_then(|a| catalog.runner_type(&a.runner_type).cloned());
-        let payload = json!({
-            "execution_id": record.id,
-            "status": record.status.as_str(),
-            "start_timestamp": isotime(record.start_timestamp),
-            "action_name": action.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
-            "action_ref": record.action_ref,
-            "runner_ref": record.runner.get("name").cloned().unwrap_or(Value::Null),
-            "parameters": snapshot::mask_secrets(&record.parameters, action.as_deref(), runner.as_deref()),
-            "result": record.result,
-        });
-        let mut request = DispatchRequest::new("core.st2.generic.actiontrigger", payload);
-        request.id = Some(derived_id(&record.id, "actiontrigger"));
-        request.validate = false;
-        request.trace_id = trace_id;
+        let request = action_trigger_request(inner, record, trace_id);
         super::triggers::dispatch(inner, request).await?;
     }
     Ok(())
@@ -770,14 +889,7 @@ async fn apply_retry(inner: &Arc<Inner>, record: &ExecutionRecord) -> Result<(),
     if record.context.contains_key("parent") || record.parent.is_some() {
         return Ok(());
     }
-    let catalog = inner.catalog();
-    let Some(policy) = catalog
-        .policies()
-        .find(|p| {
-            p.enabled && p.resource_ref == record.action_ref && p.policy_type == "action.retry"
-        })
-        .cloned()
-    else {
+    let Some(policy) = retry_policy(inner, record) else {
         return Ok(());
     };
     let retry_on = policy
@@ -855,4 +967,18 @@ async fn apply_retry(inner: &Arc<Inner>, record: &ExecutionRecord) -> Result<(),
     };
     create_execution(inner, new).await?;
     Ok(())
+}
+
+/// The enabled `action.retry` policy of a top-level execution's action, if any.
+fn retry_policy(inner: &Inner, record: &ExecutionRecord) -> Option<Arc<crate::model::Policy>> {
+    if record.context.contains_key("parent") || record.parent.is_some() {
+        return None;
+    }
+    inner
+        .catalog()
+        .policies()
+        .find(|p| {
+            p.enabled && p.resource_ref == record.action_ref && p.policy_type == "action.retry"
+        })
+        .cloned()
 }

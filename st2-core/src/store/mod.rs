@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use crate::clock::Clock;
 
+pub mod batch;
 pub mod copy;
 pub mod open;
 #[cfg(feature = "postgres")]
@@ -35,6 +36,7 @@ pub mod records;
 pub mod retention;
 pub mod sqlite;
 
+pub use batch::{BatchWrite, BatchWritten};
 pub use queue::{
     ClaimRequest, Lease, LeaseRef, NewWorkItem, QueueDepth, Wakeups, WorkItem, WorkQueue,
 };
@@ -447,6 +449,16 @@ pub trait Store: Send + Sync + Debug {
     fn traces(&self) -> &dyn TraceStore;
     /// The work queue.
     fn queue(&self) -> &dyn WorkQueue;
+    /// Apply `writes` in order as one transaction: every write lands or none does. Each write
+    /// means what the aggregate method it names means (the same checks, the same errors); the
+    /// result holds what each produced, in order. Enqueued items wake their queue's waiters
+    /// once the batch has committed.
+    ///
+    /// # Errors
+    /// The error of the first write that failed, as its aggregate method would have returned
+    /// it ([`StoreError::Conflict`], [`StoreError::NotFound`], [`StoreError::LeaseLost`], …);
+    /// nothing of the batch was written then.
+    async fn write_batch(&self, writes: Vec<BatchWrite>) -> StoreResult<Vec<BatchWritten>>;
     /// Flush pending writes and close connections. Later calls fail with
     /// [`StoreError::Unavailable`].
     async fn close(&self) -> StoreResult<()>;

@@ -10,6 +10,21 @@ use crate::store::{
     TraceStore, TriggerInstanceFilter, TriggerInstanceRecord, TriggerInstanceStore, to_micros,
 };
 
+pub(super) const INSERT_TRIGGER_INSTANCE: &str = "INSERT INTO trigger_instances
+        (id, trigger_ref, trigger_type, status, occurrence_time, doc)
+    VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub(super) const SET_TRIGGER_INSTANCE_STATUS: &str =
+    "UPDATE trigger_instances SET status = $2 WHERE id = $1";
+
+pub(super) const INSERT_ENFORCEMENT: &str = "INSERT INTO rule_enforcements
+        (id, rule_ref, rule_id, execution_id, trigger_instance_id, enforced_at, doc)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+pub(super) const INSERT_TRACE: &str = "INSERT INTO traces (id, trace_tag, start_ts,
+        trigger_instance_ids, rule_ids, execution_ids, doc)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
 impl PgStore {
     /// Run a prepared statement that returns no rows; returns how many rows it touched.
     pub(super) async fn exec(
@@ -69,7 +84,7 @@ impl PgStore {
     }
 }
 
-fn not_found(what: &'static str, id: &str) -> StoreError {
+pub(super) fn not_found(what: &'static str, id: &str) -> StoreError {
     StoreError::NotFound {
         what,
         id: id.to_owned(),
@@ -89,9 +104,7 @@ fn trigger_instance_of(row: &Row) -> StoreResult<TriggerInstanceRecord> {
 impl TriggerInstanceStore for PgStore {
     async fn create(&self, instance: &TriggerInstanceRecord) -> StoreResult<()> {
         self.exec(
-            "INSERT INTO trigger_instances
-                (id, trigger_ref, trigger_type, status, occurrence_time, doc)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            INSERT_TRIGGER_INSTANCE,
             &[
                 &instance.id,
                 &instance.trigger,
@@ -125,7 +138,7 @@ impl TriggerInstanceStore for PgStore {
     ) -> StoreResult<()> {
         let n = self
             .exec(
-                "UPDATE trigger_instances SET status = $2 WHERE id = $1",
+                SET_TRIGGER_INSTANCE_STATUS,
                 &[&id, &status.as_str()],
                 "trigger instance",
                 id,
@@ -190,9 +203,7 @@ impl RuleEnforcementStore for PgStore {
     async fn create(&self, record: &RuleEnforcementRecord) -> StoreResult<()> {
         let e = &record.enforcement;
         self.exec(
-            "INSERT INTO rule_enforcements
-                (id, rule_ref, rule_id, execution_id, trigger_instance_id, enforced_at, doc)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            INSERT_ENFORCEMENT,
             &[
                 &record.id,
                 &e.rule.reference,
@@ -274,12 +285,12 @@ impl RuleEnforcementStore for PgStore {
     }
 }
 
-fn object_ids(components: &[TraceComponent]) -> Vec<&str> {
+pub(super) fn object_ids(components: &[TraceComponent]) -> Vec<&str> {
     components.iter().map(|c| c.object_id.as_str()).collect()
 }
 
 /// The appending statement for one list of a trace (constant per kind).
-fn add_component_sql(kind: TraceComponentKind) -> &'static str {
+pub(super) fn add_component_sql(kind: TraceComponentKind) -> &'static str {
     match kind {
         TraceComponentKind::TriggerInstance => {
             "UPDATE traces SET
@@ -312,9 +323,7 @@ fn add_component_sql(kind: TraceComponentKind) -> &'static str {
 impl TraceStore for PgStore {
     async fn create(&self, record: &TraceRecord) -> StoreResult<()> {
         self.exec(
-            "INSERT INTO traces (id, trace_tag, start_ts, trigger_instance_ids, rule_ids,
-                                 execution_ids, doc)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            INSERT_TRACE,
             &[
                 &record.id,
                 &record.trace_tag,

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 
@@ -61,9 +62,17 @@ fn execution_of(row: &Row) -> StoreResult<ExecutionRecord> {
     Ok(record)
 }
 
-impl PgStore {
-    async fn insert_executions(&self, records: &[ExecutionRecord]) -> StoreResult<()> {
-        let mut columns: [Vec<Option<String>>; 10] = Default::default();
+/// The columns of [`INSERT_EXECUTIONS`] for `records`, one array per column.
+pub(super) struct ExecutionColumns {
+    text: [Vec<Option<String>>; 10],
+    start: Vec<i64>,
+    end: Vec<Option<i64>>,
+    docs: Vec<Json<ExecutionRecord>>,
+}
+
+impl ExecutionColumns {
+    pub(super) fn new(records: &[ExecutionRecord]) -> Self {
+        let mut text: [Vec<Option<String>>; 10] = Default::default();
         let mut start = Vec::with_capacity(records.len());
         let mut end = Vec::with_capacity(records.len());
         let mut docs = Vec::with_capacity(records.len());
@@ -81,51 +90,153 @@ impl PgStore {
                 keys.trigger_type,
                 keys.trigger_instance,
             ];
-            for (column, value) in columns.iter_mut().zip(values) {
+            for (column, value) in text.iter_mut().zip(values) {
                 column.push(value);
             }
             start.push(to_micros(record.start_timestamp));
             end.push(record.end_timestamp.map(to_micros));
             docs.push(Json(stored(record, 1)));
         }
-        let client = self.client().await?;
+        Self {
+            text,
+            start,
+            end,
+            docs,
+        }
+    }
+
+    /// Insert them (one statement); `id` names the record in a conflict.
+    pub(super) async fn insert(&self, client: &impl GenericClient, id: &str) -> StoreResult<()> {
         let statement = client
             .prepare_cached(INSERT_EXECUTIONS)
             .await
             .map_err(pg_error)?;
-        let [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9] = &columns;
-        let id = match records {
-            [one] => one.id.as_str(),
-            _ => "",
-        };
+        let [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9] = &self.text;
         client
             .execute(
                 &statement,
-                &[c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, &start, &end, &docs],
+                &[
+                    c0,
+                    c1,
+                    c2,
+                    c3,
+                    c4,
+                    c5,
+                    c6,
+                    c7,
+                    c8,
+                    c9,
+                    &self.start,
+                    &self.end,
+                    &self.docs,
+                ],
             )
             .await
             .map_err(|e| pg_error_for(e, "execution", id))?;
         Ok(())
     }
+}
 
-    /// The children of each of `ids`, in creation order.
-    async fn children_of(
-        &self,
-        client: &deadpool_postgres::Client,
-        ids: &[String],
-    ) -> StoreResult<HashMap<String, Vec<String>>> {
-        let mut children: HashMap<String, Vec<String>> = HashMap::new();
-        if ids.is_empty() {
-            return Ok(children);
-        }
-        let statement = client.prepare_cached(CHILDREN).await.map_err(pg_error)?;
-        let rows = client.query(&statement, &[&ids]).await.map_err(pg_error)?;
-        for row in &rows {
-            let parent: String = get(row, 0)?;
-            let id: String = get(row, 1)?;
-            children.entry(parent).or_default().push(id);
-        }
-        Ok(children)
+/// Replace `record` stored at its revision (compare-and-set) on `client`; the new revision
+/// and the execution's children.
+pub(super) async fn update_execution(
+    client: &impl GenericClient,
+    record: &ExecutionRecord,
+) -> StoreResult<(u64, Vec<String>)> {
+    let next = record.revision.checked_add(1).ok_or_else(|| {
+        StoreError::Invalid(format!("execution {}: revision overflow", record.id))
+    })?;
+    let new = stored(record, next);
+    let keys = record.keys();
+    let statement = client
+        .prepare_cached(UPDATE_EXECUTION)
+        .await
+        .map_err(pg_error)?;
+    let ids = [record.id.clone()];
+    let (updated, mut children) = tokio::try_join!(
+        async {
+            client
+                .query_opt(
+                    &statement,
+                    &[
+                        &record.id,
+                        &clamp_i64(record.revision),
+                        &record.action_ref,
+                        &record.status.as_str(),
+                        &record.parent,
+                        &keys.user,
+                        &keys.runner,
+                        &keys.rule,
+                        &keys.trigger,
+                        &keys.trigger_type,
+                        &keys.trigger_instance,
+                        &to_micros(record.start_timestamp),
+                        &record.end_timestamp.map(to_micros),
+                        &json(&new),
+                    ],
+                )
+                .await
+                .map_err(|e| pg_error_for(e, "execution", &record.id))
+        },
+        children_of(client, &ids)
+    )?;
+    if updated.is_none() {
+        let row = client
+            .query_opt(
+                "SELECT revision FROM executions WHERE id = $1",
+                &[&record.id],
+            )
+            .await
+            .map_err(pg_error)?;
+        return Err(match row {
+            None => StoreError::NotFound {
+                what: "execution",
+                id: record.id.clone(),
+            },
+            Some(row) => {
+                let stored: i64 = get(&row, 0)?;
+                StoreError::Conflict {
+                    what: "execution",
+                    id: record.id.clone(),
+                    reason: format!(
+                        "stale revision {} (stored revision is {stored})",
+                        record.revision
+                    ),
+                }
+            }
+        });
+    }
+    Ok((next, children.remove(&record.id).unwrap_or_default()))
+}
+
+/// The children of each of `ids`, in creation order.
+async fn children_of(
+    client: &impl GenericClient,
+    ids: &[String],
+) -> StoreResult<HashMap<String, Vec<String>>> {
+    let mut children: HashMap<String, Vec<String>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(children);
+    }
+    let statement = client.prepare_cached(CHILDREN).await.map_err(pg_error)?;
+    let rows = client.query(&statement, &[&ids]).await.map_err(pg_error)?;
+    for row in &rows {
+        let parent: String = get(row, 0)?;
+        let id: String = get(row, 1)?;
+        children.entry(parent).or_default().push(id);
+    }
+    Ok(children)
+}
+
+impl PgStore {
+    async fn insert_executions(&self, records: &[ExecutionRecord]) -> StoreResult<()> {
+        let columns = ExecutionColumns::new(records);
+        let client = self.client().await?;
+        let id = match records {
+            [one] => one.id.as_str(),
+            _ => "",
+        };
+        columns.insert(&client, id).await
     }
 }
 
@@ -152,7 +263,7 @@ impl ExecutionStore for PgStore {
         let ids = [id.to_owned()];
         let (row, mut children) = tokio::try_join!(
             async { client.query_opt(&statement, &[&id]).await.map_err(pg_error) },
-            self.children_of(&client, &ids)
+            children_of(&client, &ids)
         )?;
         let Some(row) = row else {
             return Ok(None);
@@ -163,72 +274,10 @@ impl ExecutionStore for PgStore {
     }
 
     async fn update(&self, record: &ExecutionRecord) -> StoreResult<ExecutionRecord> {
-        let next = record.revision.checked_add(1).ok_or_else(|| {
-            StoreError::Invalid(format!("execution {}: revision overflow", record.id))
-        })?;
-        let new = stored(record, next);
-        let keys = record.keys();
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(UPDATE_EXECUTION)
-            .await
-            .map_err(pg_error)?;
-        let ids = [record.id.clone()];
-        let (updated, mut children) = tokio::try_join!(
-            async {
-                client
-                    .query_opt(
-                        &statement,
-                        &[
-                            &record.id,
-                            &clamp_i64(record.revision),
-                            &record.action_ref,
-                            &record.status.as_str(),
-                            &record.parent,
-                            &keys.user,
-                            &keys.runner,
-                            &keys.rule,
-                            &keys.trigger,
-                            &keys.trigger_type,
-                            &keys.trigger_instance,
-                            &to_micros(record.start_timestamp),
-                            &record.end_timestamp.map(to_micros),
-                            &json(&new),
-                        ],
-                    )
-                    .await
-                    .map_err(|e| pg_error_for(e, "execution", &record.id))
-            },
-            self.children_of(&client, &ids)
-        )?;
-        if updated.is_none() {
-            let row = client
-                .query_opt(
-                    "SELECT revision FROM executions WHERE id = $1",
-                    &[&record.id],
-                )
-                .await
-                .map_err(pg_error)?;
-            return Err(match row {
-                None => StoreError::NotFound {
-                    what: "execution",
-                    id: record.id.clone(),
-                },
-                Some(row) => {
-                    let stored: i64 = get(&row, 0)?;
-                    StoreError::Conflict {
-                        what: "execution",
-                        id: record.id.clone(),
-                        reason: format!(
-                            "stale revision {} (stored revision is {stored})",
-                            record.revision
-                        ),
-                    }
-                }
-            });
-        }
-        let mut new = new;
-        new.children = children.remove(&record.id).unwrap_or_default();
+        let (revision, children) = update_execution(&client, record).await?;
+        let mut new = stored(record, revision);
+        new.children = children;
         Ok(new)
     }
 
@@ -282,7 +331,7 @@ impl ExecutionStore for PgStore {
         if !items.is_empty() {
             let ids: Vec<String> = items.iter().map(|r| r.id.clone()).collect();
             let client = self.client().await?;
-            let mut children = self.children_of(&client, &ids).await?;
+            let mut children = children_of(&client, &ids).await?;
             for item in &mut items {
                 item.children = children.remove(&item.id).unwrap_or_default();
             }

@@ -59,6 +59,7 @@ use super::{
 };
 
 mod auth;
+mod batch;
 mod events;
 mod executions;
 mod listen;
@@ -710,6 +711,13 @@ impl Store for PgStore {
 
     fn queue(&self) -> &dyn WorkQueue {
         self
+    }
+
+    async fn write_batch(
+        &self,
+        writes: Vec<super::BatchWrite>,
+    ) -> StoreResult<Vec<super::BatchWritten>> {
+        self.write_all(writes).await
     }
 
     async fn close(&self) -> StoreResult<()> {

@@ -43,7 +43,7 @@ const CLAIM_UNTAGGED: &str = "UPDATE work_items w
     RETURNING w.id, w.queue, w.payload, w.required_tag, w.not_before, w.enqueued_at,
               w.attempts, w.fence";
 
-const ENQUEUE: &str = "INSERT INTO work_items (queue, payload, required_tag, not_before,
+pub(super) const ENQUEUE: &str = "INSERT INTO work_items (queue, payload, required_tag, not_before,
         enqueued_at)
     VALUES ($1, $2, $3, $4, $5) RETURNING id";
 
@@ -51,7 +51,7 @@ const HEARTBEAT: &str = "UPDATE work_items SET lease_expires_at = $4
     WHERE id = $1 AND fence = $2 AND state = 'leased' AND lease_expires_at > $3
     RETURNING lease_expires_at";
 
-const FINISH: &str = "DELETE FROM work_items
+pub(super) const FINISH: &str = "DELETE FROM work_items
     WHERE id = $1 AND fence = $2 AND state = 'leased' AND lease_expires_at > $3";
 
 const RELEASE: &str = "UPDATE work_items
@@ -91,7 +91,7 @@ fn expiry(now: i64, lease_for: Duration) -> Result<i64, StoreError> {
         .ok_or_else(|| StoreError::Invalid(format!("lease duration {lease_for:?} is too large")))
 }
 
-fn check_queue(queue: &str) -> Result<(), StoreError> {
+pub(super) fn check_queue(queue: &str) -> Result<(), StoreError> {
     if queue.len() > MAX_QUEUE_NAME {
         return Err(StoreError::Invalid(format!(
             "queue name longer than {MAX_QUEUE_NAME} bytes"
@@ -301,14 +301,14 @@ impl WorkQueue for PgStore {
 
 impl PgStore {
     /// Wake waiters of `queue`: at once in this process, through the notifier on other nodes.
-    fn wake(&self, queue: &str) {
+    pub(super) fn wake(&self, queue: &str) {
         self.inner.wakeups.notify(queue);
         // The notifier only stops when the store shuts down; nobody is left to wake then.
         let _ = self.inner.notifier.send(queue.to_owned());
     }
 }
 
-fn lost(lease: LeaseRef) -> StoreError {
+pub(super) fn lost(lease: LeaseRef) -> StoreError {
     StoreError::LeaseLost {
         item_id: lease.item_id,
         fence: lease.fence,

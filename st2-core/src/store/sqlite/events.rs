@@ -51,32 +51,75 @@ fn listing<T: serde::de::DeserializeOwned>(
 
 const TRIGGER_INSTANCE: &str = "trigger instance";
 
+/// A trigger instance as its row, built off the writer thread.
+pub(super) struct TriggerInstanceRow {
+    id: String,
+    trigger: String,
+    trigger_type: Option<String>,
+    status: &'static str,
+    time: i64,
+    doc: String,
+}
+
+impl TriggerInstanceRow {
+    pub(super) fn new(instance: &TriggerInstanceRecord) -> StoreResult<Self> {
+        Ok(Self {
+            doc: to_doc(TRIGGER_INSTANCE, instance)?,
+            id: instance.id.clone(),
+            trigger: instance.trigger.clone(),
+            trigger_type: instance.trigger_type.clone(),
+            status: instance.status.as_str(),
+            time: to_micros(instance.occurrence_time),
+        })
+    }
+
+    /// Insert it (one statement).
+    pub(super) fn insert(&self, db: &Db<'_>) -> StoreResult<()> {
+        db.conn()
+            .prepare_cached(
+                "INSERT INTO trigger_instances (id, trigger_ref, trigger_type, status, \
+                 occurrence_time, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.id,
+                    self.trigger,
+                    self.trigger_type,
+                    self.status,
+                    self.time,
+                    self.doc
+                ])
+            })
+            .map(|_| ())
+            .map_err(|e| insert_error(TRIGGER_INSTANCE, &self.id, e))
+    }
+}
+
+/// Set a trigger instance's status (one statement).
+pub(super) fn set_trigger_instance_status(
+    db: &Db<'_>,
+    id: &str,
+    status: TriggerInstanceStatus,
+) -> StoreResult<()> {
+    let changed = db
+        .conn()
+        .prepare_cached(
+            "UPDATE trigger_instances SET status = ?1, \
+             doc = json_set(doc, '$.status', ?1) WHERE id = ?2",
+        )
+        .and_then(|mut s| s.execute(params![status.as_str(), id]))
+        .map_err(sql_error)?;
+    found(changed, TRIGGER_INSTANCE, id)
+}
+
 /// The trigger instances of one store.
 pub(super) struct TriggerInstances(pub(super) Arc<Shared>);
 
 #[async_trait]
 impl TriggerInstanceStore for TriggerInstances {
     async fn create(&self, instance: &TriggerInstanceRecord) -> StoreResult<()> {
-        let doc = to_doc(TRIGGER_INSTANCE, instance)?;
-        let id = instance.id.clone();
-        let trigger = instance.trigger.clone();
-        let trigger_type = instance.trigger_type.clone();
-        let status = instance.status.as_str();
-        let time = to_micros(instance.occurrence_time);
-        self.0
-            .write_one(move |db| {
-                db.conn()
-                    .prepare_cached(
-                        "INSERT INTO trigger_instances (id, trigger_ref, trigger_type, status, \
-                         occurrence_time, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![id, trigger, trigger_type, status, time, doc])
-                    })
-                    .map(|_| ())
-                    .map_err(|e| insert_error(TRIGGER_INSTANCE, &id, e))
-            })
-            .await
+        let row = TriggerInstanceRow::new(instance)?;
+        self.0.write_one(move |db| row.insert(db)).await
     }
 
     async fn get(&self, id: &str) -> StoreResult<Option<TriggerInstanceRecord>> {
@@ -91,17 +134,7 @@ impl TriggerInstanceStore for TriggerInstances {
     async fn set_status(&self, id: &str, status: TriggerInstanceStatus) -> StoreResult<()> {
         let id = id.to_owned();
         self.0
-            .write_one(move |db| {
-                let changed = db
-                    .conn()
-                    .prepare_cached(
-                        "UPDATE trigger_instances SET status = ?1, \
-                         doc = json_set(doc, '$.status', ?1) WHERE id = ?2",
-                    )
-                    .and_then(|mut s| s.execute(params![status.as_str(), id]))
-                    .map_err(sql_error)?;
-                found(changed, TRIGGER_INSTANCE, &id)
-            })
+            .write_one(move |db| set_trigger_instance_status(db, &id, status))
             .await
     }
 
@@ -138,43 +171,63 @@ impl TriggerInstanceStore for TriggerInstances {
 
 const ENFORCEMENT: &str = "rule enforcement";
 
+/// A rule enforcement as its row, built off the writer thread.
+pub(super) struct EnforcementRow {
+    id: String,
+    rule_ref: String,
+    rule_id: Option<String>,
+    execution: Option<String>,
+    trigger_instance: String,
+    at: i64,
+    doc: String,
+}
+
+impl EnforcementRow {
+    pub(super) fn new(record: &RuleEnforcementRecord) -> StoreResult<Self> {
+        let e = &record.enforcement;
+        Ok(Self {
+            doc: to_doc(ENFORCEMENT, record)?,
+            id: record.id.clone(),
+            rule_ref: e.rule.reference.clone(),
+            rule_id: e.rule.id.clone(),
+            execution: e.execution_id.clone(),
+            trigger_instance: e.trigger_instance_id.clone(),
+            at: to_micros(e.enforced_at),
+        })
+    }
+
+    /// Insert it (one statement).
+    pub(super) fn insert(&self, db: &Db<'_>) -> StoreResult<()> {
+        db.conn()
+            .prepare_cached(
+                "INSERT INTO rule_enforcements (id, rule_ref, rule_id, execution_id, \
+                 trigger_instance_id, enforced_at, doc) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.id,
+                    self.rule_ref,
+                    self.rule_id,
+                    self.execution,
+                    self.trigger_instance,
+                    self.at,
+                    self.doc
+                ])
+            })
+            .map(|_| ())
+            .map_err(|e| insert_error(ENFORCEMENT, &self.id, e))
+    }
+}
+
 /// The rule enforcements of one store.
 pub(super) struct RuleEnforcements(pub(super) Arc<Shared>);
 
 #[async_trait]
 impl RuleEnforcementStore for RuleEnforcements {
     async fn create(&self, record: &RuleEnforcementRecord) -> StoreResult<()> {
-        let doc = to_doc(ENFORCEMENT, record)?;
-        let e = &record.enforcement;
-        let id = record.id.clone();
-        let rule_ref = e.rule.reference.clone();
-        let rule_id = e.rule.id.clone();
-        let execution = e.execution_id.clone();
-        let trigger_instance = e.trigger_instance_id.clone();
-        let at = to_micros(e.enforced_at);
-        self.0
-            .write_one(move |db| {
-                db.conn()
-                    .prepare_cached(
-                        "INSERT INTO rule_enforcements (id, rule_ref, rule_id, execution_id, \
-                         trigger_instance_id, enforced_at, doc) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            id,
-                            rule_ref,
-                            rule_id,
-                            execution,
-                            trigger_instance,
-                            at,
-                            doc
-                        ])
-                    })
-                    .map(|_| ())
-                    .map_err(|e| insert_error(ENFORCEMENT, &id, e))
-            })
-            .await
+        let row = EnforcementRow::new(record)?;
+        self.0.write_one(move |db| row.insert(db)).await
     }
 
     async fn get(&self, id: &str) -> StoreResult<Option<RuleEnforcementRecord>> {
@@ -237,15 +290,6 @@ impl RuleEnforcementStore for RuleEnforcements {
 
 const TRACE: &str = "trace";
 
-/// The JSON list of a trace holding components of `kind`.
-fn trace_list(kind: TraceComponentKind) -> &'static str {
-    match kind {
-        TraceComponentKind::TriggerInstance => "trigger_instances",
-        TraceComponentKind::Rule => "rules",
-        TraceComponentKind::ActionExecution => "action_executions",
-    }
-}
-
 fn add_component_row(db: &Db<'_>, trace_id: &str, kind: &str, object_id: &str) -> StoreResult<()> {
     db.conn()
         .prepare_cached(
@@ -256,16 +300,17 @@ fn add_component_row(db: &Db<'_>, trace_id: &str, kind: &str, object_id: &str) -
         .map_err(sql_error)
 }
 
-/// The traces of one store.
-pub(super) struct Traces(pub(super) Arc<Shared>);
+/// A new trace as its rows, built off the writer thread.
+pub(super) struct TraceRow {
+    id: String,
+    tag: String,
+    start: i64,
+    doc: String,
+    components: Vec<(&'static str, String)>,
+}
 
-#[async_trait]
-impl TraceStore for Traces {
-    async fn create(&self, record: &TraceRecord) -> StoreResult<()> {
-        let doc = to_doc(TRACE, record)?;
-        let id = record.id.clone();
-        let tag = record.trace_tag.clone();
-        let start = to_micros(record.start_timestamp);
+impl TraceRow {
+    pub(super) fn new(record: &TraceRecord) -> StoreResult<Self> {
         let components: Vec<(&'static str, String)> = [
             (
                 TraceComponentKind::TriggerInstance,
@@ -283,21 +328,78 @@ impl TraceStore for Traces {
                 .map(move |c| (kind.as_str(), c.object_id.clone()))
         })
         .collect();
-        self.0
-            .write(move |db| {
-                db.conn()
-                    .prepare_cached(
-                        "INSERT INTO traces (id, trace_tag, start_timestamp, doc) \
-                         VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .and_then(|mut s| s.execute(params![id, tag, start, doc]))
-                    .map_err(|e| insert_error(TRACE, &id, e))?;
-                for (kind, object_id) in &components {
-                    add_component_row(db, &id, kind, object_id)?;
-                }
-                Ok(())
-            })
-            .await
+        Ok(Self {
+            doc: to_doc(TRACE, record)?,
+            id: record.id.clone(),
+            tag: record.trace_tag.clone(),
+            start: to_micros(record.start_timestamp),
+            components,
+        })
+    }
+
+    /// Insert it and its component index rows (several statements: needs a savepoint).
+    pub(super) fn insert(&self, db: &Db<'_>) -> StoreResult<()> {
+        db.conn()
+            .prepare_cached(
+                "INSERT INTO traces (id, trace_tag, start_timestamp, doc) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![self.id, self.tag, self.start, self.doc]))
+            .map_err(|e| insert_error(TRACE, &self.id, e))?;
+        for (kind, object_id) in &self.components {
+            add_component_row(db, &self.id, kind, object_id)?;
+        }
+        Ok(())
+    }
+}
+
+/// A component to append to a trace, built off the writer thread.
+pub(super) struct ComponentRow {
+    trace_id: String,
+    kind: TraceComponentKind,
+    object_id: String,
+    json: String,
+}
+
+impl ComponentRow {
+    pub(super) fn new(
+        trace_id: &str,
+        kind: TraceComponentKind,
+        component: &TraceComponent,
+    ) -> StoreResult<Self> {
+        Ok(Self {
+            json: to_doc(TRACE, component)?,
+            trace_id: trace_id.to_owned(),
+            kind,
+            object_id: component.object_id.clone(),
+        })
+    }
+
+    /// Append it (two statements: needs a savepoint).
+    pub(super) fn add(&self, db: &Db<'_>) -> StoreResult<()> {
+        let path = match self.kind {
+            TraceComponentKind::TriggerInstance => "$.trigger_instances[#]",
+            TraceComponentKind::Rule => "$.rules[#]",
+            TraceComponentKind::ActionExecution => "$.action_executions[#]",
+        };
+        let changed = db
+            .conn()
+            .prepare_cached("UPDATE traces SET doc = json_insert(doc, ?1, json(?2)) WHERE id = ?3")
+            .and_then(|mut s| s.execute(params![path, self.json, self.trace_id]))
+            .map_err(sql_error)?;
+        found(changed, TRACE, &self.trace_id)?;
+        add_component_row(db, &self.trace_id, self.kind.as_str(), &self.object_id)
+    }
+}
+
+/// The traces of one store.
+pub(super) struct Traces(pub(super) Arc<Shared>);
+
+#[async_trait]
+impl TraceStore for Traces {
+    async fn create(&self, record: &TraceRecord) -> StoreResult<()> {
+        let row = TraceRow::new(record)?;
+        self.0.write(move |db| row.insert(db)).await
     }
 
     async fn get(&self, id: &str) -> StoreResult<Option<TraceRecord>> {
@@ -312,23 +414,8 @@ impl TraceStore for Traces {
         kind: TraceComponentKind,
         component: &TraceComponent,
     ) -> StoreResult<()> {
-        let json = to_doc(TRACE, component)?;
-        let id = trace_id.to_owned();
-        let object_id = component.object_id.clone();
-        let path = format!("$.{}[#]", trace_list(kind));
-        self.0
-            .write(move |db| {
-                let changed = db
-                    .conn()
-                    .prepare_cached(
-                        "UPDATE traces SET doc = json_insert(doc, ?1, json(?2)) WHERE id = ?3",
-                    )
-                    .and_then(|mut s| s.execute(params![path, json, id]))
-                    .map_err(sql_error)?;
-                found(changed, TRACE, &id)?;
-                add_component_row(db, &id, kind.as_str(), &object_id)
-            })
-            .await
+        let row = ComponentRow::new(trace_id, kind, component)?;
+        self.0.write(move |db| row.add(db)).await
     }
 
     async fn list(&self, filter: &TraceFilter, page: Page) -> StoreResult<Listing<TraceRecord>> {

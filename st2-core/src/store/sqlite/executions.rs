@@ -23,7 +23,7 @@ const WHAT: &str = "execution";
 pub(super) struct Executions(pub(super) Arc<Shared>);
 
 /// An execution as its row: the indexed columns and the JSON text, built by the caller.
-struct ExecutionRow {
+pub(super) struct ExecutionRow {
     id: String,
     revision: i64,
     action_ref: String,
@@ -41,7 +41,7 @@ struct ExecutionRow {
 }
 
 impl ExecutionRow {
-    fn new(record: &ExecutionRecord) -> StoreResult<Self> {
+    pub(super) fn new(record: &ExecutionRecord) -> StoreResult<Self> {
         let keys = record.keys();
         Ok(Self {
             id: record.id.clone(),
@@ -62,7 +62,7 @@ impl ExecutionRow {
         })
     }
 
-    fn insert(&self, db: &Db<'_>) -> StoreResult<()> {
+    pub(super) fn insert(&self, db: &Db<'_>) -> StoreResult<()> {
         db.conn()
             .prepare_cached(
                 "INSERT INTO executions (id, revision, action_ref, status, parent, username, \
@@ -115,6 +115,81 @@ impl ExecutionRow {
                     self.trigger_type,
                     self.trigger_instance,
                     self.start,
+                    self.end,
+                    self.doc,
+                    expected,
+                ])
+            })
+            .map_err(sql_error)
+    }
+}
+
+impl ExecutionRow {
+    /// Replace the row stored at revision `expected` (one modifying statement); the
+    /// execution's children. [`StoreError::Conflict`] for a stale revision,
+    /// [`StoreError::NotFound`] for an unknown id.
+    pub(super) fn replace(&self, db: &Db<'_>, expected: i64) -> StoreResult<Vec<String>> {
+        // The indexed columns other than `status` rarely change after creation, and every
+        // index a statement sets a column of is rewritten: read them first (the row's head,
+        // not its document) and leave them out of the update when they stay the same.
+        let current = db
+            .conn()
+            .prepare_cached(
+                "SELECT revision, action_ref, parent, username, runner, rule, trigger_ref, \
+                 trigger_type, trigger_instance, start_timestamp FROM executions WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([&self.id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)? == self.action_ref
+                            && r.get::<_, Option<String>>(2)? == self.parent
+                            && r.get::<_, Option<String>>(3)? == self.user
+                            && r.get::<_, Option<String>>(4)? == self.runner
+                            && r.get::<_, Option<String>>(5)? == self.rule
+                            && r.get::<_, Option<String>>(6)? == self.trigger
+                            && r.get::<_, Option<String>>(7)? == self.trigger_type
+                            && r.get::<_, Option<String>>(8)? == self.trigger_instance
+                            && r.get::<_, i64>(9)? == self.start,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(sql_error)?;
+        let changed = match current {
+            None => 0,
+            Some((revision, _)) if revision != expected => 0,
+            Some((_, true)) => self.update_status(db, expected)?,
+            Some((_, false)) => self.update(db, expected)?,
+        };
+        if changed == 0 {
+            return Err(match current {
+                None => StoreError::NotFound {
+                    what: WHAT,
+                    id: self.id.clone(),
+                },
+                Some((current, _)) => StoreError::Conflict {
+                    what: WHAT,
+                    id: self.id.clone(),
+                    reason: format!("stale revision {expected}: the stored revision is {current}"),
+                },
+            });
+        }
+        children_of(db, &self.id)
+    }
+
+    /// [`ExecutionRow::update`] of the columns that change while an execution runs.
+    fn update_status(&self, db: &Db<'_>, expected: i64) -> StoreResult<usize> {
+        db.conn()
+            .prepare_cached(
+                "UPDATE executions SET revision = ?2, status = ?3, end_timestamp = ?4, doc = ?5 \
+                 WHERE id = ?1 AND revision = ?6",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.id,
+                    self.revision,
+                    self.status,
                     self.end,
                     self.doc,
                     expected,
@@ -243,29 +318,7 @@ impl ExecutionStore for Executions {
             .map_err(|_| StoreError::Invalid("revision out of range".into()))?;
         stored.children = self
             .0
-            .write_one(move |db| {
-                if row.update(db, expected)? == 0 {
-                    let current: Option<i64> = db
-                        .conn()
-                        .prepare_cached("SELECT revision FROM executions WHERE id = ?1")
-                        .and_then(|mut s| s.query_row([&row.id], |r| r.get(0)).optional())
-                        .map_err(sql_error)?;
-                    return Err(match current {
-                        None => StoreError::NotFound {
-                            what: WHAT,
-                            id: row.id.clone(),
-                        },
-                        Some(current) => StoreError::Conflict {
-                            what: WHAT,
-                            id: row.id.clone(),
-                            reason: format!(
-                                "stale revision {expected}: the stored revision is {current}"
-                            ),
-                        },
-                    });
-                }
-                children_of(db, &row.id)
-            })
+            .write_one(move |db| row.replace(db, expected))
             .await?;
         Ok(stored)
     }

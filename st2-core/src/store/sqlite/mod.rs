@@ -36,9 +36,10 @@ use serde::de::DeserializeOwned;
 
 use crate::clock::{Clock, SystemClock};
 use crate::store::{
-    ApiKeyStore, ExecutionOutputStore, ExecutionStore, InquiryStore, KeyValueStore, Page,
-    RuleEnforcementStore, SortOrder, Store, StoreError, StoreResult, TokenStore, TraceStore,
-    TriggerInstanceStore, Wakeups, WorkQueue, WorkflowStore,
+    ApiKeyStore, BatchWrite, BatchWritten, ExecutionOutputStore, ExecutionStore, InquiryStore,
+    KeyValueStore, LeaseRef, Page, RuleEnforcementStore, SortOrder, Store, StoreError, StoreResult,
+    TokenStore, TraceStore, TriggerInstanceStatus, TriggerInstanceStore, Wakeups, WorkQueue,
+    WorkflowStore,
 };
 
 mod auth;
@@ -453,6 +454,109 @@ impl Store for SqliteStore {
 
     fn queue(&self) -> &dyn WorkQueue {
         &self.queue
+    }
+
+    async fn write_batch(&self, writes: Vec<BatchWrite>) -> StoreResult<Vec<BatchWritten>> {
+        /// One write, its rows built (and JSON serialised) off the writer thread.
+        enum Row {
+            TriggerInstance(events::TriggerInstanceRow),
+            TriggerInstanceStatus(String, TriggerInstanceStatus),
+            NewExecution(executions::ExecutionRow),
+            Execution(executions::ExecutionRow, i64, u64),
+            Enforcement(events::EnforcementRow),
+            Trace(events::TraceRow),
+            Component(events::ComponentRow),
+            Enqueue(queue::WorkItemRow),
+            Finish(LeaseRef),
+        }
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rows = Vec::with_capacity(writes.len());
+        let mut queues = Vec::new();
+        for write in writes {
+            rows.push(match write {
+                BatchWrite::CreateTriggerInstance(r) => {
+                    Row::TriggerInstance(events::TriggerInstanceRow::new(&r)?)
+                }
+                BatchWrite::SetTriggerInstanceStatus { id, status } => {
+                    Row::TriggerInstanceStatus(id, status)
+                }
+                BatchWrite::CreateExecution(mut r) => {
+                    r.revision = 1;
+                    r.children.clear();
+                    Row::NewExecution(executions::ExecutionRow::new(&r)?)
+                }
+                BatchWrite::UpdateExecution(mut r) => {
+                    let expected = i64::try_from(r.revision)
+                        .map_err(|_| StoreError::Invalid("revision out of range".into()))?;
+                    r.revision = r
+                        .revision
+                        .checked_add(1)
+                        .ok_or_else(|| StoreError::Invalid("revision out of range".into()))?;
+                    r.children.clear();
+                    Row::Execution(executions::ExecutionRow::new(&r)?, expected, r.revision)
+                }
+                BatchWrite::CreateRuleEnforcement(r) => {
+                    Row::Enforcement(events::EnforcementRow::new(&r)?)
+                }
+                BatchWrite::CreateTrace(r) => Row::Trace(events::TraceRow::new(&r)?),
+                BatchWrite::AddTraceComponent {
+                    trace_id,
+                    kind,
+                    component,
+                } => Row::Component(events::ComponentRow::new(&trace_id, kind, &component)?),
+                BatchWrite::Enqueue(item) => {
+                    queues.push(item.queue.clone());
+                    Row::Enqueue(queue::WorkItemRow::new(item)?)
+                }
+                BatchWrite::FinishWork(lease) => Row::Finish(lease),
+            });
+        }
+        // One job in its own savepoint: a failing write undoes the whole batch.
+        let (written, rows) = self
+            .shared
+            .write(move |db| {
+                let mut written = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    written.push(match row {
+                        Row::TriggerInstance(r) => r.insert(db).map(|()| BatchWritten::Done)?,
+                        Row::TriggerInstanceStatus(id, status) => {
+                            events::set_trigger_instance_status(db, id, *status)?;
+                            BatchWritten::Done
+                        }
+                        Row::NewExecution(r) => {
+                            r.insert(db)?;
+                            BatchWritten::Execution {
+                                revision: 1,
+                                children: Vec::new(),
+                            }
+                        }
+                        Row::Execution(r, expected, revision) => BatchWritten::Execution {
+                            revision: *revision,
+                            children: r.replace(db, *expected)?,
+                        },
+                        Row::Enforcement(r) => r.insert(db).map(|()| BatchWritten::Done)?,
+                        Row::Trace(r) => r.insert(db).map(|()| BatchWritten::Done)?,
+                        Row::Component(r) => r.add(db).map(|()| BatchWritten::Done)?,
+                        Row::Enqueue(r) => BatchWritten::WorkItem(r.insert(db)?),
+                        Row::Finish(lease) => {
+                            queue::finish(db, *lease)?;
+                            BatchWritten::Done
+                        }
+                    });
+                }
+                // The rows come back to be freed here, not on the writer thread.
+                Ok((written, rows))
+            })
+            .await?;
+        drop(rows);
+        queues.sort();
+        queues.dedup();
+        for name in &queues {
+            self.shared.wakeups.notify(name);
+        }
+        Ok(written)
     }
 
     async fn close(&self) -> StoreResult<()> {

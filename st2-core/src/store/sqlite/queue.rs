@@ -109,30 +109,71 @@ fn claimable(
     Ok(rows)
 }
 
+/// A new work item as its row, built off the writer thread.
+pub(super) struct WorkItemRow {
+    pub(super) queue: String,
+    payload: String,
+    tag: Option<String>,
+    not_before: Option<i64>,
+}
+
+impl WorkItemRow {
+    pub(super) fn new(item: NewWorkItem) -> StoreResult<Self> {
+        Ok(Self {
+            payload: to_doc(WHAT, &item.payload)?,
+            not_before: item.not_before.map(to_micros),
+            queue: item.queue,
+            tag: item.required_tag,
+        })
+    }
+
+    /// Insert it (one statement); its id. The caller wakes the queue's waiters after the
+    /// commit.
+    pub(super) fn insert(&self, db: &Db<'_>) -> StoreResult<i64> {
+        let now = db.now();
+        db.conn()
+            .prepare_cached(
+                "INSERT INTO work_items (queue, payload, required_tag, not_before, \
+                 enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.insert(params![
+                    self.queue,
+                    self.payload,
+                    self.tag,
+                    self.not_before.unwrap_or(now),
+                    now
+                ])
+            })
+            .map_err(sql_error)
+    }
+}
+
+/// Remove a finished item held under `lease` (one statement).
+pub(super) fn finish(db: &Db<'_>, lease: LeaseRef) -> StoreResult<()> {
+    let changed = db
+        .conn()
+        .prepare_cached(
+            "DELETE FROM work_items WHERE id = ?1 AND fence = ?2 AND state = 1 \
+             AND lease_expires_at > ?3",
+        )
+        .and_then(|mut s| s.execute(params![lease.item_id, lease.fence, db.now()]))
+        .map_err(sql_error)?;
+    if changed == 0 {
+        return Err(lost(lease));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl WorkQueue for Queue {
     async fn enqueue(&self, item: NewWorkItem) -> Result<i64, StoreError> {
-        let payload = to_doc(WHAT, &item.payload)?;
-        let not_before = item.not_before.map(to_micros);
-        let queue = item.queue;
-        let tag = item.required_tag;
-        let name = queue.clone();
-        let id = self
+        let row = WorkItemRow::new(item)?;
+        let (id, row) = self
             .0
-            .write_one(move |db| {
-                let now = db.now();
-                db.conn()
-                    .prepare_cached(
-                        "INSERT INTO work_items (queue, payload, required_tag, not_before, \
-                         enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )
-                    .and_then(|mut s| {
-                        s.insert(params![queue, payload, tag, not_before.unwrap_or(now), now])
-                    })
-                    .map_err(sql_error)
-            })
+            .write_one(move |db| row.insert(db).map(|id| (id, row)))
             .await?;
-        self.0.wakeups.notify(&name);
+        self.0.wakeups.notify(&row.queue);
         Ok(id)
     }
 
@@ -230,22 +271,7 @@ impl WorkQueue for Queue {
     }
 
     async fn finish(&self, lease: LeaseRef) -> Result<(), StoreError> {
-        self.0
-            .write_one(move |db| {
-                let changed = db
-                    .conn()
-                    .prepare_cached(
-                        "DELETE FROM work_items WHERE id = ?1 AND fence = ?2 AND state = 1 \
-                         AND lease_expires_at > ?3",
-                    )
-                    .and_then(|mut s| s.execute(params![lease.item_id, lease.fence, db.now()]))
-                    .map_err(sql_error)?;
-                if changed == 0 {
-                    return Err(lost(lease));
-                }
-                Ok(())
-            })
-            .await
+        self.0.write_one(move |db| finish(db, lease)).await
     }
 
     async fn release(

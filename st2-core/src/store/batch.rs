@@ -1,0 +1,68 @@
+//! Several writes that always go together, committed as one: [`Store::write_batch`].
+//!
+//! The engine's steps each write a handful of records across aggregates (a trigger instance's
+//! outcome: its execution, queue item, enforcement, trace and status; a run's end: the
+//! execution, the action trigger instance, its trace entry and the queue item's finish). One
+//! batch is one transaction: every write lands or none does, and the store pays for one turn
+//! (one writer job, one round trip) instead of one per record.
+//!
+//! [`Store::write_batch`]: super::Store::write_batch
+
+use super::queue::{LeaseRef, NewWorkItem};
+use super::records::{
+    ExecutionRecord, RuleEnforcementRecord, TraceComponent, TraceComponentKind, TraceRecord,
+    TriggerInstanceRecord, TriggerInstanceStatus,
+};
+
+/// One write of a batch; each means what the aggregate method of the same name means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchWrite {
+    /// [`TriggerInstanceStore::create`](super::TriggerInstanceStore::create).
+    CreateTriggerInstance(TriggerInstanceRecord),
+    /// [`TriggerInstanceStore::set_status`](super::TriggerInstanceStore::set_status).
+    SetTriggerInstanceStatus {
+        /// The instance.
+        id: String,
+        /// Its new status.
+        status: TriggerInstanceStatus,
+    },
+    /// [`ExecutionStore::create`](super::ExecutionStore::create).
+    CreateExecution(ExecutionRecord),
+    /// [`ExecutionStore::update`](super::ExecutionStore::update) (compare-and-set on the
+    /// record's revision).
+    UpdateExecution(ExecutionRecord),
+    /// [`RuleEnforcementStore::create`](super::RuleEnforcementStore::create).
+    CreateRuleEnforcement(RuleEnforcementRecord),
+    /// [`TraceStore::create`](super::TraceStore::create).
+    CreateTrace(TraceRecord),
+    /// [`TraceStore::add_component`](super::TraceStore::add_component).
+    AddTraceComponent {
+        /// The trace.
+        trace_id: String,
+        /// Which list.
+        kind: TraceComponentKind,
+        /// The component.
+        component: TraceComponent,
+    },
+    /// [`WorkQueue::enqueue`](super::WorkQueue::enqueue) (waiters are woken after the commit).
+    Enqueue(NewWorkItem),
+    /// [`WorkQueue::finish`](super::WorkQueue::finish).
+    FinishWork(LeaseRef),
+}
+
+/// What one write of a committed batch produced, in the order of the writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchWritten {
+    /// Nothing to report (the write landed).
+    Done,
+    /// An execution created or updated: its stored revision and its children (creation
+    /// order; always empty for a new one).
+    Execution {
+        /// The stored revision.
+        revision: u64,
+        /// The children, as [`ExecutionStore::get`](super::ExecutionStore::get) fills them.
+        children: Vec<String>,
+    },
+    /// A work item enqueued: its id.
+    WorkItem(i64),
+}
