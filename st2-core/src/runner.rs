@@ -244,9 +244,11 @@ pub trait RunnerServices: Send + Sync + fmt::Debug {
     ) -> Result<Vec<ExecutionRecord>, RunnerError>;
     /// The state the calling execution's runner saved last (`None` on a first run).
     async fn load_state(&self) -> Result<Option<RunnerState>, RunnerError>;
+    /// The state another execution's runner saved last (a re-run continues from it).
+    async fn load_state_of(&self, execution_id: &str) -> Result<Option<RunnerState>, RunnerError>;
     /// Save the calling execution's runner state (replacing the previous one); it survives a
     /// crash, and the runner finds it again when the engine runs it again.
-    async fn save_state(&self, status: &str, state: &Value) -> Result<(), RunnerError>;
+    async fn save_state(&self, status: &str, state: Value) -> Result<(), RunnerError>;
     /// Create or replace one task record of the calling execution's state (its
     /// `workflow_id` is set by the engine); [`RunnerServices::save_state`] must have run once.
     async fn save_task(&self, task: TaskRecord) -> Result<(), RunnerError>;

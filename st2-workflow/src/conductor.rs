@@ -111,6 +111,7 @@ pub struct TaskEntry {
     /// Route index.
     pub route: usize,
     /// Indexes of the contexts merged into the task's input context.
+    #[serde(with = "indexes")]
     pub ctxs_in: Vec<usize>,
     /// Context published per transition id.
     #[serde(default)]
@@ -139,6 +140,7 @@ pub struct StagedTask {
     /// Route index.
     pub route: usize,
     /// Input context indexes.
+    #[serde(with = "indexes")]
     pub ctxs_in: Vec<usize>,
     /// Back references.
     #[serde(default)]
@@ -1503,6 +1505,80 @@ impl Ev<'_> {
                 Some(result)
             }
             Ev::Command(_) => None,
+        }
+    }
+}
+
+/// Context index lists in the serialised state, compactly: each run of consecutive indexes
+/// is written `[first, last]`, a lone index as itself (`[0, 1, 2, 3, 7]` → `[[0, 3], 7]`).
+/// A long chain's tasks each inherit every earlier context, so writing the lists out in full
+/// makes the stored state grow with the square of the tasks. Plain lists read as before.
+mod indexes {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Item {
+        One(usize),
+        Run([usize; 2]),
+    }
+
+    pub(super) fn serialize<S: Serializer>(list: &[usize], s: S) -> Result<S::Ok, S::Error> {
+        let mut out: Vec<Item> = Vec::new();
+        let mut i = 0;
+        while i < list.len() {
+            let mut j = i;
+            while j + 1 < list.len() && list[j + 1] == list[j] + 1 {
+                j += 1;
+            }
+            if j > i {
+                out.push(Item::Run([list[i], list[j]]));
+            } else {
+                out.push(Item::One(list[i]));
+            }
+            i = j + 1;
+        }
+        out.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
+        let items = Vec::<Item>::deserialize(d)?;
+        let mut out = Vec::new();
+        for item in items {
+            match item {
+                Item::One(i) => out.push(i),
+                Item::Run([a, b]) if a <= b && b - a < 10_000_000 => out.extend(a..=b),
+                Item::Run([a, b]) => {
+                    return Err(D::Error::custom(format!(
+                        "bad context index run [{a}, {b}]"
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct T {
+            #[serde(with = "super")]
+            v: Vec<usize>,
+        }
+
+        #[test]
+        fn runs_round_trip_and_plain_lists_still_read() {
+            let t = T {
+                v: vec![0, 1, 2, 3, 7, 5, 6, 9],
+            };
+            let json = serde_json::to_value(&t).expect("serialises");
+            assert_eq!(json, serde_json::json!({"v": [[0, 3], 7, [5, 6], 9]}));
+            assert_eq!(serde_json::from_value::<T>(json).expect("reads"), t);
+            let plain: T =
+                serde_json::from_value(serde_json::json!({"v": [0, 2, 1]})).expect("plain");
+            assert_eq!(plain.v, vec![0, 2, 1]);
+            assert!(serde_json::from_value::<T>(serde_json::json!({"v": [[3, 1]]})).is_err());
         }
     }
 }

@@ -27,7 +27,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use st2_core::runner::{ChildRequest, RunContext, RunOutcome, Runner, RunnerError, RunnerServices};
+use st2_core::runner::{
+    ChildRequest, RunContext, RunOutcome, Runner, RunnerError, RunnerServices, RunnerState,
+};
 use st2_core::store::{ExecutionRecord, ExecutionStatus, TaskRecord};
 
 use crate::conductor::{Conductor, ConductorState, NextTask, TaskEvent, Workflow};
@@ -139,6 +141,8 @@ impl Runner for OrquestaRunner {
                 ));
             }
         };
+        let uses_task_records = workflow.uses_task_records();
+        let reads_datastore = workflow.spec.mentions("st2kv");
         let mut driver = Driver {
             conductor: Some(Conductor::new(workflow.clone())),
             workflow,
@@ -148,6 +152,8 @@ impl Runner for OrquestaRunner {
             records: HashMap::new(),
             dirty: Vec::new(),
             items: HashMap::new(),
+            uses_task_records,
+            reads_datastore,
         };
         driver.load_or_start().await?;
         driver.drive().await
@@ -224,6 +230,10 @@ struct Driver {
     dirty: Vec<String>,
     /// With-items results so far, by `"<task>__r<route>"`.
     items: HashMap<String, Vec<Value>>,
+    /// Expressions call `task()`: the conductor gets the task records.
+    uses_task_records: bool,
+    /// Expressions call `st2kv()`: conductor steps run on a blocking thread.
+    reads_datastore: bool,
 }
 
 fn task_key(task: &str, route: usize) -> String {
@@ -262,7 +272,7 @@ impl Driver {
         self.conductor().state.status
     }
 
-    /// Run `f` on the conductor on a blocking thread (expressions may read the datastore).
+    /// Run `f` on the conductor (on a blocking thread when expressions read the datastore).
     async fn step<R: Send + 'static>(
         &mut self,
         f: impl FnOnce(&mut Conductor) -> R + Send + 'static,
@@ -271,7 +281,7 @@ impl Driver {
             .conductor
             .take()
             .ok_or_else(|| fail("the workflow conductor is busy"))?;
-        if self.workflow.uses_task_records() {
+        if self.uses_task_records {
             let records = self
                 .saved
                 .tasks
@@ -280,13 +290,18 @@ impl Driver {
                 .collect();
             conductor.set_task_records(records);
         }
-        let joined = tokio::task::spawn_blocking(move || {
+        let run = move || {
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conductor)));
             (conductor, out)
-        })
-        .await
-        .map_err(|e| fail(format!("the workflow step stopped: {e}")))?;
-        let (conductor, out) = joined;
+        };
+        // Only `st2kv()` blocks (it reads the store); other steps run here.
+        let (conductor, out) = if self.reads_datastore {
+            tokio::task::spawn_blocking(run)
+                .await
+                .map_err(|e| fail(format!("the workflow step stopped: {e}")))?
+        } else {
+            run()
+        };
         self.conductor = Some(conductor);
         out.map_err(|_| fail("the workflow conductor panicked"))
     }
@@ -332,30 +347,57 @@ impl Driver {
         out
     }
 
-    /// Continue from the saved state, or start the workflow.
+    /// Take over a saved state (this execution's, or the original's for a re-run).
+    fn restore(&mut self, stored: RunnerState) -> Result<(), RunnerError> {
+        self.saved = serde_json::from_value(stored.state)
+            .map_err(|e| fail(format!("the saved workflow state does not load: {e}")))?;
+        let state = std::mem::take(&mut self.saved.conductor);
+        self.conductor = Some(Conductor::restore(self.workflow.clone(), state));
+        for record in stored.tasks {
+            if let Some(items) = record.doc.get("result").and_then(|r| r.get("items"))
+                && let Value::Array(items) = items
+            {
+                let results = items
+                    .iter()
+                    .map(|i| i.get("result").cloned().unwrap_or(Value::Null))
+                    .collect();
+                self.items.insert(
+                    task_key(&record.task_id, record.task_route as usize),
+                    results,
+                );
+            }
+            self.records.insert(record.id.clone(), record);
+        }
+        Ok(())
+    }
+
+    /// Continue from the saved state, re-run the original workflow from the tasks asked for,
+    /// or start the workflow.
     async fn load_or_start(&mut self) -> Result<(), RunnerError> {
         if let Some(stored) = self.services.load_state().await? {
-            self.saved = serde_json::from_value(stored.state)
-                .map_err(|e| fail(format!("the saved workflow state does not load: {e}")))?;
-            let state = std::mem::take(&mut self.saved.conductor);
-            self.conductor = Some(Conductor::restore(self.workflow.clone(), state));
-            for record in stored.tasks {
-                if let Some(items) = record.doc.get("result").and_then(|r| r.get("items"))
-                    && let Value::Array(items) = items
-                {
-                    let results = items
-                        .iter()
-                        .map(|i| i.get("result").cloned().unwrap_or(Value::Null))
-                        .collect();
-                    self.items.insert(
-                        task_key(&record.task_id, record.task_route as usize),
-                        results,
-                    );
-                }
-                self.records.insert(record.id.clone(), record);
-            }
-            return Ok(());
+            return self.restore(stored);
         }
+        self.set_deadline();
+        let rerun = self.ctx.context.get("re-run").cloned();
+        if let Some(rerun) = rerun
+            && rerun
+                .get("tasks")
+                .and_then(Value::as_array)
+                .is_some_and(|t| !t.is_empty())
+        {
+            return self.rerun(&rerun).await;
+        }
+        let inputs = self.ctx.parameters.clone();
+        let parent = self.st2_context();
+        self.step(move |c| {
+            c.start(&inputs, &parent);
+        })
+        .await?;
+        self.save().await
+    }
+
+    /// The `timeout` runner parameter, from now.
+    fn set_deadline(&mut self) {
         if let Some(secs) = self
             .ctx
             .runner_parameters
@@ -365,12 +407,72 @@ impl Driver {
         {
             self.saved.deadline_ms = Some(self.now_ms().saturating_add(secs.saturating_mul(1000)));
         }
-        let inputs = self.ctx.parameters.clone();
-        let parent = self.st2_context();
-        self.step(move |c| {
-            c.start(&inputs, &parent);
-        })
-        .await?;
+    }
+
+    /// A re-run from tasks (StackStorm's `re-run` context: `ref`, `tasks` as `name` or
+    /// `name.route`, `reset`): the original's state and task records are copied, and the
+    /// conductor re-stages the tasks.
+    async fn rerun(&mut self, rerun: &Value) -> Result<(), RunnerError> {
+        let original = rerun.get("ref").and_then(Value::as_str).unwrap_or_default();
+        let stored = self.services.load_state_of(original).await?.ok_or_else(|| {
+            fail(format!(
+                "Unable to rerun workflow execution: execution \"{original}\" has no workflow state."
+            ))
+        })?;
+        let deadline = self.saved.deadline_ms;
+        self.restore(stored)?;
+        self.saved.deadline_ms = deadline;
+        self.saved.timed_out = false;
+        self.saved.children.clear();
+        // The copied task records get ids of their own.
+        let records: Vec<TaskRecord> = self.records.drain().map(|(_, r)| r).collect();
+        let mut renamed = HashMap::new();
+        for mut record in records {
+            let id = st2_core::store::new_id();
+            renamed.insert(record.id.clone(), id.clone());
+            record.id = id.clone();
+            if let Value::Object(doc) = &mut record.doc {
+                doc.insert("task_execution_id".into(), id.clone().into());
+                doc.insert(
+                    "workflow_execution_id".into(),
+                    self.ctx.execution_id.clone().into(),
+                );
+            }
+            self.records.insert(id.clone(), record);
+            self.dirty.push(id);
+        }
+        for id in self.saved.tasks.values_mut() {
+            if let Some(new) = renamed.get(id) {
+                id.clone_from(new);
+            }
+        }
+        let names = |key: &str| -> Vec<String> {
+            rerun
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut tasks = Vec::new();
+        for t in names("tasks") {
+            let (name, route) = match t.rsplit_once('.') {
+                Some((n, r)) if r.parse::<usize>().is_ok() => {
+                    (n.to_owned(), r.parse::<usize>().unwrap_or(0))
+                }
+                _ => (t.clone(), 0),
+            };
+            tasks.push((name, route));
+        }
+        let reset = names("reset");
+        let reset_items = tasks.iter().any(|(n, _)| reset.contains(n));
+        self.step(move |c| c.request_rerun(&tasks, reset_items))
+            .await?
+            .map_err(|e| fail(format!("Unable to rerun workflow execution: {e}")))?;
         self.save().await
     }
 
@@ -386,7 +488,7 @@ impl Driver {
             "deadline_ms": self.saved.deadline_ms,
             "timed_out": self.saved.timed_out,
         });
-        self.services.save_state(status, &state).await?;
+        self.services.save_state(status, state).await?;
         for id in std::mem::take(&mut self.dirty) {
             if let Some(record) = self.records.get(&id) {
                 self.services.save_task(record.clone()).await?;
@@ -729,54 +831,78 @@ impl Driver {
             .filter(|(_, c)| !c.started)
             .map(|(id, _)| id.clone())
             .collect();
-        for id in pending {
-            let Some(child) = self.saved.children.get(&id).cloned() else {
-                continue;
-            };
-            let mut orquesta = Map::new();
-            orquesta.insert(
-                "workflow_execution_id".into(),
-                self.ctx.execution_id.clone().into(),
-            );
-            orquesta.insert("task_execution_id".into(), child.record.clone().into());
-            orquesta.insert("task_name".into(), child.task.clone().into());
-            orquesta.insert("task_id".into(), child.task.clone().into());
-            orquesta.insert("task_route".into(), child.route.into());
-            if let Some(item) = child.item {
-                orquesta.insert("item_id".into(), item.into());
+        // Started a batch at a time, concurrently, so the store commits them together.
+        for batch in pending.chunks(64) {
+            let mut starts = tokio::task::JoinSet::new();
+            for (n, id) in batch.iter().enumerate() {
+                let Some(child) = self.saved.children.get(id) else {
+                    continue;
+                };
+                let request = self.child_request(id, child);
+                let services = self.services.clone();
+                starts.spawn(async move { (n, services.start_child(request).await) });
             }
-            let mut request = ChildRequest::new(child.action.clone(), child.input.clone());
-            request
-                .context
-                .insert("orquesta".into(), Value::Object(orquesta));
-            request.context.insert(
-                "pack".into(),
-                child.action.split_once('.').map_or("", |(p, _)| p).into(),
-            );
-            request.id = Some(id.clone());
-            request.delay_ms = child.delay_ms;
-            match self.services.start_child(request).await {
-                Ok(_) => {
-                    if let Some(c) = self.saved.children.get_mut(&id) {
-                        c.started = true;
+            let mut outcomes = Vec::with_capacity(batch.len());
+            while let Some(joined) = starts.join_next().await {
+                let (n, started) =
+                    joined.map_err(|e| fail(format!("starting a task stopped: {e}")))?;
+                outcomes.push((n, started));
+            }
+            outcomes.sort_by_key(|(n, _)| *n);
+            for (n, started) in outcomes {
+                let id = &batch[n];
+                match started {
+                    Ok(_) => {
+                        if let Some(c) = self.saved.children.get_mut(id) {
+                            c.started = true;
+                        }
                     }
-                }
-                Err(e) => {
-                    self.saved.children.remove(&id);
-                    let result = json!({"errors": [{"message": e.to_string()}]});
-                    self.complete(
-                        &child.task,
-                        child.route,
-                        child.item.map(|i| (i, child.items_count.unwrap_or(0))),
-                        &child.record,
-                        Status::Failed,
-                        result,
-                    )
-                    .await?;
+                    Err(e) => {
+                        let Some(child) = self.saved.children.remove(id) else {
+                            continue;
+                        };
+                        let result = json!({"errors": [{"message": e.to_string()}]});
+                        self.complete(
+                            &child.task,
+                            child.route,
+                            child.item.map(|i| (i, child.items_count.unwrap_or(0))),
+                            &child.record,
+                            Status::Failed,
+                            result,
+                        )
+                        .await?;
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// The child execution request of a recorded child.
+    fn child_request(&self, id: &str, child: &Child) -> ChildRequest {
+        let mut orquesta = Map::new();
+        orquesta.insert(
+            "workflow_execution_id".into(),
+            self.ctx.execution_id.clone().into(),
+        );
+        orquesta.insert("task_execution_id".into(), child.record.clone().into());
+        orquesta.insert("task_name".into(), child.task.clone().into());
+        orquesta.insert("task_id".into(), child.task.clone().into());
+        orquesta.insert("task_route".into(), child.route.into());
+        if let Some(item) = child.item {
+            orquesta.insert("item_id".into(), item.into());
+        }
+        let mut request = ChildRequest::new(child.action.clone(), child.input.clone());
+        request
+            .context
+            .insert("orquesta".into(), Value::Object(orquesta));
+        request.context.insert(
+            "pack".into(),
+            child.action.split_once('.').map_or("", |(p, _)| p).into(),
+        );
+        request.id = Some(id.to_owned());
+        request.delay_ms = child.delay_ms;
+        request
     }
 
     /// Feed one task (or item) status to the conductor.

@@ -463,3 +463,52 @@ async fn task_and_workflow_timeouts_cancel_what_runs_too_long() {
     assert_eq!(kids[0].status, ExecutionStatus::Canceled);
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_workflow_re_runs_from_the_failed_task() {
+    let engine = engine().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ready");
+    let failed = run(
+        &engine,
+        "wftest.flaky",
+        json!({"path": path.display().to_string()}),
+    )
+    .await;
+    assert_eq!(failed.status, ExecutionStatus::Failed, "{}", failed.result);
+    assert_eq!(children(&engine, &failed).await.len(), 2);
+    std::fs::write(&path, "").expect("file");
+    let again = engine
+        .re_run_with(
+            &failed.id,
+            st2_core::engine::ReRunRequest {
+                tasks: vec!["check".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("re-run requested");
+    assert_eq!(again.context["re-run"]["ref"], json!(failed.id));
+    let done = engine.wait(&again.id, WAIT).await.expect("ends");
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{}", done.result);
+    assert_eq!(done.result["output"]["found"], json!("found"));
+    // Only the failed task ran again; `first` kept its earlier result.
+    let kids = children(&engine, &done).await;
+    assert_eq!(kids.len(), 1);
+    assert_eq!(kids[0].context["orquesta"]["task_name"], json!("check"));
+    // Re-running from a task that never ran is refused with a clear error.
+    let bad = engine
+        .re_run_with(
+            &failed.id,
+            st2_core::engine::ReRunRequest {
+                tasks: vec!["nope".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("requested");
+    let bad = engine.wait(&bad.id, WAIT).await.expect("ends");
+    assert_eq!(bad.status, ExecutionStatus::Failed);
+    assert!(bad.result.to_string().contains("nope"), "{}", bad.result);
+    engine.shutdown().await;
+}

@@ -223,6 +223,7 @@ async fn every_route_refuses_requests_without_credentials() {
         ("PUT", "/v1/keys/k".into()),
         ("DELETE", "/v1/keys/k".into()),
         ("GET", "/v1/webhooks".into()),
+        ("GET", "/v1/stream".into()),
         ("GET", "/v1/webhooks/deploy".into()),
         ("POST", "/v1/webhooks/st2".into()),
         ("POST", "/v1/webhooks/deploy".into()),

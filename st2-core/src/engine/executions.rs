@@ -450,27 +450,50 @@ pub(crate) async fn run(
     create_execution(inner, new).await
 }
 
+/// How to run an execution again (`POST /executions/<id>/re_run`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReRunRequest {
+    /// Parameters merged over the original's (or replacing them with `no_merge`).
+    pub parameters: Map<String, Value>,
+    /// Do not start from the original's parameters.
+    pub no_merge: bool,
+    /// Who asks.
+    pub user: Option<String>,
+    /// Workflow tasks to re-run from (`name` or `name.route`); empty: run the whole action
+    /// again.
+    pub tasks: Vec<String>,
+    /// With-items tasks among `tasks` whose items all run again (not only the failed ones).
+    pub reset: Vec<String>,
+    /// Wait this many milliseconds before scheduling.
+    pub delay_ms: Option<u64>,
+}
+
 pub(crate) async fn re_run(
     inner: &Arc<Inner>,
     id: &str,
-    parameters: Map<String, Value>,
-    no_merge: bool,
-    user: Option<String>,
+    again: ReRunRequest,
 ) -> Result<ExecutionRecord, EngineError> {
     let original = stored(inner, id).await?;
-    let mut params = if no_merge {
+    let mut params = if again.no_merge {
         Map::new()
     } else {
         original.parameters.clone()
     };
-    for (k, v) in parameters {
+    for (k, v) in again.parameters {
         params.insert(k, v);
     }
     let mut request = RunRequest::new(original.action_ref.clone(), params);
+    let mut rerun = Map::new();
+    rerun.insert("ref".into(), Value::String(original.id.clone()));
+    if !again.tasks.is_empty() {
+        rerun.insert("tasks".into(), json!(again.tasks));
+        rerun.insert("reset".into(), json!(again.reset));
+    }
     request
         .context
-        .insert("re-run".into(), json!({"ref": original.id}));
-    request.user = user;
+        .insert("re-run".into(), Value::Object(rerun));
+    request.user = again.user;
+    request.delay_ms = again.delay_ms;
     request.trace_id = trace_of(inner, &original.id).await;
     run(inner, request).await
 }

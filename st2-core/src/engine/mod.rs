@@ -66,7 +66,7 @@ use crate::store::{
 };
 
 pub use events::EngineEvent;
-pub use executions::RunRequest;
+pub use executions::{ReRunRequest, RunRequest};
 pub use triggers::DispatchRequest;
 
 /// StackStorm's `system_user`.
@@ -1059,7 +1059,27 @@ impl Engine {
         no_merge: bool,
         user: Option<String>,
     ) -> Result<ExecutionRecord, EngineError> {
-        executions::re_run(&self.inner, id, parameters, no_merge, user).await
+        let again = ReRunRequest {
+            parameters,
+            no_merge,
+            user,
+            ..ReRunRequest::default()
+        };
+        executions::re_run(&self.inner, id, again).await
+    }
+
+    /// [`Engine::re_run`] with every option: a workflow re-run from `tasks` (StackStorm's
+    /// `st2 execution re-run <id> --tasks t1 t2 --no-reset t1`) continues the original
+    /// workflow's state from those tasks (`context["re-run"]` carries `tasks` and `reset`).
+    ///
+    /// # Errors
+    /// As [`Engine::re_run`].
+    pub async fn re_run_with(
+        &self,
+        id: &str,
+        again: ReRunRequest,
+    ) -> Result<ExecutionRecord, EngineError> {
+        executions::re_run(&self.inner, id, again).await
     }
 
     /// One execution.

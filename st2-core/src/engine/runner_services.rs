@@ -39,6 +39,31 @@ impl EngineServices {
     fn user(&self) -> String {
         self.inner.settings.system_user.clone()
     }
+
+    /// The runner state record of `execution_id` and what it holds.
+    async fn read_state(
+        &self,
+        execution_id: &str,
+    ) -> Result<Option<(WorkflowRecord, RunnerState)>, RunnerError> {
+        let workflows = self.inner.store.workflows();
+        let record = workflows
+            .get_by_execution(execution_id)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let tasks = workflows
+            .list_tasks(&record.id)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let state = RunnerState {
+            status: record.status.clone(),
+            state: record.state.clone(),
+            tasks,
+        };
+        Ok(Some((record, state)))
+    }
 }
 
 impl fmt::Debug for EngineServices {
@@ -143,28 +168,18 @@ impl RunnerServices for EngineServices {
     }
 
     async fn load_state(&self) -> Result<Option<RunnerState>, RunnerError> {
-        let workflows = self.inner.store.workflows();
-        let record = workflows
-            .get_by_execution(&self.execution_id)
-            .await
-            .map_err(|e| failed(e.into()))?;
-        let Some(record) = record else {
+        let Some((record, state)) = self.read_state(&self.execution_id).await? else {
             return Ok(None);
-        };
-        let tasks = workflows
-            .list_tasks(&record.id)
-            .await
-            .map_err(|e| failed(e.into()))?;
-        let state = RunnerState {
-            status: record.status.clone(),
-            state: record.state.clone(),
-            tasks,
         };
         *self.state.lock().await = Some(record);
         Ok(Some(state))
     }
 
-    async fn save_state(&self, status: &str, state: &Value) -> Result<(), RunnerError> {
+    async fn load_state_of(&self, execution_id: &str) -> Result<Option<RunnerState>, RunnerError> {
+        Ok(self.read_state(execution_id).await?.map(|(_, state)| state))
+    }
+
+    async fn save_state(&self, status: &str, state: Value) -> Result<(), RunnerError> {
         let workflows = self.inner.store.workflows();
         let mut held = self.state.lock().await;
         if held.is_none() {
@@ -177,7 +192,7 @@ impl RunnerServices for EngineServices {
         let saved = match held.take() {
             Some(mut record) => {
                 record.status = status.to_owned();
-                record.state = state.clone();
+                record.state = state;
                 record.updated_at = now;
                 workflows.update(&record).await
             }
@@ -187,7 +202,7 @@ impl RunnerServices for EngineServices {
                     execution_id: self.execution_id.clone(),
                     revision: 0,
                     status: status.to_owned(),
-                    state: state.clone(),
+                    state,
                     created_at: now,
                     updated_at: now,
                 };
@@ -195,7 +210,9 @@ impl RunnerServices for EngineServices {
             }
         };
         match saved {
-            Ok(record) => {
+            Ok(mut record) => {
+                // Only the id and revision are needed for the next write.
+                record.state = Value::Null;
                 *held = Some(record);
                 Ok(())
             }

@@ -8,6 +8,7 @@ mod keys;
 mod packs;
 mod reactor;
 mod rules;
+mod stream;
 mod webhooks;
 
 use std::sync::Arc;
@@ -119,7 +120,8 @@ pub fn routes(state: Arc<ApiState>) -> Router {
                 .put(executions::update)
                 .delete(executions::cancel),
         )
-        .route("/v1/executions/{id}/output", get(executions::output))
+        .route("/v1/executions/{id}/output", get(stream::output))
+        .route("/v1/stream", get(stream::stream))
         .route("/v1/executions/{id}/result", get(executions::result))
         .route("/v1/executions/{id}/children", get(executions::children))
         .route("/v1/executions/{id}/re_run", post(executions::re_run))
