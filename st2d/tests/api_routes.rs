@@ -179,6 +179,9 @@ async fn every_route_refuses_requests_without_credentials() {
         ("GET", "/v1/runnertypes/local-shell-cmd".into()),
         ("GET", "/v1/actions".into()),
         ("GET", "/v1/actions/core.local".into()),
+        ("POST", "/v1/actions".into()),
+        ("PUT", "/v1/actions/core.local".into()),
+        ("DELETE", "/v1/actions/core.local".into()),
         ("GET", "/v1/actions/views/overview".into()),
         ("GET", "/v1/actions/views/overview/core.local".into()),
         ("GET", "/v1/actions/views/parameters/core.local".into()),
@@ -1721,6 +1724,8 @@ async fn malformed_requests_never_cause_a_server_error() {
         ("POST", "/v1/tokens/validate".to_owned()),
         ("POST", "/v1/packs/register".to_owned()),
         ("GET", "/v1/actions".to_owned()),
+        ("POST", "/v1/actions".to_owned()),
+        ("PUT", "/v1/actions/demo.login".to_owned()),
         ("GET", "/v1/triggerinstances".to_owned()),
         ("GET", "/v1/ruleenforcements".to_owned()),
     ];
@@ -1753,4 +1758,109 @@ async fn malformed_requests_never_cause_a_server_error() {
             .await;
         assert!(r.status.as_u16() < 500, "{body:?}: {}", r.text);
     }
+}
+
+// ---------------------------------------------------------------- action CRUD
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_are_created_updated_and_deleted_and_kept_across_restarts() {
+    let app = App::new().await;
+    let body = json!({
+        "name": "shout", "pack": "demo", "runner_type": "local-shell-cmd",
+        "description": "Shouts", "enabled": true,
+        "parameters": {"cmd": {"default": "echo HEY"}},
+    });
+    let r = app
+        .call("POST", "/v1/actions", Some(&body.to_string()))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["ref"], "demo.shout");
+    assert_eq!(r.json["uid"], "action:demo:shout");
+    let id = r.json["id"].as_str().expect("id").to_owned();
+    let r = app
+        .call("POST", "/v1/actions", Some(&body.to_string()))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json["conflict-id"], id.as_str());
+    let run = app
+        .call(
+            "POST",
+            "/v1/executions",
+            Some("{\"action\": \"demo.shout\"}"),
+        )
+        .await;
+    let run_id = run.json["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.wait(&run_id).await["result"]["stdout"], "HEY");
+
+    let mut changed = app.get("/v1/actions/demo.shout").await.json;
+    changed["description"] = json!("Shouts louder");
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/actions/{id}"),
+            Some(&changed.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["description"], "Shouts louder");
+
+    let r = app
+        .call(
+            "POST",
+            "/v1/actions",
+            Some("{\"name\": \"x\", \"runner_type\": \"nope\"}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.fault().contains("nope"), "{}", r.fault());
+    let r = app
+        .call(
+            "POST",
+            "/v1/actions",
+            Some("{\"name\": \"y\", \"runner_type\": \"noop\", \"data_files\": [{\"file_path\": \"a\", \"content\": \"b\"}]}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // Deleting a pack's action (the CLI sends a body) and keeping both changes.
+    let r = app
+        .call(
+            "DELETE",
+            "/v1/actions/demo.login",
+            Some("{\"remove_files\": false}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let dir = app.stop().await;
+    let app = App::in_dir(dir).await;
+    assert_eq!(
+        app.get("/v1/actions/demo.shout").await.json["description"],
+        "Shouts louder"
+    );
+    assert_eq!(
+        app.get("/v1/actions/demo.login").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = app
+        .call(
+            "POST",
+            "/v1/packs/register",
+            Some("{\"packs\": [\"demo\"]}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/v1/actions/demo.shout").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/v1/actions/demo.login").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = app.call("DELETE", &format!("/v1/actions/{id}"), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get("/v1/actions/demo.shout").await.status,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -56,6 +56,8 @@ pub struct ApiSettings {
     pub api_url: String,
     /// Where rules changed through the API are kept across restarts (`None`: not kept).
     pub rules_file: Option<std::path::PathBuf>,
+    /// Where actions changed through the API are kept across restarts (`None`: not kept).
+    pub actions_file: Option<std::path::PathBuf>,
     /// What `POST /packs/register` loads (`None`: registering is refused).
     pub load: Option<st2_core::LoadOptions>,
 }
@@ -74,6 +76,7 @@ impl Default for ApiSettings {
             body_limit: 10 * 1024 * 1024,
             api_url: "http://127.0.0.1:9101/v1".into(),
             rules_file: None,
+            actions_file: None,
             load: None,
         }
     }

@@ -152,6 +152,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     for d in engine.diagnostics() {
         tracing::warn!(file = %d.file.display(), "{}", d.message);
     }
+    let actions_file = config.data_dir.join("actions.json");
+    match super::rules_file::apply_actions(&actions_file, &engine) {
+        Ok(problems) => {
+            for p in problems {
+                tracing::warn!("{p} (skipped)");
+            }
+        }
+        Err(e) => anyhow::bail!("actions changed through the API: {e}"),
+    }
     let rules_file = config.data_dir.join("rules.json");
     match super::rules_file::apply(&rules_file, &engine) {
         Ok(problems) => {
@@ -172,6 +181,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             body_limit: config.body_limit,
             api_url: format!("http://{}/v1", config.api_listen),
             rules_file: Some(rules_file),
+            actions_file: Some(actions_file),
             load: Some(load_options(&config)),
             ..ApiSettings::default()
         },

@@ -240,11 +240,16 @@ pub async fn build(
     let engine = st2d::server::serve::start_engine(&config, store.clone(), key)
         .await
         .expect("engine");
+    let actions_file = data_dir.join("actions.json");
+    let problems =
+        st2d::server::rules_file::apply_actions(&actions_file, &engine).expect("actions file");
+    assert!(problems.is_empty(), "{problems:?}");
     let rules_file = data_dir.join("rules.json");
     let problems = st2d::server::rules_file::apply(&rules_file, &engine).expect("rules file");
     assert!(problems.is_empty(), "{problems:?}");
     let settings = ApiSettings {
         rules_file: Some(rules_file),
+        actions_file: Some(actions_file),
         load: Some(st2d::server::serve::load_options(&config)),
         ..settings
     };

@@ -1,5 +1,6 @@
 //! The routes, by resource. Paths here are the normalised `/v1/…` forms.
 
+mod actions;
 mod content;
 mod executions;
 mod identity;
@@ -40,8 +41,16 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         )
         .route("/v1/runnertypes", get(content::list_runners))
         .route("/v1/runnertypes/{name_or_id}", get(content::get_runner))
-        .route("/v1/actions", get(content::list_actions))
-        .route("/v1/actions/{ref_or_id}", get(content::get_action))
+        .route(
+            "/v1/actions",
+            get(content::list_actions).post(actions::create),
+        )
+        .route(
+            "/v1/actions/{ref_or_id}",
+            get(content::get_action)
+                .put(actions::update)
+                .delete(actions::delete),
+        )
         .route(
             "/v1/actions/views/overview",
             get(content::list_actions_overview),

@@ -13,7 +13,8 @@ use crate::server::error::{ApiError, ApiResult};
 use crate::server::{ApiState, json_object, rules_file};
 
 /// `POST /packs/register` — `{"packs"?: [..], "types"?: [..], "fail_on_failure"?: true}` →
-/// 200 with counts of what the named packs (all when none) hold.
+/// 200 with counts of what the named packs (all when none) hold. Actions and rules changed
+/// through the API stay changed.
 pub async fn register(State(state): State<Arc<ApiState>>, body: Bytes) -> ApiResult {
     let body = json_object(&body)?;
     let Some(options) = state.settings.load.clone() else {
@@ -93,6 +94,11 @@ pub async fn register(State(state): State<Arc<ApiState>>, body: Bytes) -> ApiRes
     let policy_types = catalog.policy_types().count();
     for d in state.engine.replace_catalog(catalog) {
         tracing::warn!(file = %d.file.display(), "{}", d.message);
+    }
+    if let Some(path) = &state.settings.actions_file {
+        for problem in rules_file::apply_actions(path, &state.engine).map_err(ApiError::internal)? {
+            tracing::warn!("{problem} (skipped)");
+        }
     }
     if let Some(path) = &state.settings.rules_file {
         for problem in rules_file::apply(path, &state.engine).map_err(ApiError::internal)? {
