@@ -354,17 +354,32 @@ pub async fn re_run(
 ) -> ApiResult {
     let body = json_object(&body)?;
     let parameters = object_field(&body, "parameters")?;
-    let non_empty = |name: &str| {
-        body.get(name)
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
+    let names = |name: &str| -> Result<Vec<String>, ApiError> {
+        match body.get(name) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str().map(str::to_owned).ok_or_else(|| {
+                        ApiError::bad_request(format!("\"{name}\" must be a list of task names"))
+                    })
+                })
+                .collect(),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "\"{name}\" must be a list of task names"
+            ))),
+        }
     };
-    if non_empty("tasks") || non_empty("reset") {
-        return Err(ApiError::bad_request(
-            "Re-running selected workflow tasks (\"tasks\", \"reset\") is not supported by this \
-             API yet; re-run the whole execution",
-        ));
-    }
+    let tasks = names("tasks")?;
+    let reset = names("reset")?;
+    let delay_ms =
+        match body.get("delay") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| {
+                ApiError::bad_request("\"delay\" must be a number of milliseconds")
+            })?)
+            .filter(|d| *d > 0),
+        };
     let original = find(&state, &id).await?;
     let user = match body.get("user") {
         Some(Value::String(u)) if !u.is_empty() => u.clone(),
@@ -372,7 +387,17 @@ pub async fn re_run(
     };
     let record = state
         .engine
-        .re_run(&original.id, parameters, false, Some(user))
+        .re_run_with(
+            &original.id,
+            st2_core::engine::ReRunRequest {
+                parameters,
+                no_merge: false,
+                user: Some(user),
+                tasks,
+                reset,
+                delay_ms,
+            },
+        )
         .await?;
     Ok(json(StatusCode::CREATED, &show(&state, &record, false)))
 }
