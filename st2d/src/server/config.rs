@@ -76,6 +76,12 @@ pub struct ServeArgs {
     /// Largest request body in bytes [default: 10485760].
     #[arg(long, env = "ST2D_BODY_LIMIT", value_name = "BYTES")]
     pub body_limit: Option<usize>,
+    /// TLS certificate chain (PEM). With `--tls-key`, every listener speaks HTTPS.
+    #[arg(long, env = "ST2D_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "ST2D_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The config file: the same keys as the flags (`packs_dirs` is a list).
@@ -98,6 +104,8 @@ pub struct FileConfig {
     log_format: Option<LogFormat>,
     body_limit: Option<usize>,
     allowed_origins: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// Everything `st2d serve` runs with, resolved.
@@ -135,6 +143,8 @@ pub struct ServeConfig {
     pub body_limit: usize,
     /// CORS origins.
     pub allowed_origins: Vec<String>,
+    /// TLS certificate chain and key (PEM files), when HTTPS is on.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -192,7 +202,16 @@ impl ServeArgs {
             .clone()
             .or(file.storage)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("st2.db").display()));
+        let tls = match (
+            self.tls_cert.clone().or(file.tls_cert),
+            self.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some((absolute(&cert), absolute(&key))),
+            (None, None) => None,
+            _ => anyhow::bail!("TLS needs both a certificate (tls_cert) and a key (tls_key)"),
+        };
         Ok(ServeConfig {
+            tls,
             api_listen: addr(self.api_listen, file.api_listen, 9101),
             auth_listen: addr(self.auth_listen, file.auth_listen, 9100),
             stream_listen: addr(self.stream_listen, file.stream_listen, 9102),

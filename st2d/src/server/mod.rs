@@ -20,6 +20,7 @@ pub mod query;
 pub mod routes;
 pub mod rules_file;
 pub mod serve;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -75,7 +75,15 @@ pub async fn start_engine(
     runners.register("orquesta", st2_workflow::OrquestaRunner::new())?;
     let settings = EngineSettings {
         max_running: config.max_running,
-        api_url: format!("http://{}/v1", config.api_listen),
+        api_url: format!(
+            "{}://{}/v1",
+            if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+            config.api_listen
+        ),
         ..EngineSettings::default()
     };
     let mut builder = Engine::builder()
@@ -179,7 +187,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             max_token_ttl: config.max_token_ttl,
             allowed_origins: config.allowed_origins.clone(),
             body_limit: config.body_limit,
-            api_url: format!("http://{}/v1", config.api_listen),
+            api_url: format!(
+                "{}://{}/v1",
+                if config.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
+                config.api_listen
+            ),
             rules_file: Some(rules_file),
             actions_file: Some(actions_file),
             load: Some(load_options(&config)),
@@ -199,24 +215,45 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     }
     let (stop_tx, stop_rx) = watch::channel(false);
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(super::tls::server_config(cert, key)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut servers = Vec::new();
     for (name, addr) in addrs {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr} ({name})"))?;
         let bound = listener.local_addr().unwrap_or(addr);
-        tracing::info!(%bound, service = name, "listening");
-        println!("st2d {name} listening on http://{bound}");
+        tracing::info!(%bound, service = name, scheme, "listening");
+        println!("st2d {name} listening on {scheme}://{bound}");
         let mut stop = stop_rx.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
         let app = app.clone();
-        servers.push(tokio::spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
+        let server = match &tls {
+            Some(tls) => {
+                let listener = super::tls::TlsListener::new(listener, tls.clone())
+                    .with_context(|| format!("TLS on {bound} ({name})"))?;
+                tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped)
+                        .await
                 })
-                .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, service = name, "listener failed");
+            }
+            None => tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }),
+        };
+        servers.push(tokio::spawn(async move {
+            match server.await {
+                Ok(Err(e)) => tracing::error!(error = %e, service = name, "listener failed"),
+                Err(e) => tracing::error!(error = %e, service = name, "listener stopped"),
+                Ok(Ok(())) => {}
             }
         }));
     }
