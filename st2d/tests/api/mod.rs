@@ -232,6 +232,7 @@ pub async fn build(
         log_format: Default::default(),
         body_limit: settings.body_limit,
         allowed_origins: settings.allowed_origins.clone(),
+        tls: None,
     };
     let store = st2_core::store::open::open_url(&config.storage, Arc::new(SystemClock))
         .await
