@@ -26,7 +26,7 @@ fn the_example_pack_is_clean() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert_eq!(
         stdout(&out),
-        "1 packs, 2 actions, 3 rules, 1 sensors, 2 trigger types, 1 policies, 1 aliases; 0 errors, 0 warnings\n"
+        "1 packs, 3 actions, 3 rules, 1 sensors, 2 trigger types, 1 policies, 1 aliases; 0 errors, 0 warnings\n"
     );
 }
 
