@@ -227,6 +227,11 @@ async fn every_route_refuses_requests_without_credentials() {
         ("GET", "/v1/webhooks/deploy".into()),
         ("POST", "/v1/webhooks/st2".into()),
         ("POST", "/v1/webhooks/deploy".into()),
+        ("GET", "/v1/inquiries".into()),
+        ("GET", format!("/v1/inquiries/{id}")),
+        ("PUT", format!("/v1/inquiries/{id}")),
+        ("GET", "/v1/traces".into()),
+        ("GET", format!("/v1/traces/{id}")),
     ];
     for (method, path) in routes {
         for form in [
@@ -1863,4 +1868,305 @@ async fn actions_are_created_updated_and_deleted_and_kept_across_restarts() {
         app.get("/v1/actions/demo.shout").await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// Start `core.ask` with `parameters` and wait until it is pending; returns its id.
+async fn ask(app: &App, parameters: &str) -> String {
+    let r = app
+        .call(
+            "POST",
+            "/v1/executions",
+            Some(&format!(
+                "{{\"action\": \"core.ask\", \"parameters\": {parameters}}}"
+            )),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json["id"].as_str().expect("id").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.get(&format!("/v1/executions/{id}")).await.json["status"] != "pending" {
+        assert!(std::time::Instant::now() < deadline, "never pending");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inquiries_are_listed_shown_and_answered() {
+    let app = App::new().await;
+    let schema =
+        r#"{"type": "object", "properties": {"approved": {"type": "boolean", "required": true}}}"#;
+    let first = ask(
+        &app,
+        &format!(r#"{{"schema": {schema}, "route": "ops", "ttl": 30}}"#),
+    )
+    .await;
+    let second = ask(&app, "{}").await;
+
+    let r = app.get("/v1/inquiries/?limit=50").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("x-total-count"), Some("2"));
+    assert_eq!(r.header("x-limit"), Some("50"));
+    let ids: Vec<&str> = r
+        .json
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![second.as_str(), first.as_str()], "newest first");
+    let r = app.get("/v1/inquiries?limit=1&offset=1").await;
+    assert_eq!(r.json.as_array().map(Vec::len), Some(1));
+    assert_eq!(r.json[0]["id"], first.as_str());
+    assert_eq!(r.header("x-total-count"), Some("2"));
+
+    let r = app.get(&format!("/v1/inquiries/{first}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["route"], "ops");
+    assert_eq!(r.json["ttl"], 30);
+    assert_eq!(r.json["users"], serde_json::json!([]));
+    assert_eq!(r.json["roles"], serde_json::json!([]));
+    assert_eq!(
+        r.json["schema"]["properties"]["approved"]["type"],
+        "boolean"
+    );
+    let keys: Vec<&String> = r.json.as_object().expect("object").keys().collect();
+    assert_eq!(keys.len(), 6, "{}", r.text);
+    // The default schema asks whether to continue.
+    let r = app.get(&format!("/v1/inquiries/{second}")).await;
+    assert_eq!(
+        r.json["schema"]["properties"]["continue"]["type"],
+        "boolean"
+    );
+
+    // A response that does not fit the schema is refused and changes nothing.
+    let url = format!("/v1/inquiries/{first}");
+    let r = app
+        .call(
+            "PUT",
+            &url,
+            Some(&format!(
+                r#"{{"id": "{first}", "response": {{"approved": "yes"}}}}"#
+            )),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(
+        r.fault().contains("did not pass schema validation"),
+        "{}",
+        r.text
+    );
+
+    let r = app
+        .call(
+            "PUT",
+            &url,
+            Some(&format!(
+                r#"{{"id": "{first}", "response": {{"approved": true}}}}"#
+            )),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json,
+        serde_json::json!({"id": first, "response": {"approved": true}})
+    );
+    let done = app.wait(&first).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    // Answered: gone from the list, and neither shown nor answered again.
+    let r = app.get("/v1/inquiries").await;
+    assert_eq!(r.header("x-total-count"), Some("1"));
+    assert_eq!(r.header("x-limit"), Some("20"));
+    assert_eq!(r.json[0]["id"], second.as_str());
+    let r = app.get(&url).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.fault(),
+        format!("Inquiry \"{first}\" has already been responded to.")
+    );
+    let r = app
+        .call("PUT", &url, Some(r#"{"response": {"approved": true}}"#))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.fault().contains("already been responded to"),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inquiry_requests_say_why() {
+    let app = App::new().await;
+    let missing = "5f0c0ffee0ddf00dcafe0001";
+    let r = app.get(&format!("/v1/inquiries/{missing}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        r.fault(),
+        format!("Resource with a reference or id \"{missing}\" not found")
+    );
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/inquiries/{missing}"),
+            Some(r#"{"response": {"continue": true}}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    for q in ["limit=0", "limit=x", "offset=-1"] {
+        let r = app.get(&format!("/v1/inquiries?{q}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
+        assert!(!r.fault().is_empty());
+    }
+
+    let id = ask(&app, r#"{"users": ["bob"]}"#).await;
+    let url = format!("/v1/inquiries/{id}");
+    for body in ["[1]", "{\"id\": \"x\"}", "{\"response\": 3}", "not json"] {
+        let r = app.call("PUT", &url, Some(body)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+        assert!(!r.fault().is_empty(), "{body}");
+    }
+    // Only bob may answer this one.
+    let r = app
+        .call("PUT", &url, Some(r#"{"response": {"continue": true}}"#))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(
+        r.fault(),
+        format!("User \"alice\" does not have permission to respond to inquiry \"{id}\".")
+    );
+    assert_eq!(app.get(&url).await.status, StatusCode::OK, "still pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_follow_webhooks_rules_and_executions() {
+    let app = App::new().await;
+    let mut runs = Vec::new();
+    for tag in ["first", "second"] {
+        let body = json!({"action": "core.local", "parameters": {"cmd": "true"},
+            "context": {"trace_context": {"trace_tag": tag}}});
+        let r = app
+            .call("POST", "/v1/executions", Some(&body.to_string()))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let id = r.json["id"].as_str().expect("id").to_owned();
+        app.wait(&id).await;
+        runs.push(id);
+    }
+    let r = app
+        .send(
+            "POST",
+            "/v1/webhooks/deploy?wait=true&timeout=20",
+            &[("x-auth-token", &app.token), ("st2-trace-tag", "deploy-7")],
+            Some("{\"version\": \"7\"}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let hook_run = r.json["executions"][0]["id"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    let instance = r.json["trigger_instances"][0]
+        .as_str()
+        .expect("instance")
+        .to_owned();
+
+    let r = app.get("/v1/traces/?limit=50&sort_desc=True").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("x-total-count"), Some("3"), "{}", r.text);
+    assert_eq!(r.header("x-limit"), Some("50"));
+    let tags: Vec<&str> = r
+        .json
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|t| t["trace_tag"].as_str())
+        .collect();
+    assert_eq!(tags, vec!["deploy-7", "second", "first"], "newest first");
+    let r = app.get("/v1/traces?sort_asc=True&limit=1").await;
+    assert_eq!(r.json[0]["trace_tag"], "first");
+    assert_eq!(r.header("x-total-count"), Some("3"));
+    assert_eq!(
+        r.json[0]["action_executions"][0]["object_id"],
+        runs[0].as_str()
+    );
+    assert_eq!(r.json[0]["action_executions"][0]["ref"], "core.local");
+    assert_eq!(r.json[0]["action_executions"][0]["caused_by"], json!({}));
+    assert_eq!(r.json[0]["rules"], json!([]));
+
+    let r = app.get("/v1/traces?trace_tag=deploy-7").await;
+    assert_eq!(r.json.as_array().map(Vec::len), Some(1), "{}", r.text);
+    let trace = r.json[0].clone();
+    assert_eq!(
+        trace["trigger_instances"][0]["object_id"],
+        instance.as_str(),
+        "{trace}"
+    );
+    let hook = app.get("/v1/webhooks/deploy").await;
+    assert_eq!(
+        trace["trigger_instances"][0]["ref"], hook.json["ref"],
+        "{trace}"
+    );
+    assert_eq!(trace["rules"][0]["ref"], "demo.on_deploy", "{trace}");
+    assert_eq!(
+        trace["action_executions"][0]["object_id"],
+        hook_run.as_str()
+    );
+    assert!(
+        trace["start_timestamp"]
+            .as_str()
+            .expect("time")
+            .ends_with('Z')
+    );
+    let rule_id = trace["rules"][0]["object_id"].as_str().expect("rule id");
+    let trace_id = trace["id"].as_str().expect("trace id");
+    for q in [
+        format!("execution={hook_run}"),
+        format!("rule={rule_id}"),
+        format!("trigger_instance={instance}"),
+    ] {
+        let r = app.get(&format!("/v1/traces?{q}")).await;
+        assert_eq!(r.header("x-total-count"), Some("1"), "{q}: {}", r.text);
+        assert_eq!(r.json[0]["id"], trace_id, "{q}");
+    }
+    let r = app.get(&format!("/v1/traces?execution={}", runs[1])).await;
+    assert_eq!(r.json[0]["trace_tag"], "second");
+    let r = app.get("/v1/traces?trace_tag=nothing").await;
+    assert_eq!(r.json, json!([]));
+    assert_eq!(r.header("x-total-count"), Some("0"));
+
+    let r = app.get(&format!("/v1/traces/{trace_id}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json, trace);
+    let r = app
+        .get(&format!(
+            "/v1/traces/{trace_id}?include_attributes=trace_tag"
+        ))
+        .await;
+    assert_eq!(r.json, json!({"id": trace_id, "trace_tag": "deploy-7"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_trace_requests_say_why() {
+    let app = App::new().await;
+    let missing = "5f0c0ffee0ddf00dcafe0001";
+    let r = app.get(&format!("/v1/traces/{missing}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        r.fault(),
+        format!("Resource with a reference or id \"{missing}\" not found")
+    );
+    for q in [
+        "limit=0",
+        "limit=-5",
+        "offset=x",
+        "sort_desc=maybe",
+        "sort_asc=2",
+        "include_attributes=a&exclude_attributes=b",
+    ] {
+        let r = app.get(&format!("/v1/traces?{q}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.text);
+        assert!(!r.fault().is_empty(), "{q}");
+    }
 }

@@ -4,11 +4,13 @@ mod actions;
 mod content;
 mod executions;
 mod identity;
+mod inquiries;
 mod keys;
 mod packs;
 mod reactor;
 mod rules;
 mod stream;
+mod traces;
 mod webhooks;
 
 use std::sync::Arc;
@@ -134,6 +136,13 @@ pub fn routes(state: Arc<ApiState>) -> Router {
             "/v1/keys/{name}",
             get(keys::get_one).put(keys::put).delete(keys::delete),
         )
+        .route("/v1/inquiries", get(inquiries::list))
+        .route(
+            "/v1/inquiries/{id}",
+            get(inquiries::get_one).put(inquiries::respond),
+        )
+        .route("/v1/traces", get(traces::list))
+        .route("/v1/traces/{id}", get(traces::get_one))
         .route("/v1/webhooks", get(webhooks::list))
         .route(
             "/v1/webhooks/{*hook}",
