@@ -232,6 +232,10 @@ async fn every_route_refuses_requests_without_credentials() {
         ("PUT", format!("/v1/inquiries/{id}")),
         ("GET", "/v1/traces".into()),
         ("GET", format!("/v1/traces/{id}")),
+        ("GET", "/v1/policytypes".into()),
+        ("GET", "/v1/policytypes/action.concurrency".into()),
+        ("GET", "/v1/policies".into()),
+        ("GET", "/v1/policies/demo.login.concurrency".into()),
     ];
     for (method, path) in routes {
         for form in [
@@ -2168,5 +2172,145 @@ async fn bad_trace_requests_say_why() {
         let r = app.get(&format!("/v1/traces?{q}")).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.text);
         assert!(!r.fault().is_empty(), "{q}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_and_policy_types_are_listed_and_shown() {
+    let app = App::new().await;
+    let policies = app.dir.path().join("packs/demo/policies");
+    std::fs::create_dir_all(&policies).expect("dir");
+    std::fs::write(
+        policies.join("login_concurrency.yaml"),
+        "---\nname: login.concurrency\npack: demo\ndescription: One login at a time.\nenabled: true\nresource_ref: demo.login\npolicy_type: action.concurrency\nparameters:\n  threshold: 1\n",
+    )
+    .expect("policy");
+    std::fs::write(
+        policies.join("login_retry.yaml"),
+        "---\nname: login.retry\nenabled: false\nresource_ref: demo.login\npolicy_type: action.retry\nparameters:\n  retry_on: failure\n  max_retry_count: 2\n",
+    )
+    .expect("policy");
+    let r = app
+        .call(
+            "POST",
+            "/v1/packs/register",
+            Some("{\"packs\": [\"demo\"]}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["policies"], 2, "{}", r.text);
+
+    let r = app.get("/v1/policytypes").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("x-total-count"), Some("3"));
+    assert_eq!(r.header("x-limit"), Some("100"));
+    let refs: Vec<&str> = r
+        .json
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|t| t["ref"].as_str())
+        .collect();
+    assert_eq!(
+        refs,
+        vec![
+            "action.concurrency",
+            "action.concurrency.attr",
+            "action.retry"
+        ]
+    );
+    let attr = &r.json[1];
+    assert_eq!(attr["name"], "concurrency.attr");
+    assert_eq!(attr["resource_type"], "action");
+    assert_eq!(attr["uid"], "policy_type:action:concurrency.attr");
+    assert_eq!(attr["module"], "st2actions.policies.concurrency_by_attr");
+    assert_eq!(attr["enabled"], true);
+    assert_eq!(attr["parameters"]["threshold"]["type"], "integer");
+    let r = app.get("/v1/policytypes?name=retry").await;
+    assert_eq!(r.json.as_array().map(Vec::len), Some(1));
+    assert_eq!(r.json[0]["module"], "st2actions.policies.retry");
+    let r = app
+        .get("/v1/policytypes?resource_type=action&limit=1&offset=2")
+        .await;
+    assert_eq!(r.json[0]["ref"], "action.retry");
+    assert_eq!(r.header("x-total-count"), Some("3"));
+    let by_ref = app.get("/v1/policytypes/action.concurrency").await;
+    assert_eq!(by_ref.status, StatusCode::OK, "{}", by_ref.text);
+    let id = by_ref.json["id"].as_str().expect("id");
+    assert_eq!(
+        app.get(&format!("/v1/policytypes/{id}")).await.json,
+        by_ref.json
+    );
+
+    let r = app
+        .get("/v1/policies/?include_attributes=ref%2Cresource_ref%2Cpolicy_type%2Cenabled")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("x-total-count"), Some("2"));
+    assert_eq!(r.json[0]["ref"], "demo.login.concurrency");
+    assert_eq!(r.json[0]["policy_type"], "action.concurrency");
+    assert_eq!(r.json[0]["resource_ref"], "demo.login");
+    assert_eq!(r.json[1]["enabled"], false);
+    assert!(r.json[0].get("parameters").is_none(), "{}", r.text);
+    assert!(r.json[0]["id"].is_string());
+    let r = app.get("/v1/policies?policy_type=action.retry").await;
+    assert_eq!(r.json.as_array().map(Vec::len), Some(1), "{}", r.text);
+    let retry = &r.json[0];
+    assert_eq!(retry["name"], "login.retry");
+    assert_eq!(retry["pack"], "demo");
+    assert_eq!(retry["uid"], "policy:demo:login.retry");
+    assert_eq!(retry["parameters"]["max_retry_count"], 2);
+    assert_eq!(retry["metadata_file"], "policies/login_retry.yaml");
+    for q in [
+        "pack=demo",
+        "resource_ref=demo.login",
+        "name=login.concurrency",
+    ] {
+        let r = app.get(&format!("/v1/policies?{q}")).await;
+        assert!(r.json.as_array().is_some_and(|l| !l.is_empty()), "{q}");
+        assert!(
+            r.json
+                .as_array()
+                .expect("list")
+                .iter()
+                .all(|p| p["pack"] == "demo"),
+            "{q}"
+        );
+    }
+    assert_eq!(app.get("/v1/policies?pack=core").await.json, json!([]));
+    let r = app.get("/v1/policies/demo.login.concurrency").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["description"], "One login at a time.");
+    assert_eq!(r.json["parameters"]["threshold"], 1);
+    let id = r.json["id"].as_str().expect("id");
+    assert_eq!(app.get(&format!("/v1/policies/{id}")).await.json, r.json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_policy_requests_say_why() {
+    let app = App::new().await;
+    for path in [
+        "/v1/policies/demo.nothing",
+        "/v1/policytypes/action.nothing",
+    ] {
+        let r = app.get(path).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        let key = path.rsplit('/').next().expect("key");
+        assert_eq!(
+            r.fault(),
+            format!("Resource with a reference or id \"{key}\" not found")
+        );
+    }
+    for path in ["/v1/policies", "/v1/policytypes"] {
+        for q in [
+            "limit=0",
+            "offset=-1",
+            "limit=ten",
+            "include_attributes=a&exclude_attributes=b",
+        ] {
+            let r = app.get(&format!("{path}?{q}")).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}?{q}: {}", r.text);
+            assert!(!r.fault().is_empty());
+        }
     }
 }

@@ -7,6 +7,7 @@ mod identity;
 mod inquiries;
 mod keys;
 mod packs;
+mod policies;
 mod reactor;
 mod rules;
 mod stream;
@@ -143,6 +144,10 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         )
         .route("/v1/traces", get(traces::list))
         .route("/v1/traces/{id}", get(traces::get_one))
+        .route("/v1/policytypes", get(policies::list_types))
+        .route("/v1/policytypes/{ref_or_id}", get(policies::get_type))
+        .route("/v1/policies", get(policies::list))
+        .route("/v1/policies/{ref_or_id}", get(policies::get_one))
         .route("/v1/webhooks", get(webhooks::list))
         .route(
             "/v1/webhooks/{*hook}",
