@@ -236,6 +236,7 @@ async fn every_route_refuses_requests_without_credentials() {
         ("GET", "/v1/policytypes/action.concurrency".into()),
         ("GET", "/v1/policies".into()),
         ("GET", "/v1/policies/demo.login.concurrency".into()),
+        ("GET", "/v1/metrics".into()),
     ];
     for (method, path) in routes {
         for form in [
@@ -2313,4 +2314,188 @@ async fn bad_policy_requests_say_why() {
             assert!(!r.fault().is_empty());
         }
     }
+}
+
+/// One Prometheus sample: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Parse Prometheus text exposition: every line is `# HELP name text`, `# TYPE name kind` or
+/// `name{label="value",…} number`; samples follow their family's TYPE line. Returns
+/// `(name, labels, value)` per sample.
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    let metric_name = |s: &str| {
+        !s.is_empty()
+            && s.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+            })
+    };
+    let mut typed = Vec::new();
+    let mut samples = Vec::new();
+    assert!(text.ends_with('\n'), "exposition ends with a newline");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("HELP name text");
+            assert!(metric_name(name) && !help.is_empty(), "{line}");
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(metric_name(name), "{line}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            typed.push(name.to_owned());
+        } else {
+            let (series, value) = line.rsplit_once(' ').expect("sample value");
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("number in {line}"));
+            let (name, labels) = match series.split_once('{') {
+                None => (series, Vec::new()),
+                Some((name, rest)) => {
+                    let body = rest
+                        .strip_suffix('}')
+                        .unwrap_or_else(|| panic!("labels close in {line}"));
+                    let labels = body
+                        .split(',')
+                        .map(|pair| {
+                            let (k, v) = pair
+                                .split_once('=')
+                                .unwrap_or_else(|| panic!("label in {line}"));
+                            assert!(metric_name(k) && !k.contains(':'), "{line}");
+                            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+                            let v = v.unwrap_or_else(|| panic!("quoted label value in {line}"));
+                            (k.to_owned(), v.to_owned())
+                        })
+                        .collect();
+                    (name, labels)
+                }
+            };
+            assert!(metric_name(name), "{line}");
+            assert_eq!(
+                typed.last().map(String::as_str),
+                Some(name),
+                "sample before its TYPE: {line}"
+            );
+            samples.push((name.to_owned(), labels, value));
+        }
+    }
+    samples
+}
+
+fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .find(|(n, l, _)| {
+            n == name
+                && l.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
+        .2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_executions_queues_and_reactor_work() {
+    let app = App::new().await;
+    let r = app.get("/metrics").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let before = parse_exposition(&r.text);
+    assert_eq!(
+        sample(&before, "st2_executions", &[("status", "succeeded")]),
+        0.0
+    );
+    assert_eq!(sample(&before, "st2_rule_enforcements", &[]), 0.0);
+    for queue in ["run", "schedule"] {
+        for state in ["ready", "delayed", "leased"] {
+            assert_eq!(
+                sample(
+                    &before,
+                    "st2_work_queue_items",
+                    &[("queue", queue), ("state", state)]
+                ),
+                0.0
+            );
+        }
+    }
+
+    let r = app
+        .call(
+            "POST",
+            "/v1/webhooks/deploy?wait=true&timeout=20",
+            Some("{\"version\": \"1\"}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    ask(&app, "{}").await;
+    let r = app
+        .call("POST", "/v1/executions", Some("{\"action\": \"core.local\", \"parameters\": {\"cmd\": \"true\"}, \"delay\": 60000}"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["status"], "delayed", "{}", r.text);
+
+    let r = app.get("/api/v1/metrics").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let after = parse_exposition(&r.text);
+    assert_eq!(
+        sample(&after, "st2_executions", &[("status", "succeeded")]),
+        1.0,
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        sample(&after, "st2_executions", &[("status", "pending")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "st2_executions", &[("status", "delayed")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "st2_executions", &[("status", "failed")]),
+        0.0
+    );
+    assert_eq!(
+        sample(&after, "st2_inquiries", &[("status", "pending")]),
+        1.0
+    );
+    assert_eq!(sample(&after, "st2_rule_enforcements", &[]), 1.0);
+    let delayed: f64 = ["run", "schedule"]
+        .iter()
+        .map(|q| {
+            sample(
+                &after,
+                "st2_work_queue_items",
+                &[("queue", q), ("state", "delayed")],
+            )
+        })
+        .sum();
+    assert_eq!(delayed, 1.0, "{}", r.text);
+    let instances: f64 = after
+        .iter()
+        .filter(|(n, _, _)| n == "st2_trigger_instances")
+        .map(|s| s.2)
+        .sum();
+    assert!(instances >= 1.0, "{}", r.text);
+    // Counted by the store, so every status is there even at zero.
+    let statuses = after
+        .iter()
+        .filter(|(n, _, _)| n == "st2_executions")
+        .count();
+    assert_eq!(statuses, 14, "{}", r.text);
+
+    let r = app.send("GET", "/metrics", &[], None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let token = app.token.clone();
+    let r = app
+        .send("GET", &format!("/metrics?x-auth-token={token}"), &[], None)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "a scraper passes the token as a parameter"
+    );
 }

@@ -6,6 +6,7 @@ mod executions;
 mod identity;
 mod inquiries;
 mod keys;
+mod metrics;
 mod packs;
 mod policies;
 mod reactor;
@@ -148,6 +149,7 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         .route("/v1/policytypes/{ref_or_id}", get(policies::get_type))
         .route("/v1/policies", get(policies::list))
         .route("/v1/policies/{ref_or_id}", get(policies::get_one))
+        .route("/v1/metrics", get(metrics::metrics))
         .route("/v1/webhooks", get(webhooks::list))
         .route(
             "/v1/webhooks/{*hook}",
