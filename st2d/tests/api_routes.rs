@@ -2025,6 +2025,31 @@ async fn bad_inquiry_requests_say_why() {
         assert!(!r.fault().is_empty());
     }
 
+    // An execution that asks nothing is no inquiry.
+    let r = app
+        .call(
+            "POST",
+            "/v1/executions",
+            Some(r#"{"action": "core.local", "parameters": {"cmd": "true"}}"#),
+        )
+        .await;
+    let run = r.json["id"].as_str().expect("id").to_owned();
+    app.wait(&run).await;
+    let r = app.get(&format!("/v1/inquiries/{run}")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.fault(),
+        format!("Action execution \"{run}\" is not an inquiry.")
+    );
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/inquiries/{run}"),
+            Some(r#"{"response": {"continue": true}}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
     let id = ask(&app, r#"{"users": ["bob"]}"#).await;
     let url = format!("/v1/inquiries/{id}");
     for body in ["[1]", "{\"id\": \"x\"}", "{\"response\": 3}", "not json"] {

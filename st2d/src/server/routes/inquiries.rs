@@ -28,15 +28,18 @@ fn inquiry(r: &InquiryRecord) -> Value {
     })
 }
 
-/// The inquiry `id`, if it can still be answered.
+/// The inquiry `id`, if it can still be answered. An execution that is no inquiry is a 400,
+/// as in StackStorm (its inquiries are executions); an unknown id a 404.
 async fn pending(state: &ApiState, id: &str) -> Result<InquiryRecord, ApiError> {
-    let found = state
-        .engine
-        .store()
-        .inquiries()
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(id))?;
+    let store = state.engine.store();
+    let Some(found) = store.inquiries().get(id).await? else {
+        return Err(match store.executions().get(id).await? {
+            Some(_) => {
+                ApiError::bad_request(format!("Action execution \"{id}\" is not an inquiry."))
+            }
+            None => ApiError::not_found(id),
+        });
+    };
     match found.status {
         InquiryStatus::Pending => Ok(found),
         InquiryStatus::Timeout => Err(ApiError::bad_request(format!(
