@@ -2149,6 +2149,12 @@ async fn traces_follow_webhooks_rules_and_executions() {
             .expect("time")
             .ends_with('Z')
     );
+    let uid = trace["uid"].as_str().expect("uid");
+    assert!(
+        uid.strip_prefix("trace:")
+            .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{uid}"
+    );
     let rule_id = trace["rules"][0]["object_id"].as_str().expect("rule id");
     let trace_id = trace["id"].as_str().expect("trace id");
     for q in [

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use st2_core::engine::snapshot::isotime;
 use st2_core::store::{SortOrder, TraceComponent, TraceFilter, TraceRecord};
 
@@ -26,10 +27,24 @@ fn component(c: &TraceComponent) -> Value {
     })
 }
 
+/// StackStorm's trace uid is `trace:` and an opaque 32-digit hex digest (of the trace's
+/// contents when it was built); here a digest of what never changes, so it is stable.
+fn uid(t: &TraceRecord) -> String {
+    let digest = Sha256::digest(format!(
+        "{}\n{}\n{}",
+        t.id,
+        t.trace_tag,
+        isotime(t.start_timestamp)
+    ));
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("trace:{hex}")
+}
+
 fn trace(t: &TraceRecord) -> Value {
     let list = |items: &[TraceComponent]| Value::Array(items.iter().map(component).collect());
     json!({
         "id": t.id,
+        "uid": uid(t),
         "trace_tag": t.trace_tag,
         "trigger_instances": list(&t.trigger_instances),
         "rules": list(&t.rules),
