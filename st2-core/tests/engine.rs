@@ -1292,3 +1292,19 @@ async fn sensor_factories_start_the_enabled_sensors_packs_declare() {
     );
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_depths_count_the_work_waiting_in_each_queue() {
+    let engine = start().await;
+    let depths = engine.queue_depths().await.expect("depths");
+    let names: Vec<&str> = depths.iter().map(|(q, _)| *q).collect();
+    assert_eq!(names, ["run", "schedule"]);
+    let mut request = RunRequest::new("enginetest.echo", params(json!({"message": "later"})));
+    request.delay_ms = Some(60_000);
+    let delayed = engine.run_with(request).await.expect("run");
+    assert_eq!(delayed.status, ExecutionStatus::Delayed);
+    let depths = engine.queue_depths().await.expect("depths");
+    let waiting: u64 = depths.iter().map(|(_, d)| d.delayed).sum();
+    assert_eq!(waiting, 1, "{depths:?}");
+    engine.shutdown().await;
+}

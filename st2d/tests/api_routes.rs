@@ -227,6 +227,16 @@ async fn every_route_refuses_requests_without_credentials() {
         ("GET", "/v1/webhooks/deploy".into()),
         ("POST", "/v1/webhooks/st2".into()),
         ("POST", "/v1/webhooks/deploy".into()),
+        ("GET", "/v1/inquiries".into()),
+        ("GET", format!("/v1/inquiries/{id}")),
+        ("PUT", format!("/v1/inquiries/{id}")),
+        ("GET", "/v1/traces".into()),
+        ("GET", format!("/v1/traces/{id}")),
+        ("GET", "/v1/policytypes".into()),
+        ("GET", "/v1/policytypes/action.concurrency".into()),
+        ("GET", "/v1/policies".into()),
+        ("GET", "/v1/policies/demo.login.concurrency".into()),
+        ("GET", "/v1/metrics".into()),
     ];
     for (method, path) in routes {
         for form in [
@@ -1862,5 +1872,661 @@ async fn actions_are_created_updated_and_deleted_and_kept_across_restarts() {
     assert_eq!(
         app.get("/v1/actions/demo.shout").await.status,
         StatusCode::NOT_FOUND
+    );
+}
+
+/// Start `core.ask` with `parameters` and wait until it is pending; returns its id.
+async fn ask(app: &App, parameters: &str) -> String {
+    let r = app
+        .call(
+            "POST",
+            "/v1/executions",
+            Some(&format!(
+                "{{\"action\": \"core.ask\", \"parameters\": {parameters}}}"
+            )),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json["id"].as_str().expect("id").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.get(&format!("/v1/executions/{id}")).await.json["status"] != "pending" {
+        assert!(std::time::Instant::now() < deadline, "never pending");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inquiries_are_listed_shown_and_answered() {
+    let app = App::new().await;
+    let schema =
+        r#"{"type": "object", "properties": {"approved": {"type": "boolean", "required": true}}}"#;
+    let first = ask(
+        &app,
+        &format!(r#"{{"schema": {schema}, "route": "ops", "ttl": 30}}"#),
+    )
+    .await;
+    let second = ask(&app, "{}").await;
+
+    let r = app.get("/v1/inquiries/?limit=50").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("x-total-count"), Some("2"));
+    assert_eq!(r.header("x-limit"), Some("50"));
+    let ids: Vec<&str> = r
+        .json
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![second.as_str(), first.as_str()], "newest first");
+    let r = app.get("/v1/inquiries?limit=1&offset=1").await;
+    assert_eq!(r.json.as_array().map(Vec::len), Some(1));
+    assert_eq!(r.json[0]["id"], first.as_str());
+    assert_eq!(r.header("x-total-count"), Some("2"));
+
+    let r = app.get(&format!("/v1/inquiries/{first}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["route"], "ops");
+    assert_eq!(r.json["ttl"], 30);
+    assert_eq!(r.json["users"], serde_json::json!([]));
+    assert_eq!(r.json["roles"], serde_json::json!([]));
+    assert_eq!(
+        r.json["schema"]["properties"]["approved"]["type"],
+        "boolean"
+    );
+    let keys: Vec<&String> = r.json.as_object().expect("object").keys().collect();
+    assert_eq!(keys.len(), 6, "{}", r.text);
+    // The default schema asks whether to continue.
+    let r = app.get(&format!("/v1/inquiries/{second}")).await;
+    assert_eq!(
+        r.json["schema"]["properties"]["continue"]["type"],
+        "boolean"
+    );
+
+    // A response that does not fit the schema is refused and changes nothing.
+    let url = format!("/v1/inquiries/{first}");
+    let r = app
+        .call(
+            "PUT",
+            &url,
+            Some(&format!(
+                r#"{{"id": "{first}", "response": {{"approved": "yes"}}}}"#
+            )),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(
+        r.fault().contains("did not pass schema validation"),
+        "{}",
+        r.text
+    );
+
+    let r = app
+        .call(
+            "PUT",
+            &url,
+            Some(&format!(
+                r#"{{"id": "{first}", "response": {{"approved": true}}}}"#
+            )),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json,
+        serde_json::json!({"id": first, "response": {"approved": true}})
+    );
+    let done = app.wait(&first).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    // Answered: gone from the list, and neither shown nor answered again.
+    let r = app.get("/v1/inquiries").await;
+    assert_eq!(r.header("x-total-count"), Some("1"));
+    assert_eq!(r.header("x-limit"), Some("20"));
+    assert_eq!(r.json[0]["id"], second.as_str());
+    let r = app.get(&url).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.fault(),
+        format!("Inquiry \"{first}\" has already been responded to.")
+    );
+    let r = app
+        .call("PUT", &url, Some(r#"{"response": {"approved": true}}"#))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.fault().contains("already been responded to"),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inquiry_requests_say_why() {
+    let app = App::new().await;
+    let missing = "5f0c0ffee0ddf00dcafe0001";
+    let r = app.get(&format!("/v1/inquiries/{missing}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        r.fault(),
+        format!("Resource with a reference or id \"{missing}\" not found")
+    );
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/inquiries/{missing}"),
+            Some(r#"{"response": {"continue": true}}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    for q in ["limit=0", "limit=x", "offset=-1"] {
+        let r = app.get(&format!("/v1/inquiries?{q}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
+        assert!(!r.fault().is_empty());
+    }
+
+    // An execution that asks nothing is no inquiry.
+    let r = app
+        .call(
+            "POST",
+            "/v1/executions",
+            Some(r#"{"action": "core.local", "parameters": {"cmd": "true"}}"#),
+        )
+        .await;
+    let run = r.json["id"].as_str().expect("id").to_owned();
+    app.wait(&run).await;
+    let r = app.get(&format!("/v1/inquiries/{run}")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.fault(),
+        format!("Action execution \"{run}\" is not an inquiry.")
+    );
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/inquiries/{run}"),
+            Some(r#"{"response": {"continue": true}}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    let id = ask(&app, r#"{"users": ["bob"]}"#).await;
+    let url = format!("/v1/inquiries/{id}");
+    for body in ["[1]", "{\"id\": \"x\"}", "{\"response\": 3}", "not json"] {
+        let r = app.call("PUT", &url, Some(body)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+        assert!(!r.fault().is_empty(), "{body}");
+    }
+    // Only bob may answer this one.
+    let r = app
+        .call("PUT", &url, Some(r#"{"response": {"continue": true}}"#))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(
+        r.fault(),
+        format!("User \"alice\" does not have permission to respond to inquiry \"{id}\".")
+    );
+    assert_eq!(app.get(&url).await.status, StatusCode::OK, "still pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_follow_webhooks_rules_and_executions() {
+    let app = App::new().await;
+    let mut runs = Vec::new();
+    for tag in ["first", "second"] {
+        let body = json!({"action": "core.local", "parameters": {"cmd": "true"},
+            "context": {"trace_context": {"trace_tag": tag}}});
+        let r = app
+            .call("POST", "/v1/executions", Some(&body.to_string()))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let id = r.json["id"].as_str().expect("id").to_owned();
+        app.wait(&id).await;
+        runs.push(id);
+    }
+    let r = app
+        .send(
+            "POST",
+            "/v1/webhooks/deploy?wait=true&timeout=20",
+            &[("x-auth-token", &app.token), ("st2-trace-tag", "deploy-7")],
+            Some("{\"version\": \"7\"}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let hook_run = r.json["executions"][0]["id"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    let instance = r.json["trigger_instances"][0]
+        .as_str()
+        .expect("instance")
+        .to_owned();
+
+    let r = app.get("/v1/traces/?limit=50&sort_desc=True").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("x-total-count"), Some("3"), "{}", r.text);
+    assert_eq!(r.header("x-limit"), Some("50"));
+    let tags: Vec<&str> = r
+        .json
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|t| t["trace_tag"].as_str())
+        .collect();
+    assert_eq!(tags, vec!["deploy-7", "second", "first"], "newest first");
+    let r = app.get("/v1/traces?sort_asc=True&limit=1").await;
+    assert_eq!(r.json[0]["trace_tag"], "first");
+    assert_eq!(r.header("x-total-count"), Some("3"));
+    assert_eq!(
+        r.json[0]["action_executions"][0]["object_id"],
+        runs[0].as_str()
+    );
+    assert_eq!(r.json[0]["action_executions"][0]["ref"], "core.local");
+    assert_eq!(r.json[0]["action_executions"][0]["caused_by"], json!({}));
+    assert_eq!(r.json[0]["rules"], json!([]));
+
+    let r = app.get("/v1/traces?trace_tag=deploy-7").await;
+    assert_eq!(r.json.as_array().map(Vec::len), Some(1), "{}", r.text);
+    let trace = r.json[0].clone();
+    assert_eq!(
+        trace["trigger_instances"][0]["object_id"],
+        instance.as_str(),
+        "{trace}"
+    );
+    let hook = app.get("/v1/webhooks/deploy").await;
+    assert_eq!(
+        trace["trigger_instances"][0]["ref"], hook.json["ref"],
+        "{trace}"
+    );
+    assert_eq!(trace["rules"][0]["ref"], "demo.on_deploy", "{trace}");
+    assert_eq!(
+        trace["action_executions"][0]["object_id"],
+        hook_run.as_str()
+    );
+    assert!(
+        trace["start_timestamp"]
+            .as_str()
+            .expect("time")
+            .ends_with('Z')
+    );
+    let uid = trace["uid"].as_str().expect("uid");
+    assert!(
+        uid.strip_prefix("trace:")
+            .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{uid}"
+    );
+    let rule_id = trace["rules"][0]["object_id"].as_str().expect("rule id");
+    let trace_id = trace["id"].as_str().expect("trace id");
+    for q in [
+        format!("execution={hook_run}"),
+        format!("rule={rule_id}"),
+        format!("trigger_instance={instance}"),
+    ] {
+        let r = app.get(&format!("/v1/traces?{q}")).await;
+        assert_eq!(r.header("x-total-count"), Some("1"), "{q}: {}", r.text);
+        assert_eq!(r.json[0]["id"], trace_id, "{q}");
+    }
+    let r = app.get(&format!("/v1/traces?execution={}", runs[1])).await;
+    assert_eq!(r.json[0]["trace_tag"], "second");
+    let r = app.get("/v1/traces?trace_tag=nothing").await;
+    assert_eq!(r.json, json!([]));
+    assert_eq!(r.header("x-total-count"), Some("0"));
+
+    let r = app.get(&format!("/v1/traces/{trace_id}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json, trace);
+    let r = app
+        .get(&format!(
+            "/v1/traces/{trace_id}?include_attributes=trace_tag"
+        ))
+        .await;
+    assert_eq!(r.json, json!({"id": trace_id, "trace_tag": "deploy-7"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_trace_requests_say_why() {
+    let app = App::new().await;
+    let missing = "5f0c0ffee0ddf00dcafe0001";
+    let r = app.get(&format!("/v1/traces/{missing}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        r.fault(),
+        format!("Resource with a reference or id \"{missing}\" not found")
+    );
+    for q in [
+        "limit=0",
+        "limit=-5",
+        "offset=x",
+        "sort_desc=maybe",
+        "sort_asc=2",
+        "include_attributes=a&exclude_attributes=b",
+    ] {
+        let r = app.get(&format!("/v1/traces?{q}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.text);
+        assert!(!r.fault().is_empty(), "{q}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_and_policy_types_are_listed_and_shown() {
+    let app = App::new().await;
+    let policies = app.dir.path().join("packs/demo/policies");
+    std::fs::create_dir_all(&policies).expect("dir");
+    std::fs::write(
+        policies.join("login_concurrency.yaml"),
+        "---\nname: login.concurrency\npack: demo\ndescription: One login at a time.\nenabled: true\nresource_ref: demo.login\npolicy_type: action.concurrency\nparameters:\n  threshold: 1\n",
+    )
+    .expect("policy");
+    std::fs::write(
+        policies.join("login_retry.yaml"),
+        "---\nname: login.retry\nenabled: false\nresource_ref: demo.login\npolicy_type: action.retry\nparameters:\n  retry_on: failure\n  max_retry_count: 2\n",
+    )
+    .expect("policy");
+    let r = app
+        .call(
+            "POST",
+            "/v1/packs/register",
+            Some("{\"packs\": [\"demo\"]}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["policies"], 2, "{}", r.text);
+
+    let r = app.get("/v1/policytypes").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("x-total-count"), Some("3"));
+    assert_eq!(r.header("x-limit"), Some("100"));
+    let refs: Vec<&str> = r
+        .json
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|t| t["ref"].as_str())
+        .collect();
+    assert_eq!(
+        refs,
+        vec![
+            "action.concurrency",
+            "action.concurrency.attr",
+            "action.retry"
+        ]
+    );
+    let attr = &r.json[1];
+    assert_eq!(attr["name"], "concurrency.attr");
+    assert_eq!(attr["resource_type"], "action");
+    assert_eq!(attr["uid"], "policy_type:action:concurrency.attr");
+    assert_eq!(attr["module"], "st2actions.policies.concurrency_by_attr");
+    assert_eq!(attr["enabled"], true);
+    assert_eq!(attr["parameters"]["threshold"]["type"], "integer");
+    let r = app.get("/v1/policytypes?name=retry").await;
+    assert_eq!(r.json.as_array().map(Vec::len), Some(1));
+    assert_eq!(r.json[0]["module"], "st2actions.policies.retry");
+    let r = app
+        .get("/v1/policytypes?resource_type=action&limit=1&offset=2")
+        .await;
+    assert_eq!(r.json[0]["ref"], "action.retry");
+    assert_eq!(r.header("x-total-count"), Some("3"));
+    let by_ref = app.get("/v1/policytypes/action.concurrency").await;
+    assert_eq!(by_ref.status, StatusCode::OK, "{}", by_ref.text);
+    let id = by_ref.json["id"].as_str().expect("id");
+    assert_eq!(
+        app.get(&format!("/v1/policytypes/{id}")).await.json,
+        by_ref.json
+    );
+
+    let r = app
+        .get("/v1/policies/?include_attributes=ref%2Cresource_ref%2Cpolicy_type%2Cenabled")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("x-total-count"), Some("2"));
+    assert_eq!(r.json[0]["ref"], "demo.login.concurrency");
+    assert_eq!(r.json[0]["policy_type"], "action.concurrency");
+    assert_eq!(r.json[0]["resource_ref"], "demo.login");
+    assert_eq!(r.json[1]["enabled"], false);
+    assert!(r.json[0].get("parameters").is_none(), "{}", r.text);
+    assert!(r.json[0]["id"].is_string());
+    let r = app.get("/v1/policies?policy_type=action.retry").await;
+    assert_eq!(r.json.as_array().map(Vec::len), Some(1), "{}", r.text);
+    let retry = &r.json[0];
+    assert_eq!(retry["name"], "login.retry");
+    assert_eq!(retry["pack"], "demo");
+    assert_eq!(retry["uid"], "policy:demo:login.retry");
+    assert_eq!(retry["parameters"]["max_retry_count"], 2);
+    assert_eq!(retry["metadata_file"], "policies/login_retry.yaml");
+    for q in [
+        "pack=demo",
+        "resource_ref=demo.login",
+        "name=login.concurrency",
+    ] {
+        let r = app.get(&format!("/v1/policies?{q}")).await;
+        assert!(r.json.as_array().is_some_and(|l| !l.is_empty()), "{q}");
+        assert!(
+            r.json
+                .as_array()
+                .expect("list")
+                .iter()
+                .all(|p| p["pack"] == "demo"),
+            "{q}"
+        );
+    }
+    assert_eq!(app.get("/v1/policies?pack=core").await.json, json!([]));
+    let r = app.get("/v1/policies/demo.login.concurrency").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["description"], "One login at a time.");
+    assert_eq!(r.json["parameters"]["threshold"], 1);
+    let id = r.json["id"].as_str().expect("id");
+    assert_eq!(app.get(&format!("/v1/policies/{id}")).await.json, r.json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_policy_requests_say_why() {
+    let app = App::new().await;
+    for path in [
+        "/v1/policies/demo.nothing",
+        "/v1/policytypes/action.nothing",
+    ] {
+        let r = app.get(path).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        let key = path.rsplit('/').next().expect("key");
+        assert_eq!(
+            r.fault(),
+            format!("Resource with a reference or id \"{key}\" not found")
+        );
+    }
+    for path in ["/v1/policies", "/v1/policytypes"] {
+        for q in [
+            "limit=0",
+            "offset=-1",
+            "limit=ten",
+            "include_attributes=a&exclude_attributes=b",
+        ] {
+            let r = app.get(&format!("{path}?{q}")).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}?{q}: {}", r.text);
+            assert!(!r.fault().is_empty());
+        }
+    }
+}
+
+/// One Prometheus sample: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Parse Prometheus text exposition: every line is `# HELP name text`, `# TYPE name kind` or
+/// `name{label="value",…} number`; samples follow their family's TYPE line. Returns
+/// `(name, labels, value)` per sample.
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    let metric_name = |s: &str| {
+        !s.is_empty()
+            && s.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+            })
+    };
+    let mut typed = Vec::new();
+    let mut samples = Vec::new();
+    assert!(text.ends_with('\n'), "exposition ends with a newline");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("HELP name text");
+            assert!(metric_name(name) && !help.is_empty(), "{line}");
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(metric_name(name), "{line}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            typed.push(name.to_owned());
+        } else {
+            let (series, value) = line.rsplit_once(' ').expect("sample value");
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("number in {line}"));
+            let (name, labels) = match series.split_once('{') {
+                None => (series, Vec::new()),
+                Some((name, rest)) => {
+                    let body = rest
+                        .strip_suffix('}')
+                        .unwrap_or_else(|| panic!("labels close in {line}"));
+                    let labels = body
+                        .split(',')
+                        .map(|pair| {
+                            let (k, v) = pair
+                                .split_once('=')
+                                .unwrap_or_else(|| panic!("label in {line}"));
+                            assert!(metric_name(k) && !k.contains(':'), "{line}");
+                            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+                            let v = v.unwrap_or_else(|| panic!("quoted label value in {line}"));
+                            (k.to_owned(), v.to_owned())
+                        })
+                        .collect();
+                    (name, labels)
+                }
+            };
+            assert!(metric_name(name), "{line}");
+            assert_eq!(
+                typed.last().map(String::as_str),
+                Some(name),
+                "sample before its TYPE: {line}"
+            );
+            samples.push((name.to_owned(), labels, value));
+        }
+    }
+    samples
+}
+
+fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .find(|(n, l, _)| {
+            n == name
+                && l.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
+        .2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_executions_queues_and_reactor_work() {
+    let app = App::new().await;
+    let r = app.get("/metrics").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let before = parse_exposition(&r.text);
+    assert_eq!(
+        sample(&before, "st2_executions", &[("status", "succeeded")]),
+        0.0
+    );
+    assert_eq!(sample(&before, "st2_rule_enforcements", &[]), 0.0);
+    for queue in ["run", "schedule"] {
+        for state in ["ready", "delayed", "leased"] {
+            assert_eq!(
+                sample(
+                    &before,
+                    "st2_work_queue_items",
+                    &[("queue", queue), ("state", state)]
+                ),
+                0.0
+            );
+        }
+    }
+
+    let r = app
+        .call(
+            "POST",
+            "/v1/webhooks/deploy?wait=true&timeout=20",
+            Some("{\"version\": \"1\"}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    ask(&app, "{}").await;
+    let r = app
+        .call("POST", "/v1/executions", Some("{\"action\": \"core.local\", \"parameters\": {\"cmd\": \"true\"}, \"delay\": 60000}"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["status"], "delayed", "{}", r.text);
+
+    let r = app.get("/api/v1/metrics").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let after = parse_exposition(&r.text);
+    assert_eq!(
+        sample(&after, "st2_executions", &[("status", "succeeded")]),
+        1.0,
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        sample(&after, "st2_executions", &[("status", "pending")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "st2_executions", &[("status", "delayed")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "st2_executions", &[("status", "failed")]),
+        0.0
+    );
+    assert_eq!(
+        sample(&after, "st2_inquiries", &[("status", "pending")]),
+        1.0
+    );
+    assert_eq!(sample(&after, "st2_rule_enforcements", &[]), 1.0);
+    let delayed: f64 = ["run", "schedule"]
+        .iter()
+        .map(|q| {
+            sample(
+                &after,
+                "st2_work_queue_items",
+                &[("queue", q), ("state", "delayed")],
+            )
+        })
+        .sum();
+    assert_eq!(delayed, 1.0, "{}", r.text);
+    let instances: f64 = after
+        .iter()
+        .filter(|(n, _, _)| n == "st2_trigger_instances")
+        .map(|s| s.2)
+        .sum();
+    assert!(instances >= 1.0, "{}", r.text);
+    // Counted by the store, so every status is there even at zero.
+    let statuses = after
+        .iter()
+        .filter(|(n, _, _)| n == "st2_executions")
+        .count();
+    assert_eq!(statuses, 14, "{}", r.text);
+
+    let r = app.send("GET", "/metrics", &[], None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let token = app.token.clone();
+    let r = app
+        .send("GET", &format!("/metrics?x-auth-token={token}"), &[], None)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "a scraper passes the token as a parameter"
     );
 }

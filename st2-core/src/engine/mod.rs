@@ -757,6 +757,21 @@ impl Engine {
         &self.inner.store
     }
 
+    /// How many work items each of the engine's queues (`run`, `schedule`) holds, by state
+    /// (for metrics).
+    ///
+    /// # Errors
+    /// [`EngineError::Store`] when the store cannot be read.
+    pub async fn queue_depths(
+        &self,
+    ) -> Result<Vec<(&'static str, crate::store::QueueDepth)>, EngineError> {
+        let mut out = Vec::new();
+        for queue in [RUN_QUEUE, SCHEDULE_QUEUE] {
+            out.push((queue, self.inner.store.queue().depth(queue).await?));
+        }
+        Ok(out)
+    }
+
     /// What is loaded: packs, actions, rules, trigger types, …
     pub fn catalog(&self) -> Arc<Catalog> {
         self.inner.catalog()

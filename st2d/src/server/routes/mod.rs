@@ -4,11 +4,15 @@ mod actions;
 mod content;
 mod executions;
 mod identity;
+mod inquiries;
 mod keys;
+mod metrics;
 mod packs;
+mod policies;
 mod reactor;
 mod rules;
 mod stream;
+mod traces;
 mod webhooks;
 
 use std::sync::Arc;
@@ -134,6 +138,18 @@ pub fn routes(state: Arc<ApiState>) -> Router {
             "/v1/keys/{name}",
             get(keys::get_one).put(keys::put).delete(keys::delete),
         )
+        .route("/v1/inquiries", get(inquiries::list))
+        .route(
+            "/v1/inquiries/{id}",
+            get(inquiries::get_one).put(inquiries::respond),
+        )
+        .route("/v1/traces", get(traces::list))
+        .route("/v1/traces/{id}", get(traces::get_one))
+        .route("/v1/policytypes", get(policies::list_types))
+        .route("/v1/policytypes/{ref_or_id}", get(policies::get_type))
+        .route("/v1/policies", get(policies::list))
+        .route("/v1/policies/{ref_or_id}", get(policies::get_one))
+        .route("/v1/metrics", get(metrics::metrics))
         .route("/v1/webhooks", get(webhooks::list))
         .route(
             "/v1/webhooks/{*hook}",
