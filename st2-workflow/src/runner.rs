@@ -916,6 +916,14 @@ impl Driver {
         result: Value,
     ) -> Result<(), RunnerError> {
         self.record_result(record, item, status, &result);
+        // The results of every item so far only matter to the conductor when this event can
+        // complete the task: when no other item of it is still out. Copying them for every
+        // item would make a with-items task quadratic.
+        let others_out = self
+            .saved
+            .children
+            .values()
+            .any(|c| c.task == task && c.route == route);
         let event = match item {
             Some((item_id, count)) => {
                 let key = task_key(task, route);
@@ -933,7 +941,11 @@ impl Driver {
                     item_id,
                     status,
                     result,
-                    accumulated: Value::Array(results.clone()),
+                    accumulated: if others_out {
+                        Value::Null
+                    } else {
+                        Value::Array(results.clone())
+                    },
                 }
             }
             None => TaskEvent::Action { status, result },
