@@ -1138,27 +1138,38 @@ pub(crate) async fn wait_until(
     }
 }
 
-/// Wait until at least one of `ids` satisfies `done`, `watch` (the caller's own execution, when
-/// given) satisfies `wake`, or `deadline` passes; returns the records of `ids` that satisfy
-/// `done` (possibly none). One subscription for all of them; the store is read again at least
-/// every 500 ms for updates made by other nodes.
+/// Wait until at least one of `ids` has a status `done` accepts, `watch` (the caller's own
+/// execution, when given) satisfies `wake`, or `deadline` passes; returns the records of `ids`
+/// that are done (possibly none). One subscription for all of them; the store is asked again
+/// (one query for all of `ids`, returning only the done ones) at least every 500 ms, for
+/// updates made by other nodes.
 pub(crate) async fn wait_any(
     inner: &Inner,
     ids: &[String],
     watch: Option<&str>,
     deadline: Option<tokio::time::Instant>,
-    done: impl Fn(&ExecutionRecord) -> bool,
+    done: impl Fn(ExecutionStatus) -> bool,
     wake: impl Fn(&ExecutionRecord) -> bool,
 ) -> Result<Vec<ExecutionRecord>, EngineError> {
     let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    // The statuses `done` accepts, so the store returns only those records (one query for
+    // all of `ids`, not one read each).
+    let done_statuses: Vec<ExecutionStatus> = ExecutionStatus::ALL
+        .iter()
+        .copied()
+        .filter(|s| done(*s))
+        .collect();
     let mut events = inner.events.subscribe();
     loop {
         let mut ready = Vec::new();
-        for id in ids {
-            let record = stored(inner, id).await?;
-            if done(&record) {
-                ready.push(record);
-            }
+        for chunk in ids.chunks(500) {
+            let filter = ExecutionFilter {
+                ids: chunk.to_vec(),
+                statuses: done_statuses.clone(),
+                ..ExecutionFilter::default()
+            };
+            let found = inner.store.executions().list(&filter, Page::all()).await?;
+            ready.extend(found.items.into_iter().filter(|r| done(r.status)));
         }
         if !ready.is_empty() {
             return Ok(ready);
@@ -1179,13 +1190,13 @@ pub(crate) async fn wait_any(
             };
             match event {
                 Ok(Ok(EngineEvent::ExecutionUpdated(e))) => {
-                    if wanted.contains(e.id.as_str()) && done(&e) {
+                    if wanted.contains(e.id.as_str()) && done(e.status) {
                         // Others may have finished too: collect them from the store.
                         let mut ready = vec![*e];
                         while let Ok(more) = events.try_recv() {
                             if let EngineEvent::ExecutionUpdated(m) = more
                                 && wanted.contains(m.id.as_str())
-                                && done(&m)
+                                && done(m.status)
                             {
                                 ready.retain(|r| r.id != m.id);
                                 ready.push(*m);

@@ -151,9 +151,9 @@ impl RunnerServices for EngineServices {
             ids,
             Some(&self.execution_id),
             deadline,
-            |r| {
-                r.status.is_completed()
-                    || matches!(r.status, ExecutionStatus::Paused | ExecutionStatus::Pending)
+            |status| {
+                status.is_completed()
+                    || matches!(status, ExecutionStatus::Paused | ExecutionStatus::Pending)
             },
             |own| {
                 matches!(
