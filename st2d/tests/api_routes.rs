@@ -1623,6 +1623,31 @@ async fn an_orquesta_workflow_runs_through_the_api_with_its_children() {
             .all(|e| e["id"] != children[0]["id"]),
         "parent=null lists top-level executions only"
     );
+    // Re-run from a task: the new execution continues the workflow's state from `greet`.
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/executions/{id}/re_run"),
+            Some("{\"tasks\": [\"greet\"], \"reset\": []}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["context"]["re-run"]["tasks"], json!(["greet"]));
+    let again = r.json["id"].as_str().expect("id").to_owned();
+    let done = app.wait(&again).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["output"]["greeting"], "hello st2", "{done}");
+    let children = app.get(&format!("/v1/executions/{again}/children")).await;
+    assert_eq!(children.json.as_array().expect("children").len(), 1);
+    let bad = app
+        .call(
+            "POST",
+            &format!("/v1/executions/{id}/re_run"),
+            Some("{\"tasks\": \"greet\"}"),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    assert!(bad.fault().contains("tasks"), "{}", bad.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
