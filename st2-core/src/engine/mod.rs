@@ -718,6 +718,22 @@ impl Inner {
     }
 
     /// Remember the triggers (with parameters) the rules listen to, by ref.
+    /// Change the loaded catalog in place (copy-on-write: executions holding the old one keep
+    /// it).
+    fn edit_catalog<R>(&self, edit: impl FnOnce(&mut Catalog) -> R) -> R {
+        let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        edit(Arc::make_mut(&mut catalog))
+    }
+
+    /// Forget the parameterized triggers and index them again from the catalog's rules.
+    fn reindex_triggers(&self) {
+        self.triggers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.index_triggers();
+    }
+
     pub(crate) fn index_triggers(&self) {
         let catalog = self.catalog();
         let mut triggers = self.triggers.write().unwrap_or_else(|e| e.into_inner());
@@ -851,14 +867,7 @@ impl Engine {
                         .join("; "),
                 )
             })?;
-        let replaced = {
-            let mut catalog = self
-                .inner
-                .catalog
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            Arc::make_mut(&mut catalog).insert_rule(rule)
-        };
+        let replaced = self.inner.edit_catalog(|c| c.insert_rule(rule));
         self.inner.matcher.insert(compiled);
         self.inner.index_triggers();
         Ok(replaced)
@@ -918,12 +927,7 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
-        self.inner
-            .triggers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        self.inner.index_triggers();
+        self.inner.reindex_triggers();
         diagnostics
     }
 
@@ -931,42 +935,20 @@ impl Engine {
     /// API's `POST /actions` / `PUT /actions/<id>`); returns the action it replaced.
     /// Executions already created keep the action they were created with.
     pub fn put_action(&self, action: crate::model::Action) -> Option<Arc<crate::model::Action>> {
-        let mut catalog = self
-            .inner
-            .catalog
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        Arc::make_mut(&mut catalog).insert_action(action)
+        self.inner.edit_catalog(|c| c.insert_action(action))
     }
 
     /// Remove the action `reference` while the engine runs (`DELETE /actions/<id>`); returns
     /// it. Rules naming it fail their enforcements until it exists again.
     pub fn remove_action(&self, reference: &str) -> Option<Arc<crate::model::Action>> {
-        let mut catalog = self
-            .inner
-            .catalog
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        Arc::make_mut(&mut catalog).remove_action(reference)
+        self.inner.edit_catalog(|c| c.remove_action(reference))
     }
 
     /// Remove the rule `reference` while the engine runs (`DELETE /rules/<id>`); returns it.
     pub fn remove_rule(&self, reference: &str) -> Option<Arc<crate::model::Rule>> {
-        let removed = {
-            let mut catalog = self
-                .inner
-                .catalog
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            Arc::make_mut(&mut catalog).remove_rule(reference)
-        };
+        let removed = self.inner.edit_catalog(|c| c.remove_rule(reference));
         self.inner.matcher.remove(reference);
-        self.inner
-            .triggers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        self.inner.index_triggers();
+        self.inner.reindex_triggers();
         removed
     }
 
