@@ -862,15 +862,7 @@ impl Driver {
                             continue;
                         };
                         let result = json!({"errors": [{"message": e.to_string()}]});
-                        self.complete(
-                            &child.task,
-                            child.route,
-                            child.item.map(|i| (i, child.items_count.unwrap_or(0))),
-                            &child.record,
-                            Status::Failed,
-                            result,
-                        )
-                        .await?;
+                        self.complete_child(&child, Status::Failed, result).await?;
                     }
                 }
             }
@@ -903,6 +895,25 @@ impl Driver {
         request.id = Some(id.to_owned());
         request.delay_ms = child.delay_ms;
         request
+    }
+
+    /// Feed a recorded child's status to the conductor.
+    async fn complete_child(
+        &mut self,
+        child: &Child,
+        status: Status,
+        result: Value,
+    ) -> Result<(), RunnerError> {
+        let item = child.item.map(|i| (i, child.items_count.unwrap_or(0)));
+        self.complete(
+            &child.task,
+            child.route,
+            item,
+            &child.record,
+            status,
+            result,
+        )
+        .await
     }
 
     /// Feed one task (or item) status to the conductor.
@@ -951,11 +962,10 @@ impl Driver {
             None => TaskEvent::Action { status, result },
         };
         let (task, route) = (task.to_owned(), route);
-        let applied = self
+        // A stale event (the task moved on) changes nothing; it is not the workflow's error.
+        let _ = self
             .step(move |c| c.update_task(&task, route, &event))
             .await?;
-        // A stale event (the task moved on) changes nothing; it is not the workflow's error.
-        let _ = applied;
         Ok(())
     }
 
@@ -990,15 +1000,7 @@ impl Driver {
         } else if let Some(c) = self.saved.children.get_mut(&record.id) {
             c.seen = status.as_str().to_owned();
         }
-        self.complete(
-            &child.task,
-            child.route,
-            child.item.map(|i| (i, child.items_count.unwrap_or(0))),
-            &child.record,
-            status,
-            result,
-        )
-        .await
+        self.complete_child(&child, status, result).await
     }
 
     /// Read every child again (after a restart, a resume, or while some are paused or
@@ -1077,15 +1079,8 @@ impl Driver {
                 child.seen = Status::Running.as_str().to_owned();
             }
             if let Some(child) = self.saved.children.get(&id).cloned() {
-                self.complete(
-                    &child.task,
-                    child.route,
-                    child.item.map(|i| (i, child.items_count.unwrap_or(0))),
-                    &child.record,
-                    Status::Running,
-                    Value::Null,
-                )
-                .await?;
+                self.complete_child(&child, Status::Running, Value::Null)
+                    .await?;
             }
         }
         self.save().await
