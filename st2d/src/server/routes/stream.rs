@@ -36,44 +36,60 @@ const DEFAULT_EVENTS: [&str; 7] = [
 /// Seconds without events before a keep-alive line.
 const HEARTBEAT: Duration = Duration::from_secs(25);
 
-/// `fnmatch` as StackStorm's stream filter uses it: `*`, `?` and `[…]` classes.
+/// `fnmatch` as StackStorm's stream filter uses it: `*`, `?` and `[…]` classes. Memoised on
+/// (pattern position, text position), so a pattern full of `*` from a client stays
+/// O(pattern × text) instead of exponential.
 fn fnmatch(pattern: &str, text: &str) -> bool {
-    fn go(p: &[char], t: &[char]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some('*') => (0..=t.len()).any(|i| go(&p[1..], &t[i..])),
-            Some('?') => !t.is_empty() && go(&p[1..], &t[1..]),
-            Some('[') => {
-                let Some(end) = p.iter().skip(1).position(|&c| c == ']').map(|i| i + 1) else {
-                    return t.first() == Some(&'[') && go(&p[1..], &t[1..]);
-                };
-                let Some(&c) = t.first() else {
-                    return false;
-                };
-                let class = &p[1..end];
-                let (negate, class) = match class.first() {
-                    Some('!') => (true, &class[1..]),
-                    _ => (false, class),
-                };
-                let mut hit = false;
-                let mut i = 0;
-                while i < class.len() {
-                    if i + 2 < class.len() && class[i + 1] == '-' {
-                        hit |= class[i] <= c && c <= class[i + 2];
-                        i += 3;
-                    } else {
-                        hit |= class[i] == c;
-                        i += 1;
-                    }
-                }
-                hit != negate && go(&p[end + 1..], &t[1..])
+    fn class_end(p: &[char], at: usize) -> Option<usize> {
+        p.iter()
+            .skip(at + 2)
+            .position(|&c| c == ']')
+            .map(|i| i + at + 2)
+    }
+    fn in_class(class: &[char], c: char) -> bool {
+        let (negate, class) = match class.first() {
+            Some('!') => (true, &class[1..]),
+            _ => (false, class),
+        };
+        let mut hit = false;
+        let mut i = 0;
+        while i < class.len() {
+            if i + 2 < class.len() && class[i + 1] == '-' {
+                hit |= class[i] <= c && c <= class[i + 2];
+                i += 3;
+            } else {
+                hit |= class[i] == c;
+                i += 1;
             }
-            Some(&c) => t.first() == Some(&c) && go(&p[1..], &t[1..]),
         }
+        hit != negate
+    }
+    fn go(p: &[char], t: &[char], pi: usize, ti: usize, memo: &mut [Option<bool>]) -> bool {
+        let slot = pi * (t.len() + 1) + ti;
+        if let Some(known) = memo[slot] {
+            return known;
+        }
+        let matched = match p.get(pi) {
+            None => ti == t.len(),
+            Some('*') => (ti..=t.len()).any(|k| go(p, t, pi + 1, k, memo)),
+            Some('?') => ti < t.len() && go(p, t, pi + 1, ti + 1, memo),
+            Some('[') => match class_end(p, pi) {
+                Some(end) => {
+                    ti < t.len()
+                        && in_class(&p[pi + 1..end], t[ti])
+                        && go(p, t, end + 1, ti + 1, memo)
+                }
+                None => t.get(ti) == Some(&'[') && go(p, t, pi + 1, ti + 1, memo),
+            },
+            Some(&c) => t.get(ti) == Some(&c) && go(p, t, pi + 1, ti + 1, memo),
+        };
+        memo[slot] = Some(matched);
+        matched
     }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
-    go(&p, &t)
+    let mut memo = vec![None; (p.len() + 1) * (t.len() + 1)];
+    go(&p, &t, 0, 0, &mut memo)
 }
 
 fn list(params: &Params, key: &str) -> Vec<String> {
@@ -407,5 +423,9 @@ mod tests {
         assert!(fnmatch("st2.[el]*", "st2.liveaction__create"));
         assert!(!fnmatch("st2.[!el]*", "st2.liveaction__create"));
         assert!(fnmatch("*", ""));
+        assert!(fnmatch("[]]", "]"));
+        // Many stars do not blow up.
+        let stars = "*a".repeat(40) + "b";
+        assert!(!fnmatch(&stars, &"a".repeat(60)));
     }
 }
