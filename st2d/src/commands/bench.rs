@@ -37,6 +37,9 @@ pub enum BenchCommand {
     /// Orquesta workflows of noop tasks through the engine (with-items, a sequence, many at
     /// once).
     Workflow(super::bench_workflow::WorkflowArgs),
+    /// `st2d serve` started again and again: time to the first authenticated answer, idle
+    /// memory.
+    Serve(super::bench_serve::ServeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -92,6 +95,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
     let ran = match command {
         BenchCommand::Pipeline(args) => runtime.block_on(pipeline(args)),
         BenchCommand::Workflow(args) => runtime.block_on(super::bench_workflow::run(args)),
+        BenchCommand::Serve(args) => super::bench_serve::run(args),
     };
     match ran {
         Ok(()) => ExitCode::SUCCESS,

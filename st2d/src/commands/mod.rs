@@ -1,6 +1,7 @@
 //! One module per `st2d` subcommand.
 
 pub mod bench;
+pub mod bench_serve;
 pub mod bench_workflow;
 pub mod expr;
 pub mod pack;
