@@ -15,7 +15,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use regex::Regex;
 use serde_json::{Map, Value, json};
@@ -602,9 +602,19 @@ pub struct SchemaError {
 /// The validator is compiled on first use, so loading thousands of actions stays cheap; call
 /// [`Schema::check`] to compile eagerly and surface a schema that cannot compile.
 pub struct Schema {
-    properties: Map<String, Value>,
+    properties: Properties,
     shape: Shape,
     compiled: OnceLock<Result<Compiled, SchemaError>>,
+}
+
+/// The property definitions: as given, or a runner's and an action's merged on first use.
+enum Properties {
+    Given(Map<String, Value>),
+    Merged {
+        base: Arc<Map<String, Value>>,
+        over: Arc<Map<String, Value>>,
+        merged: OnceLock<Map<String, Value>>,
+    },
 }
 
 /// How the object schema is built from what was given.
@@ -624,7 +634,7 @@ struct Compiled {
 impl fmt::Debug for Schema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Schema")
-            .field("properties", &self.properties)
+            .field("properties", self.properties())
             .field("shape", &self.shape)
             .finish_non_exhaustive()
     }
@@ -636,8 +646,29 @@ impl Schema {
     /// value) and which rejects unknown keys unless `allow_additional` is set.
     pub fn for_parameters(params: Map<String, Value>, allow_additional: bool) -> Schema {
         Schema {
-            properties: params,
+            properties: Properties::Given(params),
             shape: Shape::Parameters { allow_additional },
+            compiled: OnceLock::new(),
+        }
+    }
+
+    /// [`Schema::for_parameters`] of a runner's parameters with an action's merged over them
+    /// ([`merge_parameters`]), rejecting unknown keys. The merge is made on first use and
+    /// both sides stay shared, so an action that is never run costs only its own
+    /// definitions.
+    pub fn for_merged_parameters(
+        runner: Arc<Map<String, Value>>,
+        action: Arc<Map<String, Value>>,
+    ) -> Schema {
+        Schema {
+            properties: Properties::Merged {
+                base: runner,
+                over: action,
+                merged: OnceLock::new(),
+            },
+            shape: Shape::Parameters {
+                allow_additional: false,
+            },
             compiled: OnceLock::new(),
         }
     }
@@ -650,7 +681,7 @@ impl Schema {
             .cloned()
             .unwrap_or_default();
         Schema {
-            properties,
+            properties: Properties::Given(properties),
             shape: Shape::Object(schema),
             compiled: OnceLock::new(),
         }
@@ -659,10 +690,10 @@ impl Schema {
     fn object_schema(&self) -> Value {
         match &self.shape {
             Shape::Object(schema) => schema.clone(),
-            Shape::Parameters { .. } if self.properties.is_empty() => json!({}),
+            Shape::Parameters { .. } if self.properties().is_empty() => json!({}),
             Shape::Parameters { allow_additional } => {
                 let properties: Map<String, Value> = self
-                    .properties
+                    .properties()
                     .iter()
                     .map(|(name, def)| {
                         let def = match def {
@@ -713,17 +744,22 @@ impl Schema {
 
     /// The property definitions as written (for parameters: merged runner + action).
     pub fn properties(&self) -> &Map<String, Value> {
-        &self.properties
+        match &self.properties {
+            Properties::Given(map) => map,
+            Properties::Merged { base, over, merged } => {
+                merged.get_or_init(|| merge_parameters(base, over))
+            }
+        }
     }
 
     /// The definition of one property.
     pub fn property(&self, name: &str) -> Option<&Map<String, Value>> {
-        self.properties.get(name).and_then(Value::as_object)
+        self.properties().get(name).and_then(Value::as_object)
     }
 
     /// True when the property is declared (it may still be an empty, any-type definition).
     pub fn has_property(&self, name: &str) -> bool {
-        self.properties.contains_key(name)
+        self.properties().contains_key(name)
     }
 
     fn flag(&self, name: &str, attr: &str) -> bool {
@@ -750,7 +786,7 @@ impl Schema {
 
     /// Names of the properties marked `secret: true`.
     pub fn secret_names(&self) -> impl Iterator<Item = &str> {
-        self.properties
+        self.properties()
             .keys()
             .filter(|k| self.is_secret(k))
             .map(String::as_str)
@@ -759,7 +795,7 @@ impl Schema {
     /// Properties with a `position`, ordered by it.
     pub fn positional(&self) -> Vec<(&str, f64)> {
         let mut out: Vec<(&str, f64)> = self
-            .properties
+            .properties()
             .iter()
             .filter_map(|(k, v)| Some((k.as_str(), v.get("position")?.as_f64()?)))
             .collect();

@@ -79,8 +79,8 @@ pub struct Action {
     pub runner_type: String,
     /// Script or workflow file relative to the pack's `actions/` folder.
     pub entry_point: String,
-    /// The action's own parameter declarations, as written.
-    pub parameters: Map<String, Value>,
+    /// The action's own parameter declarations, as written (shared with [`Action::schema`]).
+    pub parameters: Arc<Map<String, Value>>,
     /// Runner and action parameters merged, with a draft-4 validator.
     pub schema: Arc<Schema>,
     /// Schema of the result.
@@ -211,7 +211,12 @@ impl ActionSpec {
         }
         let merged = schema::merge_parameters(&runner.runner_parameters, &self.parameters);
         schema::lint_parameters(&merged, self.parameters.keys(), &params_path, issues);
-        let compiled = Schema::for_parameters(merged, false);
+        drop(merged);
+        // The merged definitions are built again when first asked for: thousands of loaded
+        // actions are never run, and each would otherwise hold its runner's parameters again.
+        let parameters = Arc::new(self.parameters);
+        let compiled =
+            Schema::for_merged_parameters(runner.runner_parameters.clone(), parameters.clone());
         Some(Action {
             reference,
             name: self.name,
@@ -220,7 +225,7 @@ impl ActionSpec {
             enabled: self.enabled,
             runner_type: self.runner_type,
             entry_point: self.entry_point,
-            parameters: self.parameters,
+            parameters,
             schema: Arc::new(compiled),
             output_schema: self.output_schema,
             notify: self.notify,

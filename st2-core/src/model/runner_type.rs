@@ -1,6 +1,8 @@
 //! Runner types: the named executors an action's `runner_type` refers to (`local-shell-cmd`,
 //! `python-script`, `orquesta`, …) and the runner parameters each one accepts.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -17,8 +19,9 @@ pub struct RunnerType {
     pub description: String,
     /// A disabled runner refuses to run actions.
     pub enabled: bool,
-    /// Parameters the runner itself reads, in StackStorm's parameter dialect.
-    pub runner_parameters: Map<String, Value>,
+    /// Parameters the runner itself reads, in StackStorm's parameter dialect (shared with the
+    /// parameter schemas of the actions that use the runner).
+    pub runner_parameters: Arc<Map<String, Value>>,
     /// The result key holding the action's main output (`result`, `body`, `output`, …).
     pub output_key: Option<String>,
     /// Schema of the runner's result.
@@ -32,7 +35,7 @@ impl RunnerType {
             name: name.into(),
             description: description.into(),
             enabled: true,
-            runner_parameters: Map::new(),
+            runner_parameters: Arc::default(),
             output_key: None,
             output_schema: Map::new(),
         }
@@ -40,7 +43,7 @@ impl RunnerType {
 
     /// Declare the runner parameters (a `{name: definition}` mapping).
     pub fn with_parameters(mut self, parameters: Map<String, Value>) -> Self {
-        self.runner_parameters = parameters;
+        self.runner_parameters = Arc::new(parameters);
         self
     }
 
@@ -79,7 +82,7 @@ impl RunnerType {
             name,
             description,
             enabled,
-            runner_parameters,
+            runner_parameters: Arc::new(runner_parameters),
             output_key,
             output_schema,
         })

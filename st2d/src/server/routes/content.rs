@@ -179,12 +179,24 @@ pub async fn get_action(
     Path(key): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    one_of(
-        actions(&state),
-        &key,
-        &Params::parse(q.as_deref()),
-        CONTENT_KEYS,
-    )
+    let params = Params::parse(q.as_deref());
+    let projection = params.projection()?;
+    let action = find_action(&state, &key).ok_or_else(|| ApiError::not_found(&key))?;
+    Ok(json(
+        StatusCode::OK,
+        &projection.apply(present::action(&action), CONTENT_KEYS),
+    ))
+}
+
+/// An action by ref or id, without presenting the others (a catalog may hold thousands).
+fn find_action(state: &ApiState, key: &str) -> Option<Arc<st2_core::model::Action>> {
+    let catalog = state.engine.catalog();
+    catalog.action(key).cloned().or_else(|| {
+        catalog
+            .actions()
+            .find(|a| st2_core::engine::snapshot::content_id("action", &a.reference) == key)
+            .cloned()
+    })
 }
 
 /// Runner parameters with the action's overrides merged in (the action wins per attribute).
@@ -195,7 +207,7 @@ fn merged_parameters(state: &ApiState, action: &Value) -> Map<String, Value> {
         .and_then(Value::as_str)
         .and_then(|r| catalog.runner_type(r).cloned());
     let mut merged: Map<String, Value> = runner
-        .map(|r| r.runner_parameters.clone())
+        .map(|r| (*r.runner_parameters).clone())
         .unwrap_or_default();
     if let Some(Value::Object(own)) = action.get("parameters") {
         for (name, spec) in own {
@@ -491,14 +503,7 @@ pub async fn action_entry_point(
     Path(key): Path<String>,
 ) -> ApiResult {
     let catalog = state.engine.catalog();
-    let action = catalog
-        .actions()
-        .find(|a| {
-            a.reference == key
-                || st2_core::engine::snapshot::content_id("action", &a.reference) == key
-        })
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(&key))?;
+    let action = find_action(&state, &key).ok_or_else(|| ApiError::not_found(&key))?;
     if action.entry_point.is_empty() {
         return Err(ApiError::bad_request(format!(
             "Action \"{}\" has no entry_point",
