@@ -850,6 +850,19 @@ mod tests {
     }
 
     #[test]
+    fn a_quote_ending_a_value_is_dropped_as_in_stackstorm() {
+        // The lazy group stops before an optional closing quote that ends the command.
+        assert_eq!(
+            extract("run {{cmd}}", r#"run echo "x""#),
+            json!({"cmd": "echo \"x"})
+        );
+        assert_eq!(
+            extract("run {{cmd}}", r#"run "echo x""#),
+            json!({"cmd": "echo x"})
+        );
+    }
+
+    #[test]
     fn pairs_combine_with_placeholders() {
         assert_eq!(
             extract("testing {{ a }}", "testing value b=value2"),
