@@ -77,11 +77,6 @@ pub fn write_demo_pack(packs: &Path) {
     .expect("sensor yaml");
     std::fs::create_dir_all(pack.join("aliases")).expect("aliases dir");
     std::fs::write(
-        pack.join("actions/collect.yaml"),
-        "---\nname: collect\nrunner_type: noop\ndescription: Takes a list\nenabled: true\nparameters:\n  items:\n    type: array\n  count:\n    type: integer\n  who:\n    type: string\n",
-    )
-    .expect("collect action");
-    std::fs::write(
         pack.join("aliases/run_cmd.yaml"),
         "---\nname: run_cmd\ndescription: Run a shell command\naction_ref: core.local\nformats:\n  - \"run {{ cmd }}\"\n  - display: \"execute <cmd>\"\n    representation:\n      - \"execute {{ cmd }} now\"\nack:\n  format: \"Running {{ execution.parameters.cmd }}\"\n  extra:\n    by: \"{{ actionalias.ref }}\"\nimmutable_parameters:\n  env:\n    GREETING: \"{{ st2kv.system.greeting }}\"\n",
     )
