@@ -47,8 +47,7 @@ const KEY: &str = r"\s*(\S+?)\s*";
 const VALUE: &str = r#"""|''|"(.+?)"|'(.+?)'|({.+?})|(\S+)"#;
 const EXT_VALUE: &str = r#"""|''|"(.+?)"|'(.+?)'|({.+?})|(.+?)"#;
 /// What a `{{ name }}` placeholder becomes (`\1`: the blanks before it, `\2`: its name).
-const PARAM_MATCH: &str =
-    r#"\1["\']?(?P<\2>(?:(?<=\').+?(?=\')|(?<=").+?(?=")|{.+?}|.+?))["\']?"#;
+const PARAM_MATCH: &str = r#"\1["\']?(?P<\2>(?:(?<=\').+?(?=\')|(?<=").+?(?=")|{.+?}|.+?))["\']?"#;
 
 fn pairs_pattern() -> String {
     format!(r"(?:^|\s+){KEY}=({VALUE})")
@@ -402,7 +401,11 @@ pub fn help_strings(
             let Some(display) = format.display.as_deref().filter(|d| !d.is_empty()) else {
                 continue;
             };
-            if filter.search(display).map_err(|e| e.message.clone())?.is_none() {
+            if filter
+                .search(display)
+                .map_err(|e| e.message.clone())?
+                .is_none()
+            {
                 continue;
             }
             // StackStorm's window: the shown ones are counted too, so `available` is the
@@ -512,18 +515,21 @@ mod sre {
                 return items.pop().unwrap_or_default();
             }
             let mut out = Vec::new();
-            loop {
-                let Some(first) = items.first().and_then(|i| i.first()).cloned() else {
-                    break;
-                };
-                if items.iter().all(|i| i.first().is_some_and(|t| same(t, &first))) {
-                    for item in &mut items {
-                        item.remove(0);
-                    }
-                    out.push(first);
-                } else {
-                    break;
+            // A token every alternative starts with moves out in front of the alternation.
+            while let Some(first) = items
+                .first()
+                .and_then(|i| i.first())
+                .filter(|first| {
+                    items
+                        .iter()
+                        .all(|i| i.first().is_some_and(|t| same(t, first)))
+                })
+                .cloned()
+            {
+                for item in &mut items {
+                    item.remove(0);
                 }
+                out.push(first);
             }
             let all_single_chars = items.iter().all(|i| {
                 i.len() == 1 && matches!(&i[0], Token::Plain(p) if p.starts_with("LIT:") || p.starts_with("IN:["))
@@ -764,7 +770,10 @@ mod tests {
             json!({"a": r#"{"foobar2": "poonies"}"#})
         );
         assert_eq!(
-            extract("", r#"a=foobar1 b="boobar2 3 4" c='coobar3 4' d={"a": "b"}"#),
+            extract(
+                "",
+                r#"a=foobar1 b="boobar2 3 4" c='coobar3 4' d={"a": "b"}"#
+            ),
             json!({"a": "foobar1", "b": "boobar2 3 4", "c": "coobar3 4", "d": r#"{"a": "b"}"#})
         );
         assert_eq!(
@@ -801,11 +810,17 @@ mod tests {
             json!({"a": "a1 a2", "b": "b1"})
         );
         assert_eq!(
-            extract("skip {{a}} more skip.", r#"skip {"a": "b", "c": "d"} more skip."#),
+            extract(
+                "skip {{a}} more skip.",
+                r#"skip {"a": "b", "c": "d"} more skip."#
+            ),
             json!({"a": r#"{"a": "b", "c": "d"}"#})
         );
         assert_eq!(
-            extract("skip {{a}} more skip {{b}}.", r#"skip {"a": "b", "c": "d"} more skip x."#),
+            extract(
+                "skip {{a}} more skip {{b}}.",
+                r#"skip {"a": "b", "c": "d"} more skip x."#
+            ),
             json!({"a": r#"{"a": "b", "c": "d"}"#, "b": "x"})
         );
     }
@@ -844,7 +859,10 @@ mod tests {
             json!({"d": "test1", "e": "test1"})
         );
         assert_eq!(
-            extract("skip {{d=test}} more skip {{e=test}}", "skip ponies more skip"),
+            extract(
+                "skip {{d=test}} more skip {{e=test}}",
+                "skip ponies more skip"
+            ),
             json!({"d": "ponies", "e": "test"})
         );
     }
@@ -1001,7 +1019,11 @@ mod tests {
             alias("run", vec![plain("run {{cmd}}")], true),
             alias("hello", vec![plain("hello {{name}}")], true),
             alias("off", vec![plain("hello there")], false),
-            alias("greet", vec![plain("greet {{who}}"), plain("greet all")], true),
+            alias(
+                "greet",
+                vec![plain("greet {{who}}"), plain("greet all")],
+                true,
+            ),
         ];
         let m = matching_alias("run date", &aliases).expect("one");
         assert_eq!(m.alias.reference, "p.run");
@@ -1017,7 +1039,10 @@ mod tests {
         let none = matching_alias("nothing here", &aliases).expect_err("none");
         assert_eq!(none.message, "Command 'nothing here' matched no patterns");
         let two = matching_alias("greet all", &aliases).expect_err("two formats");
-        assert_eq!(two.message, "Command 'greet all' matched more than 1 pattern");
+        assert_eq!(
+            two.message,
+            "Command 'greet all' matched more than 1 pattern"
+        );
         assert_eq!(two.matches, 2);
     }
 
@@ -1036,7 +1061,12 @@ mod tests {
         assert_eq!(m.alias.reference, "p.many");
         assert_eq!(
             extract_all_parameters(&m.representation, "restart web").expect("all"),
-            vec![json!({"svc": "web"}).as_object().cloned().unwrap_or_default()]
+            vec![
+                json!({"svc": "web"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()
+            ]
         );
     }
 

@@ -119,9 +119,7 @@ async fn commands_match_one_enabled_alias() {
         ),
         ("[1]", "The request body must be a JSON object, got: list"),
     ] {
-        let r = app
-            .call("POST", "/v1/actionalias/match", Some(body))
-            .await;
+        let r = app.call("POST", "/v1/actionalias/match", Some(body)).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(r.fault(), fault, "{body}");
     }
@@ -226,13 +224,17 @@ async fn aliases_are_created_updated_deleted_and_kept_across_restarts() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
-    let r = app.call("DELETE", "/v1/actionalias/demo.run_cmd", None).await;
+    let r = app
+        .call("DELETE", "/v1/actionalias/demo.run_cmd", None)
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(
         app.get("/v1/actionalias/demo.run_cmd").await.status,
         StatusCode::NOT_FOUND
     );
-    let r = app.call("DELETE", "/v1/actionalias/demo.run_cmd", None).await;
+    let r = app
+        .call("DELETE", "/v1/actionalias/demo.run_cmd", None)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     let dir = app.stop().await;
@@ -291,7 +293,8 @@ async fn alias_execution_runs_the_action_with_extracted_and_immutable_parameters
 
     // Matched: the array is split on commas, the integer cast, the immutable parameter
     // rendered from the context.
-    let body = json!({"command": "collect a, b ,c times 3", "user": "bob", "source_channel": "cli"});
+    let body =
+        json!({"command": "collect a, b ,c times 3", "user": "bob", "source_channel": "cli"});
     let r = app
         .call(
             "POST",
@@ -401,7 +404,9 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let doc: Value = serde_json::from_str(&r.text).expect("JSON");
     assert!(
-        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.0.")),
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.0.")),
         "{}",
         doc["openapi"]
     );
@@ -427,7 +432,10 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         .values()
         .map(|p| p.as_object().map_or(0, |m| m.len()))
         .sum();
-    assert_eq!(in_doc, documented, "the document has only the table's routes");
+    assert_eq!(
+        in_doc, documented,
+        "the document has only the table's routes"
+    );
 
     // ... and every documented operation is served (401 without credentials, not 404/405),
     // while methods a path does not document are not (405).
@@ -444,7 +452,11 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
                 let r = app.send(&upper, &concrete, &[], Some("{}")).await;
                 if op.get("security") == Some(&json!([{"basic": []}])) {
                     assert_ne!(r.status, StatusCode::NOT_FOUND, "{upper} {concrete}");
-                    assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{upper} {concrete}");
+                    assert_ne!(
+                        r.status,
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "{upper} {concrete}"
+                    );
                 } else {
                     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{upper} {concrete}");
                 }

@@ -301,7 +301,10 @@ mod tests {
         );
         let errors =
             alias_from_json(&json!({"name": "a", "pack": "p", "action_ref": 3})).unwrap_err();
-        assert!(errors.iter().any(|e| e.contains("action_ref")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("action_ref")),
+            "{errors:?}"
+        );
         let errors = alias_from_json(&json!({"name": "a", "pack": "p", "action_ref": "x",
             "bogus": 1}))
         .unwrap_err();

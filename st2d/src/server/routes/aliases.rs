@@ -96,7 +96,8 @@ async fn remember(state: &ApiState, reference: &str, body: Option<Value>) -> Res
 
 fn compile(body: &Bytes) -> Result<(Value, ActionAlias), ApiError> {
     let body = Value::Object(json_object(body)?);
-    let alias = alias_from_json(&body).map_err(|errors| ApiError::bad_request(errors.join("; ")))?;
+    let alias =
+        alias_from_json(&body).map_err(|errors| ApiError::bad_request(errors.join("; ")))?;
     Ok((body, alias))
 }
 
@@ -223,7 +224,11 @@ fn text<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
 /// The one pattern `command` matches, or StackStorm's 400.
 fn matching(state: &ApiState, command: &str) -> Result<AliasPattern, ApiError> {
     alias::matching_alias(command, &all(state)).map_err(|e| {
-        tracing::info!(command, matches = e.matches, "command matched no single alias");
+        tracing::info!(
+            command,
+            matches = e.matches,
+            "command matched no single alias"
+        );
         ApiError::bad_request(e.message)
     })
 }
@@ -257,7 +262,11 @@ pub async fn help(State(state): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> 
         limit,
         offset,
     )
-    .map_err(|e| ApiError::bad_request(format!("Parameter \"filter\" is not a valid regular expression: {e}")))?;
+    .map_err(|e| {
+        ApiError::bad_request(format!(
+            "Parameter \"filter\" is not a valid regular expression: {e}"
+        ))
+    })?;
     Ok(json(
         StatusCode::OK,
         &json!({"available": available, "helpstrings": helpstrings}),
@@ -302,7 +311,9 @@ pub async fn execute(
         &[],
     )?;
     let Some(name) = text(&body, "name").filter(|n| !n.is_empty()) else {
-        return Err(ApiError::bad_request("Alias execution \"name\" is required"));
+        return Err(ApiError::bad_request(
+            "Alias execution \"name\" is required",
+        ));
     };
     let found = all(&state).into_iter().find(|a| a.name == name);
     let Some(alias) = found else {
@@ -452,10 +463,7 @@ async fn run_alias(
         request.notify = Some(notify.clone());
         let record = state.engine.run_with(request).await?;
         let mut result = Map::new();
-        result.insert(
-            "execution".into(),
-            show(state, &record, run.show_secrets),
-        );
+        result.insert("execution".into(), show(state, &record, run.show_secrets));
         result.insert("actionalias".into(), present(alias));
         acknowledge(state, alias, &mut result).await;
         results.push(Value::Object(result));

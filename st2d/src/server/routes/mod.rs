@@ -59,6 +59,7 @@ where
 
 /// Every route, with its documentation: the router and `GET /v1/openapi.json` are both built
 /// from this table. Paths are the normalised `/v1/…` forms.
+#[rustfmt::skip]
 pub fn table() -> Vec<Route> {
     vec![
         r(Op::post("/v1/tokens", "Create a token (Basic auth)").body("TokenRequest").created("Token").public(), identity::create_token),
