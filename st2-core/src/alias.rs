@@ -1071,6 +1071,23 @@ mod tests {
     }
 
     #[test]
+    fn every_match_counts_when_the_format_has_its_own_end_anchor() {
+        // The end anchor sits in the second branch, so none is added; the begin anchor is only
+        // in the first branch, so `^\s*` is added in front of it and the second branch can match
+        // anywhere. The command is padded with blanks, so the last item has no `$` after it.
+        let all = extract_all_parameters(r"^x|(?P<host>\w+)(?:,|$)", "a,b,c").expect("matches");
+        assert_eq!(
+            Value::Array(all.into_iter().map(Value::Object).collect()),
+            json!([{"host": "a"}, {"host": "b"}])
+        );
+        assert!(
+            extract_all_parameters("restart {{svc}}", "stop web")
+                .expect("no error")
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn help_windows_and_counts() {
         let aliases = vec![
             alias("a", vec![plain("list things"), plain("list more")], true),

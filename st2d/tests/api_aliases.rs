@@ -316,6 +316,31 @@ async fn alias_execution_runs_the_action_with_extracted_and_immutable_parameters
         .expect("id")
         .to_owned();
     assert_eq!(app.wait(&id).await["status"], "succeeded");
+
+    // A `match_multiple` format runs the action once per match.
+    let body = json!({"name": "each", "pack": "demo", "action_ref": "core.local",
+        "formats": [{"display": "<cmd>,<cmd>,…", "representation": ["^x|(?P<cmd>[a-z]+)(?:,|$)"],
+            "match_multiple": true}]});
+    let r = app
+        .call("POST", "/v1/actionalias", Some(&body.to_string()))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let body = json!({"command": "date,uptime,", "user": "bob", "source_channel": "cli"});
+    let r = app
+        .call(
+            "POST",
+            "/v1/aliasexecution/match_and_execute",
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let cmds: Vec<&Value> = r.json["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|res| &res["execution"]["parameters"]["cmd"])
+        .collect();
+    assert_eq!(cmds, [&json!("date"), &json!("uptime")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
