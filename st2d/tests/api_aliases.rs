@@ -501,3 +501,79 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     let r = app.send("GET", "/v1/openapi.json", &[], None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alias_changes_are_on_the_stream_when_asked_for() {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let app = App::new().await;
+    let request = axum::http::Request::builder()
+        .uri("/v1/stream?events=st2.actionalias__*")
+        .header("x-auth-token", &app.token)
+        .body(Body::empty())
+        .expect("request");
+    let response = app.router.clone().oneshot(request).await.expect("stream");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+
+    let alias = json!({"name": "streamed", "pack": "demo", "action_ref": "core.local",
+        "formats": ["stream {{ x }}"]});
+    let r = app
+        .call("POST", "/v1/actionalias", Some(&alias.to_string()))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let mut changed = alias.clone();
+    changed["description"] = json!("changed");
+    let r = app
+        .call(
+            "PUT",
+            "/v1/actionalias/demo.streamed",
+            Some(&changed.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // An execution event is not asked for and must not show up.
+    let r = app
+        .call("POST", "/v1/executions", Some(r#"{"action": "core.noop"}"#))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = app
+        .call("DELETE", "/v1/actionalias/demo.streamed", None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !text.contains("st2.actionalias__delete") {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    text.push_str(&String::from_utf8_lossy(data));
+                }
+            }
+            other => panic!("stream ended or stalled ({other:?}); read:\n{text}"),
+        }
+    }
+    let events: Vec<(String, Value)> = text
+        .split("\n\n")
+        .filter_map(|block| {
+            let name = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((name.to_owned(), serde_json::from_str(data).ok()?))
+        })
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "st2.actionalias__create",
+            "st2.actionalias__update",
+            "st2.actionalias__delete"
+        ]
+    );
+    assert_eq!(events[0].1["ref"], "demo.streamed");
+    assert_eq!(events[1].1["description"], "changed");
+    assert_eq!(events[2].1["ref"], "demo.streamed");
+}

@@ -959,6 +959,15 @@ impl Engine {
         self.inner.edit_catalog(|c| c.remove_alias(reference))
     }
 
+    /// Tell event subscribers that an action alias was created, changed or deleted (`verb`),
+    /// with the alias as the API shows it (`st2.actionalias__<verb>` on the stream).
+    pub fn alias_changed(&self, verb: &str, alias: Value) {
+        self.inner.emit_with(|| EngineEvent::ActionAlias {
+            verb: verb.to_owned(),
+            alias,
+        });
+    }
+
     /// Render every value of `values` with Jinja as StackStorm's `render_values` does:
     /// strings are rendered, lists and mappings through their JSON text (and parsed back),
     /// other values are kept; a value whose text does not change keeps its original type.

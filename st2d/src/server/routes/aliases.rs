@@ -141,7 +141,9 @@ pub async fn create(State(state): State<Arc<ApiState>>, body: Bytes) -> ApiResul
     }
     state.engine.put_alias(alias);
     remember(&state, &reference, Some(body)).await?;
-    Ok(json(StatusCode::CREATED, &shown(&state, &reference)))
+    let shown = shown(&state, &reference);
+    state.engine.alias_changed("create", shown.clone());
+    Ok(json(StatusCode::CREATED, &shown))
 }
 
 /// `PUT /actionalias/{ref_or_id}` — the whole alias; 200.
@@ -162,14 +164,19 @@ pub async fn update(
         remember(&state, &old, None).await?;
     }
     remember(&state, &reference, Some(body)).await?;
-    Ok(json(StatusCode::OK, &shown(&state, &reference)))
+    let shown = shown(&state, &reference);
+    state.engine.alias_changed("update", shown.clone());
+    Ok(json(StatusCode::OK, &shown))
 }
 
 /// `DELETE /actionalias/{ref_or_id}` → 204.
 pub async fn delete(State(state): State<Arc<ApiState>>, Path(key): Path<String>) -> ApiResult {
     let reference = find(&state, &key).ok_or_else(|| ApiError::not_found(&key))?;
-    state.engine.remove_alias(&reference);
+    let removed = state.engine.remove_alias(&reference);
     remember(&state, &reference, None).await?;
+    if let Some(alias) = removed {
+        state.engine.alias_changed("delete", present(&alias));
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
