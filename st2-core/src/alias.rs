@@ -11,7 +11,7 @@
 //! `key=value` pairs at the end of a command are taken off first and override what the format
 //! extracted.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value};
 
@@ -98,22 +98,23 @@ impl FormatParser {
             format: format.to_owned(),
             message,
         };
-        let compile = |pattern: &str, flags: Flags| {
-            PyRegex::new(pattern, flags).map_err(|e| bad(e.message.clone()))
-        };
-        let (pairs, stream) = trailing_pairs(command, &compile, &bad)?;
-        let optional = compile(&optional_pattern(), DOT_ALL)?
+        let fixed = fixed().map_err(|e| bad(e.clone()))?;
+        let (pairs, stream) = trailing_pairs(command, fixed).map_err(|e| bad(e.message))?;
+        let optional = fixed
+            .optional
             .find_iter(format)
-            .map_err(|e| bad(e.message.clone()))?
+            .map_err(|e| bad(e.message))?
             .into_iter()
             .map(|m| (group(&m, 0), (1..5).map(|i| group(&m, i)).collect()))
             .collect();
-        let with_optional = compile(&format!(r"(\s*){}", optional_pattern()), Flags::default())?
+        let with_optional = fixed
+            .optional_placeholder
             .sub(format, &format!("(?:{PARAM_MATCH})?"), 0)
-            .map_err(|e| bad(e.message.clone()))?;
-        let mut pattern = compile(&format!(r"(\s*){}", required_pattern()), Flags::default())?
+            .map_err(|e| bad(e.message))?;
+        let mut pattern = fixed
+            .required_placeholder
             .sub(&with_optional, PARAM_MATCH, 0)
-            .map_err(|e| bad(e.message.clone()))?;
+            .map_err(|e| bad(e.message))?;
         let tokens = sre::parse(&pattern);
         if !sre::search(&tokens, &[sre::AT_BEGINNING, sre::AT_BEGINNING_STRING]) {
             pattern = format!(r"^\s*{pattern}");
@@ -121,7 +122,7 @@ impl FormatParser {
         if !sre::search(&tokens, &[sre::AT_END, sre::AT_END_STRING]) {
             pattern.push_str(r"\s*$");
         }
-        let regex = compile(&pattern, DOT_ALL)?;
+        let regex = PyRegex::new(&pattern, DOT_ALL).map_err(|e| bad(e.message))?;
         let names = regex.group_names();
         let mut seen: Vec<&str> = Vec::new();
         for name in names.iter().flatten() {
@@ -215,28 +216,53 @@ fn group(m: &PyMatch, i: usize) -> String {
     m.groups.get(i).cloned().flatten().unwrap_or_default()
 }
 
-type Compile<'a> = dyn Fn(&str, Flags) -> Result<PyRegex, ParseError> + 'a;
+/// The regular expressions every format and command go through, compiled once.
+#[derive(Debug)]
+struct Fixed {
+    /// The trailing `key=value` pairs of a command.
+    ending: PyRegex,
+    /// One pair.
+    pairs: PyRegex,
+    /// `{{ name = default }}`, to read the defaults.
+    optional: PyRegex,
+    /// `{{ name = default }}` with the blanks before it, to replace it.
+    optional_placeholder: PyRegex,
+    /// `{{ name }}` with the blanks before it, to replace it.
+    required_placeholder: PyRegex,
+}
+
+static FIXED: LazyLock<Result<Fixed, String>> = LazyLock::new(|| {
+    let compile = |pattern: &str, flags: Flags| {
+        PyRegex::new(pattern, flags).map_err(|e| format!("internal pattern `{pattern}`: {e}"))
+    };
+    Ok(Fixed {
+        ending: compile(&ending_pattern(), DOT_ALL)?,
+        pairs: compile(&pairs_pattern(), DOT_ALL)?,
+        optional: compile(&optional_pattern(), DOT_ALL)?,
+        optional_placeholder: compile(&format!(r"(\s*){}", optional_pattern()), Flags::default())?,
+        required_placeholder: compile(&format!(r"(\s*){}", required_pattern()), Flags::default())?,
+    })
+});
+
+fn fixed() -> Result<&'static Fixed, &'static String> {
+    FIXED.as_ref()
+}
 
 /// Take the `key=value` pairs off the end of `command`; returns them and what is left, padded
 /// with a blank each side. As StackStorm, every occurrence of the trailing text is removed.
 fn trailing_pairs(
     command: &str,
-    compile: &Compile<'_>,
-    bad: &dyn Fn(String) -> ParseError,
-) -> Result<(Vec<(String, String)>, String), ParseError> {
-    let ending = compile(&ending_pattern(), DOT_ALL)?
-        .match_start(command)
-        .map_err(|e| bad(e.message.clone()))?;
-    let tail = ending
+    fixed: &Fixed,
+) -> Result<(Vec<(String, String)>, String), crate::expr::ExprError> {
+    let tail = fixed
+        .ending
+        .match_start(command)?
         .and_then(|m| m.groups.first().cloned().flatten())
         .filter(|t| !t.is_empty());
     let mut pairs = Vec::new();
     let mut rest = command.to_owned();
     if let Some(tail) = tail {
-        for m in compile(&pairs_pattern(), DOT_ALL)?
-            .find_iter(&tail)
-            .map_err(|e| bad(e.message.clone()))?
-        {
+        for m in fixed.pairs.find_iter(&tail)? {
             pairs.push((group(&m, 0), (2..6).map(|i| group(&m, i)).collect()));
         }
         rest = rest.replace(&tail, "");
@@ -388,9 +414,8 @@ pub fn help_strings(
     pack: Option<&str>,
     limit: i64,
     offset: i64,
-) -> Result<(u64, Vec<HelpString>), String> {
-    let filter = PyRegex::new(filter.unwrap_or(""), Flags::ignore_case(true))
-        .map_err(|e| e.message.clone())?;
+) -> Result<(u64, Vec<HelpString>), crate::expr::ExprError> {
+    let filter = PyRegex::new(filter.unwrap_or(""), Flags::ignore_case(true))?;
     let mut count: i64 = 0;
     let mut out = Vec::new();
     for alias in aliases {
@@ -401,11 +426,7 @@ pub fn help_strings(
             let Some(display) = format.display.as_deref().filter(|d| !d.is_empty()) else {
                 continue;
             };
-            if filter
-                .search(display)
-                .map_err(|e| e.message.clone())?
-                .is_none()
-            {
+            if filter.search(display)?.is_none() {
                 continue;
             }
             // StackStorm's window: the shown ones are counted too, so `available` is the

@@ -976,13 +976,19 @@ impl Engine {
     /// threads.
     ///
     /// # Errors
-    /// `(key, message)` of the first value that fails to render.
+    /// [`ParamError::Render`](crate::expr::render::ParamError::Render) naming the first value
+    /// that fails to render.
     pub async fn render_values(
         &self,
         values: Map<String, Value>,
         vars: Map<String, Value>,
         kv_user: Option<String>,
-    ) -> Result<Map<String, Value>, (String, String)> {
+    ) -> Result<Map<String, Value>, crate::expr::render::ParamError> {
+        use crate::expr::render::ParamError;
+        let failed = |name: &str, message: String| ParamError::Render {
+            name: name.to_owned(),
+            message,
+        };
         let inner = self.inner.clone();
         let job = tokio::task::spawn_blocking(move || {
             let mut all = vars.clone();
@@ -1008,12 +1014,12 @@ impl Engine {
                 let rendered = inner
                     .jinja
                     .render(&text, &ctx)
-                    .map_err(|e| (key.clone(), e.to_string()))?;
+                    .map_err(|e| failed(&key, e.to_string()))?;
                 if rendered == text {
                     out.insert(key, value);
                 } else if structured {
-                    let parsed = serde_json::from_str(&rendered)
-                        .map_err(|e| (key.clone(), e.to_string()))?;
+                    let parsed =
+                        serde_json::from_str(&rendered).map_err(|e| failed(&key, e.to_string()))?;
                     out.insert(key, parsed);
                 } else {
                     out.insert(key, Value::String(rendered));
@@ -1022,7 +1028,7 @@ impl Engine {
             Ok(out)
         });
         job.await
-            .map_err(|e| (String::new(), format!("rendering stopped: {e}")))?
+            .map_err(|e| failed("", format!("rendering stopped: {e}")))?
     }
 
     /// Remove the rule `reference` while the engine runs (`DELETE /rules/<id>`); returns it.

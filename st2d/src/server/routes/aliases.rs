@@ -181,7 +181,7 @@ pub async fn delete(State(state): State<Arc<ApiState>>, Path(key): Path<String>)
 }
 
 /// Check a request body against the fields its schema allows (StackStorm's
-/// `additionalProperties: false`), the required ones and the types; returns the string fields.
+/// `additionalProperties: false`: `strings` and `objects`), the `required` ones and the types.
 fn check_body(
     body: &Map<String, Value>,
     strings: &[&str],
@@ -432,11 +432,7 @@ async fn run_alias(
                 Some(caller.user.clone()),
             )
             .await
-            .map_err(|(key, message)| {
-                ApiError::bad_request(format!(
-                    "Failed to render immutable parameter \"{key}\": {message}"
-                ))
-            })?;
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         for params in &mut parameter_sets {
             let overridden: Vec<&str> = alias
                 .immutable_parameters
@@ -491,8 +487,9 @@ async fn acknowledge(state: &ApiState, alias: &ActionAlias, result: &mut Map<Str
             .await
         {
             Ok(mut m) => m.remove("alias").unwrap_or(Value::Null),
-            Err((_, e)) => Value::String(format!(
-                "Cannot render \"format\" in field \"ack\" for alias. {e}"
+            Err(e) => Value::String(format!(
+                "Cannot render \"format\" in field \"ack\" for alias. {}",
+                render_message(&e)
             )),
         };
         result.insert("message".into(), message);
@@ -504,11 +501,20 @@ async fn acknowledge(state: &ApiState, alias: &ActionAlias, result: &mut Map<Str
             .await
         {
             Ok(m) => Value::Object(m),
-            Err((_, e)) => Value::String(format!(
-                "Cannot render \"extra\" in field \"ack\" for alias. {e}"
+            Err(e) => Value::String(format!(
+                "Cannot render \"extra\" in field \"ack\" for alias. {}",
+                render_message(&e)
             )),
         };
         result.insert("extra".into(), extra);
+    }
+}
+
+/// What the template engine said, without the parameter wrapping.
+fn render_message(e: &st2_core::expr::render::ParamError) -> String {
+    match e {
+        st2_core::expr::render::ParamError::Render { message, .. } => message.clone(),
+        other => other.to_string(),
     }
 }
 
