@@ -1068,6 +1068,59 @@ mod tests {
     }
 
     #[test]
+    fn patterns_of_each_format_form() {
+        let display_only = AliasFormat {
+            display: Some("Watch this.".into()),
+            representation: Vec::new(),
+            match_multiple: false,
+            written_as_string: false,
+        };
+        let both = AliasFormat {
+            display: Some("Number 5 is {{status}}".into()),
+            representation: vec!["Number 5 is {{status=alive}}".into()],
+            match_multiple: false,
+            written_as_string: false,
+        };
+        let a = alias(
+            "goonies",
+            vec![display_only, both, plain("I feel... {{status}}!")],
+            true,
+        );
+        let all = patterns(&a);
+        let shown: Vec<(Option<&str>, &str)> = all
+            .iter()
+            .map(|p| (p.display.as_deref(), p.representation.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (Some("Watch this."), ""),
+                (
+                    Some("Number 5 is {{status}}"),
+                    "Number 5 is {{status=alive}}"
+                ),
+                (Some("I feel... {{status}}!"), "I feel... {{status}}!"),
+            ]
+        );
+        let found = match_command(
+            "Don't cross the streams",
+            &[alias(
+                "spengler",
+                vec![plain("{{choice}} cross the {{target}}")],
+                true,
+            )],
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].representation, "{{choice}} cross the {{target}}");
+        assert_eq!(
+            extract_parameters(&found[0].representation, "Don't cross the streams").expect("match"),
+            *json!({"choice": "Don't", "target": "streams"})
+                .as_object()
+                .expect("object")
+        );
+    }
+
+    #[test]
     fn match_multiple_formats_come_second() {
         let aliases = vec![
             alias("one", vec![plain("deploy {{app}}")], true),
