@@ -1184,6 +1184,126 @@ mod tests {
         assert!(help_strings(&aliases, Some("("), None, 0, 0).is_err());
     }
 
+    /// StackStorm's help-string fixture: ten displayed formats in enabled aliases.
+    fn the80s() -> Vec<Arc<ActionAlias>> {
+        let object = |display: Option<&str>, representation: &[&str]| AliasFormat {
+            display: display.map(str::to_owned),
+            representation: representation.iter().map(|r| (*r).to_owned()).collect(),
+            match_multiple: false,
+            written_as_string: false,
+        };
+        let make = |name: &str, enabled: bool, formats: Vec<AliasFormat>| {
+            let mut a = (*alias(name, formats, enabled)).clone();
+            a.origin.pack = "the80s".into();
+            Arc::new(a)
+        };
+        vec![
+            make(
+                "kyle_reese",
+                true,
+                vec![plain("Come with me if you want to live")],
+            ),
+            make(
+                "terminator",
+                true,
+                vec![plain(
+                    "I need your {{item}}, your {{item2}} and your {{vehicle}}",
+                )],
+            ),
+            make(
+                "johnny_five_alive",
+                true,
+                vec![
+                    object(
+                        Some("Number 5 is {{status}}"),
+                        &["Number 5 is {{status=alive}}"],
+                    ),
+                    plain("Hey, laser lips, your mama was a snow blower."),
+                ],
+            ),
+            make(
+                "i_feel_alive",
+                true,
+                vec![plain("How do I feel? I feel... {{status}}!")],
+            ),
+            make("andy", true, vec![object(Some("Watch this."), &[])]),
+            make(
+                "andy2",
+                true,
+                vec![object(Some("He's just like his {{relation}}."), &[])],
+            ),
+            make(
+                "data",
+                true,
+                vec![object(
+                    None,
+                    &["That's okay daddy. You can't hug a {{object}}."],
+                )],
+            ),
+            make(
+                "mr_wang",
+                true,
+                vec![object(None, &["You are my greatest invention."])],
+            ),
+            make(
+                "Ferris",
+                true,
+                vec![
+                    plain("Life moves pretty fast."),
+                    plain("If you don't stop and look around once in a while, you could miss it."),
+                ],
+            ),
+            make(
+                "economics.teacher",
+                false,
+                vec![plain("Bueller?... Bueller?... Bueller? ")],
+            ),
+            make(
+                "spengler",
+                true,
+                vec![plain("{{choice}} cross the {{target}}")],
+            ),
+        ]
+    }
+
+    #[test]
+    fn help_follows_stackstorms_fixture() {
+        let aliases = the80s();
+        let help = |filter: Option<&str>, pack: Option<&str>, limit: i64, offset: i64| {
+            help_strings(&aliases, filter, pack, limit, offset).expect("help")
+        };
+        let (n, all) = help(None, None, 0, 0);
+        assert_eq!((n, all.len()), (10, 10));
+        assert_eq!(all[0].display, "Come with me if you want to live");
+        let (n, found) = help(Some("you"), None, 0, 0);
+        assert_eq!((n, found.len()), (4, 4));
+        assert_eq!(
+            help(Some("you_will_not_find_this_string"), None, 0, 0),
+            (0, vec![])
+        );
+        assert_eq!(help(Some(""), Some("the80s"), 0, 0).0, 10);
+        assert_eq!(help(Some(""), Some("nope"), 0, 0), (0, vec![]));
+        for (limit, offset, shown) in [
+            (-3, 0, 10),
+            (30, 0, 10),
+            (3, 0, 3),
+            (0, -1, 10),
+            (0, 30, 0),
+            (0, 6, 4),
+        ] {
+            let (n, lines) = help(Some(""), Some("the80s"), limit, offset);
+            assert_eq!(
+                (n, lines.len()),
+                (10, shown),
+                "limit {limit} offset {offset}"
+            );
+        }
+        assert_eq!(
+            help(None, None, 0, 6).1[0].display,
+            "He's just like his {{relation}}."
+        );
+    }
+
     #[test]
     fn format_strings_of_an_alias() {
         let a = alias(
