@@ -931,6 +931,26 @@ mod tests {
     }
 
     #[test]
+    fn placeholders_inside_the_formats_own_groups() {
+        // examples/packs/hello_st2/aliases/greet.yaml
+        let format = "say hello( to {{ name=world }})?";
+        assert_eq!(extract(format, "say hello"), json!({"name": "world"}));
+        assert_eq!(extract(format, "say hello to bob"), json!({"name": "bob"}));
+        // A required placeholder in an optional group that does not take part is null.
+        assert_eq!(
+            extract("(run|execute) {{cmd}}( on {{hosts}})?", "run date"),
+            json!({"cmd": "date", "hosts": null})
+        );
+        assert_eq!(
+            extract(
+                "(run|execute) {{cmd}}( on {{hosts}})?",
+                "execute uptime on web1"
+            ),
+            json!({"cmd": "uptime", "hosts": "web1"})
+        );
+    }
+
+    #[test]
     fn commands_that_do_not_fit_are_refused() {
         assert_eq!(
             extract_parameters("skip {{d}} more skip {{e}}.", "")
