@@ -237,6 +237,24 @@ async fn aliases_are_created_updated_deleted_and_kept_across_restarts() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
+    // Registering the pack again keeps what the API changed.
+    let r = app
+        .call(
+            "POST",
+            "/v1/packs/register",
+            Some("{\"packs\": [\"demo\"]}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        app.get("/v1/actionalias/demo.run_cmd").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/v1/actionalias/demo.deploy").await.json["enabled"],
+        false
+    );
+
     let dir = app.stop().await;
     let app = App::in_dir(dir).await;
     let r = app.get("/v1/actionalias/demo.deploy").await;
