@@ -463,6 +463,29 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     }
     let paths = doc["paths"].as_object().expect("paths");
 
+    // Every `$ref` names a schema, and operation ids are unique.
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    let pieces: Vec<&str> = r
+        .text
+        .split("\"$ref\":\"#/components/schemas/")
+        .skip(1)
+        .collect();
+    assert!(pieces.len() > 80, "{} references", pieces.len());
+    for piece in pieces {
+        let name = piece.split('"').next().unwrap_or_default();
+        assert!(schemas.contains_key(name), "unknown schema {name}");
+    }
+    let mut ids: Vec<&str> = paths
+        .values()
+        .filter_map(Value::as_object)
+        .flat_map(|ops| ops.values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    let count = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "operation ids are unique");
+
     // The router is built from the same table: every entry is in the document...
     let table = st2d::server::routes::table();
     let mut documented = 0;
