@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alias;
 pub mod auth;
 pub mod builtin;
 pub mod catalog;

@@ -237,6 +237,16 @@ async fn every_route_refuses_requests_without_credentials() {
         ("GET", "/v1/policies".into()),
         ("GET", "/v1/policies/demo.login.concurrency".into()),
         ("GET", "/v1/metrics".into()),
+        ("GET", "/v1/openapi.json".into()),
+        ("GET", "/v1/actionalias".into()),
+        ("POST", "/v1/actionalias".into()),
+        ("GET", "/v1/actionalias/demo.run_cmd".into()),
+        ("PUT", "/v1/actionalias/demo.run_cmd".into()),
+        ("DELETE", "/v1/actionalias/demo.run_cmd".into()),
+        ("POST", "/v1/actionalias/match".into()),
+        ("GET", "/v1/actionalias/help".into()),
+        ("POST", "/v1/aliasexecution".into()),
+        ("POST", "/v1/aliasexecution/match_and_execute".into()),
     ];
     for (method, path) in routes {
         for form in [

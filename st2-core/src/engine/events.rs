@@ -32,6 +32,15 @@ pub enum EngineEvent {
         /// Ids of the executions it started.
         executions: Vec<String>,
     },
+    /// An action alias was created, changed or deleted through the API
+    /// (`st2.actionalias__create|update|delete`).
+    #[serde(rename = "st2.actionalias")]
+    ActionAlias {
+        /// `create`, `update` or `delete`.
+        verb: String,
+        /// The alias as the API shows it.
+        alias: Value,
+    },
     /// An announcement (the `announcement` runner).
     #[serde(rename = "st2.announcement")]
     Announcement {
@@ -51,6 +60,7 @@ impl EngineEvent {
             EngineEvent::Output(_) => "st2.execution.output__create".into(),
             EngineEvent::TriggerInstance(_) => "st2.trigger_instance__create".into(),
             EngineEvent::TriggerInstanceProcessed { .. } => "st2.trigger_instance__update".into(),
+            EngineEvent::ActionAlias { verb, .. } => format!("st2.actionalias__{verb}"),
             EngineEvent::Announcement { route, .. } => format!("st2.announcement__{route}"),
         }
     }

@@ -944,6 +944,93 @@ impl Engine {
         self.inner.edit_catalog(|c| c.remove_action(reference))
     }
 
+    /// Add an action alias, or replace the one with the same ref, while the engine runs (the
+    /// API's `POST /actionalias` / `PUT /actionalias/<id>`); returns the alias it replaced.
+    pub fn put_alias(
+        &self,
+        alias: crate::model::ActionAlias,
+    ) -> Option<Arc<crate::model::ActionAlias>> {
+        self.inner.edit_catalog(|c| c.insert_alias(alias))
+    }
+
+    /// Remove the action alias `reference` while the engine runs (`DELETE
+    /// /actionalias/<id>`); returns it.
+    pub fn remove_alias(&self, reference: &str) -> Option<Arc<crate::model::ActionAlias>> {
+        self.inner.edit_catalog(|c| c.remove_alias(reference))
+    }
+
+    /// Tell event subscribers that an action alias was created, changed or deleted (`verb`),
+    /// with the alias as the API shows it (`st2.actionalias__<verb>` on the stream).
+    pub fn alias_changed(&self, verb: &str, alias: Value) {
+        self.inner.emit_with(|| EngineEvent::ActionAlias {
+            verb: verb.to_owned(),
+            alias,
+        });
+    }
+
+    /// Render every value of `values` with Jinja as StackStorm's `render_values` does:
+    /// strings are rendered, lists and mappings through their JSON text (and parsed back),
+    /// other values are kept; a value whose text does not change keeps its original type.
+    /// Templates see `vars` (and all of it as `__context`) and, when `kv_user` is given,
+    /// `st2kv.system` and `st2kv.user` for that user. Reads the datastore off the async
+    /// threads.
+    ///
+    /// # Errors
+    /// [`ParamError::Render`](crate::expr::render::ParamError::Render) naming the first value
+    /// that fails to render.
+    pub async fn render_values(
+        &self,
+        values: Map<String, Value>,
+        vars: Map<String, Value>,
+        kv_user: Option<String>,
+    ) -> Result<Map<String, Value>, crate::expr::render::ParamError> {
+        use crate::expr::render::ParamError;
+        let failed = |name: &str, message: String| ParamError::Render {
+            name: name.to_owned(),
+            message,
+        };
+        let inner = self.inner.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let mut all = vars.clone();
+            all.insert("__context".into(), Value::Object(vars));
+            let mut ctx = crate::expr::jinja::RenderContext::new(all);
+            if let Some(user) = kv_user {
+                ctx = ctx.with_kv(crate::expr::jinja::KvAccess {
+                    store: inner.kv_read.clone(),
+                    user: Some(user),
+                    legacy_system: false,
+                });
+            }
+            let mut out = Map::new();
+            for (key, value) in values {
+                let (text, structured) = match &value {
+                    Value::String(s) => (s.clone(), false),
+                    Value::Array(_) | Value::Object(_) => (value.to_string(), true),
+                    _ => {
+                        out.insert(key, value);
+                        continue;
+                    }
+                };
+                let rendered = inner
+                    .jinja
+                    .render(&text, &ctx)
+                    .map_err(|e| failed(&key, e.to_string()))?;
+                if rendered == text {
+                    out.insert(key, value);
+                } else if structured {
+                    let parsed =
+                        serde_json::from_str(&rendered).map_err(|e| failed(&key, e.to_string()))?;
+                    out.insert(key, parsed);
+                } else {
+                    out.insert(key, Value::String(rendered));
+                }
+            }
+            Ok(out)
+        });
+        job.await
+            .map_err(|e| failed("", format!("rendering stopped: {e}")))?
+    }
+
     /// Remove the rule `reference` while the engine runs (`DELETE /rules/<id>`); returns it.
     pub fn remove_rule(&self, reference: &str) -> Option<Arc<crate::model::Rule>> {
         let removed = self.inner.edit_catalog(|c| c.remove_rule(reference));

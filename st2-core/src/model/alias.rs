@@ -19,6 +19,46 @@ pub struct AliasFormat {
     pub representation: Vec<String>,
     /// Matched only when no ordinary format matches.
     pub match_multiple: bool,
+    /// Written as a plain string (shown back that way by the API).
+    #[serde(skip)]
+    pub written_as_string: bool,
+}
+
+impl AliasFormat {
+    /// A format written as a plain string: its own help text and only representation.
+    pub fn plain(format: &str) -> Self {
+        AliasFormat {
+            display: Some(format.to_owned()),
+            representation: vec![format.to_owned()],
+            match_multiple: false,
+            written_as_string: true,
+        }
+    }
+
+    /// The format as StackStorm stores it: the string, or `{display, representation,
+    /// match_multiple}` (`match_multiple` only when set).
+    pub fn to_json(&self) -> Value {
+        if self.written_as_string {
+            return Value::String(self.display.clone().unwrap_or_default());
+        }
+        let mut m = Map::new();
+        if let Some(d) = &self.display {
+            m.insert("display".into(), Value::String(d.clone()));
+        }
+        m.insert(
+            "representation".into(),
+            Value::Array(
+                self.representation
+                    .iter()
+                    .map(|r| Value::String(r.clone()))
+                    .collect(),
+            ),
+        );
+        if self.match_multiple {
+            m.insert("match_multiple".into(), Value::Bool(true));
+        }
+        Value::Object(m)
+    }
 }
 
 /// An alias as written.
@@ -80,6 +120,53 @@ impl ActionAlias {
     }
 }
 
+/// Compile an alias given as a JSON object (the body of the API's `POST /actionalias` or `PUT
+/// /actionalias/<id>`), with the checks an alias file gets. `pack` is required (as in
+/// StackStorm's `ActionAliasAPI`); `id`, `ref` and `uid` are accepted and ignored,
+/// `metadata_file` is kept.
+///
+/// # Errors
+/// Every error found, as `<field>: <message>` lines.
+pub fn alias_from_json(value: &Value) -> Result<ActionAlias, Vec<String>> {
+    let Value::Object(object) = value else {
+        return Err(vec!["the action alias must be a JSON object".to_owned()]);
+    };
+    let pack = match object.get("pack") {
+        Some(Value::String(p)) if !p.is_empty() => p.clone(),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(vec!["'pack' is a required property".to_owned()]);
+        }
+        Some(other) => {
+            return Err(vec![format!(
+                "pack: must be a string, not {}",
+                describe(other)
+            )]);
+        }
+    };
+    let identity = PackIdentity {
+        reference: pack.clone(),
+        dir_name: pack.clone(),
+    };
+    let mut issues = Issues::new();
+    let spec = ActionAliasSpec::read(value, &identity, &mut issues);
+    let Some(spec) = spec.filter(|_| !issues.has_errors()) else {
+        let mut found = crate::model::error_messages(issues);
+        if found.is_empty() {
+            found.push("the action alias is not valid".to_owned());
+        }
+        return Err(found);
+    };
+    let metadata_file = object
+        .get("metadata_file")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    Ok(spec.compile(Origin {
+        pack,
+        metadata_file,
+    }))
+}
+
 impl ActionAliasSpec {
     /// Read an alias file (unknown fields are rejected, as by StackStorm's alias schema).
     pub(crate) fn read(value: &Value, pack: &PackIdentity, issues: &mut Issues) -> Option<Self> {
@@ -139,11 +226,7 @@ fn read_formats(f: &mut Fields<'_>, issues: &mut Issues) -> Vec<AliasFormat> {
     for (i, item) in items.iter().enumerate() {
         let p = path.index(i);
         match item {
-            Value::String(s) => formats.push(AliasFormat {
-                display: Some(s.clone()),
-                representation: vec![s.clone()],
-                match_multiple: false,
-            }),
+            Value::String(s) => formats.push(AliasFormat::plain(s)),
             Value::Object(map) => {
                 // StackStorm's schema only types `display` and `representation`; other keys
                 // (`match_multiple`) are allowed.
@@ -165,6 +248,7 @@ fn read_formats(f: &mut Fields<'_>, issues: &mut Issues) -> Vec<AliasFormat> {
                     display,
                     representation,
                     match_multiple,
+                    written_as_string: false,
                 });
             }
             other => issues.error(
@@ -200,6 +284,32 @@ fn read_message_settings(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn json_bodies_compile_or_name_the_field() {
+        let alias = alias_from_json(&json!({
+            "name": "greet", "pack": "examples", "action_ref": "core.echo",
+            "formats": ["greet {{message}}"], "id": "x", "ref": "y"
+        }))
+        .expect("valid");
+        assert_eq!(alias.reference, "examples.greet");
+        assert!(alias.formats[0].written_as_string);
+        assert_eq!(alias.formats[0].to_json(), json!("greet {{message}}"));
+        assert_eq!(
+            alias_from_json(&json!({"name": "a", "action_ref": "core.echo"})).unwrap_err(),
+            ["'pack' is a required property"]
+        );
+        let errors =
+            alias_from_json(&json!({"name": "a", "pack": "p", "action_ref": 3})).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.contains("action_ref")),
+            "{errors:?}"
+        );
+        let errors = alias_from_json(&json!({"name": "a", "pack": "p", "action_ref": "x",
+            "bogus": 1}))
+        .unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("bogus")), "{errors:?}");
+    }
 
     #[test]
     fn both_format_forms() {

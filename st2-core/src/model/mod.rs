@@ -20,7 +20,7 @@ pub mod sensor;
 pub mod trigger_type;
 
 pub use action::{Action, ActionSpec, Notify, NotifySettings, action_from_json};
-pub use alias::{ActionAlias, ActionAliasSpec, AliasFormat};
+pub use alias::{ActionAlias, ActionAliasSpec, AliasFormat, alias_from_json};
 pub use config::{ConfigSchema, PackConfig};
 pub use operator::Operator;
 pub use pack::{Pack, PackMeta};

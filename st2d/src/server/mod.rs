@@ -59,6 +59,9 @@ pub struct ApiSettings {
     pub rules_file: Option<std::path::PathBuf>,
     /// Where actions changed through the API are kept across restarts (`None`: not kept).
     pub actions_file: Option<std::path::PathBuf>,
+    /// Where action aliases changed through the API are kept across restarts (`None`: not
+    /// kept).
+    pub aliases_file: Option<std::path::PathBuf>,
     /// What `POST /packs/register` loads (`None`: registering is refused).
     pub load: Option<st2_core::LoadOptions>,
 }
@@ -78,6 +81,7 @@ impl Default for ApiSettings {
             api_url: "http://127.0.0.1:9101/v1".into(),
             rules_file: None,
             actions_file: None,
+            aliases_file: None,
             load: None,
         }
     }

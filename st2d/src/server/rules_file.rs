@@ -1,8 +1,8 @@
-//! Rules and actions created, changed or deleted through the API, kept across restarts: one
-//! JSON file per kind in the data directory (`rules.json`, `actions.json`) mapping each ref to
-//! the body last accepted, or to `null` for one deleted (so a pack's rule or action stays
-//! deleted). Applied over the packs' content at start and after `POST /packs/register`,
-//! actions first.
+//! Rules, actions and action aliases created, changed or deleted through the API, kept across
+//! restarts: one JSON file per kind in the data directory (`rules.json`, `actions.json`,
+//! `aliases.json`) mapping each ref to the body last accepted, or to `null` for one deleted (so
+//! a pack's rule, action or alias stays deleted). Applied over the packs' content at start and
+//! after `POST /packs/register`, actions first.
 //!
 //! The file belongs to one node; several nodes sharing a PostgreSQL store each keep their own.
 
@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 use st2_core::Engine;
-use st2_core::model::{action_from_json, rule_from_json};
+use st2_core::model::{action_from_json, alias_from_json, rule_from_json};
 
 /// Serialises writers of the file.
 static WRITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -81,6 +81,27 @@ pub fn apply_actions(path: &Path, engine: &Engine) -> Result<Vec<String>, String
                 engine.put_action(action);
             }
             Err(errors) => problems.push(format!("action {reference}: {}", errors.join("; "))),
+        }
+    }
+    Ok(problems)
+}
+
+/// Apply the recorded action alias changes to `engine`, as [`apply`] does for rules.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn apply_aliases(path: &Path, engine: &Engine) -> Result<Vec<String>, String> {
+    let mut problems = Vec::new();
+    for (reference, body) in read(path)? {
+        if body.is_null() {
+            engine.remove_alias(&reference);
+            continue;
+        }
+        match alias_from_json(&body) {
+            Ok(alias) => {
+                engine.put_alias(alias);
+            }
+            Err(errors) => problems.push(format!("alias {reference}: {}", errors.join("; "))),
         }
     }
     Ok(problems)

@@ -169,6 +169,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
         Err(e) => anyhow::bail!("actions changed through the API: {e}"),
     }
+    let aliases_file = config.data_dir.join("aliases.json");
+    match super::rules_file::apply_aliases(&aliases_file, &engine) {
+        Ok(problems) => {
+            for p in problems {
+                tracing::warn!("{p} (skipped)");
+            }
+        }
+        Err(e) => anyhow::bail!("action aliases changed through the API: {e}"),
+    }
     let rules_file = config.data_dir.join("rules.json");
     match super::rules_file::apply(&rules_file, &engine) {
         Ok(problems) => {
@@ -198,6 +207,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             ),
             rules_file: Some(rules_file),
             actions_file: Some(actions_file),
+            aliases_file: Some(aliases_file),
             load: Some(load_options(&config)),
             ..ApiSettings::default()
         },

@@ -75,6 +75,22 @@ pub fn write_demo_pack(packs: &Path) {
         "---\nclass_name: Watcher\nentry_point: watcher.py\ndescription: Watches\nenabled: false\npoll_interval: 30\ntrigger_types:\n  - name: watched\n    description: Something was seen\n    payload_schema:\n      type: object\n",
     )
     .expect("sensor yaml");
+    std::fs::create_dir_all(pack.join("aliases")).expect("aliases dir");
+    std::fs::write(
+        pack.join("aliases/run_cmd.yaml"),
+        "---\nname: run_cmd\ndescription: Run a shell command\naction_ref: core.local\nformats:\n  - \"run {{ cmd }}\"\n  - display: \"execute <cmd>\"\n    representation:\n      - \"execute {{ cmd }} now\"\nack:\n  format: \"Running {{ execution.parameters.cmd }}\"\n  extra:\n    by: \"{{ actionalias.ref }}\"\nimmutable_parameters:\n  env:\n    GREETING: \"{{ st2kv.system.greeting }}\"\n",
+    )
+    .expect("run_cmd alias");
+    std::fs::write(
+        pack.join("aliases/collect.yaml"),
+        "---\nname: collect\ndescription: Collect things\naction_ref: demo.collect\nformats:\n  - \"collect {{ items }} times {{ count=1 }}\"\nimmutable_parameters:\n  who: \"{{ api_user }}\"\n",
+    )
+    .expect("collect alias");
+    std::fs::write(
+        pack.join("aliases/idle.yaml"),
+        "---\nname: idle\ndescription: Never matches\nenabled: false\naction_ref: core.local\nformats:\n  - \"run {{ cmd }}\"\n",
+    )
+    .expect("disabled alias");
     std::fs::write(
         pack.join("rules/on_deploy.yaml"),
         "---\nname: on_deploy\npack: demo\ndescription: Deploy hook\nenabled: true\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: deploy\naction:\n  ref: core.local\n  parameters:\n    cmd: \"echo deploying {{ trigger.body.version }}\"\n",
@@ -245,12 +261,17 @@ pub async fn build(
     let problems =
         st2d::server::rules_file::apply_actions(&actions_file, &engine).expect("actions file");
     assert!(problems.is_empty(), "{problems:?}");
+    let aliases_file = data_dir.join("aliases.json");
+    let problems =
+        st2d::server::rules_file::apply_aliases(&aliases_file, &engine).expect("aliases file");
+    assert!(problems.is_empty(), "{problems:?}");
     let rules_file = data_dir.join("rules.json");
     let problems = st2d::server::rules_file::apply(&rules_file, &engine).expect("rules file");
     assert!(problems.is_empty(), "{problems:?}");
     let settings = ApiSettings {
         rules_file: Some(rules_file),
         actions_file: Some(actions_file),
+        aliases_file: Some(aliases_file),
         load: Some(st2d::server::serve::load_options(&config)),
         ..settings
     };

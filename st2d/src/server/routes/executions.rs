@@ -21,11 +21,11 @@ use crate::server::error::{ApiError, ApiResult};
 use crate::server::query::Params;
 use crate::server::{ApiState, json_object, json_type, present};
 
-fn show(state: &ApiState, r: &ExecutionRecord, show_secrets: bool) -> Value {
+pub(crate) fn show(state: &ApiState, r: &ExecutionRecord, show_secrets: bool) -> Value {
     present::execution(r, show_secrets, &state.settings.api_url)
 }
 
-fn show_secrets(params: &Params, caller: &Caller) -> Result<bool, ApiError> {
+pub(crate) fn show_secrets(params: &Params, caller: &Caller) -> Result<bool, ApiError> {
     Ok(params.bool("show_secrets")?.unwrap_or(false) && caller.is_admin())
 }
 

@@ -100,6 +100,11 @@ pub async fn register(State(state): State<Arc<ApiState>>, body: Bytes) -> ApiRes
             tracing::warn!("{problem} (skipped)");
         }
     }
+    if let Some(path) = &state.settings.aliases_file {
+        for problem in rules_file::apply_aliases(path, &state.engine).map_err(ApiError::internal)? {
+            tracing::warn!("{problem} (skipped)");
+        }
+    }
     if let Some(path) = &state.settings.rules_file {
         for problem in rules_file::apply(path, &state.engine).map_err(ApiError::internal)? {
             tracing::warn!("{problem} (skipped)");

@@ -250,6 +250,12 @@ fn frames_of(state: &ApiState, event: &EngineEvent, filter: &Filter) -> (Vec<Byt
                 out.push(frame(name, &output_body(o, &id)));
             }
         }
+        EngineEvent::ActionAlias { verb, alias } => {
+            let name = format!("st2.actionalias__{verb}");
+            if filter.passes(&name, None, None) {
+                out.push(frame(&name, alias));
+            }
+        }
         EngineEvent::Announcement { route, payload } => {
             let name = format!("st2.announcement__{route}");
             if filter.passes(&name, None, None) {
