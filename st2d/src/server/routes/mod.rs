@@ -7,7 +7,7 @@ mod identity;
 mod inquiries;
 mod keys;
 mod metrics;
-mod packs;
+pub(crate) mod packs;
 mod policies;
 mod reactor;
 mod rules;
@@ -74,6 +74,8 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         .route("/v1/packs", get(content::list_packs))
         .route("/v1/packs/{ref_or_id}", get(content::get_pack))
         .route("/v1/packs/register", post(packs::register))
+        .route("/v1/packs/install", post(packs::install))
+        .route("/v1/packs/uninstall", post(packs::uninstall))
         .route("/v1/triggertypes", get(content::list_trigger_types))
         .route(
             "/v1/triggertypes/{ref_or_id}",
@@ -147,8 +149,13 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         .route("/v1/traces/{id}", get(traces::get_one))
         .route("/v1/policytypes", get(policies::list_types))
         .route("/v1/policytypes/{ref_or_id}", get(policies::get_type))
-        .route("/v1/policies", get(policies::list))
-        .route("/v1/policies/{ref_or_id}", get(policies::get_one))
+        .route("/v1/policies", get(policies::list).post(policies::create))
+        .route(
+            "/v1/policies/{ref_or_id}",
+            get(policies::get_one)
+                .put(policies::update)
+                .delete(policies::delete),
+        )
         .route("/v1/metrics", get(metrics::metrics))
         .route("/v1/webhooks", get(webhooks::list))
         .route(
