@@ -275,7 +275,10 @@ async fn a_pack_removed_at_runtime_takes_its_content_and_triggers_along() {
         &engine.catalog(),
     )
     .expect("valid policy");
-    assert_eq!(policy.parameters["max_retry_count"], 2, "defaults filled in");
+    assert_eq!(
+        policy.parameters["max_retry_count"], 2,
+        "defaults filled in"
+    );
     assert!(engine.put_policy(policy).is_none());
     let removed = engine.remove_pack("gone");
     assert_eq!(removed.rules, ["gone.a"]);

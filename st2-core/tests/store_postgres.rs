@@ -425,7 +425,10 @@ async fn aggregates_round_trip() {
             .await,
         Err(StoreError::Conflict { .. })
     ));
-    assert_eq!(store.tokens().get_by_hash("h1").await.unwrap(), Some(token.clone()));
+    assert_eq!(
+        store.tokens().get_by_hash("h1").await.unwrap(),
+        Some(token.clone())
+    );
     clock.advance(TimeDelta::seconds(60));
     assert_eq!(
         store.tokens().get_by_hash("h1").await.unwrap(),

@@ -36,7 +36,12 @@ fn git(dir: &Path, args: &[&str]) {
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["-c", "user.name=Tester", "-c", "user.email=t@example.invalid"])
+        .args([
+            "-c",
+            "user.name=Tester",
+            "-c",
+            "user.email=t@example.invalid",
+        ])
         .args(args)
         .output()
         .expect("git runs");
@@ -62,7 +67,12 @@ async fn async_op(app: &App, path: &str, body: Value) -> Value {
 }
 
 async fn install(app: &App, packs: &[&str]) -> Value {
-    async_op(app, "/v1/packs/install", json!({"packs": packs, "force": false, "skip_dependencies": false})).await
+    async_op(
+        app,
+        "/v1/packs/install",
+        json!({"packs": packs, "force": false, "skip_dependencies": false}),
+    )
+    .await
 }
 
 /// Run `action` and return its stdout.
@@ -111,7 +121,12 @@ async fn a_pack_is_installed_from_a_local_directory_upgraded_and_a_bad_one_chang
     assert_eq!(pack.json["version"], "1.0.0");
     assert_eq!(run(&app, "hello.greet").await, "v1");
     assert_eq!(packs_dir_entries(&app), ["demo", "hello"]);
-    assert!(app.dir.path().join("packs/hello/actions/greet.yaml").is_file());
+    assert!(
+        app.dir
+            .path()
+            .join("packs/hello/actions/greet.yaml")
+            .is_file()
+    );
 
     // Upgraded from a file:// URL; a config file of the installed pack is kept.
     std::fs::write(app.dir.path().join("packs/hello/config.yaml"), "---\n").expect("config");
@@ -198,7 +213,11 @@ async fn a_pack_is_installed_from_a_git_url_at_a_version_or_its_default_branch()
     assert_eq!(run(&app, "gitpack.greet").await, "one");
 
     // A repository that does not exist.
-    let done = install(&app, &[&format!("file://{}/missing.git", source.path().display())]).await;
+    let done = install(
+        &app,
+        &[&format!("file://{}/missing.git", source.path().display())],
+    )
+    .await;
     assert_eq!(done["status"], "failed", "{done}");
     assert!(
         done["result"]["error"]
@@ -296,7 +315,10 @@ async fn installs_that_cannot_work_say_why() {
     let done = app.wait(id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let warnings = &done["result"]["output"]["warning_list"];
-    assert!(warnings[0].as_str().expect("warning").contains("nowhere"), "{warnings}");
+    assert!(
+        warnings[0].as_str().expect("warning").contains("nowhere"),
+        "{warnings}"
+    );
     assert_eq!(run(&app, "picky.greet").await, "picky");
 
     // Bad requests never start an execution.
@@ -306,7 +328,10 @@ async fn installs_that_cannot_work_say_why() {
         ("{\"packs\": []}", "at least one pack"),
         ("{\"packs\": [1]}", "list of strings"),
         ("{\"packs\": [\" \"]}", "empty"),
-        ("{\"packs\": [\"x\"], \"force\": \"yes\"}", "\"force\" must be a boolean"),
+        (
+            "{\"packs\": [\"x\"], \"force\": \"yes\"}",
+            "\"force\" must be a boolean",
+        ),
         ("[1]", "JSON object"),
     ] {
         let r = app.call("POST", "/v1/packs/install", Some(body)).await;
@@ -315,7 +340,14 @@ async fn installs_that_cannot_work_say_why() {
     }
     let r = app.call("POST", "/v1/packs/uninstall", Some("{}")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = app.send("POST", "/v1/packs/install", &[], Some("{\"packs\": [\"x\"]}")).await;
+    let r = app
+        .send(
+            "POST",
+            "/v1/packs/install",
+            &[],
+            Some("{\"packs\": [\"x\"]}"),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(packs_dir_entries(&app), ["demo", "picky"]);
 }
@@ -326,7 +358,10 @@ async fn packs_are_uninstalled_with_their_content_but_never_system_ones() {
     let source = tempfile::tempdir().expect("source dir");
     let src = source.path().join("byebye");
     write_pack(&src, "byebye", "1.0.0", "bye");
-    assert_eq!(install(&app, &[src.to_str().expect("utf-8")]).await["status"], "succeeded");
+    assert_eq!(
+        install(&app, &[src.to_str().expect("utf-8")]).await["status"],
+        "succeeded"
+    );
     // Content added through the API to the pack goes with it.
     let rule = json!({
         "name": "hook", "pack": "byebye", "enabled": true,
@@ -342,24 +377,48 @@ async fn packs_are_uninstalled_with_their_content_but_never_system_ones() {
     assert_eq!(done["action"]["ref"], "packs.uninstall");
     assert_eq!(done["result"]["output"]["packs_list"], json!(["byebye"]));
     // What `st2 pack remove` checks next.
-    assert_eq!(app.get("/v1/packs/byebye").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/v1/actions/byebye.greet").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/v1/rules/byebye.hook").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/v1/webhooks/byebye").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/v1/packs/byebye").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/v1/actions/byebye.greet").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/v1/rules/byebye.hook").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/v1/webhooks/byebye").await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(packs_dir_entries(&app), ["demo"]);
 
     // A pack's own rules, sensors and webhook triggers go too.
     assert_eq!(app.get("/v1/webhooks/deploy").await.status, StatusCode::OK);
     let done = async_op(&app, "/v1/packs/uninstall", json!({"packs": ["demo"]})).await;
     assert_eq!(done["status"], "succeeded", "{done}");
-    assert_eq!(app.get("/v1/webhooks/deploy").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/v1/sensortypes/demo.Watcher").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/v1/triggertypes/demo.watched").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/v1/webhooks/deploy").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/v1/sensortypes/demo.Watcher").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/v1/triggertypes/demo.watched").await.status,
+        StatusCode::NOT_FOUND
+    );
     let triggers = app.get("/v1/triggers").await.json;
     assert!(!triggers.to_string().contains("deploy"), "{triggers}");
 
     for (packs, says) in [
-        (json!(["core"]), "Uninstall includes an uninstallable pack - core."),
+        (
+            json!(["core"]),
+            "Uninstall includes an uninstallable pack - core.",
+        ),
         (json!(["packs", "x"]), "uninstallable pack - packs."),
         (json!(["nowhere"]), "pack \"nowhere\" is not installed"),
     ] {
@@ -368,14 +427,26 @@ async fn packs_are_uninstalled_with_their_content_but_never_system_ones() {
         let error = done["result"]["error"].as_str().expect("error");
         assert!(error.contains(says), "{error}");
     }
-    assert_eq!(app.get("/v1/actions/core.local").await.status, StatusCode::OK);
-    assert_eq!(app.get("/v1/actions/packs.install").await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/v1/actions/core.local").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/v1/actions/packs.install").await.status,
+        StatusCode::OK
+    );
 
     // Gone for good after a restart: the API rule is forgotten with the pack.
     let dir = app.stop().await;
     let app = App::in_dir(dir).await;
-    assert_eq!(app.get("/v1/rules/byebye.hook").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/v1/packs/demo").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/v1/rules/byebye.hook").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/v1/packs/demo").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,14 +457,18 @@ async fn policies_are_created_replaced_applied_and_deleted() {
         "resource_ref": "core.local", "policy_type": "action.retry",
         "parameters": {"retry_on": "failure", "max_retry_count": 1},
     });
-    let r = app.call("POST", "/v1/policies", Some(&body.to_string())).await;
+    let r = app
+        .call("POST", "/v1/policies", Some(&body.to_string()))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.json["ref"], "demo.local_retry");
     assert_eq!(r.json["uid"], "policy:demo:local_retry");
     assert_eq!(r.json["enabled"], true);
     assert_eq!(r.json["parameters"]["max_retry_count"], 1);
     let id = r.json["id"].as_str().expect("id").to_owned();
-    let r = app.call("POST", "/v1/policies", Some(&body.to_string())).await;
+    let r = app
+        .call("POST", "/v1/policies", Some(&body.to_string()))
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.json["conflict-id"], id.as_str());
     assert_eq!(
@@ -424,8 +499,7 @@ async fn policies_are_created_replaced_applied_and_deleted() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        retried["context"]["policies"]["retry"]["applied_policy"],
-        "demo.local_retry",
+        retried["context"]["policies"]["retry"]["applied_policy"], "demo.local_retry",
         "{retried}"
     );
 
@@ -435,30 +509,64 @@ async fn policies_are_created_replaced_applied_and_deleted() {
     changed["enabled"] = json!(false);
     changed["parameters"] = json!({"retry_on": "timeout"});
     let r = app
-        .call("PUT", &format!("/v1/policies/{id}"), Some(&changed.to_string()))
+        .call(
+            "PUT",
+            &format!("/v1/policies/{id}"),
+            Some(&changed.to_string()),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["pack"], "demo");
     assert_eq!(r.json["enabled"], false);
-    assert_eq!(r.json["parameters"], json!({"retry_on": "timeout", "max_retry_count": 2}));
+    assert_eq!(
+        r.json["parameters"],
+        json!({"retry_on": "timeout", "max_retry_count": 2})
+    );
 
     // Bad bodies name the field.
     for (bad, says) in [
-        (json!({"name": "p", "policy_type": "action.retry", "parameters": {"retry_on": "failure"}}), "resource_ref"),
-        (json!({"name": "p", "resource_ref": "core.local", "policy_type": "action.nothing"}), "action.nothing"),
-        (json!({"name": "p", "resource_ref": "core.local", "policy_type": "action.retry", "parameters": {"retry_on": "sometimes"}}), "retry_on"),
-        (json!({"name": "p", "resource_ref": "core.local", "policy_type": "action.concurrency", "parameters": {"threshold": 1, "extra": 1}}), "extra"),
-        (json!({"name": "p", "resource_ref": "core.local", "policy_type": "action.retry"}), "retry_on"),
-        (json!({"name": 3, "resource_ref": "core.local", "policy_type": "action.retry"}), "name"),
-        (json!({"name": "p", "pack": "core", "resource_ref": "core.local", "policy_type": "action.concurrency", "parameters": {"threshold": 1}}), "system level packs"),
+        (
+            json!({"name": "p", "policy_type": "action.retry", "parameters": {"retry_on": "failure"}}),
+            "resource_ref",
+        ),
+        (
+            json!({"name": "p", "resource_ref": "core.local", "policy_type": "action.nothing"}),
+            "action.nothing",
+        ),
+        (
+            json!({"name": "p", "resource_ref": "core.local", "policy_type": "action.retry", "parameters": {"retry_on": "sometimes"}}),
+            "retry_on",
+        ),
+        (
+            json!({"name": "p", "resource_ref": "core.local", "policy_type": "action.concurrency", "parameters": {"threshold": 1, "extra": 1}}),
+            "extra",
+        ),
+        (
+            json!({"name": "p", "resource_ref": "core.local", "policy_type": "action.retry"}),
+            "retry_on",
+        ),
+        (
+            json!({"name": 3, "resource_ref": "core.local", "policy_type": "action.retry"}),
+            "name",
+        ),
+        (
+            json!({"name": "p", "pack": "core", "resource_ref": "core.local", "policy_type": "action.concurrency", "parameters": {"threshold": 1}}),
+            "system level packs",
+        ),
         (json!([1]), "JSON object"),
     ] {
-        let r = app.call("POST", "/v1/policies", Some(&bad.to_string())).await;
+        let r = app
+            .call("POST", "/v1/policies", Some(&bad.to_string()))
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(r.fault().contains(says), "{bad}: {}", r.fault());
     }
     let r = app
-        .call("PUT", &format!("/v1/policies/{id}"), Some("{\"name\": \"x\"}"))
+        .call(
+            "PUT",
+            &format!("/v1/policies/{id}"),
+            Some("{\"name\": \"x\"}"),
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = app
@@ -473,7 +581,9 @@ async fn policies_are_created_replaced_applied_and_deleted() {
     let app = App::in_dir(dir).await;
     let kept = app.get("/v1/policies/demo.local_retry").await;
     assert_eq!(kept.json["enabled"], false, "{}", kept.text);
-    let r = app.call("DELETE", "/v1/policies/demo.local_retry", None).await;
+    let r = app
+        .call("DELETE", "/v1/policies/demo.local_retry", None)
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(
         app.get("/v1/policies/demo.local_retry").await.status,
@@ -506,7 +616,10 @@ async fn a_rule_moved_to_another_webhook_stops_serving_the_old_one() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(app.get("/v1/webhooks/after").await.status, StatusCode::OK);
-    assert_eq!(app.get("/v1/webhooks/before").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/v1/webhooks/before").await.status,
+        StatusCode::NOT_FOUND
+    );
     let r = app.call("POST", "/v1/webhooks/before", Some("{}")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let triggers = app.get("/v1/triggers").await.json;
@@ -541,18 +654,35 @@ async fn an_expired_token_is_told_apart_from_an_unknown_one() {
         .send("GET", "/v1/actions", &[("x-auth-token", token)], None)
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(r.json, json!({"faultstring": "Unauthorized - Token has expired."}));
+    assert_eq!(
+        r.json,
+        json!({"faultstring": "Unauthorized - Token has expired."})
+    );
     let r = app
-        .send("GET", &format!("/v1/actions?x-auth-token={token}"), &[], None)
+        .send(
+            "GET",
+            &format!("/v1/actions?x-auth-token={token}"),
+            &[],
+            None,
+        )
         .await;
     assert_eq!(r.fault(), "Unauthorized - Token has expired.");
     let r = app
-        .send("GET", "/v1/actions", &[("x-auth-token", "ffffffffffffffffffffffffffffffff")], None)
+        .send(
+            "GET",
+            "/v1/actions",
+            &[("x-auth-token", "ffffffffffffffffffffffffffffffff")],
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.fault(), "Unauthorized");
     let r = app
-        .call("POST", "/v1/tokens/validate", Some(&json!({"token": token}).to_string()))
+        .call(
+            "POST",
+            "/v1/tokens/validate",
+            Some(&json!({"token": token}).to_string()),
+        )
         .await;
     assert_eq!(r.json, json!({"valid": false}));
 }

@@ -62,15 +62,11 @@ impl PackAdmin {
     }
 
     fn state(&self) -> Result<Arc<ApiState>, RunnerError> {
-        self.state
-            .get()
-            .and_then(Weak::upgrade)
-            .ok_or_else(|| {
-                RunnerError::Failed(
-                    "pack management needs the API server (st2d serve); it is not running"
-                        .to_owned(),
-                )
-            })
+        self.state.get().and_then(Weak::upgrade).ok_or_else(|| {
+            RunnerError::Failed(
+                "pack management needs the API server (st2d serve); it is not running".to_owned(),
+            )
+        })
     }
 }
 
@@ -158,7 +154,9 @@ pub fn parse_source(entry: &str) -> Result<PackSource, String> {
     let reference = match reference.map(str::trim) {
         Some("") => return Err(format!("\"{entry}\" names an empty version or ref")),
         Some(r) if r.starts_with('-') => {
-            return Err(format!("\"{r}\" is not a valid version, hash, tag or branch"));
+            return Err(format!(
+                "\"{r}\" is not a valid version, hash, tag or branch"
+            ));
         }
         other => other.map(str::to_owned),
     };
@@ -213,7 +211,9 @@ pub fn parse_source(entry: &str) -> Result<PackSource, String> {
 
 fn is_git_repository(path: &Path) -> bool {
     path.join(".git").exists()
-        || (path.join("HEAD").is_file() && path.join("objects").is_dir() && path.join("refs").is_dir())
+        || (path.join("HEAD").is_file()
+            && path.join("objects").is_dir()
+            && path.join("refs").is_dir())
 }
 
 /// A directory removed when dropped (the staging area of one operation).
@@ -340,7 +340,10 @@ async fn fetch(
 
 fn looks_like_version(r: &str) -> bool {
     let parts: Vec<&str> = r.split('.').collect();
-    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Check out branch, tag or commit `reference` (then `v<reference>` for a version, as
@@ -365,7 +368,8 @@ async fn checkout(
             return Ok(());
         }
     }
-    let mut message = format!("\"{reference}\" is not a valid version, hash, tag or branch in {url}.");
+    let mut message =
+        format!("\"{reference}\" is not a valid version, hash, tag or branch in {url}.");
     if let Ok(tags) = git(&["-C", repo, "tag", "--list"], env).await {
         let versions: Vec<&str> = tags
             .lines()
@@ -396,7 +400,10 @@ fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
     let major = parts.next()?.trim().parse().ok()?;
     let minor = parts.next()?.trim().parse().ok()?;
     let patch_text = parts.next()?.trim();
-    let digits: String = patch_text.chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = patch_text
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     Some((major, minor, digits.parse().ok()?))
 }
 
@@ -435,8 +442,11 @@ struct Installed {
 
 async fn install(state: &ApiState, ctx: &RunContext, entries: &[String]) -> RunOutcome {
     let force = ctx.parameters.get("force").and_then(Value::as_bool) == Some(true);
-    let skip_dependencies =
-        ctx.parameters.get("skip_dependencies").and_then(Value::as_bool) == Some(true);
+    let skip_dependencies = ctx
+        .parameters
+        .get("skip_dependencies")
+        .and_then(Value::as_bool)
+        == Some(true);
     let env = ctx
         .parameters
         .get("env")
@@ -605,9 +615,12 @@ async fn install_one(
             .map(String::as_str)
             .filter(|d| {
                 let name = d.split(['=', '#']).next().unwrap_or(d);
-                let name = name.trim_end_matches(".git").rsplit('/').next().unwrap_or(name);
-                catalog.pack(name).is_none()
-                    && !catalog.packs().any(|p| p.meta.name == name)
+                let name = name
+                    .trim_end_matches(".git")
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(name);
+                catalog.pack(name).is_none() && !catalog.packs().any(|p| p.meta.name == name)
             })
             .collect();
         if !missing.is_empty() {
@@ -715,7 +728,10 @@ async fn uninstall(state: &ApiState, ctx: &RunContext, packs: &[String]) -> RunO
     for pack in packs {
         match uninstall_one(state, pack).await {
             Ok(path) => {
-                say(ctx, &format!("Removed pack \"{pack}\" ({})", path.display()));
+                say(
+                    ctx,
+                    &format!("Removed pack \"{pack}\" ({})", path.display()),
+                );
                 removed.push(pack.clone());
             }
             Err(message) => {

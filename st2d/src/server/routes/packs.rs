@@ -167,10 +167,14 @@ fn names(body: &Map<String, Value>, field: &str) -> Result<Vec<String>, ApiError
 fn pack_list(body: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
     let packs = names(body, "packs")?;
     if packs.is_empty() {
-        return Err(ApiError::bad_request("\"packs\" must name at least one pack"));
+        return Err(ApiError::bad_request(
+            "\"packs\" must name at least one pack",
+        ));
     }
     if packs.iter().any(|p| p.trim().is_empty()) {
-        return Err(ApiError::bad_request("\"packs\" must not hold empty strings"));
+        return Err(ApiError::bad_request(
+            "\"packs\" must not hold empty strings",
+        ));
     }
     Ok(packs)
 }

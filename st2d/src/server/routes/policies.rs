@@ -215,10 +215,10 @@ pub async fn update(
         .unwrap_or_default();
     not_in_system_pack(&old_pack)?;
     let mut body = json_object(&body)?;
-    if !body
+    if body
         .get("pack")
         .and_then(Value::as_str)
-        .is_some_and(|p| !p.is_empty())
+        .is_none_or(str::is_empty)
     {
         body.insert("pack".into(), Value::String(old_pack));
     }
