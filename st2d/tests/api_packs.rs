@@ -358,6 +358,8 @@ async fn packs_are_uninstalled_with_their_content_but_never_system_ones() {
     let source = tempfile::tempdir().expect("source dir");
     let src = source.path().join("byebye");
     write_pack(&src, "byebye", "1.0.0", "bye");
+    // With a requirements.txt (empty: no index needed) the pack gets its virtualenv.
+    std::fs::write(src.join("requirements.txt"), "").expect("requirements");
     assert_eq!(
         install(&app, &[src.to_str().expect("utf-8")]).await["status"],
         "succeeded"
@@ -371,6 +373,8 @@ async fn packs_are_uninstalled_with_their_content_but_never_system_ones() {
     let r = app.call("POST", "/v1/rules", Some(&rule.to_string())).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(app.get("/v1/webhooks/byebye").await.status, StatusCode::OK);
+    let venv = app.dir.path().join("virtualenvs/byebye");
+    assert!(venv.join("bin/python").is_file(), "the pack's virtualenv");
 
     let done = async_op(&app, "/v1/packs/uninstall", json!({"packs": ["byebye"]})).await;
     assert_eq!(done["status"], "succeeded", "{done}");
@@ -394,6 +398,7 @@ async fn packs_are_uninstalled_with_their_content_but_never_system_ones() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(packs_dir_entries(&app), ["demo"]);
+    assert!(!venv.exists(), "the virtualenv goes with the pack");
 
     // A pack's own rules, sensors and webhook triggers go too.
     assert_eq!(app.get("/v1/webhooks/deploy").await.status, StatusCode::OK);

@@ -74,12 +74,38 @@ impl PackAdmin {
 #[derive(Debug, Clone)]
 pub struct PackRunner {
     admin: Arc<PackAdmin>,
+    python: Option<PythonPacks>,
+}
+
+/// What sets up and removes the virtualenvs of installed packs.
+#[derive(Debug, Clone)]
+struct PythonPacks {
+    runner: st2_runners::PythonRunner,
+    virtualenvs_dir: PathBuf,
 }
 
 impl PackRunner {
     /// A runner working through `admin`.
     pub fn new(admin: Arc<PackAdmin>) -> Self {
-        Self { admin }
+        Self {
+            admin,
+            python: None,
+        }
+    }
+
+    /// Give installed packs with a `requirements.txt` a virtualenv through `python` (as
+    /// StackStorm's `packs.setup_virtualenv`), and remove `<virtualenvs_dir>/<pack>` on
+    /// uninstall.
+    pub fn with_python(
+        mut self,
+        python: st2_runners::PythonRunner,
+        virtualenvs_dir: PathBuf,
+    ) -> Self {
+        self.python = Some(PythonPacks {
+            runner: python,
+            virtualenvs_dir,
+        });
+        self
     }
 }
 
@@ -90,8 +116,8 @@ impl Runner for PackRunner {
         let packs = string_list(&ctx.parameters, "packs")?;
         let _one_at_a_time = self.admin.busy.lock().await;
         match ctx.action.reference.as_str() {
-            "packs.install" => Ok(install(&state, &ctx, &packs).await),
-            "packs.uninstall" => Ok(uninstall(&state, &ctx, &packs).await),
+            "packs.install" => Ok(install(&state, &ctx, &packs, self.python.as_ref()).await),
+            "packs.uninstall" => Ok(uninstall(&state, &ctx, &packs, self.python.as_ref()).await),
             other => Err(RunnerError::Failed(format!(
                 "the {RUNNER_NAME} runner runs packs.install and packs.uninstall only, not {other}"
             ))),
@@ -440,7 +466,12 @@ struct Installed {
     warnings: Vec<String>,
 }
 
-async fn install(state: &ApiState, ctx: &RunContext, entries: &[String]) -> RunOutcome {
+async fn install(
+    state: &ApiState,
+    ctx: &RunContext,
+    entries: &[String],
+    python: Option<&PythonPacks>,
+) -> RunOutcome {
     let force = ctx.parameters.get("force").and_then(Value::as_bool) == Some(true);
     let skip_dependencies = ctx
         .parameters
@@ -473,7 +504,22 @@ async fn install(state: &ApiState, ctx: &RunContext, entries: &[String]) -> RunO
         say(ctx, &format!("Installing {entry}"));
         let step = install_one(state, ctx, entry, force, skip_dependencies, &env, deadline).await;
         match step {
-            Ok(installed) => {
+            Ok(mut installed) => {
+                if let Some(python) = python
+                    && installed.path.join("requirements.txt").is_file()
+                {
+                    let pack = installed.reference.clone();
+                    say(ctx, &format!("Setting up the virtualenv of \"{pack}\""));
+                    match python.runner.prepare_pack(&pack, &installed.path).await {
+                        st2_runners::python::PackEnvironment::Virtualenv(path) => {
+                            say(ctx, &format!("Virtualenv ready in {}", path.display()));
+                        }
+                        st2_runners::python::PackEnvironment::Skipped(why) => {
+                            installed.warnings.push(why);
+                        }
+                        st2_runners::python::PackEnvironment::SystemPython => {}
+                    }
+                }
                 say(
                     ctx,
                     &format!(
@@ -710,7 +756,12 @@ async fn validate(state: &ApiState, staged: &Path) -> Result<(), String> {
     }
 }
 
-async fn uninstall(state: &ApiState, ctx: &RunContext, packs: &[String]) -> RunOutcome {
+async fn uninstall(
+    state: &ApiState,
+    ctx: &RunContext,
+    packs: &[String],
+    python: Option<&PythonPacks>,
+) -> RunOutcome {
     let blocked: Vec<&str> = packs
         .iter()
         .map(String::as_str)
@@ -732,6 +783,22 @@ async fn uninstall(state: &ApiState, ctx: &RunContext, packs: &[String]) -> RunO
                     ctx,
                     &format!("Removed pack \"{pack}\" ({})", path.display()),
                 );
+                if let Some(python) = python {
+                    let venv = python.virtualenvs_dir.join(pack);
+                    if venv.is_dir() {
+                        let gone =
+                            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&venv))
+                                .await;
+                        say(
+                            ctx,
+                            &if matches!(gone, Ok(Ok(()))) {
+                                format!("Removed the virtualenv of \"{pack}\"")
+                            } else {
+                                format!("Could not remove the virtualenv of \"{pack}\"")
+                            },
+                        );
+                    }
+                }
                 removed.push(pack.clone());
             }
             Err(message) => {

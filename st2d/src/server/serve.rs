@@ -70,15 +70,16 @@ pub async fn start_engine(
 ) -> anyhow::Result<Engine> {
     let mut runners = RunnerRegistry::new();
     st2_runners::register_builtin(&mut runners)?;
-    runners.register(
-        super::pack_admin::RUNNER_NAME,
-        super::pack_admin::PackRunner::new(pack_admin.clone()),
-    )?;
     let python = PythonRunner::new(PythonSettings {
         runtime_dir: config.data_dir.join("python"),
         virtualenvs_dir: Some(config.data_dir.join("virtualenvs")),
         ..PythonSettings::default()
     });
+    runners.register(
+        super::pack_admin::RUNNER_NAME,
+        super::pack_admin::PackRunner::new(pack_admin.clone())
+            .with_python(python.clone(), config.data_dir.join("virtualenvs")),
+    )?;
     runners.register("python-script", python.clone())?;
     runners.register("orquesta", st2_workflow::OrquestaRunner::new())?;
     let settings = EngineSettings {

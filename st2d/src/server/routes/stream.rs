@@ -280,8 +280,11 @@ pub async fn stream(State(state): State<Arc<ApiState>>, RawQuery(q): RawQuery) -
             && let Ok(Some(record)) = state.engine.get(id).await
             && record.status.is_completed()
         {
-            let (frames, _) =
-                frames_of(&state, &EngineEvent::ExecutionUpdated(Box::new(record)), &filter);
+            let (frames, _) = frames_of(
+                &state,
+                &EngineEvent::ExecutionUpdated(Box::new(record)),
+                &filter,
+            );
             for f in frames {
                 if sender.send(Ok(f)).await.is_err() {
                     return;
