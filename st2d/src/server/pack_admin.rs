@@ -326,6 +326,41 @@ async fn git(args: &[&str], env: &Map<String, Value>) -> Result<String, String> 
     }
 }
 
+/// The variables `env` may pass to git: proxy settings only (others, such as
+/// `GIT_SSH_COMMAND` or `GIT_CONFIG_*`, would let a parameter run commands).
+pub const GIT_ENV_ALLOWED: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+];
+
+/// The `env` parameter as variables for git.
+///
+/// # Errors
+/// A variable not in [`GIT_ENV_ALLOWED`] or a value that is not a string, named.
+fn git_env(env: Option<&Value>) -> Result<Map<String, Value>, String> {
+    let Some(Value::Object(env)) = env else {
+        return Ok(Map::new());
+    };
+    for (k, v) in env {
+        if !GIT_ENV_ALLOWED.contains(&k.as_str()) {
+            return Err(format!(
+                "env: \"{k}\" is not passed to git; only proxy settings are ({})",
+                GIT_ENV_ALLOWED.join(", ")
+            ));
+        }
+        if !v.is_string() {
+            return Err(format!("env: \"{k}\" must be a string"));
+        }
+    }
+    Ok(env.clone())
+}
+
 /// Fetch `source` into the new directory `into`.
 async fn fetch(
     source: &PackSource,
@@ -478,12 +513,10 @@ async fn install(
         .get("skip_dependencies")
         .and_then(Value::as_bool)
         == Some(true);
-    let env = ctx
-        .parameters
-        .get("env")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let env = match git_env(ctx.parameters.get("env")) {
+        Ok(env) => env,
+        Err(message) => return RunOutcome::failed(json!({"error": message})),
+    };
     let timeout = Duration::from_secs(
         ctx.parameters
             .get("timeout")
@@ -910,6 +943,16 @@ mod tests {
                 .expect_err("missing")
                 .contains("doesn't exist")
         );
+    }
+
+    #[test]
+    fn only_proxy_settings_reach_git() {
+        assert_eq!(git_env(None), Ok(Map::new()));
+        let ok = json!({"https_proxy": "http://proxy.invalid:3128"});
+        assert_eq!(git_env(Some(&ok)).expect("allowed").len(), 1);
+        let bad = git_env(Some(&json!({"GIT_SSH_COMMAND": "touch /tmp/x"}))).expect_err("refused");
+        assert!(bad.contains("GIT_SSH_COMMAND"), "{bad}");
+        assert!(git_env(Some(&json!({"http_proxy": 1}))).is_err());
     }
 
     #[test]
