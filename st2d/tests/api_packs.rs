@@ -174,6 +174,10 @@ async fn a_pack_is_installed_from_a_git_url_at_a_version_or_its_default_branch()
     git(&work, &["tag", "v1.0.0"]);
     write_pack(&work, "gitpack", "2.0.0", "two");
     git(&work, &["commit", "-q", "-am", "v2"]);
+    git(&work, &["checkout", "-q", "-b", "dev"]);
+    write_pack(&work, "gitpack", "3.0.0-dev", "three");
+    git(&work, &["commit", "-q", "-am", "dev"]);
+    git(&work, &["checkout", "-q", "main"]);
     let bare = source.path().join("gitpack.git");
     let out = std::process::Command::new("git")
         .args(["clone", "-q", "--bare"])
@@ -195,6 +199,11 @@ async fn a_pack_is_installed_from_a_git_url_at_a_version_or_its_default_branch()
     let done = install(&app, &[&url]).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(run(&app, "gitpack.greet").await, "two");
+
+    // A branch.
+    let done = install(&app, &[&format!("{url}=dev")]).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(run(&app, "gitpack.greet").await, "three");
 
     // `#ref` names a tag too.
     let done = install(&app, &[&format!("{url}#v1.0.0")]).await;
