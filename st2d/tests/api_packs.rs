@@ -700,3 +700,66 @@ async fn an_expired_token_is_told_apart_from_an_unknown_one() {
         .await;
     assert_eq!(r.json, json!({"valid": false}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_that_hangs_times_out_or_is_canceled_and_leaves_nothing_behind() {
+    let app = App::new().await;
+    // A git server that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let url = format!("git://127.0.0.1:{port}/silent.git");
+
+    // `st2 run packs.install packs=… timeout=1`.
+    let r = app
+        .call(
+            "POST",
+            "/v1/executions",
+            Some(
+                &json!({"action": "packs.install", "parameters": {"packs": [url], "timeout": 1}})
+                    .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json["id"].as_str().expect("id").to_owned();
+    let done = app.wait(&id).await;
+    assert_eq!(done["status"], "timeout", "{done}");
+    assert!(
+        done["result"]["error"]
+            .as_str()
+            .expect("error")
+            .contains("did not finish within the action's timeout"),
+        "{done}"
+    );
+
+    let r = app
+        .call(
+            "POST",
+            "/v1/packs/install",
+            Some(&json!({"packs": [url]}).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let id = r.json["execution_id"].as_str().expect("id").to_owned();
+    for _ in 0..100 {
+        if app.get(&format!("/v1/executions/{id}")).await.json["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = app
+        .call("DELETE", &format!("/v1/executions/{id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(app.wait(&id).await["status"], "canceled");
+    assert_eq!(packs_dir_entries(&app), ["demo"]);
+    held.abort();
+}
