@@ -115,6 +115,10 @@ impl Runner for PackRunner {
         let state = self.admin.state()?;
         let packs = string_list(&ctx.parameters, "packs")?;
         let _one_at_a_time = self.admin.busy.lock().await;
+        if let Some(options) = &state.settings.load {
+            let dirs = options.packs_dirs.clone();
+            let _ = tokio::task::spawn_blocking(move || sweep_stale(&dirs)).await;
+        }
         match ctx.action.reference.as_str() {
             "packs.install" => Ok(install(&state, &ctx, &packs, self.python.as_ref()).await),
             "packs.uninstall" => Ok(uninstall(&state, &ctx, &packs, self.python.as_ref()).await),
@@ -259,6 +263,43 @@ impl Drop for Scratch {
             && let Err(e) = std::fs::remove_dir_all(&self.0)
         {
             tracing::warn!(path = %self.0.display(), error = %e, "could not remove a pack staging directory");
+        }
+    }
+}
+
+/// How old a staging directory must be before it counts as left behind by an operation that
+/// died with its process (an operation on another node sharing the directory may still use a
+/// younger one).
+pub const STALE_STAGING: Duration = Duration::from_secs(3600);
+
+/// Remove the staging directories (`.st2-install-*`, `.st2-uninstall-*`) older than
+/// [`STALE_STAGING`] in `dirs`: what an install or uninstall interrupted by a crash left.
+pub fn sweep_stale(dirs: &[PathBuf]) {
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with(".st2-install-") || name.starts_with(".st2-uninstall-")) {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_STAGING);
+            if old && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                match std::fs::remove_dir_all(entry.path()) {
+                    Ok(()) => {
+                        tracing::info!(path = %entry.path().display(), "removed a stale pack staging directory")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %entry.path().display(), error = %e, "could not remove a stale pack staging directory")
+                    }
+                }
+            }
         }
     }
 }
@@ -953,6 +994,34 @@ mod tests {
         let bad = git_env(Some(&json!({"GIT_SSH_COMMAND": "touch /tmp/x"}))).expect_err("refused");
         assert!(bad.contains("GIT_SSH_COMMAND"), "{bad}");
         assert!(git_env(Some(&json!({"http_proxy": 1}))).is_err());
+    }
+
+    #[test]
+    fn only_stale_staging_directories_are_swept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = dir.path().to_path_buf();
+        for name in [
+            ".st2-install-old",
+            ".st2-uninstall-old",
+            ".st2-install-new",
+            "mypack",
+        ] {
+            std::fs::create_dir(base.join(name)).expect("dir");
+            std::fs::write(base.join(name).join("f"), "x").expect("file");
+        }
+        let long_ago = std::time::SystemTime::now() - 2 * STALE_STAGING;
+        for name in [".st2-install-old", ".st2-uninstall-old", "mypack"] {
+            std::fs::File::open(base.join(name))
+                .and_then(|f| f.set_modified(long_ago))
+                .expect("set mtime");
+        }
+        sweep_stale(std::slice::from_ref(&base));
+        let mut left: Vec<String> = std::fs::read_dir(&base)
+            .expect("read")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".st2-install-new", "mypack"]);
     }
 
     #[test]
