@@ -23,13 +23,14 @@ pub struct EmbeddedFile {
 }
 
 macro_rules! embed {
-    ($($path:literal),* $(,)?) => {
-        &[$(EmbeddedFile { path: $path, text: include_str!(concat!("../builtin/packs/core/", $path)) }),*]
+    ($pack:literal: $($path:literal),* $(,)?) => {
+        &[$(EmbeddedFile { path: $path, text: include_str!(concat!("../builtin/packs/", $pack, "/", $path)) }),*]
     };
 }
 
 /// The built-in `core` pack.
 pub const CORE_PACK: &[EmbeddedFile] = embed![
+    "core":
     "pack.yaml",
     "actions/announcement.yaml",
     "actions/ask.yaml",
@@ -48,6 +49,20 @@ pub const CORE_PACK: &[EmbeddedFile] = embed![
     "actions/winrm_cmd.yaml",
     "actions/winrm_ps_cmd.yaml",
 ];
+
+/// The built-in `packs` pack: `packs.install` and `packs.uninstall`, run by the
+/// `pack-manager` runner (which the server registers).
+pub const PACKS_PACK: &[EmbeddedFile] = embed![
+    "packs":
+    "pack.yaml",
+    "actions/install.yaml",
+    "actions/uninstall.yaml",
+];
+
+/// The packs compiled into the library, by ref; a pack with the same ref found in a packs
+/// directory replaces the built-in one.
+pub const BUILTIN_PACKS: &[(&str, &[EmbeddedFile])] =
+    &[(SYSTEM_PACK, CORE_PACK), ("packs", PACKS_PACK)];
 
 const RUNNERS: &str = include_str!("../builtin/runners.yaml");
 const POLICY_TYPES: &str = include_str!("../builtin/policy_types.yaml");

@@ -196,6 +196,34 @@ impl Catalog {
             .insert(pack.to_owned(), Arc::new(schema));
     }
 
+    /// Remove a pack and everything it holds (content, config, config schema); returns the
+    /// refs of the content removed.
+    pub fn remove_pack(&mut self, pack: &str) -> PackContents {
+        let contents = self.contents_of(pack);
+        for r in &contents.actions {
+            self.actions.remove(r);
+        }
+        for r in &contents.rules {
+            self.rules.remove(r);
+        }
+        for r in &contents.sensors {
+            self.sensors.remove(r);
+        }
+        for r in &contents.trigger_types {
+            self.trigger_types.remove(r);
+        }
+        for r in &contents.policies {
+            self.policies.remove(r);
+        }
+        for r in &contents.aliases {
+            self.aliases.remove(r);
+        }
+        self.configs.remove(pack);
+        self.config_schemas.remove(pack);
+        self.packs.remove(pack);
+        contents
+    }
+
     /// The refs of everything in one pack.
     pub fn contents_of(&self, pack: &str) -> PackContents {
         fn refs<T>(

@@ -215,3 +215,110 @@ async fn actions_put_and_removed_at_runtime_can_be_run() {
     );
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_replaced_with_another_trigger_drops_the_old_one() {
+    let engine = engine().await;
+    let body = |url: &str| {
+        json!({
+            "name": "moving", "pack": "examples", "enabled": true,
+            "trigger": {"type": "core.st2.webhook", "parameters": {"url": url}},
+            "action": {"ref": "core.noop"},
+        })
+    };
+    let urls = |engine: &Engine| -> Vec<serde_json::Value> {
+        engine
+            .parameterized_triggers()
+            .into_iter()
+            .filter_map(|(_, t)| t.parameters.get("url").cloned())
+            .collect()
+    };
+    let rule = rule_from_json(&body("old"), &engine.catalog()).expect("valid rule");
+    engine.put_rule(rule).expect("put");
+    assert_eq!(urls(&engine), [json!("old")]);
+    let rule = rule_from_json(&body("new"), &engine.catalog()).expect("valid rule");
+    assert!(engine.put_rule(rule).expect("put").is_some());
+    assert_eq!(urls(&engine), [json!("new")], "the old webhook is gone");
+    assert_eq!(fire(&engine, "new").await.len(), 1);
+    assert_eq!(fire(&engine, "old").await.len(), 0);
+
+    // A trigger another rule still listens to stays.
+    let mut other = body("new");
+    other["name"] = json!("other");
+    let rule = rule_from_json(&other, &engine.catalog()).expect("valid rule");
+    engine.put_rule(rule).expect("put");
+    let rule = rule_from_json(&body("third"), &engine.catalog()).expect("valid rule");
+    engine.put_rule(rule).expect("put");
+    let mut now = urls(&engine);
+    now.sort_by_key(ToString::to_string);
+    assert_eq!(now, [json!("new"), json!("third")]);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_removed_at_runtime_takes_its_content_and_triggers_along() {
+    let engine = engine().await;
+    for (name, pack, url) in [("a", "gone", "gone_hook"), ("b", "kept", "kept_hook")] {
+        let body = json!({
+            "name": name, "pack": pack, "enabled": true,
+            "trigger": {"type": "core.st2.webhook", "parameters": {"url": url}},
+            "action": {"ref": "core.noop"},
+        });
+        let rule = rule_from_json(&body, &engine.catalog()).expect("valid rule");
+        engine.put_rule(rule).expect("put");
+    }
+    let policy = st2_core::model::policy_from_json(
+        &json!({
+            "name": "noop_retry", "pack": "gone", "resource_ref": "core.noop",
+            "policy_type": "action.retry", "parameters": {"retry_on": "failure"},
+        }),
+        &engine.catalog(),
+    )
+    .expect("valid policy");
+    assert_eq!(
+        policy.parameters["max_retry_count"], 2,
+        "defaults filled in"
+    );
+    assert!(engine.put_policy(policy).is_none());
+    let removed = engine.remove_pack("gone");
+    assert_eq!(removed.rules, ["gone.a"]);
+    assert_eq!(removed.policies, ["gone.noop_retry"]);
+    assert!(engine.catalog().rule("gone.a").is_none());
+    assert!(engine.catalog().policy("gone.noop_retry").is_none());
+    assert!(engine.catalog().rule("kept.b").is_some());
+    assert_eq!(fire(&engine, "gone_hook").await.len(), 0);
+    assert_eq!(fire(&engine, "kept_hook").await.len(), 1);
+    let urls: Vec<_> = engine
+        .parameterized_triggers()
+        .into_iter()
+        .filter_map(|(_, t)| t.parameters.get("url").cloned())
+        .collect();
+    assert_eq!(urls, [json!("kept_hook")]);
+    engine.shutdown().await;
+}
+
+#[test]
+fn policies_given_as_json_are_checked_against_their_policy_type() {
+    let catalog = st2_core::load(&st2_core::LoadOptions::default()).catalog;
+    let check = |body: serde_json::Value| {
+        st2_core::model::policy_from_json(&body, &catalog)
+            .expect_err("invalid")
+            .join("; ")
+    };
+    let base = json!({"name": "p", "resource_ref": "core.local", "policy_type": "action.concurrency", "parameters": {"threshold": 1}});
+    let ok = st2_core::model::policy_from_json(&base, &catalog).expect("valid");
+    assert_eq!(ok.reference, "default.p");
+    let mut bad = base.clone();
+    bad["policy_type"] = json!("action.nothing");
+    assert!(check(bad).contains("action.nothing"));
+    let mut bad = base.clone();
+    bad["parameters"] = json!({"threshold": "many"});
+    assert!(check(bad).contains("threshold"));
+    let mut bad = base.clone();
+    bad["parameters"] = json!({"threshold": 1, "bogus": true});
+    assert!(check(bad).contains("bogus"));
+    let mut bad = base.clone();
+    bad.as_object_mut().expect("object").remove("resource_ref");
+    assert!(check(bad).contains("resource_ref"));
+    assert!(check(json!(["not", "an", "object"])).contains("mapping"));
+}

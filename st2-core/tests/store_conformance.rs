@@ -1089,12 +1089,13 @@ async fn tokens_by_hash_with_expiry(h: &Harness) {
     );
 
     h.clock.advance(TimeDelta::seconds(3601));
-    assert!(
-        s.get_by_hash(&token.token_hash)
-            .await
-            .expect("get")
-            .is_none()
-    );
+    // An expired token is still found (its expiry says so) until it is purged.
+    let expired = s
+        .get_by_hash(&token.token_hash)
+        .await
+        .expect("get")
+        .expect("an expired token is kept until purged");
+    assert!(expired.expiry <= h.now());
     let fresh = TokenRecord {
         id: new_id(),
         token_hash: "cc".repeat(32),
@@ -1103,6 +1104,12 @@ async fn tokens_by_hash_with_expiry(h: &Harness) {
     };
     s.create(&fresh).await.expect("create");
     assert_eq!(s.purge_expired(100).await.expect("purge"), 1);
+    assert!(
+        s.get_by_hash(&token.token_hash)
+            .await
+            .expect("get")
+            .is_none()
+    );
     assert!(s.delete_by_hash(&fresh.token_hash).await.expect("delete"));
     assert!(!s.delete_by_hash(&fresh.token_hash).await.expect("delete"));
 }

@@ -425,10 +425,18 @@ async fn aggregates_round_trip() {
             .await,
         Err(StoreError::Conflict { .. })
     ));
-    assert_eq!(store.tokens().get_by_hash("h1").await.unwrap(), Some(token));
+    assert_eq!(
+        store.tokens().get_by_hash("h1").await.unwrap(),
+        Some(token.clone())
+    );
     clock.advance(TimeDelta::seconds(60));
-    assert_eq!(store.tokens().get_by_hash("h1").await.unwrap(), None);
+    assert_eq!(
+        store.tokens().get_by_hash("h1").await.unwrap(),
+        Some(token),
+        "an expired token is kept until purged"
+    );
     assert_eq!(store.tokens().purge_expired(10).await.unwrap(), 1);
+    assert_eq!(store.tokens().get_by_hash("h1").await.unwrap(), None);
 
     // API keys.
     let key = ApiKeyRecord {

@@ -117,6 +117,35 @@ async fn the_stream_sends_execution_events_until_the_end_condition() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_ending_at_an_execution_that_already_completed_is_not_left_waiting() {
+    let app = App::new().await;
+    let created = app
+        .call(
+            "POST",
+            "/v1/executions",
+            Some(r#"{"action": "core.local", "parameters": {"cmd": "echo early"}}"#),
+        )
+        .await;
+    let id = created.json["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.wait(&id).await["status"], "succeeded");
+    // What `st2 pack install` opens after its 202, when the execution was quicker.
+    let (_, body) = open(
+        &app,
+        &format!(
+            "/stream/v1/stream?events=st2.execution__create%2Cst2.execution__update\
+             &end_event=st2.execution__update&end_execution_id={id}"
+        ),
+    )
+    .await;
+    let got = events(&read_all(body, Duration::from_secs(10)).await);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, "st2.execution__update");
+    assert_eq!(got[0].1["id"], Value::String(id.clone()));
+    assert_eq!(got[0].1["status"], "succeeded");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn execution_output_streams_stored_and_live_chunks_then_eof() {
     let app = App::new().await;
     let created = app

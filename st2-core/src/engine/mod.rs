@@ -869,7 +869,9 @@ impl Engine {
             })?;
         let replaced = self.inner.edit_catalog(|c| c.insert_rule(rule));
         self.inner.matcher.insert(compiled);
-        self.inner.index_triggers();
+        // Index again from scratch: the replaced rule's parameterized trigger (another
+        // webhook URL, timer) goes unless another rule still listens to it.
+        self.inner.reindex_triggers();
         Ok(replaced)
     }
 
@@ -1035,6 +1037,40 @@ impl Engine {
     pub fn remove_rule(&self, reference: &str) -> Option<Arc<crate::model::Rule>> {
         let removed = self.inner.edit_catalog(|c| c.remove_rule(reference));
         self.inner.matcher.remove(reference);
+        self.inner.reindex_triggers();
+        removed
+    }
+
+    /// Add a policy, or replace the policy with the same ref, while the engine runs (the
+    /// API's `POST /policies` / `PUT /policies/<id>`); returns the policy it replaced. The
+    /// scheduler reads policies when it schedules, so the next executions of its action
+    /// follow it.
+    pub fn put_policy(&self, policy: crate::model::Policy) -> Option<Arc<crate::model::Policy>> {
+        self.inner.edit_catalog(|c| c.insert_policy(policy))
+    }
+
+    /// Remove the policy `reference` while the engine runs (`DELETE /policies/<id>`);
+    /// returns it.
+    pub fn remove_policy(&self, reference: &str) -> Option<Arc<crate::model::Policy>> {
+        self.inner.edit_catalog(|c| c.remove_policy(reference))
+    }
+
+    /// Unregister pack `pack` while the engine runs (`packs.uninstall`): the pack and its
+    /// actions, rules, sensors, trigger types, policies, aliases, config and config schema
+    /// leave the catalog, its rules stop matching and their parameterized triggers go. Rules
+    /// of other packs that use its trigger types or actions stay (their enforcements fail
+    /// until the content exists again). Sensors already running keep running until the next
+    /// start. Returns what was removed (empty contents when the pack was not loaded).
+    pub fn remove_pack(&self, pack: &str) -> crate::catalog::PackContents {
+        let removed = self.inner.edit_catalog(|c| c.remove_pack(pack));
+        for rule in &removed.rules {
+            self.inner.matcher.remove(rule);
+        }
+        self.inner
+            .payload_schemas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.inner.reindex_triggers();
         removed
     }

@@ -217,8 +217,12 @@ pub fn load(options: &LoadOptions) -> LoadReport {
 
     let mut packs = discover(options, &mut diagnostics);
     let overrides = read_overrides(options, &packs, &mut diagnostics);
-    if options.builtin && !packs.iter().any(|p| p.identity.reference == SYSTEM_PACK) {
-        packs.push(builtin_core_pack(&mut diagnostics));
+    if options.builtin {
+        for (reference, files) in builtin::BUILTIN_PACKS {
+            if !packs.iter().any(|p| p.identity.reference == *reference) {
+                packs.push(builtin_pack(reference, files, &mut diagnostics));
+            }
+        }
     }
     packs.sort_by(|a, b| a.identity.reference.cmp(&b.identity.reference));
 
@@ -370,9 +374,13 @@ impl PackEntry {
     }
 }
 
-fn builtin_core_pack(diagnostics: &mut Vec<Diagnostic>) -> PackEntry {
-    let display_root = PathBuf::from("<builtin>/core");
-    let manifest = builtin::CORE_PACK
+fn builtin_pack(
+    reference: &str,
+    embedded: &'static [EmbeddedFile],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> PackEntry {
+    let display_root = PathBuf::from("<builtin>").join(reference);
+    let manifest = embedded
         .iter()
         .find(|f| f.path == "pack.yaml")
         .map(|f| f.text)
@@ -382,17 +390,17 @@ fn builtin_core_pack(diagnostics: &mut Vec<Diagnostic>) -> PackEntry {
         source: Source::Embedded(manifest),
         metadata_file: "pack.yaml".to_owned(),
     };
-    let meta = read_manifest(&file, SYSTEM_PACK, &YamlLimits::default(), diagnostics)
-        .unwrap_or_else(|| fallback_meta(SYSTEM_PACK));
+    let meta = read_manifest(&file, reference, &YamlLimits::default(), diagnostics)
+        .unwrap_or_else(|| fallback_meta(reference));
     PackEntry {
         identity: PackIdentity {
-            reference: SYSTEM_PACK.to_owned(),
-            dir_name: SYSTEM_PACK.to_owned(),
+            reference: reference.to_owned(),
+            dir_name: reference.to_owned(),
         },
         meta,
         dir: None,
         builtin: true,
-        embedded: builtin::CORE_PACK,
+        embedded,
         display_root,
     }
 }

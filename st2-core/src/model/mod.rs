@@ -24,7 +24,7 @@ pub use alias::{ActionAlias, ActionAliasSpec, AliasFormat, alias_from_json};
 pub use config::{ConfigSchema, PackConfig};
 pub use operator::Operator;
 pub use pack::{Pack, PackMeta};
-pub use policy::{Policy, PolicySpec, PolicyType};
+pub use policy::{Policy, PolicySpec, PolicyType, policy_from_json};
 pub use rule::{Criterion, Rule, RuleAction, RuleKind, RuleSpec, RuleTrigger, rule_from_json};
 pub use runner_type::RunnerType;
 pub use sensor::{Sensor, SensorSpec};

@@ -81,6 +81,26 @@ impl Pack {
 }
 
 impl PackMeta {
+    /// Read a `pack.yaml` document (as JSON) with no directory to take the ref from: `ref`,
+    /// else `name` when it is a valid ref (how StackStorm names a pack it installs).
+    ///
+    /// # Errors
+    /// Every error in the manifest, as `<field>: <message>` lines.
+    pub fn from_manifest(value: &Value) -> Result<PackMeta, Vec<String>> {
+        let mut issues = Issues::new();
+        let meta = PackMeta::read(value, "", &mut issues);
+        match meta {
+            Some(meta) if !issues.has_errors() => Ok(meta),
+            _ => {
+                let mut found = crate::model::error_messages(issues);
+                if found.is_empty() {
+                    found.push("pack.yaml has no valid `ref` or `name`".to_owned());
+                }
+                Err(found)
+            }
+        }
+    }
+
     /// Read `pack.yaml` for the pack found in directory `dir_name`, resolving its ref the way
     /// StackStorm does: explicit `ref`, else the directory name if it is a valid ref, else `name`
     /// if it is one.

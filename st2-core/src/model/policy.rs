@@ -115,6 +115,49 @@ impl Policy {
     }
 }
 
+/// Compile a policy given as a JSON object (the body of the API's `POST /policies` or `PUT
+/// /policies/<id>`) against the policy types `catalog` holds, with the checks a policy file
+/// gets: the parameters are validated against the policy type's parameters schema and its
+/// defaults filled in. `pack` defaults to `default`; `id`, `ref`, `uid` and `metadata_file`
+/// are accepted and ignored.
+///
+/// # Errors
+/// Every error found, as `<field>: <message>` lines.
+pub fn policy_from_json(
+    value: &Value,
+    catalog: &crate::catalog::Catalog,
+) -> Result<Policy, Vec<String>> {
+    let pack = value
+        .get("pack")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+        .unwrap_or("default")
+        .to_owned();
+    let identity = PackIdentity {
+        reference: pack.clone(),
+        dir_name: pack.clone(),
+    };
+    let mut issues = Issues::new();
+    let errors = crate::model::error_messages;
+    let spec = PolicySpec::read(value, &identity, &mut issues);
+    let Some(spec) = spec.filter(|_| !issues.has_errors()) else {
+        let mut found = errors(issues);
+        if found.is_empty() {
+            found.push("the policy must be a JSON object".to_owned());
+        }
+        return Err(found);
+    };
+    let policy_type = catalog.policy_type(&spec.policy_type).cloned();
+    let origin = Origin {
+        pack,
+        metadata_file: String::new(),
+    };
+    match spec.compile(origin, policy_type.as_deref(), &mut issues) {
+        Some(policy) if !issues.has_errors() => Ok(policy),
+        _ => Err(errors(issues)),
+    }
+}
+
 impl PolicySpec {
     /// Read a policy file (unknown fields are rejected, as by StackStorm's policy schema).
     pub(crate) fn read(value: &Value, pack: &PackIdentity, issues: &mut Issues) -> Option<Self> {

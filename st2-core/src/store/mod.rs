@@ -292,7 +292,8 @@ pub trait KeyValueStore: Send + Sync {
 pub trait TokenStore: Send + Sync {
     /// Store a token.
     async fn create(&self, token: &TokenRecord) -> StoreResult<()>;
-    /// The unexpired token with this hash.
+    /// The token with this hash, expired or not until [`TokenStore::purge_expired`] removes
+    /// it (so a caller can be told the token expired rather than that it is unknown).
     async fn get_by_hash(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>>;
     /// Delete a token by hash; returns whether it existed.
     async fn delete_by_hash(&self, token_hash: &str) -> StoreResult<bool>;

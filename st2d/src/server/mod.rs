@@ -15,6 +15,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod htpasswd;
+pub mod pack_admin;
 pub mod present;
 pub mod query;
 pub mod routes;
@@ -62,6 +63,8 @@ pub struct ApiSettings {
     /// Where action aliases changed through the API are kept across restarts (`None`: not
     /// kept).
     pub aliases_file: Option<std::path::PathBuf>,
+    /// Where policies changed through the API are kept across restarts (`None`: not kept).
+    pub policies_file: Option<std::path::PathBuf>,
     /// What `POST /packs/register` loads (`None`: registering is refused).
     pub load: Option<st2_core::LoadOptions>,
 }
@@ -82,6 +85,7 @@ impl Default for ApiSettings {
             rules_file: None,
             actions_file: None,
             aliases_file: None,
+            policies_file: None,
             load: None,
         }
     }
@@ -96,10 +100,13 @@ pub struct ApiState {
     pub auth_backend: Arc<dyn AuthBackend>,
     /// Settings.
     pub settings: ApiSettings,
+    /// What runs `packs.install` / `packs.uninstall`; [`router`] connects it to this state.
+    pub pack_admin: Arc<pack_admin::PackAdmin>,
 }
 
 /// The whole HTTP application: every route under every prefix.
 pub fn router(state: Arc<ApiState>) -> Router {
+    state.pack_admin.attach(&state);
     let limit = state.settings.body_limit;
     let inner = routes::routes(state.clone())
         .fallback(|| async { ApiError::no_route() })

@@ -1,8 +1,9 @@
-//! Rules, actions and action aliases created, changed or deleted through the API, kept across
-//! restarts: one JSON file per kind in the data directory (`rules.json`, `actions.json`,
-//! `aliases.json`) mapping each ref to the body last accepted, or to `null` for one deleted (so
-//! a pack's rule, action or alias stays deleted). Applied over the packs' content at start and
-//! after `POST /packs/register`, actions first.
+//! Rules, actions, action aliases and policies created, changed or deleted through the API,
+//! kept across restarts: one JSON file per kind in the data directory (`rules.json`,
+//! `actions.json`, `aliases.json`, `policies.json`) mapping each ref to the body last accepted,
+//! or to `null` for one deleted (so a pack's rule, action, alias or policy stays deleted).
+//! Applied over the packs' content at start and after `POST /packs/register`, actions first,
+//! policies last.
 //!
 //! The file belongs to one node; several nodes sharing a PostgreSQL store each keep their own.
 
@@ -10,7 +11,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 use st2_core::Engine;
-use st2_core::model::{action_from_json, alias_from_json, rule_from_json};
+use st2_core::model::{action_from_json, alias_from_json, policy_from_json, rule_from_json};
 
 /// Serialises writers of the file.
 static WRITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -35,6 +36,25 @@ pub async fn record(path: &Path, reference: &str, body: Option<Value>) -> Result
     let _guard = WRITE.lock().await;
     let mut all = read(path)?;
     all.insert(reference.to_owned(), body.unwrap_or(Value::Null));
+    let text = serde_json::to_string_pretty(&Value::Object(all)).map_err(|e| e.to_string())?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Forget every entry of pack `pack` (refs `<pack>.…`), as when the pack is uninstalled.
+///
+/// # Errors
+/// The file cannot be read or written.
+pub async fn forget_pack(path: &Path, pack: &str) -> Result<(), String> {
+    let _guard = WRITE.lock().await;
+    let mut all = read(path)?;
+    let prefix = format!("{pack}.");
+    let before = all.len();
+    all.retain(|reference, _| !reference.starts_with(&prefix));
+    if all.len() == before {
+        return Ok(());
+    }
     let text = serde_json::to_string_pretty(&Value::Object(all)).map_err(|e| e.to_string())?;
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
@@ -102,6 +122,27 @@ pub fn apply_aliases(path: &Path, engine: &Engine) -> Result<Vec<String>, String
                 engine.put_alias(alias);
             }
             Err(errors) => problems.push(format!("alias {reference}: {}", errors.join("; "))),
+        }
+    }
+    Ok(problems)
+}
+
+/// Apply the recorded policy changes to `engine`, as [`apply`] does for rules.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn apply_policies(path: &Path, engine: &Engine) -> Result<Vec<String>, String> {
+    let mut problems = Vec::new();
+    for (reference, body) in read(path)? {
+        if body.is_null() {
+            engine.remove_policy(&reference);
+            continue;
+        }
+        match policy_from_json(&body, &engine.catalog()) {
+            Ok(policy) => {
+                engine.put_policy(policy);
+            }
+            Err(errors) => problems.push(format!("policy {reference}: {}", errors.join("; "))),
         }
     }
     Ok(problems)

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::config::ServeConfig;
 use super::htpasswd::HtpasswdFile;
+use super::pack_admin::PackAdmin;
 use super::{ApiSettings, ApiState, router};
 
 /// The user created on first start.
@@ -55,7 +56,9 @@ pub fn ensure_users_file(users: &HtpasswdFile) -> anyhow::Result<Option<Secret>>
 }
 
 /// Build the engine `st2d serve` runs: the store, StackStorm's runners (with Python actions
-/// and sensors, and Orquesta workflows), the packs.
+/// and sensors, and Orquesta workflows), the `pack-manager` runner of `packs.install` /
+/// `packs.uninstall` (working once `pack_admin` is part of the API state given to
+/// [`super::router`]), the packs.
 ///
 /// # Errors
 /// Runner registration or engine start failures.
@@ -63,6 +66,7 @@ pub async fn start_engine(
     config: &ServeConfig,
     store: Arc<dyn Store>,
     key: CryptoKey,
+    pack_admin: &Arc<PackAdmin>,
 ) -> anyhow::Result<Engine> {
     let mut runners = RunnerRegistry::new();
     st2_runners::register_builtin(&mut runners)?;
@@ -71,6 +75,11 @@ pub async fn start_engine(
         virtualenvs_dir: Some(config.data_dir.join("virtualenvs")),
         ..PythonSettings::default()
     });
+    runners.register(
+        super::pack_admin::RUNNER_NAME,
+        super::pack_admin::PackRunner::new(pack_admin.clone())
+            .with_python(python.clone(), config.data_dir.join("virtualenvs")),
+    )?;
     runners.register("python-script", python.clone())?;
     runners.register("orquesta", st2_workflow::OrquestaRunner::new())?;
     let settings = EngineSettings {
@@ -156,7 +165,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let store = st2_core::store::open::open_url(&config.storage, Arc::new(SystemClock))
         .await
         .context("opening the store")?;
-    let engine = start_engine(&config, store.clone(), key).await?;
+    let pack_admin = PackAdmin::new();
+    let engine = start_engine(&config, store.clone(), key, &pack_admin).await?;
     for d in engine.diagnostics() {
         tracing::warn!(file = %d.file.display(), "{}", d.message);
     }
@@ -187,6 +197,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
         Err(e) => anyhow::bail!("rules changed through the API: {e}"),
     }
+    let policies_file = config.data_dir.join("policies.json");
+    match super::rules_file::apply_policies(&policies_file, &engine) {
+        Ok(problems) => {
+            for p in problems {
+                tracing::warn!("{p} (skipped)");
+            }
+        }
+        Err(e) => anyhow::bail!("policies changed through the API: {e}"),
+    }
     let state = Arc::new(ApiState {
         engine: engine.clone(),
         auth_backend: Arc::new(users),
@@ -208,9 +227,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             rules_file: Some(rules_file),
             actions_file: Some(actions_file),
             aliases_file: Some(aliases_file),
+            policies_file: Some(policies_file),
             load: Some(load_options(&config)),
             ..ApiSettings::default()
         },
+        pack_admin,
     });
     let app = router(state);
     let mut addrs: Vec<(&str, SocketAddr)> = Vec::new();

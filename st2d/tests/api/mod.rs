@@ -254,7 +254,8 @@ pub async fn build(
         .await
         .expect("store");
     let key = CryptoKey::load_or_create(&config.crypto_key).expect("key");
-    let engine = st2d::server::serve::start_engine(&config, store.clone(), key)
+    let pack_admin = st2d::server::pack_admin::PackAdmin::new();
+    let engine = st2d::server::serve::start_engine(&config, store.clone(), key, &pack_admin)
         .await
         .expect("engine");
     let actions_file = data_dir.join("actions.json");
@@ -268,10 +269,15 @@ pub async fn build(
     let rules_file = data_dir.join("rules.json");
     let problems = st2d::server::rules_file::apply(&rules_file, &engine).expect("rules file");
     assert!(problems.is_empty(), "{problems:?}");
+    let policies_file = data_dir.join("policies.json");
+    let problems =
+        st2d::server::rules_file::apply_policies(&policies_file, &engine).expect("policies file");
+    assert!(problems.is_empty(), "{problems:?}");
     let settings = ApiSettings {
         rules_file: Some(rules_file),
         actions_file: Some(actions_file),
         aliases_file: Some(aliases_file),
+        policies_file: Some(policies_file),
         load: Some(st2d::server::serve::load_options(&config)),
         ..settings
     };
@@ -279,6 +285,7 @@ pub async fn build(
         engine: engine.clone(),
         auth_backend: Arc::new(HtpasswdFile::new(&config.users_file)),
         settings,
+        pack_admin,
     });
     (router(state), engine, store)
 }

@@ -188,8 +188,8 @@ impl TokenStore for PgStore {
 
     async fn get_by_hash(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
         self.one(
-            "SELECT doc FROM tokens WHERE token_hash = $1 AND expiry > $2",
-            &[&token_hash, &self.now_micros()],
+            "SELECT doc FROM tokens WHERE token_hash = $1",
+            &[&token_hash],
         )
         .await?
         .map(|row| doc(&row, 0, "token"))

@@ -57,11 +57,8 @@ impl TokenStore for Tokens {
             .0
             .read(move |db| {
                 db.conn()
-                    .prepare_cached("SELECT doc FROM tokens WHERE token_hash = ?1 AND expiry > ?2")
-                    .and_then(|mut s| {
-                        s.query_row(params![hash, db.now()], |r| r.get(0))
-                            .optional()
-                    })
+                    .prepare_cached("SELECT doc FROM tokens WHERE token_hash = ?1")
+                    .and_then(|mut s| s.query_row(params![hash], |r| r.get(0)).optional())
                     .map_err(sql_error)
             })
             .await?;

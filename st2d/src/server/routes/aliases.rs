@@ -532,11 +532,7 @@ fn cast_params(
             format!("Action with ref \"{action_ref}\" not found "),
         ));
     };
-    let mut schema: Map<String, Value> = catalog
-        .runner_type(&action.runner_type)
-        .map(|r| r.runner_parameters.clone())
-        .unwrap_or_default();
-    schema.extend(action.parameters.clone());
+    let schema = action.schema.properties();
     let mut out = Map::new();
     for (name, value) in params {
         let ty = schema

@@ -9,7 +9,7 @@ mod inquiries;
 mod keys;
 mod metrics;
 pub mod openapi;
-mod packs;
+pub(crate) mod packs;
 mod policies;
 mod reactor;
 mod rules;
@@ -95,6 +95,8 @@ pub fn table() -> Vec<Route> {
         r(Op::get("/v1/packs", "List packs").q(LIST).filters(&["name", "ref"]).list("Pack"), content::list_packs),
         r(Op::get("/v1/packs/{ref_or_id}", "One pack").q(PROJECT).one("Pack"), content::get_pack),
         r(Op::post("/v1/packs/register", "Load packs from disk again").body("PackRegisterRequest").one("PackRegisterResult"), packs::register),
+        r(Op::post("/v1/packs/install", "Install packs from local paths or git URLs").body("PackInstallRequest").accepted("ExecutionId"), packs::install),
+        r(Op::post("/v1/packs/uninstall", "Uninstall packs").body("PackUninstallRequest").accepted("ExecutionId"), packs::uninstall),
         r(Op::get("/v1/triggertypes", "List trigger types").q(LIST).filters(&["pack", "name"]).list("TriggerType"), content::list_trigger_types),
         r(Op::get("/v1/triggertypes/{ref_or_id}", "One trigger type").q(PROJECT).one("TriggerType"), content::get_trigger_type),
         r(Op::get("/v1/triggers", "List triggers").list("Trigger"), content::list_triggers),
@@ -141,7 +143,10 @@ pub fn table() -> Vec<Route> {
         r(Op::get("/v1/policytypes", "List policy types").q(LIST).filters(&["resource_type", "name"]).list("PolicyType"), policies::list_types),
         r(Op::get("/v1/policytypes/{ref_or_id}", "One policy type").q(PROJECT).one("PolicyType"), policies::get_type),
         r(Op::get("/v1/policies", "List policies").q(LIST).filters(&["pack", "name", "resource_ref", "policy_type"]).list("Policy"), policies::list),
+        r(Op::post("/v1/policies", "Create a policy").body("Policy").created("Policy"), policies::create),
         r(Op::get("/v1/policies/{ref_or_id}", "One policy").q(PROJECT).one("Policy"), policies::get_one),
+        r(Op::put("/v1/policies/{ref_or_id}", "Replace a policy").body("Policy").one("Policy"), policies::update),
+        r(Op::delete("/v1/policies/{ref_or_id}", "Delete a policy"), policies::delete),
         r(Op::get("/v1/metrics", "Prometheus metrics").text(), metrics::metrics),
         r(Op::get("/v1/webhooks", "List webhooks").list("Webhook"), webhooks::list),
         r(Op::get("/v1/webhooks/{*hook}", "One webhook").one("Webhook"), webhooks::get_one),

@@ -125,6 +125,12 @@ impl Op {
         self
     }
 
+    /// 202 with one object.
+    pub fn accepted(mut self, schema: &'static str) -> Op {
+        self.reply = Reply::One(202, schema);
+        self
+    }
+
     /// 200 with a list.
     pub fn list(mut self, schema: &'static str) -> Op {
         self.reply = Reply::List(schema);
@@ -470,6 +476,16 @@ fn schemas() -> Value {
                 ("fail_on_failure", "boolean"),
             ]),
         ),
+        (
+            "PackInstallRequest",
+            object(&[
+                ("packs", "array"),
+                ("force", "boolean"),
+                ("skip_dependencies", "boolean"),
+            ]),
+        ),
+        ("PackUninstallRequest", object(&[("packs", "array")])),
+        ("ExecutionId", object(&[("execution_id", "string")])),
         (
             "PackRegisterResult",
             json!({"type": "object", "additionalProperties": {"type": "integer"}}),

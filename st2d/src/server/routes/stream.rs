@@ -278,6 +278,26 @@ pub async fn stream(State(state): State<Arc<ApiState>>, RawQuery(q): RawQuery) -
         if sender.send(Ok(Bytes::from_static(b"\n"))).await.is_err() {
             return;
         }
+        // A client waiting for the end of an execution that completed before it connected
+        // (`st2 pack install` of a pack that fails at once) gets that last update now instead
+        // of waiting forever. The subscription above already catches anything later.
+        if filter.end_event.as_deref() == Some("st2.execution__update")
+            && let Some(id) = &filter.end_execution_id
+            && let Ok(Some(record)) = state.engine.get(id).await
+            && record.status.is_completed()
+        {
+            let (frames, _) = frames_of(
+                &state,
+                &EngineEvent::ExecutionUpdated(Box::new(record)),
+                &filter,
+            );
+            for f in frames {
+                if sender.send(Ok(f)).await.is_err() {
+                    return;
+                }
+            }
+            return;
+        }
         loop {
             let event = tokio::select! {
                 e = events.recv() => e,
