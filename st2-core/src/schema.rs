@@ -607,12 +607,96 @@ pub struct Schema {
     compiled: OnceLock<Result<Compiled, SchemaError>>,
 }
 
+/// A `{name: definition}` parameter map held as compact JSON text until it is first read.
+///
+/// A catalog of thousands of actions (the AWS pack alone declares over 3,000) holds every
+/// action's parameter definitions, and most are never read after loading: as text they take
+/// a fraction of the memory of a parsed map. Reading derefs to the parsed map, parsed once
+/// and kept.
+pub struct ParamMap {
+    text: Box<str>,
+    parsed: OnceLock<Map<String, Value>>,
+}
+
+impl ParamMap {
+    /// Keep `map` as text.
+    pub fn new(map: &Map<String, Value>) -> ParamMap {
+        ParamMap {
+            // A map of JSON values always serialises.
+            text: serde_json::to_string(map)
+                .unwrap_or_else(|_| "{}".into())
+                .into(),
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// The map as JSON text.
+    pub fn as_json(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::ops::Deref for ParamMap {
+    type Target = Map<String, Value>;
+
+    fn deref(&self) -> &Map<String, Value> {
+        // The text was written from a map, so it parses back to the same map.
+        self.parsed
+            .get_or_init(|| serde_json::from_str(&self.text).unwrap_or_default())
+    }
+}
+
+impl From<Map<String, Value>> for ParamMap {
+    fn from(map: Map<String, Value>) -> ParamMap {
+        ParamMap::new(&map)
+    }
+}
+
+impl Default for ParamMap {
+    fn default() -> ParamMap {
+        ParamMap::new(&Map::new())
+    }
+}
+
+impl Clone for ParamMap {
+    fn clone(&self) -> ParamMap {
+        ParamMap {
+            text: self.text.clone(),
+            parsed: OnceLock::new(),
+        }
+    }
+}
+
+impl PartialEq for ParamMap {
+    fn eq(&self, other: &ParamMap) -> bool {
+        self.text == other.text || **self == **other
+    }
+}
+
+impl fmt::Debug for ParamMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl serde::Serialize for ParamMap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.parsed.get() {
+            Some(map) => map.serialize(serializer),
+            // Presenting a catalog (`GET /actions`) must not keep every map parsed.
+            None => serde_json::from_str::<Map<String, Value>>(&self.text)
+                .unwrap_or_default()
+                .serialize(serializer),
+        }
+    }
+}
+
 /// The property definitions: as given, or a runner's and an action's merged on first use.
 enum Properties {
     Given(Map<String, Value>),
     Merged {
         base: Arc<Map<String, Value>>,
-        over: Arc<Map<String, Value>>,
+        over: Arc<ParamMap>,
         merged: OnceLock<Map<String, Value>>,
     },
 }
@@ -656,10 +740,7 @@ impl Schema {
     /// ([`merge_parameters`]), rejecting unknown keys. The merge is made on first use and
     /// both sides stay shared, so an action that is never run costs only its own
     /// definitions.
-    pub fn for_merged_parameters(
-        runner: Arc<Map<String, Value>>,
-        action: Arc<Map<String, Value>>,
-    ) -> Schema {
+    pub fn for_merged_parameters(runner: Arc<Map<String, Value>>, action: Arc<ParamMap>) -> Schema {
         Schema {
             properties: Properties::Merged {
                 base: runner,
@@ -1070,6 +1151,57 @@ pub fn kind_of(v: &Value) -> &'static str {
 mod tests {
     use super::*;
     use crate::diagnostic::Severity;
+
+    #[test]
+    fn param_maps_keep_text_until_read_and_serialise_without_parsing_for_good() {
+        let map = params(json!({
+            "cmd": {"type": "string", "required": true, "description": "é \"quoted\""},
+            "n": {"type": "integer", "default": 3}
+        }));
+        let kept = ParamMap::new(&map);
+        assert_eq!(
+            kept.as_json(),
+            r#"{"cmd":{"type":"string","required":true,"description":"é \"quoted\""},"n":{"type":"integer","default":3}}"#
+        );
+        // Serialising (as the API does for every action) does not keep the parse.
+        assert_eq!(
+            serde_json::to_value(&kept).unwrap(),
+            Value::Object(map.clone())
+        );
+        assert!(kept.parsed.get().is_none());
+        // Reading parses once, in the written order.
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["cmd", "n"]);
+        assert!(kept.parsed.get().is_some());
+        assert_eq!(*kept, map);
+        assert_eq!(kept, ParamMap::from(map.clone()));
+        assert_eq!(kept.clone().get("n"), map.get("n"));
+        assert!(ParamMap::default().is_empty());
+    }
+
+    #[test]
+    fn merged_schemas_merge_on_first_use_and_share_both_sides() {
+        let runner = Arc::new(params(json!({
+            "cmd": {"type": "string", "description": "runner's"},
+            "timeout": {"type": "integer", "default": 60}
+        })));
+        let action = Arc::new(ParamMap::new(&params(json!({
+            "cmd": {"default": "date", "immutable": true},
+            "extra": {"type": "boolean", "secret": true}
+        }))));
+        let schema = Schema::for_merged_parameters(runner.clone(), action.clone());
+        assert_eq!(
+            Value::Object(schema.properties().clone()),
+            json!({
+                "cmd": {"type": "string", "description": "runner's", "default": "date", "immutable": true},
+                "timeout": {"type": "integer", "default": 60},
+                "extra": {"type": "boolean", "secret": true}
+            })
+        );
+        assert!(schema.is_immutable("cmd") && schema.is_secret("extra"));
+        assert_eq!(Arc::strong_count(&runner), 2);
+        assert_eq!(Arc::strong_count(&action), 2);
+        assert!(schema.validate(&json!({"cmd": "x", "bogus": 1})).is_err());
+    }
 
     fn params(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()

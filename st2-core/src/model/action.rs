@@ -12,7 +12,7 @@ use crate::model::pack::PackIdentity;
 use crate::model::runner_type::RunnerType;
 use crate::model::{Origin, Tag, check_pack_field};
 use crate::reference;
-use crate::schema::{self, Schema};
+use crate::schema::{self, ParamMap, Schema};
 
 /// An action as written in its metadata file.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +80,7 @@ pub struct Action {
     /// Script or workflow file relative to the pack's `actions/` folder.
     pub entry_point: String,
     /// The action's own parameter declarations, as written (shared with [`Action::schema`]).
-    pub parameters: Arc<Map<String, Value>>,
+    pub parameters: Arc<ParamMap>,
     /// Runner and action parameters merged, with a draft-4 validator.
     pub schema: Arc<Schema>,
     /// Schema of the result.
@@ -214,7 +214,7 @@ impl ActionSpec {
         drop(merged);
         // The merged definitions are built again when first asked for: thousands of loaded
         // actions are never run, and each would otherwise hold its runner's parameters again.
-        let parameters = Arc::new(self.parameters);
+        let parameters = Arc::new(ParamMap::new(&self.parameters));
         let compiled =
             Schema::for_merged_parameters(runner.runner_parameters.clone(), parameters.clone());
         Some(Action {
