@@ -2,6 +2,8 @@
 //! `st2.execution__update`, `st2.execution.output__create`, `st2.trigger_instance__create`,
 //! `st2.announcement__<route>`). The daemon turns them into server-sent events.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -13,22 +15,22 @@ use crate::store::{ExecutionRecord, NewOutput, TriggerInstanceRecord};
 pub enum EngineEvent {
     /// An execution was created.
     #[serde(rename = "st2.execution__create")]
-    ExecutionCreated(Box<ExecutionRecord>),
+    ExecutionCreated(Arc<ExecutionRecord>),
     /// An execution changed (status, result, …).
     #[serde(rename = "st2.execution__update")]
-    ExecutionUpdated(Box<ExecutionRecord>),
+    ExecutionUpdated(Arc<ExecutionRecord>),
     /// A line of output of a running execution.
     #[serde(rename = "st2.execution.output__create")]
-    Output(Box<NewOutput>),
+    Output(Arc<NewOutput>),
     /// A trigger instance was accepted.
     #[serde(rename = "st2.trigger_instance__create")]
-    TriggerInstance(Box<TriggerInstanceRecord>),
+    TriggerInstance(Arc<TriggerInstanceRecord>),
     /// The rules engine finished with a trigger instance (`processed` or
     /// `processing_failed`), with the executions its rules started.
     #[serde(rename = "st2.trigger_instance__update")]
     TriggerInstanceProcessed {
         /// The instance, as stored.
-        instance: Box<TriggerInstanceRecord>,
+        instance: Arc<TriggerInstanceRecord>,
         /// Ids of the executions it started.
         executions: Vec<String>,
     },

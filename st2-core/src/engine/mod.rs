@@ -1125,7 +1125,7 @@ impl Engine {
                         instance,
                         executions,
                     })) if instance.id == id => {
-                        return Ok((*instance, executions));
+                        return Ok((std::sync::Arc::unwrap_or_clone(instance), executions));
                     }
                     Ok(Ok(_)) => continue,
                     Ok(Err(broadcast::error::RecvError::Closed)) => {
