@@ -1,0 +1,1529 @@
+//! The commands: arguments (clap) and what each sends and prints.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::config::{self, Ini, Overrides, Settings};
+use crate::http::{Api, enc, is_status, query};
+use crate::output::{Format, Out, lookup};
+use crate::run::{self, RunOptions};
+use crate::{Cli, Command};
+
+type Res = Result<ExitCode>;
+const OK: Res = Ok(ExitCode::SUCCESS);
+
+// ---------------------------------------------------------------------------------------
+// Arguments
+
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// The password.
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long, conflicts_with = "password")]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    pub username: String,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+    /// Token lifetime in seconds.
+    #[arg(short = 'l', long)]
+    pub ttl: Option<u64>,
+    /// Also write the password (plain text) into the config file.
+    #[arg(short = 'w', long = "write-password")]
+    pub write_password: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    pub username: String,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+    /// Token lifetime in seconds.
+    #[arg(short = 'l', long)]
+    pub ttl: Option<u64>,
+    /// Print only the token.
+    #[arg(short = 't', long = "only-token")]
+    pub only_token: bool,
+}
+
+/// `-a/--attr`: attributes to show (space or comma separated; `all` for every one).
+#[derive(Debug, Args, Clone, Default)]
+pub struct AttrArgs {
+    #[arg(short = 'a', long = "attr", num_args = 1.., value_delimiter = ',', value_name = "ATTR")]
+    pub attr: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Action reference (pack.name).
+    pub action: String,
+    /// Parameters as key=value (cast by the action's schema; `key=@file` reads a file).
+    #[arg(value_name = "KEY=VALUE")]
+    pub parameters: Vec<String>,
+    /// Do not wait: print the execution id.
+    #[arg(short = 'a', long = "async")]
+    pub asynchronous: bool,
+    /// Attributes of the result to show.
+    #[arg(long = "attr", num_args = 1.., value_delimiter = ',')]
+    pub attr: Vec<String>,
+    /// Print only this key of the result (dotted path).
+    #[arg(short = 'k', long = "key")]
+    pub key: Option<String>,
+    /// Run as this user (admins only).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Trace tag.
+    #[arg(long)]
+    pub trace_tag: Option<String>,
+    /// Existing trace id.
+    #[arg(long, conflicts_with = "trace_tag")]
+    pub trace_id: Option<String>,
+    /// Delay in milliseconds before the execution is scheduled.
+    #[arg(long)]
+    pub delay: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ActionCommand {
+    /// List actions.
+    List {
+        /// Only this pack's actions.
+        #[arg(short = 'p', long)]
+        pack: Option<String>,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Show one action.
+    Get {
+        #[arg(value_name = "REF_OR_ID")]
+        reference: String,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Create an action from a JSON or YAML file.
+    Create { file: PathBuf },
+    /// Delete an action.
+    Delete {
+        #[arg(value_name = "REF_OR_ID")]
+        reference: String,
+    },
+    /// Run an action (same as `st2 run`).
+    Execute(RunArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExecutionCommand {
+    /// The most recent executions.
+    List {
+        /// How many.
+        #[arg(short = 'n', long = "last", default_value_t = 50)]
+        last: u64,
+        /// Only executions of this action.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only executions with this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only executions by this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Include the children of workflows.
+        #[arg(short = 'l', long)]
+        showall: bool,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Show one execution.
+    Get {
+        id: String,
+        #[command(flatten)]
+        attr: AttrArgs,
+        /// Print only this key of the result (dotted path).
+        #[arg(short = 'k', long = "key")]
+        key: Option<String>,
+    },
+    /// Follow an execution's output (and its children's) until it completes.
+    Tail {
+        /// Execution id, or `last`.
+        id: String,
+        /// Only this output type (stdout, stderr).
+        #[arg(long = "type")]
+        output_type: Option<String>,
+        /// Prefix each chunk with its time and type.
+        #[arg(long)]
+        include_metadata: bool,
+    },
+    /// Run an execution's action again.
+    #[command(name = "re-run")]
+    ReRun {
+        id: String,
+        /// Parameters to change, key=value.
+        #[arg(value_name = "KEY=VALUE")]
+        parameters: Vec<String>,
+        /// Workflow tasks to re-run.
+        #[arg(long, num_args = 1..)]
+        tasks: Vec<String>,
+        /// Tasks not to reset.
+        #[arg(long, num_args = 1..)]
+        no_reset: Vec<String>,
+        /// Delay in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        delay: u64,
+        /// Do not wait.
+        #[arg(short = 'a', long = "async")]
+        asynchronous: bool,
+    },
+    /// Cancel executions.
+    Cancel {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Pause a workflow execution.
+    Pause {
+        id: String,
+    },
+    /// Resume a paused workflow execution.
+    Resume {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// List rules.
+    List {
+        #[arg(short = 'p', long)]
+        pack: Option<String>,
+        /// Only rules running this action.
+        #[arg(short = 'c', long)]
+        action: Option<String>,
+        /// Only rules on this trigger.
+        #[arg(short = 'g', long)]
+        trigger: Option<String>,
+        #[arg(long, conflicts_with = "disabled")]
+        enabled: bool,
+        #[arg(long)]
+        disabled: bool,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Show one rule.
+    Get {
+        #[arg(value_name = "REF_OR_ID")]
+        reference: String,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Create a rule from a YAML or JSON file.
+    Create { file: PathBuf },
+    /// Delete a rule.
+    Delete {
+        #[arg(value_name = "REF_OR_ID")]
+        reference: String,
+    },
+    /// Enable a rule.
+    Enable {
+        #[arg(value_name = "REF_OR_ID")]
+        reference: String,
+    },
+    /// Disable a rule.
+    Disable {
+        #[arg(value_name = "REF_OR_ID")]
+        reference: String,
+    },
+}
+
+/// `list` and `get` (trigger, sensor, webhook, runner).
+#[derive(Debug, Subcommand)]
+pub enum GetListCommand {
+    /// List them.
+    List {
+        #[arg(short = 'p', long)]
+        pack: Option<String>,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Show one.
+    Get {
+        #[arg(value_name = "REF_OR_NAME")]
+        reference: String,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TriggerInstanceCommand {
+    /// The most recent trigger instances.
+    List {
+        #[arg(short = 'n', long = "last", default_value_t = 50)]
+        last: u64,
+        /// Only instances of this trigger.
+        #[arg(long)]
+        trigger: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Show one.
+    Get {
+        id: String,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Emit a trigger instance again.
+    #[command(name = "re-emit")]
+    ReEmit { id: String },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ScopeArgs {
+    /// Scope: system, user (or all for list).
+    #[arg(short = 's', long)]
+    pub scope: Option<String>,
+    /// The user whose user-scoped keys to use (admins only).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List keys.
+    List {
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Show secret values in clear.
+        #[arg(short = 'd', long)]
+        decrypt: bool,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: u64,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Show one key.
+    Get {
+        name: String,
+        #[arg(short = 'd', long)]
+        decrypt: bool,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Set a key.
+    Set {
+        name: String,
+        value: String,
+        /// Store the value encrypted (a secret).
+        #[arg(short = 'e', long)]
+        encrypt: bool,
+        /// Seconds until the key expires.
+        #[arg(short = 'l', long)]
+        ttl: Option<u64>,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Delete a key.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Load keys from a JSON or YAML file (a list of {name, value, scope?, user?, secret?, ttl?}
+    /// or a {name: value} object).
+    Load {
+        file: PathBuf,
+        /// Store non-string values as their JSON text.
+        #[arg(short = 'c', long)]
+        convert: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PackCommand {
+    /// Installed packs.
+    List {
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// One installed pack.
+    Get {
+        #[arg(value_name = "REF")]
+        reference: String,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Install packs (from the exchange, a git URL or a path).
+    Install {
+        #[arg(required = true)]
+        packs: Vec<String>,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        skip_dependencies: bool,
+    },
+    /// Remove packs.
+    Remove {
+        #[arg(required = true)]
+        packs: Vec<String>,
+    },
+    /// Register packs' content (all packs when none is named).
+    Register {
+        packs: Vec<String>,
+        /// Only these content types (actions, rules, sensors, …).
+        #[arg(long, num_args = 1..)]
+        types: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// List policies.
+    List {
+        #[arg(short = 'p', long)]
+        pack: Option<String>,
+        /// Only policies on this action.
+        #[arg(short = 'r', long)]
+        resource_ref: Option<String>,
+        /// Only policies of this type.
+        #[arg(long)]
+        policy_type: Option<String>,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Show one policy.
+    Get {
+        #[arg(value_name = "REF_OR_ID")]
+        reference: String,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InquiryCommand {
+    /// Inquiries waiting for a response.
+    List {
+        #[arg(short = 'n', long = "last", default_value_t = 50)]
+        last: u64,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Show one inquiry.
+    Get {
+        id: String,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Respond to an inquiry.
+    Respond {
+        id: String,
+        /// The response as JSON.
+        #[arg(short = 'r', long, required = true)]
+        response: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key (its key is shown only now).
+    Create {
+        /// Print only the key.
+        #[arg(short = 'k', long = "only-key")]
+        only_key: bool,
+        /// Metadata as JSON.
+        #[arg(short = 'm', long)]
+        metadata: Option<String>,
+        /// Owner (admins only).
+        #[arg(short = 'u', long)]
+        user: Option<String>,
+    },
+    /// List API keys.
+    List {
+        /// Show the key hashes.
+        #[arg(long)]
+        show_secrets: bool,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Show one API key.
+    Get {
+        #[arg(value_name = "ID_OR_KEY")]
+        id: String,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Delete an API key.
+    Delete {
+        #[arg(value_name = "ID_OR_KEY")]
+        id: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------
+// Dispatch
+
+pub fn dispatch(cli: Cli) -> Res {
+    let g = cli.global;
+    let overrides = Overrides {
+        config_file: g.config_file,
+        skip_config: g.skip_config,
+        base_url: g.base_url,
+        api_url: g.api_url,
+        auth_url: g.auth_url,
+        stream_url: g.stream_url,
+        api_version: g.api_version,
+        cacert: g.cacert,
+        token: g.token,
+        api_key: g.api_key,
+        debug: g.debug,
+    };
+    let settings = Settings::resolve(&overrides)?;
+    let format = if g.json {
+        Format::Json
+    } else if g.yaml {
+        Format::Yaml
+    } else {
+        Format::Table
+    };
+    let out = Out::new(format, &settings.timezone);
+    if let Command::PrintConfig = cli.command {
+        out.object(&settings.describe(), &[], &[])?;
+        return OK;
+    }
+    let api = Api::new(settings)?;
+    let api = &api;
+    let out = &out;
+    match cli.command {
+        Command::PrintConfig => OK,
+        Command::Login(a) => login(api, out, a),
+        Command::Whoami => whoami(api, out),
+        Command::Auth(a) => auth(api, out, a),
+        Command::Run(a) => run_action(api, out, a),
+        Command::Action { command } => action(api, out, command),
+        Command::Execution { command } => execution(api, out, command),
+        Command::Rule { command } => rule(api, out, command),
+        Command::Trigger { command } => get_list(api, out, &TRIGGER, command),
+        Command::Sensor { command } => get_list(api, out, &SENSOR, command),
+        Command::Runner { command } => get_list(api, out, &RUNNER, command),
+        Command::Webhook { command } => webhook(api, out, command),
+        Command::TriggerInstance { command } => trigger_instance(api, out, command),
+        Command::Key { command } => key(api, out, command),
+        Command::Pack { command } => pack(api, out, command),
+        Command::Policy { command } => policy(api, out, command),
+        Command::Inquiry { command } => inquiry(api, out, command),
+        Command::Apikey { command } => apikey(api, out, command),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Resources
+
+/// How one kind of resource is listed and shown.
+#[derive(Debug)]
+pub struct Resource {
+    /// `Action`, for messages.
+    pub display: &'static str,
+    /// `/actions`.
+    pub path: &'static str,
+    /// Default list columns.
+    pub list_attrs: &'static [&'static str],
+    /// Property order of `get`.
+    pub order: &'static [&'static str],
+    /// List with `?include_attributes=` of the columns.
+    pub include: bool,
+    /// List path gets a trailing slash (the client's `query()` form).
+    pub slash: bool,
+}
+
+const ACTION: Resource = Resource {
+    display: "Action",
+    path: "/actions",
+    list_attrs: &["ref", "pack", "description"],
+    order: &[
+        "id",
+        "uid",
+        "ref",
+        "pack",
+        "name",
+        "description",
+        "enabled",
+        "entry_point",
+        "runner_type",
+        "parameters",
+    ],
+    include: true,
+    slash: false,
+};
+const RULE: Resource = Resource {
+    display: "Rule",
+    path: "/rules",
+    list_attrs: &["ref", "pack", "description", "enabled"],
+    order: &["id", "uid", "ref", "pack", "name", "description", "enabled"],
+    include: true,
+    slash: true,
+};
+const TRIGGER: Resource = Resource {
+    display: "Trigger type",
+    path: "/triggertypes",
+    list_attrs: &["ref", "pack", "description"],
+    order: &[
+        "id",
+        "ref",
+        "pack",
+        "name",
+        "description",
+        "parameters_schema",
+        "payload_schema",
+    ],
+    include: true,
+    slash: false,
+};
+const TRIGGER_INSTANCE: Resource = Resource {
+    display: "Trigger instance",
+    path: "/triggerinstances",
+    list_attrs: &["id", "trigger", "occurrence_time", "status"],
+    order: &["id", "trigger", "occurrence_time", "payload", "status"],
+    include: true,
+    slash: true,
+};
+const SENSOR: Resource = Resource {
+    display: "Sensor",
+    path: "/sensortypes",
+    list_attrs: &["ref", "pack", "description", "enabled"],
+    order: &[
+        "id",
+        "uid",
+        "ref",
+        "pack",
+        "name",
+        "enabled",
+        "entry_point",
+        "artifact_uri",
+        "trigger_types",
+    ],
+    include: true,
+    slash: false,
+};
+const RUNNER: Resource = Resource {
+    display: "Runner type",
+    path: "/runnertypes",
+    list_attrs: &["name", "description"],
+    order: &["id", "name", "description", "enabled", "runner_parameters"],
+    include: true,
+    slash: false,
+};
+const PACK: Resource = Resource {
+    display: "Pack",
+    path: "/packs",
+    list_attrs: &["ref", "name", "description", "version", "author"],
+    order: &[
+        "name",
+        "version",
+        "author",
+        "email",
+        "keywords",
+        "description",
+    ],
+    include: true,
+    slash: false,
+};
+const POLICY: Resource = Resource {
+    display: "Policy",
+    path: "/policies",
+    list_attrs: &["ref", "resource_ref", "policy_type", "enabled"],
+    order: &[
+        "id",
+        "ref",
+        "pack",
+        "name",
+        "description",
+        "enabled",
+        "resource_ref",
+        "policy_type",
+        "parameters",
+    ],
+    include: true,
+    slash: true,
+};
+const INQUIRY: Resource = Resource {
+    display: "Inquiry",
+    path: "/inquiries",
+    list_attrs: &["id", "roles", "users", "route", "ttl"],
+    order: &["id", "roles", "users", "route", "ttl", "schema"],
+    include: false,
+    slash: true,
+};
+const APIKEY: Resource = Resource {
+    display: "API key",
+    path: "/apikeys",
+    list_attrs: &["id", "user", "metadata"],
+    order: &["id", "user", "metadata"],
+    include: false,
+    slash: false,
+};
+const EXECUTION_LIST: &[&str] = &[
+    "id",
+    "action.ref",
+    "context.user",
+    "status",
+    "start_timestamp",
+    "end_timestamp",
+];
+const KEY_LIST: &[&str] = &[
+    "name",
+    "value",
+    "secret",
+    "encrypted",
+    "scope",
+    "user",
+    "expire_timestamp",
+];
+const KEY_GET: &[&str] = &[
+    "name",
+    "value",
+    "secret",
+    "encrypted",
+    "scope",
+    "expire_timestamp",
+];
+
+fn strings(attrs: &[&str]) -> Vec<String> {
+    attrs.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The columns: `-a` or the defaults.
+fn columns(attr: &AttrArgs, defaults: &[&str]) -> Vec<String> {
+    if attr.attr.is_empty() {
+        strings(defaults)
+    } else {
+        attr.attr.clone()
+    }
+}
+
+/// `include_attributes` for these columns (none for `all`).
+fn include_for(cols: &[String]) -> Option<String> {
+    if cols.iter().any(|c| c == "all") {
+        return None;
+    }
+    let mut firsts: Vec<&str> = Vec::new();
+    for c in cols {
+        let first = c.split('.').next().unwrap_or(c);
+        if !firsts.contains(&first) {
+            firsts.push(first);
+        }
+    }
+    Some(firsts.join(","))
+}
+
+fn list_resource(
+    api: &Api,
+    out: &Out,
+    r: &Resource,
+    attr: &AttrArgs,
+    mut filters: Vec<(&str, String)>,
+) -> Res {
+    let cols = columns(attr, r.list_attrs);
+    let mut pairs = Vec::new();
+    if r.include
+        && let Some(inc) = include_for(&cols)
+    {
+        pairs.push(("include_attributes", inc));
+    }
+    pairs.append(&mut filters);
+    let slash = if r.slash { "/" } else { "" };
+    let (items, total) = api.list(&format!("{}{slash}{}", r.path, query(&pairs)))?;
+    out.list(&items, &cols)?;
+    note_more(out, items.len(), total);
+    OK
+}
+
+fn note_more(out: &Out, shown: usize, total: Option<u64>) {
+    if let Some(t) = total
+        && out.is_table()
+        && t > shown as u64
+    {
+        eprintln!("Note: only {shown} of {t} are shown. Use -n/--last for more.");
+    }
+}
+
+/// `GET <path>/<id>`; 404 → `<Display> "<id>" is not found.`
+fn fetch(api: &Api, r: &Resource, id: &str) -> Result<Value> {
+    api.get_opt(&format!("{}/{}", r.path, enc(id)))?
+        .ok_or_else(|| anyhow!("{} \"{id}\" is not found.", r.display))
+}
+
+fn get_resource(api: &Api, out: &Out, r: &Resource, id: &str, attr: &AttrArgs) -> Res {
+    let item = fetch(api, r, id)?;
+    out.object(&item, &attr.attr, r.order)?;
+    OK
+}
+
+fn read_document(file: &std::path::Path) -> Result<Value> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    if let Ok(v) = serde_json::from_str::<Value>(&text) {
+        return Ok(v);
+    }
+    serde_saphyr::from_str::<Value>(&text)
+        .map_err(|e| anyhow!("{} is neither JSON nor YAML: {e}", file.display()))
+}
+
+fn deleted(out: &Out, what: &str, id: &str) -> Res {
+    if out.is_table() {
+        println!("Resource with id \"{id}\" has been successfully deleted.");
+    } else {
+        out.dump(&json!({"deleted": what, "id": id}))?;
+    }
+    OK
+}
+
+// ---------------------------------------------------------------------------------------
+// Authentication
+
+fn password(args: &PasswordArgs, user: &str) -> Result<String> {
+    if let Some(p) = &args.password {
+        return Ok(p.clone());
+    }
+    let stdin = std::io::stdin();
+    if !args.password_stdin && stdin.is_terminal() {
+        bail!("give the password of {user} with -p PASSWORD or --password-stdin");
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let line = line.trim_end_matches(['\n', '\r']).to_owned();
+    if line.is_empty() {
+        bail!("no password on standard input");
+    }
+    Ok(line)
+}
+
+fn login(api: &Api, out: &Out, a: LoginArgs) -> Res {
+    let pw = password(&a.password, &a.username)?;
+    let token = api
+        .create_token(&a.username, &pw, a.ttl)
+        .with_context(|| format!("Failed to log in as {}", a.username))?;
+    api.cache_token(&token);
+    let path = api.settings.config_path.clone();
+    let mut ini = match std::fs::read_to_string(&path) {
+        Ok(text) => Ini::parse(&text, &path)?,
+        Err(_) => Ini::default(),
+    };
+    ini.set("credentials", "username", &a.username);
+    if a.write_password {
+        ini.set("credentials", "password", &pw);
+    } else {
+        ini.remove("credentials", "password");
+    }
+    if let Some(parent) = path.parent() {
+        config::create_private_dir(parent)?;
+    }
+    config::write_private(&path, &ini.render())?;
+    if out.is_table() {
+        println!("Logged in as {}", a.username);
+        if !a.write_password {
+            println!(
+                "\nNote: the password was not written to {} (use -w for that); log in again \
+                 when the token expires ({}).",
+                path.display(),
+                token["expiry"].as_str().unwrap_or("")
+            );
+        }
+    } else {
+        out.dump(&json!({"user": token["user"], "expiry": token["expiry"]}))?;
+    }
+    OK
+}
+
+fn whoami(api: &Api, out: &Out) -> Res {
+    let info = match api.get("/user") {
+        Ok(v) => v,
+        Err(e) if is_status(&e, 401) => {
+            eprintln!(
+                "Not authenticated. Log in with `st2 login <user>` or set ST2_AUTH_TOKEN / ST2_API_KEY."
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e),
+    };
+    if !out.is_table() {
+        out.dump(&info)?;
+        return OK;
+    }
+    println!(
+        "Currently logged in as \"{}\".\n",
+        info["username"].as_str().unwrap_or("")
+    );
+    let method = lookup(&info, "authentication.method").as_str().unwrap_or("");
+    println!("Authentication method: {method}");
+    if method == "authentication token" {
+        println!(
+            "Authentication token expire time: {}",
+            lookup(&info, "authentication.token_expire")
+                .as_str()
+                .unwrap_or("")
+        );
+    }
+    let roles: Vec<&str> = lookup(&info, "rbac.roles")
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let enabled = lookup(&info, "rbac.enabled").as_bool().unwrap_or(false);
+    println!(
+        "\nRBAC:\n - Enabled: {}\n - Roles: {}",
+        if enabled { "True" } else { "False" },
+        roles.join(", ")
+    );
+    OK
+}
+
+fn auth(api: &Api, out: &Out, a: AuthArgs) -> Res {
+    let pw = password(&a.password, &a.username)?;
+    let token = api.create_token(&a.username, &pw, a.ttl)?;
+    if a.only_token {
+        println!("{}", token["token"].as_str().unwrap_or(""));
+        return OK;
+    }
+    let shown = json!({"user": token["user"], "token": token["token"], "expiry": token["expiry"]});
+    if out.is_table() {
+        out.list(&[shown], &strings(&["user", "token", "expiry"]))?;
+    } else {
+        out.dump(&shown)?;
+    }
+    OK
+}
+
+// ---------------------------------------------------------------------------------------
+// Actions and executions
+
+fn run_action(api: &Api, out: &Out, a: RunArgs) -> Res {
+    let opts = RunOptions {
+        asynchronous: a.asynchronous,
+        attrs: a.attr,
+        result_key: a.key,
+    };
+    run::run(
+        api,
+        out,
+        &a.action,
+        &a.parameters,
+        a.user.as_deref(),
+        a.trace_tag.as_deref(),
+        a.trace_id.as_deref(),
+        a.delay,
+        &opts,
+    )
+}
+
+fn action(api: &Api, out: &Out, command: ActionCommand) -> Res {
+    match command {
+        ActionCommand::List { pack, attr } => {
+            let filters = pack.map(|p| vec![("pack", p)]).unwrap_or_default();
+            list_resource(api, out, &ACTION, &attr, filters)
+        }
+        ActionCommand::Get { reference, attr } => {
+            let item = run::get_action(api, &reference)?;
+            out.object(&item, &attr.attr, ACTION.order)?;
+            OK
+        }
+        ActionCommand::Create { file } => {
+            let body = read_document(&file)?;
+            let created = api.post("/actions", &body)?;
+            out.object(&created, &[], ACTION.order)?;
+            OK
+        }
+        ActionCommand::Delete { reference } => {
+            let item = run::get_action(api, &reference)?;
+            let id = item["id"].as_str().unwrap_or(&reference).to_owned();
+            api.call(
+                reqwest::Method::DELETE,
+                &format!("/actions/{}", enc(&id)),
+                Some(&json!({"remove_files": false})),
+            )?;
+            deleted(out, "action", &reference)
+        }
+        ActionCommand::Execute(a) => run_action(api, out, a),
+    }
+}
+
+fn execution(api: &Api, out: &Out, command: ExecutionCommand) -> Res {
+    match command {
+        ExecutionCommand::List {
+            last,
+            action,
+            status,
+            user,
+            showall,
+            attr,
+        } => {
+            let cols = columns(&attr, EXECUTION_LIST);
+            let mut pairs = vec![("limit", last.to_string())];
+            if let Some(a) = action {
+                pairs.push(("action", a));
+            }
+            if let Some(s) = status {
+                pairs.push(("status", s));
+            }
+            if let Some(u) = user {
+                pairs.push(("user", u));
+            }
+            if !showall {
+                pairs.push(("parent", "null".into()));
+            }
+            pairs.push(("sort_desc", "True".into()));
+            if let Some(inc) = include_for(&cols) {
+                pairs.push(("include_attributes", inc));
+            }
+            let (mut items, total) = api.list(&format!("/executions/{}", query(&pairs)))?;
+            if !out.is_table() {
+                // As st2client: oldest first in JSON/YAML.
+                items.reverse();
+            }
+            out.list(&items, &cols)?;
+            note_more(out, items.len(), total);
+            OK
+        }
+        ExecutionCommand::Get { id, attr, key } => {
+            let Some(item) = api.get_opt(&format!("/executions/{}", enc(&id)))? else {
+                bail!("Execution \"{id}\" is not found.");
+            };
+            let opts = RunOptions {
+                asynchronous: false,
+                attrs: attr.attr,
+                result_key: key,
+            };
+            run::show_execution(api, out, &item, &opts)?;
+            OK
+        }
+        ExecutionCommand::Tail {
+            id,
+            output_type,
+            include_metadata,
+        } => run::tail(api, out, &id, output_type, include_metadata),
+        ExecutionCommand::ReRun {
+            id,
+            parameters,
+            tasks,
+            no_reset,
+            delay,
+            asynchronous,
+        } => {
+            let opts = RunOptions {
+                asynchronous,
+                ..RunOptions::default()
+            };
+            run::rerun(api, out, &id, &parameters, &tasks, &no_reset, delay, &opts)
+        }
+        ExecutionCommand::Cancel { ids } => {
+            let mut code = ExitCode::SUCCESS;
+            for id in ids {
+                let reply = match api.delete(&format!("/executions/{}", enc(&id))) {
+                    Ok(v) => v,
+                    Err(e) if is_status(&e, 404) => {
+                        eprintln!("ERROR: Execution \"{id}\" is not found.");
+                        code = ExitCode::FAILURE;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if !out.is_table() {
+                    out.dump(&reply)?;
+                } else if let Some(f) = reply["faultstring"].as_str() {
+                    println!("{f}");
+                } else {
+                    let status = reply["status"].as_str().unwrap_or("canceling");
+                    if status == "canceled" {
+                        println!("Action execution with id {id} canceled.");
+                    } else {
+                        println!(
+                            "Action execution with id {id} is being canceled (status={status})."
+                        );
+                    }
+                }
+            }
+            Ok(code)
+        }
+        ExecutionCommand::Pause { id } => change_status(api, out, &id, "pausing"),
+        ExecutionCommand::Resume { id } => change_status(api, out, &id, "resuming"),
+    }
+}
+
+fn change_status(api: &Api, out: &Out, id: &str, status: &str) -> Res {
+    let reply = api.put(
+        &format!("/executions/{}", enc(id)),
+        &json!({"status": status}),
+    )?;
+    out.execution(&reply, &strings(&run::DETAIL_ATTRS))?;
+    OK
+}
+
+// ---------------------------------------------------------------------------------------
+// Rules, triggers, sensors, runners, webhooks
+
+fn rule(api: &Api, out: &Out, command: RuleCommand) -> Res {
+    match command {
+        RuleCommand::List {
+            pack,
+            action,
+            trigger,
+            enabled,
+            disabled,
+            attr,
+        } => {
+            let mut filters = vec![("limit", "50".to_owned())];
+            if let Some(p) = pack {
+                filters.push(("pack", p));
+            }
+            if let Some(a) = action {
+                filters.push(("action", a));
+            }
+            if let Some(t) = trigger {
+                filters.push(("trigger", t));
+            }
+            if enabled {
+                filters.push(("enabled", "True".into()));
+            }
+            if disabled {
+                filters.push(("enabled", "False".into()));
+            }
+            list_resource(api, out, &RULE, &attr, filters)
+        }
+        RuleCommand::Get { reference, attr } => get_resource(api, out, &RULE, &reference, &attr),
+        RuleCommand::Create { file } => {
+            let body = read_document(&file)?;
+            let created = api.post("/rules", &body)?;
+            out.object(&created, &[], RULE.order)?;
+            OK
+        }
+        RuleCommand::Delete { reference } => {
+            let item = fetch(api, &RULE, &reference)?;
+            let id = item["id"].as_str().unwrap_or(&reference).to_owned();
+            api.delete(&format!("/rules/{}", enc(&id)))?;
+            deleted(out, "rule", &reference)
+        }
+        RuleCommand::Enable { reference } => set_enabled(api, out, &reference, true),
+        RuleCommand::Disable { reference } => set_enabled(api, out, &reference, false),
+    }
+}
+
+fn set_enabled(api: &Api, out: &Out, reference: &str, enabled: bool) -> Res {
+    let mut item = fetch(api, &RULE, reference)?;
+    let id = item["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("rule {reference} has no id"))?
+        .to_owned();
+    if let Some(m) = item.as_object_mut() {
+        m.remove("ref");
+        m.insert("enabled".into(), Value::Bool(enabled));
+    }
+    let updated = api.put(&format!("/rules/{}", enc(&id)), &item)?;
+    out.object(
+        &updated,
+        &[],
+        &["id", "ref", "pack", "name", "enabled", "description"],
+    )?;
+    OK
+}
+
+fn get_list(api: &Api, out: &Out, r: &Resource, command: GetListCommand) -> Res {
+    match command {
+        GetListCommand::List { pack, attr } => {
+            let filters = pack.map(|p| vec![("pack", p)]).unwrap_or_default();
+            list_resource(api, out, r, &attr, filters)
+        }
+        GetListCommand::Get { reference, attr } => get_resource(api, out, r, &reference, &attr),
+    }
+}
+
+fn webhook(api: &Api, out: &Out, command: GetListCommand) -> Res {
+    match command {
+        GetListCommand::List { attr, .. } => {
+            let cols = columns(&attr, &["url", "type", "description"]);
+            let (items, _) = api.list("/webhooks?include_attributes=url%2Ctype%2Cdescription")?;
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|mut w| {
+                    let url = lookup(&w, "parameters.url").clone();
+                    if let Some(m) = w.as_object_mut()
+                        && !url.is_null()
+                    {
+                        m.insert("url".into(), url);
+                    }
+                    w
+                })
+                .collect();
+            out.list(&items, &cols)?;
+            OK
+        }
+        GetListCommand::Get { reference, attr } => {
+            let item = api
+                .get_opt(&format!("/webhooks/{reference}"))?
+                .ok_or_else(|| anyhow!("Webhook \"{reference}\" is not found."))?;
+            out.object(&item, &attr.attr, &["id", "ref", "type", "parameters"])?;
+            OK
+        }
+    }
+}
+
+fn trigger_instance(api: &Api, out: &Out, command: TriggerInstanceCommand) -> Res {
+    match command {
+        TriggerInstanceCommand::List {
+            last,
+            trigger,
+            status,
+            attr,
+        } => {
+            let mut filters = vec![("limit", last.to_string())];
+            if let Some(t) = trigger {
+                filters.push(("trigger", t));
+            }
+            if let Some(s) = status {
+                filters.push(("status", s));
+            }
+            list_resource(api, out, &TRIGGER_INSTANCE, &attr, filters)
+        }
+        TriggerInstanceCommand::Get { id, attr } => {
+            get_resource(api, out, &TRIGGER_INSTANCE, &id, &attr)
+        }
+        TriggerInstanceCommand::ReEmit { id } => {
+            let reply = api.call(
+                reqwest::Method::POST,
+                &format!("/triggerinstances/{}/re_emit", enc(&id)),
+                Some(&Value::Null),
+            )?;
+            match reply["message"].as_str() {
+                Some(m) if out.is_table() => println!("{m}"),
+                _ => out.dump(&reply)?,
+            }
+            OK
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Keys
+
+fn scope_pairs(scope: &ScopeArgs, default: &str) -> Vec<(&'static str, String)> {
+    let mut pairs = vec![(
+        "scope",
+        scope.scope.clone().unwrap_or_else(|| default.to_owned()),
+    )];
+    if let Some(u) = &scope.user {
+        pairs.push(("user", u.clone()));
+    }
+    pairs
+}
+
+fn key(api: &Api, out: &Out, command: KeyCommand) -> Res {
+    match command {
+        KeyCommand::List {
+            prefix,
+            decrypt,
+            scope,
+            limit,
+            attr,
+        } => {
+            let cols = columns(&attr, KEY_LIST);
+            let mut pairs = vec![("decrypt", decrypt.to_string())];
+            pairs.extend(scope_pairs(&scope, "all"));
+            pairs.push(("limit", limit.to_string()));
+            if let Some(p) = prefix {
+                pairs.push(("prefix", p));
+            }
+            let (items, _) = api.list(&format!("/keys/{}", query(&pairs)))?;
+            out.list(&items, &cols)?;
+            OK
+        }
+        KeyCommand::Get {
+            name,
+            decrypt,
+            scope,
+            attr,
+        } => {
+            let mut pairs = vec![("decrypt", decrypt.to_string())];
+            pairs.extend(scope_pairs(&scope, "system"));
+            let item = api
+                .get_opt(&format!("/keys/{}{}", enc(&name), query(&pairs)))?
+                .ok_or_else(|| anyhow!("Key Value Pair \"{name}\" is not found."))?;
+            let cols = columns(&attr, KEY_GET);
+            if out.is_table() {
+                out.list(&[item], &cols)?;
+            } else {
+                out.object(&item, &attr.attr, KEY_GET)?;
+            }
+            OK
+        }
+        KeyCommand::Set {
+            name,
+            value,
+            encrypt,
+            ttl,
+            scope,
+        } => {
+            let mut body = json!({
+                "name": name,
+                "scope": scope.scope.clone().unwrap_or_else(|| "system".into()),
+                "user": scope.user,
+                "value": value,
+            });
+            if encrypt {
+                body["secret"] = json!(true);
+            }
+            if let Some(t) = ttl {
+                body["ttl"] = json!(t);
+            }
+            let item = api.put(&format!("/keys/{}", enc(&name)), &body)?;
+            if out.is_table() {
+                out.list(&[item], &strings(KEY_GET))?;
+            } else {
+                out.dump(&item)?;
+            }
+            OK
+        }
+        KeyCommand::Delete { name, scope } => {
+            let q = query(&scope_pairs(&scope, "system"));
+            let path = format!("/keys/{}{q}", enc(&name));
+            if api.get_opt(&path)?.is_none() {
+                bail!("Key Value Pair \"{name}\" is not found.");
+            }
+            api.delete(&path)?;
+            deleted(out, "key", &name)
+        }
+        KeyCommand::Load { file, convert } => {
+            let doc = read_document(&file)?;
+            let entries: Vec<Value> = match doc {
+                Value::Array(a) => a,
+                Value::Object(m) if m.contains_key("name") && m.contains_key("value") => {
+                    vec![Value::Object(m)]
+                }
+                Value::Object(m) => m
+                    .into_iter()
+                    .map(|(k, v)| json!({"name": k, "value": v}))
+                    .collect(),
+                _ => bail!("{}: expected a list of keys or an object", file.display()),
+            };
+            let mut loaded = Vec::new();
+            for (i, mut e) in entries.into_iter().enumerate() {
+                let name = e["name"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("{}: item {i} has no \"name\"", file.display()))?
+                    .to_owned();
+                let value = e.get("value").cloned().unwrap_or(Value::Null);
+                let value = match value {
+                    Value::String(s) => Value::String(s),
+                    Value::Null => bail!("{}: key {name} has no \"value\"", file.display()),
+                    other if convert => Value::String(other.to_string()),
+                    other => bail!(
+                        "{}: the value of key {name} is {other}, not a string (use -c/--convert)",
+                        file.display()
+                    ),
+                };
+                e["value"] = value;
+                if e.get("scope").is_none() {
+                    e["scope"] = json!("system");
+                }
+                let item = api.put(&format!("/keys/{}", enc(&name)), &e)?;
+                loaded.push(item);
+            }
+            out.list(&loaded, &strings(&["name", "value", "scope", "user"]))?;
+            OK
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Packs, policies, inquiries, API keys
+
+fn pack(api: &Api, out: &Out, command: PackCommand) -> Res {
+    match command {
+        PackCommand::List { attr } => list_resource(api, out, &PACK, &attr, Vec::new()),
+        PackCommand::Get { reference, attr } => get_resource(api, out, &PACK, &reference, &attr),
+        PackCommand::Install {
+            packs,
+            force,
+            skip_dependencies,
+        } => {
+            let body = json!({"packs": packs, "force": force, "skip_dependencies": skip_dependencies});
+            pack_operation(api, out, "/packs/install", &body, &packs)
+        }
+        PackCommand::Remove { packs } => {
+            pack_operation(api, out, "/packs/uninstall", &json!({"packs": packs}), &packs)
+        }
+        PackCommand::Register { packs, types } => {
+            let mut body = json!({});
+            if !packs.is_empty() {
+                body["packs"] = json!(packs);
+            }
+            if !types.is_empty() {
+                body["types"] = json!(types);
+            }
+            let reply = api.post("/packs/register", &body)?;
+            if out.is_table() {
+                let mut table_rows = Vec::new();
+                if let Some(m) = reply.as_object() {
+                    for (k, v) in m {
+                        table_rows.push(json!({"content": k, "count": v}));
+                    }
+                }
+                out.list(&table_rows, &strings(&["content", "count"]))?;
+            } else {
+                out.dump(&reply)?;
+            }
+            OK
+        }
+    }
+}
+
+/// Install/remove: start the pack workflow, follow it, print its outcome.
+fn pack_operation(api: &Api, out: &Out, path: &str, body: &Value, packs: &[String]) -> Res {
+    let events = if out.is_table() {
+        run::subscribe(api, false)
+    } else {
+        None
+    };
+    let reply = api.post(path, body)?;
+    let id = reply["execution_id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the server's answer has no execution_id: {reply}"))?
+        .to_owned();
+    let spinner = run::Spinner::new(out.is_table(), &id);
+    let mut follower = run::Follower::new(&id, false, false);
+    let done = follower.follow(api, events, &spinner)?;
+    spinner.finish();
+    let status = done["status"].as_str().unwrap_or("").to_owned();
+    if status != "succeeded" {
+        let full = api
+            .get_opt(&format!("/executions/{}", enc(&id)))?
+            .unwrap_or(done);
+        out.execution(&full, &strings(&run::DETAIL_ATTRS))?;
+        bail!("pack operation {id} on {} ended with status {status}", packs.join(", "));
+    }
+    if path.ends_with("uninstall") {
+        if out.is_table() {
+            println!("Removed: {}", packs.join(", "));
+        } else {
+            out.dump(&json!({"removed": packs, "execution_id": id}))?;
+        }
+        return OK;
+    }
+    let (items, _) = api.list("/packs?include_attributes=ref%2Cname%2Cdescription%2Cversion%2Cauthor")?;
+    let wanted: Vec<Value> = items
+        .into_iter()
+        .filter(|p| {
+            packs.iter().any(|n| {
+                p["ref"].as_str() == Some(n.as_str())
+                    || p["name"].as_str() == Some(n.as_str())
+                    || n.trim_end_matches('/').ends_with(p["ref"].as_str().unwrap_or("\0"))
+            })
+        })
+        .collect();
+    out.list(&wanted, &strings(PACK.list_attrs))?;
+    OK
+}
+
+fn policy(api: &Api, out: &Out, command: PolicyCommand) -> Res {
+    match command {
+        PolicyCommand::List {
+            pack,
+            resource_ref,
+            policy_type,
+            attr,
+        } => {
+            let mut filters = Vec::new();
+            if let Some(p) = pack {
+                filters.push(("pack", p));
+            }
+            if let Some(r) = resource_ref {
+                filters.push(("resource_ref", r));
+            }
+            if let Some(t) = policy_type {
+                filters.push(("policy_type", t));
+            }
+            list_resource(api, out, &POLICY, &attr, filters)
+        }
+        PolicyCommand::Get { reference, attr } => {
+            get_resource(api, out, &POLICY, &reference, &attr)
+        }
+    }
+}
+
+fn inquiry(api: &Api, out: &Out, command: InquiryCommand) -> Res {
+    match command {
+        InquiryCommand::List { last, attr } => {
+            list_resource(api, out, &INQUIRY, &attr, vec![("limit", last.to_string())])
+        }
+        InquiryCommand::Get { id, attr } => get_resource(api, out, &INQUIRY, &id, &attr),
+        InquiryCommand::Respond { id, response } => {
+            let response: Value = serde_json::from_str(&response)
+                .map_err(|e| anyhow!("-r/--response is not JSON: {e}"))?;
+            if !response.is_object() {
+                bail!("-r/--response must be a JSON object, like '{{\"approved\": true}}'");
+            }
+            fetch(api, &INQUIRY, &id)?;
+            let reply = api.put(
+                &format!("/inquiries/{}", enc(&id)),
+                &json!({"id": id, "response": response}),
+            )?;
+            out.object(&reply, &[], &["id", "response"])?;
+            OK
+        }
+    }
+}
+
+fn apikey(api: &Api, out: &Out, command: ApiKeyCommand) -> Res {
+    match command {
+        ApiKeyCommand::Create {
+            only_key,
+            metadata,
+            user,
+        } => {
+            let mut body = json!({});
+            if let Some(m) = metadata {
+                let m: Value = serde_json::from_str(&m)
+                    .map_err(|e| anyhow!("-m/--metadata is not JSON: {e}"))?;
+                body["metadata"] = m;
+            }
+            if let Some(u) = user {
+                body["user"] = json!(u);
+            }
+            let created = api.post("/apikeys", &body)?;
+            if only_key {
+                println!("{}", created["key"].as_str().unwrap_or(""));
+            } else {
+                out.object(&created, &[], &["id", "user", "metadata", "key"])?;
+            }
+            OK
+        }
+        ApiKeyCommand::List { show_secrets, attr } => {
+            let filters = if show_secrets {
+                vec![("show_secrets", "True".to_owned())]
+            } else {
+                Vec::new()
+            };
+            list_resource(api, out, &APIKEY, &attr, filters)
+        }
+        ApiKeyCommand::Get { id, attr } => get_resource(api, out, &APIKEY, &id, &attr),
+        ApiKeyCommand::Delete { id } => {
+            let item = fetch(api, &APIKEY, &id)?;
+            let real = item["id"].as_str().unwrap_or(&id).to_owned();
+            api.delete(&format!("/apikeys/{}", enc(&real)))?;
+            deleted(out, "apikey", &id)
+        }
+    }
+}
