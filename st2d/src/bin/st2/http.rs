@@ -186,17 +186,14 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 
 impl Api {
     pub fn new(settings: Settings) -> Result<Api> {
-        let uses_tls = [&settings.api_url, &settings.auth_url, &settings.stream_url]
-            .iter()
-            .any(|u| u.starts_with("https:"));
-        let mut builder = Client::builder()
+        // reqwest needs a TLS setup even for plain http (the crate is built without a
+        // default crypto provider); without a CA bundle this one loads no root store.
+        let builder = Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(10))
             .timeout(None)
-            .user_agent(concat!("st2-rs-cli/", env!("CARGO_PKG_VERSION")));
-        if uses_tls {
-            builder = builder.tls_backend_preconfigured(tls_config(settings.cacert.as_deref())?);
-        }
+            .user_agent(concat!("st2-rs-cli/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(tls_config(settings.cacert.as_deref())?);
         let http = builder.build().context("cannot set up the HTTP client")?;
         Ok(Api {
             settings,

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 
 use anyhow::Result;
-use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
+use comfy_table::{Cell, Color, ContentArrangement, Table, TableComponent, presets};
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,11 @@ impl Out {
         table
             .load_preset(presets::ASCII_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic);
+        // st2client's look: `+---+` under the header too.
+        table.set_style(TableComponent::HeaderLines, '-');
+        table.set_style(TableComponent::MiddleHeaderIntersections, '+');
+        table.set_style(TableComponent::LeftHeaderIntersection, '+');
+        table.set_style(TableComponent::RightHeaderIntersection, '+');
         if !self.color {
             table.force_no_tty();
         }
