@@ -151,6 +151,20 @@ pub enum Command {
 }
 
 fn main() -> ExitCode {
+    // `st2 … | head`: a closed stdout ends the program quietly, as a shell tool should.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     match cmds::dispatch(cli) {
         Ok(code) => code,

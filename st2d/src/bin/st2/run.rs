@@ -424,7 +424,12 @@ pub fn subscribe(api: &Api, warn: bool) -> Option<mpsc::Receiver<Event>> {
             "st2.execution__create,st2.execution__update,st2.execution.output__create".to_owned()
         )])
     );
-    match api.open_stream(&path) {
+    open_events(api, &path, warn)
+}
+
+/// Any SSE path on the stream endpoint, read on a thread.
+pub fn open_events(api: &Api, path: &str, warn: bool) -> Option<mpsc::Receiver<Event>> {
+    match api.open_stream(path) {
         Ok(response) => {
             let (tx, rx) = mpsc::channel();
             std::thread::spawn(move || read_events(response, &tx));
@@ -652,6 +657,11 @@ pub fn tail(
     let Some(execution) = api.get_opt(&format!("/executions/{}", enc(&id)))? else {
         bail!("Execution \"{id}\" is not found.");
     };
+    let output_events = if is_workflow(&execution) || !is_waiting(execution["status"].as_str().unwrap_or("")) {
+        None
+    } else {
+        open_events(api, &format!("/executions/{}/output", enc(&id)), true)
+    };
     let status = execution["status"].as_str().unwrap_or("").to_owned();
     if !is_waiting(&status) {
         let mut q = Vec::new();
@@ -666,21 +676,44 @@ pub fn tail(
         println!("Execution {id} has completed (status={status}).");
         return Ok(exit_for(&execution));
     }
-    let mut follower = Follower::new(&id, true, true);
-    follower.output_type = output_type;
-    follower.include_metadata = include_metadata;
-    let (children, _) = api.list(&format!("/executions/{}/children/?depth=-1", enc(&id)))?;
-    for c in &children {
-        if let Some(cid) = c["id"].as_str() {
-            follower.add_known(cid);
-        }
-    }
     let spinner = Spinner::new(out.is_table(), &id);
-    let done = follower.follow(api, events, &spinner)?;
+    let done = if is_workflow(&execution) {
+        // The workflow and its tasks: the general stream, seeded with the tasks so far.
+        drop(output_events);
+        let mut follower = Follower::new(&id, true, true);
+        follower.output_type = output_type;
+        follower.include_metadata = include_metadata;
+        let (children, _) = api.list(&format!("/executions/{}/children/?depth=-1", enc(&id)))?;
+        for c in &children {
+            if let Some(cid) = c["id"].as_str() {
+                follower.add_known(cid);
+            }
+        }
+        let done = follower.follow(api, events, &spinner)?;
+        if follower.printed_output && !follower.ends_with_newline {
+            println!();
+        }
+        done
+    } else {
+        // One action: its output endpoint replays what is stored, then goes on live.
+        drop(events);
+        let mut follower = Follower::new(&id, true, false);
+        follower.output_type = output_type;
+        follower.include_metadata = include_metadata;
+        if let Some(rx) = output_events {
+            for event in rx.iter() {
+                if event.name == "EOF" {
+                    break;
+                }
+                follower.on_event(&event, &spinner);
+            }
+        }
+        if follower.printed_output && !follower.ends_with_newline {
+            println!();
+        }
+        follower.follow(api, None, &spinner)?
+    };
     spinner.finish();
-    if follower.printed_output && !follower.ends_with_newline {
-        println!();
-    }
     let status = done["status"].as_str().unwrap_or("");
     println!("Execution {id} has completed (status={status}).");
     Ok(exit_for(&done))

@@ -1,0 +1,392 @@
+//! The `st2` client binary against a real `st2d serve` on free ports: configuration and
+//! login, every command family, tables and JSON as snapshots (ids and times redacted), and
+//! the scenario of `.ci/st2client-test` (the Python client's check) with our client.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const USER: &str = "tester";
+const PASSWORD: &str = "tester-pass";
+
+/// A running `st2d serve` and a HOME for the client.
+struct Daemon {
+    child: Child,
+    dir: tempfile::TempDir,
+    api: u16,
+    auth: u16,
+    stream: u16,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one `st2` run printed.
+#[derive(Debug)]
+struct Run {
+    ok: bool,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+    std::fs::write(path, text).expect("write");
+}
+
+/// The demo pack of `.ci/st2client-test`: a shell action, a workflow over it, a policy.
+fn write_packs(packs: &Path) {
+    write(
+        &packs.join("demo/pack.yaml"),
+        "ref: demo\nname: demo\ndescription: st2client test pack\nversion: 0.1.0\nauthor: st2-rs\nemail: dev@example.invalid\n",
+    );
+    write(
+        &packs.join("demo/actions/greet.yaml"),
+        "name: greet\nrunner_type: local-shell-cmd\ndescription: Greets\nenabled: true\nparameters:\n  who:\n    type: string\n    default: world\n  times:\n    type: integer\n    default: 1\n  loud:\n    type: boolean\n    default: false\n  cmd:\n    default: 'echo \"hello {{ who }}\"'\n    immutable: true\n",
+    );
+    write(
+        &packs.join("demo/actions/flow.yaml"),
+        "name: flow\nrunner_type: orquesta\nentry_point: workflows/flow.yaml\nenabled: true\nparameters:\n  names:\n    type: array\n    default: [ann, bob]\n",
+    );
+    write(
+        &packs.join("demo/actions/workflows/flow.yaml"),
+        "version: 1.0\ninput:\n  - names\ntasks:\n  each:\n    with: n in <% ctx(names) %>\n    action: demo.greet who=<% item(n) %>\n    next:\n      - publish:\n          - said: <% result().select($.stdout) %>\noutput:\n  - said: <% ctx(said) %>\n",
+    );
+    write(
+        &packs.join("demo/policies/greet_concurrency.yaml"),
+        "name: greet.concurrency\ndescription: At most two greetings at once\nenabled: true\nresource_ref: demo.greet\npolicy_type: action.concurrency\nparameters:\n  action: delay\n  threshold: 2\n",
+    );
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let packs = dir.path().join("packs");
+        std::fs::create_dir_all(&data).expect("data dir");
+        std::fs::create_dir_all(dir.path().join("home")).expect("home");
+        write_packs(&packs);
+        let hash = bcrypt::hash_with_result(PASSWORD, 4)
+            .expect("hash")
+            .format_for_version(bcrypt::Version::TwoY);
+        std::fs::write(data.join("users.htpasswd"), format!("{USER}:{hash}\n")).expect("users");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_st2d"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--packs-dir")
+            .arg(&packs)
+            .args([
+                "--api-listen",
+                "127.0.0.1:0",
+                "--auth-listen",
+                "127.0.0.1:0",
+                "--stream-listen",
+                "127.0.0.1:0",
+            ])
+            .current_dir(dir.path())
+            .env("ST2D_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn st2d serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut lines: Vec<String> = Vec::new();
+        while lines.iter().filter(|l| l.contains("listening on")).count() < 3 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => lines.push(l),
+                Err(_) => panic!("st2d serve did not start: {lines:?}"),
+            }
+        }
+        let port = |service: &str| -> u16 {
+            lines
+                .iter()
+                .find(|l| l.starts_with(&format!("st2d {service} listening on")))
+                .and_then(|l| l.rsplit(':').next())
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {service} port in {lines:?}"))
+        };
+        Daemon {
+            api: port("api"),
+            auth: port("auth"),
+            stream: port("stream"),
+            child,
+            dir,
+        }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// `st2 ARGS` with this daemon's URLs in the environment and `extra_env`.
+    fn st2_env(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
+        self.st2_full(args, extra_env, None)
+    }
+
+    /// `st2 ARGS` with `extra_env` and, optionally, text on standard input.
+    fn st2_full(&self, args: &[&str], extra_env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_st2"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home())
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "160")
+            .env("ST2_BASE_URL", "http://127.0.0.1")
+            .env("ST2_API_URL", format!("http://127.0.0.1:{}/v1", self.api))
+            .env("ST2_AUTH_URL", format!("http://127.0.0.1:{}", self.auth))
+            .env("ST2_STREAM_URL", format!("http://127.0.0.1:{}/v1", self.stream))
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("run st2");
+        if let Some(text) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin");
+            pipe.write_all(text.as_bytes()).expect("write stdin");
+        }
+        let output = child.wait_with_output().expect("st2 output");
+        Run {
+            ok: output.status.success(),
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn st2(&self, args: &[&str]) -> Run {
+        self.st2_env(args, &[])
+    }
+
+    /// `st2 ARGS`, which must succeed.
+    fn ok(&self, args: &[&str]) -> Run {
+        let run = self.st2(args);
+        assert!(run.ok, "st2 {args:?} failed ({}):\n{}\n{}", run.code, run.stdout, run.stderr);
+        run
+    }
+
+    /// `st2 ARGS`, which must fail; stdout + stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let run = self.st2(args);
+        assert!(!run.ok, "st2 {args:?} should have failed:\n{}\n{}", run.stdout, run.stderr);
+        format!("{}{}", run.stdout, run.stderr)
+    }
+
+    fn login(&self) {
+        let run = self.ok(&["login", USER, "-p", PASSWORD]);
+        assert!(run.stdout.contains("Logged in as tester"), "{}", run.stdout);
+    }
+
+    /// An execution's JSON once it no longer runs.
+    fn wait_done(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let e = self.ok(&["execution", "get", id, "-j", "-a", "all"]).json();
+            let status = e["status"].as_str().unwrap_or("");
+            if !matches!(status, "requested" | "scheduled" | "running" | "canceling") {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "execution {id} did not finish: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_status(&self, id: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let e = self.ok(&["execution", "get", id, "-j", "-a", "status"]).json();
+            if e["status"] == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "execution {id} never {want}: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A raw POST (webhooks), as `curl` does in the shell scenario.
+    fn post(&self, path: &str, token: &str, body: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.api)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Auth-Token: {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("write");
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).expect("read");
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, body.to_owned())
+    }
+}
+
+/// Snapshot settings: ids, tokens, keys and times replaced by placeholders.
+fn redacted() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"\b[0-9a-f]{24}\b", "[ID                    ]");
+    settings.add_filter(r"\b[0-9a-f]{32}\b", "[TOKEN                         ]");
+    settings.add_filter(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z",
+        "[ISO TIME                 ]",
+    );
+    settings.add_filter(
+        r"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d UTC",
+        "[TIME                      ]",
+    );
+    settings.add_filter(r"\(\d+s elapsed\)", "(Ns elapsed)");
+    settings.add_filter(r#""expire_timestamp": \d+"#, r#""expire_timestamp": [EPOCH]"#);
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]");
+    settings.set_prepend_module_to_snapshot(false);
+    settings
+}
+
+macro_rules! snap {
+    ($name:expr, $value:expr) => {
+        redacted().bind(|| insta::assert_snapshot!($name, $value))
+    };
+}
+
+#[test]
+fn configuration_login_and_credentials() {
+    let d = Daemon::start();
+
+    // Nothing configured: the server's 401 with what to do about it.
+    let out = d.fails(&["action", "list"]);
+    assert!(out.contains("401 Client Error: Unauthorized"), "{out}");
+    assert!(out.contains("One of Token or API key required"), "{out}");
+    assert!(out.contains("st2 login"), "{out}");
+    let out = d.st2(&["whoami"]);
+    assert!(!out.ok && out.stderr.contains("Not authenticated"), "{out:?}");
+
+    // Nobody listening: the URL and how to start st2d.
+    let dead = d.st2_env(
+        &["action", "list"],
+        &[("ST2_API_URL", "http://127.0.0.1:9/v1"), ("ST2_AUTH_TOKEN", "x")],
+    );
+    assert!(!dead.ok);
+    assert!(dead.stderr.contains("cannot reach StackStorm at http://127.0.0.1:9/v1/actions"), "{}", dead.stderr);
+    assert!(dead.stderr.contains("st2d serve"), "{}", dead.stderr);
+    // Defaults like st2client's.
+    let defaults = d.st2_env(&["print-config", "-j"], &[("ST2_API_URL", ""), ("ST2_AUTH_URL", ""), ("ST2_STREAM_URL", ""), ("ST2_BASE_URL", "")]).json();
+    assert_eq!(defaults["api_url"], "http://127.0.0.1:9101/v1");
+    assert_eq!(defaults["auth_url"], "http://127.0.0.1:9100");
+    assert_eq!(defaults["stream_url"], "http://127.0.0.1:9102/v1");
+    let based = d
+        .st2_env(
+            &["print-config", "-j"],
+            &[("ST2_API_URL", ""), ("ST2_BASE_URL", "https://st2.example"), ("ST2_API_VERSION", "v2")],
+        )
+        .json();
+    assert_eq!(based["api_url"], "https://st2.example:9101/v2");
+
+    // Wrong password.
+    let out = d.fails(&["login", USER, "-p", "wrong"]);
+    assert!(out.contains("Failed to log in as tester"), "{out}");
+    assert!(out.contains("Invalid or missing credentials"), "{out}");
+
+    // Login: config and token cache as st2client writes them.
+    d.login();
+    let st2 = d.home().join(".st2");
+    let config = std::fs::read_to_string(st2.join("config")).expect("config");
+    assert_eq!(config, "[credentials]\nusername = tester\n\n");
+    let cache: Value =
+        serde_json::from_str(&std::fs::read_to_string(st2.join("token-tester")).expect("cache"))
+            .expect("cache JSON");
+    assert_eq!(cache["token"].as_str().map(str::len), Some(32), "{cache}");
+    assert!(cache["expire_timestamp"].as_i64().expect("epoch") > chrono::Utc::now().timestamp());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(st2.join("token-tester")).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o660);
+    }
+    let who = d.ok(&["whoami"]);
+    snap!("whoami", who.stdout);
+    assert_eq!(d.ok(&["whoami", "-j"]).json()["username"], USER);
+
+    // st2 auth: the token only, or user/token/expiry.
+    let token = d.ok(&["auth", USER, "-p", PASSWORD, "-t"]).stdout.trim().to_owned();
+    assert_eq!(token.len(), 32);
+    let auth = d.ok(&["auth", USER, "-p", PASSWORD, "-j"]).json();
+    assert_eq!(auth["user"], USER);
+    snap!("auth_table", d.ok(&["auth", USER, "-p", PASSWORD]).stdout);
+
+    // A token, an API key, from the environment.
+    let key = d.ok(&["apikey", "create", "-k"]).stdout.trim().to_owned();
+    for env in [("ST2_AUTH_TOKEN", token.as_str()), ("ST2_API_KEY", key.as_str())] {
+        let run = d.st2_env(&["action", "get", "core.local", "-j", "--skip-config"], &[env]);
+        assert!(run.ok, "{env:?}: {}", run.stderr);
+        assert_eq!(run.json()["ref"], "core.local");
+    }
+    let run = d.st2_env(&["action", "get", "core.local", "--skip-config"], &[("ST2_AUTH_TOKEN", "nope")]);
+    assert!(!run.ok && run.stderr.contains("401"), "{}", run.stderr);
+
+    // [credentials] username + password in a --config-file: the client logs in by itself
+    // and caches the token.
+    let other = d.dir.path().join("other.ini");
+    std::fs::write(
+        &other,
+        format!(
+            "[general]\nbase_url = http://127.0.0.1\n\n[cli]\ncache_token = True\ntimezone = Europe/Paris\n\n[credentials]\nusername = {USER}\npassword = {PASSWORD}\n"
+        ),
+    )
+    .expect("config");
+    std::fs::remove_file(st2.join("token-tester")).expect("rm cache");
+    let other = other.to_string_lossy().into_owned();
+    let run = d.ok(&["--config-file", &other, "action", "get", "core.local", "-a", "ref"]);
+    assert!(run.stdout.contains("core.local"), "{}", run.stdout);
+    assert!(st2.join("token-tester").exists(), "the token was not cached");
+    let via_env = d.st2_env(&["key", "list"], &[("ST2_CONFIG_FILE", &other)]);
+    assert!(via_env.ok, "{}", via_env.stderr);
+    // The config's time zone shows in tables.
+    let run = d.ok(&["--config-file", &other, "auth", USER, "-p", PASSWORD]);
+    assert!(run.stdout.contains(" CET") || run.stdout.contains(" CEST"), "{}", run.stdout);
+    // A broken config file names the line.
+    std::fs::write(d.dir.path().join("bad.ini"), "username = x\n").expect("bad");
+    let bad = d.dir.path().join("bad.ini").to_string_lossy().into_owned();
+    let out = d.fails(&["--config-file", &bad, "action", "list"]);
+    assert!(out.contains("bad.ini:1") && out.contains("outside of any [section]"), "{out}");
+
+    // login -w writes the password too.
+    let run = d.st2_full(&["login", USER, "--password-stdin", "-w"], &[], Some("tester-pass\n"));
+    assert!(run.ok, "{}", run.stderr);
+    let config = std::fs::read_to_string(st2.join("config")).expect("config");
+    assert!(config.contains("password = "), "{config}");
+}
