@@ -268,7 +268,7 @@ fn redacted() -> insta::Settings {
     );
     settings.add_filter(
         r"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d UTC",
-        "[TIME                      ]",
+        "[TIME                       ]",
     );
     settings.add_filter(r"\(\d+s elapsed\)", "(Ns elapsed)");
     settings.add_filter(r#""expire_timestamp": \d+"#, r#""expire_timestamp": [EPOCH]"#);
@@ -389,4 +389,133 @@ fn configuration_login_and_credentials() {
     assert!(run.ok, "{}", run.stderr);
     let config = std::fs::read_to_string(st2.join("config")).expect("config");
     assert!(config.contains("password = "), "{config}");
+}
+
+#[test]
+fn actions_runs_and_executions() {
+    let d = Daemon::start();
+    d.login();
+
+    // action list/get: tables, JSON, chosen attributes.
+    snap!("action_list_demo", d.ok(&["action", "list", "-p", "demo"]).stdout);
+    snap!(
+        "action_list_demo_attr",
+        d.ok(&["action", "list", "-p", "demo", "-a", "ref", "runner_type"]).stdout
+    );
+    snap!("action_list_demo_json", d.ok(&["action", "list", "-p", "demo", "-j"]).stdout);
+    snap!("action_list_demo_yaml", d.ok(&["action", "list", "-p", "demo", "-y"]).stdout);
+    snap!("action_get", d.ok(&["action", "get", "demo.greet"]).stdout);
+    let got = d.ok(&["action", "get", "demo.greet", "-j"]).json();
+    assert_eq!(got["runner_type"], "local-shell-cmd");
+    let out = d.fails(&["action", "get", "demo.gret"]);
+    assert!(out.contains("Action \"demo.gret\" is not found. Did you mean: demo.greet"), "{out}");
+
+    // run: parameters cast by the schema, the output, the result, the exit status.
+    let run = d.ok(&["run", "core.local", "cmd=echo hello from st2"]);
+    assert!(run.stdout.starts_with("hello from st2\n"), "live output first: {}", run.stdout);
+    snap!("run_core_local", run.stdout);
+    let run = d.ok(&["run", "demo.greet", "who=bob", "times=3", "loud=yes", "-j"]).json();
+    assert_eq!(run["parameters"], serde_json::json!({"who": "bob", "times": 3, "loud": true}));
+    assert_eq!(run["result"]["stdout"], "hello bob");
+    let run = d.ok(&["run", "core.local", "cmd=echo $A-$B", "env=A=1,B=2", "timeout=5", "-j"]).json();
+    assert_eq!(run["parameters"]["env"], serde_json::json!({"A": "1", "B": "2"}));
+    assert_eq!(run["parameters"]["timeout"], 5);
+    assert_eq!(run["result"]["stdout"], "1-2");
+    let script = d.dir.path().join("cmd.txt");
+    std::fs::write(&script, "echo from a file").expect("file");
+    let at = format!("cmd=@{}", script.display());
+    let run = d.ok(&["run", "core.local", &at, "-k", "stdout"]);
+    assert_eq!(run.stdout.lines().last(), Some("from a file"), "{}", run.stdout);
+    let out = d.fails(&["run", "demo.greet", "times=many"]);
+    assert!(out.contains("parameter \"times\" expects an integer (type integer), got \"many\""), "{out}");
+    let out = d.fails(&["run", "demo.greet", "loud=perhaps"]);
+    assert!(out.contains("parameter \"loud\" expects a boolean"), "{out}");
+    let out = d.fails(&["run", "demo.greet", "whom=x"]);
+    assert!(out.contains("has no parameter \"whom\"") && out.contains("times, who"), "{out}");
+    let out = d.fails(&["run", "core.locl", "cmd=x"]);
+    assert!(out.contains("Did you mean: core.local"), "{out}");
+    let failed = d.st2(&["run", "core.local", "cmd=echo bad >&2; exit 3"]);
+    assert!(!failed.ok, "a failed execution exits non-zero");
+    assert!(failed.stdout.contains("status: failed"), "{}", failed.stdout);
+    snap!("run_failed", failed.stdout);
+
+    // A workflow: its tasks' output and the tasks table.
+    let run = d.ok(&["run", "demo.flow", "names=ann,bob"]);
+    assert!(run.stdout.contains("hello ann") && run.stdout.contains("hello bob"), "{}", run.stdout);
+    assert!(run.stdout.contains("+ tasks:") && run.stdout.contains("| each |"), "{}", run.stdout);
+
+    // run -a: the id and where to look.
+    let run = d.ok(&["run", "core.local", "cmd=echo later", "-a"]);
+    assert!(run.stdout.contains("st2 execution get "), "{}", run.stdout);
+    snap!("run_async", run.stdout);
+    let id = run
+        .stdout
+        .split_whitespace()
+        .find(|w| w.len() == 24)
+        .expect("id")
+        .to_owned();
+    d.wait_done(&id);
+
+    // execution list/get/tail/re-run.
+    let list = d.ok(&["execution", "list", "-n", "3"]);
+    assert_eq!(list.stdout.lines().count(), 3 + 4, "{}", list.stdout);
+    snap!("execution_list", list.stdout);
+    let list = d.ok(&["execution", "list", "--action", "demo.greet", "--status", "succeeded", "-j"]).json();
+    let items = list.as_array().expect("list");
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["action"]["ref"], "demo.greet");
+    let list = d.ok(&["execution", "list", "-n", "2", "-a", "id", "status", "-j"]).json();
+    assert!(list[0].get("action").is_none() && list[0]["status"].is_string(), "{list}");
+    let get = d.ok(&["execution", "get", &id]);
+    assert!(get.stdout.contains("stdout: later"), "{}", get.stdout);
+    snap!("execution_get", get.stdout);
+    assert_eq!(d.ok(&["execution", "get", &id, "-k", "stdout"]).stdout, "later\n");
+    let tail = d.ok(&["execution", "tail", &id]);
+    assert_eq!(tail.stdout, format!("later\nExecution {id} has completed (status=succeeded).\n"));
+    let tail = d.ok(&["execution", "tail", "last"]);
+    assert!(tail.stdout.contains("has completed"), "{}", tail.stdout);
+    let again = d.ok(&["execution", "re-run", &id, "-j"]).json();
+    assert_ne!(again["id"], id.as_str());
+    assert_eq!(again["result"]["stdout"], "later");
+    let again = d.ok(&["execution", "re-run", &id, "cmd=echo changed", "-j"]).json();
+    assert_eq!(again["result"]["stdout"], "changed");
+    let out = d.fails(&["execution", "get", "000000000000000000000000"]);
+    assert!(out.contains("Execution \"000000000000000000000000\" is not found."), "{out}");
+
+    // tail of a running execution: the output as it comes, from the start.
+    let run = d.ok(&["run", "core.local", "cmd=for i in 1 2 3; do echo line $i; sleep 0.3; done", "-a", "-j"]);
+    let slow = run.json()["id"].as_str().expect("id").to_owned();
+    let tail = d.ok(&["execution", "tail", &slow]);
+    assert_eq!(
+        tail.stdout,
+        format!("line 1\nline 2\nline 3\nExecution {slow} has completed (status=succeeded).\n")
+    );
+
+    // cancel: a long command; pause/resume of a non-workflow is refused by the server.
+    let run = d.ok(&["run", "core.local", "cmd=sleep 30", "-a", "-j"]);
+    let long = run.json()["id"].as_str().expect("id").to_owned();
+    d.wait_status(&long, "running");
+    let out = d.st2(&["execution", "pause", &long]);
+    assert!(!out.ok && out.stderr.contains("MESSAGE: "), "{out:?}");
+    let cancel = d.ok(&["execution", "cancel", &long]);
+    assert!(cancel.stdout.contains("cancel"), "{}", cancel.stdout);
+    d.wait_status(&long, "canceled");
+    let tail = d.st2(&["execution", "tail", &long]);
+    assert!(!tail.ok && tail.stdout.contains("(status=canceled)"), "{tail:?}");
+    let out = d.fails(&["execution", "resume", &long]);
+    assert!(out.contains("MESSAGE: "), "{out}");
+
+    // action create/delete.
+    let file = d.dir.path().join("action.yaml");
+    std::fs::write(
+        &file,
+        "name: hello\npack: demo\nrunner_type: local-shell-cmd\ndescription: Says hello\nenabled: true\nparameters:\n  cmd:\n    type: string\n    default: echo hi\n",
+    )
+    .expect("action file");
+    let created = d.ok(&["action", "create", &file.to_string_lossy(), "-j"]).json();
+    assert_eq!(created["ref"], "demo.hello");
+    assert_eq!(d.ok(&["run", "demo.hello", "-k", "stdout"]).stdout.trim_end().lines().last(), Some("hi"));
+    let deleted = d.ok(&["action", "delete", "demo.hello"]);
+    assert!(deleted.stdout.contains("successfully deleted"), "{}", deleted.stdout);
+    d.fails(&["action", "get", "demo.hello"]);
 }

@@ -581,12 +581,21 @@ impl Follower {
                 text.to_owned()
             };
             if !text.is_empty() {
-                self.printed_output = true;
-                self.ends_with_newline = text.ends_with('\n');
+                if data["output_type"].as_str() != Some("stderr") {
+                    self.printed_output = true;
+                    self.ends_with_newline = text.ends_with('\n');
+                }
+                let to_stderr = data["output_type"].as_str() == Some("stderr");
                 spinner.suspend(|| {
-                    let mut stdout = std::io::stdout().lock();
-                    let _ = stdout.write_all(text.as_bytes());
-                    let _ = stdout.flush();
+                    if to_stderr {
+                        let mut stderr = std::io::stderr().lock();
+                        let _ = stderr.write_all(text.as_bytes());
+                        let _ = stderr.flush();
+                    } else {
+                        let mut stdout = std::io::stdout().lock();
+                        let _ = stdout.write_all(text.as_bytes());
+                        let _ = stdout.flush();
+                    }
                 });
             }
             return None;
