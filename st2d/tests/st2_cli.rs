@@ -519,3 +519,187 @@ fn actions_runs_and_executions() {
     assert!(deleted.stdout.contains("successfully deleted"), "{}", deleted.stdout);
     d.fails(&["action", "get", "demo.hello"]);
 }
+
+#[test]
+fn keys_rules_triggers_packs_and_the_rest() {
+    let d = Daemon::start();
+    d.login();
+
+    // key set/get/list/delete: secrets, user scope, load.
+    snap!("key_set", d.ok(&["key", "set", "greeting", "hello"]).stdout);
+    snap!("key_get", d.ok(&["key", "get", "greeting"]).stdout);
+    d.ok(&["key", "set", "secret", "s3cr3t", "--encrypt"]);
+    let masked = d.ok(&["key", "get", "secret", "-j"]);
+    assert!(!masked.stdout.contains("s3cr3t"), "{}", masked.stdout);
+    assert_eq!(masked.json()["secret"], true);
+    assert_eq!(d.ok(&["key", "get", "secret", "--decrypt", "-j"]).json()["value"], "s3cr3t");
+    d.ok(&["key", "set", "mine", "value1", "--scope", "user"]);
+    assert_eq!(d.ok(&["key", "get", "mine", "--scope", "user", "-j"]).json()["value"], "value1");
+    d.fails(&["key", "get", "mine"]);
+    let mine = d.ok(&["key", "get", "mine", "--scope", "user", "--user", USER, "-j"]).json();
+    assert_eq!(mine["user"], USER);
+    d.ok(&["key", "set", "short", "lived", "--ttl", "3600"]);
+    let listed = d.ok(&["key", "list", "-j", "-a", "name", "scope"]).json();
+    let names: Vec<&str> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|k| k["name"].as_str())
+        .collect();
+    for n in ["greeting", "secret", "mine", "short"] {
+        assert!(names.contains(&n), "{n} in {listed}");
+    }
+    let system = d.ok(&["key", "list", "--scope", "system", "--prefix", "gr"]);
+    snap!("key_list_prefix", system.stdout);
+    let file = d.dir.path().join("keys.json");
+    std::fs::write(
+        &file,
+        r#"[{"name": "a", "value": "1"}, {"name": "b", "value": {"x": 1}}]"#,
+    )
+    .expect("keys file");
+    let out = d.fails(&["key", "load", &file.to_string_lossy()]);
+    assert!(out.contains("the value of key b") && out.contains("--convert"), "{out}");
+    d.ok(&["key", "load", &file.to_string_lossy(), "-c"]);
+    assert_eq!(d.ok(&["key", "get", "b", "-j"]).json()["value"], r#"{"x":1}"#);
+    let out = d.ok(&["key", "delete", "greeting"]);
+    assert!(out.stdout.contains("deleted"), "{}", out.stdout);
+    let out = d.fails(&["key", "get", "greeting"]);
+    assert!(out.contains("Key Value Pair \"greeting\" is not found."), "{out}");
+    d.fails(&["key", "delete", "greeting"]);
+    d.ok(&["key", "delete", "mine", "--scope", "user"]);
+
+    // rules.
+    let rule = d.dir.path().join("rule.yaml");
+    std::fs::write(
+        &rule,
+        "name: on_hook\npack: demo\ndescription: Runs on a webhook\nenabled: true\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: sample\ncriteria: {}\naction:\n  ref: core.local\n  parameters:\n    cmd: \"echo webhook {{ trigger.body.name }}\"\n",
+    )
+    .expect("rule file");
+    let created = d.ok(&["rule", "create", &rule.to_string_lossy()]);
+    assert!(created.stdout.contains("demo.on_hook"), "{}", created.stdout);
+    snap!("rule_list", d.ok(&["rule", "list"]).stdout);
+    assert_eq!(d.ok(&["rule", "list", "-p", "demo", "-j"]).json()[0]["ref"], "demo.on_hook");
+    let got = d.ok(&["rule", "get", "demo.on_hook", "-j"]).json();
+    assert_eq!(got["trigger"]["type"], "core.st2.webhook");
+    let off = d.ok(&["rule", "disable", "demo.on_hook"]);
+    assert!(
+        off.stdout
+            .lines()
+            .any(|l| l.starts_with("| enabled ") && l.contains("| False")),
+        "{}",
+        off.stdout
+    );
+    assert_eq!(d.ok(&["rule", "get", "demo.on_hook", "-j"]).json()["enabled"], false);
+    assert_eq!(d.ok(&["rule", "list", "--disabled", "-j"]).json()[0]["ref"], "demo.on_hook");
+    d.ok(&["rule", "enable", "demo.on_hook"]);
+    assert_eq!(d.ok(&["rule", "get", "demo.on_hook", "-j"]).json()["enabled"], true);
+
+    // webhooks → trigger instances → the rule's execution; re-emit.
+    snap!("webhook_list", d.ok(&["webhook", "list"]).stdout);
+    let token = d.ok(&["auth", USER, "-p", PASSWORD, "-t"]).stdout.trim().to_owned();
+    let (status, body) = d.post("/v1/webhooks/sample", &token, r#"{"name": "curl"}"#);
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let instance = loop {
+        let list = d.ok(&["trigger-instance", "list", "-n", "100", "-a", "all", "-j"]).json();
+        let hit = list.as_array().and_then(|l| {
+            l.iter()
+                .find(|i| i["payload"]["body"]["name"] == "curl")
+                .cloned()
+        });
+        if let Some(i) = hit {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no trigger instance: {list}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let iid = instance["id"].as_str().expect("id").to_owned();
+    let trigger = instance["trigger"].as_str().expect("trigger").to_owned();
+    let got = d.ok(&["trigger-instance", "get", &iid, "-j"]).json();
+    assert_eq!(got["payload"]["body"]["name"], "curl");
+    let table = d.ok(&["trigger-instance", "list", "--trigger", &trigger]);
+    assert!(table.stdout.contains(&iid) && table.stdout.contains("| processed"), "{}", table.stdout);
+    // Re-emit: StackStorm's request; a server without the route answers 404, shown as is.
+    let re = d.st2(&["trigger-instance", "re-emit", &iid]);
+    let runs = if re.ok {
+        assert!(!re.stdout.trim().is_empty(), "{re:?}");
+        2
+    } else {
+        assert!(
+            re.stderr.contains(&format!("MESSAGE: The resource could not be found. (for POST http://127.0.0.1:{}/v1/triggerinstances/{iid}/re_emit)", d.api)),
+            "{}",
+            re.stderr
+        );
+        1
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = d.ok(&["execution", "list", "--action", "core.local", "-j", "-a", "result"]);
+        if list.stdout.matches("webhook curl").count() >= runs {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rule did not run: {}", list.stdout);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = d.ok(&["rule", "delete", "demo.on_hook"]);
+    assert!(out.stdout.contains("deleted"), "{}", out.stdout);
+    d.fails(&["rule", "get", "demo.on_hook"]);
+
+    // trigger types, sensors, runners, policies.
+    let triggers = d.ok(&["trigger", "list"]);
+    assert!(triggers.stdout.contains("core.st2.webhook"), "{}", triggers.stdout);
+    assert_eq!(d.ok(&["trigger", "get", "core.st2.webhook", "-j"]).json()["pack"], "core");
+    let sensors = d.ok(&["sensor", "list", "-j"]);
+    assert!(sensors.json().is_array());
+    let runners = d.ok(&["runner", "list", "-a", "name"]);
+    assert!(runners.stdout.contains("| local-shell-cmd"), "{}", runners.stdout);
+    assert_eq!(d.ok(&["runner", "get", "orquesta", "-j"]).json()["name"], "orquesta");
+    snap!("policy_list", d.ok(&["policy", "list"]).stdout);
+    let policy = d.ok(&["policy", "get", "demo.greet.concurrency", "-j"]).json();
+    assert_eq!(policy["parameters"]["threshold"], 2);
+    let out = d.fails(&["policy", "get", "demo.nothing"]);
+    assert!(out.contains("Policy \"demo.nothing\" is not found."), "{out}");
+
+    // packs: list/get/register; install/remove send StackStorm's request and show the
+    // server's answer.
+    snap!("pack_list", d.ok(&["pack", "list"]).stdout);
+    snap!("pack_get", d.ok(&["pack", "get", "demo"]).stdout);
+    let registered = d.ok(&["pack", "register", "demo", "-j"]).json();
+    assert_eq!(registered["actions"], 2, "{registered}");
+    let out = d.fails(&["pack", "register", "nope"]);
+    assert!(out.contains("MESSAGE: ") && out.contains("nope"), "{out}");
+    for args in [["pack", "install", "foo"], ["pack", "remove", "foo"]] {
+        let run = d.st2(&args);
+        if !run.ok {
+            assert!(run.stderr.contains("MESSAGE: "), "{args:?}: {}", run.stderr);
+        }
+    }
+
+    // inquiries: an ask waits for a response.
+    let asked = d.ok(&["run", "core.ask", "-a", "-j"]).json();
+    let ask = asked["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.ok(&["inquiry", "list", "-j"]).json().as_array().is_none_or(Vec::is_empty) {
+        assert!(Instant::now() < deadline, "no inquiry");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    snap!("inquiry_list", d.ok(&["inquiry", "list"]).stdout);
+    assert_eq!(d.ok(&["inquiry", "get", &ask, "-j"]).json()["id"], ask.as_str());
+    let out = d.fails(&["inquiry", "respond", &ask, "-r", "yes"]);
+    assert!(out.contains("-r/--response is not JSON"), "{out}");
+    let responded = d.ok(&["inquiry", "respond", &ask, "-r", r#"{"continue": true}"#, "-j"]).json();
+    assert_eq!(responded["response"]["continue"], true);
+    assert_eq!(d.wait_done(&ask)["status"], "succeeded");
+
+    // API keys.
+    let created = d.ok(&["apikey", "create", "-m", r#"{"used_by": "ci"}"#, "-j"]).json();
+    assert_eq!(created["metadata"]["used_by"], "ci");
+    assert!(created["key"].is_string());
+    let listed = d.ok(&["apikey", "list"]);
+    assert!(listed.stdout.contains(USER) && listed.stdout.contains("used_by"), "{}", listed.stdout);
+    let id = created["id"].as_str().expect("id");
+    assert_eq!(d.ok(&["apikey", "get", id, "-j"]).json()["user"], USER);
+    let out = d.ok(&["apikey", "delete", id]);
+    assert!(out.stdout.contains("deleted"), "{}", out.stdout);
+    d.fails(&["apikey", "get", id]);
+}
