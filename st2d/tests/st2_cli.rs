@@ -273,6 +273,7 @@ fn redacted() -> insta::Settings {
     settings.add_filter(r"\(\d+s elapsed\)", "(Ns elapsed)");
     settings.add_filter(r#""expire_timestamp": \d+"#, r#""expire_timestamp": [EPOCH]"#);
     settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]");
+    settings.add_filter(r"/tmp/\.tmp\w+", "[TMP]");
     settings.set_prepend_module_to_snapshot(false);
     settings
 }
@@ -662,7 +663,7 @@ fn keys_rules_triggers_packs_and_the_rest() {
 
     // packs: list/get/register; install/remove send StackStorm's request and show the
     // server's answer.
-    snap!("pack_list", d.ok(&["pack", "list"]).stdout);
+    snap!("pack_list", d.ok(&["pack", "list", "-a", "ref", "name", "author"]).stdout);
     snap!("pack_get", d.ok(&["pack", "get", "demo"]).stdout);
     let registered = d.ok(&["pack", "register", "demo", "-j"]).json();
     assert_eq!(registered["actions"], 2, "{registered}");
@@ -702,4 +703,118 @@ fn keys_rules_triggers_packs_and_the_rest() {
     let out = d.ok(&["apikey", "delete", id]);
     assert!(out.stdout.contains("deleted"), "{}", out.stdout);
     d.fails(&["apikey", "get", id]);
+}
+
+/// `.ci/st2client-test` (the real Python client against st2d) repeated with this client:
+/// the same commands, the same expectations.
+#[test]
+fn st2client_test_scenario() {
+    let d = Daemon::start();
+    // check: the command succeeds and prints `want`; fails: it fails, printing `want`.
+    let check = |name: &str, want: &[&str], args: &[&str]| -> Run {
+        let run = d.st2(args);
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(run.ok, "{name}: exit status {}:\n{all}", run.code);
+        assert!(want.iter().any(|w| all.contains(w)), "{name}: {want:?} not in:\n{all}");
+        run
+    };
+    let fails = |name: &str, want: &[&str], args: &[&str]| {
+        let run = d.st2(args);
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(!run.ok, "{name}: succeeded but should have failed:\n{all}");
+        assert!(want.iter().any(|w| all.contains(w)), "{name}: {want:?} not in:\n{all}");
+    };
+
+    fails("no credentials", &["Unauthorized", "Not authenticated"], &["action", "list"]);
+    check("login", &["Logged in as tester"], &["login", USER, "-p", PASSWORD]);
+    check("whoami", &["tester"], &["whoami"]);
+    check("action list", &["demo.greet"], &["action", "list"]);
+    check("action list --pack", &["core.local"], &["action", "list", "-p", "core"]);
+    check("action get", &["local-shell-cmd"], &["action", "get", "demo.greet"]);
+
+    check("run core.local", &["hello from st2"], &["run", "core.local", "cmd=echo hello from st2"]);
+    check("run status", &["succeeded"], &["run", "core.local", "cmd=echo again"]);
+    check("run pack action", &["hello tester"], &["run", "demo.greet", "who=tester"]);
+    check("run workflow", &["hello bob"], &["run", "demo.flow"]);
+    check("workflow children", &["each"], &["run", "demo.flow"]);
+    fails("run failing command", &["failed"], &["run", "core.local", "cmd=exit 3"]);
+    fails(
+        "run unknown action",
+        &["not found", "cannot be found", "doesn't exist"],
+        &["run", "nope.nothing"],
+    );
+
+    let id = d.ok(&["run", "core.local", "cmd=echo listed", "-j"]).json()["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    check("execution list", &[&id], &["execution", "list", "-n", "20"]);
+    check("execution get", &["listed"], &["execution", "get", &id]);
+    check("execution get json", &["\"stdout\": \"listed\""], &["execution", "get", &id, "-j"]);
+    check("execution tail (finished)", &["listed"], &["execution", "tail", &id]);
+    check("execution re-run", &["listed"], &["execution", "re-run", &id]);
+    let long = d.ok(&["run", "core.local", "cmd=sleep 30", "-a"]).stdout;
+    let long = long
+        .split_whitespace()
+        .find(|w| w.len() == 24 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .expect("id")
+        .to_owned();
+    d.wait_status(&long, "running");
+    check("execution cancel", &["cancel"], &["execution", "cancel", &long]);
+    d.wait_status(&long, "canceled");
+    check("canceled status", &["canceled"], &["execution", "get", &long]);
+
+    check("key set", &["greeting"], &["key", "set", "greeting", "hello"]);
+    check("key get", &["hello"], &["key", "get", "greeting"]);
+    check("key list", &["greeting"], &["key", "list"]);
+    check("key set encrypted", &["secret"], &["key", "set", "secret", "s3cr3t", "--encrypt"]);
+    check("key get masked", &["secret"], &["key", "get", "secret"]);
+    let masked = d.ok(&["key", "get", "secret", "-j"]);
+    assert!(!masked.stdout.contains("s3cr3t"), "secret shown without --decrypt");
+    check("key get decrypt", &["s3cr3t"], &["key", "get", "secret", "--decrypt"]);
+    check("key set user scope", &["mine"], &["key", "set", "mine", "value1", "--scope", "user"]);
+    check("key get user scope", &["value1"], &["key", "get", "mine", "--scope", "user"]);
+    check("key delete", &["deleted"], &["key", "delete", "greeting"]);
+    fails("key deleted", &["not found", "doesn't exist"], &["key", "get", "greeting"]);
+
+    let rule = d.dir.path().join("rule.yaml");
+    std::fs::write(
+        &rule,
+        "name: on_hook\npack: demo\ndescription: Runs on a webhook\nenabled: true\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: sample\ncriteria: {}\naction:\n  ref: core.local\n  parameters:\n    cmd: \"echo webhook {{ trigger.body.name }}\"\n",
+    )
+    .expect("rule file");
+    let rule = rule.to_string_lossy().into_owned();
+    check("rule create", &["demo.on_hook"], &["rule", "create", &rule]);
+    check("rule list", &["demo.on_hook"], &["rule", "list"]);
+    check("rule get", &["core.st2.webhook"], &["rule", "get", "demo.on_hook"]);
+    check("rule disable", &["False", "false"], &["rule", "disable", "demo.on_hook"]);
+    check("rule enable", &["True", "true"], &["rule", "enable", "demo.on_hook"]);
+    check("trigger list", &["core.st2.webhook"], &["trigger", "list"]);
+    check("webhook list", &["sample"], &["webhook", "list"]);
+
+    let token = d.ok(&["auth", USER, "-p", PASSWORD, "-t"]).stdout.trim().to_owned();
+    let (status, body) = d.post("/v1/webhooks/sample", &token, r#"{"name": "curl"}"#);
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d
+        .ok(&["execution", "list", "-n", "10", "-j", "-a", "result"])
+        .stdout
+        .contains("webhook curl")
+    {
+        assert!(Instant::now() < deadline, "the webhook's rule did not run");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check("rule delete", &["deleted"], &["rule", "delete", "demo.on_hook"]);
+
+    check("pack list", &["demo"], &["pack", "list"]);
+    check("pack register", &["demo", "actions"], &["pack", "register", "demo"]);
+    check("inquiry list", &[""], &["inquiry", "list"]);
+
+    let key = d.ok(&["apikey", "create", "-k"]).stdout.trim().to_owned();
+    check("apikey list", &["tester"], &["apikey", "list"]);
+    let with_key = d.st2_env(&["action", "get", "core.local"], &[("ST2_API_KEY", &key)]);
+    assert!(with_key.ok && with_key.stdout.contains("core.local"), "api key: {with_key:?}");
+    let keys = d.ok(&["apikey", "list", "-j"]).json();
+    let key_id = keys[0]["id"].as_str().expect("id").to_owned();
+    check("apikey delete", &["deleted"], &["apikey", "delete", &key_id]);
 }
