@@ -70,6 +70,14 @@ fn write_packs(packs: &Path) {
         "version: 1.0\ninput:\n  - names\ntasks:\n  each:\n    with: n in <% ctx(names) %>\n    action: demo.greet who=<% item(n) %>\n    next:\n      - publish:\n          - said: <% result().select($.stdout) %>\noutput:\n  - said: <% ctx(said) %>\n",
     );
     write(
+        &packs.join("demo/actions/slow.yaml"),
+        "name: slow\nrunner_type: orquesta\nentry_point: workflows/slow.yaml\nenabled: true\n",
+    );
+    write(
+        &packs.join("demo/actions/workflows/slow.yaml"),
+        "version: 1.0\ntasks:\n  first:\n    action: core.local cmd=\"sleep 1; echo one\"\n    next:\n      - do: second\n  second:\n    action: core.local cmd=\"sleep 0.5; echo two\"\n",
+    );
+    write(
         &packs.join("demo/policies/greet_concurrency.yaml"),
         "name: greet.concurrency\ndescription: At most two greetings at once\nenabled: true\nresource_ref: demo.greet\npolicy_type: action.concurrency\nparameters:\n  action: delay\n  threshold: 2\n",
     );
@@ -164,8 +172,15 @@ impl Daemon {
             .env("ST2_BASE_URL", "http://127.0.0.1")
             .env("ST2_API_URL", format!("http://127.0.0.1:{}/v1", self.api))
             .env("ST2_AUTH_URL", format!("http://127.0.0.1:{}", self.auth))
-            .env("ST2_STREAM_URL", format!("http://127.0.0.1:{}/v1", self.stream))
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .env(
+                "ST2_STREAM_URL",
+                format!("http://127.0.0.1:{}/v1", self.stream),
+            )
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in extra_env {
@@ -192,14 +207,22 @@ impl Daemon {
     /// `st2 ARGS`, which must succeed.
     fn ok(&self, args: &[&str]) -> Run {
         let run = self.st2(args);
-        assert!(run.ok, "st2 {args:?} failed ({}):\n{}\n{}", run.code, run.stdout, run.stderr);
+        assert!(
+            run.ok,
+            "st2 {args:?} failed ({}):\n{}\n{}",
+            run.code, run.stdout, run.stderr
+        );
         run
     }
 
     /// `st2 ARGS`, which must fail; stdout + stderr.
     fn fails(&self, args: &[&str]) -> String {
         let run = self.st2(args);
-        assert!(!run.ok, "st2 {args:?} should have failed:\n{}\n{}", run.stdout, run.stderr);
+        assert!(
+            !run.ok,
+            "st2 {args:?} should have failed:\n{}\n{}",
+            run.stdout, run.stderr
+        );
         format!("{}{}", run.stdout, run.stderr)
     }
 
@@ -217,7 +240,10 @@ impl Daemon {
             if !matches!(status, "requested" | "scheduled" | "running" | "canceling") {
                 return e;
             }
-            assert!(Instant::now() < deadline, "execution {id} did not finish: {e}");
+            assert!(
+                Instant::now() < deadline,
+                "execution {id} did not finish: {e}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -225,11 +251,16 @@ impl Daemon {
     fn wait_status(&self, id: &str, want: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let e = self.ok(&["execution", "get", id, "-j", "-a", "status"]).json();
+            let e = self
+                .ok(&["execution", "get", id, "-j", "-a", "status"])
+                .json();
             if e["status"] == want {
                 return;
             }
-            assert!(Instant::now() < deadline, "execution {id} never {want}: {e}");
+            assert!(
+                Instant::now() < deadline,
+                "execution {id} never {want}: {e}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -271,7 +302,10 @@ fn redacted() -> insta::Settings {
         "[TIME                       ]",
     );
     settings.add_filter(r"\(\d+s elapsed\)", "(Ns elapsed)");
-    settings.add_filter(r#""expire_timestamp": \d+"#, r#""expire_timestamp": [EPOCH]"#);
+    settings.add_filter(
+        r#""expire_timestamp": \d+"#,
+        r#""expire_timestamp": [EPOCH]"#,
+    );
     settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]");
     settings.add_filter(r"/tmp/\.tmp\w+", "[TMP]");
     settings.set_prepend_module_to_snapshot(false);
@@ -294,25 +328,50 @@ fn configuration_login_and_credentials() {
     assert!(out.contains("One of Token or API key required"), "{out}");
     assert!(out.contains("st2 login"), "{out}");
     let out = d.st2(&["whoami"]);
-    assert!(!out.ok && out.stderr.contains("Not authenticated"), "{out:?}");
+    assert!(
+        !out.ok && out.stderr.contains("Not authenticated"),
+        "{out:?}"
+    );
 
     // Nobody listening: the URL and how to start st2d.
     let dead = d.st2_env(
         &["action", "list"],
-        &[("ST2_API_URL", "http://127.0.0.1:9/v1"), ("ST2_AUTH_TOKEN", "x")],
+        &[
+            ("ST2_API_URL", "http://127.0.0.1:9/v1"),
+            ("ST2_AUTH_TOKEN", "x"),
+        ],
     );
     assert!(!dead.ok);
-    assert!(dead.stderr.contains("cannot reach StackStorm at http://127.0.0.1:9/v1/actions"), "{}", dead.stderr);
+    assert!(
+        dead.stderr
+            .contains("cannot reach StackStorm at http://127.0.0.1:9/v1/actions"),
+        "{}",
+        dead.stderr
+    );
     assert!(dead.stderr.contains("st2d serve"), "{}", dead.stderr);
     // Defaults like st2client's.
-    let defaults = d.st2_env(&["print-config", "-j"], &[("ST2_API_URL", ""), ("ST2_AUTH_URL", ""), ("ST2_STREAM_URL", ""), ("ST2_BASE_URL", "")]).json();
+    let defaults = d
+        .st2_env(
+            &["print-config", "-j"],
+            &[
+                ("ST2_API_URL", ""),
+                ("ST2_AUTH_URL", ""),
+                ("ST2_STREAM_URL", ""),
+                ("ST2_BASE_URL", ""),
+            ],
+        )
+        .json();
     assert_eq!(defaults["api_url"], "http://127.0.0.1:9101/v1");
     assert_eq!(defaults["auth_url"], "http://127.0.0.1:9100");
     assert_eq!(defaults["stream_url"], "http://127.0.0.1:9102/v1");
     let based = d
         .st2_env(
             &["print-config", "-j"],
-            &[("ST2_API_URL", ""), ("ST2_BASE_URL", "https://st2.example"), ("ST2_API_VERSION", "v2")],
+            &[
+                ("ST2_API_URL", ""),
+                ("ST2_BASE_URL", "https://st2.example"),
+                ("ST2_API_VERSION", "v2"),
+            ],
         )
         .json();
     assert_eq!(based["api_url"], "https://st2.example:9101/v2");
@@ -335,7 +394,10 @@ fn configuration_login_and_credentials() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(st2.join("token-tester")).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(st2.join("token-tester"))
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o660);
     }
     let who = d.ok(&["whoami"]);
@@ -343,7 +405,11 @@ fn configuration_login_and_credentials() {
     assert_eq!(d.ok(&["whoami", "-j"]).json()["username"], USER);
 
     // st2 auth: the token only, or user/token/expiry.
-    let token = d.ok(&["auth", USER, "-p", PASSWORD, "-t"]).stdout.trim().to_owned();
+    let token = d
+        .ok(&["auth", USER, "-p", PASSWORD, "-t"])
+        .stdout
+        .trim()
+        .to_owned();
     assert_eq!(token.len(), 32);
     let auth = d.ok(&["auth", USER, "-p", PASSWORD, "-j"]).json();
     assert_eq!(auth["user"], USER);
@@ -351,12 +417,21 @@ fn configuration_login_and_credentials() {
 
     // A token, an API key, from the environment.
     let key = d.ok(&["apikey", "create", "-k"]).stdout.trim().to_owned();
-    for env in [("ST2_AUTH_TOKEN", token.as_str()), ("ST2_API_KEY", key.as_str())] {
-        let run = d.st2_env(&["action", "get", "core.local", "-j", "--skip-config"], &[env]);
+    for env in [
+        ("ST2_AUTH_TOKEN", token.as_str()),
+        ("ST2_API_KEY", key.as_str()),
+    ] {
+        let run = d.st2_env(
+            &["action", "get", "core.local", "-j", "--skip-config"],
+            &[env],
+        );
         assert!(run.ok, "{env:?}: {}", run.stderr);
         assert_eq!(run.json()["ref"], "core.local");
     }
-    let run = d.st2_env(&["action", "get", "core.local", "--skip-config"], &[("ST2_AUTH_TOKEN", "nope")]);
+    let run = d.st2_env(
+        &["action", "get", "core.local", "--skip-config"],
+        &[("ST2_AUTH_TOKEN", "nope")],
+    );
     assert!(!run.ok && run.stderr.contains("401"), "{}", run.stderr);
 
     // [credentials] username + password in a --config-file: the client logs in by itself
@@ -371,22 +446,44 @@ fn configuration_login_and_credentials() {
     .expect("config");
     std::fs::remove_file(st2.join("token-tester")).expect("rm cache");
     let other = other.to_string_lossy().into_owned();
-    let run = d.ok(&["--config-file", &other, "action", "get", "core.local", "-a", "ref"]);
+    let run = d.ok(&[
+        "--config-file",
+        &other,
+        "action",
+        "get",
+        "core.local",
+        "-a",
+        "ref",
+    ]);
     assert!(run.stdout.contains("core.local"), "{}", run.stdout);
-    assert!(st2.join("token-tester").exists(), "the token was not cached");
+    assert!(
+        st2.join("token-tester").exists(),
+        "the token was not cached"
+    );
     let via_env = d.st2_env(&["key", "list"], &[("ST2_CONFIG_FILE", &other)]);
     assert!(via_env.ok, "{}", via_env.stderr);
     // The config's time zone shows in tables.
     let run = d.ok(&["--config-file", &other, "auth", USER, "-p", PASSWORD]);
-    assert!(run.stdout.contains(" CET") || run.stdout.contains(" CEST"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(" CET") || run.stdout.contains(" CEST"),
+        "{}",
+        run.stdout
+    );
     // A broken config file names the line.
     std::fs::write(d.dir.path().join("bad.ini"), "username = x\n").expect("bad");
     let bad = d.dir.path().join("bad.ini").to_string_lossy().into_owned();
     let out = d.fails(&["--config-file", &bad, "action", "list"]);
-    assert!(out.contains("bad.ini:1") && out.contains("outside of any [section]"), "{out}");
+    assert!(
+        out.contains("bad.ini:1") && out.contains("outside of any [section]"),
+        "{out}"
+    );
 
     // login -w writes the password too.
-    let run = d.st2_full(&["login", USER, "--password-stdin", "-w"], &[], Some("tester-pass\n"));
+    let run = d.st2_full(
+        &["login", USER, "--password-stdin", "-w"],
+        &[],
+        Some("tester-pass\n"),
+    );
     assert!(run.ok, "{}", run.stderr);
     let config = std::fs::read_to_string(st2.join("config")).expect("config");
     assert!(config.contains("password = "), "{config}");
@@ -398,52 +495,121 @@ fn actions_runs_and_executions() {
     d.login();
 
     // action list/get: tables, JSON, chosen attributes.
-    snap!("action_list_demo", d.ok(&["action", "list", "-p", "demo"]).stdout);
+    snap!(
+        "action_list_demo",
+        d.ok(&["action", "list", "-p", "demo"]).stdout
+    );
+    // A narrow width: tables wrap their cells to fit.
+    snap!(
+        "action_list_narrow",
+        d.st2_env(
+            &["action", "get", "demo.greet", "-a", "ref", "parameters"],
+            &[("COLUMNS", "44")]
+        )
+        .stdout
+    );
     snap!(
         "action_list_demo_attr",
-        d.ok(&["action", "list", "-p", "demo", "-a", "ref", "runner_type"]).stdout
+        d.ok(&["action", "list", "-p", "demo", "-a", "ref", "runner_type"])
+            .stdout
     );
-    snap!("action_list_demo_json", d.ok(&["action", "list", "-p", "demo", "-j"]).stdout);
-    snap!("action_list_demo_yaml", d.ok(&["action", "list", "-p", "demo", "-y"]).stdout);
+    snap!(
+        "action_list_demo_json",
+        d.ok(&["action", "list", "-p", "demo", "-j"]).stdout
+    );
+    snap!(
+        "action_list_demo_yaml",
+        d.ok(&["action", "list", "-p", "demo", "-y"]).stdout
+    );
     snap!("action_get", d.ok(&["action", "get", "demo.greet"]).stdout);
     let got = d.ok(&["action", "get", "demo.greet", "-j"]).json();
     assert_eq!(got["runner_type"], "local-shell-cmd");
     let out = d.fails(&["action", "get", "demo.gret"]);
-    assert!(out.contains("Action \"demo.gret\" is not found. Did you mean: demo.greet"), "{out}");
+    assert!(
+        out.contains("Action \"demo.gret\" is not found. Did you mean: demo.greet"),
+        "{out}"
+    );
 
     // run: parameters cast by the schema, the output, the result, the exit status.
     let run = d.ok(&["run", "core.local", "cmd=echo hello from st2"]);
-    assert!(run.stdout.starts_with("hello from st2\n"), "live output first: {}", run.stdout);
+    assert!(
+        run.stdout.starts_with("hello from st2\n"),
+        "live output first: {}",
+        run.stdout
+    );
     snap!("run_core_local", run.stdout);
-    let run = d.ok(&["run", "demo.greet", "who=bob", "times=3", "loud=yes", "-j"]).json();
-    assert_eq!(run["parameters"], serde_json::json!({"who": "bob", "times": 3, "loud": true}));
+    let run = d
+        .ok(&["run", "demo.greet", "who=bob", "times=3", "loud=yes", "-j"])
+        .json();
+    assert_eq!(
+        run["parameters"],
+        serde_json::json!({"who": "bob", "times": 3, "loud": true})
+    );
     assert_eq!(run["result"]["stdout"], "hello bob");
-    let run = d.ok(&["run", "core.local", "cmd=echo $A-$B", "env=A=1,B=2", "timeout=5", "-j"]).json();
-    assert_eq!(run["parameters"]["env"], serde_json::json!({"A": "1", "B": "2"}));
+    let run = d
+        .ok(&[
+            "run",
+            "core.local",
+            "cmd=echo $A-$B",
+            "env=A=1,B=2",
+            "timeout=5",
+            "-j",
+        ])
+        .json();
+    assert_eq!(
+        run["parameters"]["env"],
+        serde_json::json!({"A": "1", "B": "2"})
+    );
     assert_eq!(run["parameters"]["timeout"], 5);
     assert_eq!(run["result"]["stdout"], "1-2");
     let script = d.dir.path().join("cmd.txt");
     std::fs::write(&script, "echo from a file").expect("file");
     let at = format!("cmd=@{}", script.display());
     let run = d.ok(&["run", "core.local", &at, "-k", "stdout"]);
-    assert_eq!(run.stdout.lines().last(), Some("from a file"), "{}", run.stdout);
+    assert_eq!(
+        run.stdout.lines().last(),
+        Some("from a file"),
+        "{}",
+        run.stdout
+    );
     let out = d.fails(&["run", "demo.greet", "times=many"]);
-    assert!(out.contains("parameter \"times\" expects an integer (type integer), got \"many\""), "{out}");
+    assert!(
+        out.contains("parameter \"times\" expects an integer (type integer), got \"many\""),
+        "{out}"
+    );
     let out = d.fails(&["run", "demo.greet", "loud=perhaps"]);
-    assert!(out.contains("parameter \"loud\" expects a boolean"), "{out}");
+    assert!(
+        out.contains("parameter \"loud\" expects a boolean"),
+        "{out}"
+    );
     let out = d.fails(&["run", "demo.greet", "whom=x"]);
-    assert!(out.contains("has no parameter \"whom\"") && out.contains("times, who"), "{out}");
+    assert!(
+        out.contains("has no parameter \"whom\"") && out.contains("times, who"),
+        "{out}"
+    );
     let out = d.fails(&["run", "core.locl", "cmd=x"]);
     assert!(out.contains("Did you mean: core.local"), "{out}");
     let failed = d.st2(&["run", "core.local", "cmd=echo bad >&2; exit 3"]);
     assert!(!failed.ok, "a failed execution exits non-zero");
-    assert!(failed.stdout.contains("status: failed"), "{}", failed.stdout);
+    assert!(
+        failed.stdout.contains("status: failed"),
+        "{}",
+        failed.stdout
+    );
     snap!("run_failed", failed.stdout);
 
     // A workflow: its tasks' output and the tasks table.
     let run = d.ok(&["run", "demo.flow", "names=ann,bob"]);
-    assert!(run.stdout.contains("hello ann") && run.stdout.contains("hello bob"), "{}", run.stdout);
-    assert!(run.stdout.contains("+ tasks:") && run.stdout.contains("| each |"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("hello ann") && run.stdout.contains("hello bob"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("+ tasks:") && run.stdout.contains("| each |"),
+        "{}",
+        run.stdout
+    );
 
     // run -a: the id and where to look.
     let run = d.ok(&["run", "core.local", "cmd=echo later", "-a"]);
@@ -461,35 +627,104 @@ fn actions_runs_and_executions() {
     let list = d.ok(&["execution", "list", "-n", "3"]);
     assert_eq!(list.stdout.lines().count(), 3 + 4, "{}", list.stdout);
     snap!("execution_list", list.stdout);
-    let list = d.ok(&["execution", "list", "--action", "demo.greet", "--status", "succeeded", "-j"]).json();
+    let list = d
+        .ok(&[
+            "execution",
+            "list",
+            "--action",
+            "demo.greet",
+            "--status",
+            "succeeded",
+            "-j",
+        ])
+        .json();
     let items = list.as_array().expect("list");
     assert_eq!(items.len(), 1, "{list}");
     assert_eq!(items[0]["action"]["ref"], "demo.greet");
-    let list = d.ok(&["execution", "list", "-n", "2", "-a", "id", "status", "-j"]).json();
-    assert!(list[0].get("action").is_none() && list[0]["status"].is_string(), "{list}");
+    let list = d
+        .ok(&["execution", "list", "-n", "2", "-a", "id", "status", "-j"])
+        .json();
+    assert!(
+        list[0].get("action").is_none() && list[0]["status"].is_string(),
+        "{list}"
+    );
     let get = d.ok(&["execution", "get", &id]);
     assert!(get.stdout.contains("stdout: later"), "{}", get.stdout);
     snap!("execution_get", get.stdout);
-    assert_eq!(d.ok(&["execution", "get", &id, "-k", "stdout"]).stdout, "later\n");
+    assert_eq!(
+        d.ok(&["execution", "get", &id, "-k", "stdout"]).stdout,
+        "later\n"
+    );
     let tail = d.ok(&["execution", "tail", &id]);
-    assert_eq!(tail.stdout, format!("later\nExecution {id} has completed (status=succeeded).\n"));
+    assert_eq!(
+        tail.stdout,
+        format!("later\nExecution {id} has completed (status=succeeded).\n")
+    );
     let tail = d.ok(&["execution", "tail", "last"]);
     assert!(tail.stdout.contains("has completed"), "{}", tail.stdout);
     let again = d.ok(&["execution", "re-run", &id, "-j"]).json();
     assert_ne!(again["id"], id.as_str());
     assert_eq!(again["result"]["stdout"], "later");
-    let again = d.ok(&["execution", "re-run", &id, "cmd=echo changed", "-j"]).json();
+    let again = d
+        .ok(&["execution", "re-run", &id, "cmd=echo changed", "-j"])
+        .json();
     assert_eq!(again["result"]["stdout"], "changed");
     let out = d.fails(&["execution", "get", "000000000000000000000000"]);
-    assert!(out.contains("Execution \"000000000000000000000000\" is not found."), "{out}");
+    assert!(
+        out.contains("Execution \"000000000000000000000000\" is not found."),
+        "{out}"
+    );
 
     // tail of a running execution: the output as it comes, from the start.
-    let run = d.ok(&["run", "core.local", "cmd=for i in 1 2 3; do echo line $i; sleep 0.3; done", "-a", "-j"]);
+    let run = d.ok(&[
+        "run",
+        "core.local",
+        "cmd=for i in 1 2 3; do echo line $i; sleep 0.3; done",
+        "-a",
+        "-j",
+    ]);
     let slow = run.json()["id"].as_str().expect("id").to_owned();
     let tail = d.ok(&["execution", "tail", &slow]);
     assert_eq!(
         tail.stdout,
         format!("line 1\nline 2\nline 3\nExecution {slow} has completed (status=succeeded).\n")
+    );
+
+    // tail of a running workflow: its tasks' output and their starts and ends.
+    let run = d.ok(&["run", "demo.slow", "-a", "-j"]);
+    let flow = run.json()["id"].as_str().expect("id").to_owned();
+    let tail = d.ok(&["execution", "tail", &flow]);
+    let text = &tail.stdout;
+    let one = text.find("one\n").expect("first task's output");
+    let started = text.find("(task=second)").expect("second task started");
+    let two = text.find("two\n").expect("second task's output");
+    assert!(one < started && started < two, "{text}");
+    assert!(
+        text.ends_with(&format!(
+            "Execution {flow} has completed (status=succeeded).\n"
+        )),
+        "{text}"
+    );
+
+    // pause and resume a workflow.
+    let run = d.ok(&["run", "demo.slow", "-a", "-j"]);
+    let flow = run.json()["id"].as_str().expect("id").to_owned();
+    d.wait_status(&flow, "running");
+    let paused = d.ok(&["execution", "pause", &flow]);
+    assert!(paused.stdout.contains("status: paus"), "{}", paused.stdout);
+    d.wait_status(&flow, "paused");
+    let resumed = d.ok(&["execution", "resume", &flow]);
+    assert!(
+        resumed.stdout.contains("status: resuming") || resumed.stdout.contains("status: running"),
+        "{}",
+        resumed.stdout
+    );
+    assert_eq!(d.wait_done(&flow)["status"], "succeeded");
+    let tasks = d.ok(&["execution", "get", &flow]);
+    assert!(
+        tasks.stdout.contains("| first ") && tasks.stdout.contains("| second "),
+        "{}",
+        tasks.stdout
     );
 
     // cancel: a long command; pause/resume of a non-workflow is refused by the server.
@@ -502,7 +737,10 @@ fn actions_runs_and_executions() {
     assert!(cancel.stdout.contains("cancel"), "{}", cancel.stdout);
     d.wait_status(&long, "canceled");
     let tail = d.st2(&["execution", "tail", &long]);
-    assert!(!tail.ok && tail.stdout.contains("(status=canceled)"), "{tail:?}");
+    assert!(
+        !tail.ok && tail.stdout.contains("(status=canceled)"),
+        "{tail:?}"
+    );
     let out = d.fails(&["execution", "resume", &long]);
     assert!(out.contains("MESSAGE: "), "{out}");
 
@@ -513,11 +751,24 @@ fn actions_runs_and_executions() {
         "name: hello\npack: demo\nrunner_type: local-shell-cmd\ndescription: Says hello\nenabled: true\nparameters:\n  cmd:\n    type: string\n    default: echo hi\n",
     )
     .expect("action file");
-    let created = d.ok(&["action", "create", &file.to_string_lossy(), "-j"]).json();
+    let created = d
+        .ok(&["action", "create", &file.to_string_lossy(), "-j"])
+        .json();
     assert_eq!(created["ref"], "demo.hello");
-    assert_eq!(d.ok(&["run", "demo.hello", "-k", "stdout"]).stdout.trim_end().lines().last(), Some("hi"));
+    assert_eq!(
+        d.ok(&["run", "demo.hello", "-k", "stdout"])
+            .stdout
+            .trim_end()
+            .lines()
+            .last(),
+        Some("hi")
+    );
     let deleted = d.ok(&["action", "delete", "demo.hello"]);
-    assert!(deleted.stdout.contains("successfully deleted"), "{}", deleted.stdout);
+    assert!(
+        deleted.stdout.contains("successfully deleted"),
+        "{}",
+        deleted.stdout
+    );
     d.fails(&["action", "get", "demo.hello"]);
 }
 
@@ -533,11 +784,22 @@ fn keys_rules_triggers_packs_and_the_rest() {
     let masked = d.ok(&["key", "get", "secret", "-j"]);
     assert!(!masked.stdout.contains("s3cr3t"), "{}", masked.stdout);
     assert_eq!(masked.json()["secret"], true);
-    assert_eq!(d.ok(&["key", "get", "secret", "--decrypt", "-j"]).json()["value"], "s3cr3t");
+    assert_eq!(
+        d.ok(&["key", "get", "secret", "--decrypt", "-j"]).json()["value"],
+        "s3cr3t"
+    );
     d.ok(&["key", "set", "mine", "value1", "--scope", "user"]);
-    assert_eq!(d.ok(&["key", "get", "mine", "--scope", "user", "-j"]).json()["value"], "value1");
+    assert_eq!(
+        d.ok(&["key", "get", "mine", "--scope", "user", "-j"])
+            .json()["value"],
+        "value1"
+    );
     d.fails(&["key", "get", "mine"]);
-    let mine = d.ok(&["key", "get", "mine", "--scope", "user", "--user", USER, "-j"]).json();
+    let mine = d
+        .ok(&[
+            "key", "get", "mine", "--scope", "user", "--user", USER, "-j",
+        ])
+        .json();
     assert_eq!(mine["user"], USER);
     d.ok(&["key", "set", "short", "lived", "--ttl", "3600"]);
     let listed = d.ok(&["key", "list", "-j", "-a", "name", "scope"]).json();
@@ -559,13 +821,22 @@ fn keys_rules_triggers_packs_and_the_rest() {
     )
     .expect("keys file");
     let out = d.fails(&["key", "load", &file.to_string_lossy()]);
-    assert!(out.contains("the value of key b") && out.contains("--convert"), "{out}");
+    assert!(
+        out.contains("the value of key b") && out.contains("--convert"),
+        "{out}"
+    );
     d.ok(&["key", "load", &file.to_string_lossy(), "-c"]);
-    assert_eq!(d.ok(&["key", "get", "b", "-j"]).json()["value"], r#"{"x":1}"#);
+    assert_eq!(
+        d.ok(&["key", "get", "b", "-j"]).json()["value"],
+        r#"{"x":1}"#
+    );
     let out = d.ok(&["key", "delete", "greeting"]);
     assert!(out.stdout.contains("deleted"), "{}", out.stdout);
     let out = d.fails(&["key", "get", "greeting"]);
-    assert!(out.contains("Key Value Pair \"greeting\" is not found."), "{out}");
+    assert!(
+        out.contains("Key Value Pair \"greeting\" is not found."),
+        "{out}"
+    );
     d.fails(&["key", "delete", "greeting"]);
     d.ok(&["key", "delete", "mine", "--scope", "user"]);
 
@@ -577,9 +848,16 @@ fn keys_rules_triggers_packs_and_the_rest() {
     )
     .expect("rule file");
     let created = d.ok(&["rule", "create", &rule.to_string_lossy()]);
-    assert!(created.stdout.contains("demo.on_hook"), "{}", created.stdout);
+    assert!(
+        created.stdout.contains("demo.on_hook"),
+        "{}",
+        created.stdout
+    );
     snap!("rule_list", d.ok(&["rule", "list"]).stdout);
-    assert_eq!(d.ok(&["rule", "list", "-p", "demo", "-j"]).json()[0]["ref"], "demo.on_hook");
+    assert_eq!(
+        d.ok(&["rule", "list", "-p", "demo", "-j"]).json()[0]["ref"],
+        "demo.on_hook"
+    );
     let got = d.ok(&["rule", "get", "demo.on_hook", "-j"]).json();
     assert_eq!(got["trigger"]["type"], "core.st2.webhook");
     let off = d.ok(&["rule", "disable", "demo.on_hook"]);
@@ -590,19 +868,34 @@ fn keys_rules_triggers_packs_and_the_rest() {
         "{}",
         off.stdout
     );
-    assert_eq!(d.ok(&["rule", "get", "demo.on_hook", "-j"]).json()["enabled"], false);
-    assert_eq!(d.ok(&["rule", "list", "--disabled", "-j"]).json()[0]["ref"], "demo.on_hook");
+    assert_eq!(
+        d.ok(&["rule", "get", "demo.on_hook", "-j"]).json()["enabled"],
+        false
+    );
+    assert_eq!(
+        d.ok(&["rule", "list", "--disabled", "-j"]).json()[0]["ref"],
+        "demo.on_hook"
+    );
     d.ok(&["rule", "enable", "demo.on_hook"]);
-    assert_eq!(d.ok(&["rule", "get", "demo.on_hook", "-j"]).json()["enabled"], true);
+    assert_eq!(
+        d.ok(&["rule", "get", "demo.on_hook", "-j"]).json()["enabled"],
+        true
+    );
 
     // webhooks → trigger instances → the rule's execution; re-emit.
     snap!("webhook_list", d.ok(&["webhook", "list"]).stdout);
-    let token = d.ok(&["auth", USER, "-p", PASSWORD, "-t"]).stdout.trim().to_owned();
+    let token = d
+        .ok(&["auth", USER, "-p", PASSWORD, "-t"])
+        .stdout
+        .trim()
+        .to_owned();
     let (status, body) = d.post("/v1/webhooks/sample", &token, r#"{"name": "curl"}"#);
     assert_eq!(status, 202, "{body}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let instance = loop {
-        let list = d.ok(&["trigger-instance", "list", "-n", "100", "-a", "all", "-j"]).json();
+        let list = d
+            .ok(&["trigger-instance", "list", "-n", "100", "-a", "all", "-j"])
+            .json();
         let hit = list.as_array().and_then(|l| {
             l.iter()
                 .find(|i| i["payload"]["body"]["name"] == "curl")
@@ -619,7 +912,11 @@ fn keys_rules_triggers_packs_and_the_rest() {
     let got = d.ok(&["trigger-instance", "get", &iid, "-j"]).json();
     assert_eq!(got["payload"]["body"]["name"], "curl");
     let table = d.ok(&["trigger-instance", "list", "--trigger", &trigger]);
-    assert!(table.stdout.contains(&iid) && table.stdout.contains("| processed"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains(&iid) && table.stdout.contains("| processed"),
+        "{}",
+        table.stdout
+    );
     // Re-emit: StackStorm's request; a server without the route answers 404, shown as is.
     let re = d.st2(&["trigger-instance", "re-emit", &iid]);
     let runs = if re.ok {
@@ -635,11 +932,23 @@ fn keys_rules_triggers_packs_and_the_rest() {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let list = d.ok(&["execution", "list", "--action", "core.local", "-j", "-a", "result"]);
+        let list = d.ok(&[
+            "execution",
+            "list",
+            "--action",
+            "core.local",
+            "-j",
+            "-a",
+            "result",
+        ]);
         if list.stdout.matches("webhook curl").count() >= runs {
             break;
         }
-        assert!(Instant::now() < deadline, "the rule did not run: {}", list.stdout);
+        assert!(
+            Instant::now() < deadline,
+            "the rule did not run: {}",
+            list.stdout
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = d.ok(&["rule", "delete", "demo.on_hook"]);
@@ -648,25 +957,48 @@ fn keys_rules_triggers_packs_and_the_rest() {
 
     // trigger types, sensors, runners, policies.
     let triggers = d.ok(&["trigger", "list"]);
-    assert!(triggers.stdout.contains("core.st2.webhook"), "{}", triggers.stdout);
-    assert_eq!(d.ok(&["trigger", "get", "core.st2.webhook", "-j"]).json()["pack"], "core");
+    assert!(
+        triggers.stdout.contains("core.st2.webhook"),
+        "{}",
+        triggers.stdout
+    );
+    assert_eq!(
+        d.ok(&["trigger", "get", "core.st2.webhook", "-j"]).json()["pack"],
+        "core"
+    );
     let sensors = d.ok(&["sensor", "list", "-j"]);
     assert!(sensors.json().is_array());
     let runners = d.ok(&["runner", "list", "-a", "name"]);
-    assert!(runners.stdout.contains("| local-shell-cmd"), "{}", runners.stdout);
-    assert_eq!(d.ok(&["runner", "get", "orquesta", "-j"]).json()["name"], "orquesta");
+    assert!(
+        runners.stdout.contains("| local-shell-cmd"),
+        "{}",
+        runners.stdout
+    );
+    assert_eq!(
+        d.ok(&["runner", "get", "orquesta", "-j"]).json()["name"],
+        "orquesta"
+    );
     snap!("policy_list", d.ok(&["policy", "list"]).stdout);
-    let policy = d.ok(&["policy", "get", "demo.greet.concurrency", "-j"]).json();
+    let policy = d
+        .ok(&["policy", "get", "demo.greet.concurrency", "-j"])
+        .json();
     assert_eq!(policy["parameters"]["threshold"], 2);
     let out = d.fails(&["policy", "get", "demo.nothing"]);
-    assert!(out.contains("Policy \"demo.nothing\" is not found."), "{out}");
+    assert!(
+        out.contains("Policy \"demo.nothing\" is not found."),
+        "{out}"
+    );
 
     // packs: list/get/register; install/remove send StackStorm's request and show the
     // server's answer.
-    snap!("pack_list", d.ok(&["pack", "list", "-a", "ref", "name", "author"]).stdout);
+    snap!(
+        "pack_list",
+        d.ok(&["pack", "list", "-a", "ref", "name", "author"])
+            .stdout
+    );
     snap!("pack_get", d.ok(&["pack", "get", "demo"]).stdout);
     let registered = d.ok(&["pack", "register", "demo", "-j"]).json();
-    assert_eq!(registered["actions"], 2, "{registered}");
+    assert_eq!(registered["actions"], 3, "{registered}");
     let out = d.fails(&["pack", "register", "nope"]);
     assert!(out.contains("MESSAGE: ") && out.contains("nope"), "{out}");
     for args in [["pack", "install", "foo"], ["pack", "remove", "foo"]] {
@@ -680,24 +1012,47 @@ fn keys_rules_triggers_packs_and_the_rest() {
     let asked = d.ok(&["run", "core.ask", "-a", "-j"]).json();
     let ask = asked["id"].as_str().expect("id").to_owned();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while d.ok(&["inquiry", "list", "-j"]).json().as_array().is_none_or(Vec::is_empty) {
+    while d
+        .ok(&["inquiry", "list", "-j"])
+        .json()
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
         assert!(Instant::now() < deadline, "no inquiry");
         std::thread::sleep(Duration::from_millis(100));
     }
     snap!("inquiry_list", d.ok(&["inquiry", "list"]).stdout);
-    assert_eq!(d.ok(&["inquiry", "get", &ask, "-j"]).json()["id"], ask.as_str());
+    assert_eq!(
+        d.ok(&["inquiry", "get", &ask, "-j"]).json()["id"],
+        ask.as_str()
+    );
     let out = d.fails(&["inquiry", "respond", &ask, "-r", "yes"]);
     assert!(out.contains("-r/--response is not JSON"), "{out}");
-    let responded = d.ok(&["inquiry", "respond", &ask, "-r", r#"{"continue": true}"#, "-j"]).json();
+    let responded = d
+        .ok(&[
+            "inquiry",
+            "respond",
+            &ask,
+            "-r",
+            r#"{"continue": true}"#,
+            "-j",
+        ])
+        .json();
     assert_eq!(responded["response"]["continue"], true);
     assert_eq!(d.wait_done(&ask)["status"], "succeeded");
 
     // API keys.
-    let created = d.ok(&["apikey", "create", "-m", r#"{"used_by": "ci"}"#, "-j"]).json();
+    let created = d
+        .ok(&["apikey", "create", "-m", r#"{"used_by": "ci"}"#, "-j"])
+        .json();
     assert_eq!(created["metadata"]["used_by"], "ci");
     assert!(created["key"].is_string());
     let listed = d.ok(&["apikey", "list"]);
-    assert!(listed.stdout.contains(USER) && listed.stdout.contains("used_by"), "{}", listed.stdout);
+    assert!(
+        listed.stdout.contains(USER) && listed.stdout.contains("used_by"),
+        "{}",
+        listed.stdout
+    );
     let id = created["id"].as_str().expect("id");
     assert_eq!(d.ok(&["apikey", "get", id, "-j"]).json()["user"], USER);
     let out = d.ok(&["apikey", "delete", id]);
@@ -715,29 +1070,67 @@ fn st2client_test_scenario() {
         let run = d.st2(args);
         let all = format!("{}{}", run.stdout, run.stderr);
         assert!(run.ok, "{name}: exit status {}:\n{all}", run.code);
-        assert!(want.iter().any(|w| all.contains(w)), "{name}: {want:?} not in:\n{all}");
+        assert!(
+            want.iter().any(|w| all.contains(w)),
+            "{name}: {want:?} not in:\n{all}"
+        );
         run
     };
     let fails = |name: &str, want: &[&str], args: &[&str]| {
         let run = d.st2(args);
         let all = format!("{}{}", run.stdout, run.stderr);
         assert!(!run.ok, "{name}: succeeded but should have failed:\n{all}");
-        assert!(want.iter().any(|w| all.contains(w)), "{name}: {want:?} not in:\n{all}");
+        assert!(
+            want.iter().any(|w| all.contains(w)),
+            "{name}: {want:?} not in:\n{all}"
+        );
     };
 
-    fails("no credentials", &["Unauthorized", "Not authenticated"], &["action", "list"]);
-    check("login", &["Logged in as tester"], &["login", USER, "-p", PASSWORD]);
+    fails(
+        "no credentials",
+        &["Unauthorized", "Not authenticated"],
+        &["action", "list"],
+    );
+    check(
+        "login",
+        &["Logged in as tester"],
+        &["login", USER, "-p", PASSWORD],
+    );
     check("whoami", &["tester"], &["whoami"]);
     check("action list", &["demo.greet"], &["action", "list"]);
-    check("action list --pack", &["core.local"], &["action", "list", "-p", "core"]);
-    check("action get", &["local-shell-cmd"], &["action", "get", "demo.greet"]);
+    check(
+        "action list --pack",
+        &["core.local"],
+        &["action", "list", "-p", "core"],
+    );
+    check(
+        "action get",
+        &["local-shell-cmd"],
+        &["action", "get", "demo.greet"],
+    );
 
-    check("run core.local", &["hello from st2"], &["run", "core.local", "cmd=echo hello from st2"]);
-    check("run status", &["succeeded"], &["run", "core.local", "cmd=echo again"]);
-    check("run pack action", &["hello tester"], &["run", "demo.greet", "who=tester"]);
+    check(
+        "run core.local",
+        &["hello from st2"],
+        &["run", "core.local", "cmd=echo hello from st2"],
+    );
+    check(
+        "run status",
+        &["succeeded"],
+        &["run", "core.local", "cmd=echo again"],
+    );
+    check(
+        "run pack action",
+        &["hello tester"],
+        &["run", "demo.greet", "who=tester"],
+    );
     check("run workflow", &["hello bob"], &["run", "demo.flow"]);
     check("workflow children", &["each"], &["run", "demo.flow"]);
-    fails("run failing command", &["failed"], &["run", "core.local", "cmd=exit 3"]);
+    fails(
+        "run failing command",
+        &["failed"],
+        &["run", "core.local", "cmd=exit 3"],
+    );
     fails(
         "run unknown action",
         &["not found", "cannot be found", "doesn't exist"],
@@ -750,9 +1143,21 @@ fn st2client_test_scenario() {
         .to_owned();
     check("execution list", &[&id], &["execution", "list", "-n", "20"]);
     check("execution get", &["listed"], &["execution", "get", &id]);
-    check("execution get json", &["\"stdout\": \"listed\""], &["execution", "get", &id, "-j"]);
-    check("execution tail (finished)", &["listed"], &["execution", "tail", &id]);
-    check("execution re-run", &["listed"], &["execution", "re-run", &id]);
+    check(
+        "execution get json",
+        &["\"stdout\": \"listed\""],
+        &["execution", "get", &id, "-j"],
+    );
+    check(
+        "execution tail (finished)",
+        &["listed"],
+        &["execution", "tail", &id],
+    );
+    check(
+        "execution re-run",
+        &["listed"],
+        &["execution", "re-run", &id],
+    );
     let long = d.ok(&["run", "core.local", "cmd=sleep 30", "-a"]).stdout;
     let long = long
         .split_whitespace()
@@ -760,22 +1165,57 @@ fn st2client_test_scenario() {
         .expect("id")
         .to_owned();
     d.wait_status(&long, "running");
-    check("execution cancel", &["cancel"], &["execution", "cancel", &long]);
+    check(
+        "execution cancel",
+        &["cancel"],
+        &["execution", "cancel", &long],
+    );
     d.wait_status(&long, "canceled");
-    check("canceled status", &["canceled"], &["execution", "get", &long]);
+    check(
+        "canceled status",
+        &["canceled"],
+        &["execution", "get", &long],
+    );
 
-    check("key set", &["greeting"], &["key", "set", "greeting", "hello"]);
+    check(
+        "key set",
+        &["greeting"],
+        &["key", "set", "greeting", "hello"],
+    );
     check("key get", &["hello"], &["key", "get", "greeting"]);
     check("key list", &["greeting"], &["key", "list"]);
-    check("key set encrypted", &["secret"], &["key", "set", "secret", "s3cr3t", "--encrypt"]);
+    check(
+        "key set encrypted",
+        &["secret"],
+        &["key", "set", "secret", "s3cr3t", "--encrypt"],
+    );
     check("key get masked", &["secret"], &["key", "get", "secret"]);
     let masked = d.ok(&["key", "get", "secret", "-j"]);
-    assert!(!masked.stdout.contains("s3cr3t"), "secret shown without --decrypt");
-    check("key get decrypt", &["s3cr3t"], &["key", "get", "secret", "--decrypt"]);
-    check("key set user scope", &["mine"], &["key", "set", "mine", "value1", "--scope", "user"]);
-    check("key get user scope", &["value1"], &["key", "get", "mine", "--scope", "user"]);
+    assert!(
+        !masked.stdout.contains("s3cr3t"),
+        "secret shown without --decrypt"
+    );
+    check(
+        "key get decrypt",
+        &["s3cr3t"],
+        &["key", "get", "secret", "--decrypt"],
+    );
+    check(
+        "key set user scope",
+        &["mine"],
+        &["key", "set", "mine", "value1", "--scope", "user"],
+    );
+    check(
+        "key get user scope",
+        &["value1"],
+        &["key", "get", "mine", "--scope", "user"],
+    );
     check("key delete", &["deleted"], &["key", "delete", "greeting"]);
-    fails("key deleted", &["not found", "doesn't exist"], &["key", "get", "greeting"]);
+    fails(
+        "key deleted",
+        &["not found", "doesn't exist"],
+        &["key", "get", "greeting"],
+    );
 
     let rule = d.dir.path().join("rule.yaml");
     std::fs::write(
@@ -786,13 +1226,29 @@ fn st2client_test_scenario() {
     let rule = rule.to_string_lossy().into_owned();
     check("rule create", &["demo.on_hook"], &["rule", "create", &rule]);
     check("rule list", &["demo.on_hook"], &["rule", "list"]);
-    check("rule get", &["core.st2.webhook"], &["rule", "get", "demo.on_hook"]);
-    check("rule disable", &["False", "false"], &["rule", "disable", "demo.on_hook"]);
-    check("rule enable", &["True", "true"], &["rule", "enable", "demo.on_hook"]);
+    check(
+        "rule get",
+        &["core.st2.webhook"],
+        &["rule", "get", "demo.on_hook"],
+    );
+    check(
+        "rule disable",
+        &["False", "false"],
+        &["rule", "disable", "demo.on_hook"],
+    );
+    check(
+        "rule enable",
+        &["True", "true"],
+        &["rule", "enable", "demo.on_hook"],
+    );
     check("trigger list", &["core.st2.webhook"], &["trigger", "list"]);
     check("webhook list", &["sample"], &["webhook", "list"]);
 
-    let token = d.ok(&["auth", USER, "-p", PASSWORD, "-t"]).stdout.trim().to_owned();
+    let token = d
+        .ok(&["auth", USER, "-p", PASSWORD, "-t"])
+        .stdout
+        .trim()
+        .to_owned();
     let (status, body) = d.post("/v1/webhooks/sample", &token, r#"{"name": "curl"}"#);
     assert_eq!(status, 202, "{body}");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -804,17 +1260,32 @@ fn st2client_test_scenario() {
         assert!(Instant::now() < deadline, "the webhook's rule did not run");
         std::thread::sleep(Duration::from_millis(100));
     }
-    check("rule delete", &["deleted"], &["rule", "delete", "demo.on_hook"]);
+    check(
+        "rule delete",
+        &["deleted"],
+        &["rule", "delete", "demo.on_hook"],
+    );
 
     check("pack list", &["demo"], &["pack", "list"]);
-    check("pack register", &["demo", "actions"], &["pack", "register", "demo"]);
+    check(
+        "pack register",
+        &["demo", "actions"],
+        &["pack", "register", "demo"],
+    );
     check("inquiry list", &[""], &["inquiry", "list"]);
 
     let key = d.ok(&["apikey", "create", "-k"]).stdout.trim().to_owned();
     check("apikey list", &["tester"], &["apikey", "list"]);
     let with_key = d.st2_env(&["action", "get", "core.local"], &[("ST2_API_KEY", &key)]);
-    assert!(with_key.ok && with_key.stdout.contains("core.local"), "api key: {with_key:?}");
+    assert!(
+        with_key.ok && with_key.stdout.contains("core.local"),
+        "api key: {with_key:?}"
+    );
     let keys = d.ok(&["apikey", "list", "-j"]).json();
     let key_id = keys[0]["id"].as_str().expect("id").to_owned();
-    check("apikey delete", &["deleted"], &["apikey", "delete", &key_id]);
+    check(
+        "apikey delete",
+        &["deleted"],
+        &["apikey", "delete", &key_id],
+    );
 }

@@ -189,13 +189,9 @@ pub enum ExecutionCommand {
         ids: Vec<String>,
     },
     /// Pause a workflow execution.
-    Pause {
-        id: String,
-    },
+    Pause { id: String },
     /// Resume a paused workflow execution.
-    Resume {
-        id: String,
-    },
+    Resume { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -520,6 +516,11 @@ pub fn dispatch(cli: Cli) -> Res {
         Command::Sensor { command } => get_list(api, out, &SENSOR, command),
         Command::Runner { command } => get_list(api, out, &RUNNER, command),
         Command::Webhook { command } => webhook(api, out, command),
+        Command::PolicyType { command } => get_list(api, out, &POLICY_TYPE, command),
+        Command::ActionAlias { command } => get_list(api, out, &ACTION_ALIAS, command),
+        Command::Trace { command } => get_list(api, out, &TRACE, command),
+        Command::Timer { command } => get_list(api, out, &TIMER, command),
+        Command::RuleEnforcement { command } => get_list(api, out, &RULE_ENFORCEMENT, command),
         Command::TriggerInstance { command } => trigger_instance(api, out, command),
         Command::Key { command } => key(api, out, command),
         Command::Pack { command } => pack(api, out, command),
@@ -675,6 +676,82 @@ const APIKEY: Resource = Resource {
     include: false,
     slash: false,
 };
+const POLICY_TYPE: Resource = Resource {
+    display: "Policy type",
+    path: "/policytypes",
+    list_attrs: &["id", "resource_type", "name", "description"],
+    order: &[
+        "id",
+        "ref",
+        "resource_type",
+        "name",
+        "description",
+        "enabled",
+    ],
+    include: false,
+    slash: false,
+};
+const ACTION_ALIAS: Resource = Resource {
+    display: "Action alias",
+    path: "/actionalias",
+    list_attrs: &["ref", "pack", "description", "enabled"],
+    order: &[
+        "id",
+        "ref",
+        "pack",
+        "name",
+        "description",
+        "enabled",
+        "action_ref",
+        "formats",
+    ],
+    include: true,
+    slash: false,
+};
+const TRACE: Resource = Resource {
+    display: "Trace",
+    path: "/traces",
+    list_attrs: &["id", "uid", "trace_tag", "start_timestamp"],
+    order: &[
+        "id",
+        "trace_tag",
+        "action_executions",
+        "rules",
+        "trigger_instances",
+        "start_timestamp",
+    ],
+    include: false,
+    slash: true,
+};
+const TIMER: Resource = Resource {
+    display: "Timer",
+    path: "/timers",
+    list_attrs: &["id", "uid", "type", "parameters"],
+    order: &["id", "uid", "ref", "type", "parameters"],
+    include: false,
+    slash: false,
+};
+const RULE_ENFORCEMENT: Resource = Resource {
+    display: "Rule enforcement",
+    path: "/ruleenforcements",
+    list_attrs: &[
+        "id",
+        "rule.ref",
+        "trigger_instance_id",
+        "execution_id",
+        "enforced_at",
+    ],
+    order: &[
+        "id",
+        "rule.ref",
+        "trigger_instance_id",
+        "execution_id",
+        "failure_reason",
+        "enforced_at",
+    ],
+    include: false,
+    slash: true,
+};
 const EXECUTION_LIST: &[&str] = &[
     "id",
     "action.ref",
@@ -773,8 +850,8 @@ fn get_resource(api: &Api, out: &Out, r: &Resource, id: &str, attr: &AttrArgs) -
 }
 
 fn read_document(file: &std::path::Path) -> Result<Value> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     if let Ok(v) = serde_json::from_str::<Value>(&text) {
         return Ok(v);
     }
@@ -870,7 +947,9 @@ fn whoami(api: &Api, out: &Out) -> Res {
         "Currently logged in as \"{}\".\n",
         info["username"].as_str().unwrap_or("")
     );
-    let method = lookup(&info, "authentication.method").as_str().unwrap_or("");
+    let method = lookup(&info, "authentication.method")
+        .as_str()
+        .unwrap_or("");
     println!("Authentication method: {method}");
     if method == "authentication token" {
         println!(
@@ -918,17 +997,15 @@ fn run_action(api: &Api, out: &Out, a: RunArgs) -> Res {
         attrs: a.attr,
         result_key: a.key,
     };
-    run::run(
-        api,
-        out,
-        &a.action,
-        &a.parameters,
-        a.user.as_deref(),
-        a.trace_tag.as_deref(),
-        a.trace_id.as_deref(),
-        a.delay,
-        &opts,
-    )
+    let request = run::RunRequest {
+        action_ref: a.action,
+        params: a.parameters,
+        user: a.user,
+        trace_tag: a.trace_tag,
+        trace_id: a.trace_id,
+        delay: a.delay,
+    };
+    run::run(api, out, &request, &opts)
 }
 
 fn action(api: &Api, out: &Out, command: ActionCommand) -> Res {
@@ -1028,7 +1105,14 @@ fn execution(api: &Api, out: &Out, command: ExecutionCommand) -> Res {
                 asynchronous,
                 ..RunOptions::default()
             };
-            run::rerun(api, out, &id, &parameters, &tasks, &no_reset, delay, &opts)
+            let request = run::ReRunRequest {
+                id,
+                params: parameters,
+                tasks,
+                no_reset,
+                delay,
+            };
+            run::rerun(api, out, &request, &opts)
         }
         ExecutionCommand::Cancel { ids } => {
             let mut code = ExitCode::SUCCESS;
@@ -1359,12 +1443,17 @@ fn pack(api: &Api, out: &Out, command: PackCommand) -> Res {
             force,
             skip_dependencies,
         } => {
-            let body = json!({"packs": packs, "force": force, "skip_dependencies": skip_dependencies});
+            let body =
+                json!({"packs": packs, "force": force, "skip_dependencies": skip_dependencies});
             pack_operation(api, out, "/packs/install", &body, &packs)
         }
-        PackCommand::Remove { packs } => {
-            pack_operation(api, out, "/packs/uninstall", &json!({"packs": packs}), &packs)
-        }
+        PackCommand::Remove { packs } => pack_operation(
+            api,
+            out,
+            "/packs/uninstall",
+            &json!({"packs": packs}),
+            &packs,
+        ),
         PackCommand::Register { packs, types } => {
             let mut body = json!({});
             if !packs.is_empty() {
@@ -1412,7 +1501,10 @@ fn pack_operation(api: &Api, out: &Out, path: &str, body: &Value, packs: &[Strin
             .get_opt(&format!("/executions/{}", enc(&id)))?
             .unwrap_or(done);
         out.execution(&full, &strings(&run::DETAIL_ATTRS))?;
-        bail!("pack operation {id} on {} ended with status {status}", packs.join(", "));
+        bail!(
+            "pack operation {id} on {} ended with status {status}",
+            packs.join(", ")
+        );
     }
     if path.ends_with("uninstall") {
         if out.is_table() {
@@ -1422,14 +1514,16 @@ fn pack_operation(api: &Api, out: &Out, path: &str, body: &Value, packs: &[Strin
         }
         return OK;
     }
-    let (items, _) = api.list("/packs?include_attributes=ref%2Cname%2Cdescription%2Cversion%2Cauthor")?;
+    let (items, _) =
+        api.list("/packs?include_attributes=ref%2Cname%2Cdescription%2Cversion%2Cauthor")?;
     let wanted: Vec<Value> = items
         .into_iter()
         .filter(|p| {
             packs.iter().any(|n| {
                 p["ref"].as_str() == Some(n.as_str())
                     || p["name"].as_str() == Some(n.as_str())
-                    || n.trim_end_matches('/').ends_with(p["ref"].as_str().unwrap_or("\0"))
+                    || n.trim_end_matches('/')
+                        .ends_with(p["ref"].as_str().unwrap_or("\0"))
             })
         })
         .collect();

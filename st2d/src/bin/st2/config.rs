@@ -26,18 +26,21 @@ impl Ini {
             if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
                 continue;
             }
-            if line.starts_with([' ', '\t']) {
-                if let (Some(s), Some(k)) = (&section, &last_key)
-                    && let Some(v) = ini.sections.get_mut(s).and_then(|m| m.get_mut(k))
-                {
-                    v.push('\n');
-                    v.push_str(trimmed);
-                    continue;
-                }
+            if line.starts_with([' ', '\t'])
+                && let (Some(s), Some(k)) = (&section, &last_key)
+                && let Some(v) = ini.sections.get_mut(s).and_then(|m| m.get_mut(k))
+            {
+                v.push('\n');
+                v.push_str(trimmed);
+                continue;
             }
             if let Some(name) = trimmed.strip_prefix('[') {
                 let Some(name) = name.strip_suffix(']') else {
-                    bail!("{}:{}: bad section header {trimmed:?}", origin.display(), n + 1);
+                    bail!(
+                        "{}:{}: bad section header {trimmed:?}",
+                        origin.display(),
+                        n + 1
+                    );
                 };
                 let name = name.trim().to_owned();
                 ini.sections.entry(name.clone()).or_default();
@@ -87,7 +90,9 @@ impl Ini {
             Some(v) => match v.to_lowercase().as_str() {
                 "1" | "yes" | "true" | "on" => Ok(Some(true)),
                 "0" | "no" | "false" | "off" => Ok(Some(false)),
-                _ => bail!("[{section}] {key} = {v:?} is not a boolean (true/false, yes/no, on/off, 1/0)"),
+                _ => bail!(
+                    "[{section}] {key} = {v:?} is not a boolean (true/false, yes/no, on/off, 1/0)"
+                ),
             },
         }
     }
@@ -209,8 +214,13 @@ impl Settings {
         let base = pick(&flags.base_url, "general", "base_url", "ST2_BASE_URL")
             .unwrap_or_else(|| "http://127.0.0.1".to_owned());
         let base = trim_slash(&base);
-        let version = pick(&flags.api_version, "general", "api_version", "ST2_API_VERSION")
-            .unwrap_or_else(|| "v1".to_owned());
+        let version = pick(
+            &flags.api_version,
+            "general",
+            "api_version",
+            "ST2_API_VERSION",
+        )
+        .unwrap_or_else(|| "v1".to_owned());
         let api_url = pick(&flags.api_url, "api", "url", "ST2_API_URL")
             .unwrap_or_else(|| format!("{base}:9101/{version}"));
         let auth_url = pick(&flags.auth_url, "auth", "url", "ST2_AUTH_URL")
@@ -330,8 +340,7 @@ pub fn python_json(value: &Value) -> String {
 
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     if !dir.is_dir() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -28,7 +28,11 @@ impl std::fmt::Display for HttpError {
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("");
-        let kind = if self.status >= 500 { "Server" } else { "Client" };
+        let kind = if self.status >= 500 {
+            "Server"
+        } else {
+            "Client"
+        };
         write!(f, "{} {kind} Error: {reason}", self.status)?;
         match &self.fault {
             Some(m) => write!(f, "\nMESSAGE: {m} (for {} {})", self.method, self.url)?,
@@ -75,7 +79,8 @@ impl std::error::Error for Unreachable {}
 
 /// Is `e` (or its cause) an HTTP error with `status`?
 pub fn is_status(e: &anyhow::Error, status: u16) -> bool {
-    e.downcast_ref::<HttpError>().is_some_and(|h| h.status == status)
+    e.downcast_ref::<HttpError>()
+        .is_some_and(|h| h.status == status)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +109,10 @@ pub fn query(pairs: &[(&str, String)]) -> String {
     if pairs.is_empty() {
         return String::new();
     }
-    let parts: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
+    let parts: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect();
     format!("?{}", parts.join("&"))
 }
 
@@ -323,7 +331,11 @@ impl Api {
             let text = response.text().unwrap_or_default();
             let fault = serde_json::from_str::<Value>(&text)
                 .ok()
-                .and_then(|v| v.get("faultstring").and_then(Value::as_str).map(str::to_owned))
+                .and_then(|v| {
+                    v.get("faultstring")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
                 .or_else(|| (!text.trim().is_empty()).then(|| text.trim().to_owned()));
             return Err(HttpError {
                 status,
@@ -443,10 +455,7 @@ impl Api {
             path.push_str(&format!("{k}={}", enc(&v)));
         }
         let url = format!("{}{path}", self.base(Endpoint::Stream));
-        let rb = self
-            .http
-            .get(url)
-            .header("accept", "text/event-stream");
+        let rb = self.http.get(url).header("accept", "text/event-stream");
         self.send(Endpoint::Stream, rb)
     }
 }

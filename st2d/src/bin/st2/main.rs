@@ -145,6 +145,34 @@ pub enum Command {
         #[command(subcommand)]
         command: cmds::GetListCommand,
     },
+    /// Policy types.
+    #[command(name = "policy-type")]
+    PolicyType {
+        #[command(subcommand)]
+        command: cmds::GetListCommand,
+    },
+    /// Action aliases (ChatOps).
+    #[command(name = "action-alias")]
+    ActionAlias {
+        #[command(subcommand)]
+        command: cmds::GetListCommand,
+    },
+    /// Traces.
+    Trace {
+        #[command(subcommand)]
+        command: cmds::GetListCommand,
+    },
+    /// Timers.
+    Timer {
+        #[command(subcommand)]
+        command: cmds::GetListCommand,
+    },
+    /// Rule enforcements.
+    #[command(name = "rule-enforcement")]
+    RuleEnforcement {
+        #[command(subcommand)]
+        command: cmds::GetListCommand,
+    },
     /// Print the resolved configuration (URLs, credentials source).
     #[command(name = "print-config")]
     PrintConfig,

@@ -186,10 +186,8 @@ impl Out {
             let mut text = match value {
                 Value::Object(_) | Value::Array(_) => {
                     let y = yaml(value)?;
-                    let indented: String = y
-                        .lines()
-                        .map(|l| format!("\n  {l}"))
-                        .collect::<String>();
+                    let indented: String =
+                        y.lines().map(|l| format!("\n  {l}")).collect::<String>();
                     indented
                 }
                 other => format!(" {}", self.cell_text(a, other)),
@@ -200,9 +198,9 @@ impl Out {
                     text = format!(" {status} ({elapsed}s elapsed)");
                 }
                 if self.color
-                    && let Some(c) = status_color(status)
+                    && let Some(code) = status_color(status).map(ansi)
                 {
-                    text = format!(" {}", Cell::new(text.trim()).fg(c).content());
+                    text = format!(" \x1b[{code}m{}\x1b[0m", text.trim());
                 }
             }
             println!("{a}:{text}");
@@ -241,6 +239,16 @@ fn status_color(status: &str) -> Option<Color> {
         "running" | "scheduled" | "requested" | "pending" | "delayed" => Some(Color::Yellow),
         "canceled" | "canceling" | "paused" | "pausing" => Some(Color::Magenta),
         _ => None,
+    }
+}
+
+/// The ANSI colour code of a status colour.
+fn ansi(color: Color) -> u8 {
+    match color {
+        Color::Green => 32,
+        Color::Red => 31,
+        Color::Yellow => 33,
+        _ => 35,
     }
 }
 
@@ -340,8 +348,8 @@ pub fn pretty_json(value: &Value) -> String {
 }
 
 pub fn yaml(value: &Value) -> Result<String> {
-    let text = serde_saphyr::to_string(value)
-        .map_err(|e| anyhow::anyhow!("cannot write YAML: {e}"))?;
+    let text =
+        serde_saphyr::to_string(value).map_err(|e| anyhow::anyhow!("cannot write YAML: {e}"))?;
     Ok(text)
 }
 

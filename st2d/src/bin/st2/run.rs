@@ -84,14 +84,21 @@ pub fn closest(name: &str, names: &[&str]) -> Vec<String> {
         .filter(|(s, _)| *s >= 0.6)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
-    scored.into_iter().take(5).map(|(_, n)| n.to_owned()).collect()
+    scored
+        .into_iter()
+        .take(5)
+        .map(|(_, n)| n.to_owned())
+        .collect()
 }
 
 /// The action's parameters over its runner's (`GET /runnertypes/?name=<runner>`).
 pub fn parameter_schema(api: &Api, action: &Value) -> Result<Map<String, Value>> {
     let mut schema = Map::new();
     if let Some(runner) = action["runner_type"].as_str() {
-        let (runners, _) = api.list(&format!("/runnertypes/{}", query(&[("name", runner.to_owned())])))?;
+        let (runners, _) = api.list(&format!(
+            "/runnertypes/{}",
+            query(&[("name", runner.to_owned())])
+        ))?;
         let Some(r) = runners.first() else {
             bail!("Runner type \"{runner}\" cannot be found.");
         };
@@ -237,45 +244,48 @@ pub struct RunOptions {
     pub result_key: Option<String>,
 }
 
+/// What `st2 run` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub action_ref: String,
+    pub params: Vec<String>,
+    pub user: Option<String>,
+    pub trace_tag: Option<String>,
+    pub trace_id: Option<String>,
+    pub delay: Option<u64>,
+}
+
 /// `st2 run ACTION k=v …`.
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    api: &Api,
-    out: &Out,
-    action_ref: &str,
-    params: &[String],
-    user: Option<&str>,
-    trace_tag: Option<&str>,
-    trace_id: Option<&str>,
-    delay: Option<u64>,
-    opts: &RunOptions,
-) -> Result<ExitCode> {
+pub fn run(api: &Api, out: &Out, request: &RunRequest, opts: &RunOptions) -> Result<ExitCode> {
+    let action_ref = request.action_ref.as_str();
     let action = get_action(api, action_ref)?;
     let schema = parameter_schema(api, &action)?;
-    let parameters = cast_parameters(action_ref, params, &schema)?;
-    let mut body = json!({"action": action_ref, "parameters": parameters, "user": user});
-    if let Some(t) = trace_tag {
+    let parameters = cast_parameters(action_ref, &request.params, &schema)?;
+    let mut body = json!({"action": action_ref, "parameters": parameters, "user": request.user});
+    if let Some(t) = &request.trace_tag {
         body["context"] = json!({"trace_context": {"trace_tag": t}});
-    } else if let Some(t) = trace_id {
+    } else if let Some(t) = &request.trace_id {
         body["context"] = json!({"trace_context": {"id_": t}});
     }
-    if let Some(d) = delay {
+    if let Some(d) = request.delay {
         body["delay"] = json!(d);
     }
     start_and_follow(api, out, opts, |api| api.post("/executions", &body))
 }
 
+/// What `st2 execution re-run` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ReRunRequest {
+    pub id: String,
+    pub params: Vec<String>,
+    pub tasks: Vec<String>,
+    pub no_reset: Vec<String>,
+    pub delay: u64,
+}
+
 /// `st2 execution re-run ID [k=v …]`.
-pub fn rerun(
-    api: &Api,
-    out: &Out,
-    id: &str,
-    params: &[String],
-    tasks: &[String],
-    no_reset: &[String],
-    delay: u64,
-    opts: &RunOptions,
-) -> Result<ExitCode> {
+pub fn rerun(api: &Api, out: &Out, request: &ReRunRequest, opts: &RunOptions) -> Result<ExitCode> {
+    let id = request.id.as_str();
     let Some(execution) = api.get_opt(&format!("/executions/{}", enc(id)))? else {
         bail!("Execution \"{id}\" is not found.");
     };
@@ -285,9 +295,18 @@ pub fn rerun(
         .to_owned();
     let action = get_action(api, &action_ref)?;
     let schema = parameter_schema(api, &action)?;
-    let parameters = cast_parameters(&action_ref, params, &schema)?;
-    let reset: Vec<&String> = tasks.iter().filter(|t| !no_reset.contains(t)).collect();
-    let body = json!({"parameters": parameters, "tasks": tasks, "reset": reset, "delay": delay});
+    let parameters = cast_parameters(&action_ref, &request.params, &schema)?;
+    let reset: Vec<&String> = request
+        .tasks
+        .iter()
+        .filter(|t| !request.no_reset.contains(t))
+        .collect();
+    let body = json!({
+        "parameters": parameters,
+        "tasks": request.tasks,
+        "reset": reset,
+        "delay": request.delay,
+    });
     start_and_follow(api, out, opts, |api| {
         api.post(&format!("/executions/{}/re_run", enc(id)), &body)
     })
@@ -356,7 +375,7 @@ pub fn show_execution(api: &Api, out: &Out, execution: &Value, opts: &RunOptions
         opts.attrs.clone()
     };
     out.execution(&full, &attrs)?;
-    if out.is_table() && is_workflow(&full) {
+    if out.is_table() && opts.attrs.is_empty() && is_workflow(&full) {
         let (children, _) = api.list(&format!("/executions/{}/children/?depth=1", enc(id)))?;
         let direct: Vec<Value> = children
             .into_iter()
@@ -619,7 +638,10 @@ impl Follower {
             spinner.status(status);
         } else if self.announce {
             let line = match status {
-                "running" => Some(format!("Child execution (task={}) {id} has started.", task_name(data))),
+                "running" => Some(format!(
+                    "Child execution (task={}) {id} has started.",
+                    task_name(data)
+                )),
                 s if !is_waiting(s) => Some(format!(
                     "Child execution (task={}) {id} has finished (status={s}).",
                     task_name(data)
@@ -666,11 +688,12 @@ pub fn tail(
     let Some(execution) = api.get_opt(&format!("/executions/{}", enc(&id)))? else {
         bail!("Execution \"{id}\" is not found.");
     };
-    let output_events = if is_workflow(&execution) || !is_waiting(execution["status"].as_str().unwrap_or("")) {
-        None
-    } else {
-        open_events(api, &format!("/executions/{}/output", enc(&id)), true)
-    };
+    let output_events =
+        if is_workflow(&execution) || !is_waiting(execution["status"].as_str().unwrap_or("")) {
+            None
+        } else {
+            open_events(api, &format!("/executions/{}/output", enc(&id)), true)
+        };
     let status = execution["status"].as_str().unwrap_or("").to_owned();
     if !is_waiting(&status) {
         let mut q = Vec::new();
@@ -738,17 +761,32 @@ mod tests {
         assert_eq!(cast("t", "5", &int).unwrap(), json!(5));
         let e = cast("t", "five", &int).unwrap_err().to_string();
         assert!(e.contains("\"t\"") && e.contains("integer"), "{e}");
-        assert_eq!(cast("n", "1.5", &json!({"type": "number"})).unwrap(), json!(1.5));
-        assert_eq!(cast("b", "Yes", &json!({"type": "boolean"})).unwrap(), json!(true));
+        assert_eq!(
+            cast("n", "1.5", &json!({"type": "number"})).unwrap(),
+            json!(1.5)
+        );
+        assert_eq!(
+            cast("b", "Yes", &json!({"type": "boolean"})).unwrap(),
+            json!(true)
+        );
         assert!(cast("b", "maybe", &json!({"type": "boolean"})).is_err());
         let arr = json!({"type": "array", "items": {"type": "integer"}});
         assert_eq!(cast("a", "1, 2", &arr).unwrap(), json!([1, 2]));
-        assert_eq!(cast("a", "[\"x\"]", &json!({"type": "array"})).unwrap(), json!(["x"]));
+        assert_eq!(
+            cast("a", "[\"x\"]", &json!({"type": "array"})).unwrap(),
+            json!(["x"])
+        );
         let obj = json!({"type": "object"});
-        assert_eq!(cast("o", "A=1,B=2", &obj).unwrap(), json!({"A": "1", "B": "2"}));
+        assert_eq!(
+            cast("o", "A=1,B=2", &obj).unwrap(),
+            json!({"A": "1", "B": "2"})
+        );
         assert_eq!(cast("o", "{\"a\": [1]}", &obj).unwrap(), json!({"a": [1]}));
         assert!(cast("o", "[1]", &obj).is_err());
-        assert_eq!(cast("s", " x ", &json!({"type": ["string", "null"]})).unwrap(), json!(" x "));
+        assert_eq!(
+            cast("s", " x ", &json!({"type": ["string", "null"]})).unwrap(),
+            json!(" x ")
+        );
     }
 
     #[test]
