@@ -839,6 +839,18 @@ fn keys_rules_triggers_packs_and_the_rest() {
     );
     d.fails(&["key", "delete", "greeting"]);
     d.ok(&["key", "delete", "mine", "--scope", "user"]);
+    d.ok(&["key", "set", "pre.a", "1"]);
+    d.ok(&["key", "set", "pre.b", "2"]);
+    let out = d.ok(&["key", "delete_by_prefix", "-p", "pre."]);
+    assert!(
+        out.stdout.contains("Deleted 2 keys") && out.stdout.contains("pre.a, pre.b"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        d.ok(&["key", "list", "--prefix", "pre.", "-j"]).json(),
+        serde_json::json!([])
+    );
 
     // rules.
     let rule = d.dir.path().join("rule.yaml");
@@ -987,6 +999,41 @@ fn keys_rules_triggers_packs_and_the_rest() {
     assert!(
         out.contains("Policy \"demo.nothing\" is not found."),
         "{out}"
+    );
+
+    // Read-only lists: policy types, traces, rule enforcements, timers.
+    let types = d.ok(&["policy-type", "list", "-j"]).json();
+    assert!(
+        types
+            .as_array()
+            .is_some_and(|t| t.iter().any(|p| p["name"] == "concurrency")),
+        "{types}"
+    );
+    let traces = d.ok(&["trace", "list", "-j"]).json();
+    assert!(traces.as_array().is_some_and(|t| !t.is_empty()), "{traces}");
+    d.ok(&["rule-enforcement", "list"]);
+    d.ok(&["timer", "list"]);
+    // Routes st2d may not have (yet): StackStorm's request, the server's answer.
+    for args in [
+        &["action-alias", "list"][..],
+        &["action-alias", "match", "hello"][..],
+        &["pack", "search", "x"][..],
+    ] {
+        let run = d.st2(args);
+        assert!(
+            run.ok || run.stderr.contains("MESSAGE: "),
+            "{args:?}: {run:?}"
+        );
+    }
+
+    // action enable/disable.
+    let off = d.ok(&["action", "disable", "demo.greet", "-j"]).json();
+    assert_eq!(off["enabled"], false);
+    let out = d.fails(&["run", "demo.greet"]);
+    assert!(out.contains("disabled"), "{out}");
+    assert_eq!(
+        d.ok(&["action", "enable", "demo.greet", "-j"]).json()["enabled"],
+        true
     );
 
     // packs: list/get/register; install/remove send StackStorm's request and show the

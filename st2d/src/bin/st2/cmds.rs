@@ -119,6 +119,43 @@ pub enum ActionCommand {
     },
     /// Run an action (same as `st2 run`).
     Execute(RunArgs),
+    /// Enable an action.
+    Enable {
+        #[arg(value_name = "REF_OR_ID")]
+        reference: String,
+    },
+    /// Disable an action.
+    Disable {
+        #[arg(value_name = "REF_OR_ID")]
+        reference: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ActionAliasCommand {
+    /// List action aliases.
+    List {
+        #[arg(short = 'p', long)]
+        pack: Option<String>,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Show one action alias.
+    Get {
+        #[arg(value_name = "REF_OR_ID")]
+        reference: String,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Which alias matches a command text.
+    Match { command: String },
+    /// Run the action of the alias matching a command text.
+    Execute {
+        command: String,
+        /// The user the alias runs for.
+        #[arg(short = 'u', long, default_value = "")]
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -338,6 +375,12 @@ pub enum KeyCommand {
         #[command(flatten)]
         scope: ScopeArgs,
     },
+    /// Delete every key whose name starts with a prefix.
+    #[command(name = "delete_by_prefix")]
+    DeleteByPrefix {
+        #[arg(short = 'p', long, required = true)]
+        prefix: String,
+    },
     /// Load keys from a JSON or YAML file (a list of {name, value, scope?, user?, secret?, ttl?}
     /// or a {name: value} object).
     Load {
@@ -376,6 +419,10 @@ pub enum PackCommand {
         #[arg(required = true)]
         packs: Vec<String>,
     },
+    /// Search the pack index.
+    Search { query: String },
+    /// Show a pack of the index.
+    Show { pack: String },
     /// Register packs' content (all packs when none is named).
     Register {
         packs: Vec<String>,
@@ -517,7 +564,7 @@ pub fn dispatch(cli: Cli) -> Res {
         Command::Runner { command } => get_list(api, out, &RUNNER, command),
         Command::Webhook { command } => webhook(api, out, command),
         Command::PolicyType { command } => get_list(api, out, &POLICY_TYPE, command),
-        Command::ActionAlias { command } => get_list(api, out, &ACTION_ALIAS, command),
+        Command::ActionAlias { command } => action_alias(api, out, command),
         Command::Trace { command } => get_list(api, out, &TRACE, command),
         Command::Timer { command } => get_list(api, out, &TIMER, command),
         Command::RuleEnforcement { command } => get_list(api, out, &RULE_ENFORCEMENT, command),
@@ -1036,6 +1083,71 @@ fn action(api: &Api, out: &Out, command: ActionCommand) -> Res {
             deleted(out, "action", &reference)
         }
         ActionCommand::Execute(a) => run_action(api, out, a),
+        ActionCommand::Enable { reference } => set_action_enabled(api, out, &reference, true),
+        ActionCommand::Disable { reference } => set_action_enabled(api, out, &reference, false),
+    }
+}
+
+fn set_action_enabled(api: &Api, out: &Out, reference: &str, enabled: bool) -> Res {
+    let mut item = run::get_action(api, reference)?;
+    let id = item["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("action {reference} has no id"))?
+        .to_owned();
+    if let Some(m) = item.as_object_mut() {
+        m.insert("enabled".into(), Value::Bool(enabled));
+    }
+    let updated = api.put(&format!("/actions/{}", enc(&id)), &item)?;
+    out.object(&updated, &[], ACTION.order)?;
+    OK
+}
+
+fn action_alias(api: &Api, out: &Out, command: ActionAliasCommand) -> Res {
+    match command {
+        ActionAliasCommand::List { pack, attr } => {
+            get_list(api, out, &ACTION_ALIAS, GetListCommand::List { pack, attr })
+        }
+        ActionAliasCommand::Get { reference, attr } => get_list(
+            api,
+            out,
+            &ACTION_ALIAS,
+            GetListCommand::Get { reference, attr },
+        ),
+        ActionAliasCommand::Match { command } => {
+            let reply = api.post("/actionalias/match", &json!({"command": command}))?;
+            if out.is_table() {
+                let alias = &reply["actionalias"];
+                out.list(
+                    &[json!({
+                        "name": alias["name"],
+                        "description": alias["description"],
+                        "representation": reply["representation"],
+                    })],
+                    &strings(&["name", "description", "representation"]),
+                )?;
+            } else {
+                out.dump(&reply)?;
+            }
+            OK
+        }
+        ActionAliasCommand::Execute { command, user } => {
+            let reply = api.post(
+                "/aliasexecution/match_and_execute",
+                &json!({"command": command, "user": user, "source_channel": "cli"}),
+            )?;
+            if !out.is_table() {
+                out.dump(&reply)?;
+                return OK;
+            }
+            let first = &reply["results"][0];
+            println!(
+                "Matching Action-alias: '{}'",
+                lookup(first, "actionalias.ref").as_str().unwrap_or("")
+            );
+            let id = lookup(first, "execution.id").as_str().unwrap_or("");
+            println!("To get the results, execute:\n st2 execution get {id}");
+            OK
+        }
     }
 }
 
@@ -1389,6 +1501,33 @@ fn key(api: &Api, out: &Out, command: KeyCommand) -> Res {
             api.delete(&path)?;
             deleted(out, "key", &name)
         }
+        KeyCommand::DeleteByPrefix { prefix } => {
+            let (items, _) = api.list(&format!("/keys{}", query(&[("prefix", prefix)])))?;
+            let mut names = Vec::new();
+            for item in &items {
+                let Some(name) = item["name"].as_str() else {
+                    continue;
+                };
+                let mut pairs = Vec::new();
+                if let Some(scope) = item["scope"].as_str() {
+                    pairs.push(("scope", scope.to_owned()));
+                }
+                if let Some(user) = item["user"].as_str() {
+                    pairs.push(("user", user.to_owned()));
+                }
+                api.delete(&format!("/keys/{}{}", enc(name), query(&pairs)))?;
+                names.push(name.to_owned());
+            }
+            if out.is_table() {
+                println!("Deleted {} keys", names.len());
+                if !names.is_empty() {
+                    println!("Deleted keys: {}", names.join(", "));
+                }
+            } else {
+                out.dump(&json!({"deleted": names}))?;
+            }
+            OK
+        }
         KeyCommand::Load { file, convert } => {
             let doc = read_document(&file)?;
             let entries: Vec<Value> = match doc {
@@ -1454,6 +1593,23 @@ fn pack(api: &Api, out: &Out, command: PackCommand) -> Res {
             &json!({"packs": packs}),
             &packs,
         ),
+        PackCommand::Search { query } => {
+            let reply = api.post("/packs/index/search", &json!({"query": query}))?;
+            let items = reply.as_array().cloned().unwrap_or_default();
+            out.list(
+                &items,
+                &strings(&["name", "description", "version", "author"]),
+            )?;
+            OK
+        }
+        PackCommand::Show { pack } => {
+            let reply = api.post("/packs/index/search", &json!({"pack": pack}))?;
+            if reply.is_null() || reply.as_array().is_some_and(Vec::is_empty) {
+                bail!("Pack \"{pack}\" is not in the index.");
+            }
+            out.object(&reply, &[], PACK.order)?;
+            OK
+        }
         PackCommand::Register { packs, types } => {
             let mut body = json!({});
             if !packs.is_empty() {

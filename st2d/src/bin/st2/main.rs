@@ -155,7 +155,7 @@ pub enum Command {
     #[command(name = "action-alias")]
     ActionAlias {
         #[command(subcommand)]
-        command: cmds::GetListCommand,
+        command: cmds::ActionAliasCommand,
     },
     /// Traces.
     Trace {
