@@ -727,6 +727,22 @@ fn actions_runs_and_executions() {
         tasks.stdout
     );
 
+    // Without st2stream: a warning, polling, the same results.
+    let dead = [("ST2_STREAM_URL", "http://127.0.0.1:9/v1")];
+    let run = d.st2_env(&["run", "core.local", "cmd=echo polled"], &dead);
+    assert!(run.ok && run.stdout.contains("stdout: polled"), "{run:?}");
+    let run = d.ok(&["run", "core.local", "cmd=sleep 0.5; echo late", "-a", "-j"]);
+    let late = run.json()["id"].as_str().expect("id").to_owned();
+    let tail = d.st2_env(&["execution", "tail", &late], &dead);
+    assert!(
+        tail.ok && tail.stderr.contains("WARNING: no live events"),
+        "{tail:?}"
+    );
+    assert_eq!(
+        tail.stdout,
+        format!("late\nExecution {late} has completed (status=succeeded).\n")
+    );
+
     // cancel: a long command; pause/resume of a non-workflow is refused by the server.
     let run = d.ok(&["run", "core.local", "cmd=sleep 30", "-a", "-j"]);
     let long = run.json()["id"].as_str().expect("id").to_owned();

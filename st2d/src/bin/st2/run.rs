@@ -732,6 +732,7 @@ pub fn tail(
         let mut follower = Follower::new(&id, true, false);
         follower.output_type = output_type;
         follower.include_metadata = include_metadata;
+        let streamed = output_events.is_some();
         if let Some(rx) = output_events {
             for event in rx.iter() {
                 if event.name == "EOF" {
@@ -740,10 +741,22 @@ pub fn tail(
                 follower.on_event(&event, &spinner);
             }
         }
+        let done = follower.follow(api, None, &spinner)?;
+        if !streamed {
+            // No stream: the stored output once it is over.
+            let mut q = Vec::new();
+            if let Some(t) = &follower.output_type {
+                q.push(("output_type", t.clone()));
+            }
+            let text = api.get_text(&format!("/executions/{}/output{}", enc(&id), query(&q)))?;
+            print!("{text}");
+            follower.printed_output |= !text.is_empty();
+            follower.ends_with_newline = text.is_empty() || text.ends_with('\n');
+        }
         if follower.printed_output && !follower.ends_with_newline {
             println!();
         }
-        follower.follow(api, None, &spinner)?
+        done
     };
     spinner.finish();
     let status = done["status"].as_str().unwrap_or("");
