@@ -380,6 +380,7 @@ fn configuration_login_and_credentials() {
     let out = d.fails(&["login", USER, "-p", "wrong"]);
     assert!(out.contains("Failed to log in as tester"), "{out}");
     assert!(out.contains("Invalid or missing credentials"), "{out}");
+    assert!(out.contains("check the user name and password"), "{out}");
 
     // Login: config and token cache as st2client writes them.
     d.login();

@@ -42,7 +42,13 @@ impl std::fmt::Display for HttpError {
                 self.method, self.url
             )?,
         }
-        if self.status == 401 {
+        if self.status == 401 && self.url.ends_with("/tokens") {
+            write!(
+                f,
+                "\nHINT: check the user name and password (users of st2d are managed with \
+                 `st2d user add`)."
+            )?;
+        } else if self.status == 401 {
             write!(
                 f,
                 "\nHINT: log in with `st2 login <user>` (or put [credentials] username/password \
