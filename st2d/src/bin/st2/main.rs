@@ -2,10 +2,12 @@
 //! st2client's commands, configuration (`~/.st2/config`, `ST2_*`) and token cache.
 //! It only speaks HTTP; none of the engine or server code runs here.
 
+mod args;
 mod cmds;
 mod config;
 mod http;
 mod output;
+mod resources;
 mod run;
 
 use std::path::PathBuf;
@@ -72,106 +74,106 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Log in: get a token, cache it in ~/.st2/token-USER and put the user in the config.
-    Login(cmds::LoginArgs),
+    Login(args::LoginArgs),
     /// Show who the client is authenticated as.
     Whoami,
     /// Get an auth token (printed, not stored).
-    Auth(cmds::AuthArgs),
+    Auth(args::AuthArgs),
     /// Run an action: `st2 run core.local cmd=date`.
-    Run(cmds::RunArgs),
+    Run(args::RunArgs),
     /// Actions.
     Action {
         #[command(subcommand)]
-        command: cmds::ActionCommand,
+        command: args::ActionCommand,
     },
     /// Executions of actions.
     Execution {
         #[command(subcommand)]
-        command: cmds::ExecutionCommand,
+        command: args::ExecutionCommand,
     },
     /// Rules.
     Rule {
         #[command(subcommand)]
-        command: cmds::RuleCommand,
+        command: args::RuleCommand,
     },
     /// Trigger types.
     Trigger {
         #[command(subcommand)]
-        command: cmds::GetListCommand,
+        command: args::GetListCommand,
     },
     /// Trigger instances.
     #[command(name = "trigger-instance")]
     TriggerInstance {
         #[command(subcommand)]
-        command: cmds::TriggerInstanceCommand,
+        command: args::TriggerInstanceCommand,
     },
     /// The key-value datastore.
     Key {
         #[command(subcommand)]
-        command: cmds::KeyCommand,
+        command: args::KeyCommand,
     },
     /// Packs.
     Pack {
         #[command(subcommand)]
-        command: cmds::PackCommand,
+        command: args::PackCommand,
     },
     /// Policies.
     Policy {
         #[command(subcommand)]
-        command: cmds::PolicyCommand,
+        command: args::PolicyCommand,
     },
     /// Inquiries (workflows waiting for a response).
     Inquiry {
         #[command(subcommand)]
-        command: cmds::InquiryCommand,
+        command: args::InquiryCommand,
     },
     /// Sensors.
     Sensor {
         #[command(subcommand)]
-        command: cmds::GetListCommand,
+        command: args::GetListCommand,
     },
     /// API keys.
     Apikey {
         #[command(subcommand)]
-        command: cmds::ApiKeyCommand,
+        command: args::ApiKeyCommand,
     },
     /// Webhooks.
     Webhook {
         #[command(subcommand)]
-        command: cmds::GetListCommand,
+        command: args::GetListCommand,
     },
     /// Runner types.
     Runner {
         #[command(subcommand)]
-        command: cmds::GetListCommand,
+        command: args::GetListCommand,
     },
     /// Policy types.
     #[command(name = "policy-type")]
     PolicyType {
         #[command(subcommand)]
-        command: cmds::GetListCommand,
+        command: args::GetListCommand,
     },
     /// Action aliases (ChatOps).
     #[command(name = "action-alias")]
     ActionAlias {
         #[command(subcommand)]
-        command: cmds::ActionAliasCommand,
+        command: args::ActionAliasCommand,
     },
     /// Traces.
     Trace {
         #[command(subcommand)]
-        command: cmds::GetListCommand,
+        command: args::GetListCommand,
     },
     /// Timers.
     Timer {
         #[command(subcommand)]
-        command: cmds::GetListCommand,
+        command: args::GetListCommand,
     },
     /// Rule enforcements.
     #[command(name = "rule-enforcement")]
     RuleEnforcement {
         #[command(subcommand)]
-        command: cmds::GetListCommand,
+        command: args::GetListCommand,
     },
     /// Print the resolved configuration (URLs, credentials source).
     #[command(name = "print-config")]
