@@ -75,7 +75,7 @@ fn write_packs(packs: &Path) {
     );
     write(
         &packs.join("demo/actions/workflows/slow.yaml"),
-        "version: 1.0\ntasks:\n  first:\n    action: core.local cmd=\"sleep 1; echo one\"\n    next:\n      - do: second\n  second:\n    action: core.local cmd=\"sleep 0.5; echo two\"\n",
+        "version: 1.0\ntasks:\n  first:\n    action: core.local cmd=\"sleep 2; echo one\"\n    next:\n      - do: second\n  second:\n    action: core.local cmd=\"sleep 0.5; echo two\"\n",
     );
     write(
         &packs.join("demo/policies/greet_concurrency.yaml"),
