@@ -85,7 +85,7 @@ fn password(args: &PasswordArgs, user: &str) -> Result<String> {
     }
     let stdin = std::io::stdin();
     if !args.password_stdin && stdin.is_terminal() {
-        bail!("give the password of {user} with -p PASSWORD or --password-stdin");
+        return prompt_password(user);
     }
     let mut line = String::new();
     stdin
@@ -97,6 +97,34 @@ fn password(args: &PasswordArgs, user: &str) -> Result<String> {
         bail!("no password on standard input");
     }
     Ok(line)
+}
+
+/// `Password: ` on the terminal, typed without echo (as st2client's getpass).
+#[cfg(unix)]
+fn prompt_password(user: &str) -> Result<String> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).context("reading the terminal settings")?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    eprint!("Password for {user}: ");
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet).context("turning off the terminal echo")?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    let restored = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+    eprintln!();
+    read.context("reading the password")?;
+    restored.context("restoring the terminal echo")?;
+    let line = line.trim_end_matches(['\n', '\r']).to_owned();
+    if line.is_empty() {
+        bail!("no password given");
+    }
+    Ok(line)
+}
+
+#[cfg(not(unix))]
+fn prompt_password(user: &str) -> Result<String> {
+    bail!("give the password of {user} with -p PASSWORD or --password-stdin")
 }
 
 fn login(api: &Api, out: &Out, a: LoginArgs) -> Res {
