@@ -558,7 +558,10 @@ fn webhook(api: &Api, out: &Out, command: GetListCommand) -> Res {
         }
         GetListCommand::Get { reference, attr } => {
             let item = api
-                .get_opt(&format!("/webhooks/{reference}"))?
+                .get_opt(&format!(
+                    "/webhooks/{}",
+                    reference.split('/').map(enc).collect::<Vec<_>>().join("/")
+                ))?
                 .ok_or_else(|| anyhow!("Webhook \"{reference}\" is not found."))?;
             out.object(&item, &attr.attr, &["id", "ref", "type", "parameters"])?;
             OK

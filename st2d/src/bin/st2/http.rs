@@ -105,9 +105,18 @@ pub struct Api {
     auth: RefCell<Option<Option<(&'static str, String)>>>,
 }
 
-/// Percent-encode one query value.
+/// Percent-encode one path segment or query value: everything but RFC 3986's unreserved
+/// characters (so `,` becomes `%2C` as st2client sends it, and a space `%20`).
 pub fn enc(value: &str) -> String {
-    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `?k=v&…` from pairs (values encoded; empty when there are none).
@@ -147,6 +156,25 @@ fn tls_config(cacert: Option<&std::path::Path>) -> Result<rustls::ClientConfig> 
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
             .with_no_client_auth()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_of_segments_and_queries() {
+        assert_eq!(enc("core.local"), "core.local");
+        assert_eq!(enc("a b/c,d+é"), "a%20b%2Fc%2Cd%2B%C3%A9");
+        assert_eq!(
+            query(&[
+                ("include_attributes", "ref,pack".into()),
+                ("limit", "5".into())
+            ]),
+            "?include_attributes=ref%2Cpack&limit=5"
+        );
+        assert_eq!(query(&[]), "");
     }
 }
 
