@@ -1065,11 +1065,38 @@ fn keys_rules_triggers_packs_and_the_rest() {
     assert_eq!(registered["actions"], 3, "{registered}");
     let out = d.fails(&["pack", "register", "nope"]);
     assert!(out.contains("MESSAGE: ") && out.contains("nope"), "{out}");
-    for args in [["pack", "install", "foo"], ["pack", "remove", "foo"]] {
-        let run = d.st2(&args);
-        if !run.ok {
-            assert!(run.stderr.contains("MESSAGE: "), "{args:?}: {}", run.stderr);
-        }
+    // A server with the install route runs packs.install; one without answers with a
+    // faultstring. Either way the client says what happened.
+    let local = d.dir.path().join("src/hello");
+    write(
+        &local.join("pack.yaml"),
+        "ref: hello\nname: hello\ndescription: Installed from a directory\nversion: 1.0.0\nauthor: st2-rs\nemail: dev@example.invalid\n",
+    );
+    write(
+        &local.join("actions/hi.yaml"),
+        "name: hi\nrunner_type: local-shell-cmd\nenabled: true\nparameters:\n  cmd:\n    default: echo hi\n",
+    );
+    let install = d.st2(&["pack", "install", &local.to_string_lossy()]);
+    if install.ok {
+        assert!(install.stdout.contains("| hello "), "{}", install.stdout);
+        assert_eq!(
+            d.ok(&["action", "get", "hello.hi", "-j"]).json()["pack"],
+            "hello"
+        );
+        let remove = d.ok(&["pack", "remove", "hello"]);
+        assert!(
+            remove.stdout.contains("Removed: hello"),
+            "{}",
+            remove.stdout
+        );
+        d.fails(&["pack", "get", "hello"]);
+        // A pack that cannot be installed: the execution's error.
+        let out = d.fails(&["pack", "install", "foo"]);
+        assert!(out.contains("pack install of foo failed"), "{out}");
+    } else {
+        assert!(install.stderr.contains("MESSAGE: "), "{}", install.stderr);
+        let out = d.fails(&["pack", "remove", "hello"]);
+        assert!(out.contains("MESSAGE: "), "{out}");
     }
 
     // inquiries: an ask waits for a response.

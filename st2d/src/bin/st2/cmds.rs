@@ -843,18 +843,32 @@ fn pack_operation(api: &Api, out: &Out, path: &str, body: &Value, packs: &[Strin
     let mut follower = run::Follower::new(&id, false, false);
     let done = follower.follow(api, events, &spinner)?;
     spinner.finish();
-    let status = done["status"].as_str().unwrap_or("").to_owned();
+    let full = api
+        .get_opt(&format!("/executions/{}", enc(&id)))?
+        .unwrap_or(done);
+    let status = full["status"].as_str().unwrap_or("").to_owned();
+    let verb = if path.ends_with("uninstall") {
+        "remove"
+    } else {
+        "install"
+    };
     if status != "succeeded" {
-        let full = api
-            .get_opt(&format!("/executions/{}", enc(&id)))?
-            .unwrap_or(done);
-        out.execution(&full, &strings(&run::DETAIL_ATTRS))?;
+        let error = lookup(&full, "result.error")
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("the execution ended with status {status}"));
         bail!(
-            "pack operation {id} on {} ended with status {status}",
+            "pack {verb} of {} failed (execution {id}): {error}",
             packs.join(", ")
         );
     }
-    if path.ends_with("uninstall") {
+    let output = lookup(&full, "result.output");
+    if let Some(warnings) = output["warning_list"].as_array() {
+        for w in warnings.iter().filter_map(Value::as_str) {
+            eprintln!("WARNING: {w}");
+        }
+    }
+    if verb == "remove" {
         if out.is_table() {
             println!("Removed: {}", packs.join(", "));
         } else {
@@ -862,20 +876,23 @@ fn pack_operation(api: &Api, out: &Out, path: &str, body: &Value, packs: &[Strin
         }
         return OK;
     }
+    // The refs the execution reports (a pack given as a path or URL has its own ref).
+    let refs: Vec<String> = output["packs_list"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_else(|| packs.to_vec());
     let (items, _) =
         api.list("/packs?include_attributes=ref%2Cname%2Cdescription%2Cversion%2Cauthor")?;
-    let wanted: Vec<Value> = items
+    let installed: Vec<Value> = items
         .into_iter()
-        .filter(|p| {
-            packs.iter().any(|n| {
-                p["ref"].as_str() == Some(n.as_str())
-                    || p["name"].as_str() == Some(n.as_str())
-                    || n.trim_end_matches('/')
-                        .ends_with(p["ref"].as_str().unwrap_or("\0"))
-            })
-        })
+        .filter(|p| refs.iter().any(|r| p["ref"].as_str() == Some(r.as_str())))
         .collect();
-    out.list(&wanted, &strings(PACK.list_attrs))?;
+    out.list(&installed, &strings(PACK.list_attrs))?;
     OK
 }
 
