@@ -194,6 +194,7 @@ async fn every_route_refuses_requests_without_credentials() {
         ("GET", "/v1/triggers/core.st2.webhook".into()),
         ("GET", "/v1/triggerinstances".into()),
         ("GET", format!("/v1/triggerinstances/{id}")),
+        ("POST", format!("/v1/triggerinstances/{id}/re_emit")),
         ("GET", "/v1/rules".into()),
         ("GET", "/v1/rules/demo.on_deploy".into()),
         ("POST", "/v1/rules".into()),
@@ -1038,6 +1039,60 @@ async fn webhooks_dispatch_triggers_and_rules_run() {
     assert_eq!(r.header("x-total-count"), Some("1"));
     let got = app.get(&format!("/v1/triggerinstances/{ti_id}")).await;
     assert_eq!(got.json["id"], ti_id.as_str());
+
+    // Re-emit (`st2 trigger-instance re-emit` sends a literal `null` body): a new instance of
+    // the same trigger, its payload marked with the original, and the rule runs again.
+    let r = app
+        .send(
+            "POST",
+            &format!("/v1/triggerinstances/{ti_id}/re_emit"),
+            &[("x-auth-token", &t), ("content-type", "application/json")],
+            Some("null"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json["message"],
+        format!("Trigger instance {ti_id} succesfully re-sent.").as_str()
+    );
+    assert_eq!(
+        r.json["payload"]["__context"]["original_id"],
+        ti_id.as_str()
+    );
+    assert_eq!(r.json["payload"]["body"]["version"], "1.0");
+    let instances = app.get("/v1/triggerinstances").await;
+    let again = instances
+        .json
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|i| i["payload"]["__context"]["original_id"] == ti_id.as_str())
+        .expect("the re-emitted instance")
+        .clone();
+    assert_ne!(again["id"], ti_id.as_str());
+    assert_eq!(again["trigger"], ti["trigger"]);
+    let (_, executions) = app
+        .engine
+        .wait_processed(
+            again["id"].as_str().expect("id"),
+            std::time::Duration::from_secs(20),
+        )
+        .await
+        .expect("processed");
+    assert_eq!(executions.len(), 1);
+    assert_eq!(
+        app.wait(&executions[0]).await["result"]["stdout"],
+        "deploying 1.0"
+    );
+    let r = app
+        .send(
+            "POST",
+            "/v1/triggerinstances/000000000000000000000000/re_send",
+            &[("x-auth-token", &t)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
 
     let traces = app
         .store

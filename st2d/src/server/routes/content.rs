@@ -457,6 +457,50 @@ pub async fn get_trigger_instance(
     ))
 }
 
+/// `POST /v1/triggerinstances/{id}/re_emit` (and `re_send`): dispatch the instance's trigger
+/// again with its payload plus `__context.original_id`, as StackStorm does (a new instance and
+/// a new trace; the body, if any, is ignored).
+pub async fn re_emit_trigger_instance(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let ti = state
+        .engine
+        .store()
+        .trigger_instances()
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&id))?;
+    let mut payload = match ti.payload {
+        Value::Object(m) => m,
+        Value::Null => Map::new(),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "The payload has a value that is not a dictionary (was <class '{}'>).",
+                st2_core::expr::python::type_name(&other)
+            )));
+        }
+    };
+    payload.insert("__context".into(), json!({"original_id": id}));
+    let payload = Value::Object(payload);
+    let mut request = st2_core::engine::DispatchRequest::new(ti.trigger, payload.clone());
+    // Accepted once already; StackStorm's internal dispatcher does not check it again.
+    request.validate = false;
+    state
+        .engine
+        .dispatch_with(request)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            // StackStorm's spelling.
+            "message": format!("Trigger instance {id} succesfully re-sent."),
+            "payload": payload,
+        }),
+    ))
+}
+
 fn rules(state: &ApiState) -> Vec<Value> {
     state
         .engine

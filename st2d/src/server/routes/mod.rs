@@ -103,6 +103,8 @@ pub fn table() -> Vec<Route> {
         r(Op::get("/v1/triggers/{ref_or_id}", "One trigger").one("Trigger"), content::get_trigger),
         r(Op::get("/v1/triggerinstances", "List trigger instances").q(LIST).filters(&["trigger", "trigger_type"]).list("TriggerInstance"), content::list_trigger_instances),
         r(Op::get("/v1/triggerinstances/{id}", "One trigger instance").q(PROJECT).one("TriggerInstance"), content::get_trigger_instance),
+        r(Op::post("/v1/triggerinstances/{id}/re_emit", "Dispatch a trigger instance's trigger again").one("ReEmitResult"), content::re_emit_trigger_instance),
+        r(Op::post("/v1/triggerinstances/{id}/re_send", "Dispatch a trigger instance's trigger again (alias of re_emit)").one("ReEmitResult"), content::re_emit_trigger_instance),
         r(Op::get("/v1/rules", "List rules").q(LIST).filters(&["pack", "name", "action", "trigger"]).q(&[("enabled", "boolean")]).list("Rule"), content::list_rules),
         r(Op::post("/v1/rules", "Create a rule").body("Rule").created("Rule"), rules::create),
         r(Op::get("/v1/rules/{ref_or_id}", "One rule").q(PROJECT).one("Rule"), content::get_rule),

@@ -487,6 +487,10 @@ fn schemas() -> Value {
         ("PackUninstallRequest", object(&[("packs", "array")])),
         ("ExecutionId", object(&[("execution_id", "string")])),
         (
+            "ReEmitResult",
+            object(&[("message", "string"), ("payload", "object")]),
+        ),
+        (
             "PackRegisterResult",
             json!({"type": "object", "additionalProperties": {"type": "integer"}}),
         ),
