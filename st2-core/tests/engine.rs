@@ -1293,6 +1293,138 @@ async fn sensor_factories_start_the_enabled_sensors_packs_declare() {
     engine.shutdown().await;
 }
 
+/// Runs until shut down, counting its starts.
+#[derive(Debug)]
+struct Watcher(Arc<std::sync::atomic::AtomicUsize>);
+
+#[async_trait]
+impl st2_core::sensor::Sensor for Watcher {
+    async fn run(
+        &self,
+        ctx: st2_core::sensor::SensorContext,
+    ) -> Result<(), st2_core::sensor::SensorError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct WatcherFactory(Arc<std::sync::atomic::AtomicUsize>);
+
+impl st2_core::sensor::SensorFactory for WatcherFactory {
+    fn create(
+        &self,
+        metadata: &st2_core::model::Sensor,
+        _pack_dir: Option<&std::path::Path>,
+    ) -> Option<Arc<dyn st2_core::sensor::Sensor>> {
+        (metadata.entry_point == "watch.rs")
+            .then(|| Arc::new(Watcher(self.0.clone())) as Arc<dyn st2_core::sensor::Sensor>)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensors_are_disabled_and_enabled_while_the_engine_runs() {
+    use st2_core::sensor::SensorState;
+    let report = st2_core::loader::load(
+        &st2_core::LoadOptions::default()
+            .pack_dir(fixture())
+            .runner_type(RunnerType::new("test-echo", "test runner")),
+    );
+    let mut catalog = report.catalog;
+    for (class_name, enabled) in [("Watch", true), ("Later", false), ("Overridden", true)] {
+        catalog.insert_sensor(st2_core::model::Sensor {
+            reference: format!("enginetest.{class_name}"),
+            class_name: class_name.to_owned(),
+            origin: st2_core::model::Origin {
+                pack: "enginetest".to_owned(),
+                metadata_file: format!("sensors/{class_name}.yaml"),
+            },
+            entry_point: "watch.rs".to_owned(),
+            description: None,
+            enabled,
+            poll_interval: None,
+            trigger_types: Vec::new(),
+        });
+    }
+    let starts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let engine = Engine::builder()
+        .store(memory_store().await)
+        .catalog(catalog)
+        .settings(test_settings())
+        .runner(RunnerType::new("test-echo", "test runner"), Echo)
+        .sensor_factory(WatcherFactory(starts.clone()))
+        // What an earlier run recorded through the API wins over the file.
+        .sensor_enabled("enginetest.Overridden", false)
+        .sensor_enabled("enginetest.Nonexistent", true)
+        .start()
+        .await
+        .expect("engine starts");
+    let state = |reference: &str| {
+        engine
+            .sensor_statuses()
+            .into_iter()
+            .find(|s| s.reference == reference)
+            .map(|s| s.state)
+    };
+    let until = |want: usize| {
+        let starts = starts.clone();
+        async move {
+            let deadline = std::time::Instant::now() + WAIT;
+            while starts.load(std::sync::atomic::Ordering::SeqCst) < want {
+                assert!(std::time::Instant::now() < deadline, "sensor never started");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    until(1).await;
+    assert_eq!(state("enginetest.Watch"), Some(SensorState::Running));
+    assert_eq!(state("enginetest.Later"), None);
+    assert_eq!(state("enginetest.Overridden"), None);
+    assert!(
+        !engine
+            .catalog()
+            .sensor("enginetest.Overridden")
+            .expect("known")
+            .enabled
+    );
+
+    // Disable: stopped at once, recorded in the catalog.
+    let off = engine
+        .set_sensor_enabled("enginetest.Watch", false)
+        .await
+        .expect("known sensor");
+    assert!(!off.enabled);
+    assert_eq!(state("enginetest.Watch"), Some(SensorState::Stopped));
+    // Enable the one that was off, and the stopped one again: both run.
+    assert!(
+        engine
+            .set_sensor_enabled("enginetest.Later", true)
+            .await
+            .expect("known")
+            .enabled
+    );
+    engine
+        .set_sensor_enabled("enginetest.Watch", true)
+        .await
+        .expect("known");
+    until(3).await;
+    // Enabling a running sensor does not start a second copy.
+    engine
+        .set_sensor_enabled("enginetest.Watch", true)
+        .await
+        .expect("known");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(starts.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert!(
+        engine
+            .set_sensor_enabled("enginetest.Nope", true)
+            .await
+            .is_none()
+    );
+    engine.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_depths_count_the_work_waiting_in_each_queue() {
     let engine = start().await;

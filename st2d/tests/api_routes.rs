@@ -205,6 +205,7 @@ async fn every_route_refuses_requests_without_credentials() {
         ("GET", "/v1/ruletypes".into()),
         ("GET", "/v1/sensortypes".into()),
         ("GET", "/v1/sensortypes/demo.Watcher".into()),
+        ("PUT", "/v1/sensortypes/demo.Watcher".into()),
         ("GET", "/v1/timers".into()),
         ("GET", "/v1/service_registry/groups".into()),
         ("GET", "/v1/service_registry/groups/st2d/members".into()),
@@ -2618,5 +2619,100 @@ async fn metrics_count_executions_queues_and_reactor_work() {
         r.status,
         StatusCode::OK,
         "a scraper passes the token as a parameter"
+    );
+}
+
+#[tokio::test]
+async fn sensor_types_are_enabled_and_disabled_and_stay_so() {
+    let app = App::new().await;
+    let got = app.get("/v1/sensortypes/demo.Watcher").await;
+    assert_eq!(got.json["enabled"], false);
+    // `st2 sensor enable` sends the sensor type it read with `enabled` set.
+    let mut body = got.json.clone();
+    body["enabled"] = json!(true);
+    let r = app
+        .call(
+            "PUT",
+            "/v1/sensortypes/demo.Watcher",
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["enabled"], true);
+    assert_eq!(r.json["ref"], "demo.Watcher");
+    let by_id = got.json["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        app.get(&format!("/v1/sensortypes/{by_id}")).await.json["enabled"],
+        true
+    );
+    // Bad bodies and unknown sensors.
+    let r = app
+        .call(
+            "PUT",
+            "/v1/sensortypes/demo.Watcher",
+            Some(r#"{"enabled": "yes"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.fault().contains("enabled"), "{}", r.text);
+    let r = app
+        .call("PUT", "/v1/sensortypes/demo.Watcher", Some("[1]"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let r = app
+        .call(
+            "PUT",
+            "/v1/sensortypes/demo.Nobody",
+            Some(r#"{"enabled": true}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert_eq!(
+        app.get("/v1/sensortypes/demo.Watcher").await.json["enabled"],
+        true,
+        "a refused change changes nothing"
+    );
+
+    // Kept across a restart and a registration from disk.
+    let dir = app.stop().await;
+    let app = App::in_dir(dir).await;
+    assert_eq!(
+        app.get("/v1/sensortypes/demo.Watcher").await.json["enabled"],
+        true
+    );
+    // StackStorm reads a missing `enabled` as false.
+    let r = app
+        .call("PUT", "/v1/sensortypes/demo.Watcher", Some("{}"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["enabled"], false);
+    // Enabled again, then the packs are read from disk (whose file says disabled).
+    let r = app
+        .call(
+            "PUT",
+            "/v1/sensortypes/demo.Watcher",
+            Some(r#"{"enabled": true}"#),
+        )
+        .await;
+    assert_eq!(r.json["enabled"], true, "{}", r.text);
+    let r = app.call("POST", "/v1/packs/register", Some("{}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        app.get("/v1/sensortypes/demo.Watcher").await.json["enabled"],
+        true
+    );
+    let r = app
+        .call(
+            "PUT",
+            "/v1/sensortypes/demo.Watcher",
+            Some(r#"{"enabled": false}"#),
+        )
+        .await;
+    assert_eq!(r.json["enabled"], false, "{}", r.text);
+    let dir = app.stop().await;
+    let app = App::in_dir(dir).await;
+    assert_eq!(
+        app.get("/v1/sensortypes/demo.Watcher").await.json["enabled"],
+        false
     );
 }

@@ -77,6 +77,16 @@ fn write_packs(packs: &Path) {
         &packs.join("demo/actions/workflows/slow.yaml"),
         "version: 1.0\ntasks:\n  first:\n    action: core.local cmd=\"sleep 2; echo one\"\n    next:\n      - do: second\n  second:\n    action: core.local cmd=\"sleep 0.5; echo two\"\n",
     );
+    // A Python sensor that is not started (disabled); `sensor enable` starts it (it then
+    // fails, having no sensor class, which is the supervisor's business).
+    write(
+        &packs.join("demo/sensors/watcher.py"),
+        "# no sensor class here\n",
+    );
+    write(
+        &packs.join("demo/sensors/watcher.yaml"),
+        "class_name: Watcher\nentry_point: watcher.py\ndescription: Watches\nenabled: false\ntrigger_types:\n  - name: watched\n    description: Something was seen\n",
+    );
     write(
         &packs.join("demo/policies/greet_concurrency.yaml"),
         "name: greet.concurrency\ndescription: At most two greetings at once\nenabled: true\nresource_ref: demo.greet\npolicy_type: action.concurrency\nparameters:\n  action: delay\n  threshold: 2\n",
@@ -993,7 +1003,26 @@ fn keys_rules_triggers_packs_and_the_rest() {
         "core"
     );
     let sensors = d.ok(&["sensor", "list", "-j"]);
-    assert!(sensors.json().is_array());
+    assert_eq!(
+        sensors.json()[0]["ref"],
+        "demo.Watcher",
+        "{}",
+        sensors.stdout
+    );
+    assert_eq!(sensors.json()[0]["enabled"], false);
+    let on = d.ok(&["sensor", "enable", "demo.Watcher", "-j"]).json();
+    assert_eq!(
+        (on["ref"].as_str(), on["enabled"].as_bool()),
+        (Some("demo.Watcher"), Some(true))
+    );
+    let off = d.ok(&["sensor", "disable", "demo.Watcher"]);
+    assert!(off.stdout.contains("| enabled "), "{}", off.stdout);
+    assert_eq!(
+        d.ok(&["sensor", "get", "demo.Watcher", "-j"]).json()["enabled"],
+        false
+    );
+    let unknown = d.st2(&["sensor", "enable", "demo.Nobody"]);
+    assert!(!unknown.ok, "{unknown:?}");
     let runners = d.ok(&["runner", "list", "-a", "name"]);
     assert!(
         runners.stdout.contains("| local-shell-cmd"),

@@ -321,6 +321,7 @@ pub struct EngineBuilder {
     sensors: crate::sensor::SensorRegistry,
     sensor_factories: Vec<Arc<dyn crate::sensor::SensorFactory>>,
     supervisor_settings: crate::sensor::SupervisorSettings,
+    sensor_overrides: Vec<(String, bool)>,
     registration_error: Option<String>,
 }
 
@@ -412,6 +413,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Enable or disable a loaded sensor regardless of its file (what was set through the
+    /// API before a restart); applied before sensors start. Unknown refs are ignored.
+    pub fn sensor_enabled(mut self, reference: impl Into<String>, enabled: bool) -> Self {
+        self.sensor_overrides.push((reference.into(), enabled));
+        self
+    }
+
     /// How sensors are restarted after failures.
     pub fn supervisor_settings(mut self, settings: crate::sensor::SupervisorSettings) -> Self {
         self.supervisor_settings = settings;
@@ -467,6 +475,14 @@ impl EngineBuilder {
                 (report.catalog, report.diagnostics)
             }
         };
+        let mut catalog = catalog;
+        for (reference, enabled) in self.sensor_overrides {
+            if let Some(sensor) = catalog.sensor(&reference) {
+                let mut sensor = (**sensor).clone();
+                sensor.enabled = enabled;
+                catalog.insert_sensor(sensor);
+            }
+        }
         let matcher = Matcher::new();
         let rhai = crate::rules::default_rhai();
         for rule in catalog.rules() {
@@ -529,19 +545,18 @@ impl EngineBuilder {
             tasks: Mutex::new(Vec::new()),
             diagnostics,
             supervisor: Mutex::new(None),
+            sensor_sources: Mutex::new(SensorSources {
+                registered: self.sensors,
+                factories: self.sensor_factories,
+                settings: self.supervisor_settings,
+            }),
             runner_slots: Arc::new(tokio::sync::Semaphore::new(settings_max_running)),
         });
         inner.index_triggers();
         let engine = Engine { inner };
         services::start(&engine, rules_rx, output_rx).await?;
         if engine.inner.settings.roles.sensors {
-            start_sensors(
-                &engine,
-                self.sensors,
-                &self.sensor_factories,
-                self.supervisor_settings,
-            )
-            .await;
+            start_sensors(&engine).await;
         }
         Ok(engine)
     }
@@ -586,6 +601,8 @@ pub(crate) struct Inner {
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) diagnostics: Vec<Diagnostic>,
     pub(crate) supervisor: Mutex<Option<Arc<crate::sensor::SensorSupervisor>>>,
+    /// Where sensors come from (kept to start one enabled while the engine runs).
+    pub(crate) sensor_sources: Mutex<SensorSources>,
     /// This node's runner slots (`max_running`); a runner waiting for a child lends its slot.
     pub(crate) runner_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -764,6 +781,7 @@ impl Engine {
             sensors: crate::sensor::SensorRegistry::new(),
             sensor_factories: Vec::new(),
             supervisor_settings: crate::sensor::SupervisorSettings::default(),
+            sensor_overrides: Vec::new(),
             registration_error: None,
         }
     }
@@ -845,6 +863,39 @@ impl Engine {
         request: DispatchRequest,
     ) -> Result<TriggerInstanceRecord, EngineError> {
         triggers::dispatch(&self.inner, request).await
+    }
+
+    /// Enable or disable a sensor while the engine runs (the API's `PUT /sensortypes/{ref}`):
+    /// the catalog records it, a disabled sensor is stopped (given its grace period) and an
+    /// enabled one is started when a registered sensor or a sensor factory provides it and
+    /// this node runs sensors. Returns the sensor as now recorded, `None` for an unknown ref.
+    /// A later pack registration reads the flag from the sensor's file again.
+    pub async fn set_sensor_enabled(
+        &self,
+        reference: &str,
+        enabled: bool,
+    ) -> Option<Arc<crate::model::Sensor>> {
+        let updated = self.inner.edit_catalog(|c| {
+            let mut sensor = (**c.sensor(reference)?).clone();
+            sensor.enabled = enabled;
+            c.insert_sensor(sensor);
+            c.sensor(reference).cloned()
+        })?;
+        let supervisor = self
+            .inner
+            .supervisor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if !enabled {
+            if let Some(supervisor) = supervisor {
+                supervisor.stop(reference).await;
+            }
+        } else if self.inner.settings.roles.sensors {
+            // A sensor still running is left alone (the supervisor refuses a second start).
+            start_sensor(self, reference).await;
+        }
+        Some(updated)
     }
 
     /// Add a rule, or replace the rule with the same ref, while the engine runs (the API's
@@ -1464,68 +1515,95 @@ impl crate::sensor::TriggerDispatcher for Engine {
     }
 }
 
-async fn start_sensors(
-    engine: &Engine,
-    mut registry: crate::sensor::SensorRegistry,
-    factories: &[Arc<dyn crate::sensor::SensorFactory>],
+/// Where sensors come from: the Rust sensors given to the builder, the factories that make
+/// sensors for the packs' `sensors/*.yaml`, and how the supervisor restarts them.
+pub(crate) struct SensorSources {
+    registered: crate::sensor::SensorRegistry,
+    factories: Vec<Arc<dyn crate::sensor::SensorFactory>>,
     settings: crate::sensor::SupervisorSettings,
-) {
-    let catalog = engine.catalog();
-    for metadata in catalog.sensors().filter(|s| s.enabled) {
-        if registry.get(&metadata.reference).is_some() {
-            continue;
+}
+
+/// Start every sensor registered with the builder, and every enabled sensor of the catalog a
+/// factory makes.
+async fn start_sensors(engine: &Engine) {
+    let references: Vec<String> = {
+        let sources = engine
+            .inner
+            .sensor_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let catalog = engine.catalog();
+        let mut refs: Vec<String> = sources
+            .registered
+            .references()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        for metadata in catalog.sensors().filter(|s| s.enabled) {
+            if !refs.contains(&metadata.reference) {
+                refs.push(metadata.reference.clone());
+            }
         }
-        let pack_dir = catalog.pack(metadata.pack()).and_then(|p| p.path.clone());
-        if let Some(sensor) = factories
-            .iter()
-            .find_map(|f| f.create(metadata, pack_dir.as_deref()))
-        {
-            // Not registered yet (checked above), and catalog refs are `<pack>.<class>`.
-            let _ = registry.register_arc(metadata.reference.clone(), sensor);
-        }
-    }
-    let references = registry.references();
-    if references.is_empty() {
-        return;
-    }
-    let supervisor = Arc::new(crate::sensor::SensorSupervisor::new(settings));
-    let dispatcher: Arc<dyn crate::sensor::TriggerDispatcher> =
-        Arc::new(SensorDispatcher(Arc::downgrade(&engine.inner)));
+        refs
+    };
     for reference in references {
-        let Some(sensor) = registry.get(reference).cloned() else {
-            continue;
-        };
-        let (pack, class_name) = reference.split_once('.').unwrap_or(("", reference));
-        // Sensors run as the system user; their config's dynamic values are rendered for it
-        // (a value that fails to render is left as written).
-        let config = {
-            let inner = engine.inner.clone();
-            let owned = pack.to_owned();
-            tokio::task::spawn_blocking(move || {
-                let catalog = inner.catalog();
-                inner
-                    .pack_config(&catalog, &owned, &inner.settings.system_user)
-                    .unwrap_or_else(|_| catalog.resolved_config(&owned))
-            })
-            .await
-            .unwrap_or_else(|_| catalog.resolved_config(pack))
-        };
-        let ctx = crate::sensor::SensorContext::new(
-            pack,
-            class_name,
-            dispatcher.clone(),
-            engine.inner.clock.clone(),
-        )
-        .with_config(config)
-        .with_datastore(engine.inner.datastore.clone());
-        // Registered refs are unique, and the supervisor is new: starting cannot collide.
-        let _ = supervisor.start(sensor, ctx);
+        start_sensor(engine, &reference).await;
     }
-    *engine
+}
+
+/// Start sensor `reference` when a registered sensor or a factory provides it; returns
+/// whether it started.
+async fn start_sensor(engine: &Engine, reference: &str) -> bool {
+    let catalog = engine.catalog();
+    let (sensor, settings) = {
+        let sources = engine
+            .inner
+            .sensor_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let sensor = sources.registered.get(reference).cloned().or_else(|| {
+            let metadata = catalog.sensor(reference)?;
+            let pack_dir = catalog.pack(metadata.pack()).and_then(|p| p.path.clone());
+            sources
+                .factories
+                .iter()
+                .find_map(|f| f.create(metadata, pack_dir.as_deref()))
+        });
+        (sensor, sources.settings.clone())
+    };
+    let Some(sensor) = sensor else {
+        return false;
+    };
+    let supervisor = engine
         .inner
         .supervisor
         .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(supervisor);
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(|| Arc::new(crate::sensor::SensorSupervisor::new(settings)))
+        .clone();
+    let dispatcher: Arc<dyn crate::sensor::TriggerDispatcher> =
+        Arc::new(SensorDispatcher(Arc::downgrade(&engine.inner)));
+    let (pack, class_name) = reference.split_once('.').unwrap_or(("", reference));
+    // Sensors run as the system user; their config's dynamic values are rendered for it
+    // (a value that fails to render is left as written).
+    let config = {
+        let inner = engine.inner.clone();
+        let owned = pack.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let catalog = inner.catalog();
+            inner
+                .pack_config(&catalog, &owned, &inner.settings.system_user)
+                .unwrap_or_else(|_| catalog.resolved_config(&owned))
+        })
+        .await
+        .unwrap_or_else(|_| catalog.resolved_config(pack))
+    };
+    let ctx =
+        crate::sensor::SensorContext::new(pack, class_name, dispatcher, engine.inner.clock.clone())
+            .with_config(config)
+            .with_datastore(engine.inner.datastore.clone());
+    // Refused only when it runs already or the engine is shutting down.
+    supervisor.start(sensor, ctx).is_ok()
 }
 
 /// Turns datastore writes into `core.st2.key_value_pair.*` trigger instances.

@@ -65,6 +65,9 @@ pub struct ApiSettings {
     pub aliases_file: Option<std::path::PathBuf>,
     /// Where policies changed through the API are kept across restarts (`None`: not kept).
     pub policies_file: Option<std::path::PathBuf>,
+    /// Where sensors enabled or disabled through the API are kept across restarts (`None`:
+    /// not kept).
+    pub sensors_file: Option<std::path::PathBuf>,
     /// What `POST /packs/register` loads (`None`: registering is refused).
     pub load: Option<st2_core::LoadOptions>,
 }
@@ -86,6 +89,7 @@ impl Default for ApiSettings {
             actions_file: None,
             aliases_file: None,
             policies_file: None,
+            sensors_file: None,
             load: None,
         }
     }

@@ -147,3 +147,30 @@ pub fn apply_policies(path: &Path, engine: &Engine) -> Result<Vec<String>, Strin
     }
     Ok(problems)
 }
+
+/// The sensors enabled or disabled through the API (`sensors.json`: ref → `{"enabled": bool}`),
+/// for [`st2_core::engine::EngineBuilder::sensor_enabled`] at start.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn sensor_overrides(path: &Path) -> Result<Vec<(String, bool)>, String> {
+    Ok(read(path)?
+        .into_iter()
+        .filter_map(|(reference, body)| {
+            let enabled = body.get("enabled")?.as_bool()?;
+            Some((reference, enabled))
+        })
+        .collect())
+}
+
+/// Apply the recorded sensor changes to `engine` again (after a pack registration read the
+/// sensors' files).
+///
+/// # Errors
+/// The file cannot be read.
+pub async fn apply_sensors(path: &Path, engine: &Engine) -> Result<(), String> {
+    for (reference, enabled) in sensor_overrides(path)? {
+        engine.set_sensor_enabled(&reference, enabled).await;
+    }
+    Ok(())
+}

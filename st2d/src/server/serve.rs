@@ -107,6 +107,12 @@ pub async fn start_engine(
     if let Some(dir) = &config.configs_dir {
         builder = builder.configs_dir(dir);
     }
+    let sensors_file = config.data_dir.join("sensors.json");
+    for (reference, enabled) in super::rules_file::sensor_overrides(&sensors_file)
+        .map_err(|e| anyhow::anyhow!("sensors enabled or disabled through the API: {e}"))?
+    {
+        builder = builder.sensor_enabled(reference, enabled);
+    }
     Ok(builder.start().await?)
 }
 
@@ -228,6 +234,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             actions_file: Some(actions_file),
             aliases_file: Some(aliases_file),
             policies_file: Some(policies_file),
+            sensors_file: Some(config.data_dir.join("sensors.json")),
             load: Some(load_options(&config)),
             ..ApiSettings::default()
         },

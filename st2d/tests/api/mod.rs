@@ -278,6 +278,7 @@ pub async fn build(
         actions_file: Some(actions_file),
         aliases_file: Some(aliases_file),
         policies_file: Some(policies_file),
+        sensors_file: Some(data_dir.join("sensors.json")),
         load: Some(st2d::server::serve::load_options(&config)),
         ..settings
     };

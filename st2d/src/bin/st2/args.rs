@@ -280,6 +280,34 @@ pub enum GetListCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SensorCommand {
+    /// List them.
+    List {
+        #[arg(short = 'p', long)]
+        pack: Option<String>,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Show one.
+    Get {
+        #[arg(value_name = "REF_OR_NAME")]
+        reference: String,
+        #[command(flatten)]
+        attr: AttrArgs,
+    },
+    /// Enable a sensor (it starts at once).
+    Enable {
+        #[arg(value_name = "REF_OR_ID")]
+        reference: String,
+    },
+    /// Disable a sensor (it stops at once).
+    Disable {
+        #[arg(value_name = "REF_OR_ID")]
+        reference: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TriggerInstanceCommand {
     /// The most recent trigger instances.
     List {

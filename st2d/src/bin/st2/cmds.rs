@@ -59,7 +59,7 @@ pub fn dispatch(cli: Cli) -> Res {
         Command::Execution { command } => execution(api, out, command),
         Command::Rule { command } => rule(api, out, command),
         Command::Trigger { command } => get_list(api, out, &TRIGGER, command),
-        Command::Sensor { command } => get_list(api, out, &SENSOR, command),
+        Command::Sensor { command } => sensor(api, out, command),
         Command::Runner { command } => get_list(api, out, &RUNNER, command),
         Command::Webhook { command } => webhook(api, out, command),
         Command::PolicyType { command } => get_list(api, out, &POLICY_TYPE, command),
@@ -523,6 +523,31 @@ fn set_enabled(api: &Api, out: &Out, reference: &str, enabled: bool) -> Res {
         &[],
         &["id", "ref", "pack", "name", "enabled", "description"],
     )?;
+    OK
+}
+
+fn sensor(api: &Api, out: &Out, command: SensorCommand) -> Res {
+    let (reference, enabled) = match command {
+        SensorCommand::List { pack, attr } => {
+            return get_list(api, out, &SENSOR, GetListCommand::List { pack, attr });
+        }
+        SensorCommand::Get { reference, attr } => {
+            return get_list(api, out, &SENSOR, GetListCommand::Get { reference, attr });
+        }
+        SensorCommand::Enable { reference } => (reference, true),
+        SensorCommand::Disable { reference } => (reference, false),
+    };
+    // As st2client: read the sensor type, send it back with `enabled` set.
+    let mut item = fetch(api, &SENSOR, &reference)?;
+    let id = item["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("sensor {reference} has no id"))?
+        .to_owned();
+    if let Some(m) = item.as_object_mut() {
+        m.insert("enabled".into(), Value::Bool(enabled));
+    }
+    let updated = api.put(&format!("/sensortypes/{}", enc(&id)), &item)?;
+    out.object(&updated, &[], SENSOR.order)?;
     OK
 }
 

@@ -130,7 +130,7 @@ pub enum Command {
     /// Sensors.
     Sensor {
         #[command(subcommand)]
-        command: args::GetListCommand,
+        command: args::SensorCommand,
     },
     /// API keys.
     Apikey {

@@ -118,6 +118,7 @@ pub fn table() -> Vec<Route> {
         r(Op::get("/v1/ruletypes/{id}", "One rule type").one("RuleType"), reactor::get_rule_type),
         r(Op::get("/v1/sensortypes", "List sensor types").q(LIST).filters(&["pack", "name"]).q(&[("enabled", "boolean")]).list("SensorType"), reactor::list_sensor_types),
         r(Op::get("/v1/sensortypes/{ref_or_id}", "One sensor type").q(PROJECT).one("SensorType"), reactor::get_sensor_type),
+        r(Op::put("/v1/sensortypes/{ref_or_id}", "Enable or disable a sensor").body("SensorType").one("SensorType"), reactor::update_sensor_type),
         r(Op::get("/v1/service_registry/groups", "Service registry groups").one("ServiceGroups"), reactor::service_groups),
         r(Op::get("/v1/service_registry/groups/{group_id}/members", "Members of a service group").one("ServiceMembers"), reactor::service_members),
         r(Op::get("/v1/timers", "List timers").filters(&["timer_type"]).list("Trigger"), reactor::list_timers),

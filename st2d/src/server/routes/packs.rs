@@ -130,6 +130,11 @@ pub(crate) async fn register_from_disk(
             tracing::warn!("{problem} (skipped)");
         }
     }
+    if let Some(path) = &state.settings.sensors_file {
+        rules_file::apply_sensors(path, &state.engine)
+            .await
+            .map_err(ApiError::internal)?;
+    }
     tracing::info!(packs = ?chosen, "packs registered");
     Ok(json!({
             "runners": runners,

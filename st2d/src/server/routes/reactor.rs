@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -12,7 +13,7 @@ use super::content::{list_of, one_of, parse_time};
 use super::{json, listing};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::query::Params;
-use crate::server::{ApiState, present};
+use crate::server::{ApiState, json_object, present, rules_file};
 
 fn enforcement(r: &RuleEnforcementRecord) -> Value {
     let e = &r.enforcement;
@@ -125,24 +126,72 @@ fn sensor_types(state: &ApiState) -> Vec<Value> {
         .engine
         .catalog()
         .sensors()
-        .map(|s| {
-            json!({
-                "id": content_id("sensor_type", &s.reference),
-                "ref": s.reference,
-                "uid": format!("sensor_type:{}:{}", s.pack(), s.class_name),
-                "name": s.class_name,
-                "pack": s.pack(),
-                "class_name": s.class_name,
-                "description": s.description.clone().unwrap_or_default(),
-                "artifact_uri": format!("file://{}", s.entry_point),
-                "entry_point": s.entry_point,
-                "enabled": s.enabled,
-                "trigger_types": s.trigger_types,
-                "poll_interval": s.poll_interval,
-                "metadata_file": s.origin.metadata_file,
-            })
-        })
+        .map(|s| sensor_type(s))
         .collect()
+}
+
+fn sensor_type(s: &st2_core::model::Sensor) -> Value {
+    json!({
+        "id": content_id("sensor_type", &s.reference),
+        "ref": s.reference,
+        "uid": format!("sensor_type:{}:{}", s.pack(), s.class_name),
+        "name": s.class_name,
+        "pack": s.pack(),
+        "class_name": s.class_name,
+        "description": s.description.clone().unwrap_or_default(),
+        "artifact_uri": format!("file://{}", s.entry_point),
+        "entry_point": s.entry_point,
+        "enabled": s.enabled,
+        "trigger_types": s.trigger_types,
+        "poll_interval": s.poll_interval,
+        "metadata_file": s.origin.metadata_file,
+    })
+}
+
+/// `PUT /sensortypes/{ref_or_id}`: only `enabled` changes, as in StackStorm (which reads a
+/// missing `enabled` as `false`); the sensor stops or starts at once, and the change outlives
+/// restarts and pack registrations. Sensors of the system packs cannot be changed.
+pub async fn update_sensor_type(
+    State(state): State<Arc<ApiState>>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let body = json_object(&body)?;
+    let enabled = match body.get("enabled") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "enabled: {other} is not of type 'boolean'"
+            )));
+        }
+    };
+    let reference = {
+        let catalog = state.engine.catalog();
+        catalog
+            .sensors()
+            .find(|s| s.reference == key || content_id("sensor_type", &s.reference) == key)
+            .map(|s| (s.reference.clone(), s.pack().to_owned()))
+    };
+    let Some((reference, pack)) = reference else {
+        return Err(ApiError::not_found(&key));
+    };
+    if crate::server::pack_admin::SYSTEM_PACKS.contains(&pack.as_str()) {
+        return Err(ApiError::bad_request(
+            "Resources belonging to system level packs can't be manipulated",
+        ));
+    }
+    if let Some(path) = &state.settings.sensors_file {
+        rules_file::record(path, &reference, Some(json!({"enabled": enabled})))
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    let sensor = state
+        .engine
+        .set_sensor_enabled(&reference, enabled)
+        .await
+        .ok_or_else(|| ApiError::not_found(&key))?;
+    Ok(json(StatusCode::OK, &sensor_type(&sensor)))
 }
 
 /// `GET /sensortypes` (*pack*, *name*, *enabled*; no default limit).
