@@ -281,20 +281,8 @@ pub enum GetListCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SensorCommand {
-    /// List them.
-    List {
-        #[arg(short = 'p', long)]
-        pack: Option<String>,
-        #[command(flatten)]
-        attr: AttrArgs,
-    },
-    /// Show one.
-    Get {
-        #[arg(value_name = "REF_OR_NAME")]
-        reference: String,
-        #[command(flatten)]
-        attr: AttrArgs,
-    },
+    #[command(flatten)]
+    Read(GetListCommand),
     /// Enable a sensor (it starts at once).
     Enable {
         #[arg(value_name = "REF_OR_ID")]

@@ -528,12 +528,7 @@ fn set_enabled(api: &Api, out: &Out, reference: &str, enabled: bool) -> Res {
 
 fn sensor(api: &Api, out: &Out, command: SensorCommand) -> Res {
     let (reference, enabled) = match command {
-        SensorCommand::List { pack, attr } => {
-            return get_list(api, out, &SENSOR, GetListCommand::List { pack, attr });
-        }
-        SensorCommand::Get { reference, attr } => {
-            return get_list(api, out, &SENSOR, GetListCommand::Get { reference, attr });
-        }
+        SensorCommand::Read(command) => return get_list(api, out, &SENSOR, command),
         SensorCommand::Enable { reference } => (reference, true),
         SensorCommand::Disable { reference } => (reference, false),
     };
