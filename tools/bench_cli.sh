@@ -4,7 +4,7 @@
 # .ci/st2client-test), the Python st2client 3.9.0. See docs/performance.md.
 #
 #   cargo build --release -p st2d --bin st2 --bin st2d
-#   st2d/scripts/bench_cli.sh [target/release]
+#   tools/bench_cli.sh [target/release]
 set -euo pipefail
 BIN="${1:-${CARGO_TARGET_DIR:-target}/release}"
 VENV="${ST2CLIENT_VENV:-${HOME}/.cache/st2-rs/st2client-3.9.0}"
