@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 
 use anyhow::Result;
-use comfy_table::{Cell, Color, ContentArrangement, Table, TableComponent, presets};
+use comfy_table::{Cell, Color, ContentArrangement, LineStyle, Table, presets};
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,14 +60,12 @@ impl Out {
 
     fn table(&self) -> Table {
         let mut table = Table::new();
-        table
-            .load_preset(presets::ASCII_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic);
         // st2client's look: `+---+` under the header too.
-        table.set_style(TableComponent::HeaderLines, '-');
-        table.set_style(TableComponent::MiddleHeaderIntersections, '+');
-        table.set_style(TableComponent::LeftHeaderIntersection, '+');
-        table.set_style(TableComponent::RightHeaderIntersection, '+');
+        table
+            .load_style(
+                presets::ASCII_FULL_CONDENSED.header_separator(LineStyle::new('+', '-', '+', '+')),
+            )
+            .set_content_arrangement(ContentArrangement::Dynamic);
         if !self.color {
             table.force_no_tty();
         }
