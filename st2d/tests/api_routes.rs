@@ -504,6 +504,19 @@ async fn actions_list_get_and_views() {
         r.header("x-limit").is_none(),
         "actions have no default limit"
     );
+    // Parameters are shown unless the projection drops them.
+    let full = app.get("/v1/actions?pack=core&name=local").await;
+    assert_eq!(full.json[0]["parameters"]["cmd"]["type"], "string");
+    let partial = app
+        .get("/v1/actions?pack=core&name=local&exclude_attributes=parameters.cmd")
+        .await;
+    assert!(partial.json[0]["parameters"].get("cmd").is_none());
+    assert!(partial.json[0]["parameters"].get("sudo").is_some());
+    let without = app
+        .get("/v1/actions?pack=core&name=local&exclude_attributes=parameters")
+        .await;
+    assert!(without.json[0].get("parameters").is_none());
+    assert_eq!(without.json[0]["runner_type"], "local-shell-cmd");
 
     let local = app.get("/v1/actions/core.local").await;
     assert_eq!(local.status, StatusCode::OK);

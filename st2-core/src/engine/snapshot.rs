@@ -50,6 +50,12 @@ pub fn isotime(t: Timestamp) -> String {
 
 /// The action as the API shows it.
 pub fn action_api(action: &Action) -> Value {
+    action_api_with(action, true)
+}
+
+/// [`action_api`], with `parameters` as `null` unless asked for (its definitions are kept as
+/// text and parsed to be shown).
+pub fn action_api_with(action: &Action, parameters: bool) -> Value {
     json!({
         "uid": format!("action:{}:{}", action.pack(), action.name),
         "ref": action.reference,
@@ -59,7 +65,7 @@ pub fn action_api(action: &Action) -> Value {
         "enabled": action.enabled,
         "runner_type": action.runner_type,
         "entry_point": action.entry_point,
-        "parameters": action.parameters,
+        "parameters": if parameters { serde_json::to_value(&*action.parameters).unwrap_or_default() } else { Value::Null },
         "output_schema": action.output_schema,
         "notify": action.notify.as_ref().map(|n| serde_json::to_value(n).unwrap_or(Value::Null)).unwrap_or_else(|| json!({})),
         "tags": action.tags,

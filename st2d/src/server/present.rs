@@ -4,7 +4,7 @@ use serde_json::{Map, Value, json};
 use st2_core::Catalog;
 use st2_core::datastore::KeyValue;
 use st2_core::engine::snapshot::{
-    MASK, action_api, content_id, isotime, rule_api, runner_api, trigger_api, trigger_type_api,
+    MASK, content_id, isotime, rule_api, runner_api, trigger_api, trigger_type_api,
 };
 use st2_core::model::{Action, Pack, Rule, RunnerType, TriggerType};
 use st2_core::rules::matcher::TriggerRef;
@@ -25,7 +25,19 @@ fn with_id(id: String, value: Value) -> Value {
 
 /// An action.
 pub fn action(a: &Action) -> Value {
-    with_id(content_id("action", &a.reference), action_api(a))
+    action_with(a, true)
+}
+
+/// An action, with or without its `parameters`.
+pub fn action_with(a: &Action, parameters: bool) -> Value {
+    let mut v = with_id(
+        content_id("action", &a.reference),
+        st2_core::engine::snapshot::action_api_with(a, parameters),
+    );
+    if !parameters && let Value::Object(m) = &mut v {
+        m.remove("parameters");
+    }
+    v
 }
 
 /// A runner type.

@@ -176,6 +176,18 @@ impl Projection {
         }
     }
 
+    /// True when the top-level attribute `key` survives [`Projection::apply`] (for endpoints
+    /// that can skip building what would be dropped).
+    pub fn keeps(&self, key: &str) -> bool {
+        match self {
+            Projection::All => true,
+            Projection::Include(names) => names
+                .iter()
+                .any(|n| n.split('.').next().is_some_and(|first| first == key)),
+            Projection::Exclude(names) => !names.iter().any(|n| n == key),
+        }
+    }
+
     /// The excluded names (for endpoints that restrict them).
     pub fn excluded(&self) -> &[String] {
         match self {
@@ -248,5 +260,30 @@ mod tests {
                 .projection()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn keeps_says_what_apply_keeps_at_the_top_level() {
+        let v = json!({"id": "1", "parameters": {"a": 1}, "pack": "p"});
+        for (projection, kept) in [
+            (Projection::All, true),
+            (
+                Projection::Include(vec!["ref".into(), "pack".into()]),
+                false,
+            ),
+            (Projection::Include(vec!["parameters.a".into()]), true),
+            (Projection::Exclude(vec!["parameters".into()]), false),
+            (Projection::Exclude(vec!["parameters.a".into()]), true),
+        ] {
+            assert_eq!(projection.keeps("parameters"), kept, "{projection:?}");
+            assert_eq!(
+                projection
+                    .apply(v.clone(), &["id"])
+                    .get("parameters")
+                    .is_some(),
+                kept,
+                "{projection:?}"
+            );
+        }
     }
 }

@@ -150,12 +150,15 @@ pub async fn get_runner(
     Ok(json(StatusCode::OK, &projection.apply(found, &["id"])))
 }
 
-fn actions(state: &ApiState) -> Vec<Value> {
+/// Every action as the API shows it; without `parameters` when the caller's projection drops
+/// them (`st2 action list` asks for `ref,pack,description`), which spares parsing every
+/// action's parameter definitions.
+fn actions(state: &ApiState, parameters: bool) -> Vec<Value> {
     state
         .engine
         .catalog()
         .actions()
-        .map(|a| present::action(a))
+        .map(|a| present::action_with(a, parameters))
         .collect()
 }
 
@@ -164,8 +167,10 @@ const CONTENT_KEYS: &[&str] = &["id", "ref"];
 /// `GET /v1/actions` (*pack*, *name*; no default limit).
 pub async fn list_actions(State(state): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> ApiResult {
     let params = Params::parse(q.as_deref());
+    // A bad projection is reported by `list_of`.
+    let parameters = params.projection().map_or(true, |p| p.keeps("parameters"));
     list_of(
-        actions(&state),
+        actions(&state, parameters),
         &params,
         &[("pack", "pack"), ("name", "name"), ("ref", "ref")],
         None,
@@ -227,7 +232,7 @@ fn merged_parameters(state: &ApiState, action: &Value) -> Map<String, Value> {
 }
 
 fn overview(state: &ApiState) -> Vec<Value> {
-    actions(state)
+    actions(state, true)
         .into_iter()
         .map(|mut a| {
             let merged = merged_parameters(state, &a);
@@ -271,13 +276,10 @@ pub async fn action_parameters(
     State(state): State<Arc<ApiState>>,
     Path(key): Path<String>,
 ) -> ApiResult {
-    let action = actions(&state)
-        .into_iter()
-        .find(|a| present::matches_ref_or_id(a, &key))
-        .ok_or_else(|| ApiError::not_found(&key))?;
+    let action = find_action(&state, &key).ok_or_else(|| ApiError::not_found(&key))?;
     Ok(json(
         StatusCode::OK,
-        &json!({"parameters": merged_parameters(&state, &action)}),
+        &json!({"parameters": merged_parameters(&state, &present::action(&action))}),
     ))
 }
 
