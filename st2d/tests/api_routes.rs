@@ -557,6 +557,21 @@ async fn actions_list_get_and_views() {
     assert_eq!(p["timeout"]["default"], 60);
     let overview = app.get("/v1/actions/views/overview/demo.login").await;
     assert_eq!(overview.json["parameters"], *p);
+    let id = overview.json["id"].as_str().expect("id").to_owned();
+    let by_id = app
+        .get(&format!(
+            "/v1/actions/views/overview/{id}?include_attributes=parameters"
+        ))
+        .await;
+    assert_eq!(by_id.json["parameters"], *p);
+    assert_eq!(by_id.json["ref"], "demo.login");
+    assert!(by_id.json.get("runner_type").is_none(), "{}", by_id.text);
+    assert_eq!(
+        app.get("/v1/actions/views/overview/demo.nothing")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     let all = app.get("/v1/actions/views/overview?pack=demo").await;
     assert_eq!(all.json.as_array().map(Vec::len), Some(1));
 }

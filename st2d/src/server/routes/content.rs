@@ -234,12 +234,15 @@ fn merged_parameters(state: &ApiState, action: &Value) -> Map<String, Value> {
 fn overview(state: &ApiState) -> Vec<Value> {
     actions(state, true)
         .into_iter()
-        .map(|mut a| {
-            let merged = merged_parameters(state, &a);
-            a["parameters"] = Value::Object(merged);
-            a
-        })
+        .map(|a| with_merged_parameters(state, a))
         .collect()
+}
+
+/// The action as the overview shows it: runner parameters merged with its own.
+fn with_merged_parameters(state: &ApiState, mut action: Value) -> Value {
+    let merged = merged_parameters(state, &action);
+    action["parameters"] = Value::Object(merged);
+    action
 }
 
 /// `GET /v1/actions/views/overview`.
@@ -263,12 +266,15 @@ pub async fn get_action_overview(
     Path(key): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    one_of(
-        overview(&state),
-        &key,
-        &Params::parse(q.as_deref()),
-        CONTENT_KEYS,
-    )
+    let projection = Params::parse(q.as_deref()).projection()?;
+    let action = find_action(&state, &key).ok_or_else(|| ApiError::not_found(&key))?;
+    Ok(json(
+        StatusCode::OK,
+        &projection.apply(
+            with_merged_parameters(&state, present::action(&action)),
+            CONTENT_KEYS,
+        ),
+    ))
 }
 
 /// `GET /v1/actions/views/parameters/{ref_or_id}`.
