@@ -2701,8 +2701,18 @@ async fn sensor_types_are_enabled_and_disabled_and_stay_so() {
         "a refused change changes nothing"
     );
 
-    // Kept across a restart and a registration from disk.
+    // Kept across a restart and a registration from disk; a hand-edited entry of the wrong
+    // shape is skipped with a warning, the others still apply.
     let dir = app.stop().await;
+    let file = dir.path().join("sensors.json");
+    let mut recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("sensors.json")).expect("json");
+    recorded["demo.Other"] = json!("yes");
+    std::fs::write(&file, recorded.to_string()).expect("write");
+    let (overrides, problems) =
+        st2d::server::rules_file::sensor_overrides(&file).expect("readable");
+    assert_eq!(overrides, [("demo.Watcher".to_owned(), true)]);
+    assert!(problems[0].contains("sensor demo.Other"), "{problems:?}");
     let app = App::in_dir(dir).await;
     assert_eq!(
         app.get("/v1/sensortypes/demo.Watcher").await.json["enabled"],

@@ -139,7 +139,7 @@ pub(crate) async fn create_execution(
         Err(e) => return Err(e.into()),
     };
     link_trace(inner, &stored, &trace).await?;
-    inner.emit_with(|| EngineEvent::ExecutionCreated(std::sync::Arc::new(stored.clone())));
+    inner.emit_with(|| EngineEvent::ExecutionCreated(Arc::new(stored.clone())));
     if let Some((queue, not_before)) = queue {
         enqueue(inner, &stored, queue, not_before).await?;
     }
@@ -549,9 +549,7 @@ pub(crate) async fn write_changed(
         changed = false;
         match inner.store.executions().update(&next).await {
             Ok(stored) => {
-                inner.emit_with(|| {
-                    EngineEvent::ExecutionUpdated(std::sync::Arc::new(stored.clone()))
-                });
+                inner.emit_with(|| EngineEvent::ExecutionUpdated(Arc::new(stored.clone())));
                 return Ok(Some(stored));
             }
             Err(StoreError::Conflict { .. }) => {
@@ -1123,7 +1121,7 @@ pub(crate) async fn wait_until(
             match event {
                 Ok(Ok(EngineEvent::ExecutionUpdated(e))) if e.id == id => {
                     if done(&e) {
-                        return Ok(std::sync::Arc::unwrap_or_clone(e));
+                        return Ok(Arc::unwrap_or_clone(e));
                     }
                 }
                 Ok(Ok(_)) => continue,
@@ -1194,14 +1192,14 @@ pub(crate) async fn wait_any(
                 Ok(Ok(EngineEvent::ExecutionUpdated(e))) => {
                     if wanted.contains(e.id.as_str()) && done(e.status) {
                         // Others may have finished too: collect them from the store.
-                        let mut ready = vec![std::sync::Arc::unwrap_or_clone(e)];
+                        let mut ready = vec![Arc::unwrap_or_clone(e)];
                         while let Ok(more) = events.try_recv() {
                             if let EngineEvent::ExecutionUpdated(m) = more
                                 && wanted.contains(m.id.as_str())
                                 && done(m.status)
                             {
                                 ready.retain(|r| r.id != m.id);
-                                ready.push(std::sync::Arc::unwrap_or_clone(m));
+                                ready.push(Arc::unwrap_or_clone(m));
                             }
                         }
                         return Ok(ready);

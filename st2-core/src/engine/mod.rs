@@ -477,11 +477,7 @@ impl EngineBuilder {
         };
         let mut catalog = catalog;
         for (reference, enabled) in self.sensor_overrides {
-            if let Some(sensor) = catalog.sensor(&reference) {
-                let mut sensor = (**sensor).clone();
-                sensor.enabled = enabled;
-                catalog.insert_sensor(sensor);
-            }
+            set_sensor_flag(&mut catalog, &reference, enabled);
         }
         let matcher = Matcher::new();
         let rhai = crate::rules::default_rhai();
@@ -875,12 +871,9 @@ impl Engine {
         reference: &str,
         enabled: bool,
     ) -> Option<Arc<crate::model::Sensor>> {
-        let updated = self.inner.edit_catalog(|c| {
-            let mut sensor = (**c.sensor(reference)?).clone();
-            sensor.enabled = enabled;
-            c.insert_sensor(sensor);
-            c.sensor(reference).cloned()
-        })?;
+        let updated = self
+            .inner
+            .edit_catalog(|c| set_sensor_flag(c, reference, enabled))?;
         let supervisor = self
             .inner
             .supervisor
@@ -1176,7 +1169,7 @@ impl Engine {
                         instance,
                         executions,
                     })) if instance.id == id => {
-                        return Ok((std::sync::Arc::unwrap_or_clone(instance), executions));
+                        return Ok((Arc::unwrap_or_clone(instance), executions));
                     }
                     Ok(Ok(_)) => continue,
                     Ok(Err(broadcast::error::RecvError::Closed)) => {
@@ -1551,9 +1544,25 @@ async fn start_sensors(engine: &Engine) {
     }
 }
 
+/// Record sensor `reference` as enabled or not; `None` when the catalog has no such sensor.
+fn set_sensor_flag(
+    catalog: &mut Catalog,
+    reference: &str,
+    enabled: bool,
+) -> Option<Arc<crate::model::Sensor>> {
+    let mut sensor = (**catalog.sensor(reference)?).clone();
+    sensor.enabled = enabled;
+    catalog.insert_sensor(sensor);
+    catalog.sensor(reference).cloned()
+}
+
 /// Start sensor `reference` when a registered sensor or a factory provides it; returns
 /// whether it started.
 async fn start_sensor(engine: &Engine, reference: &str) -> bool {
+    if engine.inner.stopping.is_cancelled() {
+        // After shutdown: a supervisor made now would never be stopped.
+        return false;
+    }
     let catalog = engine.catalog();
     let (sensor, settings) = {
         let sources = engine

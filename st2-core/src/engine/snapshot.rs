@@ -53,10 +53,10 @@ pub fn action_api(action: &Action) -> Value {
     action_api_with(action, true)
 }
 
-/// [`action_api`], with `parameters` as `null` unless asked for (its definitions are kept as
-/// text and parsed to be shown).
+/// [`action_api`], without `parameters` unless asked for (its definitions are kept as text
+/// and parsed to be shown).
 pub fn action_api_with(action: &Action, parameters: bool) -> Value {
-    json!({
+    let mut api = json!({
         "uid": format!("action:{}:{}", action.pack(), action.name),
         "ref": action.reference,
         "name": action.name,
@@ -65,12 +65,23 @@ pub fn action_api_with(action: &Action, parameters: bool) -> Value {
         "enabled": action.enabled,
         "runner_type": action.runner_type,
         "entry_point": action.entry_point,
-        "parameters": if parameters { serde_json::to_value(&*action.parameters).unwrap_or_default() } else { Value::Null },
+        "parameters": Value::Null,
         "output_schema": action.output_schema,
         "notify": action.notify.as_ref().map(|n| serde_json::to_value(n).unwrap_or(Value::Null)).unwrap_or_else(|| json!({})),
         "tags": action.tags,
         "metadata_file": action.origin.metadata_file,
-    })
+    });
+    if let Value::Object(m) = &mut api {
+        if parameters {
+            m.insert(
+                "parameters".into(),
+                serde_json::to_value(&*action.parameters).unwrap_or_default(),
+            );
+        } else {
+            m.shift_remove("parameters");
+        }
+    }
+    api
 }
 
 /// The runner type as the API shows it.

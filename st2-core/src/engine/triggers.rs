@@ -208,10 +208,10 @@ impl Accepted {
     /// rules service.
     pub(crate) fn stored(self, inner: &Inner) {
         let record = &self.pending.instance;
-        inner.emit_with(|| EngineEvent::TriggerInstance(std::sync::Arc::new(record.clone())));
+        inner.emit_with(|| EngineEvent::TriggerInstance(Arc::new(record.clone())));
         if self.unheard {
             inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
-                instance: std::sync::Arc::new(record.clone()),
+                instance: Arc::new(record.clone()),
                 executions: Vec::new(),
             });
         } else if inner.settings.roles.rules {
@@ -254,7 +254,7 @@ pub(crate) async fn dispatch(
         }
         Err(e) => return Err(e.into()),
     }
-    inner.emit_with(|| EngineEvent::TriggerInstance(std::sync::Arc::new(record.clone())));
+    inner.emit_with(|| EngineEvent::TriggerInstance(Arc::new(record.clone())));
     if unheard {
         record_trace(
             inner,
@@ -267,7 +267,7 @@ pub(crate) async fn dispatch(
         )
         .await?;
         inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
-            instance: std::sync::Arc::new(record.clone()),
+            instance: Arc::new(record.clone()),
             executions: Vec::new(),
         });
         return Ok(record);
@@ -516,7 +516,7 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
         let mut done = ti.clone();
         done.status = TriggerInstanceStatus::ProcessingFailed;
         inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
-            instance: std::sync::Arc::new(done),
+            instance: Arc::new(done),
             executions: Vec::new(),
         });
         return Ok(());
@@ -525,7 +525,7 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
         let mut done = pending.instance.clone();
         done.status = TriggerInstanceStatus::Processed;
         inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
-            instance: std::sync::Arc::new(done),
+            instance: Arc::new(done),
             executions: execution_ids,
         });
         return Ok(());
@@ -645,7 +645,7 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
     let mut done = ti.clone();
     done.status = TriggerInstanceStatus::Processed;
     inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
-        instance: std::sync::Arc::new(done),
+        instance: Arc::new(done),
         executions: execution_ids,
     });
     Ok(())
@@ -790,7 +790,7 @@ async fn process_batched(
     });
     inner.store.write_batch(writes).await.ok()?;
     for execution in created {
-        inner.emit_with(|| EngineEvent::ExecutionCreated(std::sync::Arc::new(execution)));
+        inner.emit_with(|| EngineEvent::ExecutionCreated(Arc::new(execution)));
     }
     Some(execution_ids)
 }

@@ -62,7 +62,7 @@ impl OutputSink for EngineOutput {
             data: data.to_owned(),
         };
         self.inner
-            .emit_with(|| EngineEvent::Output(std::sync::Arc::new(chunk.clone())));
+            .emit_with(|| EngineEvent::Output(Arc::new(chunk.clone())));
         let _ = self.inner.output_tx.send(OutputMessage::Line(chunk));
     }
 }
@@ -571,7 +571,7 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
         let mut stored = event;
         stored.revision = revision;
         stored.children = children;
-        inner.emit_with(|| EngineEvent::ExecutionUpdated(std::sync::Arc::new(stored)));
+        inner.emit_with(|| EngineEvent::ExecutionUpdated(Arc::new(stored)));
     }
     if let Some(accepted) = action_trigger {
         accepted.stored(inner);

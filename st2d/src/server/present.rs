@@ -30,14 +30,10 @@ pub fn action(a: &Action) -> Value {
 
 /// An action, with or without its `parameters`.
 pub fn action_with(a: &Action, parameters: bool) -> Value {
-    let mut v = with_id(
+    with_id(
         content_id("action", &a.reference),
         st2_core::engine::snapshot::action_api_with(a, parameters),
-    );
-    if !parameters && let Value::Object(m) = &mut v {
-        m.remove("parameters");
-    }
-    v
+    )
 }
 
 /// A runner type.

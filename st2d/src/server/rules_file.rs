@@ -148,29 +148,39 @@ pub fn apply_policies(path: &Path, engine: &Engine) -> Result<Vec<String>, Strin
     Ok(problems)
 }
 
+/// Sensor refs with their recorded `enabled`, and the problems of the entries skipped.
+pub type SensorOverrides = (Vec<(String, bool)>, Vec<String>);
+
 /// The sensors enabled or disabled through the API (`sensors.json`: ref → `{"enabled": bool}`),
-/// for [`st2_core::engine::EngineBuilder::sensor_enabled`] at start.
+/// for [`st2_core::engine::EngineBuilder::sensor_enabled`] at start, with a problem for each
+/// entry of another shape (skipped).
 ///
 /// # Errors
 /// The file cannot be read.
-pub fn sensor_overrides(path: &Path) -> Result<Vec<(String, bool)>, String> {
-    Ok(read(path)?
-        .into_iter()
-        .filter_map(|(reference, body)| {
-            let enabled = body.get("enabled")?.as_bool()?;
-            Some((reference, enabled))
-        })
-        .collect())
+pub fn sensor_overrides(path: &Path) -> Result<SensorOverrides, String> {
+    let mut overrides = Vec::new();
+    let mut problems = Vec::new();
+    for (reference, body) in read(path)? {
+        match body.get("enabled").and_then(Value::as_bool) {
+            Some(enabled) => overrides.push((reference, enabled)),
+            None => problems.push(format!(
+                "sensor {reference}: {}: expected {{\"enabled\": true|false}}, got {body}",
+                path.display()
+            )),
+        }
+    }
+    Ok((overrides, problems))
 }
 
 /// Apply the recorded sensor changes to `engine` again (after a pack registration read the
-/// sensors' files).
+/// sensors' files), as [`sensor_overrides`] reads them.
 ///
 /// # Errors
 /// The file cannot be read.
-pub async fn apply_sensors(path: &Path, engine: &Engine) -> Result<(), String> {
-    for (reference, enabled) in sensor_overrides(path)? {
+pub async fn apply_sensors(path: &Path, engine: &Engine) -> Result<Vec<String>, String> {
+    let (overrides, problems) = sensor_overrides(path)?;
+    for (reference, enabled) in overrides {
         engine.set_sensor_enabled(&reference, enabled).await;
     }
-    Ok(())
+    Ok(problems)
 }

@@ -108,9 +108,12 @@ pub async fn start_engine(
         builder = builder.configs_dir(dir);
     }
     let sensors_file = config.data_dir.join("sensors.json");
-    for (reference, enabled) in super::rules_file::sensor_overrides(&sensors_file)
-        .map_err(|e| anyhow::anyhow!("sensors enabled or disabled through the API: {e}"))?
-    {
+    let (overrides, problems) = super::rules_file::sensor_overrides(&sensors_file)
+        .map_err(|e| anyhow::anyhow!("sensors enabled or disabled through the API: {e}"))?;
+    for p in problems {
+        tracing::warn!("{p} (skipped)");
+    }
+    for (reference, enabled) in overrides {
         builder = builder.sensor_enabled(reference, enabled);
     }
     Ok(builder.start().await?)

@@ -131,9 +131,12 @@ pub(crate) async fn register_from_disk(
         }
     }
     if let Some(path) = &state.settings.sensors_file {
-        rules_file::apply_sensors(path, &state.engine)
+        for problem in rules_file::apply_sensors(path, &state.engine)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::internal)?
+        {
+            tracing::warn!("{problem} (skipped)");
+        }
     }
     tracing::info!(packs = ?chosen, "packs registered");
     Ok(json!({

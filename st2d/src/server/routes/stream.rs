@@ -288,7 +288,7 @@ pub async fn stream(State(state): State<Arc<ApiState>>, RawQuery(q): RawQuery) -
         {
             let (frames, _) = frames_of(
                 &state,
-                &EngineEvent::ExecutionUpdated(std::sync::Arc::new(record)),
+                &EngineEvent::ExecutionUpdated(Arc::new(record)),
                 &filter,
             );
             for f in frames {
