@@ -729,7 +729,12 @@ pub fn unknown_method(
             _ => {}
         }
     }
-    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args).map_err(|e| {
+        match e.kind() {
+            ErrorKind::UnknownMethod => super::mutable::immutable_error(value, method).unwrap_or(e),
+            _ => e,
+        }
+    })
 }
 
 /// The `number` test: Python numbers, booleans included.

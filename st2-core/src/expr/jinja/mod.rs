@@ -8,10 +8,13 @@ pub mod compat;
 pub mod filters;
 pub mod functions;
 pub mod kv;
+pub mod macros;
+pub mod mutable;
 pub mod percent;
 pub(crate) mod shell;
 pub mod value;
 
+use std::borrow::Cow;
 use std::sync::{Arc, PoisonError};
 
 use minijinja::value::{Kwargs, Object, Rest, Value, ValueKind};
@@ -358,6 +361,8 @@ fn build_environment(config: &JinjaConfig, mode: OutputMode) -> Environment<'sta
     }
     add_filter(&mut env, percent::TUPLE_FILTER, percent::percent_tuple);
     add_filter(&mut env, percent::VALUE_FILTER, percent::percent_value);
+    env.add_filter(mutable::FILTER, mutable::mutable);
+    env.add_filter(macros::FILTER, macros::variadic);
     let key = config.crypto_key.clone();
     env.add_filter(
         "decrypt_kv",
@@ -430,15 +435,26 @@ impl Jinja {
         }
     }
 
-    fn root(&self, ctx: &RenderContext) -> Value {
-        Value::from(self.root_pairs(ctx))
+    /// The context as template data; with `mutable`, its lists and dicts can change in
+    /// place ([`mutable`]).
+    fn root(&self, ctx: &RenderContext, mutable: bool) -> Value {
+        Value::from(self.root_pairs(ctx, mutable))
     }
 
-    fn root_pairs(&self, ctx: &RenderContext) -> std::collections::BTreeMap<String, Value> {
+    fn root_pairs(
+        &self,
+        ctx: &RenderContext,
+        mutable: bool,
+    ) -> std::collections::BTreeMap<String, Value> {
+        let convert = if mutable {
+            mutable::from_json_mutable
+        } else {
+            from_json
+        };
         let mut pairs: std::collections::BTreeMap<String, Value> = ctx
             .vars
             .iter()
-            .map(|(k, v)| (k.clone(), from_json(v)))
+            .map(|(k, v)| (k.clone(), convert(v)))
             .collect();
         if let Some(kv) = &ctx.kv {
             let system = Value::from_object(KvLookup::root(kv.store.clone(), KvScope::System));
@@ -476,7 +492,7 @@ impl Jinja {
     /// same text again costs only the rendering.
     pub fn render(&self, template: &str, ctx: &RenderContext) -> Result<String, ExprError> {
         use std::sync::atomic::Ordering;
-        let root = self.root(ctx);
+        let root = self.root(ctx, mutable::mutates(template));
         {
             let env = self.env_read();
             if let Ok(t) = env.get_template(template) {
@@ -515,7 +531,7 @@ impl Jinja {
         let source = prepare(template)?;
         let t = env.template_from_str(&source).map_err(convert_error)?;
         let recorder = Arc::new(shell::Recorder::default());
-        let mut pairs = self.root_pairs(ctx);
+        let mut pairs = self.root_pairs(ctx, mutable::mutates(template));
         pairs.insert(
             shell::RECORDER_VAR.to_owned(),
             Value::from_dyn_object(recorder.clone()),
@@ -550,10 +566,14 @@ impl Jinja {
         ctx: &RenderContext,
     ) -> Result<Option<Value>, ExprError> {
         percent::check_complexity(expression, true).map_err(convert_error)?;
-        let source = percent::rewrite_expression(expression);
+        let mutates = mutable::mutates(expression);
+        let mut source = percent::rewrite_expression(expression);
+        if mutates {
+            source = Cow::Owned(mutable::rewrite_expression(&source).into_owned());
+        }
         let env = self.env_read();
         let expr = env.compile_expression(&source).map_err(convert_error)?;
-        let v = expr.eval(self.root(ctx)).map_err(convert_error)?;
+        let v = expr.eval(self.root(ctx, mutates)).map_err(convert_error)?;
         Ok((!v.is_undefined()).then_some(v))
     }
 
@@ -597,10 +617,47 @@ impl Jinja {
     }
 }
 
-/// A template as minijinja gets it: checked for runaway nesting, `%` formatting rewritten.
-fn prepare(template: &str) -> Result<std::borrow::Cow<'_, str>, ExprError> {
+/// A template as minijinja gets it: checked for runaway nesting, `%` formatting rewritten,
+/// macros reading `varargs`/`kwargs` wrapped ([`macros`]) and, when it changes containers in
+/// place, its list and dict literals made mutable ([`mutable`]).
+fn prepare(template: &str) -> Result<Cow<'_, str>, ExprError> {
     percent::check_complexity(template, false).map_err(convert_error)?;
-    Ok(percent::rewrite(template))
+    refuse_do(template)?;
+    let mut source = percent::rewrite(template);
+    if let Cow::Owned(s) = macros::rewrite(&source) {
+        source = Cow::Owned(s);
+    }
+    if mutable::mutates(template)
+        && let Cow::Owned(s) = mutable::rewrite(&source)
+    {
+        source = Cow::Owned(s);
+    }
+    Ok(source)
+}
+
+/// Jinja2 knows `{% do %}` only with its `do` extension, which StackStorm does not load;
+/// minijinja always has it. Refuse it as Jinja2 does.
+fn refuse_do(template: &str) -> Result<(), ExprError> {
+    if !template.contains("do") {
+        return Ok(());
+    }
+    for segment in percent::segments(template) {
+        if let percent::Segment::Tag {
+            open: "{%", body, ..
+        } = segment
+        {
+            let t = body.trim_start_matches(['-', '+']).trim_start();
+            if t.strip_prefix("do")
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+            {
+                return Err(ExprError::new(
+                    ExprKind::Syntax,
+                    "Encountered unknown tag 'do'.".to_owned(),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn call_function(

@@ -29,7 +29,7 @@ pub const TUPLE_FILTER: &str = "__st2_percent";
 pub const VALUE_FILTER: &str = "__st2_percent_value";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tok {
+pub(super) enum Tok {
     Str,
     Num,
     Name,
@@ -44,7 +44,7 @@ enum Tok {
 }
 
 /// Tokenize the inside of one `{{ }}` / `{% %}` region into (kind, start, end) spans.
-fn tokens(src: &str) -> Vec<(Tok, usize, usize)> {
+pub(super) fn tokens(src: &str) -> Vec<(Tok, usize, usize)> {
     let bytes = src.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -119,7 +119,7 @@ fn tokens(src: &str) -> Vec<(Tok, usize, usize)> {
 }
 
 /// Index of the token closing the bracket opened at `open`, if any.
-fn matching(toks: &[(Tok, usize, usize)], open: usize) -> Option<usize> {
+pub(super) fn matching(toks: &[(Tok, usize, usize)], open: usize) -> Option<usize> {
     let mut depth = 0usize;
     for (j, t) in toks.iter().enumerate().skip(open) {
         match t.0 {
@@ -272,7 +272,7 @@ pub fn rewrite_expression(expression: &str) -> Cow<'_, str> {
 
 /// A piece of a template: literal text (including comments and raw blocks), or the inside
 /// of one `{{ }}` / `{% %}` tag.
-enum Segment<'a> {
+pub(super) enum Segment<'a> {
     Text(&'a str),
     Tag {
         open: &'static str,
@@ -283,7 +283,7 @@ enum Segment<'a> {
 
 /// Split a template into text and tags. Unterminated tags are left as text (the parser will
 /// report them).
-fn segments(template: &str) -> Vec<Segment<'_>> {
+pub(super) fn segments(template: &str) -> Vec<Segment<'_>> {
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {

@@ -88,6 +88,11 @@ pub fn repr(v: &Value) -> String {
     if let Some(kv) = v.downcast_object_ref::<KvLookup>() {
         return kv.repr();
     }
+    if v.is_tuple()
+        && let Ok(items) = v.try_iter()
+    {
+        return tuple_repr(&items.collect::<Vec<_>>());
+    }
     match v.kind() {
         ValueKind::Undefined => String::new(),
         ValueKind::None => "None".to_owned(),
