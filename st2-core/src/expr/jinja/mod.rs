@@ -491,6 +491,13 @@ impl Jinja {
     /// Templates are compiled once per environment and kept (up to a bound), so rendering the
     /// same text again costs only the rendering.
     pub fn render(&self, template: &str, ctx: &RenderContext) -> Result<String, ExprError> {
+        if carries_state(template) {
+            return on_deep_stack(|| self.render_here(template, ctx));
+        }
+        self.render_here(template, ctx)
+    }
+
+    fn render_here(&self, template: &str, ctx: &RenderContext) -> Result<String, ExprError> {
         use std::sync::atomic::Ordering;
         let root = self.root(ctx, mutable::mutates(template));
         {
@@ -521,6 +528,17 @@ impl Jinja {
     /// # Errors
     /// As [`Jinja::render`], and a value holding NUL.
     pub(crate) fn render_shell(
+        &self,
+        template: &str,
+        ctx: &RenderContext,
+    ) -> Result<(String, Vec<String>), ExprError> {
+        if carries_state(template) {
+            return on_deep_stack(|| self.render_shell_here(template, ctx));
+        }
+        self.render_shell_here(template, ctx)
+    }
+
+    fn render_shell_here(
         &self,
         template: &str,
         ctx: &RenderContext,
@@ -633,6 +651,43 @@ fn prepare(template: &str) -> Result<Cow<'_, str>, ExprError> {
         source = Cow::Owned(s);
     }
     Ok(source)
+}
+
+/// Whether a template can carry values from one loop iteration to the next (a `namespace`
+/// attribute, a list or dict changed in place), and so build values nested as deep as its
+/// operation budget allows: `{% set ns.v = [ns.v] %}` in a loop. Such values are released
+/// (and printed) by recursion, one stack frame per level.
+fn carries_state(template: &str) -> bool {
+    template.contains("namespace") || mutable::mutates(template)
+}
+
+/// The stack a template that [`carries_state`] renders on: room for the deepest value its
+/// operation budget can build. Reserved address space; only the pages used are memory.
+const DEEP_STACK: usize = 1 << 30;
+
+/// Run a render on a thread with a [`DEEP_STACK`], so that a deeply nested value cannot
+/// overflow the caller's stack (a Tokio worker has 2 MiB).
+fn on_deep_stack<T: Send>(
+    render: impl FnOnce() -> Result<T, ExprError> + Send,
+) -> Result<T, ExprError> {
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("st2-jinja".to_owned())
+            .stack_size(DEEP_STACK)
+            .spawn_scoped(scope, render)
+            .map_err(|e| {
+                ExprError::new(
+                    ExprKind::Limit,
+                    format!("cannot start a thread to render the template: {e}"),
+                )
+            })?;
+        handle.join().unwrap_or_else(|_| {
+            Err(ExprError::new(
+                ExprKind::Limit,
+                "the template failed while rendering".to_owned(),
+            ))
+        })
+    })
 }
 
 /// Jinja2 knows `{% do %}` only with its `do` extension, which StackStorm does not load;
