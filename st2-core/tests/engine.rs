@@ -900,6 +900,75 @@ async fn interval_timers_fire_by_the_engine_clock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timer_rules_added_and_removed_at_runtime_start_and_stop_at_once() {
+    let start = chrono::DateTime::from_timestamp(1_750_000_000, 0).expect("valid");
+    let clock = Arc::new(st2_core::clock::ManualClock::new(start));
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(SqliteOptions::memory().with_clock(clock.clone()))
+            .await
+            .expect("store"),
+    );
+    let engine = Engine::builder()
+        .store(store)
+        .clock(clock.clone())
+        .pack_dir(fixture())
+        .settings(EngineSettings {
+            timer_tick: Duration::from_millis(20),
+            ..test_settings()
+        })
+        .runner(RunnerType::new("test-echo", "test runner"), Echo)
+        .start()
+        .await
+        .expect("engine starts");
+    let rule = st2_core::model::rule_from_json(
+        &json!({
+            "name": "half_hourly", "pack": "enginetest", "enabled": true,
+            "trigger": {"type": "core.st2.IntervalTimer", "parameters": {"unit": "minutes", "delta": 30}},
+            "action": {"ref": "enginetest.tick", "parameters": {"message": "half {{ trigger.executed_at }}"}},
+        }),
+        &engine.catalog(),
+    )
+    .expect("valid rule");
+    engine.put_rule(rule).expect("put");
+    // The timers engine picks the new timer up at once; its schedule starts now.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let filter = ExecutionFilter {
+        action: Some("enginetest.tick".into()),
+        ..ExecutionFilter::default()
+    };
+    let half = |found: &[ExecutionRecord]| {
+        found
+            .iter()
+            .filter(|e| {
+                e.parameters["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("half"))
+            })
+            .count()
+    };
+    clock.advance(chrono::TimeDelta::minutes(31));
+    let ticks = list_until(&engine, &filter, |found| half(found) == 1).await;
+    assert_eq!(
+        half(&ticks),
+        1,
+        "the added rule's timer fired without a restart"
+    );
+    assert_eq!(ticks.len(), 1, "the hourly timer has not fired yet");
+
+    assert!(engine.remove_rule("enginetest.half_hourly").is_some());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    clock.advance(chrono::TimeDelta::minutes(60));
+    // The hourly rule still fires; the removed one does not.
+    let ticks = list_until(&engine, &filter, |found| found.len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ticks_after = engine.list(&filter, Page::all()).await.expect("list").items;
+    assert_eq!(ticks.len(), 2, "{ticks:?}");
+    assert_eq!(ticks_after.len(), 2);
+    assert_eq!(half(&ticks_after), 1, "the removed rule's timer stopped");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_the_rules_role_leaves_instances_to_one_with_it() {
     let store = memory_store().await;
     let rules = start_on(
@@ -1422,6 +1491,83 @@ async fn sensors_are_disabled_and_enabled_while_the_engine_runs() {
             .await
             .is_none()
     );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensors_follow_a_replaced_catalog() {
+    use st2_core::sensor::SensorState;
+    let load = || {
+        st2_core::loader::load(
+            &st2_core::LoadOptions::default()
+                .pack_dir(fixture())
+                .runner_type(RunnerType::new("test-echo", "test runner")),
+        )
+        .catalog
+    };
+    let sensor = |class_name: &str| st2_core::model::Sensor {
+        reference: format!("enginetest.{class_name}"),
+        class_name: class_name.to_owned(),
+        origin: st2_core::model::Origin {
+            pack: "enginetest".to_owned(),
+            metadata_file: format!("sensors/{class_name}.yaml"),
+        },
+        entry_point: "watch.rs".to_owned(),
+        description: None,
+        enabled: true,
+        poll_interval: None,
+        trigger_types: Vec::new(),
+    };
+    let mut catalog = load();
+    catalog.insert_sensor(sensor("Old"));
+    let starts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let engine = Engine::builder()
+        .store(memory_store().await)
+        .catalog(catalog)
+        .settings(test_settings())
+        .runner(RunnerType::new("test-echo", "test runner"), Echo)
+        .sensor_factory(WatcherFactory(starts.clone()))
+        .start()
+        .await
+        .expect("engine starts");
+    let state = |reference: &str| {
+        engine
+            .sensor_statuses()
+            .into_iter()
+            .find(|s| s.reference == reference)
+            .map(|s| s.state)
+    };
+    let until = |want: usize| {
+        let starts = starts.clone();
+        async move {
+            let deadline = std::time::Instant::now() + WAIT;
+            while starts.load(std::sync::atomic::Ordering::SeqCst) < want {
+                assert!(std::time::Instant::now() < deadline, "sensor never started");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    until(1).await;
+
+    // Packs registered again: `Old` is gone, `New` appeared.
+    let mut catalog = load();
+    catalog.insert_sensor(sensor("New"));
+    assert!(engine.replace_catalog(catalog).is_empty());
+    engine.sync_sensors(&[]).await;
+    until(2).await;
+    assert_eq!(state("enginetest.Old"), Some(SensorState::Stopped));
+    assert_eq!(state("enginetest.New"), Some(SensorState::Running));
+    // Registering another pack leaves it alone; registering its own pack restarts it.
+    engine.sync_sensors(&["other".to_owned()]).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(starts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    engine.sync_sensors(&["enginetest".to_owned()]).await;
+    until(3).await;
+    assert_eq!(state("enginetest.New"), Some(SensorState::Running));
+    // The pack removed: its sensor stops.
+    engine.remove_pack("enginetest");
+    engine.sync_sensors(&[]).await;
+    assert_eq!(state("enginetest.New"), Some(SensorState::Stopped));
     engine.shutdown().await;
 }
 

@@ -534,6 +534,8 @@ impl EngineBuilder {
             output_tx,
             cancellers: Mutex::new(HashMap::new()),
             triggers: RwLock::new(HashMap::new()),
+            triggers_generation: std::sync::atomic::AtomicU64::new(0),
+            triggers_changed: tokio::sync::Notify::new(),
             in_flight: Mutex::new(std::collections::HashSet::new()),
             payload_schemas: Mutex::new(HashMap::new()),
             shutdown: shutdown.0,
@@ -589,6 +591,10 @@ pub(crate) struct Inner {
     pub(crate) cancellers: Mutex<HashMap<String, Canceller>>,
     /// Triggers with parameters, by ref.
     pub(crate) triggers: RwLock<HashMap<String, TriggerRef>>,
+    /// Counts changes of `triggers`, so the timers engine follows rules added, changed or
+    /// removed while it runs; `triggers_changed` wakes it.
+    pub(crate) triggers_generation: std::sync::atomic::AtomicU64,
+    pub(crate) triggers_changed: tokio::sync::Notify,
     /// Trigger instances the rules service holds now (the sweep skips them).
     pub(crate) in_flight: Mutex<std::collections::HashSet<String>>,
     pub(crate) payload_schemas: Mutex<HashMap<String, Arc<crate::schema::Schema>>>,
@@ -738,27 +744,24 @@ impl Inner {
         edit(Arc::make_mut(&mut catalog))
     }
 
-    /// Forget the parameterized triggers and index them again from the catalog's rules.
-    fn reindex_triggers(&self) {
-        self.triggers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        self.index_triggers();
-    }
-
+    /// Index the triggers with parameters the rules listen to, replacing the index at once
+    /// (a reader never sees it half built).
     pub(crate) fn index_triggers(&self) {
         let catalog = self.catalog();
-        let mut triggers = self.triggers.write().unwrap_or_else(|e| e.into_inner());
+        let mut fresh = HashMap::new();
         for rule in catalog.rules() {
             let t = TriggerRef {
                 trigger_type: rule.trigger.trigger_type.clone(),
                 parameters: rule.trigger.parameters.clone(),
             };
             if !t.parameters.is_empty() {
-                triggers.insert(snapshot::trigger_ref_text(&t), t);
+                fresh.insert(snapshot::trigger_ref_text(&t), t);
             }
         }
+        *self.triggers.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        self.triggers_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.triggers_changed.notify_one();
     }
 }
 
@@ -891,9 +894,66 @@ impl Engine {
         Some(updated)
     }
 
+    /// Bring the running sensors in line with the catalog after it was replaced (packs
+    /// registered, installed or removed): sensors no longer in the catalog, or disabled, stop;
+    /// those of `restart_packs` restart (their code may have changed, as StackStorm's sensor
+    /// container restarts a sensor whose registration was updated); enabled sensors not
+    /// running start. Sensors given to the builder in Rust are left alone. Does nothing on a
+    /// node that does not run sensors.
+    pub async fn sync_sensors(&self, restart_packs: &[String]) {
+        if !self.inner.settings.roles.sensors || self.inner.stopping.is_cancelled() {
+            return;
+        }
+        let registered: Vec<String> = self
+            .inner
+            .sensor_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .registered
+            .references()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let supervisor = self
+            .inner
+            .supervisor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let catalog = self.catalog();
+        if let Some(supervisor) = &supervisor {
+            for status in supervisor.statuses() {
+                let reference = &status.reference;
+                if registered.contains(reference) || !sensor_active(&status) {
+                    continue;
+                }
+                let enabled = catalog.sensor(reference).is_some_and(|s| s.enabled);
+                let pack = reference.split_once('.').map_or("", |(p, _)| p);
+                if !enabled || restart_packs.iter().any(|p| p == pack) {
+                    supervisor.stop(reference).await;
+                }
+            }
+        }
+        for metadata in catalog.sensors().filter(|s| s.enabled) {
+            // A sensor that ended on its own (exited, gave up) starts again only with its
+            // pack's registration.
+            let status = supervisor
+                .as_ref()
+                .and_then(|s| s.status(&metadata.reference));
+            let start = match status {
+                None => true,
+                Some(s) => !sensor_active(&s) && restart_packs.iter().any(|p| p == metadata.pack()),
+            };
+            if start {
+                start_sensor(self, &metadata.reference).await;
+            }
+        }
+    }
+
     /// Add a rule, or replace the rule with the same ref, while the engine runs (the API's
     /// `POST /rules` / `PUT /rules/<id>`): the next trigger instances are matched against it.
-    /// Returns the rule it replaced. Timer rules added this way fire from the next start on.
+    /// Returns the rule it replaced. A timer rule starts firing at once (its schedule starts
+    /// now); the timer of a rule replaced or removed stops unless another rule uses it.
     ///
     /// # Errors
     /// [`EngineError::InvalidParameters`] when the rule's criteria do not compile.
@@ -915,16 +975,16 @@ impl Engine {
         self.inner.matcher.insert(compiled);
         // Index again from scratch: the replaced rule's parameterized trigger (another
         // webhook URL, timer) goes unless another rule still listens to it.
-        self.inner.reindex_triggers();
+        self.inner.index_triggers();
         Ok(replaced)
     }
 
     /// Replace what is loaded while the engine runs (packs registered again from disk): new
     /// executions and trigger instances use `catalog`'s actions, trigger types and rules.
     /// Runner types the old catalog had and the new one lacks (runners written in Rust) are
-    /// kept. Sensors and timers keep running as they were started; they follow the new
-    /// catalog from the next start. Returns the problems of rules whose criteria do not
-    /// compile (those rules do not match, as at start).
+    /// kept. Timers follow the new rules at once; sensors follow the new catalog with
+    /// [`Engine::sync_sensors`]. Returns the problems of rules whose criteria do not compile
+    /// (those rules do not match, as at start).
     pub fn replace_catalog(&self, mut catalog: Catalog) -> Vec<Diagnostic> {
         let old = self.inner.catalog();
         for runner in old.runner_types() {
@@ -973,7 +1033,7 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
-        self.inner.reindex_triggers();
+        self.inner.index_triggers();
         diagnostics
     }
 
@@ -1081,7 +1141,7 @@ impl Engine {
     pub fn remove_rule(&self, reference: &str) -> Option<Arc<crate::model::Rule>> {
         let removed = self.inner.edit_catalog(|c| c.remove_rule(reference));
         self.inner.matcher.remove(reference);
-        self.inner.reindex_triggers();
+        self.inner.index_triggers();
         removed
     }
 
@@ -1115,7 +1175,7 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
-        self.inner.reindex_triggers();
+        self.inner.index_triggers();
         removed
     }
 
@@ -1542,6 +1602,16 @@ async fn start_sensors(engine: &Engine) {
     for reference in references {
         start_sensor(engine, &reference).await;
     }
+}
+
+/// Whether a supervised sensor is running or will run again (not exited, given up or
+/// stopped).
+fn sensor_active(status: &crate::sensor::SensorStatus) -> bool {
+    use crate::sensor::SensorState;
+    matches!(
+        status.state,
+        SensorState::Starting | SensorState::Running | SensorState::Restarting
+    )
 }
 
 /// Record sensor `reference` as enabled or not; `None` when the catalog has no such sensor.

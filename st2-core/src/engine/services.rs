@@ -1,5 +1,6 @@
 //! Starting the engine's services and recovering what a previous run left unfinished.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -92,42 +93,21 @@ struct Timer {
 /// The timers engine (st2timersengine): fire `core.st2.IntervalTimer`, `DateTimer` and
 /// `CronTimer` triggers the loaded rules listen to, by the engine's clock. A firing's trigger
 /// instance id derives from the trigger and the fire time, so several nodes running timers
-/// fire each one once.
+/// fire each one once. Rules added, changed or removed while it runs take effect at once: a
+/// new timer's schedule starts when it appears, and a timer no rule uses any more stops.
 pub(crate) async fn timers(inner: Arc<Inner>) {
-    use crate::timers::{TimerKind, TimerSchedule, timer_payload, trace_tag};
-    let start = inner.now();
-    let mut timers: Vec<Timer> = Vec::new();
-    let triggers: Vec<(String, crate::rules::matcher::TriggerRef)> = {
-        let t = inner.triggers.read().unwrap_or_else(|e| e.into_inner());
-        t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-    };
-    for (reference, trigger) in triggers {
-        if TimerKind::from_trigger_type(&trigger.trigger_type).is_none() {
-            continue;
-        }
-        // A rule with bad timer parameters is in `Engine::diagnostics`; it cannot fire.
-        let Ok(schedule) = TimerSchedule::from_trigger(
-            &trigger.trigger_type,
-            &trigger.parameters,
-            &inner.settings.timer_timezone,
-        ) else {
-            continue;
-        };
-        let schedule = schedule.with_start(start);
-        let next = schedule.next_after(start);
-        timers.push(Timer {
-            trigger,
-            reference,
-            schedule,
-            next,
-        });
-    }
-    if timers.is_empty() {
-        return;
-    }
+    use crate::timers::{timer_payload, trace_tag};
+    use std::sync::atomic::Ordering;
+    let mut timers: HashMap<String, Timer> = HashMap::new();
+    let mut seen = None;
     while !inner.stopping.is_cancelled() {
+        let generation = inner.triggers_generation.load(Ordering::Acquire);
+        if seen != Some(generation) {
+            seen = Some(generation);
+            follow_rules(&inner, &mut timers);
+        }
         let now = inner.now();
-        for timer in &mut timers {
+        for timer in timers.values_mut() {
             while let Some(due) = timer.next.filter(|d| *d <= now) {
                 let mut request = super::triggers::DispatchRequest::to_trigger(
                     timer.trigger.clone(),
@@ -150,12 +130,54 @@ pub(crate) async fn timers(inner: Arc<Inner>) {
                 timer.next = timer.schedule.next_after(due);
             }
         }
-        let soonest = timers.iter().filter_map(|t| t.next).min();
-        let Some(soonest) = soonest else { break };
-        let wait = (soonest - inner.now())
-            .to_std()
-            .unwrap_or_default()
+        let soonest = timers.values().filter_map(|t| t.next).min();
+        let wait = soonest
+            .map_or(inner.settings.timer_tick, |soonest| {
+                (soonest - inner.now()).to_std().unwrap_or_default()
+            })
             .min(inner.settings.timer_tick);
-        sleep_or_stop(&inner, wait.max(std::time::Duration::from_millis(1))).await;
+        tokio::select! {
+            () = sleep_or_stop(&inner, wait.max(std::time::Duration::from_millis(1))) => {}
+            () = inner.triggers_changed.notified() => {}
+        }
+    }
+}
+
+/// Bring `timers` in line with the triggers the rules listen to now: keep the timers still
+/// used (and their next firing), start the new ones from now, drop the others.
+fn follow_rules(inner: &Inner, timers: &mut HashMap<String, Timer>) {
+    use crate::timers::{TimerKind, TimerSchedule};
+    let triggers: Vec<(String, crate::rules::matcher::TriggerRef)> = {
+        let t = inner.triggers.read().unwrap_or_else(|e| e.into_inner());
+        t.iter()
+            .filter(|(_, v)| TimerKind::from_trigger_type(&v.trigger_type).is_some())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    timers.retain(|reference, _| triggers.iter().any(|(r, _)| r == reference));
+    let start = inner.now();
+    for (reference, trigger) in triggers {
+        if timers.contains_key(&reference) {
+            continue;
+        }
+        // A rule with bad timer parameters is in `Engine::diagnostics`; it cannot fire.
+        let Ok(schedule) = TimerSchedule::from_trigger(
+            &trigger.trigger_type,
+            &trigger.parameters,
+            &inner.settings.timer_timezone,
+        ) else {
+            continue;
+        };
+        let schedule = schedule.with_start(start);
+        let next = schedule.next_after(start);
+        timers.insert(
+            reference.clone(),
+            Timer {
+                trigger,
+                reference,
+                schedule,
+                next,
+            },
+        );
     }
 }

@@ -914,6 +914,8 @@ async fn uninstall_one(state: &ApiState, pack: &str) -> Result<PathBuf, String> 
     std::fs::rename(&path, trash.0.join(pack))
         .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
     let contents = state.engine.remove_pack(pack);
+    // Its sensors stop with it.
+    state.engine.sync_sensors(&[]).await;
     tracing::info!(pack, ?contents, "pack unregistered");
     for file in [
         &state.settings.rules_file,

@@ -138,6 +138,7 @@ pub(crate) async fn register_from_disk(
             tracing::warn!("{problem} (skipped)");
         }
     }
+    state.engine.sync_sensors(&chosen).await;
     tracing::info!(packs = ?chosen, "packs registered");
     Ok(json!({
             "runners": runners,
