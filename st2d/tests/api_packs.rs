@@ -763,3 +763,53 @@ async fn a_fetch_that_hangs_times_out_or_is_canceled_and_leaves_nothing_behind()
     assert_eq!(packs_dir_entries(&app), ["demo"]);
     held.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installing_upgrading_and_removing_a_pack_announces_its_aliases() {
+    use st2_core::engine::EngineEvent;
+    let app = App::new().await;
+    let mut events = app.engine.subscribe();
+    let source = tempfile::tempdir().expect("source dir");
+    let src = source.path().join("chatty");
+    write_pack(&src, "chatty", "1.0.0", "v1");
+    std::fs::create_dir_all(src.join("aliases")).expect("aliases dir");
+    std::fs::write(
+        src.join("aliases/greet.yaml"),
+        "---\nname: greet\npack: chatty\naction_ref: chatty.greet\ndescription: Greet\nformats:\n  - greet\n",
+    )
+    .expect("alias");
+    let mut aliases = Vec::new();
+    let mut collect = async |want: usize| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while aliases.len() < want {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(EngineEvent::ActionAlias { verb, alias })) => {
+                    aliases.push((verb, alias["ref"].as_str().unwrap_or_default().to_owned()));
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("events: {e}"),
+                Err(_) => panic!("alias events so far: {aliases:?}"),
+            }
+        }
+        aliases.clone()
+    };
+    let done = install(&app, &[src.to_str().expect("utf-8")]).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        collect(1).await,
+        [("create".to_owned(), "chatty.greet".to_owned())]
+    );
+    write_pack(&src, "chatty", "1.1.0", "v2");
+    let done = install(&app, &[src.to_str().expect("utf-8")]).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        collect(2).await[1],
+        ("update".to_owned(), "chatty.greet".to_owned())
+    );
+    let done = async_op(&app, "/v1/packs/uninstall", json!({"packs": ["chatty"]})).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        collect(3).await[2],
+        ("delete".to_owned(), "chatty.greet".to_owned())
+    );
+}

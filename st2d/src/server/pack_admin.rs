@@ -913,9 +913,17 @@ async fn uninstall_one(state: &ApiState, pack: &str) -> Result<PathBuf, String> 
     let trash = scratch(parent, "uninstall")?;
     std::fs::rename(&path, trash.0.join(pack))
         .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+    let before = state.engine.catalog();
     let contents = state.engine.remove_pack(pack);
-    // Its sensors stop with it.
+    // Its sensors stop with it; its aliases' deletion is announced.
     state.engine.sync_sensors(&[]).await;
+    for reference in &contents.aliases {
+        if let Some(alias) = before.alias(reference) {
+            state
+                .engine
+                .alias_changed("delete", super::routes::aliases::present(alias));
+        }
+    }
     tracing::info!(pack, ?contents, "pack unregistered");
     for file in [
         &state.settings.rules_file,

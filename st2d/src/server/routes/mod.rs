@@ -1,7 +1,7 @@
 //! The routes, by resource. Paths here are the normalised `/v1/…` forms.
 
 mod actions;
-mod aliases;
+pub(crate) mod aliases;
 mod content;
 mod executions;
 mod identity;

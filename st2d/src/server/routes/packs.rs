@@ -105,6 +105,7 @@ pub(crate) async fn register_from_disk(
     }
     let runners = catalog.runner_types().count();
     let policy_types = catalog.policy_types().count();
+    let before = state.engine.catalog();
     for d in state.engine.replace_catalog(catalog) {
         tracing::warn!(file = %d.file.display(), "{}", d.message);
     }
@@ -139,6 +140,7 @@ pub(crate) async fn register_from_disk(
         }
     }
     state.engine.sync_sensors(&chosen).await;
+    announce_aliases(state, &before, &chosen);
     tracing::info!(packs = ?chosen, "packs registered");
     Ok(json!({
             "runners": runners,
@@ -253,4 +255,31 @@ pub async fn uninstall(
     let mut parameters = Map::new();
     parameters.insert("packs".into(), json!(packs));
     start(&state, &caller, "packs.uninstall", parameters).await
+}
+
+/// Tell stream subscribers about the action aliases a registration changed, as StackStorm's
+/// registrar does (`st2.actionalias__create` for a new alias, `__update` for every alias of a
+/// registered pack that existed, `__delete` for one that is gone).
+fn announce_aliases(state: &ApiState, before: &st2_core::Catalog, chosen: &[String]) {
+    let after = state.engine.catalog();
+    for alias in after.aliases() {
+        if !chosen.iter().any(|p| p == alias.pack()) {
+            continue;
+        }
+        let verb = if before.alias(&alias.reference).is_some() {
+            "update"
+        } else {
+            "create"
+        };
+        state
+            .engine
+            .alias_changed(verb, super::aliases::present(alias));
+    }
+    for alias in before.aliases() {
+        if after.alias(&alias.reference).is_none() {
+            state
+                .engine
+                .alias_changed("delete", super::aliases::present(alias));
+        }
+    }
 }
