@@ -841,8 +841,13 @@ async fn a_rust_sensor_dispatches_into_the_pipeline() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interval_timers_fire_by_the_engine_clock() {
+/// An engine on the fixture packs whose clock the test moves, looking at it every 20 ms;
+/// returns it, the clock and the time it started at.
+async fn engine_on_manual_clock() -> (
+    Engine,
+    Arc<st2_core::clock::ManualClock>,
+    chrono::DateTime<chrono::Utc>,
+) {
     let start = chrono::DateTime::from_timestamp(1_750_000_000, 0).expect("valid");
     let clock = Arc::new(st2_core::clock::ManualClock::new(start));
     let store: Arc<dyn Store> = Arc::new(
@@ -862,6 +867,12 @@ async fn interval_timers_fire_by_the_engine_clock() {
         .start()
         .await
         .expect("engine starts");
+    (engine, clock, start)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_timers_fire_by_the_engine_clock() {
+    let (engine, clock, start) = engine_on_manual_clock().await;
     let filter = ExecutionFilter {
         action: Some("enginetest.tick".into()),
         ..ExecutionFilter::default()
@@ -901,25 +912,7 @@ async fn interval_timers_fire_by_the_engine_clock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timer_rules_added_and_removed_at_runtime_start_and_stop_at_once() {
-    let start = chrono::DateTime::from_timestamp(1_750_000_000, 0).expect("valid");
-    let clock = Arc::new(st2_core::clock::ManualClock::new(start));
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(SqliteOptions::memory().with_clock(clock.clone()))
-            .await
-            .expect("store"),
-    );
-    let engine = Engine::builder()
-        .store(store)
-        .clock(clock.clone())
-        .pack_dir(fixture())
-        .settings(EngineSettings {
-            timer_tick: Duration::from_millis(20),
-            ..test_settings()
-        })
-        .runner(RunnerType::new("test-echo", "test runner"), Echo)
-        .start()
-        .await
-        .expect("engine starts");
+    let (engine, clock, _) = engine_on_manual_clock().await;
     let rule = st2_core::model::rule_from_json(
         &json!({
             "name": "half_hourly", "pack": "enginetest", "enabled": true,
@@ -1392,6 +1385,24 @@ impl st2_core::sensor::SensorFactory for WatcherFactory {
     }
 }
 
+/// Where sensor `reference` is in its life, if it was ever started.
+fn sensor_state(engine: &Engine, reference: &str) -> Option<st2_core::sensor::SensorState> {
+    engine
+        .sensor_statuses()
+        .into_iter()
+        .find(|s| s.reference == reference)
+        .map(|s| s.state)
+}
+
+/// Wait until `starts` counts `want` sensor starts.
+async fn starts_reach(starts: &std::sync::atomic::AtomicUsize, want: usize) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while starts.load(std::sync::atomic::Ordering::SeqCst) < want {
+        assert!(std::time::Instant::now() < deadline, "sensor never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sensors_are_disabled_and_enabled_while_the_engine_runs() {
     use st2_core::sensor::SensorState;
@@ -1429,23 +1440,8 @@ async fn sensors_are_disabled_and_enabled_while_the_engine_runs() {
         .start()
         .await
         .expect("engine starts");
-    let state = |reference: &str| {
-        engine
-            .sensor_statuses()
-            .into_iter()
-            .find(|s| s.reference == reference)
-            .map(|s| s.state)
-    };
-    let until = |want: usize| {
-        let starts = starts.clone();
-        async move {
-            let deadline = std::time::Instant::now() + WAIT;
-            while starts.load(std::sync::atomic::Ordering::SeqCst) < want {
-                assert!(std::time::Instant::now() < deadline, "sensor never started");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    };
+    let state = |reference: &str| sensor_state(&engine, reference);
+    let until = |want: usize| starts_reach(&starts, want);
     until(1).await;
     assert_eq!(state("enginetest.Watch"), Some(SensorState::Running));
     assert_eq!(state("enginetest.Later"), None);
@@ -1530,23 +1526,8 @@ async fn sensors_follow_a_replaced_catalog() {
         .start()
         .await
         .expect("engine starts");
-    let state = |reference: &str| {
-        engine
-            .sensor_statuses()
-            .into_iter()
-            .find(|s| s.reference == reference)
-            .map(|s| s.state)
-    };
-    let until = |want: usize| {
-        let starts = starts.clone();
-        async move {
-            let deadline = std::time::Instant::now() + WAIT;
-            while starts.load(std::sync::atomic::Ordering::SeqCst) < want {
-                assert!(std::time::Instant::now() < deadline, "sensor never started");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    };
+    let state = |reference: &str| sensor_state(&engine, reference);
+    let until = |want: usize| starts_reach(&starts, want);
     until(1).await;
 
     // Packs registered again: `Old` is gone, `New` appeared.
