@@ -1404,6 +1404,124 @@ mod tests {
         }
     }
 
+    fn entry(id: &str) -> TaskEntry {
+        TaskEntry {
+            id: id.into(),
+            route: 0,
+            ctxs_in: vec![0],
+            ctxs_out: BTreeMap::new(),
+            prev: BTreeMap::new(),
+            next: BTreeMap::new(),
+            status: Some(Status::Running),
+            term: false,
+            retry: None,
+        }
+    }
+
+    fn child(task: &str) -> Child {
+        Child {
+            task: task.into(),
+            route: 0,
+            item: None,
+            items_count: None,
+            action: "core.noop".into(),
+            input: Map::new(),
+            delay_ms: None,
+            record: "r".into(),
+            seen: "running".into(),
+            started: false,
+            deadline_ms: None,
+            timed_out: false,
+        }
+    }
+
+    /// Load `parts` into an empty state, as a restart does.
+    fn reload(parts: &[StatePart]) -> (Saved, StoredParts) {
+        let mut saved = Saved::default();
+        let mut stored = StoredParts::default();
+        for part in parts {
+            stored
+                .load(&mut saved, &part.key, part.doc.as_deref().expect("text"))
+                .expect("loads");
+        }
+        stored.check().expect("complete");
+        (saved, stored)
+    }
+
+    #[test]
+    fn only_changed_parts_are_saved_and_they_load_back() {
+        let mut state = ConductorState::default();
+        state
+            .contexts
+            .push(Map::from_iter([("x".to_owned(), json!(1))]));
+        state.sequence = (0..12).map(|i| entry(&format!("t{i}"))).collect();
+        let mut children = BTreeMap::from([("c1".to_owned(), child("t11"))]);
+        let mut stored = StoredParts::default();
+        let first = stored.changes(&state, &children).expect("serialises");
+        assert_eq!(first.len(), 1 + 12 + 1, "everything, the first time");
+        assert!(stored.changes(&state, &children).expect("same").is_empty());
+
+        // One entry completes, one is added, a child is replaced by another.
+        state.sequence[11].status = Some(Status::Succeeded);
+        state.sequence.push(entry("t12"));
+        children.remove("c1");
+        children.insert("c2".into(), child("t12"));
+        let second = stored.changes(&state, &children).expect("serialises");
+        let mut keys: Vec<(&str, bool)> = second
+            .iter()
+            .map(|p| (p.key.as_str(), p.doc.is_some()))
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                ("child.c1", false),
+                ("child.c2", true),
+                ("seq.11", true),
+                ("seq.12", true)
+            ]
+        );
+
+        // What the store holds after both saves loads back into the same state, and a save
+        // right after the reload writes nothing.
+        let mut held: BTreeMap<String, StatePart> = BTreeMap::new();
+        for part in first.into_iter().chain(second) {
+            match part.doc {
+                Some(_) => {
+                    held.insert(part.key.clone(), part);
+                }
+                None => {
+                    held.remove(&part.key);
+                }
+            }
+        }
+        let parts: Vec<StatePart> = held.into_values().collect();
+        let (saved, mut reloaded) = reload(&parts);
+        assert_eq!(saved.conductor.sequence, state.sequence);
+        assert_eq!(saved.conductor.contexts, state.contexts);
+        assert_eq!(
+            saved.children.keys().collect::<Vec<_>>(),
+            children.keys().collect::<Vec<_>>()
+        );
+        assert!(
+            reloaded
+                .changes(&state, &children)
+                .expect("same")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_missing_task_entry_part_is_an_error() {
+        let mut saved = Saved::default();
+        let mut stored = StoredParts::default();
+        let text = serde_json::to_string(&entry("t1")).expect("serialises");
+        stored.load(&mut saved, "seq.1", &text).expect("loads");
+        assert!(stored.check().is_err(), "entry 0 is missing");
+        assert!(stored.load(&mut saved, "other.1", "{}").is_err());
+        assert!(stored.load(&mut saved, "seq.x", &text).is_err());
+    }
+
     #[test]
     fn saved_state_round_trips() {
         let mut saved = Saved::default();
