@@ -1253,7 +1253,7 @@ async fn workflows_save_parts_and_tasks_in_one_write(h: &Harness) {
     );
     assert_eq!(
         s.list_tasks("wf-parts").await.expect("tasks"),
-        [task.clone()]
+        std::slice::from_ref(&task)
     );
     // A stale revision writes nothing: neither the parts nor the tasks.
     let mut other = task.clone();
