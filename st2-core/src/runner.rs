@@ -35,7 +35,9 @@ use crate::clock::Clock;
 use crate::datastore::Datastore;
 use crate::model::action::Action;
 use crate::model::runner_type::RunnerType;
-use crate::store::{ExecutionRecord, ExecutionStatus, InquiryRecord, OutputType, TaskRecord};
+use crate::store::{
+    ExecutionRecord, ExecutionStatus, InquiryRecord, OutputType, StatePart, TaskRecord,
+};
 
 /// Where a runner sends output while it runs (stdout/stderr lines, streamed to the output store
 /// and the event stream).
@@ -211,6 +213,8 @@ pub struct RunnerState {
     pub state: Value,
     /// The task records saved with [`RunnerServices::save_task`], in creation order.
     pub tasks: Vec<TaskRecord>,
+    /// The parts saved with [`RunnerServices::save_state_parts`], in key order.
+    pub parts: Vec<StatePart>,
 }
 
 /// What the engine offers the runner of one execution: child executions (action-chain,
@@ -252,6 +256,29 @@ pub trait RunnerServices: Send + Sync + fmt::Debug {
     /// Create or replace one task record of the calling execution's state (its
     /// `workflow_id` is set by the engine); [`RunnerServices::save_state`] must have run once.
     async fn save_task(&self, task: TaskRecord) -> Result<(), RunnerError>;
+    /// Save the state as [`RunnerServices::save_state`] does, together with named parts of it
+    /// (each replaced, or removed when its text is `None`; parts not named keep their stored
+    /// text) and task records (as [`RunnerServices::save_task`]), all in one write: a runner
+    /// whose state grows writes only what changed. [`RunnerServices::load_state`] returns the
+    /// parts. Default: `save_state` and `save_task` one by one, without parts.
+    async fn save_state_parts(
+        &self,
+        status: &str,
+        state: Value,
+        parts: Vec<StatePart>,
+        tasks: Vec<TaskRecord>,
+    ) -> Result<(), RunnerError> {
+        if !parts.is_empty() {
+            return Err(RunnerError::Failed(
+                "these runner services keep no state parts".to_owned(),
+            ));
+        }
+        self.save_state(status, state).await?;
+        for task in tasks {
+            self.save_task(task).await?;
+        }
+        Ok(())
+    }
     /// The current record of execution `id` (the calling one included: a runner that supports
     /// pause looks for `pausing` here).
     async fn execution(&self, id: &str) -> Result<Option<ExecutionRecord>, RunnerError>;

@@ -186,6 +186,7 @@ conformance!(
     tokens_by_hash_with_expiry,
     api_keys_crud,
     workflows_compare_and_set_and_tasks,
+    workflows_save_parts_and_tasks_in_one_write,
     inquiries_resolve_exactly_once,
     traces_append_components_concurrently_and_filter,
     queue_claims_in_order_with_tags_and_delays,
@@ -1200,6 +1201,100 @@ async fn workflows_compare_and_set_and_tasks(h: &Harness) {
     assert!(s.get("wf1").await.expect("get").is_none());
     assert!(s.list_tasks("wf1").await.expect("list").is_empty());
     assert!(!s.delete("wf1").await.expect("delete"));
+}
+
+async fn workflows_save_parts_and_tasks_in_one_write(h: &Harness) {
+    let s = h.store.workflows();
+    let wf = WorkflowRecord {
+        id: "wf-parts".into(),
+        execution_id: "exec-parts".into(),
+        revision: 0,
+        status: "running".into(),
+        state: json!({"head": 1}),
+        created_at: h.now(),
+        updated_at: h.now(),
+    };
+    let created = s.create(&wf).await.expect("create");
+    let part = |key: &str, doc: Option<&str>| StatePart {
+        key: key.into(),
+        doc: doc.map(str::to_owned),
+    };
+    let task = TaskRecord {
+        id: "t-parts".into(),
+        workflow_id: "wf-parts".into(),
+        task_id: "each".into(),
+        task_route: 0,
+        status: "running".into(),
+        doc: json!({"items": [null, null]}),
+        created_at: h.now(),
+        updated_at: h.now(),
+    };
+    let saved = s
+        .save(
+            &created,
+            &[
+                part("seq.1", Some(r#"{"b":2}"#)),
+                part("seq.0", Some(r#"{"a":1}"#)),
+                part("child.x", Some("{}")),
+            ],
+            std::slice::from_ref(&task),
+        )
+        .await
+        .expect("save");
+    assert_eq!(saved.revision, 2);
+    assert_eq!(
+        s.list_parts("wf-parts").await.expect("parts"),
+        [
+            part("child.x", Some("{}")),
+            part("seq.0", Some(r#"{"a":1}"#)),
+            part("seq.1", Some(r#"{"b":2}"#)),
+        ],
+        "key order, texts as given"
+    );
+    assert_eq!(
+        s.list_tasks("wf-parts").await.expect("tasks"),
+        std::slice::from_ref(&task)
+    );
+    // A stale revision writes nothing: neither the parts nor the tasks.
+    let mut other = task.clone();
+    other.id = "t-stale".into();
+    assert!(is_conflict(
+        s.save(&created, &[part("seq.2", Some("{}"))], &[other])
+            .await
+    ));
+    assert_eq!(s.list_parts("wf-parts").await.expect("parts").len(), 3);
+    assert!(s.get_task("t-stale").await.expect("get").is_none());
+    // Replace one, remove one, keep the rest.
+    let mut next = saved.clone();
+    next.state = json!({"head": 2});
+    let saved = s
+        .save(
+            &next,
+            &[part("seq.1", Some(r#"{"b":3}"#)), part("child.x", None)],
+            &[],
+        )
+        .await
+        .expect("save");
+    assert_eq!(saved.revision, 3);
+    assert_eq!(
+        s.list_parts("wf-parts").await.expect("parts"),
+        [
+            part("seq.0", Some(r#"{"a":1}"#)),
+            part("seq.1", Some(r#"{"b":3}"#)),
+        ]
+    );
+    assert_eq!(
+        s.get("wf-parts").await.expect("get").map(|w| w.state),
+        Some(json!({"head": 2}))
+    );
+    let mut missing = saved.clone();
+    missing.id = "nope".into();
+    assert!(matches!(
+        s.save(&missing, &[], &[]).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(s.delete("wf-parts").await.expect("delete"));
+    assert!(s.list_parts("wf-parts").await.expect("parts").is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,9 +30,11 @@ use serde_json::{Map, Value, json};
 use st2_core::runner::{
     ChildRequest, RunContext, RunOutcome, Runner, RunnerError, RunnerServices, RunnerState,
 };
-use st2_core::store::{ExecutionRecord, ExecutionStatus, TaskRecord};
+use st2_core::store::{ExecutionRecord, ExecutionStatus, StatePart, TaskRecord};
 
-use crate::conductor::{Conductor, ConductorState, NextTask, TaskEvent, Workflow};
+use crate::conductor::{
+    Conductor, ConductorState, NextTask, StagedTask, TaskEntry, TaskEvent, Workflow,
+};
 use crate::expression::Evaluator;
 use crate::spec::WorkflowSpec;
 use crate::status::Status;
@@ -151,6 +153,7 @@ impl Runner for OrquestaRunner {
             saved: Saved::default(),
             records: HashMap::new(),
             dirty: Vec::new(),
+            stored: StoredParts::default(),
             items: HashMap::new(),
             uses_task_records,
             reads_datastore,
@@ -217,6 +220,165 @@ struct Child {
     timed_out: bool,
 }
 
+/// The head of the saved state: [`Saved`] without the parts stored apart (contexts, task
+/// entries and children), serialised without copying the conductor state. It loads as a
+/// [`Saved`] whose parts are then filled in from the stored parts.
+#[derive(Serialize)]
+struct Head<'a> {
+    conductor: ConductorHead<'a>,
+    tasks: &'a BTreeMap<String, String>,
+    deadline_ms: Option<i64>,
+    timed_out: bool,
+}
+
+/// [`ConductorState`] with its contexts and sequence left empty (they are parts).
+#[derive(Serialize)]
+struct ConductorHead<'a> {
+    status: Option<Status>,
+    contexts: &'a [Map<String, Value>],
+    routes: &'a [Vec<String>],
+    sequence: &'a [TaskEntry],
+    tasks: &'a BTreeMap<String, usize>,
+    staged: &'a [StagedTask],
+    errors: &'a [Value],
+    output: &'a Option<Map<String, Value>>,
+    output_rendered: bool,
+}
+
+/// The state parts as stored: how many contexts (they never change once added), and a hash
+/// of each task entry's and each child's text.
+#[derive(Debug, Default)]
+struct StoredParts {
+    contexts: usize,
+    sequence: Vec<u64>,
+    children: HashMap<String, u64>,
+}
+
+const CONTEXT_PART: &str = "ctx.";
+const ENTRY_PART: &str = "seq.";
+const CHILD_PART: &str = "child.";
+
+fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl StoredParts {
+    /// Put one stored part into `saved` and remember it as stored.
+    fn load(&mut self, saved: &mut Saved, key: &str, text: &str) -> Result<(), String> {
+        let index = |rest: &str| {
+            rest.parse::<usize>()
+                .map_err(|_| format!("the part {key:?} has no index"))
+        };
+        let parse_error = |e: serde_json::Error| format!("the part {key:?}: {e}");
+        if let Some(rest) = key.strip_prefix(CONTEXT_PART) {
+            let i = index(rest)?;
+            let contexts = &mut saved.conductor.contexts;
+            if contexts.len() <= i {
+                contexts.resize(i + 1, Map::new());
+            }
+            contexts[i] = serde_json::from_str(text).map_err(parse_error)?;
+            self.contexts = self.contexts.max(i + 1);
+        } else if let Some(rest) = key.strip_prefix(ENTRY_PART) {
+            let i = index(rest)?;
+            let entry: TaskEntry = serde_json::from_str(text).map_err(parse_error)?;
+            let sequence = &mut saved.conductor.sequence;
+            while sequence.len() <= i {
+                // A placeholder, replaced by its own part (checked below).
+                sequence.push(entry.clone());
+                self.sequence.push(0);
+            }
+            sequence[i] = entry;
+            // 0 marks a placeholder; a real hash of 0 only costs one more write.
+            self.sequence[i] = text_hash(text).max(1);
+        } else if let Some(id) = key.strip_prefix(CHILD_PART) {
+            let child: Child = serde_json::from_str(text).map_err(parse_error)?;
+            saved.children.insert(id.to_owned(), child);
+            self.children.insert(id.to_owned(), text_hash(text));
+        } else {
+            return Err(format!("unknown part {key:?}"));
+        }
+        Ok(())
+    }
+
+    /// After [`StoredParts::load`] of every part: every task entry was among them.
+    fn check(&self) -> Result<(), String> {
+        match self.sequence.iter().position(|h| *h == 0) {
+            Some(missing) => Err(format!("task entry {missing} is missing")),
+            None => Ok(()),
+        }
+    }
+
+    /// The parts that differ from the stored ones (new or changed texts, and removals), noted
+    /// as stored.
+    fn changes(
+        &mut self,
+        state: &ConductorState,
+        children: &BTreeMap<String, Child>,
+    ) -> Result<Vec<StatePart>, serde_json::Error> {
+        let mut parts = Vec::new();
+        for (i, context) in state.contexts.iter().enumerate().skip(self.contexts) {
+            parts.push(StatePart {
+                key: format!("{CONTEXT_PART}{i}"),
+                doc: Some(serde_json::to_string(context)?),
+            });
+        }
+        for i in state.contexts.len()..self.contexts {
+            parts.push(StatePart {
+                key: format!("{CONTEXT_PART}{i}"),
+                doc: None,
+            });
+        }
+        self.contexts = state.contexts.len();
+        for (i, entry) in state.sequence.iter().enumerate() {
+            let text = serde_json::to_string(entry)?;
+            let hash = text_hash(&text).max(1);
+            if self.sequence.get(i) == Some(&hash) {
+                continue;
+            }
+            match self.sequence.get_mut(i) {
+                Some(h) => *h = hash,
+                None => self.sequence.push(hash),
+            }
+            parts.push(StatePart {
+                key: format!("{ENTRY_PART}{i}"),
+                doc: Some(text),
+            });
+        }
+        for i in state.sequence.len()..self.sequence.len() {
+            parts.push(StatePart {
+                key: format!("{ENTRY_PART}{i}"),
+                doc: None,
+            });
+        }
+        self.sequence.truncate(state.sequence.len());
+        for (id, child) in children {
+            let text = serde_json::to_string(child)?;
+            let hash = text_hash(&text);
+            if self.children.insert(id.clone(), hash) == Some(hash) {
+                continue;
+            }
+            parts.push(StatePart {
+                key: format!("{CHILD_PART}{id}"),
+                doc: Some(text),
+            });
+        }
+        self.children.retain(|id, _| {
+            let kept = children.contains_key(id);
+            if !kept {
+                parts.push(StatePart {
+                    key: format!("{CHILD_PART}{id}"),
+                    doc: None,
+                });
+            }
+            kept
+        });
+        Ok(parts)
+    }
+}
+
 struct Driver {
     workflow: Arc<Workflow>,
     /// `None` only while a step runs on a blocking thread.
@@ -228,6 +390,8 @@ struct Driver {
     records: HashMap<String, TaskRecord>,
     /// Task records changed since the last save.
     dirty: Vec<String>,
+    /// What the stored state parts hold, to save only the parts that changed.
+    stored: StoredParts,
     /// With-items results so far, by `"<task>__r<route>"`.
     items: HashMap<String, Vec<Value>>,
     /// Expressions call `task()`: the conductor gets the task records.
@@ -349,8 +513,18 @@ impl Driver {
 
     /// Take over a saved state (this execution's, or the original's for a re-run).
     fn restore(&mut self, stored: RunnerState) -> Result<(), RunnerError> {
-        self.saved = serde_json::from_value(stored.state)
-            .map_err(|e| fail(format!("the saved workflow state does not load: {e}")))?;
+        let broken = |e: String| fail(format!("the saved workflow state does not load: {e}"));
+        self.saved = serde_json::from_value(stored.state).map_err(|e| broken(e.to_string()))?;
+        self.stored = StoredParts::default();
+        for part in &stored.parts {
+            let Some(text) = &part.doc else {
+                continue;
+            };
+            self.stored
+                .load(&mut self.saved, &part.key, text)
+                .map_err(broken)?;
+        }
+        self.stored.check().map_err(broken)?;
         let state = std::mem::take(&mut self.saved.conductor);
         self.conductor = Some(Conductor::restore(self.workflow.clone(), state));
         for record in stored.tasks {
@@ -421,6 +595,8 @@ impl Driver {
         })?;
         let deadline = self.saved.deadline_ms;
         self.restore(stored)?;
+        // This execution's record holds none of the original's parts yet.
+        self.stored = StoredParts::default();
         self.saved.deadline_ms = deadline;
         self.saved.timed_out = false;
         self.saved.children.clear();
@@ -476,25 +652,44 @@ impl Driver {
         self.save().await
     }
 
-    /// Save the state and the changed task records.
+    /// Save the state and the changed task records, in one write: the small head of the
+    /// state, and of its parts (contexts, task entries, children) only those that changed.
     async fn save(&mut self) -> Result<(), RunnerError> {
         let status = self.status().map_or("requested", Status::as_str);
-        let conductor = self.conductor();
-        // Serialise without cloning the conductor state.
-        let state = json!({
-            "conductor": conductor.state,
-            "children": self.saved.children,
-            "tasks": self.saved.tasks,
-            "deadline_ms": self.saved.deadline_ms,
-            "timed_out": self.saved.timed_out,
-        });
-        self.services.save_state(status, state).await?;
-        for id in std::mem::take(&mut self.dirty) {
-            if let Some(record) = self.records.get(&id) {
-                self.services.save_task(record.clone()).await?;
-            }
-        }
-        Ok(())
+        let conductor = self
+            .conductor
+            .as_ref()
+            .ok_or_else(|| fail("the workflow conductor is busy"))?;
+        let parts = self
+            .stored
+            .changes(&conductor.state, &self.saved.children)
+            .map_err(|e| fail(format!("the workflow state cannot be saved: {e}")))?;
+        let state = &conductor.state;
+        let head = Head {
+            conductor: ConductorHead {
+                status: state.status,
+                contexts: &[],
+                routes: &state.routes,
+                sequence: &[],
+                tasks: &state.tasks,
+                staged: &state.staged,
+                errors: &state.errors,
+                output: &state.output,
+                output_rendered: state.output_rendered,
+            },
+            tasks: &self.saved.tasks,
+            deadline_ms: self.saved.deadline_ms,
+            timed_out: self.saved.timed_out,
+        };
+        let head = serde_json::to_value(&head)
+            .map_err(|e| fail(format!("the workflow state cannot be saved: {e}")))?;
+        let tasks = std::mem::take(&mut self.dirty)
+            .iter()
+            .filter_map(|id| self.records.get(id).cloned())
+            .collect();
+        self.services
+            .save_state_parts(status, head, parts, tasks)
+            .await
     }
 
     fn now(&self) -> String {
@@ -1207,6 +1402,124 @@ mod tests {
         ] {
             assert_eq!(execution_status(to_status(s)), s);
         }
+    }
+
+    fn entry(id: &str) -> TaskEntry {
+        TaskEntry {
+            id: id.into(),
+            route: 0,
+            ctxs_in: vec![0],
+            ctxs_out: BTreeMap::new(),
+            prev: BTreeMap::new(),
+            next: BTreeMap::new(),
+            status: Some(Status::Running),
+            term: false,
+            retry: None,
+        }
+    }
+
+    fn child(task: &str) -> Child {
+        Child {
+            task: task.into(),
+            route: 0,
+            item: None,
+            items_count: None,
+            action: "core.noop".into(),
+            input: Map::new(),
+            delay_ms: None,
+            record: "r".into(),
+            seen: "running".into(),
+            started: false,
+            deadline_ms: None,
+            timed_out: false,
+        }
+    }
+
+    /// Load `parts` into an empty state, as a restart does.
+    fn reload(parts: &[StatePart]) -> (Saved, StoredParts) {
+        let mut saved = Saved::default();
+        let mut stored = StoredParts::default();
+        for part in parts {
+            stored
+                .load(&mut saved, &part.key, part.doc.as_deref().expect("text"))
+                .expect("loads");
+        }
+        stored.check().expect("complete");
+        (saved, stored)
+    }
+
+    #[test]
+    fn only_changed_parts_are_saved_and_they_load_back() {
+        let mut state = ConductorState::default();
+        state
+            .contexts
+            .push(Map::from_iter([("x".to_owned(), json!(1))]));
+        state.sequence = (0..12).map(|i| entry(&format!("t{i}"))).collect();
+        let mut children = BTreeMap::from([("c1".to_owned(), child("t11"))]);
+        let mut stored = StoredParts::default();
+        let first = stored.changes(&state, &children).expect("serialises");
+        assert_eq!(first.len(), 1 + 12 + 1, "everything, the first time");
+        assert!(stored.changes(&state, &children).expect("same").is_empty());
+
+        // One entry completes, one is added, a child is replaced by another.
+        state.sequence[11].status = Some(Status::Succeeded);
+        state.sequence.push(entry("t12"));
+        children.remove("c1");
+        children.insert("c2".into(), child("t12"));
+        let second = stored.changes(&state, &children).expect("serialises");
+        let mut keys: Vec<(&str, bool)> = second
+            .iter()
+            .map(|p| (p.key.as_str(), p.doc.is_some()))
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                ("child.c1", false),
+                ("child.c2", true),
+                ("seq.11", true),
+                ("seq.12", true)
+            ]
+        );
+
+        // What the store holds after both saves loads back into the same state, and a save
+        // right after the reload writes nothing.
+        let mut held: BTreeMap<String, StatePart> = BTreeMap::new();
+        for part in first.into_iter().chain(second) {
+            match part.doc {
+                Some(_) => {
+                    held.insert(part.key.clone(), part);
+                }
+                None => {
+                    held.remove(&part.key);
+                }
+            }
+        }
+        let parts: Vec<StatePart> = held.into_values().collect();
+        let (saved, mut reloaded) = reload(&parts);
+        assert_eq!(saved.conductor.sequence, state.sequence);
+        assert_eq!(saved.conductor.contexts, state.contexts);
+        assert_eq!(
+            saved.children.keys().collect::<Vec<_>>(),
+            children.keys().collect::<Vec<_>>()
+        );
+        assert!(
+            reloaded
+                .changes(&state, &children)
+                .expect("same")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_missing_task_entry_part_is_an_error() {
+        let mut saved = Saved::default();
+        let mut stored = StoredParts::default();
+        let text = serde_json::to_string(&entry("t1")).expect("serialises");
+        stored.load(&mut saved, "seq.1", &text).expect("loads");
+        assert!(stored.check().is_err(), "entry 0 is missing");
+        assert!(stored.load(&mut saved, "other.1", "{}").is_err());
+        assert!(stored.load(&mut saved, "seq.x", &text).is_err());
     }
 
     #[test]

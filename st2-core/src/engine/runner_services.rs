@@ -13,7 +13,8 @@ use super::triggers::{self, DispatchRequest};
 use super::{EngineError, EngineEvent, Inner};
 use crate::runner::{ChildRequest, RunnerError, RunnerServices, RunnerState};
 use crate::store::{
-    ExecutionRecord, ExecutionStatus, InquiryRecord, StoreError, TaskRecord, WorkflowRecord,
+    ExecutionRecord, ExecutionStatus, InquiryRecord, StatePart, StoreError, TaskRecord,
+    WorkflowRecord,
 };
 
 /// The services of one running execution.
@@ -24,6 +25,8 @@ pub(crate) struct EngineServices {
     run_user: String,
     /// The runner state record as last read or written (its revision guards the next write).
     state: tokio::sync::Mutex<Option<WorkflowRecord>>,
+    /// The trace the execution belongs to, looked up once (its children join it).
+    trace: tokio::sync::OnceCell<Option<String>>,
 }
 
 impl EngineServices {
@@ -33,7 +36,17 @@ impl EngineServices {
             execution_id,
             run_user,
             state: tokio::sync::Mutex::new(None),
+            trace: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The execution's trace, read once: a workflow's trace grows with every task, and each
+    /// child and each dispatched trigger joins it.
+    async fn trace(&self) -> Option<String> {
+        self.trace
+            .get_or_init(|| executions::trace_of(&self.inner, &self.execution_id))
+            .await
+            .clone()
     }
 
     fn user(&self) -> String {
@@ -57,10 +70,15 @@ impl EngineServices {
             .list_tasks(&record.id)
             .await
             .map_err(|e| failed(e.into()))?;
+        let parts = workflows
+            .list_parts(&record.id)
+            .await
+            .map_err(|e| failed(e.into()))?;
         let state = RunnerState {
             status: record.status.clone(),
             state: record.state.clone(),
             tasks,
+            parts,
         };
         Ok(Some((record, state)))
     }
@@ -118,6 +136,7 @@ impl RunnerServices for EngineServices {
         run.notify = request.notify;
         run.id = request.id;
         run.delay_ms = request.delay_ms;
+        run.trace_id = self.trace().await;
         executions::run(&self.inner, run)
             .await
             .map_err(|e| match e {
@@ -180,6 +199,17 @@ impl RunnerServices for EngineServices {
     }
 
     async fn save_state(&self, status: &str, state: Value) -> Result<(), RunnerError> {
+        self.save_state_parts(status, state, Vec::new(), Vec::new())
+            .await
+    }
+
+    async fn save_state_parts(
+        &self,
+        status: &str,
+        state: Value,
+        parts: Vec<StatePart>,
+        mut tasks: Vec<TaskRecord>,
+    ) -> Result<(), RunnerError> {
         let workflows = self.inner.store.workflows();
         let mut held = self.state.lock().await;
         if held.is_none() {
@@ -194,7 +224,14 @@ impl RunnerServices for EngineServices {
                 record.status = status.to_owned();
                 record.state = state;
                 record.updated_at = now;
-                workflows.update(&record).await
+                for task in &mut tasks {
+                    task.workflow_id.clone_from(&record.id);
+                }
+                if parts.is_empty() && tasks.is_empty() {
+                    workflows.update(&record).await
+                } else {
+                    workflows.save(&record, &parts, &tasks).await
+                }
             }
             None => {
                 let record = WorkflowRecord {
@@ -206,7 +243,16 @@ impl RunnerServices for EngineServices {
                     created_at: now,
                     updated_at: now,
                 };
-                workflows.create(&record).await
+                match workflows.create(&record).await {
+                    // Parts and tasks of a first save follow in an update of the new record.
+                    Ok(created) if !parts.is_empty() || !tasks.is_empty() => {
+                        for task in &mut tasks {
+                            task.workflow_id.clone_from(&created.id);
+                        }
+                        workflows.save(&created, &parts, &tasks).await
+                    }
+                    other => other,
+                }
             }
         };
         match saved {
@@ -300,7 +346,7 @@ impl RunnerServices for EngineServices {
     async fn dispatch(&self, trigger: &str, payload: Value) -> Result<(), RunnerError> {
         let mut request = DispatchRequest::new(trigger, payload);
         request.validate = false;
-        request.trace_id = executions::trace_of(&self.inner, &self.execution_id).await;
+        request.trace_id = self.trace().await;
         triggers::dispatch(&self.inner, request)
             .await
             .map(|_| ())

@@ -324,12 +324,24 @@ pub trait ApiKeyStore: Send + Sync {
     async fn delete(&self, id: &str) -> StoreResult<bool>;
 }
 
+/// One named part of a workflow's state, stored apart from the record so that a save writes
+/// only the parts that changed (see [`WorkflowStore::save`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatePart {
+    /// The part's name, unique within its workflow.
+    pub key: String,
+    /// Its JSON text, stored as given; `None` removes the part.
+    pub doc: Option<String>,
+}
+
 /// Workflow state: the conductor's state per workflow execution plus task records.
 ///
 /// # Contract
 /// `create` stores revision 1; `update` is compare-and-set on the revision, as for executions.
 /// `put_task` creates or replaces a task by id. `list_tasks` returns a workflow's tasks in
-/// creation order. `delete` removes a workflow and its tasks.
+/// creation order. `save` is `update`, the parts' replacements and removals and `put_task` of
+/// each task as one transaction: all land or none. `list_parts` returns a workflow's parts in
+/// key order. `delete` removes a workflow, its tasks and its parts.
 ///
 /// # Errors
 /// [`StoreError::Conflict`] for a duplicate id or a stale revision, [`StoreError::NotFound`] when
@@ -350,7 +362,17 @@ pub trait WorkflowStore: Send + Sync {
     async fn get_task(&self, id: &str) -> StoreResult<Option<TaskRecord>>;
     /// A workflow's task records.
     async fn list_tasks(&self, workflow_id: &str) -> StoreResult<Vec<TaskRecord>>;
-    /// Delete a workflow and its tasks; returns whether it existed.
+    /// Replace the record (compare-and-set on the revision, as [`WorkflowStore::update`]),
+    /// replace or remove its state `parts` and create or replace `tasks`, in one transaction.
+    async fn save(
+        &self,
+        record: &WorkflowRecord,
+        parts: &[StatePart],
+        tasks: &[TaskRecord],
+    ) -> StoreResult<WorkflowRecord>;
+    /// A workflow's state parts, in key order (each with its text).
+    async fn list_parts(&self, workflow_id: &str) -> StoreResult<Vec<StatePart>>;
+    /// Delete a workflow, its tasks and its parts; returns whether it existed.
     async fn delete(&self, id: &str) -> StoreResult<bool>;
 }
 

@@ -5,10 +5,10 @@ use serde_json::Value;
 use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 
-use super::{Params, PgStore, clamp_i64, doc, get, json, to_u64};
+use super::{Params, PgStore, clamp_i64, doc, get, json, pg_error, pg_error_for, to_u64};
 use crate::store::{
-    InquiryRecord, InquiryStatus, InquiryStore, Listing, Page, StoreError, StoreResult, TaskRecord,
-    Timestamp, WorkflowRecord, WorkflowStore, from_micros, to_micros,
+    InquiryRecord, InquiryStatus, InquiryStore, Listing, Page, StatePart, StoreError, StoreResult,
+    TaskRecord, Timestamp, WorkflowRecord, WorkflowStore, from_micros, to_micros,
 };
 
 fn workflow_of(row: &Row) -> StoreResult<WorkflowRecord> {
@@ -17,6 +17,18 @@ fn workflow_of(row: &Row) -> StoreResult<WorkflowRecord> {
     record.revision = to_u64(revision);
     Ok(record)
 }
+
+const UPDATE_WORKFLOW: &str = "UPDATE workflows SET revision = revision + 1, execution_id = $3,
+        doc = $4
+    WHERE id = $1 AND revision = $2";
+
+const PUT_TASK: &str = "INSERT INTO workflow_tasks (id, workflow_id, doc) VALUES ($1, $2, $3)
+    ON CONFLICT (id) DO UPDATE SET workflow_id = EXCLUDED.workflow_id, doc = EXCLUDED.doc";
+
+const PUT_PART: &str = "INSERT INTO workflow_parts (workflow_id, key, doc) VALUES ($1, $2, $3)
+    ON CONFLICT (workflow_id, key) DO UPDATE SET doc = EXCLUDED.doc";
+
+const DELETE_PART: &str = "DELETE FROM workflow_parts WHERE workflow_id = $1 AND key = $2";
 
 #[async_trait]
 impl WorkflowStore for PgStore {
@@ -55,28 +67,63 @@ impl WorkflowStore for PgStore {
     }
 
     async fn update(&self, record: &WorkflowRecord) -> StoreResult<WorkflowRecord> {
+        self.save(record, &[], &[]).await
+    }
+
+    async fn save(
+        &self,
+        record: &WorkflowRecord,
+        parts: &[StatePart],
+        tasks: &[TaskRecord],
+    ) -> StoreResult<WorkflowRecord> {
         let next = record.revision.checked_add(1).ok_or_else(|| {
             StoreError::Invalid(format!("workflow {}: revision overflow", record.id))
         })?;
         let mut new = record.clone();
         new.revision = next;
-        let n = self
-            .exec(
-                "UPDATE workflows SET revision = revision + 1, execution_id = $3, doc = $4
-                 WHERE id = $1 AND revision = $2",
+        let mut client = self.client().await?;
+        // Dropped without a commit (any error below), the transaction rolls back.
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let statement = tx.prepare_cached(UPDATE_WORKFLOW).await.map_err(pg_error)?;
+        let n = tx
+            .execute(
+                &statement,
                 &[
                     &record.id,
                     &clamp_i64(record.revision),
                     &record.execution_id,
                     &json(&new),
                 ],
-                "workflow",
-                &record.id,
             )
-            .await?;
+            .await
+            .map_err(|e| pg_error_for(e, "workflow", &record.id))?;
         if n == 1 {
+            for part in parts {
+                match &part.doc {
+                    Some(text) => {
+                        let statement = tx.prepare_cached(PUT_PART).await.map_err(pg_error)?;
+                        tx.execute(&statement, &[&record.id, &part.key, text])
+                            .await
+                            .map_err(pg_error)?;
+                    }
+                    None => {
+                        let statement = tx.prepare_cached(DELETE_PART).await.map_err(pg_error)?;
+                        tx.execute(&statement, &[&record.id, &part.key])
+                            .await
+                            .map_err(pg_error)?;
+                    }
+                }
+            }
+            for task in tasks {
+                let statement = tx.prepare_cached(PUT_TASK).await.map_err(pg_error)?;
+                tx.execute(&statement, &[&task.id, &task.workflow_id, &json(task)])
+                    .await
+                    .map_err(|e| pg_error_for(e, "task", &task.id))?;
+            }
+            tx.commit().await.map_err(pg_error)?;
             return Ok(new);
         }
+        drop(tx);
         let row = self
             .one(
                 "SELECT revision FROM workflows WHERE id = $1",
@@ -102,11 +149,25 @@ impl WorkflowStore for PgStore {
         })
     }
 
+    async fn list_parts(&self, workflow_id: &str) -> StoreResult<Vec<StatePart>> {
+        self.all(
+            "SELECT key, doc FROM workflow_parts WHERE workflow_id = $1 ORDER BY key",
+            &[&workflow_id],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(StatePart {
+                key: get(row, 0)?,
+                doc: Some(get(row, 1)?),
+            })
+        })
+        .collect()
+    }
+
     async fn put_task(&self, task: &TaskRecord) -> StoreResult<()> {
         self.exec(
-            "INSERT INTO workflow_tasks (id, workflow_id, doc) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET workflow_id = EXCLUDED.workflow_id,
-                                            doc = EXCLUDED.doc",
+            PUT_TASK,
             &[&task.id, &task.workflow_id, &json(task)],
             "task",
             &task.id,
@@ -137,6 +198,7 @@ impl WorkflowStore for PgStore {
         let row = self
             .one(
                 "WITH tasks AS (DELETE FROM workflow_tasks WHERE workflow_id = $1),
+                      parts AS (DELETE FROM workflow_parts WHERE workflow_id = $1),
                       wf AS (DELETE FROM workflows WHERE id = $1 RETURNING id)
                  SELECT count(*) FROM wf",
                 &[&id],

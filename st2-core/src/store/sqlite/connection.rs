@@ -19,6 +19,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../../migrations/sqlite/0003_leaders.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/sqlite/0005_workflow_parts.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -11,10 +11,10 @@ use super::filter::Where;
 use super::writer::Db;
 use super::{Shared, direction, found, from_doc, purge_limit, to_doc};
 use crate::store::{
-    Listing, Page, RuleEnforcementFilter, RuleEnforcementRecord, RuleEnforcementStore, StoreResult,
-    Timestamp, TraceComponent, TraceComponentKind, TraceFilter, TraceRecord, TraceStore,
-    TriggerInstanceFilter, TriggerInstanceRecord, TriggerInstanceStatus, TriggerInstanceStore,
-    to_micros,
+    Listing, Page, RuleEnforcementFilter, RuleEnforcementRecord, RuleEnforcementStore, StoreError,
+    StoreResult, Timestamp, TraceComponent, TraceComponentKind, TraceFilter, TraceRecord,
+    TraceStore, TriggerInstanceFilter, TriggerInstanceRecord, TriggerInstanceStatus,
+    TriggerInstanceStore, to_micros,
 };
 
 /// One row's `doc` by id.
@@ -375,21 +375,65 @@ impl ComponentRow {
         })
     }
 
-    /// Append it (two statements: needs a savepoint).
+    /// Append it as a row of its own: the trace's doc is not rewritten, so appending stays
+    /// cheap however many components a trace has (a workflow's trace holds two per task).
     pub(super) fn add(&self, db: &Db<'_>) -> StoreResult<()> {
-        let path = match self.kind {
-            TraceComponentKind::TriggerInstance => "$.trigger_instances[#]",
-            TraceComponentKind::Rule => "$.rules[#]",
-            TraceComponentKind::ActionExecution => "$.action_executions[#]",
-        };
-        let changed = db
+        let exists = db
             .conn()
-            .prepare_cached("UPDATE traces SET doc = json_insert(doc, ?1, json(?2)) WHERE id = ?3")
-            .and_then(|mut s| s.execute(params![path, self.json, self.trace_id]))
+            .prepare_cached("SELECT 1 FROM traces WHERE id = ?1")
+            .and_then(|mut s| s.exists([&self.trace_id]))
             .map_err(sql_error)?;
-        found(changed, TRACE, &self.trace_id)?;
-        add_component_row(db, &self.trace_id, self.kind.as_str(), &self.object_id)
+        found(usize::from(exists), TRACE, &self.trace_id)?;
+        db.conn()
+            .prepare_cached(
+                "INSERT INTO trace_components (trace_id, kind, object_id, doc) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.trace_id,
+                    self.kind.as_str(),
+                    self.object_id,
+                    self.json
+                ])
+            })
+            .map(|_| ())
+            .map_err(sql_error)
     }
+}
+
+/// A stored trace: its doc (with the components it was created with) and the components
+/// appended since, in the order added.
+fn load_trace(db: &Db<'_>, id: &str, doc: &str) -> StoreResult<TraceRecord> {
+    let mut record: TraceRecord = from_doc(TRACE, doc)?;
+    let mut statement = db
+        .conn()
+        .prepare_cached(
+            "SELECT kind, doc FROM trace_components \
+             WHERE trace_id = ?1 AND doc IS NOT NULL ORDER BY rowid",
+        )
+        .map_err(sql_error)?;
+    let rows = statement
+        .query_map([id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(sql_error)?;
+    for row in rows {
+        let (kind, doc) = row.map_err(sql_error)?;
+        let component: TraceComponent = from_doc(TRACE, &doc)?;
+        let list = match kind.parse::<TraceComponentKind>() {
+            Ok(TraceComponentKind::TriggerInstance) => &mut record.trigger_instances,
+            Ok(TraceComponentKind::Rule) => &mut record.rules,
+            Ok(TraceComponentKind::ActionExecution) => &mut record.action_executions,
+            Err(_) => {
+                return Err(StoreError::Corrupt(format!(
+                    "trace {id} has a component of unknown kind {kind:?}"
+                )));
+            }
+        };
+        list.push(component);
+    }
+    Ok(record)
 }
 
 /// The traces of one store.
@@ -404,8 +448,13 @@ impl TraceStore for Traces {
 
     async fn get(&self, id: &str) -> StoreResult<Option<TraceRecord>> {
         let id = id.to_owned();
-        let doc = self.0.read(move |db| doc_by_id(db, "traces", &id)).await?;
-        doc.map(|d| from_doc(TRACE, &d)).transpose()
+        self.0
+            .read(move |db| {
+                doc_by_id(db, "traces", &id)?
+                    .map(|doc| load_trace(db, &id, &doc))
+                    .transpose()
+            })
+            .await
     }
 
     async fn add_component(
@@ -442,11 +491,20 @@ impl TraceStore for Traces {
         }
         let dir = direction(filter.sort);
         let order = format!("start_timestamp {dir}, id {dir}");
-        let rows = self
+        let (items, total) = self
             .0
-            .read(move |db| sql.page(db, "traces", "doc", &order, page, |r| r.get(0)))
+            .read(move |db| {
+                let (rows, total) = sql.page(db, "traces", "id, doc", &order, page, |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?;
+                let items = rows
+                    .iter()
+                    .map(|(id, doc)| load_trace(db, id, doc))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                Ok((items, total))
+            })
             .await?;
-        listing(TRACE, rows)
+        Ok(Listing { items, total })
     }
 
     async fn purge_before(&self, cutoff: Timestamp, batch: u64) -> StoreResult<u64> {

@@ -11,8 +11,8 @@ use super::filter::Where;
 use super::writer::Db;
 use super::{Shared, from_doc, to_doc};
 use crate::store::{
-    InquiryRecord, InquiryStatus, InquiryStore, Listing, Page, StoreError, StoreResult, TaskRecord,
-    Timestamp, WorkflowRecord, WorkflowStore, to_micros,
+    InquiryRecord, InquiryStatus, InquiryStore, Listing, Page, StatePart, StoreError, StoreResult,
+    TaskRecord, Timestamp, WorkflowRecord, WorkflowStore, to_micros,
 };
 
 const WORKFLOW: &str = "workflow";
@@ -27,6 +27,103 @@ fn one_doc(db: &Db<'_>, sql: &str, key: &str) -> StoreResult<Option<String>> {
 
 fn revision(value: u64) -> StoreResult<i64> {
     i64::try_from(value).map_err(|_| StoreError::Invalid("revision out of range".into()))
+}
+
+/// A workflow record's compare-and-set update, built off the writer thread.
+struct UpdateRow {
+    id: String,
+    execution: String,
+    expected: i64,
+    next: i64,
+    doc: String,
+}
+
+impl UpdateRow {
+    /// The row and the record as it will be stored (its revision bumped).
+    fn new(record: &WorkflowRecord) -> StoreResult<(WorkflowRecord, Self)> {
+        let expected = revision(record.revision)?;
+        let mut stored = record.clone();
+        stored.revision = record
+            .revision
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Invalid("revision out of range".into()))?;
+        let row = UpdateRow {
+            id: stored.id.clone(),
+            execution: stored.execution_id.clone(),
+            expected,
+            next: revision(stored.revision)?,
+            doc: to_doc(WORKFLOW, &stored)?,
+        };
+        Ok((stored, row))
+    }
+
+    fn apply(&self, db: &Db<'_>) -> StoreResult<()> {
+        let changed = db
+            .conn()
+            .prepare_cached(
+                "UPDATE workflows SET execution_id = ?1, revision = ?2, doc = ?3 \
+                 WHERE id = ?4 AND revision = ?5",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.execution,
+                    self.next,
+                    self.doc,
+                    self.id,
+                    self.expected
+                ])
+            })
+            .map_err(sql_error)?;
+        if changed > 0 {
+            return Ok(());
+        }
+        let current: Option<i64> = db
+            .conn()
+            .prepare_cached("SELECT revision FROM workflows WHERE id = ?1")
+            .and_then(|mut s| s.query_row([&self.id], |r| r.get(0)).optional())
+            .map_err(sql_error)?;
+        let id = self.id.clone();
+        Err(match current {
+            None => StoreError::NotFound { what: WORKFLOW, id },
+            Some(current) => StoreError::Conflict {
+                what: WORKFLOW,
+                id,
+                reason: format!(
+                    "stale revision {}: the stored revision is {current}",
+                    self.expected
+                ),
+            },
+        })
+    }
+}
+
+/// A task record's upsert, built off the writer thread.
+struct TaskRow {
+    id: String,
+    workflow: String,
+    doc: String,
+}
+
+impl TaskRow {
+    fn new(task: &TaskRecord) -> StoreResult<Self> {
+        Ok(TaskRow {
+            id: task.id.clone(),
+            workflow: task.workflow_id.clone(),
+            doc: to_doc(TASK, task)?,
+        })
+    }
+
+    fn put(&self, db: &Db<'_>) -> StoreResult<()> {
+        db.conn()
+            .prepare_cached(
+                "INSERT INTO workflow_tasks (id, workflow_id, doc) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET workflow_id = excluded.workflow_id, \
+                 doc = excluded.doc",
+            )
+            .and_then(|mut s| s.execute(params![self.id, self.workflow, self.doc]))
+            .map(|_| ())
+            .map_err(sql_error)
+    }
 }
 
 /// The workflow state of one store.
@@ -80,64 +177,79 @@ impl WorkflowStore for Workflows {
     }
 
     async fn update(&self, record: &WorkflowRecord) -> StoreResult<WorkflowRecord> {
-        let expected = revision(record.revision)?;
-        let mut stored = record.clone();
-        stored.revision = record
-            .revision
-            .checked_add(1)
-            .ok_or_else(|| StoreError::Invalid("revision out of range".into()))?;
-        let next = revision(stored.revision)?;
-        let doc = to_doc(WORKFLOW, &stored)?;
-        let id = stored.id.clone();
-        let execution = stored.execution_id.clone();
+        let (stored, row) = UpdateRow::new(record)?;
+        self.0.write_one(move |db| row.apply(db)).await?;
+        Ok(stored)
+    }
+
+    async fn put_task(&self, task: &TaskRecord) -> StoreResult<()> {
+        let row = TaskRow::new(task)?;
+        self.0.write_one(move |db| row.put(db)).await
+    }
+
+    async fn save(
+        &self,
+        record: &WorkflowRecord,
+        parts: &[StatePart],
+        tasks: &[TaskRecord],
+    ) -> StoreResult<WorkflowRecord> {
+        let (stored, row) = UpdateRow::new(record)?;
+        let tasks = tasks
+            .iter()
+            .map(TaskRow::new)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let parts = parts.to_vec();
         self.0
-            .write_one(move |db| {
-                let changed = db
-                    .conn()
-                    .prepare_cached(
-                        "UPDATE workflows SET execution_id = ?1, revision = ?2, doc = ?3 \
-                         WHERE id = ?4 AND revision = ?5",
-                    )
-                    .and_then(|mut s| s.execute(params![execution, next, doc, id, expected]))
+            .write(move |db| {
+                row.apply(db)?;
+                let conn = db.conn();
+                for part in &parts {
+                    match &part.doc {
+                        Some(doc) => conn
+                            .prepare_cached(
+                                "INSERT INTO workflow_parts (workflow_id, key, doc) \
+                                 VALUES (?1, ?2, ?3) \
+                                 ON CONFLICT (workflow_id, key) DO UPDATE SET doc = excluded.doc",
+                            )
+                            .and_then(|mut s| s.execute(params![row.id, part.key, doc])),
+                        None => conn
+                            .prepare_cached(
+                                "DELETE FROM workflow_parts WHERE workflow_id = ?1 AND key = ?2",
+                            )
+                            .and_then(|mut s| s.execute(params![row.id, part.key])),
+                    }
                     .map_err(sql_error)?;
-                if changed > 0 {
-                    return Ok(());
                 }
-                let current: Option<i64> = db
-                    .conn()
-                    .prepare_cached("SELECT revision FROM workflows WHERE id = ?1")
-                    .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
-                    .map_err(sql_error)?;
-                Err(match current {
-                    None => StoreError::NotFound { what: WORKFLOW, id },
-                    Some(current) => StoreError::Conflict {
-                        what: WORKFLOW,
-                        id,
-                        reason: format!(
-                            "stale revision {expected}: the stored revision is {current}"
-                        ),
-                    },
-                })
+                for task in &tasks {
+                    task.put(db)?;
+                }
+                Ok(())
             })
             .await?;
         Ok(stored)
     }
 
-    async fn put_task(&self, task: &TaskRecord) -> StoreResult<()> {
-        let doc = to_doc(TASK, task)?;
-        let id = task.id.clone();
-        let workflow = task.workflow_id.clone();
+    async fn list_parts(&self, workflow_id: &str) -> StoreResult<Vec<StatePart>> {
+        let workflow = workflow_id.to_owned();
         self.0
-            .write_one(move |db| {
-                db.conn()
+            .read(move |db| {
+                let mut statement = db
+                    .conn()
                     .prepare_cached(
-                        "INSERT INTO workflow_tasks (id, workflow_id, doc) VALUES (?1, ?2, ?3) \
-                         ON CONFLICT (id) DO UPDATE SET workflow_id = excluded.workflow_id, \
-                         doc = excluded.doc",
+                        "SELECT key, doc FROM workflow_parts WHERE workflow_id = ?1 ORDER BY key",
                     )
-                    .and_then(|mut s| s.execute(params![id, workflow, doc]))
-                    .map(|_| ())
-                    .map_err(sql_error)
+                    .map_err(sql_error)?;
+                let parts = statement
+                    .query_map([workflow], |r| {
+                        Ok(StatePart {
+                            key: r.get(0)?,
+                            doc: Some(r.get(1)?),
+                        })
+                    })
+                    .map_err(sql_error)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(sql_error)?;
+                Ok(parts)
             })
             .await
     }
@@ -179,6 +291,9 @@ impl WorkflowStore for Workflows {
             .write(move |db| {
                 let conn = db.conn();
                 conn.prepare_cached("DELETE FROM workflow_tasks WHERE workflow_id = ?1")
+                    .and_then(|mut s| s.execute([&id]))
+                    .map_err(sql_error)?;
+                conn.prepare_cached("DELETE FROM workflow_parts WHERE workflow_id = ?1")
                     .and_then(|mut s| s.execute([&id]))
                     .map_err(sql_error)?;
                 conn.prepare_cached("DELETE FROM workflows WHERE id = ?1")
