@@ -604,7 +604,9 @@ pub struct SchemaError {
 pub struct Schema {
     properties: Properties,
     shape: Shape,
-    compiled: OnceLock<Result<Compiled, SchemaError>>,
+    // Boxed, like the maps below: a catalog holds thousands of schemas that are never
+    // compiled or merged, and an empty `OnceLock` of the value itself would cost its full size.
+    compiled: OnceLock<Box<Result<Compiled, SchemaError>>>,
 }
 
 /// A `{name: definition}` parameter map held as compact JSON text until it is first read.
@@ -615,7 +617,7 @@ pub struct Schema {
 /// and kept.
 pub struct ParamMap {
     text: Box<str>,
-    parsed: OnceLock<Map<String, Value>>,
+    parsed: OnceLock<Box<Map<String, Value>>>,
 }
 
 impl ParamMap {
@@ -642,7 +644,7 @@ impl std::ops::Deref for ParamMap {
     fn deref(&self) -> &Map<String, Value> {
         // The text was written from a map, so it parses back to the same map.
         self.parsed
-            .get_or_init(|| serde_json::from_str(&self.text).unwrap_or_default())
+            .get_or_init(|| Box::new(serde_json::from_str(&self.text).unwrap_or_default()))
     }
 }
 
@@ -682,7 +684,7 @@ impl fmt::Debug for ParamMap {
 impl serde::Serialize for ParamMap {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.parsed.get() {
-            Some(map) => map.serialize(serializer),
+            Some(map) => (**map).serialize(serializer),
             // Presenting a catalog (`GET /actions`) must not keep every map parsed.
             None => serde_json::from_str::<Map<String, Value>>(&self.text)
                 .unwrap_or_default()
@@ -693,11 +695,11 @@ impl serde::Serialize for ParamMap {
 
 /// The property definitions: as given, or a runner's and an action's merged on first use.
 enum Properties {
-    Given(Map<String, Value>),
+    Given(Box<Map<String, Value>>),
     Merged {
         base: Arc<Map<String, Value>>,
         over: Arc<ParamMap>,
-        merged: OnceLock<Map<String, Value>>,
+        merged: OnceLock<Box<Map<String, Value>>>,
     },
 }
 
@@ -707,7 +709,7 @@ enum Shape {
     /// A `{name: definition}` set (StackStorm's `get_schema_for_resource_parameters`).
     Parameters { allow_additional: bool },
     /// A whole object schema.
-    Object(Value),
+    Object(Box<Value>),
 }
 
 struct Compiled {
@@ -730,7 +732,7 @@ impl Schema {
     /// value) and which rejects unknown keys unless `allow_additional` is set.
     pub fn for_parameters(params: Map<String, Value>, allow_additional: bool) -> Schema {
         Schema {
-            properties: Properties::Given(params),
+            properties: Properties::Given(Box::new(params)),
             shape: Shape::Parameters { allow_additional },
             compiled: OnceLock::new(),
         }
@@ -762,15 +764,15 @@ impl Schema {
             .cloned()
             .unwrap_or_default();
         Schema {
-            properties: Properties::Given(properties),
-            shape: Shape::Object(schema),
+            properties: Properties::Given(Box::new(properties)),
+            shape: Shape::Object(Box::new(schema)),
             compiled: OnceLock::new(),
         }
     }
 
     fn object_schema(&self) -> Value {
         match &self.shape {
-            Shape::Object(schema) => schema.clone(),
+            Shape::Object(schema) => (**schema).clone(),
             Shape::Parameters { .. } if self.properties().is_empty() => json!({}),
             Shape::Parameters { allow_additional } => {
                 let properties: Map<String, Value> = self
@@ -796,22 +798,25 @@ impl Schema {
 
     fn compiled(&self) -> Result<&Compiled, &SchemaError> {
         self.compiled
-            .get_or_init(|| {
-                let with_nulls = allow_default_none(&self.object_schema());
-                let draft4 = to_draft4(&with_nulls);
-                let validator = jsonschema::draft4::options()
-                    .should_validate_formats(false)
-                    .build(&draft4)
-                    .map_err(|e| SchemaError {
-                        pointer: e.schema_path().to_string(),
-                        message: e.to_string(),
-                    })?;
-                Ok(Compiled {
-                    with_nulls,
-                    validator,
-                })
-            })
+            .get_or_init(|| Box::new(self.compile()))
             .as_ref()
+            .as_ref()
+    }
+
+    fn compile(&self) -> Result<Compiled, SchemaError> {
+        let with_nulls = allow_default_none(&self.object_schema());
+        let draft4 = to_draft4(&with_nulls);
+        let validator = jsonschema::draft4::options()
+            .should_validate_formats(false)
+            .build(&draft4)
+            .map_err(|e| SchemaError {
+                pointer: e.schema_path().to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(Compiled {
+            with_nulls,
+            validator,
+        })
     }
 
     /// Compile the validator now.
@@ -828,7 +833,7 @@ impl Schema {
         match &self.properties {
             Properties::Given(map) => map,
             Properties::Merged { base, over, merged } => {
-                merged.get_or_init(|| merge_parameters(base, over))
+                merged.get_or_init(|| Box::new(merge_parameters(base, over)))
             }
         }
     }

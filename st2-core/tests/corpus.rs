@@ -242,3 +242,53 @@ fn corpus_content_is_read_as_stackstorm_reads_it() {
     );
     assert!(cat.config_schema("aws").is_some());
 }
+
+/// What a load produced, in a comparable form: every diagnostic, and per resource its ref with
+/// what the API presents of it.
+fn loaded_form(threads: usize) -> (Vec<st2_core::diagnostic::Diagnostic>, Vec<String>) {
+    let dir = corpus();
+    let mut options = LoadOptions::default()
+        .packs_dir(dir.join("packs"))
+        .configs_dir(dir.join("configs"));
+    options.threads = threads;
+    let report = load(&options);
+    let cat = &report.catalog;
+    let mut resources = Vec::new();
+    for a in cat.actions() {
+        resources.push(format!(
+            "action {} {} {:?} {} {} {} {}",
+            a.reference,
+            a.origin.metadata_file,
+            a.description,
+            serde_json::to_string(&*a.parameters).unwrap(),
+            serde_json::to_string(a.schema.properties()).unwrap(),
+            serde_json::to_string(&a.output_schema).unwrap(),
+            serde_json::to_string(&a.notify).unwrap(),
+        ));
+    }
+    resources.extend(
+        cat.rules()
+            .map(|r| format!("rule {} {:?}", r.reference, r.origin)),
+    );
+    resources.extend(
+        cat.sensors()
+            .map(|s| format!("sensor {} {:?}", s.reference, s.origin)),
+    );
+    resources.extend(
+        cat.trigger_types()
+            .map(|t| format!("trigger type {} {:?}", t.reference, t.parameters_schema)),
+    );
+    resources.extend(cat.policies().map(|p| format!("policy {}", p.reference)));
+    resources.extend(cat.aliases().map(|a| format!("alias {}", a.reference)));
+    resources.extend(cat.packs().map(|p| format!("pack {}", p.meta.reference)));
+    (report.diagnostics, resources)
+}
+
+#[test]
+fn loading_on_several_threads_gives_what_one_thread_gives() {
+    let (one_diagnostics, one) = loaded_form(1);
+    let (many_diagnostics, many) = loaded_form(4);
+    assert!(one.len() > 4800, "{} resources", one.len());
+    assert_eq!(one_diagnostics, many_diagnostics);
+    assert_eq!(one, many);
+}

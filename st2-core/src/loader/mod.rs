@@ -18,7 +18,7 @@ mod overrides;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
@@ -680,17 +680,18 @@ struct JobContext<'a> {
     options: &'a LoadOptions,
 }
 
-/// What reading one file produced.
+/// What reading one file produced (boxed, so that the list of every job's output stays
+/// small).
 #[derive(Debug)]
 enum Loaded {
     Nothing,
-    TriggerType(TriggerType),
-    Sensor(Sensor, Vec<TriggerType>),
+    TriggerType(Box<TriggerType>),
+    Sensor(Box<Sensor>, Vec<TriggerType>),
     Action(Box<crate::model::Action>),
-    Rule(RuleSpec),
-    Policy(Policy),
-    Alias(ActionAlias),
-    Config(Option<ConfigSchema>, Option<PackConfig>),
+    Rule(Box<RuleSpec>),
+    Policy(Box<Policy>),
+    Alias(Box<ActionAlias>),
+    Config(Box<(Option<ConfigSchema>, Option<PackConfig>)>),
 }
 
 #[derive(Debug)]
@@ -699,7 +700,7 @@ struct Output {
     file: Option<FileRef>,
     loaded: Loaded,
     /// Kept for files whose references are resolved later (rules, policies, aliases).
-    doc: Option<Document>,
+    doc: Option<Box<Document>>,
     /// Where the loaded resources are named: `name` (`class_name` last for a sensor, after the
     /// names of its trigger types), for duplicate warnings.
     names: Vec<Position>,
@@ -715,28 +716,33 @@ fn run_jobs(jobs: &[Job], context: &JobContext<'_>, threads: usize) -> Vec<Outpu
     if threads <= 1 {
         return jobs.iter().map(|job| run_job(job, context)).collect();
     }
+    // One slot per job, filled in place: no per-worker lists to grow, merge and sort (they
+    // were the largest allocations of a load and left the allocator's heaps fragmented).
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, Output)>> = Mutex::new(Vec::with_capacity(jobs.len()));
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                let mut mine = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    mine.push((i, run_job(job, context)));
-                }
-                // A poisoned lock means another worker panicked; its panic is re-raised when
-                // the scope joins, so these results are never needed.
-                if let Ok(mut all) = results.lock() {
-                    all.extend(mine);
-                }
-            });
+    let slots: Vec<OnceLock<Output>> = std::iter::repeat_with(OnceLock::new)
+        .take(jobs.len())
+        .collect();
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let (Some(job), Some(slot)) = (jobs.get(i), slots.get(i)) else {
+                break;
+            };
+            // Each index is taken by exactly one worker, so the slot is empty.
+            let _ = slot.set(run_job(job, context));
         }
+    };
+    // The calling thread is one of the workers: one thread fewer to start, and one allocator
+    // heap (glibc gives each new thread its own arena) fewer left holding freed memory.
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(work);
+        }
+        work();
     });
-    let mut all = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    all.sort_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, o)| o).collect()
+    // Every slot is filled once the scope has joined (a worker that panicked re-raises its
+    // panic there).
+    slots.into_iter().filter_map(OnceLock::into_inner).collect()
 }
 
 fn run_job(job: &Job, cx: &JobContext<'_>) -> Output {
@@ -796,7 +802,7 @@ fn run_resource(
             TriggerTypeSpec::read(&value, root, identity, Placement::File, &mut issues)
                 .filter(|_| !issues.has_errors())
                 .map_or(Loaded::Nothing, |spec| {
-                    Loaded::TriggerType(spec.compile(origin))
+                    Loaded::TriggerType(Box::new(spec.compile(origin)))
                 })
         }
         ContentKind::Sensors => {
@@ -805,7 +811,7 @@ fn run_resource(
                 .filter(|_| !issues.has_errors())
                 .map_or(Loaded::Nothing, |spec| {
                     let (sensor, types) = spec.compile(origin);
-                    Loaded::Sensor(sensor, types)
+                    Loaded::Sensor(Box::new(sensor), types)
                 })
         }
         ContentKind::Actions => {
@@ -823,7 +829,7 @@ fn run_resource(
             keep_doc = true;
             RuleSpec::read(&value, identity, &mut issues)
                 .filter(|_| !issues.has_errors())
-                .map_or(Loaded::Nothing, Loaded::Rule)
+                .map_or(Loaded::Nothing, |spec| Loaded::Rule(Box::new(spec)))
         }
         ContentKind::Policies => {
             keep_doc = true;
@@ -831,7 +837,7 @@ fn run_resource(
                 Some(spec) => {
                     let policy_type = cx.catalog.policy_type(&spec.policy_type).map(|p| &**p);
                     spec.compile(origin, policy_type, &mut issues)
-                        .map_or(Loaded::Nothing, Loaded::Policy)
+                        .map_or(Loaded::Nothing, |p| Loaded::Policy(Box::new(p)))
                 }
                 None => Loaded::Nothing,
             }
@@ -840,7 +846,9 @@ fn run_resource(
             keep_doc = true;
             ActionAliasSpec::read(&value, identity, &mut issues)
                 .filter(|_| !issues.has_errors())
-                .map_or(Loaded::Nothing, |spec| Loaded::Alias(spec.compile(origin)))
+                .map_or(Loaded::Nothing, |spec| {
+                    Loaded::Alias(Box::new(spec.compile(origin)))
+                })
         }
     };
     place(&file.display, &doc, issues.into_vec(), &mut diagnostics);
@@ -854,7 +862,7 @@ fn run_resource(
         _ => vec![at(FieldPath::root().key("name"))],
     };
     if keep_doc && !matches!(output.loaded, Loaded::Nothing) {
-        output.doc = Some(doc);
+        output.doc = Some(Box::new(doc));
     }
     output.diagnostics = diagnostics;
     output
@@ -921,7 +929,7 @@ fn run_config(pack_index: usize, cx: &JobContext<'_>) -> Output {
     Output {
         pack: pack_index,
         file: None,
-        loaded: Loaded::Config(schema, config),
+        loaded: Loaded::Config(Box::new((schema, config))),
         doc: None,
         names: Vec::new(),
         diagnostics,
@@ -950,7 +958,7 @@ fn register(
         match output.loaded {
             Loaded::Nothing => {}
             Loaded::TriggerType(t) => {
-                if let Some(old) = catalog.insert_trigger_type(t) {
+                if let Some(old) = catalog.insert_trigger_type(*t) {
                     duplicate_warning(at(0), "trigger type", &*old, diagnostics);
                 }
             }
@@ -961,7 +969,7 @@ fn register(
                         duplicate_warning(at(i), "trigger type", &*old, diagnostics);
                     }
                 }
-                if let Some(old) = catalog.insert_sensor(sensor) {
+                if let Some(old) = catalog.insert_sensor(*sensor) {
                     duplicate_warning(at(count), "sensor", &*old, diagnostics);
                 }
             }
@@ -973,7 +981,8 @@ fn register(
             Loaded::Rule(spec) => rules.push((output.pack, output.file, output.doc, spec)),
             Loaded::Alias(alias) => aliases.push((output.file, output.doc, alias)),
             Loaded::Policy(policy) => policies.push((output.file, output.doc, policy)),
-            Loaded::Config(schema, config) => {
+            Loaded::Config(config) => {
+                let (schema, config) = *config;
                 let pack = &packs[output.pack].identity.reference;
                 if let Some(schema) = schema {
                     catalog.insert_config_schema(pack, schema);
@@ -1031,7 +1040,7 @@ fn register(
                 message,
             ));
         }
-        if let Some(old) = catalog.insert_alias(alias) {
+        if let Some(old) = catalog.insert_alias(*alias) {
             let pos = doc.locate(&FieldPath::root().key("name"), Anchor::Value);
             duplicate_warning((&file.display, pos), "action alias", &*old, diagnostics);
         }
@@ -1064,7 +1073,7 @@ fn register(
                 message,
             ));
         }
-        if let Some(old) = catalog.insert_policy(policy) {
+        if let Some(old) = catalog.insert_policy(*policy) {
             let pos = doc.locate(&FieldPath::root().key("name"), Anchor::Value);
             duplicate_warning((&file.display, pos), "policy", &*old, diagnostics);
         }

@@ -83,10 +83,11 @@ pub struct Action {
     pub parameters: Arc<ParamMap>,
     /// Runner and action parameters merged, with a draft-4 validator.
     pub schema: Arc<Schema>,
-    /// Schema of the result.
-    pub output_schema: Map<String, Value>,
+    /// Schema of the result (boxed, like `notify`: most actions have neither, and a catalog
+    /// holds thousands of actions).
+    pub output_schema: Box<Map<String, Value>>,
     /// Notifications.
-    pub notify: Option<Notify>,
+    pub notify: Option<Box<Notify>>,
     /// Tags.
     pub tags: Vec<Tag>,
 }
@@ -227,8 +228,8 @@ impl ActionSpec {
             entry_point: self.entry_point,
             parameters,
             schema: Arc::new(compiled),
-            output_schema: self.output_schema,
-            notify: self.notify,
+            output_schema: Box::new(self.output_schema),
+            notify: self.notify.map(Box::new),
             tags: self.tags,
         })
     }
