@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::executions::{
     NewExecution, RETRY_MIN_DELAY_MS, SHELL_CONTEXT_KEY, TraceLink, create_execution, trace_of,
@@ -130,10 +130,15 @@ pub(crate) async fn runner_service(inner: Arc<Inner>) {
             break;
         };
         while running.try_join_next().is_some() {}
+        let mut kept = Vec::new();
         for lease in leases {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
+            if let Some(record) = kept_start(&inner, &lease) {
+                kept.push((lease, record, permit));
+                continue;
+            }
             let inner = inner.clone();
             running.spawn(async move {
                 // A store failure leaves the item leased; it comes back when the lease
@@ -142,6 +147,7 @@ pub(crate) async fn runner_service(inner: Arc<Inner>) {
                 drop(permit);
             });
         }
+        start_kept(&inner, kept, &mut running).await;
     }
     // Stopping: each run ends `abandoned` and writes so before the service ends.
     while running.join_next().await.is_some() {}
@@ -392,13 +398,14 @@ fn prepare_run(
     })
 }
 
-/// Run a scheduled (or resuming) execution, or one whose runner continues after a crash; how
-/// its queue item stands afterwards.
-async fn run_execution(
-    inner: &Arc<Inner>,
+/// What the `running` write changes: the runner info (this lease), and the status from
+/// scheduled or resuming; a record already running (run again after a crash) keeps its
+/// status when `again`.
+fn start_change(
+    inner: &Inner,
     lease: &Lease,
-    record: ExecutionRecord,
-) -> Result<RunEnd, EngineError> {
+    again: bool,
+) -> impl FnMut(&mut ExecutionRecord) -> bool + use<> {
     let now = inner.now();
     let runner_info = json!({
         "hostname": inner.settings.node_name,
@@ -406,13 +413,7 @@ async fn run_execution(
         "queue_item": lease.item.id,
         "fence": lease.fence,
     });
-    // A resumed execution's runner continues from the result it paused with.
-    let resume = (record.status == ExecutionStatus::Resuming).then(|| record.result.clone());
-    let again = matches!(
-        record.status,
-        ExecutionStatus::Running | ExecutionStatus::Pausing | ExecutionStatus::Canceling
-    );
-    let Some(running) = update_with(inner, record, |r| {
+    move |r: &mut ExecutionRecord| {
         r.runner_info = Some(runner_info.clone());
         match r.status {
             ExecutionStatus::Scheduled | ExecutionStatus::Resuming => {
@@ -424,11 +425,97 @@ async fn run_execution(
             }
             _ => false,
         }
-    })
-    .await?
-    else {
+    }
+}
+
+/// The `running` record of a claimed item's execution when this engine kept it as it stored
+/// it `scheduled` ([`RecentExecutions`]): the kept record changed as the `running` write
+/// changes it, not written yet. `None` when nothing was kept for it (it is read then).
+///
+/// [`RecentExecutions`]: super::recent::RecentExecutions
+fn kept_start(inner: &Inner, lease: &Lease) -> Option<ExecutionRecord> {
+    let id = lease.item.payload.get("execution_id")?.as_str()?;
+    let mut record = inner.recent.take(id)?;
+    (record.status == ExecutionStatus::Scheduled
+        && holder_item(&record).is_none()
+        && start_change(inner, lease, false)(&mut record))
+    .then_some(record)
+}
+
+/// Start the executions [`kept_start`] found for a claim without reading them back: their
+/// `running` writes as one batch at the kept revisions, then each run in its own task. When
+/// the batch fails (a record changed since it was kept, by a cancel or another node; nothing
+/// was written), each item is handled as one whose record is read from the store.
+async fn start_kept(
+    inner: &Arc<Inner>,
+    kept: Vec<(Lease, ExecutionRecord, OwnedSemaphorePermit)>,
+    running: &mut tokio::task::JoinSet<()>,
+) {
+    if kept.is_empty() {
+        return;
+    }
+    let writes = kept
+        .iter()
+        .map(|(_, record, _)| BatchWrite::UpdateExecution(record.clone()))
+        .collect();
+    let written = inner.store.write_batch(writes).await;
+    let Ok(written) = written else {
+        for (lease, _, permit) in kept {
+            let inner = inner.clone();
+            running.spawn(async move {
+                let _ = handle(&inner, lease).await;
+                drop(permit);
+            });
+        }
+        return;
+    };
+    for ((lease, mut record, permit), outcome) in kept.into_iter().zip(written) {
+        if let BatchWritten::Execution { revision, children } = outcome {
+            record.revision = revision;
+            record.children = children;
+        }
+        inner.emit_with(|| EngineEvent::ExecutionUpdated(Arc::new(record.clone())));
+        let inner = inner.clone();
+        running.spawn(async move {
+            // As in `handle`: a store failure leaves the item leased until its lease expires.
+            let _ = match run_started(&inner, &lease, record, None).await {
+                Ok(RunEnd::Open) => finish(&inner, &lease).await,
+                Ok(RunEnd::ItemFinished) => Ok(()),
+                Ok(RunEnd::Left) => release(&inner, &lease).await,
+                Err(e) => Err(e),
+            };
+            drop(permit);
+        });
+    }
+}
+
+/// Run a scheduled (or resuming) execution, or one whose runner continues after a crash; how
+/// its queue item stands afterwards.
+async fn run_execution(
+    inner: &Arc<Inner>,
+    lease: &Lease,
+    record: ExecutionRecord,
+) -> Result<RunEnd, EngineError> {
+    // A resumed execution's runner continues from the result it paused with.
+    let resume = (record.status == ExecutionStatus::Resuming).then(|| record.result.clone());
+    let again = matches!(
+        record.status,
+        ExecutionStatus::Running | ExecutionStatus::Pausing | ExecutionStatus::Canceling
+    );
+    let Some(running) = update_with(inner, record, start_change(inner, lease, again)).await? else {
         return Ok(RunEnd::Open);
     };
+    run_started(inner, lease, running, resume).await
+}
+
+/// Run an execution whose `running` write (this lease's) is stored; how its queue item
+/// stands afterwards.
+async fn run_started(
+    inner: &Arc<Inner>,
+    lease: &Lease,
+    running: ExecutionRecord,
+    resume: Option<Value>,
+) -> Result<RunEnd, EngineError> {
     let (canceller, cancellation) = Cancellation::new();
     inner
         .cancellers
