@@ -4,16 +4,22 @@
 //! A hint, never the truth: an entry is the record as it was stored at its revision, and the
 //! worker's next write presents that revision, so a record changed since (a cancel, another
 //! node) fails that write with a conflict and the worker reads the store as it would have.
-//! Entries are taken out when used, and the oldest are dropped past a fixed number (items
-//! claimed by other nodes are never taken here).
+//! Entries are taken out when used. Past a fixed number, new records are not kept (claims
+//! take the oldest items first, so the kept ones are the next to run) unless the oldest entry
+//! has waited longer than [`STALE_AFTER`] (an item claimed by another node is never taken
+//! here): it is dropped then.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::store::{ExecutionRecord, ExecutionStatus};
 
 /// How many records are kept at most.
 const CAPACITY: usize = 4096;
+
+/// How long a kept record may wait before a newer one may push it out.
+const STALE_AFTER: Duration = Duration::from_secs(30);
 
 /// Recently stored `scheduled` executions by id.
 #[derive(Debug, Default)]
@@ -24,8 +30,8 @@ pub(crate) struct RecentExecutions {
 #[derive(Debug, Default)]
 struct State {
     records: HashMap<String, ExecutionRecord>,
-    /// Ids in the order they came (some already taken).
-    order: VecDeque<String>,
+    /// Ids in the order they came, with when (some already taken).
+    order: VecDeque<(Instant, String)>,
 }
 
 impl RecentExecutions {
@@ -37,14 +43,21 @@ impl RecentExecutions {
         {
             return;
         }
+        let now = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         while state.records.len() >= CAPACITY || state.order.len() >= 2 * CAPACITY {
-            let Some(oldest) = state.order.pop_front() else {
+            // Ids already taken go first; a record still kept only once it is stale.
+            let Some((since, oldest)) = state.order.front() else {
                 break;
             };
-            state.records.remove(&oldest);
+            if state.records.contains_key(oldest) && now.duration_since(*since) < STALE_AFTER {
+                return;
+            }
+            if let Some((_, oldest)) = state.order.pop_front() {
+                state.records.remove(&oldest);
+            }
         }
-        state.order.push_back(record.id.clone());
+        state.order.push_back((now, record.id.clone()));
         state.records.insert(record.id.clone(), record.clone());
     }
 
@@ -112,15 +125,23 @@ mod tests {
     }
 
     #[test]
-    fn drops_the_oldest_past_its_capacity() {
+    fn keeps_no_more_past_its_capacity() {
         let recent = RecentExecutions::default();
         for i in 0..=CAPACITY {
             recent.keep(&record(&i.to_string(), ExecutionStatus::Scheduled));
         }
-        assert!(recent.take("0").is_none(), "the oldest was dropped");
-        assert!(recent.take(&CAPACITY.to_string()).is_some());
-        assert!(recent.take("1").is_some());
+        assert!(
+            recent.take(&CAPACITY.to_string()).is_none(),
+            "full: the newest was not kept"
+        );
+        assert!(recent.take("0").is_some(), "the oldest (next to run) stay");
+        recent.keep(&record("again", ExecutionStatus::Scheduled));
+        assert!(
+            recent.take("again").is_some(),
+            "room again once one was taken"
+        );
         recent.forget("2");
         assert!(recent.take("2").is_none());
+        assert!(recent.take("1").is_some());
     }
 }

@@ -299,6 +299,42 @@ impl RunInput {
     }
 }
 
+/// Whether [`prepare_run`] for `input` reads nothing from the datastore (so it may run on
+/// an async thread): the action's pack has no config (whose dynamic values would be
+/// rendered) and no parameter value, action parameter or runner parameter holds template
+/// text. An unknown action or runner: the preparation only fails with its message.
+fn prepares_inline(inner: &Inner, input: &RunInput) -> bool {
+    let catalog = inner.catalog();
+    let Some(action) = catalog.action(&input.action_ref) else {
+        return true;
+    };
+    let Some(runner_type) = catalog.runner_type(&action.runner_type) else {
+        return true;
+    };
+    catalog.config(action.pack()).is_none()
+        && !input.parameters.values().any(holds_template)
+        && !input.context.contains_key(SHELL_CONTEXT_KEY)
+        && !template_text(action.parameters.as_json())
+        && !runner_type.runner_parameters.values().any(holds_template)
+}
+
+/// Whether `text` may be a Jinja template (an expression or a statement).
+fn template_text(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
+}
+
+/// Whether any string in `value` may be a Jinja template.
+fn holds_template(value: &Value) -> bool {
+    match value {
+        Value::String(s) => template_text(s),
+        Value::Array(items) => items.iter().any(holds_template),
+        Value::Object(map) => {
+            map.keys().any(|k| template_text(k)) || map.values().any(holds_template)
+        }
+        _ => false,
+    }
+}
+
 fn prepare_run(
     inner: &Arc<Inner>,
     record: &RunInput,
@@ -705,16 +741,22 @@ async fn run_runner(
     cancellation: crate::runner::Cancellation,
     canceller: &Canceller,
 ) -> Option<(ExecutionStatus, Value, Map<String, Value>)> {
-    let prepared = {
+    let input = RunInput::of(record);
+    let prepared = if prepares_inline(inner, &input) {
+        // Nothing to render and no pack config: no datastore read, so no blocking thread.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            prepare_run(inner, &input, resume, cancellation)
+        }))
+        .map_err(|_| "preparing the run panicked".to_owned())
+    } else {
         let inner2 = inner.clone();
-        let input = RunInput::of(record);
         tokio::task::spawn_blocking(move || prepare_run(&inner2, &input, resume, cancellation))
             .await
+            .map_err(|e| format!("preparing the run panicked: {e}"))
     };
     let prepared = match prepared {
         Ok(Ok(p)) => p,
-        Ok(Err(message)) => return Some(failed(message)),
-        Err(e) => return Some(failed(format!("preparing the run panicked: {e}"))),
+        Ok(Err(message)) | Err(message) => return Some(failed(message)),
     };
     let runner_name = prepared.context.runner_type.name.clone();
     let Some(runner) = inner.runners.get(&runner_name).cloned() else {
