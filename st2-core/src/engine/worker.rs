@@ -147,7 +147,11 @@ pub(crate) async fn runner_service(inner: Arc<Inner>) {
                 drop(permit);
             });
         }
-        start_kept(&inner, kept, &mut running).await;
+        if !kept.is_empty() {
+            // In its own task: the next claim does not wait for these writes.
+            let inner = inner.clone();
+            running.spawn(async move { start_kept(&inner, kept).await });
+        }
     }
     // Stopping: each run ends `abandoned` and writes so before the service ends.
     while running.join_next().await.is_some() {}
@@ -481,15 +485,10 @@ fn kept_start(inner: &Inner, lease: &Lease) -> Option<ExecutionRecord> {
 /// Start the executions [`kept_start`] found for a claim without reading them back: their
 /// `running` writes as one batch at the kept revisions, then each run in its own task. When
 /// the batch fails (a record changed since it was kept, by a cancel or another node; nothing
-/// was written), each item is handled as one whose record is read from the store.
-async fn start_kept(
-    inner: &Arc<Inner>,
-    kept: Vec<(Lease, ExecutionRecord, OwnedSemaphorePermit)>,
-    running: &mut tokio::task::JoinSet<()>,
-) {
-    if kept.is_empty() {
-        return;
-    }
+/// was written), each item is handled as one whose record is read from the store. Returns
+/// when every run has ended.
+async fn start_kept(inner: &Arc<Inner>, kept: Vec<(Lease, ExecutionRecord, OwnedSemaphorePermit)>) {
+    let mut running = tokio::task::JoinSet::new();
     let writes = kept
         .iter()
         .map(|(_, record, _)| BatchWrite::UpdateExecution(record.clone()))
@@ -503,6 +502,7 @@ async fn start_kept(
                 drop(permit);
             });
         }
+        while running.join_next().await.is_some() {}
         return;
     };
     for ((lease, mut record, permit), outcome) in kept.into_iter().zip(written) {
@@ -523,6 +523,7 @@ async fn start_kept(
             drop(permit);
         });
     }
+    while running.join_next().await.is_some() {}
 }
 
 /// Run a scheduled (or resuming) execution, or one whose runner continues after a crash; how
