@@ -141,7 +141,12 @@ pub(crate) async fn create_execution(
     link_trace(inner, &stored, &trace).await?;
     inner.emit_with(|| EngineEvent::ExecutionCreated(Arc::new(stored.clone())));
     if let Some((queue, not_before)) = queue {
-        enqueue(inner, &stored, queue, not_before).await?;
+        // Kept before the item is queued: a runner worker may claim it right after.
+        inner.recent.keep(&stored);
+        if let Err(e) = enqueue(inner, &stored, queue, not_before).await {
+            inner.recent.forget(&stored.id);
+            return Err(e);
+        }
     }
     Ok(stored)
 }
@@ -277,7 +282,7 @@ pub(crate) fn work_item(
 
 /// Runner affinity: an action tagged `{name: worker_tag, value: <tag>}` runs only on workers
 /// carrying that tag.
-fn required_tag(record: &ExecutionRecord) -> Option<String> {
+pub(crate) fn required_tag(record: &ExecutionRecord) -> Option<String> {
     record
         .action
         .get("tags")?

@@ -30,6 +30,7 @@
 pub mod events;
 mod executions;
 pub mod lifecycle;
+mod recent;
 mod runner_services;
 mod services;
 pub mod snapshot;
@@ -549,6 +550,7 @@ impl EngineBuilder {
                 settings: self.supervisor_settings,
             }),
             runner_slots: Arc::new(tokio::sync::Semaphore::new(settings_max_running)),
+            recent: recent::RecentExecutions::default(),
         });
         inner.index_triggers();
         let engine = Engine { inner };
@@ -607,6 +609,9 @@ pub(crate) struct Inner {
     pub(crate) sensor_sources: Mutex<SensorSources>,
     /// This node's runner slots (`max_running`); a runner waiting for a child lends its slot.
     pub(crate) runner_slots: Arc<tokio::sync::Semaphore>,
+    /// Executions just stored `scheduled`, for this node's runner workers to start without
+    /// reading them back.
+    pub(crate) recent: recent::RecentExecutions,
 }
 
 impl Inner {

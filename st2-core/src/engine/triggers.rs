@@ -788,7 +788,16 @@ async fn process_batched(
         id: ti.id.clone(),
         status: TriggerInstanceStatus::Processed,
     });
-    inner.store.write_batch(writes).await.ok()?;
+    // Kept before the batch commits: a runner worker may claim the queue item right after.
+    for execution in &created {
+        inner.recent.keep(execution);
+    }
+    if inner.store.write_batch(writes).await.is_err() {
+        for execution in &created {
+            inner.recent.forget(&execution.id);
+        }
+        return None;
+    }
     for execution in created {
         inner.emit_with(|| EngineEvent::ExecutionCreated(Arc::new(execution)));
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::executions::{
     NewExecution, RETRY_MIN_DELAY_MS, SHELL_CONTEXT_KEY, TraceLink, create_execution, trace_of,
@@ -130,10 +130,15 @@ pub(crate) async fn runner_service(inner: Arc<Inner>) {
             break;
         };
         while running.try_join_next().is_some() {}
+        let mut kept = Vec::new();
         for lease in leases {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
+            if let Some(record) = kept_start(&inner, &lease) {
+                kept.push((lease, record, permit));
+                continue;
+            }
             let inner = inner.clone();
             running.spawn(async move {
                 // A store failure leaves the item leased; it comes back when the lease
@@ -141,6 +146,11 @@ pub(crate) async fn runner_service(inner: Arc<Inner>) {
                 let _ = handle(&inner, lease).await;
                 drop(permit);
             });
+        }
+        if !kept.is_empty() {
+            // In its own task: the next claim does not wait for these writes.
+            let inner = inner.clone();
+            running.spawn(async move { start_kept(&inner, kept).await });
         }
     }
     // Stopping: each run ends `abandoned` and writes so before the service ends.
@@ -293,6 +303,42 @@ impl RunInput {
     }
 }
 
+/// Whether [`prepare_run`] for `input` reads nothing from the datastore (so it may run on
+/// an async thread): the action's pack has no config (whose dynamic values would be
+/// rendered) and no parameter value, action parameter or runner parameter holds template
+/// text. An unknown action or runner: the preparation only fails with its message.
+fn prepares_inline(inner: &Inner, input: &RunInput) -> bool {
+    let catalog = inner.catalog();
+    let Some(action) = catalog.action(&input.action_ref) else {
+        return true;
+    };
+    let Some(runner_type) = catalog.runner_type(&action.runner_type) else {
+        return true;
+    };
+    catalog.config(action.pack()).is_none()
+        && !input.parameters.values().any(holds_template)
+        && !input.context.contains_key(SHELL_CONTEXT_KEY)
+        && !template_text(action.parameters.as_json())
+        && !runner_type.runner_parameters.values().any(holds_template)
+}
+
+/// Whether `text` may be a Jinja template (an expression or a statement).
+fn template_text(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
+}
+
+/// Whether any string in `value` may be a Jinja template.
+fn holds_template(value: &Value) -> bool {
+    match value {
+        Value::String(s) => template_text(s),
+        Value::Array(items) => items.iter().any(holds_template),
+        Value::Object(map) => {
+            map.keys().any(|k| template_text(k)) || map.values().any(holds_template)
+        }
+        _ => false,
+    }
+}
+
 fn prepare_run(
     inner: &Arc<Inner>,
     record: &RunInput,
@@ -392,13 +438,14 @@ fn prepare_run(
     })
 }
 
-/// Run a scheduled (or resuming) execution, or one whose runner continues after a crash; how
-/// its queue item stands afterwards.
-async fn run_execution(
-    inner: &Arc<Inner>,
+/// What the `running` write changes: the runner info (this lease), and the status from
+/// scheduled or resuming; a record already running (run again after a crash) keeps its
+/// status when `again`.
+fn start_change(
+    inner: &Inner,
     lease: &Lease,
-    record: ExecutionRecord,
-) -> Result<RunEnd, EngineError> {
+    again: bool,
+) -> impl FnMut(&mut ExecutionRecord) -> bool + use<> {
     let now = inner.now();
     let runner_info = json!({
         "hostname": inner.settings.node_name,
@@ -406,13 +453,7 @@ async fn run_execution(
         "queue_item": lease.item.id,
         "fence": lease.fence,
     });
-    // A resumed execution's runner continues from the result it paused with.
-    let resume = (record.status == ExecutionStatus::Resuming).then(|| record.result.clone());
-    let again = matches!(
-        record.status,
-        ExecutionStatus::Running | ExecutionStatus::Pausing | ExecutionStatus::Canceling
-    );
-    let Some(running) = update_with(inner, record, |r| {
+    move |r: &mut ExecutionRecord| {
         r.runner_info = Some(runner_info.clone());
         match r.status {
             ExecutionStatus::Scheduled | ExecutionStatus::Resuming => {
@@ -424,11 +465,94 @@ async fn run_execution(
             }
             _ => false,
         }
-    })
-    .await?
-    else {
+    }
+}
+
+/// The `running` record of a claimed item's execution when this engine kept it as it stored
+/// it `scheduled` ([`RecentExecutions`]): the kept record changed as the `running` write
+/// changes it, not written yet. `None` when nothing was kept for it (it is read then).
+///
+/// [`RecentExecutions`]: super::recent::RecentExecutions
+fn kept_start(inner: &Inner, lease: &Lease) -> Option<ExecutionRecord> {
+    let id = lease.item.payload.get("execution_id")?.as_str()?;
+    let mut record = inner.recent.take(id)?;
+    (record.status == ExecutionStatus::Scheduled
+        && holder_item(&record).is_none()
+        && start_change(inner, lease, false)(&mut record))
+    .then_some(record)
+}
+
+/// Start the executions [`kept_start`] found for a claim without reading them back: their
+/// `running` writes as one batch at the kept revisions, then each run in its own task. When
+/// the batch fails (a record changed since it was kept, by a cancel or another node; nothing
+/// was written), each item is handled as one whose record is read from the store. Returns
+/// when every run has ended.
+async fn start_kept(inner: &Arc<Inner>, kept: Vec<(Lease, ExecutionRecord, OwnedSemaphorePermit)>) {
+    let mut running = tokio::task::JoinSet::new();
+    let writes = kept
+        .iter()
+        .map(|(_, record, _)| BatchWrite::UpdateExecution(record.clone()))
+        .collect();
+    let written = inner.store.write_batch(writes).await;
+    let Ok(written) = written else {
+        for (lease, _, permit) in kept {
+            let inner = inner.clone();
+            running.spawn(async move {
+                let _ = handle(&inner, lease).await;
+                drop(permit);
+            });
+        }
+        while running.join_next().await.is_some() {}
+        return;
+    };
+    for ((lease, mut record, permit), outcome) in kept.into_iter().zip(written) {
+        if let BatchWritten::Execution { revision, children } = outcome {
+            record.revision = revision;
+            record.children = children;
+        }
+        inner.emit_with(|| EngineEvent::ExecutionUpdated(Arc::new(record.clone())));
+        let inner = inner.clone();
+        running.spawn(async move {
+            // As in `handle`: a store failure leaves the item leased until its lease expires.
+            let _ = match run_started(&inner, &lease, record, None).await {
+                Ok(RunEnd::Open) => finish(&inner, &lease).await,
+                Ok(RunEnd::ItemFinished) => Ok(()),
+                Ok(RunEnd::Left) => release(&inner, &lease).await,
+                Err(e) => Err(e),
+            };
+            drop(permit);
+        });
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// Run a scheduled (or resuming) execution, or one whose runner continues after a crash; how
+/// its queue item stands afterwards.
+async fn run_execution(
+    inner: &Arc<Inner>,
+    lease: &Lease,
+    record: ExecutionRecord,
+) -> Result<RunEnd, EngineError> {
+    // A resumed execution's runner continues from the result it paused with.
+    let resume = (record.status == ExecutionStatus::Resuming).then(|| record.result.clone());
+    let again = matches!(
+        record.status,
+        ExecutionStatus::Running | ExecutionStatus::Pausing | ExecutionStatus::Canceling
+    );
+    let Some(running) = update_with(inner, record, start_change(inner, lease, again)).await? else {
         return Ok(RunEnd::Open);
     };
+    run_started(inner, lease, running, resume).await
+}
+
+/// Run an execution whose `running` write (this lease's) is stored; how its queue item
+/// stands afterwards.
+async fn run_started(
+    inner: &Arc<Inner>,
+    lease: &Lease,
+    running: ExecutionRecord,
+    resume: Option<Value>,
+) -> Result<RunEnd, EngineError> {
     let (canceller, cancellation) = Cancellation::new();
     inner
         .cancellers
@@ -618,16 +742,22 @@ async fn run_runner(
     cancellation: crate::runner::Cancellation,
     canceller: &Canceller,
 ) -> Option<(ExecutionStatus, Value, Map<String, Value>)> {
-    let prepared = {
+    let input = RunInput::of(record);
+    let prepared = if prepares_inline(inner, &input) {
+        // Nothing to render and no pack config: no datastore read, so no blocking thread.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            prepare_run(inner, &input, resume, cancellation)
+        }))
+        .map_err(|_| "preparing the run panicked".to_owned())
+    } else {
         let inner2 = inner.clone();
-        let input = RunInput::of(record);
         tokio::task::spawn_blocking(move || prepare_run(&inner2, &input, resume, cancellation))
             .await
+            .map_err(|e| format!("preparing the run panicked: {e}"))
     };
     let prepared = match prepared {
         Ok(Ok(p)) => p,
-        Ok(Err(message)) => return Some(failed(message)),
-        Err(e) => return Some(failed(format!("preparing the run panicked: {e}"))),
+        Ok(Err(message)) | Err(message) => return Some(failed(message)),
     };
     let runner_name = prepared.context.runner_type.name.clone();
     let Some(runner) = inner.runners.get(&runner_name).cloned() else {
