@@ -146,17 +146,12 @@ async fn four_nodes_starting_at_once_migrate_once() {
     tokio::spawn(conn);
     let row = client
         .query_one(
-            &format!(
-                "SELECT count(*), count(DISTINCT version), max(version) \
-                 FROM \"{schema}\".schema_migrations"
-            ),
+            &format!("SELECT count(*) FROM \"{schema}\".schema_migrations"),
             &[],
         )
         .await
         .unwrap();
-    // Each migration recorded once (numbers may skip one reserved by another branch).
-    assert_eq!(row.get::<_, i64>(0), row.get::<_, i64>(1));
-    assert_eq!(row.get::<_, i64>(2), LATEST_VERSION);
+    assert_eq!(row.get::<_, i64>(0), LATEST_VERSION);
 
     // A database migrated by a newer build is refused.
     client

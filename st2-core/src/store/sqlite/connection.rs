@@ -20,8 +20,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/sqlite/0003_leaders.sql"),
     ),
     (
-        5,
-        include_str!("../../../migrations/sqlite/0005_workflow_parts.sql"),
+        4,
+        include_str!("../../../migrations/sqlite/0004_workflow_parts.sql"),
     ),
 ];
 
