@@ -520,6 +520,69 @@ async fn cancel_stops_a_running_action_and_a_delayed_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_changed_between_creation_and_claim_is_read_again() {
+    // One run at a time: the second execution waits for its claim, kept in memory as it was
+    // stored, while a cancel changes it in the store. The claim must see the cancel.
+    let engine = start_on(
+        memory_store().await,
+        EngineSettings {
+            max_running: 1,
+            ..test_settings()
+        },
+    )
+    .await;
+    let slow = engine
+        .run(
+            "enginetest.slow",
+            params(json!({"seconds": 0.5})),
+            Map::new(),
+        )
+        .await
+        .expect("run");
+    wait_status(&engine, &slow.id, ExecutionStatus::Running).await;
+    let waiting = engine
+        .run(
+            "enginetest.echo",
+            params(json!({"message": "hi"})),
+            Map::new(),
+        )
+        .await
+        .expect("run");
+    assert_eq!(waiting.status, ExecutionStatus::Scheduled);
+    let canceled = engine.cancel(&waiting.id, "alice").await.expect("cancel");
+    assert_eq!(canceled.status, ExecutionStatus::Canceled);
+    assert_eq!(
+        engine.wait(&slow.id, WAIT).await.expect("done").status,
+        ExecutionStatus::Succeeded
+    );
+    // A later run goes through, so the runner slot has been free for the canceled one too.
+    let later = engine
+        .run(
+            "enginetest.echo",
+            params(json!({"message": "next"})),
+            Map::new(),
+        )
+        .await
+        .expect("run");
+    assert_eq!(
+        engine.wait(&later.id, WAIT).await.expect("done").status,
+        ExecutionStatus::Succeeded
+    );
+    let after = engine
+        .get(&waiting.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(after.status, ExecutionStatus::Canceled);
+    assert_eq!(statuses(&after), ["requested", "scheduled", "canceled"]);
+    assert!(
+        engine.output(&waiting.id).await.expect("output").is_empty(),
+        "never ran"
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_retry_policy_requests_the_action_again_up_to_its_count() {
     let engine = start().await;
     let first = engine
