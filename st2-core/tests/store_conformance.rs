@@ -504,6 +504,17 @@ async fn executions_derive_children_in_creation_order(h: &Harness) {
         parent.revision, 1,
         "adding children does not bump the parent"
     );
+    // The same record without its children, for readers that do not need them.
+    let alone = s
+        .get_without_children("parent")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert!(alone.children.is_empty());
+    let mut whole = parent.clone();
+    whole.children.clear();
+    assert_eq!(alone, whole);
+    assert!(s.get_without_children("nope").await.expect("get").is_none());
     let listed = s
         .list(
             &ExecutionFilter {

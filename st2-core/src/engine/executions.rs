@@ -239,6 +239,16 @@ pub(crate) async fn stored(inner: &Inner, id: &str) -> Result<ExecutionRecord, E
         .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))
 }
 
+/// Execution `id` as [`stored`] reads it, with `children` left empty.
+async fn stored_without_children(inner: &Inner, id: &str) -> Result<ExecutionRecord, EngineError> {
+    inner
+        .store
+        .executions()
+        .get_without_children(id)
+        .await?
+        .ok_or_else(|| EngineError::UnknownExecution(id.to_owned()))
+}
+
 /// Which queue an execution in `record`'s state belongs on, if any.
 pub(crate) fn queue_for(record: &ExecutionRecord) -> Option<(&'static str, Option<Timestamp>)> {
     match record.status {
@@ -399,8 +409,10 @@ pub(crate) async fn run(
         return Err(EngineError::ActionDisabled(action.reference.clone()));
     }
     let mut context = request.context;
+    // Only the parent's id, context and trace are used: its children (a with-items workflow
+    // has thousands) are not read.
     let parent = match &request.parent {
-        Some(id) => Some(stored(inner, id).await?),
+        Some(id) => Some(stored_without_children(inner, id).await?),
         None => None,
     };
     let user = request
@@ -1180,7 +1192,7 @@ pub(crate) async fn wait_any(
             return Ok(ready);
         }
         if let Some(own) = watch
-            && wake(&stored(inner, own).await?)
+            && wake(&stored_without_children(inner, own).await?)
         {
             return Ok(Vec::new());
         }

@@ -189,6 +189,15 @@ pub trait ExecutionStore: Send + Sync {
     async fn create_many(&self, records: &[ExecutionRecord]) -> StoreResult<()>;
     /// One execution.
     async fn get(&self, id: &str) -> StoreResult<Option<ExecutionRecord>>;
+    /// One execution with `children` left empty: cheaper than [`ExecutionStore::get`] for a
+    /// workflow, whose record lists every child (the engine reads a parent this way for each
+    /// child it starts). The default reads it whole and drops the children.
+    async fn get_without_children(&self, id: &str) -> StoreResult<Option<ExecutionRecord>> {
+        Ok(self.get(id).await?.map(|mut r| {
+            r.children.clear();
+            r
+        }))
+    }
     /// Replace an execution, compare-and-set on its revision.
     async fn update(&self, record: &ExecutionRecord) -> StoreResult<ExecutionRecord>;
     /// A page of matching executions and their total count.

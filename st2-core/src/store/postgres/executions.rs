@@ -254,6 +254,19 @@ impl ExecutionStore for PgStore {
         self.insert_executions(records).await
     }
 
+    async fn get_without_children(&self, id: &str) -> StoreResult<Option<ExecutionRecord>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT doc, revision FROM executions WHERE id = $1")
+            .await
+            .map_err(pg_error)?;
+        let row = client
+            .query_opt(&statement, &[&id])
+            .await
+            .map_err(pg_error)?;
+        row.map(|row| execution_of(&row)).transpose()
+    }
+
     async fn get(&self, id: &str) -> StoreResult<Option<ExecutionRecord>> {
         let client = self.client().await?;
         let statement = client

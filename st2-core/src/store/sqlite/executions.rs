@@ -306,6 +306,20 @@ impl ExecutionStore for Executions {
             .transpose()
     }
 
+    async fn get_without_children(&self, id: &str) -> StoreResult<Option<ExecutionRecord>> {
+        let id = id.to_owned();
+        let doc = self
+            .0
+            .read(move |db| {
+                db.conn()
+                    .prepare_cached("SELECT doc FROM executions WHERE id = ?1")
+                    .and_then(|mut s| s.query_row([&id], |r| r.get::<_, String>(0)).optional())
+                    .map_err(sql_error)
+            })
+            .await?;
+        doc.map(|doc| parse(&doc, Vec::new())).transpose()
+    }
+
     async fn update(&self, record: &ExecutionRecord) -> StoreResult<ExecutionRecord> {
         let expected = record.revision;
         let mut stored = record.clone();
