@@ -15,7 +15,7 @@ use minijinja::value::{Enumerator, Kwargs, Object, Value};
 use minijinja::{Error, ErrorKind, State};
 
 use super::mutable::PyDict;
-use super::percent::{Segment, Tok, matching, segments, tokens};
+use super::percent::{Segment, Tok, matching, segments, tag_keyword, tokens};
 use super::value::PyTuple;
 
 /// The filter that wraps a macro.
@@ -30,14 +30,6 @@ struct MacroTag {
     has_params: bool,
     declares_varargs: bool,
     declares_kwargs: bool,
-}
-
-fn keyword(body: &str) -> &str {
-    let t = body.trim_start_matches(['-', '+']).trim_start();
-    let end = t
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .unwrap_or(t.len());
-    &t[..end]
 }
 
 fn macro_tag(body: &str) -> Option<MacroTag> {
@@ -112,7 +104,7 @@ pub fn rewrite(template: &str) -> Cow<'_, str> {
                 continue;
             };
             if *open == "{%" {
-                match keyword(body) {
+                match tag_keyword(body) {
                     "macro" => depth += 1,
                     "endmacro" if depth == 0 => {
                         end = Some(j);

@@ -491,15 +491,21 @@ impl Jinja {
     /// Templates are compiled once per environment and kept (up to a bound), so rendering the
     /// same text again costs only the rendering.
     pub fn render(&self, template: &str, ctx: &RenderContext) -> Result<String, ExprError> {
-        if carries_state(template) {
-            return on_deep_stack(|| self.render_here(template, ctx));
+        let mutates = mutable::mutates(template);
+        if carries_state(template, mutates) {
+            return on_deep_stack(|| self.render_here(template, ctx, mutates));
         }
-        self.render_here(template, ctx)
+        self.render_here(template, ctx, mutates)
     }
 
-    fn render_here(&self, template: &str, ctx: &RenderContext) -> Result<String, ExprError> {
+    fn render_here(
+        &self,
+        template: &str,
+        ctx: &RenderContext,
+        mutates: bool,
+    ) -> Result<String, ExprError> {
         use std::sync::atomic::Ordering;
-        let root = self.root(ctx, mutable::mutates(template));
+        let root = self.root(ctx, mutates);
         {
             let env = self.env_read();
             if let Ok(t) = env.get_template(template) {
@@ -532,16 +538,18 @@ impl Jinja {
         template: &str,
         ctx: &RenderContext,
     ) -> Result<(String, Vec<String>), ExprError> {
-        if carries_state(template) {
-            return on_deep_stack(|| self.render_shell_here(template, ctx));
+        let mutates = mutable::mutates(template);
+        if carries_state(template, mutates) {
+            return on_deep_stack(|| self.render_shell_here(template, ctx, mutates));
         }
-        self.render_shell_here(template, ctx)
+        self.render_shell_here(template, ctx, mutates)
     }
 
     fn render_shell_here(
         &self,
         template: &str,
         ctx: &RenderContext,
+        mutates: bool,
     ) -> Result<(String, Vec<String>), ExprError> {
         let env = self
             .shell_env
@@ -549,7 +557,7 @@ impl Jinja {
         let source = prepare(template)?;
         let t = env.template_from_str(&source).map_err(convert_error)?;
         let recorder = Arc::new(shell::Recorder::default());
-        let mut pairs = self.root_pairs(ctx, mutable::mutates(template));
+        let mut pairs = self.root_pairs(ctx, mutates);
         pairs.insert(
             shell::RECORDER_VAR.to_owned(),
             Value::from_dyn_object(recorder.clone()),
@@ -657,8 +665,9 @@ fn prepare(template: &str) -> Result<Cow<'_, str>, ExprError> {
 /// attribute, a list or dict changed in place), and so build values nested as deep as its
 /// operation budget allows: `{% set ns.v = [ns.v] %}` in a loop. Such values are released
 /// (and printed) by recursion, one stack frame per level.
-fn carries_state(template: &str) -> bool {
-    template.contains("namespace") || mutable::mutates(template)
+/// `mutates` is [`mutable::mutates`] of the template.
+fn carries_state(template: &str, mutates: bool) -> bool {
+    mutates || template.contains("namespace")
 }
 
 /// The stack a template that [`carries_state`] renders on: room for the deepest value its
@@ -700,16 +709,12 @@ fn refuse_do(template: &str) -> Result<(), ExprError> {
         if let percent::Segment::Tag {
             open: "{%", body, ..
         } = segment
+            && percent::tag_keyword(body) == "do"
         {
-            let t = body.trim_start_matches(['-', '+']).trim_start();
-            if t.strip_prefix("do")
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
-            {
-                return Err(ExprError::new(
-                    ExprKind::Syntax,
-                    "Encountered unknown tag 'do'.".to_owned(),
-                ));
-            }
+            return Err(ExprError::new(
+                ExprKind::Syntax,
+                "Encountered unknown tag 'do'.".to_owned(),
+            ));
         }
     }
     Ok(())

@@ -22,7 +22,7 @@ use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value, ValueKind}
 use minijinja::{Error, ErrorKind, State};
 
 use super::kv::KvLookup;
-use super::percent::{Segment, Tok, matching, segments, tokens};
+use super::percent::{Tok, matching, rewrite_tags, tokens};
 use super::value::{PyTuple, from_json, repr, type_error, value_error};
 
 /// The filter a rewritten literal passes through.
@@ -64,29 +64,7 @@ pub fn mutates(template: &str) -> bool {
 /// Rewrite every list and dict literal in a template's tags to pass through [`FILTER`]:
 /// `[1, 2]` → `([1, 2]|__st2_mutable)`. Text outside the tags is left alone.
 pub fn rewrite(template: &str) -> Cow<'_, str> {
-    let mut out = String::with_capacity(template.len() + 64);
-    let mut changed = false;
-    for segment in segments(template) {
-        match segment {
-            Segment::Text(t) => out.push_str(t),
-            Segment::Tag { open, body, close } => {
-                out.push_str(open);
-                match rewrite_region(body) {
-                    Some(new) => {
-                        changed = true;
-                        out.push_str(&new);
-                    }
-                    None => out.push_str(body),
-                }
-                out.push_str(close);
-            }
-        }
-    }
-    if changed {
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(template)
-    }
+    rewrite_tags(template, rewrite_region)
 }
 
 /// Rewrite the literals of a bare expression (the inside of `{{ }}`).
@@ -261,61 +239,45 @@ fn too_large() -> Error {
     )
 }
 
-fn self_reference() -> Error {
-    value_error("a list or dict cannot be made to hold itself")
-}
-
 /// Whether `value` is, or holds at any depth, the container at `target`.
 fn holds(value: &Value, target: *const (), depth: usize) -> Result<bool, Error> {
     if depth > MAX_DEPTH {
         return Err(value_error("value nested too deeply"));
     }
-    if let Some(l) = value.downcast_object_ref::<PyList>() {
-        if std::ptr::eq(std::ptr::from_ref(l).cast::<()>(), target) {
-            return Ok(true);
-        }
-        let items = lock(&l.0).clone();
-        for item in &items {
-            if holds(item, target, depth + 1)? {
-                return Ok(true);
-            }
-        }
-        return Ok(false);
-    }
-    if let Some(d) = value.downcast_object_ref::<PyDict>() {
-        if std::ptr::eq(std::ptr::from_ref(d).cast::<()>(), target) {
-            return Ok(true);
-        }
-        let items: Vec<Value> = lock(&d.0).values().cloned().collect();
-        for item in &items {
-            if holds(item, target, depth + 1)? {
-                return Ok(true);
-            }
-        }
-        return Ok(false);
+    let address = value
+        .downcast_object_ref::<PyList>()
+        .map(|l| std::ptr::from_ref(l).cast::<()>())
+        .or_else(|| {
+            value
+                .downcast_object_ref::<PyDict>()
+                .map(|d| std::ptr::from_ref(d).cast::<()>())
+        });
+    if address.is_some_and(|a| std::ptr::eq(a, target)) {
+        return Ok(true);
     }
     if value.as_object().is_none() || value.downcast_object_ref::<KvLookup>().is_some() {
         return Ok(false);
     }
-    match value.kind() {
-        ValueKind::Seq => {
-            for item in value.try_iter()? {
-                if holds(&item, target, depth + 1)? {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
+    let is_map = match value.kind() {
+        ValueKind::Seq => false,
+        ValueKind::Map => true,
+        _ => return Ok(false),
+    };
+    for item in value.try_iter()? {
+        let item = if is_map { value.get_item(&item)? } else { item };
+        if holds(&item, target, depth + 1)? {
+            return Ok(true);
         }
-        ValueKind::Map => {
-            for key in value.try_iter()? {
-                if holds(&value.get_item(&key)?, target, depth + 1)? {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
-        }
-        _ => Ok(false),
     }
+    Ok(false)
+}
+
+/// Refuse `value` when it would make the container at `target` hold itself.
+fn admit(value: &Value, target: *const ()) -> Result<(), Error> {
+    if holds(value, target, 0)? {
+        return Err(value_error("a list or dict cannot be made to hold itself"));
+    }
+    Ok(())
 }
 
 /// A Python list: mutable, shared by reference.
@@ -328,16 +290,9 @@ impl PyList {
         PyList(Mutex::new(items))
     }
 
-    fn target(self: &Arc<Self>) -> *const () {
-        Arc::as_ptr(self).cast::<()>()
-    }
-
     /// Refuse a value that would make this list hold itself.
     fn admit(self: &Arc<Self>, value: &Value) -> Result<(), Error> {
-        if holds(value, self.target(), 0)? {
-            return Err(self_reference());
-        }
-        Ok(())
+        admit(value, Arc::as_ptr(self).cast::<()>())
     }
 
     fn len(&self) -> usize {
@@ -550,10 +505,7 @@ impl PyDict {
     }
 
     fn admit(self: &Arc<Self>, value: &Value) -> Result<(), Error> {
-        if holds(value, Arc::as_ptr(self).cast::<()>(), 0)? {
-            return Err(self_reference());
-        }
-        Ok(())
+        admit(value, Arc::as_ptr(self).cast::<()>())
     }
 
     fn insert_all(self: &Arc<Self>, pairs: Vec<(Value, Value)>) -> Result<(), Error> {

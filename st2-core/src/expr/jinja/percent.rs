@@ -341,6 +341,15 @@ pub fn rewrite(template: &str) -> Cow<'_, str> {
     if !template.contains('%') || !template.contains('{') {
         return Cow::Borrowed(template);
     }
+    rewrite_tags(template, rewrite_region)
+}
+
+/// Rewrite the inside of every `{{ }}` / `{% %}` tag of a template with `rewrite_body` (`None`:
+/// unchanged); text outside the tags (and inside `{% raw %}`) is left alone.
+pub(super) fn rewrite_tags(
+    template: &str,
+    rewrite_body: impl Fn(&str) -> Option<String>,
+) -> Cow<'_, str> {
     let mut out = String::with_capacity(template.len() + 32);
     let mut changed = false;
     for segment in segments(template) {
@@ -348,7 +357,7 @@ pub fn rewrite(template: &str) -> Cow<'_, str> {
             Segment::Text(t) => out.push_str(t),
             Segment::Tag { open, body, close } => {
                 out.push_str(open);
-                match rewrite_region(body) {
+                match rewrite_body(body) {
                     Some(new) => {
                         changed = true;
                         out.push_str(&new);
@@ -364,6 +373,19 @@ pub fn rewrite(template: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(template)
     }
+}
+
+/// The keyword a `{% %}` tag's body starts with (`macro`, `endmacro`, `do`, …), after any
+/// whitespace-control sign.
+pub(super) fn tag_keyword(body: &str) -> &str {
+    let t = body
+        .trim_start()
+        .trim_start_matches(['-', '+'])
+        .trim_start();
+    let end = t
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(t.len());
+    &t[..end]
 }
 
 /// The most operators one tag may hold. Each one nests the syntax tree a level deeper, and
