@@ -318,22 +318,18 @@ fn prepares_inline(inner: &Inner, input: &RunInput) -> bool {
     catalog.config(action.pack()).is_none()
         && !input.parameters.values().any(holds_template)
         && !input.context.contains_key(SHELL_CONTEXT_KEY)
-        && !template_text(action.parameters.as_json())
+        && !crate::expr::jinja::is_template(action.parameters.as_json())
         && !runner_type.runner_parameters.values().any(holds_template)
-}
-
-/// Whether `text` may be a Jinja template (an expression or a statement).
-fn template_text(text: &str) -> bool {
-    text.contains("{{") || text.contains("{%")
 }
 
 /// Whether any string in `value` may be a Jinja template.
 fn holds_template(value: &Value) -> bool {
     match value {
-        Value::String(s) => template_text(s),
+        Value::String(s) => crate::expr::jinja::is_template(s),
         Value::Array(items) => items.iter().any(holds_template),
         Value::Object(map) => {
-            map.keys().any(|k| template_text(k)) || map.values().any(holds_template)
+            map.keys().any(|k| crate::expr::jinja::is_template(k))
+                || map.values().any(holds_template)
         }
         _ => false,
     }
