@@ -39,10 +39,9 @@ pub fn is_valid_parameter_name(name: &str) -> bool {
     PARAM_NAME.is_match(name)
 }
 
-/// True when a string holds a Jinja expression (`{{` or `{%`), i.e. is rendered before use.
-pub fn is_template(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%")
-}
+/// True when a string holds a Jinja expression (`{{` or `{%`), i.e. is rendered before use
+/// (the expression engine's test, offered here for schema users).
+pub use crate::expr::jinja::is_template;
 
 /// Where a schema sits, which decides the keywords it may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -115,34 +115,11 @@ pub fn action_from_json(
     value: &Value,
     catalog: &crate::catalog::Catalog,
 ) -> Result<Action, Vec<String>> {
-    let pack = value
-        .get("pack")
-        .and_then(Value::as_str)
-        .filter(|p| !p.is_empty())
-        .unwrap_or("default")
-        .to_owned();
-    let identity = PackIdentity {
-        reference: pack.clone(),
-        dir_name: pack.clone(),
-    };
-    let mut issues = Issues::new();
-    let spec = ActionSpec::read(value, &identity, &mut issues);
-    let Some(spec) = spec.filter(|_| !issues.has_errors()) else {
-        let mut found = crate::model::error_messages(issues);
-        if found.is_empty() {
-            found.push("the action must be a JSON object".to_owned());
-        }
-        return Err(found);
-    };
+    let (spec, origin, mut issues) =
+        crate::model::read_api_body(value, "the action must be a JSON object", ActionSpec::read)?;
     let runner = catalog.runner_type(&spec.runner_type).cloned();
-    let origin = Origin {
-        pack,
-        metadata_file: String::new(),
-    };
-    match spec.compile(origin, runner.as_deref(), &mut issues) {
-        Some(action) if !issues.has_errors() => Ok(action),
-        _ => Err(crate::model::error_messages(issues)),
-    }
+    let action = spec.compile(origin, runner.as_deref(), &mut issues);
+    crate::model::compiled(action, issues)
 }
 
 impl ActionSpec {

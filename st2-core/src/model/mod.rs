@@ -129,6 +129,57 @@ pub(crate) fn check_pack_field(
     }
 }
 
+/// The first half of compiling a resource given as an API body (`POST /actions`, `/rules`,
+/// `/policies`): read its spec with `read` as if it were a file of the pack its `pack` field
+/// names (`default` when absent or empty). Returns the spec, the origin to compile it with and
+/// the issues so far; when the body cannot be read, every error found (or `not_an_object` when
+/// the reader recorded none).
+pub(crate) fn read_api_body<S>(
+    value: &serde_json::Value,
+    not_an_object: &str,
+    read: impl FnOnce(
+        &serde_json::Value,
+        &pack::PackIdentity,
+        &mut crate::diagnostic::Issues,
+    ) -> Option<S>,
+) -> Result<(S, Origin, crate::diagnostic::Issues), Vec<String>> {
+    let pack = value
+        .get("pack")
+        .and_then(serde_json::Value::as_str)
+        .filter(|p| !p.is_empty())
+        .unwrap_or("default")
+        .to_owned();
+    let identity = pack::PackIdentity {
+        reference: pack.clone(),
+        dir_name: pack.clone(),
+    };
+    let mut issues = crate::diagnostic::Issues::new();
+    let spec = read(value, &identity, &mut issues);
+    let Some(spec) = spec.filter(|_| !issues.has_errors()) else {
+        let mut found = error_messages(issues);
+        if found.is_empty() {
+            found.push(not_an_object.to_owned());
+        }
+        return Err(found);
+    };
+    let origin = Origin {
+        pack,
+        metadata_file: String::new(),
+    };
+    Ok((spec, origin, issues))
+}
+
+/// The second half: what compiling produced, or every error recorded on the way.
+pub(crate) fn compiled<T>(
+    compiled: Option<T>,
+    issues: crate::diagnostic::Issues,
+) -> Result<T, Vec<String>> {
+    match compiled {
+        Some(value) if !issues.has_errors() => Ok(value),
+        _ => Err(error_messages(issues)),
+    }
+}
+
 /// The errors among `issues` as `<field>: <message>` lines (for content given as JSON, where
 /// there is no file line to point at).
 pub(crate) fn error_messages(issues: crate::diagnostic::Issues) -> Vec<String> {

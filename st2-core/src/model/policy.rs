@@ -127,35 +127,11 @@ pub fn policy_from_json(
     value: &Value,
     catalog: &crate::catalog::Catalog,
 ) -> Result<Policy, Vec<String>> {
-    let pack = value
-        .get("pack")
-        .and_then(Value::as_str)
-        .filter(|p| !p.is_empty())
-        .unwrap_or("default")
-        .to_owned();
-    let identity = PackIdentity {
-        reference: pack.clone(),
-        dir_name: pack.clone(),
-    };
-    let mut issues = Issues::new();
-    let errors = crate::model::error_messages;
-    let spec = PolicySpec::read(value, &identity, &mut issues);
-    let Some(spec) = spec.filter(|_| !issues.has_errors()) else {
-        let mut found = errors(issues);
-        if found.is_empty() {
-            found.push("the policy must be a JSON object".to_owned());
-        }
-        return Err(found);
-    };
+    let (spec, origin, mut issues) =
+        crate::model::read_api_body(value, "the policy must be a JSON object", PolicySpec::read)?;
     let policy_type = catalog.policy_type(&spec.policy_type).cloned();
-    let origin = Origin {
-        pack,
-        metadata_file: String::new(),
-    };
-    match spec.compile(origin, policy_type.as_deref(), &mut issues) {
-        Some(policy) if !issues.has_errors() => Ok(policy),
-        _ => Err(errors(issues)),
-    }
+    let policy = spec.compile(origin, policy_type.as_deref(), &mut issues);
+    crate::model::compiled(policy, issues)
 }
 
 impl PolicySpec {

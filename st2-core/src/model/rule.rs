@@ -146,45 +146,20 @@ pub fn rule_from_json(
     value: &Value,
     catalog: &crate::catalog::Catalog,
 ) -> Result<Rule, Vec<String>> {
-    let pack = value
-        .get("pack")
-        .and_then(Value::as_str)
-        .filter(|p| !p.is_empty())
-        .unwrap_or("default")
-        .to_owned();
-    let identity = PackIdentity {
-        reference: pack.clone(),
-        dir_name: pack.clone(),
-    };
-    let mut issues = Issues::new();
-    let errors = crate::model::error_messages;
-    let spec = RuleSpec::read(value, &identity, &mut issues);
-    let Some(spec) = spec.filter(|_| !issues.has_errors()) else {
-        let mut found = errors(issues);
-        if found.is_empty() {
-            found.push("the rule must be a JSON object".to_owned());
-        }
-        return Err(found);
-    };
+    let (spec, origin, mut issues) =
+        crate::model::read_api_body(value, "the rule must be a JSON object", RuleSpec::read)?;
     let trigger_type = catalog.trigger_type(&spec.trigger.trigger_type).cloned();
     let schema = trigger_type
         .as_ref()
         .map(|t| Schema::for_object(Value::Object(t.parameters_schema.clone())));
     let action = catalog.action(&spec.action.reference).cloned();
-    let origin = Origin {
-        pack,
-        metadata_file: String::new(),
-    };
     let rule = spec.compile(
         origin,
         trigger_type.as_deref().zip(schema.as_ref()),
         action.as_deref(),
         &mut issues,
     );
-    match rule {
-        Some(rule) if !issues.has_errors() => Ok(rule),
-        _ => Err(errors(issues)),
-    }
+    crate::model::compiled(rule, issues)
 }
 
 impl RuleSpec {
