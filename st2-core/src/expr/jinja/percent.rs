@@ -311,17 +311,8 @@ pub(super) fn segments(template: &str) -> Vec<Segment<'_>> {
             return out;
         };
         let body = &tail[body_start..body_start + body_len];
-        if open == "{%"
-            && body
-                .trim()
-                .trim_start_matches(['-', '+'])
-                .trim_start()
-                .starts_with("raw")
-        {
-            let end = tail
-                .find("endraw")
-                .and_then(|p| tail[p..].find("%}").map(|q| p + q + 2))
-                .unwrap_or(tail.len());
+        if open == "{%" && tag_keyword(body) == "raw" {
+            let end = end_of_raw(tail, body_start + body_len + close.len());
             out.push(Segment::Text(&tail[..end]));
             rest = &tail[end..];
             continue;
@@ -333,6 +324,23 @@ pub(super) fn segments(template: &str) -> Vec<Segment<'_>> {
         out.push(Segment::Text(rest));
     }
     out
+}
+
+/// Where the raw block that starts `tail` ends: after its `{% endraw %}` tag (searched from
+/// `from`, the end of the opening tag), or the end of the text when it has none.
+fn end_of_raw(tail: &str, from: usize) -> usize {
+    let mut at = from;
+    while let Some(open) = tail[at..].find("{%") {
+        let body_start = at + open + 2;
+        match find_close(&tail[body_start..], "%}") {
+            Some(len) if tag_keyword(&tail[body_start..body_start + len]) == "endraw" => {
+                return body_start + len + 2;
+            }
+            Some(_) => at = body_start,
+            None => break,
+        }
+    }
+    tail.len()
 }
 
 /// Rewrite every `'literal' % operand` in a template. Text outside `{{ }}` / `{% %}` (and
@@ -772,6 +780,11 @@ mod tests {
         assert_eq!(
             rewrite("{% raw %}{{ '%s' % x }}{% endraw %}"),
             "{% raw %}{{ '%s' % x }}{% endraw %}"
+        );
+        // Only an `endraw` tag ends a raw block, not the word in the block's text.
+        assert_eq!(
+            rewrite("{%- raw -%}endraw %}{{ '%s' % x }}{%- endraw %}{{ '%s' % y }}"),
+            "{%- raw -%}endraw %}{{ '%s' % x }}{%- endraw %}{{ ('%s' | __st2_percent_value(y)) }}"
         );
         assert_eq!(
             rewrite("{% if '%s' % x %}y{% endif %}"),
