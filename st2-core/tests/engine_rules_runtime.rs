@@ -325,7 +325,10 @@ fn policies_given_as_json_are_checked_against_their_policy_type() {
 
 async fn fire_with(engine: &Engine, url: &str, body: serde_json::Value) -> Vec<String> {
     let ti = engine
-        .dispatch_with(DispatchRequest::to_trigger(hook(url), json!({"body": body})))
+        .dispatch_with(DispatchRequest::to_trigger(
+            hook(url),
+            json!({"body": body}),
+        ))
         .await
         .expect("dispatch");
     engine
@@ -410,8 +413,14 @@ async fn executions_of_one_rule_share_its_snapshots_until_the_rule_changes() {
         (
             a.action.shares(&b.action),
             a.runner.shares(&b.runner),
-            a.rule.as_ref().zip(b.rule.as_ref()).map(|(x, y)| x.shares(y)),
-            a.trigger.as_ref().zip(b.trigger.as_ref()).map(|(x, y)| x.shares(y)),
+            a.rule
+                .as_ref()
+                .zip(b.rule.as_ref())
+                .map(|(x, y)| x.shares(y)),
+            a.trigger
+                .as_ref()
+                .zip(b.trigger.as_ref())
+                .map(|(x, y)| x.shares(y)),
             a.trigger_type
                 .as_ref()
                 .zip(b.trigger_type.as_ref())

@@ -564,7 +564,8 @@ async fn executions_filter_like_the_api(h: &Harness) {
         };
         e.context
             .insert("user".into(), json!(if i < 6 { "alice" } else { "bob" }));
-        e.runner = json!({"name": if i % 3 == 1 { "http-request" } else { "local-shell-cmd" }}).into();
+        e.runner =
+            json!({"name": if i % 3 == 1 { "http-request" } else { "local-shell-cmd" }}).into();
         if i % 4 == 0 {
             e.rule = Some(json!({"ref": "examples.r", "id": "r1"}).into());
             e.trigger = Some(json!({"ref": "core.t"}).into());

@@ -214,9 +214,13 @@ impl SnapshotCache {
 
     /// [`action_api`] of `action`.
     pub(crate) fn action(&self, action: &Arc<Action>) -> Snapshot {
-        shared(&self.actions, &action.reference, action, Arc::ptr_eq, || {
-            action_api(action)
-        })
+        shared(
+            &self.actions,
+            &action.reference,
+            action,
+            Arc::ptr_eq,
+            || action_api(action),
+        )
     }
 
     /// [`runner_api`] of `runner`.

@@ -781,9 +781,15 @@ mod tests {
             action: json!({"ref": "core.local", "parameters": {"cmd": {"type": "string"}}}).into(),
             runner: json!({"name": "local-shell-cmd", "é": "\n\u{1}"}).into(),
             status: ExecutionStatus::Succeeded,
-            parameters: json!({"cmd": "true"}).as_object().cloned().unwrap_or_default(),
+            parameters: json!({"cmd": "true"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
             result: json!({"stdout": "", "return_code": 0}),
-            context: json!({"user": "stanley"}).as_object().cloned().unwrap_or_default(),
+            context: json!({"user": "stanley"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
             parent: Some("p".into()),
             children: vec!["c".into()],
             start_timestamp: now,

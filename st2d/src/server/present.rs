@@ -239,7 +239,10 @@ pub fn execution(r: &ExecutionRecord, show_secrets: bool, api_url: &str) -> Valu
     put("delay", json!(r.delay));
     put("notify", r.notify.clone().unwrap_or(Value::Null));
     put("rule", r.rule.as_deref().cloned().unwrap_or(Value::Null));
-    put("trigger", r.trigger.as_deref().cloned().unwrap_or(Value::Null));
+    put(
+        "trigger",
+        r.trigger.as_deref().cloned().unwrap_or(Value::Null),
+    );
     put(
         "trigger_type",
         r.trigger_type.as_deref().cloned().unwrap_or(Value::Null),
