@@ -322,3 +322,141 @@ fn policies_given_as_json_are_checked_against_their_policy_type() {
     assert!(check(bad).contains("resource_ref"));
     assert!(check(json!(["not", "an", "object"])).contains("mapping"));
 }
+
+async fn fire_with(engine: &Engine, url: &str, body: serde_json::Value) -> Vec<String> {
+    let ti = engine
+        .dispatch_with(DispatchRequest::to_trigger(
+            hook(url),
+            json!({"body": body}),
+        ))
+        .await
+        .expect("dispatch");
+    engine
+        .wait_processed(&ti.id, WAIT)
+        .await
+        .expect("processed")
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_whose_criteria_and_parameters_read_the_datastore_see_its_values() {
+    use st2_core::datastore::{KeySelector, KeyWrite};
+    let engine = engine().await;
+    let write = KeyWrite {
+        value: "red".into(),
+        ..KeyWrite::default()
+    };
+    engine
+        .datastore()
+        .set(&KeySelector::System, "color", write)
+        .await
+        .expect("set");
+    let rule = rule_from_json(
+        &json!({
+            "name": "kv", "pack": "examples", "enabled": true,
+            "trigger": {"type": "core.st2.webhook", "parameters": {"url": "kv"}},
+            "criteria": {"trigger.body.color": {"type": "equals", "pattern": "{{ st2kv.system.color }}"}},
+            "action": {"ref": "core.echo",
+                       "parameters": {"message": "{{ st2kv.system.color }} {{ trigger.body.n }}"}},
+        }),
+        &engine.catalog(),
+    )
+    .expect("valid rule");
+    engine.put_rule(rule).expect("put");
+    assert!(
+        fire_with(&engine, "kv", json!({"color": "blue", "n": 1}))
+            .await
+            .is_empty()
+    );
+    let ids = fire_with(&engine, "kv", json!({"color": "red", "n": 2})).await;
+    assert_eq!(ids.len(), 1);
+    let execution = engine.get(&ids[0]).await.expect("read").expect("stored");
+    assert_eq!(execution.parameters["message"], "red 2");
+    engine.shutdown().await;
+}
+
+/// The creation event of the one execution in `ids`.
+async fn created(
+    events: &mut tokio::sync::broadcast::Receiver<st2_core::engine::EngineEvent>,
+    ids: Vec<String>,
+) -> Arc<st2_core::store::ExecutionRecord> {
+    assert_eq!(ids.len(), 1);
+    loop {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Ok(st2_core::engine::EngineEvent::ExecutionCreated(record)))
+                if record.id == ids[0] =>
+            {
+                return record;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("no creation event for {ids:?}: {e}"),
+            Err(_) => panic!("no creation event for {ids:?} in {WAIT:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_of_one_rule_share_its_snapshots_until_the_rule_changes() {
+    use st2_core::store::ExecutionRecord;
+    let engine = engine().await;
+    let body = json!({
+        "name": "s", "pack": "examples", "enabled": true, "description": "first",
+        "trigger": {"type": "core.st2.webhook", "parameters": {"url": "s"}},
+        "action": {"ref": "core.noop", "parameters": {}},
+    });
+    let rule = rule_from_json(&body, &engine.catalog()).expect("valid rule");
+    engine.put_rule(rule).expect("put");
+    let mut events = engine.subscribe();
+    let first = created(&mut events, fire(&engine, "s").await).await;
+    let second = created(&mut events, fire(&engine, "s").await).await;
+    let shared = |a: &ExecutionRecord, b: &ExecutionRecord| {
+        (
+            a.action.shares(&b.action),
+            a.runner.shares(&b.runner),
+            a.rule
+                .as_ref()
+                .zip(b.rule.as_ref())
+                .map(|(x, y)| x.shares(y)),
+            a.trigger
+                .as_ref()
+                .zip(b.trigger.as_ref())
+                .map(|(x, y)| x.shares(y)),
+            a.trigger_type
+                .as_ref()
+                .zip(b.trigger_type.as_ref())
+                .map(|(x, y)| x.shares(y)),
+        )
+    };
+    assert_eq!(
+        shared(&first, &second),
+        (true, true, Some(true), Some(true), Some(true))
+    );
+    assert_ne!(first.trigger_instance, second.trigger_instance);
+    assert_eq!(first.rule.as_ref().expect("rule")["description"], "first");
+
+    // Changed: the next execution shows the rule as it is now; the rest is still shared.
+    let mut changed = body.clone();
+    changed["description"] = json!("second");
+    let rule = rule_from_json(&changed, &engine.catalog()).expect("valid rule");
+    engine.put_rule(rule).expect("put");
+    let third = created(&mut events, fire(&engine, "s").await).await;
+    assert_eq!(
+        shared(&second, &third),
+        (true, true, Some(false), Some(true), Some(true))
+    );
+    assert_eq!(third.rule.as_ref().expect("rule")["description"], "second");
+
+    // Read back from the store, each is the record the engine had (a newer revision).
+    for record in [&first, &second, &third] {
+        let record: &ExecutionRecord = record;
+        let stored = engine.get(&record.id).await.expect("read").expect("stored");
+        assert_eq!(stored.action, record.action);
+        assert_eq!(stored.rule, record.rule);
+        assert_eq!(stored.trigger, record.trigger);
+        assert_eq!(stored.trigger_type, record.trigger_type);
+        assert_eq!(stored.trigger_instance, record.trigger_instance);
+        assert_eq!(stored.runner, record.runner);
+        assert_eq!(stored.action_ref, record.action_ref);
+    }
+    engine.shutdown().await;
+}

@@ -232,8 +232,8 @@ fn execution(id: &str, action: &str, start: Timestamp) -> ExecutionRecord {
         id: id.to_owned(),
         revision: 0,
         action_ref: action.to_owned(),
-        action: json!({"ref": action, "runner_type": "local-shell-cmd", "parameters": {}}),
-        runner: json!({"name": "local-shell-cmd"}),
+        action: json!({"ref": action, "runner_type": "local-shell-cmd", "parameters": {}}).into(),
+        runner: json!({"name": "local-shell-cmd"}).into(),
         status: ExecutionStatus::Requested,
         parameters: obj(json!({"cmd": "echo hi"})),
         result: json!({}),
@@ -422,9 +422,9 @@ async fn executions_round_trip_every_field(h: &Harness) {
     full.delay = Some(1500);
     full.notify = Some(json!({"on-complete": {"routes": ["slack"]}}));
     full.runner_info = Some(json!({"hostname": "node1", "pid": 42}));
-    full.rule = Some(json!({"ref": "examples.r", "id": "r1"}));
-    full.trigger = Some(json!({"ref": "core.t"}));
-    full.trigger_type = Some(json!({"ref": "core.tt"}));
+    full.rule = Some(json!({"ref": "examples.r", "id": "r1"}).into());
+    full.trigger = Some(json!({"ref": "core.t"}).into());
+    full.trigger_type = Some(json!({"ref": "core.tt"}).into());
     full.trigger_instance = Some(json!({"id": "ti1"}));
     full.workflow_execution = Some("wf1".into());
     full.task_execution = Some("task1".into());
@@ -564,11 +564,12 @@ async fn executions_filter_like_the_api(h: &Harness) {
         };
         e.context
             .insert("user".into(), json!(if i < 6 { "alice" } else { "bob" }));
-        e.runner = json!({"name": if i % 3 == 1 { "http-request" } else { "local-shell-cmd" }});
+        e.runner =
+            json!({"name": if i % 3 == 1 { "http-request" } else { "local-shell-cmd" }}).into();
         if i % 4 == 0 {
-            e.rule = Some(json!({"ref": "examples.r", "id": "r1"}));
-            e.trigger = Some(json!({"ref": "core.t"}));
-            e.trigger_type = Some(json!({"ref": "core.st2.webhook"}));
+            e.rule = Some(json!({"ref": "examples.r", "id": "r1"}).into());
+            e.trigger = Some(json!({"ref": "core.t"}).into());
+            e.trigger_type = Some(json!({"ref": "core.st2.webhook"}).into());
             e.trigger_instance = Some(json!({"id": format!("ti{i}")}));
         }
         records.push(e);
@@ -2320,10 +2321,10 @@ async fn executions_update_moves_every_filter(h: &Harness) {
     moved.action_ref = "core.remote".into();
     moved.parent = Some("mp".into());
     moved.context.insert("user".into(), json!("moved-user"));
-    moved.runner = json!({"name": "remote-shell-cmd"});
-    moved.rule = Some(json!({"ref": "p.moved"}));
-    moved.trigger = Some(json!({"ref": "p.trigger"}));
-    moved.trigger_type = Some(json!({"ref": "p.trigger_type"}));
+    moved.runner = json!({"name": "remote-shell-cmd"}).into();
+    moved.rule = Some(json!({"ref": "p.moved"}).into());
+    moved.trigger = Some(json!({"ref": "p.trigger"}).into());
+    moved.trigger_type = Some(json!({"ref": "p.trigger_type"}).into());
     moved.trigger_instance = Some(json!({"id": "ti-moved"}));
     moved.start_timestamp = at(h, -10);
     let moved = s.update(&moved).await.expect("update");

@@ -23,8 +23,8 @@ fn execution(id: &str, parent: Option<&str>, start: Timestamp) -> ExecutionRecor
         id: id.to_owned(),
         revision: 0,
         action_ref: "core.local".into(),
-        action: json!({"ref": "core.local"}),
-        runner: json!({"name": "local-shell-cmd"}),
+        action: json!({"ref": "core.local"}).into(),
+        runner: json!({"name": "local-shell-cmd"}).into(),
         status: ExecutionStatus::Succeeded,
         parameters: json!({"cmd": "date"})
             .as_object()

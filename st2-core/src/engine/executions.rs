@@ -11,7 +11,7 @@ use chrono::TimeDelta;
 use serde_json::{Map, Value, json};
 
 use super::lifecycle::{self, is_cancelable};
-use super::snapshot::{self, derived_id};
+use super::snapshot::derived_id;
 use super::{EngineError, EngineEvent, Inner, RUN_QUEUE, SCHEDULE_QUEUE};
 use crate::expr::render::{ShellCapture, render_live_params};
 use crate::expr::shell::ShellCommand;
@@ -19,7 +19,7 @@ use crate::model::{Action, Policy};
 use crate::rules::enforce::shell_parameters;
 use crate::store::{
     CausedBy, ClaimRequest, ExecutionFilter, ExecutionRecord, ExecutionStatus, InquiryStatus,
-    Lease, NewWorkItem, Page, StatusChange, StoreError, Timestamp, TraceComponent,
+    Lease, NewWorkItem, Page, Snapshot, StatusChange, StoreError, Timestamp, TraceComponent,
     TraceComponentKind, TraceFilter, TraceRecord,
 };
 
@@ -92,9 +92,9 @@ pub(crate) struct NewExecution {
     pub error: Option<String>,
     pub delay_ms: Option<u64>,
     pub parent: Option<String>,
-    pub rule: Option<Value>,
-    pub trigger: Option<Value>,
-    pub trigger_type: Option<Value>,
+    pub rule: Option<Snapshot>,
+    pub trigger: Option<Snapshot>,
+    pub trigger_type: Option<Snapshot>,
     pub trigger_instance: Option<Value>,
     pub trace: TraceLink,
     /// Notify settings instead of the action's.
@@ -178,11 +178,11 @@ pub(crate) fn build_execution(
         id: new.id,
         revision: 0,
         action_ref: action.reference.clone(),
-        action: snapshot::action_api(&action),
+        action: inner.snapshots.action(&action),
         runner: runner
-            .as_deref()
-            .map(snapshot::runner_api)
-            .unwrap_or(Value::Null),
+            .as_ref()
+            .map(|r| inner.snapshots.runner(r))
+            .unwrap_or_default(),
         status: ExecutionStatus::Requested,
         parameters: new.parameters,
         result: json!({}),

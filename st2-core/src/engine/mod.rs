@@ -551,6 +551,7 @@ impl EngineBuilder {
             }),
             runner_slots: Arc::new(tokio::sync::Semaphore::new(settings_max_running)),
             recent: recent::RecentExecutions::default(),
+            snapshots: snapshot::SnapshotCache::default(),
         });
         inner.index_triggers();
         let engine = Engine { inner };
@@ -612,6 +613,8 @@ pub(crate) struct Inner {
     /// Executions just stored `scheduled`, for this node's runner workers to start without
     /// reading them back.
     pub(crate) recent: recent::RecentExecutions,
+    /// The action, runner, rule and trigger snapshots executions share.
+    pub(crate) snapshots: snapshot::SnapshotCache,
 }
 
 impl Inner {

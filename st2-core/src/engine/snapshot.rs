@@ -1,12 +1,15 @@
 //! The API-shaped copies an execution keeps of what it ran (action, runner type, rule, trigger),
 //! ids derived from their cause, and secret masking.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::model::{Action, Rule, RunnerType, TriggerType};
 use crate::rules::matcher::TriggerRef;
-use crate::store::{Timestamp, TriggerInstanceRecord};
+use crate::store::{Snapshot, Timestamp, TriggerInstanceRecord};
 
 /// StackStorm's mask for secret values.
 pub const MASK: &str = "********";
@@ -188,6 +191,99 @@ pub fn trigger_api(trigger: &TriggerRef) -> Value {
         "type": trigger.trigger_type,
         "parameters": trigger.parameters,
     })
+}
+
+/// The snapshots executions keep of what they ran, built once per content version and shared
+/// by every execution that ran it (see [`Snapshot`]). An entry is used only while the content
+/// it was built from is the catalog's current one (the same `Arc`; a trigger by equal type
+/// and parameters), else built again and replaced. One entry per ref, and a kind's entries
+/// are dropped together when it holds [`SnapshotCache::LIMIT`] refs, so content removed from
+/// the catalog does not pile up.
+#[derive(Default)]
+pub(crate) struct SnapshotCache {
+    actions: Mutex<HashMap<String, (Arc<Action>, Snapshot)>>,
+    runners: Mutex<HashMap<String, (Arc<RunnerType>, Snapshot)>>,
+    rules: Mutex<HashMap<String, (Arc<Rule>, Snapshot)>>,
+    trigger_types: Mutex<HashMap<String, (Arc<TriggerType>, Snapshot)>>,
+    triggers: Mutex<HashMap<String, (TriggerRef, Snapshot)>>,
+}
+
+impl SnapshotCache {
+    /// The most refs of one kind kept.
+    pub(crate) const LIMIT: usize = 4096;
+
+    /// [`action_api`] of `action`.
+    pub(crate) fn action(&self, action: &Arc<Action>) -> Snapshot {
+        shared(
+            &self.actions,
+            &action.reference,
+            action,
+            Arc::ptr_eq,
+            || action_api(action),
+        )
+    }
+
+    /// [`runner_api`] of `runner`.
+    pub(crate) fn runner(&self, runner: &Arc<RunnerType>) -> Snapshot {
+        shared(&self.runners, &runner.name, runner, Arc::ptr_eq, || {
+            runner_api(runner)
+        })
+    }
+
+    /// [`rule_api`] of `rule`.
+    pub(crate) fn rule(&self, rule: &Arc<Rule>) -> Snapshot {
+        shared(&self.rules, &rule.reference, rule, Arc::ptr_eq, || {
+            rule_api(rule)
+        })
+    }
+
+    /// [`trigger_type_api`] of `trigger_type`.
+    pub(crate) fn trigger_type(&self, trigger_type: &Arc<TriggerType>) -> Snapshot {
+        shared(
+            &self.trigger_types,
+            &trigger_type.reference,
+            trigger_type,
+            Arc::ptr_eq,
+            || trigger_type_api(trigger_type),
+        )
+    }
+
+    /// [`trigger_api`] of `trigger`.
+    pub(crate) fn trigger(&self, trigger: &TriggerRef) -> Snapshot {
+        shared(
+            &self.triggers,
+            &trigger.trigger_type,
+            trigger,
+            |a, b| a == b,
+            || trigger_api(trigger),
+        )
+    }
+}
+
+/// The snapshot kept in `map` under `key` if it was built from `source`, else a new one from
+/// `build`, kept.
+fn shared<S: Clone>(
+    map: &Mutex<HashMap<String, (S, Snapshot)>>,
+    key: &str,
+    source: &S,
+    same: impl Fn(&S, &S) -> bool,
+    build: impl FnOnce() -> Value,
+) -> Snapshot {
+    {
+        let kept = map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((from, snapshot)) = kept.get(key)
+            && same(from, source)
+        {
+            return snapshot.clone();
+        }
+    }
+    let snapshot = Snapshot::new(build());
+    let mut kept = map.lock().unwrap_or_else(|e| e.into_inner());
+    if kept.len() >= SnapshotCache::LIMIT && !kept.contains_key(key) {
+        kept.clear();
+    }
+    kept.insert(key.to_owned(), (source.clone(), snapshot.clone()));
+    snapshot
 }
 
 /// The trigger instance as the API shows it.

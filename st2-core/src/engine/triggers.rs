@@ -2,6 +2,7 @@
 //! enforces them (StackStorm's st2rulesengine).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, mpsc};
@@ -11,7 +12,7 @@ use super::executions::{
 };
 use super::snapshot::{self, derived_id};
 use super::{EngineError, EngineEvent, Inner};
-use crate::datastore::KeyValue;
+use crate::datastore::{DatastoreError, KeyValue, KeyValueRead, KvScope};
 use crate::rules::criteria::Environment;
 use crate::rules::enforce::{Enforcement, Enforcer, RuleEnforcement, criteria_failure};
 use crate::rules::matcher::{CompiledRule, TriggerInstance, TriggerRef};
@@ -420,7 +421,49 @@ struct Decision {
     unrecoverable: bool,
 }
 
-fn decide(inner: &Inner, pending: &Pending) -> Decision {
+/// [`KeyValueRead`] for a decision made on an async thread: it reads nothing (the store's
+/// reads block) and notes that it was asked, so the decision is made again on a blocking
+/// thread with the datastore.
+#[derive(Default)]
+struct NoDatastore {
+    asked: AtomicBool,
+}
+
+impl KeyValueRead for NoDatastore {
+    fn get(&self, _scope: &KvScope, _name: &str) -> Result<Option<String>, DatastoreError> {
+        self.asked.store(true, Ordering::Relaxed);
+        Err(DatastoreError(
+            "the datastore is read on a blocking thread".into(),
+        ))
+    }
+}
+
+/// [`decide`] for `pending`: on this thread when nothing it renders reads the datastore (most
+/// rules: criteria and parameters without `st2kv`), else on the blocking pool.
+async fn decide_for(inner: &Arc<Inner>, pending: &Arc<Pending>) -> Result<Decision, EngineError> {
+    let probe = Arc::new(NoDatastore::default());
+    let inline = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decide(inner, pending, probe.clone())
+    }));
+    if let Ok(decision) = inline
+        && !probe.asked.load(Ordering::Relaxed)
+    {
+        return Ok(decision);
+    }
+    // It read the datastore (or panicked): decided again where reads may block.
+    let inner = inner.clone();
+    let pending = pending.clone();
+    tokio::task::spawn_blocking(move || {
+        let kv = inner.kv_read.clone();
+        decide(&inner, &pending, kv)
+    })
+    .await
+    .map_err(|e| EngineError::Setup(format!("rules worker panicked: {e}")))
+}
+
+/// Match `pending` against the rules and enforce those that match, reading the datastore
+/// through `kv`.
+fn decide(inner: &Inner, pending: &Pending, kv: Arc<dyn KeyValueRead>) -> Decision {
     let catalog = inner.catalog();
     let instance = TriggerInstance {
         id: pending.instance.id.clone(),
@@ -431,7 +474,7 @@ fn decide(inner: &Inner, pending: &Pending) -> Decision {
     let now = inner.now();
     let env = Environment {
         jinja: &inner.jinja,
-        kv: Some(inner.kv_read.clone()),
+        kv: Some(kv.clone()),
         rhai: crate::rules::default_rhai(),
         now,
     };
@@ -458,7 +501,7 @@ fn decide(inner: &Inner, pending: &Pending) -> Decision {
     let enforcer = Enforcer {
         catalog: &catalog,
         jinja: &inner.jinja,
-        datastore: Some(inner.kv_read.clone()),
+        datastore: Some(kv),
         system_user: &inner.settings.system_user,
         trace_context: Some(json!({"id_": trace_id_of(pending), "trace_tag": trace_tag})),
         now,
@@ -498,13 +541,7 @@ pub(crate) async fn process(inner: &Arc<Inner>, pending: Pending) {
 
 async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), EngineError> {
     let pending = Arc::new(pending);
-    let decision = {
-        let inner = inner.clone();
-        let pending = pending.clone();
-        tokio::task::spawn_blocking(move || decide(&inner, &pending))
-            .await
-            .map_err(|e| EngineError::Setup(format!("rules worker panicked: {e}")))?
-    };
+    let decision = decide_for(inner, &pending).await?;
     let ti = &pending.instance;
     let now = inner.now();
     if decision.unrecoverable {
@@ -576,7 +613,7 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
             }
             let trigger_type = catalog
                 .trigger_type(&pending.trigger.trigger_type)
-                .map(|tt| snapshot::trigger_type_api(tt));
+                .map(|tt| inner.snapshots.trigger_type(tt));
             let new = NewExecution {
                 id: execution_id.clone(),
                 action: request.action,
@@ -586,8 +623,8 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
                 error: request.error,
                 delay_ms: None,
                 parent: None,
-                rule: Some(snapshot::rule_api(rule)),
-                trigger: Some(snapshot::trigger_api(&pending.trigger)),
+                rule: Some(inner.snapshots.rule(rule)),
+                trigger: Some(inner.snapshots.trigger(&pending.trigger)),
                 trigger_type,
                 trigger_instance: Some(snapshot::trigger_instance_api(ti)),
                 trace: TraceLink::Managed,
@@ -699,7 +736,7 @@ async fn process_batched(
             }
             let trigger_type = catalog
                 .trigger_type(&pending.trigger.trigger_type)
-                .map(|tt| snapshot::trigger_type_api(tt));
+                .map(|tt| inner.snapshots.trigger_type(tt));
             let new = NewExecution {
                 id: execution_id.clone(),
                 action: request.action.clone(),
@@ -709,8 +746,8 @@ async fn process_batched(
                 error: request.error.clone(),
                 delay_ms: None,
                 parent: None,
-                rule: Some(snapshot::rule_api(rule)),
-                trigger: Some(snapshot::trigger_api(&pending.trigger)),
+                rule: Some(inner.snapshots.rule(rule)),
+                trigger: Some(inner.snapshots.trigger(&pending.trigger)),
                 trigger_type,
                 trigger_instance: Some(snapshot::trigger_instance_api(ti)),
                 trace: TraceLink::Managed,

@@ -34,6 +34,7 @@ pub mod postgres;
 pub mod queue;
 pub mod records;
 pub mod retention;
+mod snapshot;
 pub mod sqlite;
 
 pub use batch::{BatchWrite, BatchWritten};

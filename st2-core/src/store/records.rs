@@ -12,6 +12,8 @@ use serde_json::{Map, Value};
 use crate::rules::enforce::RuleEnforcement;
 
 use super::StoreError;
+use super::snapshot::AsText;
+pub use super::snapshot::Snapshot;
 
 /// A point in time, UTC. The store keeps microseconds, as StackStorm does.
 pub type Timestamp = DateTime<Utc>;
@@ -251,9 +253,9 @@ pub struct ExecutionRecord {
     /// The action's ref.
     pub action_ref: String,
     /// A snapshot of the action as the API shows it.
-    pub action: Value,
+    pub action: Snapshot,
     /// A snapshot of the runner type.
-    pub runner: Value,
+    pub runner: Snapshot,
     /// Status.
     pub status: ExecutionStatus,
     /// The parameters it was requested with.
@@ -290,13 +292,13 @@ pub struct ExecutionRecord {
     pub runner_info: Option<Value>,
     /// The rule that started it (API dict), for rule-initiated runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<Value>,
+    pub rule: Option<Snapshot>,
     /// The trigger of the rule-initiated run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trigger: Option<Value>,
+    pub trigger: Option<Snapshot>,
     /// The trigger type of the rule-initiated run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trigger_type: Option<Value>,
+    pub trigger_type: Option<Snapshot>,
     /// The trigger instance of the rule-initiated run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_instance: Option<Value>,
@@ -340,12 +342,108 @@ impl ExecutionRecord {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             runner: text(Some(&self.runner), "name"),
-            rule: text(self.rule.as_ref(), "ref"),
-            trigger: text(self.trigger.as_ref(), "ref"),
-            trigger_type: text(self.trigger_type.as_ref(), "ref"),
+            rule: text(self.rule.as_deref(), "ref"),
+            trigger: text(self.trigger.as_deref(), "ref"),
+            trigger_type: text(self.trigger_type.as_deref(), "ref"),
             trigger_instance: text(self.trigger_instance.as_ref(), "id"),
         }
     }
+
+    /// What a store writes as this record's JSON document: the same text as serialising the
+    /// record, with each snapshot's kept text copied in instead of written out again.
+    pub(crate) fn doc(&self) -> impl Serialize + '_ {
+        // Every field named: a field added to the record and not here does not compile.
+        let ExecutionRecord {
+            id,
+            revision,
+            action_ref,
+            action,
+            runner,
+            status,
+            parameters,
+            result,
+            context,
+            parent,
+            children,
+            start_timestamp,
+            end_timestamp,
+            log,
+            delay,
+            notify,
+            runner_info,
+            rule,
+            trigger,
+            trigger_type,
+            trigger_instance,
+            workflow_execution,
+            task_execution,
+        } = self;
+        ExecutionDoc {
+            id,
+            revision,
+            action_ref,
+            action: AsText(action),
+            runner: AsText(runner),
+            status,
+            parameters,
+            result,
+            context,
+            parent,
+            children,
+            start_timestamp,
+            end_timestamp,
+            log,
+            delay,
+            notify,
+            runner_info,
+            rule: rule.as_ref().map(AsText),
+            trigger: trigger.as_ref().map(AsText),
+            trigger_type: trigger_type.as_ref().map(AsText),
+            trigger_instance,
+            workflow_execution,
+            task_execution,
+        }
+    }
+}
+
+/// [`ExecutionRecord`] borrowed for writing (see [`ExecutionRecord::doc`]); the fields, their
+/// order and their `skip_serializing_if` are the record's.
+#[derive(Serialize)]
+struct ExecutionDoc<'a> {
+    id: &'a String,
+    revision: &'a u64,
+    action_ref: &'a String,
+    action: AsText<'a>,
+    runner: AsText<'a>,
+    status: &'a ExecutionStatus,
+    parameters: &'a Map<String, Value>,
+    result: &'a Value,
+    context: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: &'a Option<String>,
+    children: &'a Vec<String>,
+    start_timestamp: &'a Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_timestamp: &'a Option<Timestamp>,
+    log: &'a Vec<StatusChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delay: &'a Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notify: &'a Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runner_info: &'a Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<AsText<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trigger: Option<AsText<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trigger_type: Option<AsText<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trigger_instance: &'a Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workflow_execution: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_execution: &'a Option<String>,
 }
 
 /// Which executions a listing returns by their parent.
@@ -667,4 +765,69 @@ pub struct TraceFilter {
     pub trigger_instance: Option<String>,
     /// By start timestamp; newest first by default.
     pub sort: SortOrder,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn every_field() -> ExecutionRecord {
+        let now = from_micros(1_764_000_000_123_456);
+        ExecutionRecord {
+            id: "65f0c0ffee0000000000abcd".into(),
+            revision: 3,
+            action_ref: "core.local".into(),
+            action: json!({"ref": "core.local", "parameters": {"cmd": {"type": "string"}}}).into(),
+            runner: json!({"name": "local-shell-cmd", "é": "\n\u{1}"}).into(),
+            status: ExecutionStatus::Succeeded,
+            parameters: json!({"cmd": "true"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            result: json!({"stdout": "", "return_code": 0}),
+            context: json!({"user": "stanley"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            parent: Some("p".into()),
+            children: vec!["c".into()],
+            start_timestamp: now,
+            end_timestamp: Some(now),
+            log: vec![StatusChange {
+                timestamp: now,
+                status: ExecutionStatus::Requested,
+            }],
+            delay: Some(5),
+            notify: Some(json!({"on-complete": {}})),
+            runner_info: Some(json!({"hostname": "h"})),
+            rule: Some(json!({"ref": "p.r", "n": 1.5}).into()),
+            trigger: Some(json!({"ref": "core.st2.webhook"}).into()),
+            trigger_type: Some(json!({"ref": "core.st2.webhook", "tags": []}).into()),
+            trigger_instance: Some(json!({"id": "ti"})),
+            workflow_execution: Some("w".into()),
+            task_execution: Some("t".into()),
+        }
+    }
+
+    #[test]
+    fn the_stored_document_is_the_records_json() {
+        let mut record = every_field();
+        let text = serde_json::to_string(&record).unwrap();
+        assert_eq!(serde_json::to_string(&record.doc()).unwrap(), text);
+        // Again, from the kept snapshot texts.
+        assert_eq!(serde_json::to_string(&record.doc()).unwrap(), text);
+        let back: ExecutionRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, record);
+
+        // Optional fields left out the same way; a snapshot changed after its text was kept.
+        record.parent = None;
+        record.end_timestamp = None;
+        record.rule = None;
+        record.trigger_instance = None;
+        record.action.make_mut()["ref"] = json!("core.other");
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(text.contains("core.other"));
+        assert_eq!(serde_json::to_string(&record.doc()).unwrap(), text);
+    }
 }

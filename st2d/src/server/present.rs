@@ -153,7 +153,7 @@ fn mask(parameters: &Map<String, Value>, action: &Value, runner: &Value) -> Map<
 /// An execution, falsy attributes omitted, secrets masked unless `show_secrets`.
 pub fn execution(r: &ExecutionRecord, show_secrets: bool, api_url: &str) -> Value {
     let action = {
-        let mut a = r.action.clone();
+        let mut a = r.action.value().clone();
         if let Value::Object(m) = &mut a {
             let id = content_id("action", &r.action_ref);
             let mut out = Map::new();
@@ -171,7 +171,7 @@ pub fn execution(r: &ExecutionRecord, show_secrets: bool, api_url: &str) -> Valu
         let name = r.runner.get("name").and_then(Value::as_str).unwrap_or("");
         let mut out = Map::new();
         out.insert("id".into(), json!(content_id("runner_type", name)));
-        if let Value::Object(m) = &r.runner {
+        if let Value::Object(m) = r.runner.value() {
             for (k, v) in m {
                 if k != "id" {
                     out.insert(k.clone(), v.clone());
@@ -238,11 +238,14 @@ pub fn execution(r: &ExecutionRecord, show_secrets: bool, api_url: &str) -> Valu
     );
     put("delay", json!(r.delay));
     put("notify", r.notify.clone().unwrap_or(Value::Null));
-    put("rule", r.rule.clone().unwrap_or(Value::Null));
-    put("trigger", r.trigger.clone().unwrap_or(Value::Null));
+    put("rule", r.rule.as_deref().cloned().unwrap_or(Value::Null));
+    put(
+        "trigger",
+        r.trigger.as_deref().cloned().unwrap_or(Value::Null),
+    );
     put(
         "trigger_type",
-        r.trigger_type.clone().unwrap_or(Value::Null),
+        r.trigger_type.as_deref().cloned().unwrap_or(Value::Null),
     );
     put(
         "trigger_instance",

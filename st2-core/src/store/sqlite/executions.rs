@@ -58,7 +58,7 @@ impl ExecutionRow {
             trigger_instance: keys.trigger_instance,
             start: to_micros(record.start_timestamp),
             end: record.end_timestamp.map(to_micros),
-            doc: to_doc_sized(WHAT, record, 2048)?,
+            doc: to_doc_sized(WHAT, &record.doc(), 2048)?,
         })
     }
 
