@@ -1118,7 +1118,7 @@ pub(crate) async fn wait_until(
     deadline: Option<tokio::time::Instant>,
     done: impl Fn(&ExecutionRecord) -> bool,
 ) -> Result<ExecutionRecord, EngineError> {
-    let mut events = inner.events.subscribe();
+    let mut events = inner.subscribe();
     loop {
         let record = stored(inner, id).await?;
         if done(&record) {
@@ -1176,7 +1176,7 @@ pub(crate) async fn wait_any(
         .copied()
         .filter(|s| done(*s))
         .collect();
-    let mut events = inner.events.subscribe();
+    let mut events = inner.subscribe();
     loop {
         let mut ready = Vec::new();
         for chunk in ids.chunks(500) {

@@ -40,7 +40,7 @@ mod worker;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -76,6 +76,9 @@ pub const SYSTEM_USER: &str = "stanley";
 /// Queue names.
 pub(crate) const RUN_QUEUE: &str = "run";
 pub(crate) const SCHEDULE_QUEUE: &str = "schedule";
+
+/// How many events a subscriber may fall behind before it gets `RecvError::Lagged`.
+pub const EVENT_SLOTS: usize = 8192;
 
 /// Which services this engine runs (StackStorm's separate daemons; for scale-out, a node may
 /// run only some of them).
@@ -514,7 +517,6 @@ impl EngineBuilder {
             store.clone(),
             tokio::runtime::Handle::current(),
         ));
-        let (events, _) = broadcast::channel(8192);
         let (rules_tx, rules_rx) = mpsc::unbounded_channel();
         let (output_tx, output_rx) = mpsc::unbounded_channel();
         let shutdown = crate::runner::Cancellation::new();
@@ -530,7 +532,7 @@ impl EngineBuilder {
             jinja: Arc::new(jinja),
             runners: self.runners,
             kv_read,
-            events,
+            events: OnceLock::new(),
             rules_tx,
             output_tx,
             cancellers: Mutex::new(HashMap::new()),
@@ -588,7 +590,10 @@ pub(crate) struct Inner {
     pub(crate) runners: RunnerRegistry,
     pub(crate) datastore: Datastore,
     pub(crate) kv_read: Arc<dyn KeyValueRead>,
-    pub(crate) events: broadcast::Sender<EngineEvent>,
+    /// Made by the first subscriber: [`EVENT_SLOTS`] slots allocated and written up front
+    /// (~1 MB), which a daemon nobody listens to does not pay. Before it exists nobody
+    /// listens, so nothing is lost: an event is only sent while someone subscribes.
+    events: OnceLock<broadcast::Sender<EngineEvent>>,
     pub(crate) rules_tx: mpsc::UnboundedSender<triggers::Pending>,
     pub(crate) output_tx: mpsc::UnboundedSender<worker::OutputMessage>,
     pub(crate) cancellers: Mutex<HashMap<String, Canceller>>,
@@ -730,10 +735,19 @@ impl Inner {
 
     /// Publish the event `make` builds, building it only when someone listens.
     pub(crate) fn emit_with(&self, make: impl FnOnce() -> EngineEvent) {
-        if self.events.receiver_count() > 0 {
+        if let Some(events) = self.events.get()
+            && events.receiver_count() > 0
+        {
             // A subscriber that went away in between is fine.
-            let _ = self.events.send(make());
+            let _ = events.send(make());
         }
+    }
+
+    /// A new subscriber to the engine's events (the channel is made by the first one).
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.events
+            .get_or_init(|| broadcast::channel(EVENT_SLOTS).0)
+            .subscribe()
     }
 
     pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -840,10 +854,10 @@ impl Engine {
     }
 
     /// Events as they happen (executions created and updated, output lines, trigger
-    /// instances, announcements). A subscriber that falls more than 8192 events behind gets
-    /// `RecvError::Lagged` and continues from the newest.
+    /// instances, announcements). A subscriber that falls more than [`EVENT_SLOTS`] events
+    /// behind gets `RecvError::Lagged` and continues from the newest.
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
-        self.inner.events.subscribe()
+        self.inner.subscribe()
     }
 
     /// Dispatch a trigger by ref with `payload` (`sensor_service.dispatch`, `POST

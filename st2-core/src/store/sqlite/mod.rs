@@ -25,7 +25,6 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
@@ -166,21 +165,32 @@ impl SqliteOptions {
     }
 }
 
-/// The read-only connections of a file database.
+/// The read-only connections of a file database. A read takes the first free connection, so
+/// that a lightly used store works with the first connection only (one warm page cache); the
+/// others are opened when concurrent reads first need them.
 struct ReadPool {
-    slots: Box<[Mutex<Option<Connection>>]>,
-    next: AtomicUsize,
+    slots: Box<[Mutex<ReadSlot>]>,
+    path: PathBuf,
+    busy_timeout: Duration,
+    cache_size: i64,
     clock: Arc<dyn Clock>,
 }
 
+enum ReadSlot {
+    /// Not needed yet.
+    Unopened,
+    Open(Connection),
+    /// The store is closed.
+    Closed,
+}
+
 impl ReadPool {
-    /// Run `work` in a read transaction on a free connection (or wait for one).
+    /// Run `work` in a read transaction on the first free connection (or wait for the first
+    /// one).
     fn run<T>(&self, work: impl FnOnce(&Db<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        let count = self.slots.len();
-        let first = self.next.fetch_add(1, Ordering::Relaxed) % count.max(1);
         let mut held = None;
-        for k in 0..count {
-            match self.slots[(first + k) % count].try_lock() {
+        for slot in self.slots.iter() {
+            match slot.try_lock() {
                 Ok(guard) => {
                     held = Some(guard);
                     break;
@@ -194,14 +204,17 @@ impl ReadPool {
                 Err(TryLockError::WouldBlock) => {}
             }
         }
-        let guard = match held {
+        let mut guard = match held {
             Some(guard) => guard,
-            None => match self.slots.get(first) {
+            None => match self.slots.first() {
                 Some(slot) => slot.lock().unwrap_or_else(|e| e.into_inner()),
                 None => return Err(StoreError::Unavailable("no read connections".into())),
             },
         };
-        let Some(conn) = guard.as_ref() else {
+        if matches!(*guard, ReadSlot::Unopened) {
+            *guard = ReadSlot::Open(open_reader(&self.path, self.busy_timeout, self.cache_size)?);
+        }
+        let ReadSlot::Open(conn) = &*guard else {
             return Err(StoreError::Unavailable("the store is closed".into()));
         };
         let db = Db::new(conn, self.clock.as_ref());
@@ -215,8 +228,11 @@ impl ReadPool {
 
     fn close(&self) {
         for slot in self.slots.iter() {
-            let conn = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(conn) = conn {
+            let state = std::mem::replace(
+                &mut *slot.lock().unwrap_or_else(|e| e.into_inner()),
+                ReadSlot::Closed,
+            );
+            if let ReadSlot::Open(conn) = state {
                 let _ = conn.close();
             }
         }
@@ -381,23 +397,30 @@ impl SqliteStore {
     }
 }
 
+/// The read connections: the first is opened now (so that a file that cannot be read fails
+/// here), the others on first use.
 async fn open_readers(path: &Path, options: &SqliteOptions) -> StoreResult<ReadPool> {
-    let path = path.to_path_buf();
     let count = options.read_connections.max(1);
-    let busy = options.busy_timeout;
-    let cache = -(options.cache_kib / 4).max(64);
+    let busy_timeout = options.busy_timeout;
+    let cache_size = -(options.cache_kib / 4).max(64);
     let location = options.location();
-    let slots = tokio::task::spawn_blocking(move || {
-        (0..count)
-            .map(|_| open_reader(&path, busy, cache).map(|c| Mutex::new(Some(c))))
-            .collect::<StoreResult<Vec<_>>>()
-    })
-    .await
-    .map_err(|e| StoreError::Unavailable(format!("{location}: cannot open: {e}")))?
-    .map_err(|e| locate(&location, e))?;
+    let first = {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || open_reader(&path, busy_timeout, cache_size))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{location}: cannot open: {e}")))?
+            .map_err(|e| locate(&location, e))?
+    };
+    let slots = std::iter::once(ReadSlot::Open(first))
+        .chain(std::iter::repeat_with(|| ReadSlot::Unopened))
+        .take(count)
+        .map(Mutex::new)
+        .collect();
     Ok(ReadPool {
-        slots: slots.into_boxed_slice(),
-        next: AtomicUsize::new(0),
+        slots,
+        path: path.to_path_buf(),
+        busy_timeout,
+        cache_size,
         clock: Arc::clone(&options.clock),
     })
 }
@@ -632,5 +655,69 @@ fn found(changed: usize, what: &'static str, id: &str) -> StoreResult<()> {
         })
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn states(store: &SqliteStore) -> Vec<&'static str> {
+        let Some(pool) = &store.shared.readers else {
+            return Vec::new();
+        };
+        pool.slots
+            .iter()
+            .map(
+                |slot| match *slot.lock().unwrap_or_else(|e| e.into_inner()) {
+                    ReadSlot::Unopened => "unopened",
+                    ReadSlot::Open(_) => "open",
+                    ReadSlot::Closed => "closed",
+                },
+            )
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn reads_one_at_a_time_use_the_first_connection_and_the_others_open_when_needed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            SqliteStore::open(SqliteOptions::file(dir.path().join("st2.db")).read_connections(3))
+                .await
+                .expect("open");
+        assert_eq!(states(&store), ["open", "unopened", "unopened"]);
+        for _ in 0..5 {
+            assert!(
+                store
+                    .executions()
+                    .get("missing")
+                    .await
+                    .expect("read")
+                    .is_none()
+            );
+        }
+        assert_eq!(states(&store), ["open", "unopened", "unopened"]);
+
+        // While the first connection is busy, a read opens the second.
+        let pool = Arc::clone(
+            store
+                .shared
+                .readers
+                .as_ref()
+                .expect("a file store has readers"),
+        );
+        let busy = pool.slots[0].lock().expect("first slot");
+        pool.run(|_| Ok(())).expect("read");
+        drop(busy);
+        assert_eq!(states(&store), ["open", "open", "unopened"]);
+
+        store.close().await.expect("close");
+        assert_eq!(states(&store), ["closed", "closed", "closed"]);
+        match store.executions().get("missing").await {
+            Err(StoreError::Unavailable(message)) => {
+                assert!(message.contains("closed"), "{message}")
+            }
+            other => panic!("a closed store answered {other:?}"),
+        }
     }
 }
