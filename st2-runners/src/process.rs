@@ -1,9 +1,9 @@
 //! One process (`bash -c <command>` for the shell runners) in its own process group, its output streamed line by
 //! line while it runs, the whole group killed on timeout or cancellation.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -72,6 +72,30 @@ impl Drop for GroupGuard {
     }
 }
 
+/// The shell commands run with: `bash` as found on this process's `PATH` the first time it is
+/// needed, or plain `bash` when it is not found there. Fixing the path means an `env`
+/// parameter that sets `PATH` changes what the command finds, not which shell runs it (as
+/// StackStorm always runs `/bin/sh`), and the spawn stays a `posix_spawn` (with a `PATH` of
+/// its own and a bare program name, std forks the whole engine to search that `PATH`).
+fn shell() -> &'static Path {
+    static SHELL: OnceLock<PathBuf> = OnceLock::new();
+    SHELL.get_or_init(|| find_on_path("bash").unwrap_or_else(|| PathBuf::from("bash")))
+}
+
+/// The first executable file `name` in a directory of this process's `PATH` (absolute
+/// directories only).
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(name))
+        .find(|file| {
+            std::fs::metadata(file)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
 /// Run `spec`, sending each output line to `sink` as it arrives.
 ///
 /// # Errors
@@ -81,7 +105,7 @@ pub(crate) async fn run(
     sink: Arc<dyn OutputSink>,
     cancel: &Cancellation,
 ) -> std::io::Result<ProcessResult> {
-    let mut command = Command::new("bash");
+    let mut command = Command::new(shell());
     command
         .arg("-c")
         .arg(&spec.command)

@@ -144,6 +144,24 @@ async fn env_and_cwd() {
     );
 }
 
+/// An `env` parameter's `PATH` is what the command searches, not where the shell comes from:
+/// the shell still starts (builtins run), and programs are looked up on the given `PATH`.
+#[tokio::test]
+async fn a_path_in_env_does_not_change_the_shell() {
+    let packs = Packs::load();
+    let (outcome, _) = run_cmd(
+        &packs,
+        "echo \"$PATH\"; ls /",
+        json!({"env": {"PATH": "/nonexistent"}}),
+    )
+    .await;
+    assert_eq!(outcome.status, ExecutionStatus::Failed);
+    assert_eq!(outcome.result["return_code"], json!(127));
+    assert_eq!(outcome.result["stdout"], json!("/nonexistent"));
+    let stderr = outcome.result["stderr"].as_str().expect("stderr text");
+    assert!(stderr.contains("ls: command not found"), "{stderr}");
+}
+
 #[tokio::test]
 async fn core_echo_prints_values_as_text() {
     let packs = Packs::load();
