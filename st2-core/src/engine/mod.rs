@@ -623,6 +623,14 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The sensor supervisor, once a sensor has been started.
+    pub(crate) fn supervisor(&self) -> Option<Arc<crate::sensor::SensorSupervisor>> {
+        self.supervisor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub(crate) fn catalog(&self) -> Arc<Catalog> {
         self.catalog
             .read()
@@ -840,10 +848,7 @@ impl Engine {
     /// The state of each sensor (running, restarts, last error).
     pub fn sensor_statuses(&self) -> Vec<crate::sensor::SensorStatus> {
         self.inner
-            .supervisor
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
+            .supervisor()
             .map(|s| s.statuses())
             .unwrap_or_default()
     }
@@ -899,12 +904,7 @@ impl Engine {
         let updated = self
             .inner
             .edit_catalog(|c| set_sensor_flag(c, reference, enabled))?;
-        let supervisor = self
-            .inner
-            .supervisor
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let supervisor = self.inner.supervisor();
         if !enabled {
             if let Some(supervisor) = supervisor {
                 supervisor.stop(reference).await;
@@ -936,12 +936,7 @@ impl Engine {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let supervisor = self
-            .inner
-            .supervisor
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let supervisor = self.inner.supervisor();
         let catalog = self.catalog();
         if let Some(supervisor) = &supervisor {
             for status in supervisor.statuses() {

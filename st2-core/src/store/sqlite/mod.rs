@@ -212,7 +212,9 @@ impl ReadPool {
             },
         };
         if matches!(*guard, ReadSlot::Unopened) {
-            *guard = ReadSlot::Open(open_reader(&self.path, self.busy_timeout, self.cache_size)?);
+            let conn = open_reader(&self.path, self.busy_timeout, self.cache_size)
+                .map_err(|e| locate(&self.path.display().to_string(), e))?;
+            *guard = ReadSlot::Open(conn);
         }
         let ReadSlot::Open(conn) = &*guard else {
             return Err(StoreError::Unavailable("the store is closed".into()));
