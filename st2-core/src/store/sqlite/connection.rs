@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use crate::store::{StoreError, StoreResult};
@@ -142,6 +143,14 @@ pub(super) struct WriterSettings {
 fn configure(conn: &Connection, busy_timeout: Duration, cache_size: i64) -> StoreResult<()> {
     conn.busy_timeout(busy_timeout).map_err(sql_error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Plan each statement once, whatever values are bound to it. Without this guarantee SQLite
+    // re-prepares (parses and plans again) a cached statement such as `... WHERE parent = ?1
+    // ORDER BY seq` or `... LIMIT ?3` each time a different value is bound, in case the value
+    // allows a better plan: a parse per children query, trace or workflow read and claim. Our
+    // statements never need a value-dependent plan (partial indexes are matched by literal
+    // conditions, nothing uses `LIKE ?`, no statistics are gathered).
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(sql_error)?;
     conn.pragma_update(None, "cache_size", cache_size)
         .map_err(sql_error)?;
     conn.pragma_update(None, "temp_store", "MEMORY")
