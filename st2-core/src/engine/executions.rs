@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
-
 use chrono::TimeDelta;
 use serde_json::{Map, Value, json};
 
@@ -566,7 +564,7 @@ pub(crate) async fn write_changed(
         changed = false;
         match inner.store.executions().update(&next).await {
             Ok(stored) => {
-                inner.emit_with(|| EngineEvent::ExecutionUpdated(Arc::new(stored.clone())));
+                inner.execution_updated(&stored.id, || stored.clone());
                 return Ok(Some(stored));
             }
             Err(StoreError::Conflict { .. }) => {
@@ -1118,35 +1116,30 @@ pub(crate) async fn wait_until(
     deadline: Option<tokio::time::Instant>,
     done: impl Fn(&ExecutionRecord) -> bool,
 ) -> Result<ExecutionRecord, EngineError> {
-    let mut events = inner.subscribe();
+    // Registered before the first read, so no update after it is missed.
+    let watch = inner.watchers.watch([id]);
     loop {
         let record = stored(inner, id).await?;
         if done(&record) {
             return Ok(record);
         }
         // Wake on this execution's updates; look again at least every 500 ms (updates made
-        // by other nodes do not pass through this engine's events).
+        // by other nodes are not announced here).
         let mut until = tokio::time::Instant::now() + Duration::from_millis(500);
         if let Some(d) = deadline {
             until = until.min(d);
         }
         loop {
-            let event = tokio::select! {
-                e = tokio::time::timeout_at(until, events.recv()) => e,
-                () = inner.stopping.cancelled() => return Err(EngineError::ShuttingDown),
-            };
-            match event {
-                Ok(Ok(EngineEvent::ExecutionUpdated(e))) if e.id == id => {
-                    if done(&e) {
-                        return Ok(Arc::unwrap_or_clone(e));
+            if let Some(update) = watch.take().into_iter().find(|e| done(e)) {
+                return Ok(Arc::unwrap_or_clone(update));
+            }
+            tokio::select! {
+                woke = tokio::time::timeout_at(until, watch.changed()) => {
+                    if woke.is_err() {
+                        break;
                     }
                 }
-                Ok(Ok(_)) => continue,
-                Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
-                Ok(Err(broadcast::error::RecvError::Closed)) => {
-                    return Err(EngineError::ShuttingDown);
-                }
-                Err(_) => break,
+                () = inner.stopping.cancelled() => return Err(EngineError::ShuttingDown),
             }
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
@@ -1157,9 +1150,9 @@ pub(crate) async fn wait_until(
 
 /// Wait until at least one of `ids` has a status `done` accepts, `watch` (the caller's own
 /// execution, when given) satisfies `wake`, or `deadline` passes; returns the records of `ids`
-/// that are done (possibly none). One subscription for all of them; the store is asked again
-/// (one query for all of `ids`, returning only the done ones) at least every 500 ms, for
-/// updates made by other nodes.
+/// that are done (possibly none). One registration for all of them (see [`super::watch`]);
+/// the store is asked again (one query for all of `ids`, returning only the done ones) at
+/// least every 500 ms, for updates made by other nodes.
 pub(crate) async fn wait_any(
     inner: &Inner,
     ids: &[String],
@@ -1176,7 +1169,10 @@ pub(crate) async fn wait_any(
         .copied()
         .filter(|s| done(*s))
         .collect();
-    let mut events = inner.subscribe();
+    // Registered before the first read, so no update after it is missed.
+    let updates = inner
+        .watchers
+        .watch(ids.iter().map(String::as_str).chain(watch));
     loop {
         let mut ready = Vec::new();
         for chunk in ids.chunks(500) {
@@ -1201,36 +1197,30 @@ pub(crate) async fn wait_any(
             until = until.min(d);
         }
         loop {
-            let event = tokio::select! {
-                e = tokio::time::timeout_at(until, events.recv()) => e,
+            let mut ready: Vec<ExecutionRecord> = Vec::new();
+            let mut woken = false;
+            for update in updates.take() {
+                if wanted.contains(update.id.as_str()) && done(update.status) {
+                    // The latest update of each execution.
+                    ready.retain(|r| r.id != update.id);
+                    ready.push(Arc::unwrap_or_clone(update));
+                } else if watch == Some(update.id.as_str()) && wake(&update) {
+                    woken = true;
+                }
+            }
+            if !ready.is_empty() {
+                return Ok(ready);
+            }
+            if woken {
+                return Ok(Vec::new());
+            }
+            tokio::select! {
+                woke = tokio::time::timeout_at(until, updates.changed()) => {
+                    if woke.is_err() {
+                        break;
+                    }
+                }
                 () = inner.stopping.cancelled() => return Err(EngineError::ShuttingDown),
-            };
-            match event {
-                Ok(Ok(EngineEvent::ExecutionUpdated(e))) => {
-                    if wanted.contains(e.id.as_str()) && done(e.status) {
-                        // Others may have finished too: collect them from the store.
-                        let mut ready = vec![Arc::unwrap_or_clone(e)];
-                        while let Ok(more) = events.try_recv() {
-                            if let EngineEvent::ExecutionUpdated(m) = more
-                                && wanted.contains(m.id.as_str())
-                                && done(m.status)
-                            {
-                                ready.retain(|r| r.id != m.id);
-                                ready.push(Arc::unwrap_or_clone(m));
-                            }
-                        }
-                        return Ok(ready);
-                    }
-                    if watch == Some(e.id.as_str()) && wake(&e) {
-                        return Ok(Vec::new());
-                    }
-                }
-                Ok(Ok(_)) => continue,
-                Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
-                Ok(Err(broadcast::error::RecvError::Closed)) => {
-                    return Err(EngineError::ShuttingDown);
-                }
-                Err(_) => break,
             }
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {

@@ -35,6 +35,7 @@ mod runner_services;
 mod services;
 pub mod snapshot;
 mod triggers;
+mod watch;
 mod worker;
 
 use std::collections::HashMap;
@@ -554,6 +555,7 @@ impl EngineBuilder {
             runner_slots: Arc::new(tokio::sync::Semaphore::new(settings_max_running)),
             recent: recent::RecentExecutions::default(),
             snapshots: snapshot::SnapshotCache::default(),
+            watchers: watch::Watchers::default(),
         });
         inner.index_triggers();
         let engine = Engine { inner };
@@ -620,6 +622,8 @@ pub(crate) struct Inner {
     pub(crate) recent: recent::RecentExecutions,
     /// The action, runner, rule and trigger snapshots executions share.
     pub(crate) snapshots: snapshot::SnapshotCache,
+    /// Waiters on particular executions.
+    pub(crate) watchers: watch::Watchers,
 }
 
 impl Inner {
@@ -748,6 +752,24 @@ impl Inner {
         {
             // A subscriber that went away in between is fine.
             let _ = events.send(make());
+        }
+    }
+
+    /// Announce that execution `id` was updated: to the waits registered on it and to the
+    /// event subscribers, building the record (`make`) only when one of them listens.
+    pub(crate) fn execution_updated(&self, id: &str, make: impl FnOnce() -> ExecutionRecord) {
+        let watched = self.watchers.is_watched(id);
+        let events = self.events.get().filter(|e| e.receiver_count() > 0);
+        if !watched && events.is_none() {
+            return;
+        }
+        let record = Arc::new(make());
+        if watched {
+            self.watchers.deliver(&record);
+        }
+        if let Some(events) = events {
+            // A subscriber that went away in between is fine.
+            let _ = events.send(EngineEvent::ExecutionUpdated(record));
         }
     }
 

@@ -506,7 +506,7 @@ async fn start_kept(inner: &Arc<Inner>, kept: Vec<(Lease, ExecutionRecord, Owned
             record.revision = revision;
             record.children = children;
         }
-        inner.emit_with(|| EngineEvent::ExecutionUpdated(Arc::new(record.clone())));
+        inner.execution_updated(&record.id, || record.clone());
         let inner = inner.clone();
         running.spawn(async move {
             // As in `handle`: a store failure leaves the item leased until its lease expires.
@@ -691,7 +691,8 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
         let mut stored = event;
         stored.revision = revision;
         stored.children = children;
-        inner.emit_with(|| EngineEvent::ExecutionUpdated(Arc::new(stored)));
+        let id = stored.id.clone();
+        inner.execution_updated(&id, || stored);
     }
     if let Some(accepted) = action_trigger {
         accepted.stored(inner);

@@ -1,0 +1,181 @@
+//! Waiters on particular executions (`Engine::wait`, a workflow or chain waiting for its
+//! children): each is told of the updates of the executions it names, and only of those.
+//!
+//! Waiting through the engine's event channel meant every waiter received every event: with a
+//! hundred workflows each waiting for its current task, every update of any execution woke
+//! all hundred to find that it was not theirs. Here an update is handed to the waiters
+//! registered for its id, in the order updates are announced.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::store::ExecutionRecord;
+
+/// The registered waiters of one engine, by execution id.
+#[derive(Default)]
+pub(crate) struct Watchers {
+    /// How many waits are registered (the update path skips the map while there are none).
+    active: AtomicUsize,
+    by_id: Mutex<HashMap<String, Vec<Arc<Slot>>>>,
+}
+
+/// One wait's mailbox: the updates handed to it and the signal that there are some.
+#[derive(Default)]
+struct Slot {
+    updates: Mutex<Vec<Arc<ExecutionRecord>>>,
+    ready: Notify,
+}
+
+impl Slot {
+    fn updates(&self) -> MutexGuard<'_, Vec<Arc<ExecutionRecord>>> {
+        self.updates.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Watchers {
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Vec<Arc<Slot>>>> {
+        self.by_id.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Register a wait on `ids` (duplicates are ignored); it receives every update announced
+    /// from now on until the returned guard is dropped.
+    pub(crate) fn watch<'a>(&'a self, ids: impl IntoIterator<Item = &'a str>) -> Watch<'a> {
+        let slot = Arc::new(Slot::default());
+        let mut registered: Vec<String> = Vec::new();
+        {
+            let mut map = self.map();
+            for id in ids {
+                if registered.iter().any(|r| r == id) {
+                    continue;
+                }
+                map.entry(id.to_owned())
+                    .or_default()
+                    .push(Arc::clone(&slot));
+                registered.push(id.to_owned());
+            }
+            self.active.fetch_add(1, Ordering::AcqRel);
+        }
+        Watch {
+            watchers: self,
+            ids: registered,
+            slot,
+        }
+    }
+
+    /// Whether some wait is registered on `id`.
+    pub(crate) fn is_watched(&self, id: &str) -> bool {
+        self.active.load(Ordering::Acquire) > 0 && self.map().contains_key(id)
+    }
+
+    /// Hand `record` to the waits registered on its id.
+    pub(crate) fn deliver(&self, record: &Arc<ExecutionRecord>) {
+        if self.active.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let map = self.map();
+        for slot in map.get(&record.id).into_iter().flatten() {
+            slot.updates().push(Arc::clone(record));
+            slot.ready.notify_one();
+        }
+    }
+}
+
+/// A registered wait; dropping it unregisters.
+pub(crate) struct Watch<'a> {
+    watchers: &'a Watchers,
+    ids: Vec<String>,
+    slot: Arc<Slot>,
+}
+
+impl Watch<'_> {
+    /// The updates handed over since the last call, oldest first.
+    pub(crate) fn take(&self) -> Vec<Arc<ExecutionRecord>> {
+        std::mem::take(&mut *self.slot.updates())
+    }
+
+    /// Resolves once an update is handed over (at once if one was since the last call).
+    pub(crate) async fn changed(&self) {
+        self.slot.ready.notified().await;
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        let mut map = self.watchers.map();
+        for id in &self.ids {
+            if let Some(slots) = map.get_mut(id) {
+                slots.retain(|s| !Arc::ptr_eq(s, &self.slot));
+                if slots.is_empty() {
+                    map.remove(id);
+                }
+            }
+        }
+        self.watchers.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> Arc<ExecutionRecord> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "id": id,
+                "action_ref": "core.noop",
+                "action": {},
+                "runner": {},
+                "status": "succeeded",
+                "parameters": {},
+                "result": {},
+                "context": {},
+                "children": [],
+                "start_timestamp": "2026-11-26T00:00:00Z",
+                "log": [],
+            }))
+            .expect("a record"),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_wait_gets_the_updates_of_its_ids_only_and_unregisters_when_dropped() {
+        let watchers = Watchers::default();
+        let wait = watchers.watch(["a", "b", "a"]);
+        let other = watchers.watch(["c"]);
+        assert!(watchers.is_watched("a") && watchers.is_watched("c"));
+        assert!(!watchers.is_watched("d"));
+
+        watchers.deliver(&record("a"));
+        watchers.deliver(&record("c"));
+        watchers.deliver(&record("b"));
+        // Handed over before anyone waited: `changed` resolves at once.
+        wait.changed().await;
+        let ids: Vec<String> = wait.take().iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert!(wait.take().is_empty());
+        assert_eq!(other.take().len(), 1);
+
+        drop(wait);
+        assert!(!watchers.is_watched("a") && !watchers.is_watched("b"));
+        drop(other);
+        assert_eq!(watchers.active.load(Ordering::Acquire), 0);
+        assert!(watchers.map().is_empty());
+    }
+
+    #[tokio::test]
+    async fn two_waits_on_one_id_both_get_its_update() {
+        let watchers = Watchers::default();
+        let first = watchers.watch(["x"]);
+        let second = watchers.watch(["x"]);
+        watchers.deliver(&record("x"));
+        assert_eq!(first.take().len(), 1);
+        assert_eq!(second.take().len(), 1);
+        drop(first);
+        assert!(watchers.is_watched("x"));
+        drop(second);
+        assert!(!watchers.is_watched("x"));
+    }
+}
