@@ -3,6 +3,7 @@
 //! in StackStorm's wire format: a lone `\n` at once, then `event: <name>\ndata: <json>\n\n`
 //! per event, and a bare `\n` after every `heartbeat` without events.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use st2_core::engine::EngineEvent;
 use st2_core::engine::snapshot::isotime;
-use st2_core::store::{ExecutionRecord, NewOutput, OutputType};
+use st2_core::store::{ExecutionRecord, NewOutput, OutputType, Timestamp};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -385,6 +386,18 @@ pub async fn output(
             )
     };
     let done_already = finished(&record);
+    // A chunk produced after the subscription but stored before the read above arrives twice:
+    // in `stored` and as a live event. Chunks are stored in the order they are produced, so
+    // such twins are the first live events; each stored chunk excuses one live event equal to
+    // it (same time, stream and text), which with a real clock only its own twin can be.
+    let mut twins: HashMap<(Timestamp, OutputType, String), usize> = HashMap::new();
+    if !done_already {
+        for c in &stored {
+            *twins
+                .entry((c.chunk.timestamp, c.chunk.output_type, c.chunk.data.clone()))
+                .or_default() += 1;
+        }
+    }
     tokio::spawn(async move {
         let name = "st2.execution.output__create";
         let send = |b: Bytes| {
@@ -417,6 +430,16 @@ pub async fn output(
                     Ok(EngineEvent::Output(o))
                         if o.execution_id == id && wanted.is_none_or(|w| o.output_type == w) =>
                     {
+                        if !twins.is_empty() {
+                            let key = (o.timestamp, o.output_type, o.data.clone());
+                            if let Some(left) = twins.get_mut(&key) {
+                                *left -= 1;
+                                if *left == 0 {
+                                    twins.remove(&key);
+                                }
+                                continue;
+                            }
+                        }
                         let chunk_id = st2_core::store::new_id();
                         if !send(frame(name, &output_body(&o, &chunk_id))).await {
                             return;
