@@ -1148,20 +1148,35 @@ pub(crate) async fn wait_until(
     }
 }
 
-/// Wait until at least one of `ids` has a status `done` accepts, `watch` (the caller's own
-/// execution, when given) satisfies `wake`, or `deadline` passes; returns the records of `ids`
-/// that are done (possibly none). One registration for all of them (see [`super::watch`]);
-/// the store is asked again (one query for all of `ids`, returning only the done ones) at
-/// least every 500 ms, for updates made by other nodes.
-pub(crate) async fn wait_any(
+/// What [`wait_registered`] waits for.
+pub(crate) struct Waiting<'a> {
+    /// The executions waited for, all registered on the watch.
+    pub(crate) ids: &'a [String],
+    /// Those of `ids` registered only now: updates made before were not seen, so their
+    /// stored status is read first.
+    pub(crate) unread: &'a [String],
+    /// The caller's own execution, registered on the watch too.
+    pub(crate) own: Option<&'a str>,
+    /// Whether `own` was registered only now.
+    pub(crate) own_unread: bool,
+}
+
+/// Wait until at least one of `waiting.ids` has a status `done` accepts, `waiting.own` (the
+/// caller's own execution, when given) satisfies `wake`, or `deadline` passes; returns the
+/// records of `ids` that are done (possibly none). `updates` is a watch the caller keeps
+/// registered between waits (a workflow waiting for its children again and again, see
+/// [`super::watch`]), so only what was registered just now is read from the store before
+/// waiting (one query for all of them, returning only the done ones); everything is read
+/// again at least every 500 ms, for updates made by other nodes.
+pub(crate) async fn wait_registered(
     inner: &Inner,
-    ids: &[String],
-    watch: Option<&str>,
+    updates: &super::watch::Watch,
+    waiting: Waiting<'_>,
     deadline: Option<tokio::time::Instant>,
     done: impl Fn(ExecutionStatus) -> bool,
     wake: impl Fn(&ExecutionRecord) -> bool,
 ) -> Result<Vec<ExecutionRecord>, EngineError> {
-    let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let wanted: std::collections::HashSet<&str> = waiting.ids.iter().map(String::as_str).collect();
     // The statuses `done` accepts, so the store returns only those records (one query for
     // all of `ids`, not one read each).
     let done_statuses: Vec<ExecutionStatus> = ExecutionStatus::ALL
@@ -1169,13 +1184,16 @@ pub(crate) async fn wait_any(
         .copied()
         .filter(|s| done(*s))
         .collect();
-    // Registered before the first read, so no update after it is missed.
-    let updates = inner
-        .watchers
-        .watch(ids.iter().map(String::as_str).chain(watch));
+    let mut first = true;
     loop {
+        let (to_read, read_own) = if first {
+            (waiting.unread, waiting.own_unread)
+        } else {
+            (waiting.ids, true)
+        };
+        first = false;
         let mut ready = Vec::new();
-        for chunk in ids.chunks(500) {
+        for chunk in to_read.chunks(500) {
             let filter = ExecutionFilter {
                 ids: chunk.to_vec(),
                 statuses: done_statuses.clone(),
@@ -1187,7 +1205,8 @@ pub(crate) async fn wait_any(
         if !ready.is_empty() {
             return Ok(ready);
         }
-        if let Some(own) = watch
+        if let Some(own) = waiting.own
+            && read_own
             && wake(&stored_without_children(inner, own).await?)
         {
             return Ok(Vec::new());
@@ -1204,7 +1223,7 @@ pub(crate) async fn wait_any(
                     // The latest update of each execution.
                     ready.retain(|r| r.id != update.id);
                     ready.push(Arc::unwrap_or_clone(update));
-                } else if watch == Some(update.id.as_str()) && wake(&update) {
+                } else if waiting.own == Some(update.id.as_str()) && wake(&update) {
                     woken = true;
                 }
             }

@@ -35,7 +35,7 @@ mod runner_services;
 mod services;
 pub mod snapshot;
 mod triggers;
-mod watch;
+pub(crate) mod watch;
 mod worker;
 
 use std::collections::HashMap;
@@ -555,7 +555,7 @@ impl EngineBuilder {
             runner_slots: Arc::new(tokio::sync::Semaphore::new(settings_max_running)),
             recent: recent::RecentExecutions::default(),
             snapshots: snapshot::SnapshotCache::default(),
-            watchers: watch::Watchers::default(),
+            watchers: Arc::new(watch::Watchers::default()),
         });
         inner.index_triggers();
         let engine = Engine { inner };
@@ -623,7 +623,7 @@ pub(crate) struct Inner {
     /// The action, runner, rule and trigger snapshots executions share.
     pub(crate) snapshots: snapshot::SnapshotCache,
     /// Waiters on particular executions.
-    pub(crate) watchers: watch::Watchers,
+    pub(crate) watchers: Arc<watch::Watchers>,
 }
 
 impl Inner {
@@ -764,12 +764,14 @@ impl Inner {
             return;
         }
         let record = Arc::new(make());
-        if watched {
-            self.watchers.deliver(&record);
-        }
+        // Published before the waits are told, so a caller whose wait returns finds the
+        // event already in the channel.
         if let Some(events) = events {
             // A subscriber that went away in between is fine.
-            let _ = events.send(EngineEvent::ExecutionUpdated(record));
+            let _ = events.send(EngineEvent::ExecutionUpdated(Arc::clone(&record)));
+        }
+        if watched {
+            self.watchers.deliver(&record);
         }
     }
 

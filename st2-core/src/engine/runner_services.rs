@@ -27,6 +27,9 @@ pub(crate) struct EngineServices {
     state: tokio::sync::Mutex<Option<WorkflowRecord>>,
     /// The trace the execution belongs to, looked up once (its children join it).
     trace: tokio::sync::OnceCell<Option<String>>,
+    /// The children (and the execution itself) `wait_any` waits for, registered from one wait
+    /// to the next so that only children new since the last wait are read from the store.
+    waiting: tokio::sync::Mutex<Option<super::watch::Watch>>,
 }
 
 impl EngineServices {
@@ -37,6 +40,7 @@ impl EngineServices {
             run_user,
             state: tokio::sync::Mutex::new(None),
             trace: tokio::sync::OnceCell::new(),
+            waiting: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -165,10 +169,22 @@ impl RunnerServices for EngineServices {
     ) -> Result<Vec<ExecutionRecord>, RunnerError> {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let lent = LentSlot::lend(self.inner.runner_slots.clone());
-        let waited = executions::wait_any(
+        let mut held = self.waiting.lock().await;
+        let updates =
+            held.get_or_insert_with(|| self.inner.watchers.watch(std::iter::empty::<&str>()));
+        let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        updates.retain(|id| id == self.execution_id || wanted.contains(id));
+        let unread: Vec<String> = ids.iter().filter(|id| updates.add(id)).cloned().collect();
+        let own_unread = updates.add(&self.execution_id);
+        let waited = executions::wait_registered(
             &self.inner,
-            ids,
-            Some(&self.execution_id),
+            updates,
+            executions::Waiting {
+                ids,
+                unread: &unread,
+                own: Some(&self.execution_id),
+                own_unread,
+            },
             deadline,
             |status| {
                 status.is_completed()

@@ -6,7 +6,7 @@
 //! all hundred to find that it was not theirs. Here an update is handed to the waiters
 //! registered for its id, in the order updates are announced.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -41,28 +41,18 @@ impl Watchers {
     }
 
     /// Register a wait on `ids` (duplicates are ignored); it receives every update announced
-    /// from now on until the returned guard is dropped.
-    pub(crate) fn watch<'a>(&'a self, ids: impl IntoIterator<Item = &'a str>) -> Watch<'a> {
-        let slot = Arc::new(Slot::default());
-        let mut registered: Vec<String> = Vec::new();
-        {
-            let mut map = self.map();
-            for id in ids {
-                if registered.iter().any(|r| r == id) {
-                    continue;
-                }
-                map.entry(id.to_owned())
-                    .or_default()
-                    .push(Arc::clone(&slot));
-                registered.push(id.to_owned());
-            }
-            self.active.fetch_add(1, Ordering::AcqRel);
+    /// from now on until it is dropped. More ids can be added to it later.
+    pub(crate) fn watch<'a>(self: &Arc<Self>, ids: impl IntoIterator<Item = &'a str>) -> Watch {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        let mut watch = Watch {
+            watchers: Arc::clone(self),
+            ids: HashSet::new(),
+            slot: Arc::new(Slot::default()),
+        };
+        for id in ids {
+            watch.add(id);
         }
-        Watch {
-            watchers: self,
-            ids: registered,
-            slot,
-        }
+        watch
     }
 
     /// Whether some wait is registered on `id`.
@@ -81,16 +71,57 @@ impl Watchers {
             slot.ready.notify_one();
         }
     }
+
+    fn unregister(&self, map: &mut HashMap<String, Vec<Arc<Slot>>>, id: &str, slot: &Arc<Slot>) {
+        if let Some(slots) = map.get_mut(id) {
+            slots.retain(|s| !Arc::ptr_eq(s, slot));
+            if slots.is_empty() {
+                map.remove(id);
+            }
+        }
+    }
 }
 
 /// A registered wait; dropping it unregisters.
-pub(crate) struct Watch<'a> {
-    watchers: &'a Watchers,
-    ids: Vec<String>,
+pub(crate) struct Watch {
+    watchers: Arc<Watchers>,
+    ids: HashSet<String>,
     slot: Arc<Slot>,
 }
 
-impl Watch<'_> {
+impl Watch {
+    /// Also receive the updates of `id`; whether it was not registered before (so updates made
+    /// before now were not seen).
+    pub(crate) fn add(&mut self, id: &str) -> bool {
+        if self.ids.contains(id) {
+            return false;
+        }
+        self.watchers
+            .map()
+            .entry(id.to_owned())
+            .or_default()
+            .push(Arc::clone(&self.slot));
+        self.ids.insert(id.to_owned());
+        true
+    }
+
+    /// Stop receiving the updates of the ids `keep` refuses.
+    pub(crate) fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        if self.ids.iter().all(|id| keep(id)) {
+            return;
+        }
+        let mut map = self.watchers.map();
+        let slot = &self.slot;
+        let watchers = &self.watchers;
+        self.ids.retain(|id| {
+            let kept = keep(id);
+            if !kept {
+                watchers.unregister(&mut map, id, slot);
+            }
+            kept
+        });
+    }
+
     /// The updates handed over since the last call, oldest first.
     pub(crate) fn take(&self) -> Vec<Arc<ExecutionRecord>> {
         std::mem::take(&mut *self.slot.updates())
@@ -102,15 +133,12 @@ impl Watch<'_> {
     }
 }
 
-impl Drop for Watch<'_> {
+impl Drop for Watch {
     fn drop(&mut self) {
-        let mut map = self.watchers.map();
-        for id in &self.ids {
-            if let Some(slots) = map.get_mut(id) {
-                slots.retain(|s| !Arc::ptr_eq(s, &self.slot));
-                if slots.is_empty() {
-                    map.remove(id);
-                }
+        {
+            let mut map = self.watchers.map();
+            for id in &self.ids {
+                self.watchers.unregister(&mut map, id, &self.slot);
             }
         }
         self.watchers.active.fetch_sub(1, Ordering::AcqRel);
@@ -142,8 +170,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_wait_gets_the_updates_of_its_ids_only_and_unregisters_when_dropped() {
-        let watchers = Watchers::default();
-        let wait = watchers.watch(["a", "b", "a"]);
+        let watchers = Arc::new(Watchers::default());
+        let mut wait = watchers.watch(["a", "b", "a"]);
         let other = watchers.watch(["c"]);
         assert!(watchers.is_watched("a") && watchers.is_watched("c"));
         assert!(!watchers.is_watched("d"));
@@ -158,8 +186,17 @@ mod tests {
         assert!(wait.take().is_empty());
         assert_eq!(other.take().len(), 1);
 
+        // Ids added later receive what comes after; ids let go receive nothing more.
+        assert!(wait.add("d") && !wait.add("a"));
+        wait.retain(|id| id != "b");
+        assert!(!watchers.is_watched("b") && watchers.is_watched("d"));
+        watchers.deliver(&record("b"));
+        watchers.deliver(&record("d"));
+        let ids: Vec<String> = wait.take().iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, ["d"]);
+
         drop(wait);
-        assert!(!watchers.is_watched("a") && !watchers.is_watched("b"));
+        assert!(!watchers.is_watched("a") && !watchers.is_watched("d"));
         drop(other);
         assert_eq!(watchers.active.load(Ordering::Acquire), 0);
         assert!(watchers.map().is_empty());
@@ -167,7 +204,7 @@ mod tests {
 
     #[tokio::test]
     async fn two_waits_on_one_id_both_get_its_update() {
-        let watchers = Watchers::default();
+        let watchers = Arc::new(Watchers::default());
         let first = watchers.watch(["x"]);
         let second = watchers.watch(["x"]);
         watchers.deliver(&record("x"));
