@@ -300,6 +300,35 @@ async fn pause_waits_for_the_running_task_and_resume_continues() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_is_noticed_while_children_keep_finishing() {
+    // Items finish every few milliseconds, so the workflow's waits keep returning finished
+    // children: the pause must not get lost among them.
+    let engine = engine().await;
+    let started = engine
+        .run(
+            "wftest.items",
+            params(json!({"count": 200, "concurrency": 8})),
+            Map::new(),
+        )
+        .await
+        .expect("requested");
+    let first = child_of(&engine, &started.id, "each").await;
+    wait_for(&engine, &first.id, ExecutionStatus::Succeeded).await;
+    engine.pause(&started.id, "tester").await.expect("pause");
+    let paused = wait_for(&engine, &started.id, ExecutionStatus::Paused).await;
+    let ran = children(&engine, &paused).await.len();
+    assert!(
+        ran < 200,
+        "the pause was noticed only after all {ran} items"
+    );
+    engine.resume(&started.id, "tester").await.expect("resume");
+    let done = engine.wait(&started.id, WAIT).await.expect("ends");
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{}", done.result);
+    assert_eq!(children(&engine, &done).await.len(), 200);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subworkflow_runs_as_a_task() {
     let engine = engine().await;
     let done = run(&engine, "wftest.parent", json!({})).await;

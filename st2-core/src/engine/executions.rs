@@ -1217,20 +1217,24 @@ pub(crate) async fn wait_registered(
         }
         loop {
             let mut ready: Vec<ExecutionRecord> = Vec::new();
-            let mut woken = false;
+            let mut woken = Vec::new();
             for update in updates.take() {
                 if wanted.contains(update.id.as_str()) && done(update.status) {
                     // The latest update of each execution.
                     ready.retain(|r| r.id != update.id);
                     ready.push(Arc::unwrap_or_clone(update));
                 } else if waiting.own == Some(update.id.as_str()) && wake(&update) {
-                    woken = true;
+                    woken.push(update);
                 }
             }
             if !ready.is_empty() {
+                // The caller handles its children first; the update of its own execution
+                // (a pause or cancel asked for) wakes its next wait, which a watch kept
+                // registered would otherwise never see again.
+                updates.put_back(woken);
                 return Ok(ready);
             }
-            if woken {
+            if !woken.is_empty() {
                 return Ok(Vec::new());
             }
             tokio::select! {

@@ -127,6 +127,17 @@ impl Watch {
         std::mem::take(&mut *self.slot.updates())
     }
 
+    /// Hand `kept` back, ahead of anything handed over since: the next [`Watch::take`] returns
+    /// it again (an update a wait looked at but did not act on).
+    pub(crate) fn put_back(&self, kept: Vec<Arc<ExecutionRecord>>) {
+        if kept.is_empty() {
+            return;
+        }
+        let mut updates = self.slot.updates();
+        let later = std::mem::replace(&mut *updates, kept);
+        updates.extend(later);
+    }
+
     /// Resolves once an update is handed over (at once if one was since the last call).
     pub(crate) async fn changed(&self) {
         self.slot.ready.notified().await;
@@ -194,6 +205,12 @@ mod tests {
         watchers.deliver(&record("d"));
         let ids: Vec<String> = wait.take().iter().map(|r| r.id.clone()).collect();
         assert_eq!(ids, ["d"]);
+
+        // What is put back comes first next time.
+        watchers.deliver(&record("a"));
+        wait.put_back(vec![record("d")]);
+        let ids: Vec<String> = wait.take().iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, ["d", "a"]);
 
         drop(wait);
         assert!(!watchers.is_watched("a") && !watchers.is_watched("d"));
