@@ -74,9 +74,10 @@ impl Drop for GroupGuard {
 
 /// The shell commands run with: `bash` as found on this process's `PATH` the first time it is
 /// needed, or plain `bash` when it is not found there. Fixing the path means an `env`
-/// parameter that sets `PATH` changes what the command finds, not which shell runs it (as
-/// StackStorm always runs `/bin/sh`), and the spawn stays a `posix_spawn` (with a `PATH` of
-/// its own and a bare program name, std forks the whole engine to search that `PATH`).
+/// parameter that sets `PATH` changes what the command finds, not which shell runs it (as in
+/// StackStorm, whose shell does not depend on it either), and the spawn stays a `posix_spawn`
+/// (with a `PATH` of its own and a bare program name, std forks the whole engine to search
+/// that `PATH`).
 fn shell() -> &'static Path {
     static SHELL: OnceLock<PathBuf> = OnceLock::new();
     SHELL.get_or_init(|| find_on_path("bash").unwrap_or_else(|| PathBuf::from("bash")))

@@ -62,11 +62,16 @@ fn params(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
-async fn run(engine: &Engine, action: &str, p: Value) -> ExecutionRecord {
-    let started = engine
+/// Request `action` with parameters `p`: the execution as first stored.
+async fn start(engine: &Engine, action: &str, p: Value) -> ExecutionRecord {
+    engine
         .run(action, params(p), Map::new())
         .await
-        .expect("requested");
+        .expect("requested")
+}
+
+async fn run(engine: &Engine, action: &str, p: Value) -> ExecutionRecord {
+    let started = start(engine, action, p).await;
     engine.wait(&started.id, WAIT).await.expect("completes")
 }
 
@@ -259,10 +264,7 @@ async fn failures_end_the_workflow_failed_with_errors_naming_the_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_cascades_to_the_running_task() {
     let engine = engine().await;
-    let started = engine
-        .run("wftest.slow", params(json!({"seconds": 30})), Map::new())
-        .await
-        .expect("requested");
+    let started = start(&engine, "wftest.slow", json!({"seconds": 30})).await;
     let child = child_of(&engine, &started.id, "wait").await;
     wait_for(&engine, &child.id, ExecutionStatus::Running).await;
     engine.cancel(&started.id, "tester").await.expect("cancel");
@@ -278,10 +280,7 @@ async fn cancel_cascades_to_the_running_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_waits_for_the_running_task_and_resume_continues() {
     let engine = engine().await;
-    let started = engine
-        .run("wftest.slow", params(json!({"seconds": 1})), Map::new())
-        .await
-        .expect("requested");
+    let started = start(&engine, "wftest.slow", json!({"seconds": 1})).await;
     let child = child_of(&engine, &started.id, "wait").await;
     wait_for(&engine, &child.id, ExecutionStatus::Running).await;
     let pausing = engine.pause(&started.id, "tester").await.expect("pause");
@@ -304,14 +303,12 @@ async fn a_pause_is_noticed_while_children_keep_finishing() {
     // Items finish every few milliseconds, so the workflow's waits keep returning finished
     // children: the pause must not get lost among them.
     let engine = engine().await;
-    let started = engine
-        .run(
-            "wftest.items",
-            params(json!({"count": 200, "concurrency": 8})),
-            Map::new(),
-        )
-        .await
-        .expect("requested");
+    let started = start(
+        &engine,
+        "wftest.items",
+        json!({"count": 200, "concurrency": 8}),
+    )
+    .await;
     let first = child_of(&engine, &started.id, "each").await;
     wait_for(&engine, &first.id, ExecutionStatus::Succeeded).await;
     engine.pause(&started.id, "tester").await.expect("pause");
@@ -355,10 +352,7 @@ fn start_and_crash(db: &Path) -> String {
                 .expect("store"),
         );
         let engine = engine_on(store).await;
-        let started = engine
-            .run("wftest.delayed", Map::new(), Map::new())
-            .await
-            .expect("requested");
+        let started = start(&engine, "wftest.delayed", json!({})).await;
         let first = child_of(&engine, &started.id, "first").await;
         wait_for(&engine, &first.id, ExecutionStatus::Delayed).await;
         started.id
@@ -409,10 +403,7 @@ fn a_killed_engine_continues_the_workflow_on_the_next_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inquiry_pauses_the_workflow_and_the_answer_resumes_it() {
     let engine = engine().await;
-    let started = engine
-        .run("wftest.asking", Map::new(), Map::new())
-        .await
-        .expect("requested");
+    let started = start(&engine, "wftest.asking", json!({})).await;
     let ask = child_of(&engine, &started.id, "approve").await;
     wait_for(&engine, &ask.id, ExecutionStatus::Pending).await;
     wait_for(&engine, &started.id, ExecutionStatus::Paused).await;

@@ -1123,28 +1123,38 @@ pub(crate) async fn wait_until(
         if done(&record) {
             return Ok(record);
         }
-        // Wake on this execution's updates; look again at least every 500 ms (updates made
-        // by other nodes are not announced here).
-        let mut until = tokio::time::Instant::now() + Duration::from_millis(500);
-        if let Some(d) = deadline {
-            until = until.min(d);
-        }
+        // Wake on this execution's updates.
+        let until = next_look(deadline);
         loop {
             if let Some(update) = watch.take().into_iter().find(|e| done(e)) {
                 return Ok(Arc::unwrap_or_clone(update));
             }
-            tokio::select! {
-                woke = tokio::time::timeout_at(until, watch.changed()) => {
-                    if woke.is_err() {
-                        break;
-                    }
-                }
-                () = inner.stopping.cancelled() => return Err(EngineError::ShuttingDown),
+            if !updated_before(inner, &watch, until).await? {
+                break;
             }
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             return Err(EngineError::WaitTimeout(id.to_owned()));
         }
+    }
+}
+
+/// When a wait looks at the store again: in 500 ms (updates made by other nodes are not
+/// announced here), or at `deadline` when that is sooner.
+fn next_look(deadline: Option<tokio::time::Instant>) -> tokio::time::Instant {
+    let soon = tokio::time::Instant::now() + Duration::from_millis(500);
+    deadline.map_or(soon, |d| soon.min(d))
+}
+
+/// Wait for an update on `watch`: `true` when one came, `false` when `until` came first.
+async fn updated_before(
+    inner: &Inner,
+    watch: &super::watch::Watch,
+    until: tokio::time::Instant,
+) -> Result<bool, EngineError> {
+    tokio::select! {
+        woke = tokio::time::timeout_at(until, watch.changed()) => Ok(woke.is_ok()),
+        () = inner.stopping.cancelled() => Err(EngineError::ShuttingDown),
     }
 }
 
@@ -1211,10 +1221,7 @@ pub(crate) async fn wait_registered(
         {
             return Ok(Vec::new());
         }
-        let mut until = tokio::time::Instant::now() + Duration::from_millis(500);
-        if let Some(d) = deadline {
-            until = until.min(d);
-        }
+        let until = next_look(deadline);
         loop {
             let mut ready: Vec<ExecutionRecord> = Vec::new();
             let mut woken = Vec::new();
@@ -1237,13 +1244,8 @@ pub(crate) async fn wait_registered(
             if !woken.is_empty() {
                 return Ok(Vec::new());
             }
-            tokio::select! {
-                woke = tokio::time::timeout_at(until, updates.changed()) => {
-                    if woke.is_err() {
-                        break;
-                    }
-                }
-                () = inner.stopping.cancelled() => return Err(EngineError::ShuttingDown),
+            if !updated_before(inner, updates, until).await? {
+                break;
             }
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {

@@ -745,11 +745,14 @@ impl Inner {
             .unwrap_or(false)
     }
 
+    /// The event channel, when someone subscribes to it now.
+    fn listened(&self) -> Option<&broadcast::Sender<EngineEvent>> {
+        self.events.get().filter(|e| e.receiver_count() > 0)
+    }
+
     /// Publish the event `make` builds, building it only when someone listens.
     pub(crate) fn emit_with(&self, make: impl FnOnce() -> EngineEvent) {
-        if let Some(events) = self.events.get()
-            && events.receiver_count() > 0
-        {
+        if let Some(events) = self.listened() {
             // A subscriber that went away in between is fine.
             let _ = events.send(make());
         }
@@ -759,7 +762,7 @@ impl Inner {
     /// event subscribers, building the record (`make`) only when one of them listens.
     pub(crate) fn execution_updated(&self, id: &str, make: impl FnOnce() -> ExecutionRecord) {
         let watched = self.watchers.is_watched(id);
-        let events = self.events.get().filter(|e| e.receiver_count() > 0);
+        let events = self.listened();
         if !watched && events.is_none() {
             return;
         }

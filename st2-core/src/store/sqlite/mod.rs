@@ -680,7 +680,7 @@ mod tests {
             .collect()
     }
 
-    /// How often `sql` was prepared again over five runs with different values bound.
+    /// How often `sql` was prepared again over one run per set of values in `bind`.
     fn reprepares(db: &Db<'_>, sql: &str, bind: &[&[&str]]) -> i32 {
         let mut statement = db.conn().prepare_cached(sql).expect("prepare");
         for values in bind {
