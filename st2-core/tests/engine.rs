@@ -51,6 +51,8 @@ impl Runner for Slow {
             .get("seconds")
             .and_then(Value::as_f64)
             .unwrap_or(30.0);
+        ctx.output
+            .emit(st2_core::store::OutputType::Stdout, "sleeping\n");
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs_f64(seconds)) => {
                 Ok(RunOutcome::succeeded(json!({"slept": seconds})))
@@ -714,6 +716,43 @@ async fn events_follow_an_execution() {
         route: "x".into(),
         payload: json!({}),
     };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_seen_on_the_event_stream_is_in_the_stored_output() {
+    // Lines go to subscribers at once and to the store in batches; a reader that saw a line
+    // live and then reads the stored output (the output stream does, to send what came before
+    // it subscribed) must find it there, or a line would be lost between the two.
+    let engine = start().await;
+    for _ in 0..20 {
+        let mut events = engine.subscribe();
+        let slow = engine
+            .run(
+                "enginetest.slow",
+                params(json!({"seconds": 30})),
+                Map::new(),
+            )
+            .await
+            .expect("run");
+        let line = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(EngineEvent::Output(o)) = events.recv().await
+                    && o.execution_id == slow.id
+                {
+                    return o.data.clone();
+                }
+            }
+        })
+        .await
+        .expect("a line");
+        assert_eq!(line, "sleeping\n");
+        let stored = engine.output(&slow.id).await.expect("output");
+        assert_eq!(stored.len(), 1, "{stored:?}");
+        assert_eq!(stored[0].chunk.data, "sleeping\n");
+        engine.cancel(&slow.id, "alice").await.expect("cancel");
+        engine.wait(&slow.id, WAIT).await.expect("done");
+    }
+    engine.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

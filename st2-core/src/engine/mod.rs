@@ -1370,11 +1370,14 @@ impl Engine {
         Ok(self.inner.store.executions().list(filter, page).await?)
     }
 
-    /// The output an execution produced so far.
+    /// The output an execution produced so far. Every line already sent to
+    /// [`subscribe`](Self::subscribe) receivers is in it: lines reach the event stream before
+    /// the store, so this first waits for those still on their way to the store.
     ///
     /// # Errors
     /// Store errors.
     pub async fn output(&self, id: &str) -> Result<Vec<OutputChunk>, EngineError> {
+        worker::flush_output(&self.inner).await;
         Ok(self
             .inner
             .store

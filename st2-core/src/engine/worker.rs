@@ -97,7 +97,8 @@ pub(crate) async fn output_writer(
     }
 }
 
-async fn flush_output(inner: &Inner) {
+/// Wait until every line emitted so far is stored.
+pub(crate) async fn flush_output(inner: &Inner) {
     let (tx, rx) = oneshot::channel();
     if inner.output_tx.send(OutputMessage::Flush(tx)).is_ok() {
         let _ = rx.await;

@@ -15,7 +15,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use st2_core::engine::EngineEvent;
 use st2_core::engine::snapshot::isotime;
-use st2_core::store::{ExecutionRecord, NewOutput, OutputType, Timestamp};
+use st2_core::store::{ExecutionRecord, NewOutput, OutputType};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -371,7 +371,8 @@ pub async fn output(
         state.engine.get(&id).await?
     }
     .ok_or_else(|| ApiError::not_found(&id))?;
-    // Subscribe before reading what is stored, so nothing falls between the two.
+    // Subscribe before reading what is stored, so nothing falls between the two (the read
+    // waits for lines already sent to subscribers to be stored).
     let mut events = state.engine.subscribe();
     let stored = state.engine.output(&record.id).await?;
     let (sender, receiver) = mpsc::channel(256);
@@ -389,12 +390,17 @@ pub async fn output(
     // A chunk produced after the subscription but stored before the read above arrives twice:
     // in `stored` and as a live event. Chunks are stored in the order they are produced, so
     // such twins are the first live events; each stored chunk excuses one live event equal to
-    // it (same time, stream and text), which with a real clock only its own twin can be.
-    let mut twins: HashMap<(Timestamp, OutputType, String), usize> = HashMap::new();
+    // it (same time, stream and text), which with a real clock only its own twin can be. Times
+    // compare in microseconds, the precision the store keeps.
+    let mut twins: HashMap<(i64, OutputType, String), usize> = HashMap::new();
     if !done_already {
         for c in &stored {
             *twins
-                .entry((c.chunk.timestamp, c.chunk.output_type, c.chunk.data.clone()))
+                .entry((
+                    c.chunk.timestamp.timestamp_micros(),
+                    c.chunk.output_type,
+                    c.chunk.data.clone(),
+                ))
                 .or_default() += 1;
         }
     }
@@ -431,7 +437,11 @@ pub async fn output(
                         if o.execution_id == id && wanted.is_none_or(|w| o.output_type == w) =>
                     {
                         if !twins.is_empty() {
-                            let key = (o.timestamp, o.output_type, o.data.clone());
+                            let key = (
+                                o.timestamp.timestamp_micros(),
+                                o.output_type,
+                                o.data.clone(),
+                            );
                             if let Some(left) = twins.get_mut(&key) {
                                 *left -= 1;
                                 if *left == 0 {
