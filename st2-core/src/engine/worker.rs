@@ -61,9 +61,13 @@ impl OutputSink for EngineOutput {
             output_type,
             data: data.to_owned(),
         };
-        self.inner
-            .emit_with(|| EngineEvent::Output(Arc::new(chunk.clone())));
+        // Queued for the store before it is announced: whoever sees the line and then asks
+        // for the stored output (`Engine::output` flushes this queue) finds it there.
+        let announced = self.inner.listened().map(|_| Arc::new(chunk.clone()));
         let _ = self.inner.output_tx.send(OutputMessage::Line(chunk));
+        if let Some(chunk) = announced {
+            self.inner.emit_with(|| EngineEvent::Output(chunk));
+        }
     }
 }
 
