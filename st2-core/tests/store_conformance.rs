@@ -352,6 +352,24 @@ async fn trigger_instances_round_trip_filter_sort_and_page(h: &Harness) {
         .expect("list");
     assert_eq!(page.total, 5);
     assert_eq!(ids(&page.items, |i| &i.id), ["ti02", "ti04"]);
+    // The total of the last page, short or empty, whatever the offset.
+    for (limit, offset, items) in [
+        (Some(3), 3, 2),
+        (Some(2), 4, 1),
+        (Some(5), 0, 5),
+        (Some(2), 5, 0),
+        (Some(2), 9, 0),
+        (None, 2, 3),
+        (None, 7, 0),
+        (Some(0), 0, 0),
+    ] {
+        let page = s.list(&filter, Page { limit, offset }).await.expect("list");
+        assert_eq!(
+            (page.items.len(), page.total),
+            (items, 5),
+            "limit {limit:?} offset {offset}"
+        );
+    }
 
     let filter = TriggerInstanceFilter {
         trigger_type: Some("core.odd_type".into()),

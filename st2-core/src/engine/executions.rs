@@ -238,7 +238,10 @@ pub(crate) async fn stored(inner: &Inner, id: &str) -> Result<ExecutionRecord, E
 }
 
 /// Execution `id` as [`stored`] reads it, with `children` left empty.
-async fn stored_without_children(inner: &Inner, id: &str) -> Result<ExecutionRecord, EngineError> {
+pub(crate) async fn stored_without_children(
+    inner: &Inner,
+    id: &str,
+) -> Result<ExecutionRecord, EngineError> {
     inner
         .store
         .executions()
@@ -398,6 +401,23 @@ pub(crate) async fn run(
     inner: &Arc<Inner>,
     request: RunRequest,
 ) -> Result<ExecutionRecord, EngineError> {
+    // Only the parent's id, context and trace are used: its children (a with-items workflow
+    // has thousands) are not read.
+    let parent = match &request.parent {
+        Some(id) => Some(stored_without_children(inner, id).await?),
+        None => None,
+    };
+    run_under(inner, request, parent.as_ref()).await
+}
+
+/// [`run`] with the parent execution (`request.parent`) already read, without its children;
+/// a parent starting many children reads itself once.
+pub(crate) async fn run_under(
+    inner: &Arc<Inner>,
+    request: RunRequest,
+    parent: Option<&ExecutionRecord>,
+) -> Result<ExecutionRecord, EngineError> {
+    debug_assert_eq!(parent.map(|p| &p.id), request.parent.as_ref());
     let catalog = inner.catalog();
     let action = catalog
         .action(&request.action)
@@ -407,12 +427,6 @@ pub(crate) async fn run(
         return Err(EngineError::ActionDisabled(action.reference.clone()));
     }
     let mut context = request.context;
-    // Only the parent's id, context and trace are used: its children (a with-items workflow
-    // has thousands) are not read.
-    let parent = match &request.parent {
-        Some(id) => Some(stored_without_children(inner, id).await?),
-        None => None,
-    };
     let user = request
         .user
         .or_else(|| {

@@ -27,6 +27,10 @@ pub(crate) struct EngineServices {
     state: tokio::sync::Mutex<Option<WorkflowRecord>>,
     /// The trace the execution belongs to, looked up once (its children join it).
     trace: tokio::sync::OnceCell<Option<String>>,
+    /// The execution's own record without its children, read once: its children's context
+    /// derives from it (`parent`, `user`), and what changes of it while it runs (its status,
+    /// a `paused_by` or `cancelled_by`) does not go into them.
+    record: tokio::sync::OnceCell<ExecutionRecord>,
     /// The children (and the execution itself) `wait_any` waits for, registered from one wait
     /// to the next so that only children new since the last wait are read from the store.
     waiting: tokio::sync::Mutex<Option<super::watch::Watch>>,
@@ -40,6 +44,7 @@ impl EngineServices {
             run_user,
             state: tokio::sync::Mutex::new(None),
             trace: tokio::sync::OnceCell::new(),
+            record: tokio::sync::OnceCell::new(),
             waiting: tokio::sync::Mutex::new(None),
         }
     }
@@ -141,7 +146,14 @@ impl RunnerServices for EngineServices {
         run.id = request.id;
         run.delay_ms = request.delay_ms;
         run.trace_id = self.trace().await;
-        executions::run(&self.inner, run)
+        let parent = self
+            .record
+            .get_or_try_init(|| {
+                executions::stored_without_children(&self.inner, &self.execution_id)
+            })
+            .await
+            .map_err(failed)?;
+        executions::run_under(&self.inner, run, Some(parent))
             .await
             .map_err(|e| match e {
                 EngineError::UnknownAction(action) => RunnerError::UnknownAction(action),

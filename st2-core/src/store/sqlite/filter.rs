@@ -64,8 +64,9 @@ impl Where {
         }
     }
 
-    /// Count the rows of `table` matching, and fetch the `page` of them in `order`, each
-    /// row's `columns` mapped by `map`.
+    /// Fetch the `page` of the rows of `table` matching, in `order`, each row's `columns`
+    /// mapped by `map`, and count all the rows matching. The count is a second query only when
+    /// the page does not tell it: a page shorter than its limit (or unlimited) ends the rows.
     pub(super) fn page<R>(
         &self,
         db: &Db<'_>,
@@ -76,12 +77,6 @@ impl Where {
         mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<R>,
     ) -> StoreResult<(Vec<R>, u64)> {
         let conn = db.conn();
-        let total: i64 = conn
-            .prepare_cached(&format!("SELECT count(*) FROM {table}{}", self.sql))
-            .and_then(|mut s| {
-                s.query_row(rusqlite::params_from_iter(self.params.iter()), |r| r.get(0))
-            })
-            .map_err(sql_error)?;
         let (limit, offset) = limit_offset(page);
         let limits = [Value::Integer(limit), Value::Integer(offset)];
         let mut statement = conn
@@ -97,6 +92,18 @@ impl Where {
             )
             .map_err(sql_error)?
             .collect::<rusqlite::Result<Vec<R>>>()
+            .map_err(sql_error)?;
+        let fetched = rows.len() as u64;
+        let last_page = page.limit.is_none_or(|l| fetched < l);
+        // An empty page past the first may lie beyond the end: only a count says where.
+        if last_page && (fetched > 0 || page.offset == 0) {
+            return Ok((rows, page.offset.saturating_add(fetched)));
+        }
+        let total: i64 = conn
+            .prepare_cached(&format!("SELECT count(*) FROM {table}{}", self.sql))
+            .and_then(|mut s| {
+                s.query_row(rusqlite::params_from_iter(self.params.iter()), |r| r.get(0))
+            })
             .map_err(sql_error)?;
         Ok((rows, u64::try_from(total).unwrap_or(0)))
     }
