@@ -91,7 +91,7 @@ impl Workflow {
 }
 
 /// Retry bookkeeping of a task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RetryState {
     /// Condition.
     pub when: Option<String>,
@@ -104,7 +104,7 @@ pub struct RetryState {
 }
 
 /// One task state entry (one run of a task on a route).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TaskEntry {
     /// Task name.
     pub id: String,

@@ -245,8 +245,9 @@ struct ConductorHead<'a> {
     output_rendered: bool,
 }
 
-/// The state parts as stored: how many contexts (they never change once added), and a hash
-/// of each task entry's and each child's text.
+/// The state parts as stored: how many contexts (they never change once added), a hash of
+/// each task entry (of its fields: only the entries that changed are serialised) and of each
+/// child's text.
 #[derive(Debug, Default)]
 struct StoredParts {
     contexts: usize,
@@ -258,11 +259,12 @@ const CONTEXT_PART: &str = "ctx.";
 const ENTRY_PART: &str = "seq.";
 const CHILD_PART: &str = "child.";
 
-fn text_hash(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
+/// A hash of `value` that is never 0 (0 marks a task entry not loaded yet).
+fn value_hash<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
+    use std::hash::Hasher;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut hasher);
-    hasher.finish()
+    value.hash(&mut hasher);
+    hasher.finish().max(1)
 }
 
 impl StoredParts {
@@ -290,13 +292,13 @@ impl StoredParts {
                 sequence.push(entry.clone());
                 self.sequence.push(0);
             }
+            // 0 marks a placeholder.
+            self.sequence[i] = value_hash(&entry);
             sequence[i] = entry;
-            // 0 marks a placeholder; a real hash of 0 only costs one more write.
-            self.sequence[i] = text_hash(text).max(1);
         } else if let Some(id) = key.strip_prefix(CHILD_PART) {
             let child: Child = serde_json::from_str(text).map_err(parse_error)?;
             saved.children.insert(id.to_owned(), child);
-            self.children.insert(id.to_owned(), text_hash(text));
+            self.children.insert(id.to_owned(), value_hash(text));
         } else {
             return Err(format!("unknown part {key:?}"));
         }
@@ -333,11 +335,11 @@ impl StoredParts {
         }
         self.contexts = state.contexts.len();
         for (i, entry) in state.sequence.iter().enumerate() {
-            let text = serde_json::to_string(entry)?;
-            let hash = text_hash(&text).max(1);
+            let hash = value_hash(entry);
             if self.sequence.get(i) == Some(&hash) {
                 continue;
             }
+            let text = serde_json::to_string(entry)?;
             match self.sequence.get_mut(i) {
                 Some(h) => *h = hash,
                 None => self.sequence.push(hash),
@@ -356,7 +358,7 @@ impl StoredParts {
         self.sequence.truncate(state.sequence.len());
         for (id, child) in children {
             let text = serde_json::to_string(child)?;
-            let hash = text_hash(&text);
+            let hash = value_hash(&text);
             if self.children.insert(id.clone(), hash) == Some(hash) {
                 continue;
             }

@@ -153,6 +153,14 @@ impl RunnerServices for EngineServices {
             })
             .await
             .map_err(failed)?;
+        // Registered before it exists, so the next `wait_any` has every update of it without
+        // reading it first (unless a wait holds the watch right now: then that wait reads it).
+        if let Some(id) = &run.id
+            && let Ok(mut held) = self.waiting.try_lock()
+        {
+            held.get_or_insert_with(|| self.inner.watchers.watch(std::iter::empty::<&str>()))
+                .add(id);
+        }
         executions::run_under(&self.inner, run, Some(parent))
             .await
             .map_err(|e| match e {
