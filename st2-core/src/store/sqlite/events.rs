@@ -443,7 +443,7 @@ pub(super) struct Traces(pub(super) Arc<Shared>);
 impl TraceStore for Traces {
     async fn create(&self, record: &TraceRecord) -> StoreResult<()> {
         let row = TraceRow::new(record)?;
-        self.0.write(move |db| row.insert(db)).await
+        self.0.write_repeatable(move |db| row.insert(db)).await
     }
 
     async fn get(&self, id: &str) -> StoreResult<Option<TraceRecord>> {
@@ -464,7 +464,7 @@ impl TraceStore for Traces {
         component: &TraceComponent,
     ) -> StoreResult<()> {
         let row = ComponentRow::new(trace_id, kind, component)?;
-        self.0.write(move |db| row.add(db)).await
+        self.0.write_repeatable(move |db| row.add(db)).await
     }
 
     async fn list(&self, filter: &TraceFilter, page: Page) -> StoreResult<Listing<TraceRecord>> {

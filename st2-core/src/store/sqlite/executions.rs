@@ -281,7 +281,7 @@ impl ExecutionStore for Executions {
             })
             .collect::<StoreResult<Vec<_>>>()?;
         self.0
-            .write(move |db| rows.iter().try_for_each(|row| row.insert(db)))
+            .write_repeatable(move |db| rows.iter().try_for_each(|row| row.insert(db)))
             .await
     }
 

@@ -264,6 +264,20 @@ impl Shared {
             .map_err(|e| locate(&self.location, e))
     }
 
+    /// Run `work` (any number of statements, writing nothing but through the connection, so
+    /// that it can run again) in the writer; it shares a savepoint with neighbouring such
+    /// jobs. Resolves once its batch has committed.
+    async fn write_repeatable<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Db<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer
+            .run_repeatable(work)
+            .await
+            .map_err(|e| locate(&self.location, e))
+    }
+
     /// Run `work`, which modifies with at most ONE statement (SQLite undoes a failed statement
     /// itself, so it needs no savepoint), in the writer.
     async fn write_one<T, F>(&self, work: F) -> StoreResult<T>
@@ -538,10 +552,11 @@ impl Store for SqliteStore {
                 BatchWrite::FinishWork(lease) => Row::Finish(lease),
             });
         }
-        // One job in its own savepoint: a failing write undoes the whole batch.
-        let (written, rows) = self
+        // One job (sharing a savepoint with its neighbours while none fails): a failing write
+        // undoes the whole batch.
+        let written = self
             .shared
-            .write(move |db| {
+            .write_repeatable(move |db| {
                 let mut written = Vec::with_capacity(rows.len());
                 for row in &rows {
                     written.push(match row {
@@ -571,11 +586,9 @@ impl Store for SqliteStore {
                         }
                     });
                 }
-                // The rows come back to be freed here, not on the writer thread.
-                Ok((written, rows))
+                Ok(written)
             })
             .await?;
-        drop(rows);
         queues.sort();
         queues.dedup();
         for name in &queues {
@@ -783,5 +796,109 @@ mod tests {
             }
             other => panic!("a closed store answered {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn jobs_sharing_a_savepoint_fail_alone_and_the_others_write_once() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let store = Arc::new(
+            SqliteStore::open(SqliteOptions::memory())
+                .await
+                .expect("open"),
+        );
+        store
+            .shared
+            .write(|db| db.exec("CREATE TABLE t (job INTEGER, k INTEGER)"))
+            .await
+            .expect("table");
+        // Hold the writer so that every job below lands in one batch, in this order.
+        let holding = Arc::new(AtomicBool::new(false));
+        let hold = {
+            let (store, holding) = (Arc::clone(&store), Arc::clone(&holding));
+            tokio::spawn(async move {
+                store
+                    .shared
+                    .write(move |_| {
+                        holding.store(true, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(200));
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        while !holding.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let failing = [5, 9];
+        let runs: Arc<Vec<AtomicUsize>> = Arc::new((0..13).map(|_| AtomicUsize::new(0)).collect());
+        let mut tasks = Vec::new();
+        for job in 1..=12_i64 {
+            let (store, runs) = (Arc::clone(&store), Arc::clone(&runs));
+            let fails = failing.contains(&job);
+            tasks.push(tokio::spawn(async move {
+                let insert = move |db: &Db<'_>, k: i64| {
+                    db.conn()
+                        .execute("INSERT INTO t (job, k) VALUES (?1, ?2)", [job, k])
+                        .map(|_| ())
+                        .map_err(connection::sql_error)
+                };
+                if job == 7 {
+                    // One that cannot run again, between two groups.
+                    return store
+                        .shared
+                        .write(move |db| {
+                            runs[7].fetch_add(1, Ordering::SeqCst);
+                            insert(db, 1)?;
+                            insert(db, 2)
+                        })
+                        .await;
+                }
+                store
+                    .shared
+                    .write_repeatable(move |db| {
+                        runs[usize::try_from(job).expect("small")].fetch_add(1, Ordering::SeqCst);
+                        insert(db, 1)?;
+                        if fails {
+                            return Err(StoreError::Invalid(format!("job {job} fails")));
+                        }
+                        insert(db, 2)
+                    })
+                    .await
+            }));
+        }
+        hold.await.expect("task").expect("hold");
+        for (n, task) in tasks.into_iter().enumerate() {
+            let job = n + 1;
+            let outcome = task.await.expect("task");
+            if failing.contains(&(job as i64)) {
+                assert!(
+                    matches!(&outcome, Err(StoreError::Invalid(m)) if m == &format!("job {job} fails")),
+                    "{job}: {outcome:?}"
+                );
+            } else {
+                assert!(outcome.is_ok(), "{job}: {outcome:?}");
+            }
+        }
+        let rows: Vec<(i64, i64)> = store
+            .shared
+            .read(|db| {
+                let mut s = db
+                    .conn()
+                    .prepare("SELECT job, count(*) FROM t GROUP BY job ORDER BY job")
+                    .map_err(connection::sql_error)?;
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(Iterator::collect)
+                    .map_err(connection::sql_error)
+            })
+            .await
+            .expect("rows");
+        let want: Vec<(i64, i64)> = (1..=12)
+            .filter(|j| !failing.contains(j))
+            .map(|j| (j, 2))
+            .collect();
+        assert_eq!(rows, want, "each job's rows once, none of a failed one");
+        // The jobs grouped before a failing one ran twice: undone with the group, then alone.
+        let runs: Vec<usize> = runs.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+        assert_eq!(runs[1..], [2, 2, 2, 2, 1, 1, 1, 2, 1, 1, 1, 1]);
     }
 }

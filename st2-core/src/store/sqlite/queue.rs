@@ -193,7 +193,7 @@ impl WorkQueue for Queue {
         });
         let claimed = self
             .0
-            .write(move |db| {
+            .write_repeatable(move |db| {
                 let now = db.now();
                 let expires_at = expiry(now, lease)?;
                 let ids = claimable(db, &queue, tags.as_deref(), now, limit)?;

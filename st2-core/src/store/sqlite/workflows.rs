@@ -200,7 +200,7 @@ impl WorkflowStore for Workflows {
             .collect::<StoreResult<Vec<_>>>()?;
         let parts = parts.to_vec();
         self.0
-            .write(move |db| {
+            .write_repeatable(move |db| {
                 row.apply(db)?;
                 let conn = db.conn();
                 for part in &parts {

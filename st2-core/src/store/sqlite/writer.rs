@@ -2,7 +2,8 @@
 //!
 //! Callers send jobs (closures over the connection) down a channel. The thread takes everything
 //! queued (up to `max_batch`) into one transaction, runs each job inside its own savepoint (a
-//! failing job is rolled back to it and gets its error, the others proceed), commits, and only
+//! failing job is rolled back to it and gets its error, the others proceed; neighbouring jobs
+//! that can run again share one until one of them fails), commits, and only
 //! then replies: a write is acknowledged once its batch has committed. When the commit fails,
 //! every job of the batch gets the error.
 
@@ -64,6 +65,13 @@ trait Job: Send {
     fn fail(&mut self, error: StoreError);
     /// Send the outcome to the caller.
     fn reply(self: Box<Self>);
+    /// Whether it can run again after [`Job::reset`] (its work only writes through the
+    /// connection), so it may share a savepoint with its neighbours.
+    fn repeatable(&self) -> bool {
+        false
+    }
+    /// Forget the outcome of a run whose writes were undone, to run again.
+    fn reset(&mut self) {}
 }
 
 struct Pending<T, F> {
@@ -109,6 +117,58 @@ where
             .unwrap_or_else(|| Err(StoreError::Backend("a write job never ran".into())));
         // The caller may have gone away (its future dropped): nothing to tell then.
         let _ = self.reply.send(outcome);
+    }
+}
+
+/// A job whose work can run again (see [`Job::repeatable`]).
+struct Repeatable<T, F> {
+    work: F,
+    outcome: Option<StoreResult<T>>,
+    /// The outcome, and the work itself: what it holds is freed by the caller, not on the
+    /// writer thread.
+    reply: oneshot::Sender<(StoreResult<T>, F)>,
+}
+
+impl<T, F> Job for Repeatable<T, F>
+where
+    T: Send + 'static,
+    F: FnMut(&Db<'_>) -> StoreResult<T> + Send + 'static,
+{
+    fn needs_savepoint(&self) -> bool {
+        true
+    }
+
+    fn run(&mut self, db: &Db<'_>) -> Result<(), StoreError> {
+        let outcome = (self.work)(db);
+        let copy = match &outcome {
+            Ok(_) => Ok(()),
+            Err(e) => Err(copy_error(e)),
+        };
+        self.outcome = Some(outcome);
+        copy
+    }
+
+    fn succeeded(&self) -> bool {
+        matches!(self.outcome, Some(Ok(_)))
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.outcome = Some(Err(error));
+    }
+
+    fn reply(self: Box<Self>) {
+        let outcome = self
+            .outcome
+            .unwrap_or_else(|| Err(StoreError::Backend("a write job never ran".into())));
+        let _ = self.reply.send((outcome, self.work));
+    }
+
+    fn repeatable(&self) -> bool {
+        true
+    }
+
+    fn reset(&mut self) {
+        self.outcome = None;
     }
 }
 
@@ -259,6 +319,29 @@ impl Writer {
         self.mailbox.send(Message::Job(job)).map_err(|_| gone())?;
         // A dropped reply means the thread stopped (or died) before answering.
         answer.await.unwrap_or_else(|_| Err(gone()))
+    }
+
+    /// Run `work`, which may run several statements but writes nothing outside the
+    /// connection (so it can run again if a job beside it fails), in the writer; resolves
+    /// once its batch has committed.
+    pub(super) async fn run_repeatable<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Db<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(gone());
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Repeatable {
+            work,
+            outcome: None,
+            reply,
+        });
+        self.mailbox.send(Message::Job(job)).map_err(|_| gone())?;
+        answer
+            .await
+            .map_or_else(|_| Err(gone()), |(outcome, _work)| outcome)
     }
 
     /// Let queued jobs finish, close the connection and stop the thread. Later calls fail.
@@ -457,7 +540,11 @@ fn fail_since(batch: &mut [Box<dyn Job>], from: usize, to: usize, error: &StoreE
     }
 }
 
-/// Run `batch` in one transaction (each job in its own savepoint), commit, then reply to all.
+/// Run `batch` in one transaction, commit, then reply to all. Each job runs in its own
+/// savepoint, except that consecutive jobs that can run again share one: only if one of them
+/// fails are the others rolled back and run again, each in its own. (A savepoint copies every
+/// page its job is the first to change, so jobs that all touch the same pages copy them once
+/// per group instead of once per job.)
 fn commit_batch(db: &Db<'_>, batch: &mut Vec<Box<dyn Job>>) {
     let total = batch.len();
     // The first job of the current transaction.
@@ -472,55 +559,56 @@ fn commit_batch(db: &Db<'_>, batch: &mut Vec<Box<dyn Job>>) {
         return;
     }
     let mut index = 0;
+    // Jobs before this one run alone (a group failed over them).
+    let mut alone_until = 0;
+    // A job of a failed group that failed itself (its writes undone, its error kept).
+    let mut failed_in_group = None;
     while index < total {
-        let job = &mut batch[index];
-        let savepoint = job.needs_savepoint();
-        if savepoint && let Err(error) = db.exec("SAVEPOINT job") {
-            job.fail(error);
+        if failed_in_group == Some(index) {
+            failed_in_group = None;
             index += 1;
             continue;
         }
-        let outcome = job.run(db);
-        let undo_failed = match outcome {
-            Ok(()) if savepoint => match db.exec("RELEASE job") {
-                Ok(()) => None,
-                Err(error) => {
-                    job.fail(copy_error(&error));
-                    Some(error)
+        let mut ran = None;
+        if index >= alone_until && batch[index].repeatable() {
+            let end = (index..total)
+                .find(|&i| !batch[i].repeatable())
+                .unwrap_or(total);
+            if end - index >= 2 {
+                ran = run_group(db, &mut batch[index..end]);
+                if ran.is_none() {
+                    alone_until = end;
                 }
-            },
-            Ok(()) => None,
-            Err(error) => {
-                if db.conn().is_autocommit() {
-                    // SQLite rolled the whole transaction back (a full disk, an I/O error): the
-                    // jobs before this one lost their writes too.
-                    Some(error)
-                } else if savepoint {
-                    db.exec("ROLLBACK TO job")
-                        .and_then(|()| db.exec("RELEASE job"))
-                        .err()
-                } else {
-                    // A single statement that failed undid itself.
-                    None
-                }
-            }
-        };
-        if let Some(error) = undo_failed {
-            // The job cannot be undone on its own: abandon the transaction so far.
-            if !db.conn().is_autocommit() {
-                let _ = db.exec("ROLLBACK");
-            }
-            fail_since(batch, start, index + 1, &error);
-            start = index + 1;
-            if start < total
-                && let Err(error) = db.exec("BEGIN IMMEDIATE")
-            {
-                fail_since_all(batch, start, &error);
-                start = total;
-                break;
             }
         }
-        index += 1;
+        let ran = ran.unwrap_or_else(|| match run_alone(db, &mut *batch[index]) {
+            None => Ran::Done(1),
+            Some(error) => Ran::Abandoned { at: 0, error },
+        });
+        match ran {
+            Ran::Done(count) => index += count,
+            Ran::Failed { at } => {
+                alone_until = index + at;
+                failed_in_group = Some(index + at);
+            }
+            Ran::Abandoned { at, error } => {
+                // The transaction is lost: fail what it held, start another for the rest.
+                let failed = index + at;
+                if !db.conn().is_autocommit() {
+                    let _ = db.exec("ROLLBACK");
+                }
+                fail_since(batch, start, failed + 1, &error);
+                start = failed + 1;
+                index = failed + 1;
+                if start < total
+                    && let Err(error) = db.exec("BEGIN IMMEDIATE")
+                {
+                    fail_since_all(batch, start, &error);
+                    start = total;
+                    break;
+                }
+            }
+        }
     }
     if !db.conn().is_autocommit()
         && let Err(error) = db.exec("COMMIT")
@@ -533,6 +621,80 @@ fn commit_batch(db: &Db<'_>, batch: &mut Vec<Box<dyn Job>>) {
     for job in batch.drain(..) {
         job.reply();
     }
+}
+
+/// How a job, or a group of jobs, ran.
+enum Ran {
+    /// This many jobs ran (each succeeded or failed with its writes undone).
+    Done(usize),
+    /// The group's job `at` failed; the group's writes were undone, those of the jobs before
+    /// `at` included, and they are ready to run again.
+    Failed { at: usize },
+    /// The transaction could not go on after job `at` (SQLite rolled it back, or undoing the
+    /// failed job failed): everything it held is lost.
+    Abandoned { at: usize, error: StoreError },
+}
+
+/// Run `job` in its own savepoint when it needs one; returns the error that ends the
+/// transaction, if any (a failed job whose writes were undone does not).
+fn run_alone(db: &Db<'_>, job: &mut dyn Job) -> Option<StoreError> {
+    let savepoint = job.needs_savepoint();
+    if savepoint && let Err(error) = db.exec("SAVEPOINT job") {
+        job.fail(error);
+        return None;
+    }
+    match job.run(db) {
+        Ok(()) if savepoint => match db.exec("RELEASE job") {
+            Ok(()) => None,
+            Err(error) => {
+                job.fail(copy_error(&error));
+                Some(error)
+            }
+        },
+        Ok(()) => None,
+        // SQLite rolled the whole transaction back (a full disk, an I/O error): the jobs
+        // before this one lost their writes too.
+        Err(error) if db.conn().is_autocommit() => Some(error),
+        Err(_) if savepoint => db
+            .exec("ROLLBACK TO job")
+            .and_then(|()| db.exec("RELEASE job"))
+            .err(),
+        // A single statement that failed undid itself.
+        Err(_) => None,
+    }
+}
+
+/// Run repeatable `jobs` in one savepoint; `None` if it cannot be opened (run them alone).
+fn run_group(db: &Db<'_>, jobs: &mut [Box<dyn Job>]) -> Option<Ran> {
+    db.exec("SAVEPOINT jobs").ok()?;
+    for at in 0..jobs.len() {
+        let Err(error) = jobs[at].run(db) else {
+            continue;
+        };
+        if db.conn().is_autocommit() {
+            return Some(Ran::Abandoned { at, error });
+        }
+        if let Err(error) = db
+            .exec("ROLLBACK TO jobs")
+            .and_then(|()| db.exec("RELEASE jobs"))
+        {
+            return Some(Ran::Abandoned { at, error });
+        }
+        for job in &mut jobs[..at] {
+            job.reset();
+        }
+        return Some(Ran::Failed { at });
+    }
+    Some(match db.exec("RELEASE jobs") {
+        Ok(()) => Ran::Done(jobs.len()),
+        Err(error) => {
+            let at = jobs.len() - 1;
+            for job in jobs.iter_mut() {
+                job.fail(copy_error(&error));
+            }
+            Ran::Abandoned { at, error }
+        }
+    })
 }
 
 /// Fail every job from `from` on, whether it ran or not.
