@@ -1143,6 +1143,45 @@ async fn datastore_writes_dispatch_key_value_triggers() {
     key_triggers(&engine, "core.st2.key_value_pair.delete", "color").await;
 }
 
+/// Run `enginetest.echo` with a live parameter read from the datastore.
+async fn run_with_a_datastore_parameter() {
+    use st2_core::datastore::{KeySelector, KeyWrite};
+    let engine = start().await;
+    let write = KeyWrite {
+        value: "hello".into(),
+        ..KeyWrite::default()
+    };
+    engine
+        .datastore()
+        .set(&KeySelector::System, "greeting", write)
+        .await
+        .expect("set");
+    let created = engine
+        .run(
+            "enginetest.echo",
+            params(json!({"message": "{{ st2kv.system.greeting }} there"})),
+            Map::new(),
+        )
+        .await
+        .expect("run");
+    assert_eq!(created.parameters["message"], "hello there");
+    let done = engine.wait(&created.id, WAIT).await.expect("done");
+    assert_eq!(done.result["message"], "hello there");
+    engine.shutdown().await;
+}
+
+// Rendering runs in place on a multi-thread runtime (a datastore read steps aside from the
+// worker) and on a blocking thread elsewhere: both read the datastore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_parameters_read_the_datastore_on_a_multi_thread_runtime() {
+    run_with_a_datastore_parameter().await;
+}
+
+#[tokio::test]
+async fn live_parameters_read_the_datastore_on_a_current_thread_runtime() {
+    run_with_a_datastore_parameter().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_reporting_garbage_fails_its_execution() {
     let engine = start().await;

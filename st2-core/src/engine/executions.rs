@@ -449,7 +449,17 @@ pub(crate) async fn run_under(
         parent_ctx.insert("execution_id".into(), Value::String(p.id.clone()));
         context.insert("parent".into(), Value::Object(parent_ctx));
     }
-    let (parameters, shell) = {
+    // Rendering may read the datastore, which blocks. On a multi-thread runtime those reads
+    // step aside themselves (`block_in_place`, see `StoreKeyValues`), so it runs here without
+    // a hop to a blocking thread; elsewhere it goes to one.
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let (parameters, shell) = if multi_thread {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            prepare(inner, &action, &request.parameters, &context)
+        }))
+        .map_err(|_| EngineError::InvalidParameters("rendering panicked".into()))??
+    } else {
         let inner2 = inner.clone();
         let action2 = action.clone();
         let params = request.parameters.clone();
