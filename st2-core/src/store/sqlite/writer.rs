@@ -74,10 +74,39 @@ trait Job: Send {
     fn reset(&mut self) {}
 }
 
+/// A job's outcome so far (`None`: it has not run, or its run was undone to run again).
+struct Outcome<T>(Option<StoreResult<T>>);
+
+impl<T> Outcome<T> {
+    /// Keep `outcome`; returns a copy of its error, if any.
+    fn set(&mut self, outcome: StoreResult<T>) -> Result<(), StoreError> {
+        let copy = match &outcome {
+            Ok(_) => Ok(()),
+            Err(e) => Err(copy_error(e)),
+        };
+        self.0 = Some(outcome);
+        copy
+    }
+
+    fn succeeded(&self) -> bool {
+        matches!(self.0, Some(Ok(_)))
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.0 = Some(Err(error));
+    }
+
+    /// What the caller is told.
+    fn into_reply(self) -> StoreResult<T> {
+        self.0
+            .unwrap_or_else(|| Err(StoreError::Backend("a write job never ran".into())))
+    }
+}
+
 struct Pending<T, F> {
     work: Option<F>,
     savepoint: bool,
-    outcome: Option<StoreResult<T>>,
+    outcome: Outcome<T>,
     reply: oneshot::Sender<StoreResult<T>>,
 }
 
@@ -94,36 +123,27 @@ where
         let Some(work) = self.work.take() else {
             return Err(StoreError::Backend("a write job ran twice".into()));
         };
-        let outcome = work(db);
-        let copy = match &outcome {
-            Ok(_) => Ok(()),
-            Err(e) => Err(copy_error(e)),
-        };
-        self.outcome = Some(outcome);
-        copy
+        self.outcome.set(work(db))
     }
 
     fn succeeded(&self) -> bool {
-        matches!(self.outcome, Some(Ok(_)))
+        self.outcome.succeeded()
     }
 
     fn fail(&mut self, error: StoreError) {
-        self.outcome = Some(Err(error));
+        self.outcome.fail(error);
     }
 
     fn reply(self: Box<Self>) {
-        let outcome = self
-            .outcome
-            .unwrap_or_else(|| Err(StoreError::Backend("a write job never ran".into())));
         // The caller may have gone away (its future dropped): nothing to tell then.
-        let _ = self.reply.send(outcome);
+        let _ = self.reply.send(self.outcome.into_reply());
     }
 }
 
 /// A job whose work can run again (see [`Job::repeatable`]).
 struct Repeatable<T, F> {
     work: F,
-    outcome: Option<StoreResult<T>>,
+    outcome: Outcome<T>,
     /// The outcome, and the work itself: what it holds is freed by the caller, not on the
     /// writer thread.
     reply: oneshot::Sender<(StoreResult<T>, F)>,
@@ -139,28 +159,19 @@ where
     }
 
     fn run(&mut self, db: &Db<'_>) -> Result<(), StoreError> {
-        let outcome = (self.work)(db);
-        let copy = match &outcome {
-            Ok(_) => Ok(()),
-            Err(e) => Err(copy_error(e)),
-        };
-        self.outcome = Some(outcome);
-        copy
+        self.outcome.set((self.work)(db))
     }
 
     fn succeeded(&self) -> bool {
-        matches!(self.outcome, Some(Ok(_)))
+        self.outcome.succeeded()
     }
 
     fn fail(&mut self, error: StoreError) {
-        self.outcome = Some(Err(error));
+        self.outcome.fail(error);
     }
 
     fn reply(self: Box<Self>) {
-        let outcome = self
-            .outcome
-            .unwrap_or_else(|| Err(StoreError::Backend("a write job never ran".into())));
-        let _ = self.reply.send((outcome, self.work));
+        let _ = self.reply.send((self.outcome.into_reply(), self.work));
     }
 
     fn repeatable(&self) -> bool {
@@ -168,7 +179,7 @@ where
     }
 
     fn reset(&mut self) {
-        self.outcome = None;
+        self.outcome.0 = None;
     }
 }
 
@@ -313,7 +324,7 @@ impl Writer {
         let job = Box::new(Pending {
             work: Some(work),
             savepoint,
-            outcome: None,
+            outcome: Outcome(None),
             reply,
         });
         self.mailbox.send(Message::Job(job)).map_err(|_| gone())?;
@@ -335,7 +346,7 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Repeatable {
             work,
-            outcome: None,
+            outcome: Outcome(None),
             reply,
         });
         self.mailbox.send(Message::Job(job)).map_err(|_| gone())?;
