@@ -159,6 +159,78 @@ async fn a_full_disk_fails_the_write_and_keeps_every_acknowledged_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_whole_write_batches_and_keeps_every_acknowledged_one() {
+    // Write batches share savepoints with their neighbours; when one fails on the full disk,
+    // its group is undone and the others run again alone. Each batch writes two executions:
+    // both or neither may be there afterwards.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("small.db");
+    let store = Arc::new(
+        SqliteStore::open(SqliteOptions::file(&path).max_size(512 * 1024))
+            .await
+            .expect("open"),
+    );
+    let mut acknowledged = Vec::new();
+    let mut refused = Vec::new();
+    'fill: for round in 0..400 {
+        let mut tasks = Vec::new();
+        for k in 0..8 {
+            let store = Arc::clone(&store);
+            let ids = [0, 1].map(|n| format!("{round:010}{k:06}{n:08}"));
+            tasks.push(tokio::spawn(async move {
+                let writes = ids
+                    .iter()
+                    .map(|id| {
+                        let mut record = execution(id, None, round);
+                        record.result = json!({"stdout": "x".repeat(1500)});
+                        st2_core::store::BatchWrite::CreateExecution(record)
+                    })
+                    .collect();
+                (ids, store.write_batch(writes).await)
+            }));
+        }
+        for task in tasks {
+            let (ids, outcome) = task.await.expect("task");
+            match outcome {
+                Ok(written) => {
+                    assert_eq!(written.len(), 2);
+                    acknowledged.extend(ids);
+                }
+                Err(StoreError::DiskFull(_)) => refused.extend(ids),
+                Err(other) => panic!("expected DiskFull, got {other:?}"),
+            }
+        }
+        if !refused.is_empty() && round > 2 {
+            break 'fill;
+        }
+    }
+    assert!(!refused.is_empty(), "the size cap was never reached");
+    assert!(!acknowledged.is_empty());
+    store.close().await.expect("close");
+    let reopened = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect("reopen");
+    let all = reopened
+        .executions()
+        .list(&ExecutionFilter::default(), Page::all())
+        .await
+        .expect("list");
+    let mut stored: Vec<String> = all.items.into_iter().map(|r| r.id).collect();
+    stored.sort();
+    acknowledged.sort();
+    assert_eq!(
+        stored, acknowledged,
+        "exactly the acknowledged batches, whole"
+    );
+    for id in &refused {
+        assert!(
+            reopened.executions().get(id).await.expect("get").is_none(),
+            "{id}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commit_keeps_every_acknowledged_write_across_a_reopen() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("st2.db");
