@@ -96,39 +96,36 @@ async fn a_newer_schema_is_refused_with_a_clear_message() {
     assert!(error.to_string().contains("newer"), "{error}");
 }
 
-#[tokio::test]
-async fn a_full_disk_fails_the_write_and_keeps_every_acknowledged_one() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("small.db");
+/// A store at `path` capped at 512 KiB, written by 8 concurrent `write`s a round (each given
+/// the round and its number, returning the ids it wrote and whether the store took them) until
+/// the cap refuses some; the ids acknowledged and refused, after the store is closed.
+async fn fill_until_full<W, F>(path: &std::path::Path, write: W) -> (Vec<String>, Vec<String>)
+where
+    W: Fn(Arc<SqliteStore>, i64, usize) -> F,
+    F: std::future::Future<Output = (Vec<String>, Result<(), StoreError>)> + Send + 'static,
+{
     let store = Arc::new(
-        SqliteStore::open(SqliteOptions::file(&path).max_size(512 * 1024))
+        SqliteStore::open(SqliteOptions::file(path).max_size(512 * 1024))
             .await
             .expect("open"),
     );
     let mut acknowledged = Vec::new();
     let mut refused = Vec::new();
     // Concurrent writers so the failing write shares its batch with others.
-    'fill: for round in 0..400 {
-        let mut tasks = Vec::new();
-        for k in 0..8 {
-            let store = Arc::clone(&store);
-            let id = format!("{round:012}{k:012}");
-            tasks.push(tokio::spawn(async move {
-                let mut record = execution(&id, None, round);
-                record.result = json!({"stdout": "x".repeat(2000)});
-                (id, store.executions().create(&record).await)
-            }));
-        }
+    for round in 0..400 {
+        let tasks: Vec<_> = (0..8)
+            .map(|k| tokio::spawn(write(Arc::clone(&store), round, k)))
+            .collect();
         for task in tasks {
-            let (id, outcome) = task.await.expect("task");
+            let (ids, outcome) = task.await.expect("task");
             match outcome {
-                Ok(_) => acknowledged.push(id),
-                Err(StoreError::DiskFull(_)) => refused.push(id),
+                Ok(()) => acknowledged.extend(ids),
+                Err(StoreError::DiskFull(_)) => refused.extend(ids),
                 Err(other) => panic!("expected DiskFull, got {other:?}"),
             }
         }
         if !refused.is_empty() && round > 2 {
-            break 'fill;
+            break;
         }
     }
     assert!(!refused.is_empty(), "the size cap was never reached");
@@ -141,73 +138,16 @@ async fn a_full_disk_fails_the_write_and_keeps_every_acknowledged_one() {
         );
     }
     store.close().await.expect("close");
-    let reopened = SqliteStore::open(SqliteOptions::file(&path))
-        .await
-        .expect("reopen");
-    let all = reopened
-        .executions()
-        .list(&ExecutionFilter::default(), Page::all())
-        .await
-        .expect("list");
-    assert_eq!(all.total as usize, acknowledged.len());
-    for id in &refused {
-        assert!(
-            reopened.executions().get(id).await.expect("get").is_none(),
-            "{id}"
-        );
-    }
+    (acknowledged, refused)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_fails_whole_write_batches_and_keeps_every_acknowledged_one() {
-    // Write batches share savepoints with their neighbours; when one fails on the full disk,
-    // its group is undone and the others run again alone. Each batch writes two executions:
-    // both or neither may be there afterwards.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("small.db");
-    let store = Arc::new(
-        SqliteStore::open(SqliteOptions::file(&path).max_size(512 * 1024))
-            .await
-            .expect("open"),
-    );
-    let mut acknowledged = Vec::new();
-    let mut refused = Vec::new();
-    'fill: for round in 0..400 {
-        let mut tasks = Vec::new();
-        for k in 0..8 {
-            let store = Arc::clone(&store);
-            let ids = [0, 1].map(|n| format!("{round:010}{k:06}{n:08}"));
-            tasks.push(tokio::spawn(async move {
-                let writes = ids
-                    .iter()
-                    .map(|id| {
-                        let mut record = execution(id, None, round);
-                        record.result = json!({"stdout": "x".repeat(1500)});
-                        st2_core::store::BatchWrite::CreateExecution(record)
-                    })
-                    .collect();
-                (ids, store.write_batch(writes).await)
-            }));
-        }
-        for task in tasks {
-            let (ids, outcome) = task.await.expect("task");
-            match outcome {
-                Ok(written) => {
-                    assert_eq!(written.len(), 2);
-                    acknowledged.extend(ids);
-                }
-                Err(StoreError::DiskFull(_)) => refused.extend(ids),
-                Err(other) => panic!("expected DiskFull, got {other:?}"),
-            }
-        }
-        if !refused.is_empty() && round > 2 {
-            break 'fill;
-        }
-    }
-    assert!(!refused.is_empty(), "the size cap was never reached");
-    assert!(!acknowledged.is_empty());
-    store.close().await.expect("close");
-    let reopened = SqliteStore::open(SqliteOptions::file(&path))
+/// After a reopen of `path`: exactly `acknowledged` is stored, nothing of `refused`.
+async fn only_acknowledged_after_reopen(
+    path: &std::path::Path,
+    mut acknowledged: Vec<String>,
+    refused: &[String],
+) {
+    let reopened = SqliteStore::open(SqliteOptions::file(path))
         .await
         .expect("reopen");
     let all = reopened
@@ -220,14 +160,56 @@ async fn a_full_disk_fails_whole_write_batches_and_keeps_every_acknowledged_one(
     acknowledged.sort();
     assert_eq!(
         stored, acknowledged,
-        "exactly the acknowledged batches, whole"
+        "exactly the acknowledged writes, whole"
     );
-    for id in &refused {
+    for id in refused {
         assert!(
             reopened.executions().get(id).await.expect("get").is_none(),
             "{id}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_write_and_keeps_every_acknowledged_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("small.db");
+    let (acknowledged, refused) = fill_until_full(&path, |store, round, k| async move {
+        let id = format!("{round:012}{k:012}");
+        let mut record = execution(&id, None, round);
+        record.result = json!({"stdout": "x".repeat(2000)});
+        let outcome = store.executions().create(&record).await.map(|_| ());
+        (vec![id], outcome)
+    })
+    .await;
+    only_acknowledged_after_reopen(&path, acknowledged, &refused).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_whole_write_batches_and_keeps_every_acknowledged_one() {
+    // Write batches share savepoints with their neighbours; when one fails on the full disk,
+    // its group is undone and the others run again alone. Each batch writes two executions:
+    // both or neither may be there afterwards.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("small.db");
+    let (acknowledged, refused) = fill_until_full(&path, |store, round, k| async move {
+        let ids: Vec<String> = (0..2).map(|n| format!("{round:010}{k:06}{n:08}")).collect();
+        let writes = ids
+            .iter()
+            .map(|id| {
+                let mut record = execution(id, None, round);
+                record.result = json!({"stdout": "x".repeat(1500)});
+                st2_core::store::BatchWrite::CreateExecution(record)
+            })
+            .collect();
+        let outcome = store
+            .write_batch(writes)
+            .await
+            .map(|written| assert_eq!(written.len(), 2));
+        (ids, outcome)
+    })
+    .await;
+    only_acknowledged_after_reopen(&path, acknowledged, &refused).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,11 @@ impl EngineServices {
             .clone()
     }
 
+    /// The watch kept in `waiting` (held locked by the caller), registered on first use.
+    fn watch<'a>(&self, held: &'a mut Option<super::watch::Watch>) -> &'a mut super::watch::Watch {
+        held.get_or_insert_with(|| self.inner.watchers.watch(std::iter::empty::<&str>()))
+    }
+
     fn user(&self) -> String {
         self.inner.settings.system_user.clone()
     }
@@ -158,8 +163,7 @@ impl RunnerServices for EngineServices {
         if let Some(id) = &run.id
             && let Ok(mut held) = self.waiting.try_lock()
         {
-            held.get_or_insert_with(|| self.inner.watchers.watch(std::iter::empty::<&str>()))
-                .add(id);
+            self.watch(&mut held).add(id);
         }
         executions::run_under(&self.inner, run, Some(parent))
             .await
@@ -190,8 +194,7 @@ impl RunnerServices for EngineServices {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let lent = LentSlot::lend(self.inner.runner_slots.clone());
         let mut held = self.waiting.lock().await;
-        let updates =
-            held.get_or_insert_with(|| self.inner.watchers.watch(std::iter::empty::<&str>()));
+        let updates = self.watch(&mut held);
         let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
         updates.retain(|id| id == self.execution_id || wanted.contains(id));
         let unread: Vec<String> = ids.iter().filter(|id| updates.add(id)).cloned().collect();

@@ -317,17 +317,13 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
     {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(gone());
-        }
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(Pending {
+        self.submit(Box::new(Pending {
             work: Some(work),
             savepoint,
             outcome: Outcome(None),
             reply,
-        });
-        self.mailbox.send(Message::Job(job)).map_err(|_| gone())?;
+        }))?;
         // A dropped reply means the thread stopped (or died) before answering.
         answer.await.unwrap_or_else(|_| Err(gone()))
     }
@@ -340,19 +336,23 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&Db<'_>) -> StoreResult<T> + Send + 'static,
     {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(gone());
-        }
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(Repeatable {
+        self.submit(Box::new(Repeatable {
             work,
             outcome: Outcome(None),
             reply,
-        });
-        self.mailbox.send(Message::Job(job)).map_err(|_| gone())?;
+        }))?;
         answer
             .await
             .map_or_else(|_| Err(gone()), |(outcome, _work)| outcome)
+    }
+
+    /// Queue `job` for the thread, unless the writer is closed.
+    fn submit(&self, job: Box<dyn Job>) -> StoreResult<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(gone());
+        }
+        self.mailbox.send(Message::Job(job)).map_err(|_| gone())
     }
 
     /// Let queued jobs finish, close the connection and stop the thread. Later calls fail.

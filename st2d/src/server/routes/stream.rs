@@ -392,16 +392,17 @@ pub async fn output(
     // such twins are the first live events; each stored chunk excuses one live event equal to
     // it (same time, stream and text), which with a real clock only its own twin can be. Times
     // compare in microseconds, the precision the store keeps.
+    let twin = |o: &NewOutput| {
+        (
+            o.timestamp.timestamp_micros(),
+            o.output_type,
+            o.data.clone(),
+        )
+    };
     let mut twins: HashMap<(i64, OutputType, String), usize> = HashMap::new();
     if !done_already {
         for c in &stored {
-            *twins
-                .entry((
-                    c.chunk.timestamp.timestamp_micros(),
-                    c.chunk.output_type,
-                    c.chunk.data.clone(),
-                ))
-                .or_default() += 1;
+            *twins.entry(twin(&c.chunk)).or_default() += 1;
         }
     }
     tokio::spawn(async move {
@@ -437,11 +438,7 @@ pub async fn output(
                         if o.execution_id == id && wanted.is_none_or(|w| o.output_type == w) =>
                     {
                         if !twins.is_empty() {
-                            let key = (
-                                o.timestamp.timestamp_micros(),
-                                o.output_type,
-                                o.data.clone(),
-                            );
+                            let key = twin(&o);
                             if let Some(left) = twins.get_mut(&key) {
                                 *left -= 1;
                                 if *left == 0 {
