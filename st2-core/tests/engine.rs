@@ -1,6 +1,7 @@
 //! The engine's pipeline on a real SQLite store: trigger → rule → execution → runner → result,
 //! the lifecycle it records, policies, cancel, notifications, traces, bad input and recovery.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -716,6 +717,85 @@ async fn events_follow_an_execution() {
         route: "x".into(),
         payload: json!({}),
     };
+}
+
+/// An execution is stored with its queue item in one commit, so a worker may update it before
+/// its creator announces it: subscribers still see every execution created before updated,
+/// whether `run` or a rule started it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_execution_is_announced_created_before_any_update() {
+    let engine = Arc::new(start().await);
+    let mut events = engine.subscribe();
+    let mut runs = tokio::task::JoinSet::new();
+    for n in 0..100 {
+        let engine = engine.clone();
+        runs.spawn(async move {
+            if n % 4 == 0 {
+                let ti = engine
+                    .dispatch(
+                        "enginetest.event",
+                        json!({"name": format!("go {n}"), "count": n}),
+                    )
+                    .await
+                    .expect("dispatch");
+                let (_, ids) = engine
+                    .wait_processed(&ti.id, WAIT)
+                    .await
+                    .expect("processed");
+                ids
+            } else {
+                let run = engine
+                    .run(
+                        "enginetest.echo",
+                        params(json!({"message": n.to_string()})),
+                        Map::new(),
+                    )
+                    .await
+                    .expect("run");
+                vec![run.id]
+            }
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(started) = runs.join_next().await {
+        ids.extend(started.expect("starts"));
+    }
+    assert_eq!(ids.len(), 100, "one execution each");
+    for id in &ids {
+        engine.wait(id, WAIT).await.expect("done");
+    }
+    let mut first: HashMap<String, String> = HashMap::new();
+    let mut updates: HashMap<String, usize> = HashMap::new();
+    loop {
+        match events.try_recv() {
+            Ok(event) => {
+                let name = event.name();
+                if let Some(id) = event.execution_id() {
+                    if name == "st2.execution__update" {
+                        *updates.entry(id.to_owned()).or_default() += 1;
+                    }
+                    if name.starts_with("st2.execution__") {
+                        first.entry(id.to_owned()).or_insert(name);
+                    }
+                }
+            }
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                panic!("{n} events lost: the test's channel is too small")
+            }
+            Err(_) => break,
+        }
+    }
+    for id in &ids {
+        assert_eq!(
+            first.get(id).map(String::as_str),
+            Some("st2.execution__create"),
+            "{id} is created first"
+        );
+        assert!(
+            updates.get(id).copied().unwrap_or(0) >= 2,
+            "{id} runs and finishes"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,12 +2,77 @@
 //! `st2.execution__update`, `st2.execution.output__create`, `st2.trigger_instance__create`,
 //! `st2.announcement__<route>`). The daemon turns them into server-sent events.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::store::{ExecutionRecord, NewOutput, TriggerInstanceRecord};
+
+/// Updates of executions whose creation is not announced yet, held back until it is. An
+/// execution is stored with its queue item in one commit, so a runner worker may claim and
+/// update it before its creator announces it; subscribers must still see it created first.
+#[derive(Debug, Default)]
+pub(crate) struct CreatedFirst {
+    /// How many creations are in flight (checked without the lock).
+    pending: AtomicUsize,
+    /// Their ids and the updates held back for each.
+    held: Mutex<HashMap<String, Vec<EngineEvent>>>,
+}
+
+impl CreatedFirst {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<EngineEvent>>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hold back updates of `id` from now until [`CreatedFirst::release`].
+    pub(crate) fn hold(&self, id: &str) {
+        let mut held = self.lock();
+        held.insert(id.to_owned(), Vec::new());
+        self.pending.store(held.len(), Ordering::Release);
+    }
+
+    /// Send `event` (an update of `id`) now, or keep it for after `id`'s creation.
+    pub(crate) fn send(
+        &self,
+        sender: &broadcast::Sender<EngineEvent>,
+        id: &str,
+        event: EngineEvent,
+    ) {
+        if self.pending.load(Ordering::Acquire) > 0 {
+            let mut held = self.lock();
+            if let Some(updates) = held.get_mut(id) {
+                updates.push(event);
+                return;
+            }
+        }
+        // A subscriber that went away in between is fine.
+        let _ = sender.send(event);
+    }
+
+    /// Stop holding `id`: send `created` (when it was stored) and then the updates held back.
+    pub(crate) fn release(
+        &self,
+        sender: Option<&broadcast::Sender<EngineEvent>>,
+        id: &str,
+        created: Option<EngineEvent>,
+    ) {
+        let mut held = self.lock();
+        let updates = held.remove(id).unwrap_or_default();
+        self.pending.store(held.len(), Ordering::Release);
+        // Sent under the lock, so no later update of `id` can overtake them.
+        if let (Some(sender), Some(created)) = (sender, created) {
+            let _ = sender.send(created);
+            for update in updates {
+                let _ = sender.send(update);
+            }
+        }
+    }
+}
 
 /// One event of the engine's stream.
 #[derive(Debug, Clone, PartialEq, Serialize)]

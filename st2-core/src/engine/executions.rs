@@ -10,15 +10,15 @@ use serde_json::{Map, Value, json};
 
 use super::lifecycle::{self, is_cancelable};
 use super::snapshot::derived_id;
-use super::{EngineError, EngineEvent, Inner, RUN_QUEUE, SCHEDULE_QUEUE};
+use super::{EngineError, Inner, RUN_QUEUE, SCHEDULE_QUEUE};
 use crate::expr::render::{ShellCapture, render_live_params};
 use crate::expr::shell::ShellCommand;
 use crate::model::{Action, Policy};
 use crate::rules::enforce::shell_parameters;
 use crate::store::{
-    CausedBy, ClaimRequest, ExecutionFilter, ExecutionRecord, ExecutionStatus, InquiryStatus,
-    Lease, NewWorkItem, Page, Snapshot, StatusChange, StoreError, Timestamp, TraceComponent,
-    TraceComponentKind, TraceFilter, TraceRecord,
+    BatchWrite, CausedBy, ClaimRequest, ExecutionFilter, ExecutionRecord, ExecutionStatus,
+    InquiryStatus, Lease, NewWorkItem, Page, Snapshot, StatusChange, StoreError, Timestamp,
+    TraceComponent, TraceComponentKind, TraceFilter, TraceRecord,
 };
 
 /// Context key holding the shell commands rendered for a `cmd` parameter (the command with
@@ -118,34 +118,68 @@ fn concurrency_policies(inner: &Inner, action: &str) -> Vec<Arc<Policy>> {
 /// Create an execution and queue it: `scheduled` on the run queue when nothing holds it back,
 /// else `requested`/`delayed` on the schedule queue. A request whose parameters failed to
 /// render is created `failed` with the error as its result, as StackStorm does.
+///
+/// The record, its trace entry and its queue item are one batch: one commit, and never an
+/// execution without its queue item.
 pub(crate) async fn create_execution(
     inner: &Arc<Inner>,
     new: NewExecution,
 ) -> Result<ExecutionRecord, EngineError> {
     let (record, trace) = build_execution(inner, new)?;
     let queue = queue_for(&record);
-    let stored = match inner.store.executions().create(&record).await {
-        Ok(stored) => stored,
-        Err(StoreError::Conflict { .. }) => {
-            // Created before a crash: queue it again only if it still waits.
-            let existing = stored(inner, &record.id).await?;
-            if let Some((queue, not_before)) = queue_for(&existing) {
-                enqueue(inner, &existing, queue, not_before).await?;
-            }
-            return Ok(existing);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    link_trace(inner, &stored, &trace).await?;
-    inner.emit_with(|| EngineEvent::ExecutionCreated(Arc::new(stored.clone())));
+    let mut stored = record.clone();
+    stored.revision = 1;
+    let mut writes = vec![BatchWrite::CreateExecution(record)];
+    let traced = trace_write(&stored, &trace);
+    let joins = matches!(traced, Some(BatchWrite::AddTraceComponent { .. }));
+    let traced_new = matches!(traced, Some(BatchWrite::CreateTrace(_)));
+    writes.extend(traced);
     if let Some((queue, not_before)) = queue {
-        // Kept before the item is queued: a runner worker may claim it right after.
+        writes.push(BatchWrite::Enqueue(work_item(&stored, queue, not_before)));
+    }
+    // Kept before the batch commits: a runner worker may claim the queue item right after
+    // (and its updates wait for the created event).
+    if queue.is_some() {
         inner.recent.keep(&stored);
-        if let Err(e) = enqueue(inner, &stored, queue, not_before).await {
-            inner.recent.forget(&stored.id);
-            return Err(e);
+    }
+    let held = inner.creating(&stored.id);
+    let mut written = inner.store.write_batch(writes.clone()).await;
+    if let Err(e) = &written {
+        // The trace to join is gone (retention), or the new one exists already (not the
+        // execution): the execution goes on without that trace write.
+        let retry = match e {
+            StoreError::NotFound { .. } => joins,
+            StoreError::Conflict { .. } => {
+                traced_new && inner.store.executions().get(&stored.id).await?.is_none()
+            }
+            _ => false,
+        };
+        if retry {
+            writes.retain(|w| {
+                !matches!(
+                    w,
+                    BatchWrite::AddTraceComponent { .. } | BatchWrite::CreateTrace(_)
+                )
+            });
+            written = inner.store.write_batch(writes).await;
         }
     }
+    if let Err(e) = written {
+        inner.created(&stored.id, held, None);
+        if queue.is_some() {
+            inner.recent.forget(&stored.id);
+        }
+        if !matches!(e, StoreError::Conflict { .. }) {
+            return Err(e.into());
+        }
+        // Created before a crash: queue it again only if it still waits.
+        let existing = self::stored(inner, &stored.id).await?;
+        if let Some((queue, not_before)) = queue_for(&existing) {
+            enqueue(inner, &existing, queue, not_before).await?;
+        }
+        return Ok(existing);
+    }
+    inner.created(&stored.id, held, Some(stored.clone()));
     Ok(stored)
 }
 
@@ -305,11 +339,9 @@ pub(crate) fn required_tag(record: &ExecutionRecord) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn link_trace(
-    inner: &Inner,
-    record: &ExecutionRecord,
-    link: &TraceLink,
-) -> Result<(), EngineError> {
+/// The write that puts `record` on its trace: a component of the trace it joins, or a new
+/// trace; none when the caller records the trace itself.
+fn trace_write(record: &ExecutionRecord, link: &TraceLink) -> Option<BatchWrite> {
     let component = TraceComponent {
         object_id: record.id.clone(),
         reference: record.action_ref.clone(),
@@ -320,32 +352,20 @@ async fn link_trace(
         }),
     };
     match link {
-        TraceLink::Managed => Ok(()),
-        TraceLink::Join(trace_id) => {
-            match inner
-                .store
-                .traces()
-                .add_component(trace_id, TraceComponentKind::ActionExecution, &component)
-                .await
-            {
-                Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
-                Err(e) => Err(e.into()),
-            }
-        }
-        TraceLink::New(tag) => {
-            let trace = TraceRecord {
-                id: derived_id(&record.id, "trace"),
-                trace_tag: tag.clone(),
-                trigger_instances: Vec::new(),
-                rules: Vec::new(),
-                action_executions: vec![component],
-                start_timestamp: record.start_timestamp,
-            };
-            match inner.store.traces().create(&trace).await {
-                Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),
-                Err(e) => Err(e.into()),
-            }
-        }
+        TraceLink::Managed => None,
+        TraceLink::Join(trace_id) => Some(BatchWrite::AddTraceComponent {
+            trace_id: trace_id.clone(),
+            kind: TraceComponentKind::ActionExecution,
+            component,
+        }),
+        TraceLink::New(tag) => Some(BatchWrite::CreateTrace(TraceRecord {
+            id: derived_id(&record.id, "trace"),
+            trace_tag: tag.clone(),
+            trigger_instances: Vec::new(),
+            rules: Vec::new(),
+            action_executions: vec![component],
+            start_timestamp: record.start_timestamp,
+        })),
     }
 }
 

@@ -554,6 +554,7 @@ impl EngineBuilder {
             }),
             runner_slots: Arc::new(tokio::sync::Semaphore::new(settings_max_running)),
             recent: recent::RecentExecutions::default(),
+            created_first: events::CreatedFirst::default(),
             snapshots: snapshot::SnapshotCache::default(),
             watchers: Arc::new(watch::Watchers::default()),
         });
@@ -596,6 +597,8 @@ pub(crate) struct Inner {
     /// (~1 MB), which a daemon nobody listens to does not pay. Before it exists nobody
     /// listens, so nothing is lost: an event is only sent while someone subscribes.
     events: OnceLock<broadcast::Sender<EngineEvent>>,
+    /// Updates held back until their execution's creation is announced.
+    created_first: events::CreatedFirst,
     pub(crate) rules_tx: mpsc::UnboundedSender<triggers::Pending>,
     pub(crate) output_tx: mpsc::UnboundedSender<worker::OutputMessage>,
     pub(crate) cancellers: Mutex<HashMap<String, Canceller>>,
@@ -758,6 +761,28 @@ impl Inner {
         }
     }
 
+    /// Execution `id` is about to be stored with its queue item: hold back its updates until
+    /// [`Inner::created`] announces it. Returns whether anything is held (only while someone
+    /// listens).
+    pub(crate) fn creating(&self, id: &str) -> bool {
+        if self.listened().is_none() {
+            return false;
+        }
+        self.created_first.hold(id);
+        true
+    }
+
+    /// Announce execution `record`'s creation (`None`: it was not stored), then the updates
+    /// held back since [`Inner::creating`] (`held`).
+    pub(crate) fn created(&self, id: &str, held: bool, record: Option<ExecutionRecord>) {
+        if held {
+            let event = record.map(|r| EngineEvent::ExecutionCreated(Arc::new(r)));
+            self.created_first.release(self.listened(), id, event);
+        } else if let Some(record) = record {
+            self.emit_with(|| EngineEvent::ExecutionCreated(Arc::new(record)));
+        }
+    }
+
     /// Announce that execution `id` was updated: to the waits registered on it and to the
     /// event subscribers, building the record (`make`) only when one of them listens.
     pub(crate) fn execution_updated(&self, id: &str, make: impl FnOnce() -> ExecutionRecord) {
@@ -770,8 +795,11 @@ impl Inner {
         // Published before the waits are told, so a caller whose wait returns finds the
         // event already in the channel.
         if let Some(events) = events {
-            // A subscriber that went away in between is fine.
-            let _ = events.send(EngineEvent::ExecutionUpdated(Arc::clone(&record)));
+            self.created_first.send(
+                events,
+                id,
+                EngineEvent::ExecutionUpdated(Arc::clone(&record)),
+            );
         }
         if watched {
             self.watchers.deliver(&record);

@@ -826,17 +826,24 @@ async fn process_batched(
         status: TriggerInstanceStatus::Processed,
     });
     // Kept before the batch commits: a runner worker may claim the queue item right after.
-    for execution in &created {
-        inner.recent.keep(execution);
-    }
+    // Their updates wait for their created events.
+    let held: Vec<bool> = created
+        .iter()
+        .map(|execution| {
+            inner.recent.keep(execution);
+            inner.creating(&execution.id)
+        })
+        .collect();
     if inner.store.write_batch(writes).await.is_err() {
-        for execution in &created {
+        for (execution, held) in created.iter().zip(held) {
+            inner.created(&execution.id, held, None);
             inner.recent.forget(&execution.id);
         }
         return None;
     }
-    for execution in created {
-        inner.emit_with(|| EngineEvent::ExecutionCreated(Arc::new(execution)));
+    for (execution, held) in created.into_iter().zip(held) {
+        let id = execution.id.clone();
+        inner.created(&id, held, Some(execution));
     }
     Some(execution_ids)
 }
