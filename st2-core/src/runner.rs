@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
@@ -205,16 +206,26 @@ impl ChildRequest {
 
 /// The durable state a runner keeps for its execution (a workflow's conductor state), as
 /// [`RunnerServices::load_state`] returns it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RunnerState {
     /// A short status string (the workflow's status).
     pub status: String,
-    /// The runner's state.
-    pub state: Value,
+    /// The runner's state, as the JSON text it saved.
+    pub state: Box<RawValue>,
     /// The task records saved with [`RunnerServices::save_task`], in creation order.
     pub tasks: Vec<TaskRecord>,
     /// The parts saved with [`RunnerServices::save_state_parts`], in key order.
     pub parts: Vec<StatePart>,
+}
+
+/// Equal when every field is; the states compare as JSON values.
+impl PartialEq for RunnerState {
+    fn eq(&self, other: &Self) -> bool {
+        self.status == other.status
+            && self.tasks == other.tasks
+            && self.parts == other.parts
+            && crate::store::same_json(&self.state, &other.state)
+    }
 }
 
 /// What the engine offers the runner of one execution: child executions (action-chain,
@@ -261,10 +272,13 @@ pub trait RunnerServices: Send + Sync + fmt::Debug {
     /// text) and task records (as [`RunnerServices::save_task`]), all in one write: a runner
     /// whose state grows writes only what changed. [`RunnerServices::load_state`] returns the
     /// parts. Default: `save_state` and `save_task` one by one, without parts.
+    ///
+    /// The state comes as JSON text (`serde_json::value::to_raw_value`): a runner that saves
+    /// often serialises it once, and the store writes that text as it is.
     async fn save_state_parts(
         &self,
         status: &str,
-        state: Value,
+        state: Box<RawValue>,
         parts: Vec<StatePart>,
         tasks: Vec<TaskRecord>,
     ) -> Result<(), RunnerError> {
@@ -273,6 +287,8 @@ pub trait RunnerServices: Send + Sync + fmt::Debug {
                 "these runner services keep no state parts".to_owned(),
             ));
         }
+        let state = serde_json::from_str(state.get())
+            .map_err(|e| RunnerError::Failed(format!("the state is not JSON: {e}")))?;
         self.save_state(status, state).await?;
         for task in tasks {
             self.save_task(task).await?;

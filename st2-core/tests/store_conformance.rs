@@ -1187,7 +1187,7 @@ async fn workflows_compare_and_set_and_tasks(h: &Harness) {
         execution_id: "exec-wf".into(),
         revision: 0,
         status: "running".into(),
-        state: json!({"graph": {"nodes": [1, 2]}, "ctx": {"x": "é"}}),
+        state: json_text(&json!({"graph": {"nodes": [1, 2]}, "ctx": {"x": "é"}})).expect("json"),
         created_at: h.now(),
         updated_at: h.now(),
     };
@@ -1240,7 +1240,7 @@ async fn workflows_save_parts_and_tasks_in_one_write(h: &Harness) {
         execution_id: "exec-parts".into(),
         revision: 0,
         status: "running".into(),
-        state: json!({"head": 1}),
+        state: json_text(&json!({"head": 1})).expect("json"),
         created_at: h.now(),
         updated_at: h.now(),
     };
@@ -1296,7 +1296,7 @@ async fn workflows_save_parts_and_tasks_in_one_write(h: &Harness) {
     assert!(s.get_task("t-stale").await.expect("get").is_none());
     // Replace one, remove one, keep the rest.
     let mut next = saved.clone();
-    next.state = json!({"head": 2});
+    next.state = json_text(&json!({"head": 2})).expect("json");
     let saved = s
         .save(
             &next,
@@ -1314,7 +1314,10 @@ async fn workflows_save_parts_and_tasks_in_one_write(h: &Harness) {
         ]
     );
     assert_eq!(
-        s.get("wf-parts").await.expect("get").map(|w| w.state),
+        s.get("wf-parts")
+            .await
+            .expect("get")
+            .map(|w| serde_json::from_str::<Value>(w.state.get()).expect("json")),
         Some(json!({"head": 2}))
     );
     let mut missing = saved.clone();

@@ -516,7 +516,7 @@ impl Driver {
     /// Take over a saved state (this execution's, or the original's for a re-run).
     fn restore(&mut self, stored: RunnerState) -> Result<(), RunnerError> {
         let broken = |e: String| fail(format!("the saved workflow state does not load: {e}"));
-        self.saved = serde_json::from_value(stored.state).map_err(|e| broken(e.to_string()))?;
+        self.saved = serde_json::from_str(stored.state.get()).map_err(|e| broken(e.to_string()))?;
         self.stored = StoredParts::default();
         for part in &stored.parts {
             let Some(text) = &part.doc else {
@@ -683,7 +683,7 @@ impl Driver {
             deadline_ms: self.saved.deadline_ms,
             timed_out: self.saved.timed_out,
         };
-        let head = serde_json::to_value(&head)
+        let head = st2_core::store::json_text(&head)
             .map_err(|e| fail(format!("the workflow state cannot be saved: {e}")))?;
         let tasks = std::mem::take(&mut self.dirty)
             .iter()

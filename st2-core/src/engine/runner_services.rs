@@ -137,6 +137,11 @@ impl Drop for LentSlot {
     }
 }
 
+/// The state a held record keeps once written (only its id and revision matter then).
+fn empty_state() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::NULL.to_owned()
+}
+
 fn failed(e: EngineError) -> RunnerError {
     RunnerError::Failed(e.to_string())
 }
@@ -238,6 +243,8 @@ impl RunnerServices for EngineServices {
     }
 
     async fn save_state(&self, status: &str, state: Value) -> Result<(), RunnerError> {
+        let state = crate::store::json_text(&state)
+            .map_err(|e| RunnerError::Failed(format!("the state cannot be saved: {e}")))?;
         self.save_state_parts(status, state, Vec::new(), Vec::new())
             .await
     }
@@ -245,7 +252,7 @@ impl RunnerServices for EngineServices {
     async fn save_state_parts(
         &self,
         status: &str,
-        state: Value,
+        state: Box<serde_json::value::RawValue>,
         parts: Vec<StatePart>,
         mut tasks: Vec<TaskRecord>,
     ) -> Result<(), RunnerError> {
@@ -297,7 +304,7 @@ impl RunnerServices for EngineServices {
         match saved {
             Ok(mut record) => {
                 // Only the id and revision are needed for the next write.
-                record.state = Value::Null;
+                record.state = empty_state();
                 *held = Some(record);
                 Ok(())
             }

@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::rules::enforce::RuleEnforcement;
@@ -619,7 +620,7 @@ pub struct ApiKeyRecord {
 }
 
 /// A workflow execution: the conductor's state, opaque to the store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkflowRecord {
     /// Id.
     pub id: String,
@@ -630,12 +631,42 @@ pub struct WorkflowRecord {
     pub revision: u64,
     /// The workflow's status (orquesta's strings).
     pub status: String,
-    /// The conductor's serialised state.
-    pub state: Value,
+    /// The conductor's serialised state, as JSON text: the store writes and reads it without
+    /// building a tree of it (the runner parses it into its own types).
+    pub state: Box<RawValue>,
     /// Created.
     pub created_at: Timestamp,
     /// Last written.
     pub updated_at: Timestamp,
+}
+
+/// Equal when every field is; the states compare as JSON values (a backend may store the
+/// text reformatted).
+impl PartialEq for WorkflowRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.execution_id == other.execution_id
+            && self.revision == other.revision
+            && self.status == other.status
+            && self.created_at == other.created_at
+            && self.updated_at == other.updated_at
+            && same_json(&self.state, &other.state)
+    }
+}
+
+/// Whether two JSON texts hold the same value.
+pub fn same_json(a: &RawValue, b: &RawValue) -> bool {
+    a.get() == b.get()
+        || serde_json::from_str::<Value>(a.get()).ok()
+            == serde_json::from_str::<Value>(b.get()).ok()
+}
+
+/// `value` as JSON text (for [`WorkflowRecord::state`]).
+///
+/// # Errors
+/// When `value` does not serialise (a map with non-string keys).
+pub fn json_text<T: Serialize + ?Sized>(value: &T) -> Result<Box<RawValue>, serde_json::Error> {
+    serde_json::value::to_raw_value(value)
 }
 
 /// A task execution within a workflow.
