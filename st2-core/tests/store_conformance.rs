@@ -1989,7 +1989,7 @@ async fn batch_writes_land_together_in_order(h: &Harness) {
     trace.trigger_instances.push(component("bti1", at(h, 0)));
     let written = s
         .write_batch(vec![
-            BatchWrite::CreateExecution(e.clone()),
+            BatchWrite::CreateExecution(Arc::new(e.clone())),
             BatchWrite::Enqueue(NewWorkItem::new("batch", json!({"execution_id": "bex1"}))),
             BatchWrite::CreateRuleEnforcement(en.clone()),
             BatchWrite::CreateTrace(trace),
@@ -2085,7 +2085,7 @@ async fn batch_writes_land_together_in_order(h: &Harness) {
     action_trigger.status = TriggerInstanceStatus::Processed;
     let written = s
         .write_batch(vec![
-            BatchWrite::UpdateExecution(done.clone()),
+            BatchWrite::UpdateExecution(Arc::new(done.clone())),
             BatchWrite::CreateTriggerInstance(action_trigger.clone()),
             BatchWrite::AddTraceComponent {
                 trace_id: "btr1".into(),
@@ -2167,7 +2167,7 @@ async fn batch_is_all_or_nothing(h: &Harness) {
     let fresh = || {
         vec![
             BatchWrite::CreateTriggerInstance(instance("ati2", "core.t", at(h, 1))),
-            BatchWrite::CreateExecution(execution("aex2", "core.local", at(h, 1))),
+            BatchWrite::CreateExecution(Arc::new(execution("aex2", "core.local", at(h, 1)))),
             BatchWrite::Enqueue(NewWorkItem::new("all", json!({"n": 2}))),
             BatchWrite::CreateRuleEnforcement(enforcement("aen1", "p.r", "ati1", at(h, 1))),
             BatchWrite::CreateTrace(trace_record("atr2", at(h, 1))),
@@ -2190,10 +2190,10 @@ async fn batch_is_all_or_nothing(h: &Harness) {
     let mut expired = lease.reference();
     expired.fence += 1000;
     let failing: Vec<(BatchWrite, BatchCheck)> = vec![
-        (BatchWrite::UpdateExecution(stale), |r| {
+        (BatchWrite::UpdateExecution(Arc::new(stale)), |r| {
             matches!(r, Err(StoreError::Conflict { .. }))
         }),
-        (BatchWrite::UpdateExecution(unknown), |r| {
+        (BatchWrite::UpdateExecution(Arc::new(unknown)), |r| {
             matches!(r, Err(StoreError::NotFound { .. }))
         }),
         (
@@ -2201,7 +2201,7 @@ async fn batch_is_all_or_nothing(h: &Harness) {
             |r| matches!(r, Err(StoreError::Conflict { .. })),
         ),
         (
-            BatchWrite::CreateExecution(execution("aex1", "core.local", at(h, 2))),
+            BatchWrite::CreateExecution(Arc::new(execution("aex1", "core.local", at(h, 2)))),
             |r| matches!(r, Err(StoreError::Conflict { .. })),
         ),
         (

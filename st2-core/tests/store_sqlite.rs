@@ -199,7 +199,7 @@ async fn a_full_disk_fails_whole_write_batches_and_keeps_every_acknowledged_one(
             .map(|id| {
                 let mut record = execution(id, None, round);
                 record.result = json!({"stdout": "x".repeat(1500)});
-                st2_core::store::BatchWrite::CreateExecution(record)
+                st2_core::store::BatchWrite::CreateExecution(Arc::new(record))
             })
             .collect();
         let outcome = store

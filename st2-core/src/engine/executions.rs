@@ -125,25 +125,29 @@ pub(crate) async fn create_execution(
     inner: &Arc<Inner>,
     new: NewExecution,
 ) -> Result<ExecutionRecord, EngineError> {
-    let (record, trace) = build_execution(inner, new)?;
-    let queue = queue_for(&record);
-    let mut stored = record.clone();
+    let (mut stored, trace) = build_execution(inner, new)?;
     stored.revision = 1;
-    let mut writes = vec![BatchWrite::CreateExecution(record)];
+    let stored = Arc::new(stored);
+    let queue = queue_for(&stored);
     let traced = trace_write(&stored, &trace);
     let joins = matches!(traced, Some(BatchWrite::AddTraceComponent { .. }));
     let traced_new = matches!(traced, Some(BatchWrite::CreateTrace(_)));
-    writes.extend(traced);
-    if let Some((queue, not_before)) = queue {
-        writes.push(BatchWrite::Enqueue(work_item(&stored, queue, not_before)));
-    }
+    let item = queue.map(|(queue, not_before)| work_item(&stored, queue, not_before));
+    let batch = |with_trace: bool| {
+        let mut writes = vec![BatchWrite::CreateExecution(Arc::clone(&stored))];
+        if with_trace {
+            writes.extend(traced.clone());
+        }
+        writes.extend(item.clone().map(BatchWrite::Enqueue));
+        writes
+    };
     // Kept before the batch commits: a runner worker may claim the queue item right after
     // (and its updates wait for the created event).
     if queue.is_some() {
         inner.recent.keep(&stored);
     }
     let held = inner.creating(&stored.id);
-    let mut written = inner.store.write_batch(writes.clone()).await;
+    let mut written = inner.store.write_batch(batch(true)).await;
     if let Err(e) = &written {
         // The trace to join is gone (retention), or the new one exists already (not the
         // execution): the execution goes on without that trace write.
@@ -155,13 +159,7 @@ pub(crate) async fn create_execution(
             _ => false,
         };
         if retry {
-            writes.retain(|w| {
-                !matches!(
-                    w,
-                    BatchWrite::AddTraceComponent { .. } | BatchWrite::CreateTrace(_)
-                )
-            });
-            written = inner.store.write_batch(writes).await;
+            written = inner.store.write_batch(batch(false)).await;
         }
     }
     if let Err(e) = written {
@@ -179,8 +177,8 @@ pub(crate) async fn create_execution(
         }
         return Ok(existing);
     }
-    inner.created(&stored.id, held, Some(stored.clone()));
-    Ok(stored)
+    inner.created(&stored.id, held, Some(Arc::clone(&stored)));
+    Ok(Arc::unwrap_or_clone(stored))
 }
 
 /// The record [`create_execution`] stores for `new` (revision 0, in its first status) and

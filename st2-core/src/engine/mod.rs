@@ -774,12 +774,12 @@ impl Inner {
 
     /// Announce execution `record`'s creation (`None`: it was not stored), then the updates
     /// held back since [`Inner::creating`] (`held`).
-    pub(crate) fn created(&self, id: &str, held: bool, record: Option<ExecutionRecord>) {
+    pub(crate) fn created(&self, id: &str, held: bool, record: Option<Arc<ExecutionRecord>>) {
         if held {
-            let event = record.map(|r| EngineEvent::ExecutionCreated(Arc::new(r)));
+            let event = record.map(EngineEvent::ExecutionCreated);
             self.created_first.release(self.listened(), id, event);
         } else if let Some(record) = record {
-            self.emit_with(|| EngineEvent::ExecutionCreated(Arc::new(record)));
+            self.emit_with(|| EngineEvent::ExecutionCreated(record));
         }
     }
 

@@ -754,7 +754,7 @@ async fn process_batched(
                 notify: None,
             };
             match build_execution(inner, new) {
-                Ok((execution, _managed)) => {
+                Ok((mut execution, _managed)) => {
                     record.execution_id = Some(execution_id.clone());
                     execution_components.push(TraceComponent {
                         object_id: execution_id,
@@ -767,10 +767,10 @@ async fn process_batched(
                     });
                     let item = queue_for(&execution)
                         .map(|(queue, not_before)| work_item(&execution, queue, not_before));
-                    // Kept for the created event.
-                    let mut stored = execution.clone();
-                    stored.revision = 1;
-                    created.push(stored);
+                    // Shared with the created event.
+                    execution.revision = 1;
+                    let execution = Arc::new(execution);
+                    created.push(Arc::clone(&execution));
                     writes.push(BatchWrite::CreateExecution(execution));
                     writes.extend(item.map(BatchWrite::Enqueue));
                 }
@@ -842,8 +842,7 @@ async fn process_batched(
         return None;
     }
     for (execution, held) in created.into_iter().zip(held) {
-        let id = execution.id.clone();
-        inner.created(&id, held, Some(execution));
+        inner.created(&execution.id.clone(), held, Some(execution));
     }
     Some(execution_ids)
 }

@@ -490,9 +490,14 @@ fn kept_start(inner: &Inner, lease: &Lease) -> Option<ExecutionRecord> {
 /// when every run has ended.
 async fn start_kept(inner: &Arc<Inner>, kept: Vec<(Lease, ExecutionRecord, OwnedSemaphorePermit)>) {
     let mut running = tokio::task::JoinSet::new();
+    // Shared with the batch, not copied: each is the only holder again once it is written.
+    let kept: Vec<_> = kept
+        .into_iter()
+        .map(|(lease, record, permit)| (lease, Arc::new(record), permit))
+        .collect();
     let writes = kept
         .iter()
-        .map(|(_, record, _)| BatchWrite::UpdateExecution(record.clone()))
+        .map(|(_, record, _)| BatchWrite::UpdateExecution(Arc::clone(record)))
         .collect();
     let written = inner.store.write_batch(writes).await;
     let Ok(written) = written else {
@@ -506,7 +511,8 @@ async fn start_kept(inner: &Arc<Inner>, kept: Vec<(Lease, ExecutionRecord, Owned
         while running.join_next().await.is_some() {}
         return;
     };
-    for ((lease, mut record, permit), outcome) in kept.into_iter().zip(written) {
+    for ((lease, record, permit), outcome) in kept.into_iter().zip(written) {
+        let mut record = Arc::unwrap_or_clone(record);
         if let BatchWritten::Execution { revision, children } = outcome {
             record.revision = revision;
             record.children = children;
@@ -682,9 +688,10 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
     } else {
         None
     };
-    // Kept for the update event (whoever subscribes by the time it is sent gets it).
-    let event = record.clone();
-    let mut writes = vec![BatchWrite::UpdateExecution(record)];
+    // Shared with the batch, kept for the update event (whoever subscribes by the time it is
+    // sent gets it).
+    let record = Arc::new(record);
+    let mut writes = vec![BatchWrite::UpdateExecution(Arc::clone(&record))];
     if let Some(accepted) = &action_trigger {
         writes.extend(accepted.writes());
     }
@@ -693,7 +700,7 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
         return Finished::Failed;
     };
     if let Some(BatchWritten::Execution { revision, children }) = written.into_iter().next() {
-        let mut stored = event;
+        let mut stored = Arc::unwrap_or_clone(record);
         stored.revision = revision;
         stored.children = children;
         let id = stored.id.clone();

@@ -8,6 +8,8 @@
 //!
 //! [`Store::write_batch`]: super::Store::write_batch
 
+use std::sync::Arc;
+
 use super::queue::{LeaseRef, NewWorkItem};
 use super::records::{
     ExecutionRecord, RuleEnforcementRecord, TraceComponent, TraceComponentKind, TraceRecord,
@@ -26,11 +28,12 @@ pub enum BatchWrite {
         /// Its new status.
         status: TriggerInstanceStatus,
     },
-    /// [`ExecutionStore::create`](super::ExecutionStore::create).
-    CreateExecution(ExecutionRecord),
+    /// [`ExecutionStore::create`](super::ExecutionStore::create). Shared: the caller keeps
+    /// the record (stored at revision 1, without children) without copying it.
+    CreateExecution(Arc<ExecutionRecord>),
     /// [`ExecutionStore::update`](super::ExecutionStore::update) (compare-and-set on the
-    /// record's revision).
-    UpdateExecution(ExecutionRecord),
+    /// record's revision; stored at the next one, without children). Shared as above.
+    UpdateExecution(Arc<ExecutionRecord>),
     /// [`RuleEnforcementStore::create`](super::RuleEnforcementStore::create).
     CreateRuleEnforcement(RuleEnforcementRecord),
     /// [`TraceStore::create`](super::TraceStore::create).

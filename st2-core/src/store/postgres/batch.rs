@@ -68,7 +68,7 @@ impl PgStore {
                     BatchWritten::Done
                 }
                 BatchWrite::CreateExecution(record) => {
-                    ExecutionColumns::new(std::slice::from_ref(record))
+                    ExecutionColumns::new(std::slice::from_ref(&**record))
                         .insert(&tx, &record.id)
                         .await?;
                     BatchWritten::Execution {

@@ -40,12 +40,20 @@ pub(super) struct ExecutionRow {
     doc: String,
 }
 
+/// No children: what a written execution document holds (they are read from the rows).
+const NO_CHILDREN: &Vec<String> = &Vec::new();
+
 impl ExecutionRow {
     pub(super) fn new(record: &ExecutionRecord) -> StoreResult<Self> {
+        Self::at(record, record.revision)
+    }
+
+    /// The row of `record` as stored at `revision`, without children.
+    pub(super) fn at(record: &ExecutionRecord, revision: u64) -> StoreResult<Self> {
         let keys = record.keys();
         Ok(Self {
             id: record.id.clone(),
-            revision: i64::try_from(record.revision)
+            revision: i64::try_from(revision)
                 .map_err(|_| StoreError::Invalid("revision out of range".into()))?,
             action_ref: record.action_ref.clone(),
             status: record.status.as_str(),
@@ -58,7 +66,7 @@ impl ExecutionRow {
             trigger_instance: keys.trigger_instance,
             start: to_micros(record.start_timestamp),
             end: record.end_timestamp.map(to_micros),
-            doc: to_doc_sized(WHAT, &record.doc(), 2048)?,
+            doc: to_doc_sized(WHAT, &record.doc_at(&revision, NO_CHILDREN), 2048)?,
         })
     }
 
@@ -273,12 +281,7 @@ impl ExecutionStore for Executions {
         }
         let rows = records
             .iter()
-            .map(|record| {
-                let mut stored = record.clone();
-                stored.revision = 1;
-                stored.children.clear();
-                ExecutionRow::new(&stored)
-            })
+            .map(|record| ExecutionRow::at(record, 1))
             .collect::<StoreResult<Vec<_>>>()?;
         self.0
             .write_repeatable(move |db| rows.iter().try_for_each(|row| row.insert(db)))

@@ -521,20 +521,17 @@ impl Store for SqliteStore {
                 BatchWrite::SetTriggerInstanceStatus { id, status } => {
                     Row::TriggerInstanceStatus(id, status)
                 }
-                BatchWrite::CreateExecution(mut r) => {
-                    r.revision = 1;
-                    r.children.clear();
-                    Row::NewExecution(executions::ExecutionRow::new(&r)?)
+                BatchWrite::CreateExecution(r) => {
+                    Row::NewExecution(executions::ExecutionRow::at(&r, 1)?)
                 }
-                BatchWrite::UpdateExecution(mut r) => {
+                BatchWrite::UpdateExecution(r) => {
                     let expected = i64::try_from(r.revision)
                         .map_err(|_| StoreError::Invalid("revision out of range".into()))?;
-                    r.revision = r
+                    let next = r
                         .revision
                         .checked_add(1)
                         .ok_or_else(|| StoreError::Invalid("revision out of range".into()))?;
-                    r.children.clear();
-                    Row::Execution(executions::ExecutionRow::new(&r)?, expected, r.revision)
+                    Row::Execution(executions::ExecutionRow::at(&r, next)?, expected, next)
                 }
                 BatchWrite::CreateRuleEnforcement(r) => {
                     Row::Enforcement(events::EnforcementRow::new(&r)?)
