@@ -1028,24 +1028,32 @@ impl Driver {
             .filter(|(_, c)| !c.started)
             .map(|(id, _)| id.clone())
             .collect();
-        // Started a batch at a time, concurrently, so the store commits them together.
+        // Started a batch at a time, concurrently, so the store commits them together (one
+        // child, the usual case of a sequence, is started in place).
         for batch in pending.chunks(64) {
-            let mut starts = tokio::task::JoinSet::new();
-            for (n, id) in batch.iter().enumerate() {
-                let Some(child) = self.saved.children.get(id) else {
-                    continue;
-                };
-                let request = self.child_request(id, child);
-                let services = self.services.clone();
-                starts.spawn(async move { (n, services.start_child(request).await) });
-            }
             let mut outcomes = Vec::with_capacity(batch.len());
-            while let Some(joined) = starts.join_next().await {
-                let (n, started) =
-                    joined.map_err(|e| fail(format!("starting a task stopped: {e}")))?;
-                outcomes.push((n, started));
+            if let [id] = batch {
+                if let Some(child) = self.saved.children.get(id) {
+                    let request = self.child_request(id, child);
+                    outcomes.push((0, self.services.start_child(request).await));
+                }
+            } else {
+                let mut starts = tokio::task::JoinSet::new();
+                for (n, id) in batch.iter().enumerate() {
+                    let Some(child) = self.saved.children.get(id) else {
+                        continue;
+                    };
+                    let request = self.child_request(id, child);
+                    let services = self.services.clone();
+                    starts.spawn(async move { (n, services.start_child(request).await) });
+                }
+                while let Some(joined) = starts.join_next().await {
+                    let (n, started) =
+                        joined.map_err(|e| fail(format!("starting a task stopped: {e}")))?;
+                    outcomes.push((n, started));
+                }
+                outcomes.sort_by_key(|(n, _)| *n);
             }
-            outcomes.sort_by_key(|(n, _)| *n);
             for (n, started) in outcomes {
                 let id = &batch[n];
                 match started {
