@@ -141,3 +141,50 @@ impl EngineEvent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(n: u64) -> EngineEvent {
+        EngineEvent::Announcement {
+            route: "test".into(),
+            payload: json!(n),
+        }
+    }
+
+    fn received(rx: &mut broadcast::Receiver<EngineEvent>) -> Vec<Value> {
+        let mut seen = Vec::new();
+        while let Ok(EngineEvent::Announcement { payload, .. }) = rx.try_recv() {
+            seen.push(payload);
+        }
+        seen
+    }
+
+    #[test]
+    fn updates_of_an_execution_being_created_follow_its_created_event() {
+        let (tx, mut rx) = broadcast::channel(16);
+        let first = CreatedFirst::default();
+        first.hold("a");
+        first.send(&tx, "a", event(1));
+        first.send(&tx, "b", event(2));
+        assert_eq!(received(&mut rx), [json!(2)], "only b's update goes at once");
+        first.release(Some(&tx), "a", Some(event(0)));
+        first.send(&tx, "a", event(3));
+        assert_eq!(received(&mut rx), [json!(0), json!(1), json!(3)]);
+    }
+
+    #[test]
+    fn a_creation_that_failed_drops_what_it_held_and_holds_nothing_more() {
+        let (tx, mut rx) = broadcast::channel(16);
+        let first = CreatedFirst::default();
+        first.hold("a");
+        first.send(&tx, "a", event(1));
+        first.release(None, "a", None);
+        assert_eq!(received(&mut rx), Vec::<Value>::new());
+        first.send(&tx, "a", event(2));
+        assert_eq!(received(&mut rx), [json!(2)]);
+        assert_eq!(first.pending.load(Ordering::Acquire), 0);
+    }
+}

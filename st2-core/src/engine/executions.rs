@@ -146,7 +146,7 @@ pub(crate) async fn create_execution(
     if queue.is_some() {
         inner.recent.keep(&stored);
     }
-    let held = inner.creating(&stored.id);
+    let creating = inner.creating(&stored.id);
     let mut written = inner.store.write_batch(batch(true)).await;
     if let Err(e) = &written {
         // The trace to join is gone (retention), or the new one exists already (not the
@@ -154,7 +154,7 @@ pub(crate) async fn create_execution(
         let retry = match e {
             StoreError::NotFound { .. } => joins,
             StoreError::Conflict { .. } => {
-                traced_new && inner.store.executions().get(&stored.id).await?.is_none()
+                traced_new && matches!(inner.store.executions().get(&stored.id).await, Ok(None))
             }
             _ => false,
         };
@@ -163,7 +163,7 @@ pub(crate) async fn create_execution(
         }
     }
     if let Err(e) = written {
-        inner.created(&stored.id, held, None);
+        drop(creating);
         if queue.is_some() {
             inner.recent.forget(&stored.id);
         }
@@ -177,7 +177,7 @@ pub(crate) async fn create_execution(
         }
         return Ok(existing);
     }
-    inner.created(&stored.id, held, Some(Arc::clone(&stored)));
+    creating.announce(Arc::clone(&stored));
     Ok(Arc::unwrap_or_clone(stored))
 }
 

@@ -629,6 +629,39 @@ pub(crate) struct Inner {
     pub(crate) watchers: Arc<watch::Watchers>,
 }
 
+/// An execution being created: its updates wait for its created event (see
+/// [`Inner::creating`]).
+pub(crate) struct Creating<'a> {
+    inner: &'a Inner,
+    id: String,
+    held: bool,
+}
+
+impl Creating<'_> {
+    /// Announce the execution's creation, then the updates held back meanwhile.
+    pub(crate) fn announce(mut self, record: Arc<ExecutionRecord>) {
+        if std::mem::take(&mut self.held) {
+            let sender = self.inner.listened();
+            let event = EngineEvent::ExecutionCreated(record);
+            self.inner
+                .created_first
+                .release(sender, &self.id, Some(event));
+        } else {
+            self.inner
+                .emit_with(|| EngineEvent::ExecutionCreated(record));
+        }
+    }
+}
+
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            // Not stored (or nobody will say): nothing to announce, nothing held any more.
+            self.inner.created_first.release(None, &self.id, None);
+        }
+    }
+}
+
 impl Inner {
     /// The sensor supervisor, once a sensor has been started.
     pub(crate) fn supervisor(&self) -> Option<Arc<crate::sensor::SensorSupervisor>> {
@@ -762,24 +795,17 @@ impl Inner {
     }
 
     /// Execution `id` is about to be stored with its queue item: hold back its updates until
-    /// [`Inner::created`] announces it. Returns whether anything is held (only while someone
-    /// listens).
-    pub(crate) fn creating(&self, id: &str) -> bool {
-        if self.listened().is_none() {
-            return false;
-        }
-        self.created_first.hold(id);
-        true
-    }
-
-    /// Announce execution `record`'s creation (`None`: it was not stored), then the updates
-    /// held back since [`Inner::creating`] (`held`).
-    pub(crate) fn created(&self, id: &str, held: bool, record: Option<Arc<ExecutionRecord>>) {
+    /// [`Creating::announce`] (while someone listens). Dropped without announcing (the write
+    /// failed, or the caller went away mid-write), it lets them go.
+    pub(crate) fn creating(&self, id: &str) -> Creating<'_> {
+        let held = self.listened().is_some();
         if held {
-            let event = record.map(EngineEvent::ExecutionCreated);
-            self.created_first.release(self.listened(), id, event);
-        } else if let Some(record) = record {
-            self.emit_with(|| EngineEvent::ExecutionCreated(record));
+            self.created_first.hold(id);
+        }
+        Creating {
+            inner: self,
+            id: id.to_owned(),
+            held,
         }
     }
 

@@ -827,7 +827,7 @@ async fn process_batched(
     });
     // Kept before the batch commits: a runner worker may claim the queue item right after.
     // Their updates wait for their created events.
-    let held: Vec<bool> = created
+    let creating: Vec<_> = created
         .iter()
         .map(|execution| {
             inner.recent.keep(execution);
@@ -835,14 +835,14 @@ async fn process_batched(
         })
         .collect();
     if inner.store.write_batch(writes).await.is_err() {
-        for (execution, held) in created.iter().zip(held) {
-            inner.created(&execution.id, held, None);
+        drop(creating);
+        for execution in &created {
             inner.recent.forget(&execution.id);
         }
         return None;
     }
-    for (execution, held) in created.into_iter().zip(held) {
-        inner.created(&execution.id.clone(), held, Some(execution));
+    for (execution, creating) in created.into_iter().zip(creating) {
+        creating.announce(execution);
     }
     Some(execution_ids)
 }
