@@ -719,6 +719,57 @@ async fn events_follow_an_execution() {
     };
 }
 
+/// A run is stored with its trace entry in one batch: it starts a trace of its own, joins the
+/// trace it names, and still runs (outside any trace) when the trace it names is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_starts_joins_or_goes_on_without_its_trace() {
+    let engine = start().await;
+    let trace_of = |id: String| {
+        let engine = &engine;
+        async move {
+            engine
+                .store()
+                .traces()
+                .list(
+                    &TraceFilter {
+                        execution: Some(id),
+                        ..TraceFilter::default()
+                    },
+                    Page::all(),
+                )
+                .await
+                .expect("traces")
+                .items
+        }
+    };
+    let first = engine
+        .run(
+            "enginetest.echo",
+            params(json!({"message": "a"})),
+            Map::new(),
+        )
+        .await
+        .expect("run");
+    let own = trace_of(first.id.clone()).await;
+    assert_eq!(own.len(), 1, "a trace of its own");
+    assert_eq!(own[0].trace_tag, format!("execution-{}", first.id));
+
+    let mut joining = RunRequest::new("enginetest.echo", params(json!({"message": "b"})));
+    joining.trace_id = Some(own[0].id.clone());
+    let second = engine.run_with(joining).await.expect("run");
+    let joined = trace_of(second.id.clone()).await;
+    assert_eq!(joined.len(), 1);
+    assert_eq!(joined[0].id, own[0].id, "the trace it named");
+    assert_eq!(joined[0].action_executions.len(), 2);
+
+    let mut orphan = RunRequest::new("enginetest.echo", params(json!({"message": "c"})));
+    orphan.trace_id = Some("no-such-trace".into());
+    let third = engine.run_with(orphan).await.expect("runs without it");
+    let done = engine.wait(&third.id, WAIT).await.expect("done");
+    assert_eq!(done.status, ExecutionStatus::Succeeded);
+    assert!(trace_of(third.id.clone()).await.is_empty());
+}
+
 /// An execution is stored with its queue item in one commit, so a worker may update it before
 /// its creator announces it: subscribers still see every execution created before updated,
 /// whether `run` or a rule started it.

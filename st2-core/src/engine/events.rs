@@ -169,7 +169,11 @@ mod tests {
         first.hold("a");
         first.send(&tx, "a", event(1));
         first.send(&tx, "b", event(2));
-        assert_eq!(received(&mut rx), [json!(2)], "only b's update goes at once");
+        assert_eq!(
+            received(&mut rx),
+            [json!(2)],
+            "only b's update goes at once"
+        );
         first.release(Some(&tx), "a", Some(event(0)));
         first.send(&tx, "a", event(3));
         assert_eq!(received(&mut rx), [json!(0), json!(1), json!(3)]);
