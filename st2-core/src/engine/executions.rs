@@ -606,7 +606,7 @@ pub(crate) async fn write_changed(
         changed = false;
         match inner.store.executions().update(&next).await {
             Ok(stored) => {
-                inner.execution_updated(&stored.id, || stored.clone());
+                inner.execution_updated(&stored.id, stored.status, || stored.clone());
                 return Ok(Some(stored));
             }
             Err(StoreError::Conflict { .. }) => {

@@ -811,8 +811,13 @@ impl Inner {
 
     /// Announce that execution `id` was updated: to the waits registered on it and to the
     /// event subscribers, building the record (`make`) only when one of them listens.
-    pub(crate) fn execution_updated(&self, id: &str, make: impl FnOnce() -> ExecutionRecord) {
-        let watched = self.watchers.is_watched(id);
+    pub(crate) fn execution_updated(
+        &self,
+        id: &str,
+        status: crate::store::ExecutionStatus,
+        make: impl FnOnce() -> ExecutionRecord,
+    ) {
+        let watched = self.watchers.is_watched(id, status);
         let events = self.listened();
         if !watched && events.is_none() {
             return;

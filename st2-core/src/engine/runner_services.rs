@@ -58,9 +58,25 @@ impl EngineServices {
             .clone()
     }
 
-    /// The watch kept in `waiting` (held locked by the caller), registered on first use.
+    /// The watch kept in `waiting` (held locked by the caller), registered on first use. It
+    /// hears of what `wait_any` acts on only: children that end, pause or wait for an
+    /// inquiry, and its own execution asked to pause or cancel (not every child's `running`).
     fn watch<'a>(&self, held: &'a mut Option<super::watch::Watch>) -> &'a mut super::watch::Watch {
-        held.get_or_insert_with(|| self.inner.watchers.watch(std::iter::empty::<&str>()))
+        held.get_or_insert_with(|| {
+            self.inner.watchers.watch_for(
+                std::iter::empty::<&str>(),
+                Some(|s: ExecutionStatus| {
+                    s.is_completed()
+                        || matches!(
+                            s,
+                            ExecutionStatus::Paused
+                                | ExecutionStatus::Pending
+                                | ExecutionStatus::Pausing
+                                | ExecutionStatus::Canceling
+                        )
+                }),
+            )
+        })
     }
 
     fn user(&self) -> String {

@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::store::ExecutionRecord;
+use crate::store::{ExecutionRecord, ExecutionStatus};
+
+/// Which statuses a wait wants to hear of (`None`: every update).
+pub(crate) type Wants = Option<fn(ExecutionStatus) -> bool>;
 
 /// The registered waiters of one engine, by execution id.
 #[derive(Default)]
@@ -27,9 +30,16 @@ pub(crate) struct Watchers {
 struct Slot {
     updates: Mutex<Vec<Arc<ExecutionRecord>>>,
     ready: Notify,
+    /// The statuses it is told of (a workflow waiting for its children to end is not told
+    /// that they run).
+    wants: Wants,
 }
 
 impl Slot {
+    fn wants(&self, status: ExecutionStatus) -> bool {
+        self.wants.is_none_or(|wants| wants(status))
+    }
+
     fn updates(&self) -> MutexGuard<'_, Vec<Arc<ExecutionRecord>>> {
         self.updates.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -43,11 +53,23 @@ impl Watchers {
     /// Register a wait on `ids` (duplicates are ignored); it receives every update announced
     /// from now on until it is dropped. More ids can be added to it later.
     pub(crate) fn watch<'a>(self: &Arc<Self>, ids: impl IntoIterator<Item = &'a str>) -> Watch {
+        self.watch_for(ids, None)
+    }
+
+    /// [`Watchers::watch`] for the updates to a status `wants` accepts only.
+    pub(crate) fn watch_for<'a>(
+        self: &Arc<Self>,
+        ids: impl IntoIterator<Item = &'a str>,
+        wants: Wants,
+    ) -> Watch {
         self.active.fetch_add(1, Ordering::AcqRel);
         let mut watch = Watch {
             watchers: Arc::clone(self),
             ids: HashSet::new(),
-            slot: Arc::new(Slot::default()),
+            slot: Arc::new(Slot {
+                wants,
+                ..Slot::default()
+            }),
         };
         for id in ids {
             watch.add(id);
@@ -55,20 +77,26 @@ impl Watchers {
         watch
     }
 
-    /// Whether some wait is registered on `id`.
-    pub(crate) fn is_watched(&self, id: &str) -> bool {
-        self.active.load(Ordering::Acquire) > 0 && self.map().contains_key(id)
+    /// Whether some wait registered on `id` wants to hear of its update to `status`.
+    pub(crate) fn is_watched(&self, id: &str, status: ExecutionStatus) -> bool {
+        self.active.load(Ordering::Acquire) > 0
+            && self
+                .map()
+                .get(id)
+                .is_some_and(|slots| slots.iter().any(|s| s.wants(status)))
     }
 
-    /// Hand `record` to the waits registered on its id.
+    /// Hand `record` to the waits registered on its id that want its status.
     pub(crate) fn deliver(&self, record: &Arc<ExecutionRecord>) {
         if self.active.load(Ordering::Acquire) == 0 {
             return;
         }
         let map = self.map();
         for slot in map.get(&record.id).into_iter().flatten() {
-            slot.updates().push(Arc::clone(record));
-            slot.ready.notify_one();
+            if slot.wants(record.status) {
+                slot.updates().push(Arc::clone(record));
+                slot.ready.notify_one();
+            }
         }
     }
 
@@ -184,8 +212,11 @@ mod tests {
         let watchers = Arc::new(Watchers::default());
         let mut wait = watchers.watch(["a", "b", "a"]);
         let other = watchers.watch(["c"]);
-        assert!(watchers.is_watched("a") && watchers.is_watched("c"));
-        assert!(!watchers.is_watched("d"));
+        assert!(
+            watchers.is_watched("a", ExecutionStatus::Running)
+                && watchers.is_watched("c", ExecutionStatus::Running)
+        );
+        assert!(!watchers.is_watched("d", ExecutionStatus::Running));
 
         watchers.deliver(&record("a"));
         watchers.deliver(&record("c"));
@@ -200,7 +231,10 @@ mod tests {
         // Ids added later receive what comes after; ids let go receive nothing more.
         assert!(wait.add("d") && !wait.add("a"));
         wait.retain(|id| id != "b");
-        assert!(!watchers.is_watched("b") && watchers.is_watched("d"));
+        assert!(
+            !watchers.is_watched("b", ExecutionStatus::Running)
+                && watchers.is_watched("d", ExecutionStatus::Running)
+        );
         watchers.deliver(&record("b"));
         watchers.deliver(&record("d"));
         let ids: Vec<String> = wait.take().iter().map(|r| r.id.clone()).collect();
@@ -213,7 +247,10 @@ mod tests {
         assert_eq!(ids, ["d", "a"]);
 
         drop(wait);
-        assert!(!watchers.is_watched("a") && !watchers.is_watched("d"));
+        assert!(
+            !watchers.is_watched("a", ExecutionStatus::Running)
+                && !watchers.is_watched("d", ExecutionStatus::Running)
+        );
         drop(other);
         assert_eq!(watchers.active.load(Ordering::Acquire), 0);
         assert!(watchers.map().is_empty());
@@ -228,8 +265,27 @@ mod tests {
         assert_eq!(first.take().len(), 1);
         assert_eq!(second.take().len(), 1);
         drop(first);
-        assert!(watchers.is_watched("x"));
+        assert!(watchers.is_watched("x", ExecutionStatus::Running));
         drop(second);
-        assert!(!watchers.is_watched("x"));
+        assert!(!watchers.is_watched("x", ExecutionStatus::Running));
+    }
+
+    #[test]
+    fn a_wait_for_some_statuses_hears_of_those_only() {
+        let watchers = Arc::new(Watchers::default());
+        let ends = watchers.watch_for(["a"], Some(ExecutionStatus::is_completed));
+        assert!(!watchers.is_watched("a", ExecutionStatus::Running));
+        assert!(watchers.is_watched("a", ExecutionStatus::Succeeded));
+        let mut running = (*record("a")).clone();
+        running.status = ExecutionStatus::Running;
+        watchers.deliver(&Arc::new(running));
+        assert!(ends.take().is_empty(), "not told that it runs");
+        watchers.deliver(&record("a"));
+        assert_eq!(ends.take().len(), 1, "told that it ended");
+        // Another wait on the same id hears of everything.
+        let all = watchers.watch(["a"]);
+        assert!(watchers.is_watched("a", ExecutionStatus::Running));
+        drop(all);
+        assert!(!watchers.is_watched("a", ExecutionStatus::Running));
     }
 }

@@ -517,7 +517,7 @@ async fn start_kept(inner: &Arc<Inner>, kept: Vec<(Lease, ExecutionRecord, Owned
             record.revision = revision;
             record.children = children;
         }
-        inner.execution_updated(&record.id, || record.clone());
+        inner.execution_updated(&record.id, record.status, || record.clone());
         let inner = inner.clone();
         running.spawn(async move {
             // As in `handle`: a store failure leaves the item leased until its lease expires.
@@ -704,7 +704,7 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
         stored.revision = revision;
         stored.children = children;
         let id = stored.id.clone();
-        inner.execution_updated(&id, || stored);
+        inner.execution_updated(&id, stored.status, || stored);
     }
     if let Some(accepted) = action_trigger {
         accepted.stored(inner);
