@@ -220,6 +220,30 @@ struct Child {
     timed_out: bool,
 }
 
+/// A child's hash finds the children changed since the last save without serialising them
+/// all. Every field counts except `input`, which is set when the child is recorded and never
+/// changed (a change of it alone would not be saved: keep it that way).
+impl std::hash::Hash for Child {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let Child {
+            task,
+            route,
+            item,
+            items_count,
+            action,
+            input: _,
+            delay_ms,
+            record,
+            seen,
+            started,
+            deadline_ms,
+            timed_out,
+        } = self;
+        (task, route, item, items_count, action, delay_ms).hash(state);
+        (record, seen, started, deadline_ms, timed_out).hash(state);
+    }
+}
+
 /// The head of the saved state: [`Saved`] without the parts stored apart (contexts, task
 /// entries and children), serialised without copying the conductor state. It loads as a
 /// [`Saved`] whose parts are then filled in from the stored parts.
@@ -297,8 +321,8 @@ impl StoredParts {
             sequence[i] = entry;
         } else if let Some(id) = key.strip_prefix(CHILD_PART) {
             let child: Child = serde_json::from_str(text).map_err(parse_error)?;
+            self.children.insert(id.to_owned(), value_hash(&child));
             saved.children.insert(id.to_owned(), child);
-            self.children.insert(id.to_owned(), value_hash(text));
         } else {
             return Err(format!("unknown part {key:?}"));
         }
@@ -357,14 +381,13 @@ impl StoredParts {
         }
         self.sequence.truncate(state.sequence.len());
         for (id, child) in children {
-            let text = serde_json::to_string(child)?;
-            let hash = value_hash(&text);
+            let hash = value_hash(child);
             if self.children.insert(id.clone(), hash) == Some(hash) {
                 continue;
             }
             parts.push(StatePart {
                 key: format!("{CHILD_PART}{id}"),
-                doc: Some(text),
+                doc: Some(serde_json::to_string(child)?),
             });
         }
         self.children.retain(|id, _| {
@@ -1519,6 +1542,20 @@ mod tests {
                 .expect("same")
                 .is_empty()
         );
+        // A child's status changing (started, then seen succeeded) is a change of its part.
+        for change in [
+            |c: &mut Child| c.started = true,
+            |c: &mut Child| c.seen = "succeeded".into(),
+            |c: &mut Child| c.timed_out = true,
+        ] {
+            change(children.get_mut("c2").expect("c2"));
+            let saved = reloaded.changes(&state, &children).expect("serialises");
+            assert_eq!(saved.len(), 1);
+            assert_eq!(saved[0].key, "child.c2");
+            let text = saved[0].doc.as_deref().expect("a text");
+            let back: Child = serde_json::from_str(text).expect("a child");
+            assert_eq!(value_hash(&back), value_hash(&children["c2"]));
+        }
     }
 
     #[test]
