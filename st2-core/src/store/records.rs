@@ -413,7 +413,7 @@ impl ExecutionRecord {
     }
 }
 
-/// [`ExecutionRecord`] borrowed for writing (see [`ExecutionRecord::doc`]); the fields, their
+/// [`ExecutionRecord`] borrowed for writing (see [`ExecutionRecord::doc_at`]); the fields, their
 /// order and their `skip_serializing_if` are the record's.
 #[derive(Serialize)]
 struct ExecutionDoc<'a> {
