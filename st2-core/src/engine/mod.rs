@@ -11,13 +11,13 @@
 //!     ─► result ─► post-run: actiontrigger, notifytrigger, retry ─► dispatch …
 //! ```
 //!
-//! * **Rules** ([`triggers`]): each accepted trigger instance is matched against the rules;
+//! * **Rules** (`triggers`): each accepted trigger instance is matched against the rules;
 //!   every match is enforced (parameters rendered, an execution created, the enforcement
 //!   recorded) and the instance marked `processed`.
 //! * **Scheduling**: an execution with no delay and no concurrency policy is created
 //!   `scheduled` at once (its log still shows `requested` first); others go through the
 //!   `schedule` queue, where delays wait in the store (`not_before`) and policies decide.
-//! * **Runner workers** ([`worker`]) claim `run` items under a lease, mark the execution
+//! * **Runner workers** (`worker`) claim `run` items under a lease, mark the execution
 //!   `running`, render its final parameters, run the runner while heartbeating the lease, and
 //!   write the result.
 //! * **Post-run**: the `core.st2.generic.actiontrigger` and notify triggers are dispatched and
@@ -1185,7 +1185,7 @@ impl Engine {
     /// threads.
     ///
     /// # Errors
-    /// [`ParamError::Render`](crate::expr::render::ParamError::Render) naming the first value
+    /// [`ParamError::Render`] naming the first value
     /// that fails to render.
     pub async fn render_values(
         &self,

@@ -3,7 +3,7 @@
 //! A worker claims items from a named queue; each claim is a [`Lease`] that expires unless the
 //! worker heartbeats. Heartbeat, finish and release must present the lease's fence: after a lease
 //! expires and the reaper hands the item to someone else, the old holder's fence is stale and
-//! every call it makes is refused with [`StoreError::LeaseLost`](crate::store::StoreError::LeaseLost).
+//! every call it makes is refused with [`StoreError::LeaseLost`].
 //! Items may require a worker tag, pinning them to the workers that carry it.
 
 use std::collections::HashMap;
