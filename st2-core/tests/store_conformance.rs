@@ -1187,7 +1187,10 @@ async fn workflows_compare_and_set_and_tasks(h: &Harness) {
         execution_id: "exec-wf".into(),
         revision: 0,
         status: "running".into(),
-        state: json_text(&json!({"graph": {"nodes": [1, 2]}, "ctx": {"x": "é"}})).expect("json"),
+        state: serde_json::value::to_raw_value(
+            &json!({"graph": {"nodes": [1, 2]}, "ctx": {"x": "é"}}),
+        )
+        .expect("json"),
         created_at: h.now(),
         updated_at: h.now(),
     };
@@ -1240,7 +1243,7 @@ async fn workflows_save_parts_and_tasks_in_one_write(h: &Harness) {
         execution_id: "exec-parts".into(),
         revision: 0,
         status: "running".into(),
-        state: json_text(&json!({"head": 1})).expect("json"),
+        state: serde_json::value::to_raw_value(&json!({"head": 1})).expect("json"),
         created_at: h.now(),
         updated_at: h.now(),
     };
@@ -1296,7 +1299,7 @@ async fn workflows_save_parts_and_tasks_in_one_write(h: &Harness) {
     assert!(s.get_task("t-stale").await.expect("get").is_none());
     // Replace one, remove one, keep the rest.
     let mut next = saved.clone();
-    next.state = json_text(&json!({"head": 2})).expect("json");
+    next.state = serde_json::value::to_raw_value(&json!({"head": 2})).expect("json");
     let saved = s
         .save(
             &next,

@@ -471,7 +471,7 @@ async fn aggregates_round_trip() {
         execution_id: "p1".into(),
         revision: 0,
         status: "running".into(),
-        state: json_text(&json!({"b": 1, "a": 2})).expect("json"),
+        state: serde_json::value::to_raw_value(&json!({"b": 1, "a": 2})).expect("json"),
         created_at: clock.now(),
         updated_at: clock.now(),
     };

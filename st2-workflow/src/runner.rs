@@ -269,9 +269,8 @@ struct ConductorHead<'a> {
     output_rendered: bool,
 }
 
-/// The state parts as stored: how many contexts (they never change once added), a hash of
-/// each task entry (of its fields: only the entries that changed are serialised) and of each
-/// child's text.
+/// The state parts as stored: how many contexts (they never change once added) and a hash
+/// of the fields of each task entry and each child (only those that changed are serialised).
 #[derive(Debug, Default)]
 struct StoredParts {
     contexts: usize,
@@ -763,7 +762,7 @@ impl Driver {
             deadline_ms: self.saved.deadline_ms,
             timed_out: self.saved.timed_out,
         };
-        let head = st2_core::store::json_text(&head)
+        let head = serde_json::value::to_raw_value(&head)
             .map_err(|e| fail(format!("the workflow state cannot be saved: {e}")))?;
         let tasks = std::mem::take(&mut self.dirty)
             .iter()

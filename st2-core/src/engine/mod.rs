@@ -1185,8 +1185,7 @@ impl Engine {
     /// threads.
     ///
     /// # Errors
-    /// [`ParamError::Render`] naming the first value
-    /// that fails to render.
+    /// [`ParamError::Render`] naming the first value that fails to render.
     pub async fn render_values(
         &self,
         values: Map<String, Value>,

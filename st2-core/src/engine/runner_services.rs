@@ -259,7 +259,7 @@ impl RunnerServices for EngineServices {
     }
 
     async fn save_state(&self, status: &str, state: Value) -> Result<(), RunnerError> {
-        let state = crate::store::json_text(&state)
+        let state = serde_json::value::to_raw_value(&state)
             .map_err(|e| RunnerError::Failed(format!("the state cannot be saved: {e}")))?;
         self.save_state_parts(status, state, Vec::new(), Vec::new())
             .await

@@ -44,6 +44,7 @@ pub(super) struct ExecutionRow {
 const NO_CHILDREN: &Vec<String> = &Vec::new();
 
 impl ExecutionRow {
+    /// The row of `record` at its own revision, without children.
     pub(super) fn new(record: &ExecutionRecord) -> StoreResult<Self> {
         Self::at(record, record.revision)
     }
