@@ -15,7 +15,7 @@ use st2_core::runner::{RunContext, RunOutcome, Runner, RunnerError};
 use st2_core::store::sqlite::{SqliteOptions, SqliteStore};
 use st2_core::store::{
     ClaimRequest, ExecutionFilter, ExecutionRecord, ExecutionStatus, Page, RuleEnforcementFilter,
-    Store, TraceFilter, TriggerInstanceFilter, TriggerInstanceStatus,
+    Store, TraceFilter, TraceRecord, TriggerInstanceFilter, TriggerInstanceStatus,
 };
 use st2_core::{Engine, EngineError, EngineSettings};
 
@@ -207,6 +207,23 @@ async fn instances_of(
     panic!("no {trigger} instance turned up");
 }
 
+/// The traces execution `id` is part of.
+async fn traces_of(engine: &Engine, id: &str) -> Vec<TraceRecord> {
+    engine
+        .store()
+        .traces()
+        .list(
+            &TraceFilter {
+                execution: Some(id.to_owned()),
+                ..TraceFilter::default()
+            },
+            Page::all(),
+        )
+        .await
+        .expect("traces")
+        .items
+}
+
 async fn wait_status(engine: &Engine, id: &str, status: ExecutionStatus) -> ExecutionRecord {
     for _ in 0..400 {
         let got = engine.get(id).await.expect("read").expect("exists");
@@ -281,20 +298,9 @@ async fn a_matching_trigger_runs_the_rule_action_and_records_everything() {
         enforcements.items[0].enforcement.execution_id.as_deref(),
         Some(done.id.as_str())
     );
-    let traces = engine
-        .store()
-        .traces()
-        .list(
-            &TraceFilter {
-                execution: Some(done.id.clone()),
-                ..TraceFilter::default()
-            },
-            Page::all(),
-        )
-        .await
-        .expect("traces");
-    assert_eq!(traces.items.len(), 1);
-    let trace = &traces.items[0];
+    let traces = traces_of(&engine, &done.id).await;
+    assert_eq!(traces.len(), 1);
+    let trace = &traces[0];
     assert_eq!(trace.trace_tag, format!("trigger_instance-{}", ti.id));
     assert_eq!(trace.trigger_instances[0].object_id, ti.id);
     assert_eq!(trace.rules[0].reference, "enginetest.on_event");
@@ -724,24 +730,6 @@ async fn events_follow_an_execution() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_starts_joins_or_goes_on_without_its_trace() {
     let engine = start().await;
-    let trace_of = |id: String| {
-        let engine = &engine;
-        async move {
-            engine
-                .store()
-                .traces()
-                .list(
-                    &TraceFilter {
-                        execution: Some(id),
-                        ..TraceFilter::default()
-                    },
-                    Page::all(),
-                )
-                .await
-                .expect("traces")
-                .items
-        }
-    };
     let first = engine
         .run(
             "enginetest.echo",
@@ -750,14 +738,14 @@ async fn a_run_starts_joins_or_goes_on_without_its_trace() {
         )
         .await
         .expect("run");
-    let own = trace_of(first.id.clone()).await;
+    let own = traces_of(&engine, &first.id).await;
     assert_eq!(own.len(), 1, "a trace of its own");
     assert_eq!(own[0].trace_tag, format!("execution-{}", first.id));
 
     let mut joining = RunRequest::new("enginetest.echo", params(json!({"message": "b"})));
     joining.trace_id = Some(own[0].id.clone());
     let second = engine.run_with(joining).await.expect("run");
-    let joined = trace_of(second.id.clone()).await;
+    let joined = traces_of(&engine, &second.id).await;
     assert_eq!(joined.len(), 1);
     assert_eq!(joined[0].id, own[0].id, "the trace it named");
     assert_eq!(joined[0].action_executions.len(), 2);
@@ -767,7 +755,7 @@ async fn a_run_starts_joins_or_goes_on_without_its_trace() {
     let third = engine.run_with(orphan).await.expect("runs without it");
     let done = engine.wait(&third.id, WAIT).await.expect("done");
     assert_eq!(done.status, ExecutionStatus::Succeeded);
-    assert!(trace_of(third.id.clone()).await.is_empty());
+    assert!(traces_of(&engine, &third.id).await.is_empty());
 }
 
 /// An execution is stored with its queue item in one commit, so a worker may update it before
