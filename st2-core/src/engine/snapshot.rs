@@ -16,25 +16,29 @@ pub const MASK: &str = "********";
 
 /// A 24-hex id derived from a cause (`seed`) and what it caused (`what`): the same inputs give
 /// the same id, so redoing a step after a crash finds the record it already wrote instead of
-/// writing a second one. The first 8 hex digits are the seed's (an ObjectId's time part).
+/// writing a second one.
+///
+/// From a 24-hex seed (an id, itself new or derived) it keeps the first 14 hex digits (the
+/// seconds and counter of [`new_id`](crate::store::new_id)), so everything a trigger instance
+/// or execution causes sorts next to it, in the order the root ids were made, and the other 10
+/// come from a hash of both inputs. From any other seed it keeps the seed's first 8 hex digits
+/// if it has them (an ObjectId's time part) and hashes the rest.
 pub fn derived_id(seed: &str, what: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(seed.as_bytes());
     hasher.update([0]);
     hasher.update(what.as_bytes());
     let digest = hasher.finalize();
-    let prefix: String = seed.chars().take(8).collect();
-    let mut id = if prefix.len() == 8 && prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-        prefix.to_ascii_lowercase()
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    let kept = if seed.len() == 24 && hex(seed) {
+        &seed[..14]
+    } else if seed.len() >= 8 && seed.is_char_boundary(8) && hex(&seed[..8]) {
+        &seed[..8]
     } else {
-        String::new()
+        ""
     };
-    for byte in digest.iter() {
-        if id.len() >= 24 {
-            break;
-        }
-        id.push_str(&format!("{byte:02x}"));
-    }
+    let mut id = kept.to_ascii_lowercase();
+    crate::store::push_hex(&mut id, &digest[..(24 - kept.len()).div_ceil(2)]);
     id.truncate(24);
     id
 }
@@ -355,6 +359,31 @@ mod tests {
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(a, derived_id("65f0c0ffee0000000000abcd", "rule:demo.r"));
         assert_ne!(a, derived_id("65f0c0ffee0000000000abcd", "rule:demo.s"));
+        // What a seed of another form keeps.
+        assert!(derived_id("65F0C0FF-not-an-id", "x").starts_with("65f0c0ff"));
+        assert_eq!(derived_id("", "x").len(), 24);
+        assert_eq!(derived_id("é", "x").len(), 24);
+    }
+
+    #[test]
+    fn derived_ids_sort_with_their_root_in_the_order_the_roots_were_made() {
+        let roots: Vec<String> = (0..500).map(|_| crate::store::new_id()).collect();
+        let executions: Vec<String> = roots
+            .iter()
+            .map(|r| derived_id(r, "execution:demo.r"))
+            .collect();
+        // Derived from derived ids: still next to the root.
+        let actiontriggers: Vec<String> = executions
+            .iter()
+            .map(|e| derived_id(e, "actiontrigger"))
+            .collect();
+        for family in [&executions, &actiontriggers] {
+            assert!(family.windows(2).all(|w| w[0] < w[1]));
+            for (root, id) in roots.iter().zip(family.iter()) {
+                assert_eq!(id[..14], root[..14]);
+                assert_ne!(id, root);
+            }
+        }
     }
 
     #[test]
