@@ -520,3 +520,161 @@ async fn leases_are_fenced_and_expire_by_the_store_clock() {
         Err(StoreError::Invalid(_))
     ));
 }
+
+/// `(key, text)` rows of a table.
+type Rows = Vec<(String, String)>;
+
+/// The raw documents and snapshot rows of the database at `path` (closed).
+fn raw_rows(path: &std::path::Path) -> (Rows, Rows) {
+    let conn = rusqlite::Connection::open(path).expect("raw open");
+    let docs = conn
+        .prepare("SELECT id, doc FROM executions ORDER BY seq")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .expect("documents");
+    let snapshots = conn
+        .prepare("SELECT key, doc FROM snapshots ORDER BY key")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .expect("snapshots");
+    (docs, snapshots)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_stored_once_and_read_back_in_place() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("st2.db");
+    let store = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect("open");
+    let mut written = Vec::new();
+    for i in 0..20 {
+        let mut record = execution(&format!("e{i:02}"), None, i);
+        if i % 2 == 1 {
+            record.rule = Some(json!({"ref": "demo.r", "criteria": {}}).into());
+            record.trigger_type = Some(json!({"ref": "core.st2.webhook"}).into());
+        }
+        written.push(store.executions().create(&record).await.expect("create"));
+    }
+    // Updated in a write batch too.
+    let mut running = written[3].clone();
+    running.status = ExecutionStatus::Running;
+    written[3] = store.executions().update(&running).await.expect("update");
+    for record in &written {
+        let back = store.executions().get(&record.id).await.expect("get");
+        assert_eq!(back.as_ref(), Some(record));
+    }
+    store.close().await.expect("close");
+
+    let (docs, snapshots) = raw_rows(&path);
+    // action, runner, rule, trigger type: once each, whatever the number of executions.
+    assert_eq!(snapshots.len(), 4, "{snapshots:?}");
+    for (id, doc) in &docs {
+        assert!(doc.contains(r#""action":{"$snapshot":""#), "{id}: {doc}");
+        assert!(!doc.contains("local-shell-cmd"), "{id}: {doc}");
+    }
+
+    // A new process (nothing in memory) reads them back from the table; listings too.
+    let store = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect("reopen");
+    for record in &written {
+        let back = store.executions().get(&record.id).await.expect("get");
+        assert_eq!(back.as_ref(), Some(record));
+    }
+    let listing = store
+        .executions()
+        .list(&ExecutionFilter::default(), Page::default())
+        .await
+        .expect("list");
+    assert_eq!(listing.items.len(), written.len());
+    for item in &listing.items {
+        assert_eq!(Some(item), written.iter().find(|w| w.id == item.id));
+    }
+    store.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn documents_that_hold_their_snapshots_still_read_and_a_missing_one_is_corrupt() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("st2.db");
+    let store = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect("open");
+    let old = store
+        .executions()
+        .create(&execution("old", None, 0))
+        .await
+        .expect("create");
+    let mut other = execution("other", None, 1);
+    other.action = json!({"ref": "core.other"}).into();
+    store.executions().create(&other).await.expect("create");
+    store.close().await.expect("close");
+    {
+        // `old` as an earlier version wrote it: the snapshots in the document. `other`'s
+        // action snapshot lost.
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        let whole = serde_json::to_string(&old).expect("json");
+        conn.execute("UPDATE executions SET doc = ?1 WHERE id = 'old'", [&whole])
+            .expect("rewrite");
+        conn.execute("DELETE FROM snapshots WHERE doc LIKE '%core.other%'", [])
+            .expect("lose a snapshot");
+    }
+    let store = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect("reopen");
+    let back = store.executions().get("old").await.expect("get");
+    assert_eq!(back, Some(old));
+    let error = store
+        .executions()
+        .get("other")
+        .await
+        .expect_err("its snapshot is gone");
+    match &error {
+        StoreError::Corrupt(message) => assert!(message.contains("snapshot"), "{message}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // The rest of the store goes on working.
+    store
+        .executions()
+        .create(&execution("next", None, 2))
+        .await
+        .expect("create after");
+    store.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_snapshot_whose_first_write_failed_is_written_with_the_next_execution() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("st2.db");
+    let store = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect("open");
+    store
+        .executions()
+        .create(&execution("taken", None, 0))
+        .await
+        .expect("create");
+    // A new snapshot with a duplicate id: the write fails.
+    let mut duplicate = execution("taken", None, 1);
+    duplicate.action = json!({"ref": "core.fresh"}).into();
+    store
+        .executions()
+        .create(&duplicate)
+        .await
+        .expect_err("the id is taken");
+    let mut next = duplicate.clone();
+    next.id = "next".into();
+    let created = store.executions().create(&next).await.expect("create");
+    store.close().await.expect("close");
+    let store = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect("reopen");
+    let back = store.executions().get("next").await.expect("get");
+    assert_eq!(back, Some(created));
+    store.close().await.expect("close");
+}

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use crate::rules::enforce::RuleEnforcement;
 
 use super::StoreError;
-use super::snapshot::AsText;
 pub use super::snapshot::Snapshot;
+use super::snapshot::SnapshotField;
 
 /// A point in time, UTC. The store keeps microseconds, as StackStorm does.
 pub type Timestamp = DateTime<Utc>;
@@ -353,12 +353,21 @@ impl ExecutionRecord {
     /// What a store writes as this record's JSON document at `revision` with `children`: the
     /// same text as serialising the record so changed, with each snapshot's kept text copied
     /// in instead of written out again (a batch writes a shared record at its next revision
-    /// without copying it).
+    /// without copying it), or with `by_key`, a reference to it (`{"$snapshot": KEY}`, for a
+    /// store that keeps each snapshot once under [`Snapshot::key`]).
     pub(crate) fn doc_at<'a>(
         &'a self,
         revision: &'a u64,
         children: &'a Vec<String>,
+        by_key: bool,
     ) -> impl Serialize + 'a {
+        let field = move |snapshot: &'a Snapshot| {
+            if by_key {
+                SnapshotField::Key(snapshot)
+            } else {
+                SnapshotField::Text(snapshot)
+            }
+        };
         // Every field named: a field added to the record and not here does not compile.
         let ExecutionRecord {
             id,
@@ -389,8 +398,8 @@ impl ExecutionRecord {
             id,
             revision,
             action_ref,
-            action: AsText(action),
-            runner: AsText(runner),
+            action: field(action),
+            runner: field(runner),
             status,
             parameters,
             result,
@@ -403,9 +412,9 @@ impl ExecutionRecord {
             delay,
             notify,
             runner_info,
-            rule: rule.as_ref().map(AsText),
-            trigger: trigger.as_ref().map(AsText),
-            trigger_type: trigger_type.as_ref().map(AsText),
+            rule: rule.as_ref().map(field),
+            trigger: trigger.as_ref().map(field),
+            trigger_type: trigger_type.as_ref().map(field),
             trigger_instance,
             workflow_execution,
             task_execution,
@@ -420,8 +429,8 @@ struct ExecutionDoc<'a> {
     id: &'a String,
     revision: &'a u64,
     action_ref: &'a String,
-    action: AsText<'a>,
-    runner: AsText<'a>,
+    action: SnapshotField<'a>,
+    runner: SnapshotField<'a>,
     status: &'a ExecutionStatus,
     parameters: &'a Map<String, Value>,
     result: &'a Value,
@@ -440,11 +449,11 @@ struct ExecutionDoc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     runner_info: &'a Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    rule: Option<AsText<'a>>,
+    rule: Option<SnapshotField<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    trigger: Option<AsText<'a>>,
+    trigger: Option<SnapshotField<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    trigger_type: Option<AsText<'a>>,
+    trigger_type: Option<SnapshotField<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     trigger_instance: &'a Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -840,7 +849,7 @@ mod tests {
 
     /// The document of `record` as it is (its own revision and children).
     fn doc(record: &ExecutionRecord) -> String {
-        serde_json::to_string(&record.doc_at(&record.revision, &record.children)).unwrap()
+        serde_json::to_string(&record.doc_at(&record.revision, &record.children, false)).unwrap()
     }
 
     #[test]
@@ -855,7 +864,7 @@ mod tests {
         next.revision += 1;
         next.children.clear();
         assert_eq!(
-            serde_json::to_string(&record.doc_at(&next.revision, &Vec::new())).unwrap(),
+            serde_json::to_string(&record.doc_at(&next.revision, &Vec::new(), false)).unwrap(),
             serde_json::to_string(&next).unwrap()
         );
         let back: ExecutionRecord = serde_json::from_str(&text).unwrap();

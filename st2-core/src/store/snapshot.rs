@@ -5,9 +5,11 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 /// A JSON value shared between the records that hold the same content (an execution's
 /// `action`, `runner`, `rule`, `trigger` and `trigger_type`). Cloning it counts a reference
@@ -23,6 +25,8 @@ struct Held {
     value: Value,
     /// `value` as compact JSON text, once asked for.
     text: OnceLock<Option<Box<RawValue>>>,
+    /// The hash of `text`, once asked for.
+    key: OnceLock<Option<Box<str>>>,
 }
 
 impl Snapshot {
@@ -31,6 +35,7 @@ impl Snapshot {
         Self(Arc::new(Held {
             value,
             text: OnceLock::new(),
+            key: OnceLock::new(),
         }))
     }
 
@@ -55,6 +60,7 @@ impl Snapshot {
         }
         let held = Arc::get_mut(&mut self.0).expect("unshared: copied just above when shared");
         held.text = OnceLock::new();
+        held.key = OnceLock::new();
         &mut held.value
     }
 
@@ -75,7 +81,35 @@ impl Snapshot {
             })
             .as_deref()
     }
+
+    /// The name of this content: 32 hex digits of the SHA-256 of [`Snapshot::text`], computed
+    /// on the first call and kept; `None` when there is no text. A store that keeps each
+    /// snapshot once writes this in the documents that hold it (see [`SnapshotField::Key`]).
+    pub(crate) fn key(&self) -> Option<&str> {
+        self.0
+            .key
+            .get_or_init(|| {
+                let text = self.text()?;
+                let digest = Sha256::digest(text.get().as_bytes());
+                let mut key = String::with_capacity(32);
+                crate::store::push_hex(&mut key, &digest[..16]);
+                Some(key.into_boxed_str())
+            })
+            .as_deref()
+    }
+
+    /// The key of a reference written by [`SnapshotField::Key`], when this value is one
+    /// (`{"$snapshot": KEY}` and nothing else).
+    pub(crate) fn reference(&self) -> Option<&str> {
+        match &self.0.value {
+            Value::Object(map) if map.len() == 1 => map.get(REFERENCE)?.as_str(),
+            _ => None,
+        }
+    }
 }
+
+/// The one field of a snapshot reference in a stored document.
+const REFERENCE: &str = "$snapshot";
 
 impl Deref for Snapshot {
     type Target = Value;
@@ -133,15 +167,31 @@ impl<'de> Deserialize<'de> for Snapshot {
     }
 }
 
-/// A snapshot as a document field: its kept text (see [`Snapshot::text`]), or the value when
-/// there is none.
-pub(crate) struct AsText<'a>(pub(crate) &'a Snapshot);
+/// A snapshot as a document field.
+pub(crate) enum SnapshotField<'a> {
+    /// Its kept text (see [`Snapshot::text`]), or the value when there is none.
+    Text(&'a Snapshot),
+    /// A reference to it, `{"$snapshot": KEY}` (see [`Snapshot::key`]), for a store that keeps
+    /// the text once under its key; its text when it has no key.
+    Key(&'a Snapshot),
+}
 
-impl Serialize for AsText<'_> {
+impl Serialize for SnapshotField<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0.text() {
+        let snapshot = match *self {
+            Self::Key(snapshot) => match snapshot.key() {
+                Some(key) => {
+                    let mut map = serializer.serialize_map(Some(1))?;
+                    map.serialize_entry(REFERENCE, key)?;
+                    return map.end();
+                }
+                None => snapshot,
+            },
+            Self::Text(snapshot) => snapshot,
+        };
+        match snapshot.text() {
             Some(text) => text.serialize(serializer),
-            None => self.0.value().serialize(serializer),
+            None => snapshot.value().serialize(serializer),
         }
     }
 }
@@ -160,10 +210,13 @@ mod tests {
             serde_json::to_string(&value).unwrap()
         );
         assert_eq!(
-            serde_json::to_string(&AsText(&snapshot)).unwrap(),
+            serde_json::to_string(&SnapshotField::Text(&snapshot)).unwrap(),
             serde_json::to_string(&value).unwrap()
         );
-        assert_eq!(serde_json::to_value(AsText(&snapshot)).unwrap(), value);
+        assert_eq!(
+            serde_json::to_value(SnapshotField::Text(&snapshot)).unwrap(),
+            value
+        );
         let back: Snapshot = serde_json::from_str(&serde_json::to_string(&value).unwrap()).unwrap();
         assert_eq!(back, snapshot);
         assert_eq!(back, value);
@@ -182,5 +235,31 @@ mod tests {
         assert_eq!(second["ref"], "c.d");
         assert_eq!(second.text().map(RawValue::get), Some(r#"{"ref":"c.d"}"#));
         assert_eq!(second.into_value(), json!({"ref": "c.d"}));
+    }
+
+    #[test]
+    fn a_reference_names_the_content() {
+        let first = Snapshot::new(json!({"ref": "a.b", "n": [1, 2]}));
+        let key = first.key().unwrap().to_owned();
+        assert_eq!(key.len(), 32);
+        assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+        // Equal content, equal key; other content, another key.
+        assert_eq!(
+            Snapshot::new(json!({"ref": "a.b", "n": [1, 2]})).key(),
+            Some(key.as_str())
+        );
+        let mut changed = first.clone();
+        changed.make_mut()["ref"] = json!("c.d");
+        assert_ne!(changed.key(), Some(key.as_str()));
+        // Written as a reference, read back as one.
+        let text = serde_json::to_string(&SnapshotField::Key(&first)).unwrap();
+        assert_eq!(text, format!(r#"{{"$snapshot":"{key}"}}"#));
+        let back: Snapshot = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.reference(), Some(key.as_str()));
+        assert_eq!(first.reference(), None);
+        assert_eq!(
+            Snapshot::new(json!({"$snapshot": "k", "other": 1})).reference(),
+            None
+        );
     }
 }

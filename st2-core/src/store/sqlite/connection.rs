@@ -24,6 +24,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../migrations/sqlite/0004_workflow_parts.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/sqlite/0005_snapshots.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::connection::{insert_error, sql_error};
 use super::filter::{Where, json_list};
+use super::snapshots::{self, Referenced, Snapshots, referenced};
 use super::writer::Db;
 use super::{Shared, direction, from_doc, purge_limit, to_doc_sized};
 use crate::store::{
@@ -38,6 +39,8 @@ pub(super) struct ExecutionRow {
     start: i64,
     end: Option<i64>,
     doc: String,
+    /// The snapshots `doc` refers to.
+    snapshots: Referenced,
 }
 
 /// No children: what a written execution document holds (they are read from the rows).
@@ -67,11 +70,13 @@ impl ExecutionRow {
             trigger_instance: keys.trigger_instance,
             start: to_micros(record.start_timestamp),
             end: record.end_timestamp.map(to_micros),
-            doc: to_doc_sized(WHAT, &record.doc_at(&revision, NO_CHILDREN), 2048)?,
+            doc: to_doc_sized(WHAT, &record.doc_at(&revision, NO_CHILDREN, true), 1024)?,
+            snapshots: referenced(record),
         })
     }
 
     pub(super) fn insert(&self, db: &Db<'_>) -> StoreResult<()> {
+        snapshots::store(db, &self.snapshots)?;
         db.conn()
             .prepare_cached(
                 "INSERT INTO executions (id, revision, action_ref, status, parent, username, \
@@ -103,6 +108,7 @@ impl ExecutionRow {
 
     /// Replace the row whose revision is `expected`; how many rows changed.
     fn update(&self, db: &Db<'_>, expected: i64) -> StoreResult<usize> {
+        snapshots::store(db, &self.snapshots)?;
         db.conn()
             .prepare_cached(
                 "UPDATE executions SET revision = ?2, action_ref = ?3, status = ?4, parent = ?5, \
@@ -189,6 +195,7 @@ impl ExecutionRow {
 
     /// [`ExecutionRow::update`] of the columns that change while an execution runs.
     fn update_status(&self, db: &Db<'_>, expected: i64) -> StoreResult<usize> {
+        snapshots::store(db, &self.snapshots)?;
         db.conn()
             .prepare_cached(
                 "UPDATE executions SET revision = ?2, status = ?3, end_timestamp = ?4, doc = ?5 \
@@ -244,8 +251,15 @@ fn children_of_all(db: &Db<'_>, ids: &[&str]) -> StoreResult<HashMap<String, Vec
     Ok(children)
 }
 
-fn parse(doc: &str, children: Vec<String>) -> StoreResult<ExecutionRecord> {
+/// An execution from its document, with the snapshots it refers to put in place.
+fn parse(
+    db: &Db<'_>,
+    snapshots: &Snapshots,
+    doc: &str,
+    children: Vec<String>,
+) -> StoreResult<ExecutionRecord> {
     let mut record: ExecutionRecord = from_doc(WHAT, doc)?;
+    snapshots.resolve(db, &mut record)?;
     record.children = children;
     Ok(record)
 }
@@ -291,37 +305,34 @@ impl ExecutionStore for Executions {
 
     async fn get(&self, id: &str) -> StoreResult<Option<ExecutionRecord>> {
         let id = id.to_owned();
-        let found = self
-            .0
+        let snapshots = Arc::clone(&self.0.snapshots);
+        self.0
             .read(move |db| {
                 let doc: Option<String> = db
                     .conn()
                     .prepare_cached("SELECT doc FROM executions WHERE id = ?1")
                     .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
                     .map_err(sql_error)?;
-                match doc {
-                    Some(doc) => Ok(Some((doc, children_of(db, &id)?))),
-                    None => Ok(None),
-                }
+                doc.map(|doc| parse(db, &snapshots, &doc, children_of(db, &id)?))
+                    .transpose()
             })
-            .await?;
-        found
-            .map(|(doc, children)| parse(&doc, children))
-            .transpose()
+            .await
     }
 
     async fn get_without_children(&self, id: &str) -> StoreResult<Option<ExecutionRecord>> {
         let id = id.to_owned();
-        let doc = self
-            .0
+        let snapshots = Arc::clone(&self.0.snapshots);
+        self.0
             .read(move |db| {
-                db.conn()
+                let doc: Option<String> = db
+                    .conn()
                     .prepare_cached("SELECT doc FROM executions WHERE id = ?1")
-                    .and_then(|mut s| s.query_row([&id], |r| r.get::<_, String>(0)).optional())
-                    .map_err(sql_error)
+                    .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
+                    .map_err(sql_error)?;
+                doc.map(|doc| parse(db, &snapshots, &doc, Vec::new()))
+                    .transpose()
             })
-            .await?;
-        doc.map(|doc| parse(&doc, Vec::new())).transpose()
+            .await
     }
 
     async fn update(&self, record: &ExecutionRecord) -> StoreResult<ExecutionRecord> {
@@ -366,22 +377,24 @@ impl ExecutionStore for Executions {
         sql.before("start_timestamp", filter.timestamp_lt);
         let dir = direction(filter.sort);
         let order = format!("start_timestamp {dir}, id {dir}");
-        let (rows, total, mut children) = self
-            .0
+        let snapshots = Arc::clone(&self.0.snapshots);
+        self.0
             .read(move |db| {
                 let (rows, total) = sql.page(db, "executions", "id, doc", &order, page, |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
                 })?;
                 let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
-                let children = children_of_all(db, &ids)?;
-                Ok((rows, total, children))
+                let mut children = children_of_all(db, &ids)?;
+                let items = rows
+                    .into_iter()
+                    .map(|(id, doc)| {
+                        let mine = children.remove(&id).unwrap_or_default();
+                        parse(db, &snapshots, &doc, mine)
+                    })
+                    .collect::<StoreResult<Vec<_>>>()?;
+                Ok(Listing { items, total })
             })
-            .await?;
-        let items = rows
-            .into_iter()
-            .map(|(id, doc)| parse(&doc, children.remove(&id).unwrap_or_default()))
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Listing { items, total })
+            .await
     }
 
     async fn purge_before(&self, cutoff: Timestamp, batch: u64) -> StoreResult<u64> {

@@ -49,6 +49,7 @@ mod executions;
 mod filter;
 mod keyvalue;
 mod queue;
+mod snapshots;
 mod workflows;
 mod writer;
 
@@ -248,6 +249,8 @@ struct Shared {
     writer: Writer,
     readers: Option<Arc<ReadPool>>,
     wakeups: Wakeups,
+    /// The executions' snapshots read so far.
+    snapshots: Arc<snapshots::Snapshots>,
 }
 
 impl Shared {
@@ -279,7 +282,9 @@ impl Shared {
     }
 
     /// Run `work`, which modifies with at most ONE statement (SQLite undoes a failed statement
-    /// itself, so it needs no savepoint), in the writer.
+    /// itself, so it needs no savepoint), in the writer. Writes that are right to keep whether
+    /// or not that statement succeeds may come before it: the snapshot rows an execution's
+    /// document refers to ([`snapshots::store`]).
     async fn write_one<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -390,6 +395,7 @@ impl SqliteStore {
             writer,
             readers,
             wakeups: Wakeups::new(),
+            snapshots: Arc::default(),
         });
         Ok(SqliteStore {
             trigger_instances: events::TriggerInstances(Arc::clone(&shared)),

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use super::checkpoint::{Checkpointer, passive_checkpoint};
 use super::connection::{copy_error, sql_error};
+use super::snapshots::Ledger;
 use crate::clock::Clock;
 use crate::store::{StoreError, StoreResult};
 
@@ -24,17 +25,27 @@ use crate::store::{StoreError, StoreResult};
 pub(super) struct Db<'c> {
     conn: &'c Connection,
     clock: &'c dyn Clock,
+    ledger: Option<&'c Ledger>,
 }
 
 impl<'c> Db<'c> {
     /// A view of `conn` with `clock`.
     pub(super) fn new(conn: &'c Connection, clock: &'c dyn Clock) -> Self {
-        Self { conn, clock }
+        Self {
+            conn,
+            clock,
+            ledger: None,
+        }
     }
 
     /// The connection.
     pub(super) fn conn(&self) -> &'c Connection {
         self.conn
+    }
+
+    /// The writer's account of the snapshots stored (`None` for a reader).
+    pub(super) fn ledger(&self) -> Option<&'c Ledger> {
+        self.ledger
     }
 
     /// The store clock's now, in microseconds.
@@ -485,7 +496,11 @@ fn writer_loop(
     checkpointer: Option<Checkpointer>,
 ) {
     let stop = StopOnExit(Arc::clone(&mailbox));
-    let db = Db::new(&conn, clock.as_ref());
+    let ledger = Ledger::default();
+    let db = Db {
+        ledger: Some(&ledger),
+        ..Db::new(&conn, clock.as_ref())
+    };
     let mut inbox = Inbox {
         mailbox,
         batch: Vec::with_capacity(max_batch),
@@ -514,6 +529,7 @@ fn writer_loop(
                 expected = inbox.batch.len();
                 let began = Instant::now();
                 commit_batch(&db, &mut inbox.batch);
+                ledger.settle(&conn);
                 last_commit = began.elapsed();
                 if let Some(checkpointer) = &checkpointer {
                     checkpointer.nudge();
