@@ -527,21 +527,18 @@ type Rows = Vec<(String, String)>;
 /// The raw documents and snapshot rows of the database at `path` (closed).
 fn raw_rows(path: &std::path::Path) -> (Rows, Rows) {
     let conn = rusqlite::Connection::open(path).expect("raw open");
-    let docs = conn
-        .prepare("SELECT id, doc FROM executions ORDER BY seq")
-        .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .expect("documents");
-    let snapshots = conn
-        .prepare("SELECT key, doc FROM snapshots ORDER BY key")
-        .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .expect("snapshots");
-    (docs, snapshots)
+    let rows = |sql: &str| -> Rows {
+        conn.prepare(sql)
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Rows>>()
+            })
+            .expect(sql)
+    };
+    (
+        rows("SELECT id, doc FROM executions ORDER BY seq"),
+        rows("SELECT key, doc FROM snapshots ORDER BY key"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
