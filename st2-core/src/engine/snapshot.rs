@@ -388,6 +388,13 @@ mod tests {
 
     #[test]
     fn content_ids_are_stable_per_kind_and_ref() {
+        // Pinned: stored records refer to pack content by these ids, so they never change
+        // between versions.
+        assert_eq!(
+            content_id("action", "core.local"),
+            "000000006a8e2ef15248cb14"
+        );
+        assert_eq!(content_id("rule", "demo.r"), "00000000dd58800a17f68dce");
         let a = content_id("action", "core.local");
         assert_eq!(a.len(), 24);
         assert_eq!(a, content_id("action", "core.local"));
