@@ -632,7 +632,14 @@ async fn documents_that_hold_their_snapshots_still_read_and_a_missing_one_is_cor
         .await
         .expect_err("its snapshot is gone");
     match &error {
-        StoreError::Corrupt(message) => assert!(message.contains("snapshot"), "{message}"),
+        StoreError::Corrupt(message) => {
+            assert!(message.contains("snapshot"), "{message}");
+            // Which execution, which field.
+            assert!(
+                message.contains("execution other") && message.contains("`action`"),
+                "{message}"
+            );
+        }
         other => panic!("expected Corrupt, got {other:?}"),
     }
     // The rest of the store goes on working.

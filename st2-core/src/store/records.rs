@@ -350,6 +350,33 @@ impl ExecutionRecord {
         }
     }
 
+    /// The snapshots this record holds, by field name (a store that keeps each once writes
+    /// references to them).
+    pub(crate) fn snapshots(&self) -> impl Iterator<Item = (&'static str, &Snapshot)> {
+        [
+            ("action", Some(&self.action)),
+            ("runner", Some(&self.runner)),
+            ("rule", self.rule.as_ref()),
+            ("trigger", self.trigger.as_ref()),
+            ("trigger_type", self.trigger_type.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(field, snapshot)| Some((field, snapshot?)))
+    }
+
+    /// [`ExecutionRecord::snapshots`], to change in place.
+    pub(crate) fn snapshots_mut(&mut self) -> impl Iterator<Item = (&'static str, &mut Snapshot)> {
+        [
+            ("action", Some(&mut self.action)),
+            ("runner", Some(&mut self.runner)),
+            ("rule", self.rule.as_mut()),
+            ("trigger", self.trigger.as_mut()),
+            ("trigger_type", self.trigger_type.as_mut()),
+        ]
+        .into_iter()
+        .filter_map(|(field, snapshot)| Some((field, snapshot?)))
+    }
+
     /// What a store writes as this record's JSON document at `revision` with `children`: the
     /// same text as serialising the record so changed, with each snapshot's kept text copied
     /// in instead of written out again (a batch writes a shared record at its next revision

@@ -9,13 +9,13 @@ use rusqlite::{OptionalExtension, params};
 
 use super::connection::{insert_error, sql_error};
 use super::filter::{Where, json_list};
-use super::snapshots::{self, Referenced, Snapshots, referenced};
+use super::snapshots::{self, Snapshots, referenced};
 use super::writer::Db;
 use super::{Shared, direction, from_doc, purge_limit, to_doc_sized};
 use crate::store::{
     ExecutionFilter, ExecutionOutputStore, ExecutionRecord, ExecutionStatus, ExecutionStore,
-    Listing, NewOutput, OutputChunk, OutputType, Page, ParentFilter, StoreError, StoreResult,
-    Timestamp, from_micros, to_micros,
+    Listing, NewOutput, OutputChunk, OutputType, Page, ParentFilter, Snapshot, StoreError,
+    StoreResult, Timestamp, from_micros, to_micros,
 };
 
 const WHAT: &str = "execution";
@@ -40,7 +40,7 @@ pub(super) struct ExecutionRow {
     end: Option<i64>,
     doc: String,
     /// The snapshots `doc` refers to.
-    snapshots: Referenced,
+    snapshots: Vec<Snapshot>,
 }
 
 /// No children: what a written execution document holds (they are read from the rows).

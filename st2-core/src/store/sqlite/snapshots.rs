@@ -21,21 +21,12 @@ use crate::store::{ExecutionRecord, Snapshot, StoreError, StoreResult};
 /// How many snapshots a store keeps in memory; past this it starts over (the table has them).
 const CACHED: usize = 4_096;
 
-/// What a document written by key refers to, for one execution row.
-pub(super) type Referenced = Vec<Snapshot>;
-
 /// The snapshots of `record` that its document refers to by key.
-pub(super) fn referenced(record: &ExecutionRecord) -> Referenced {
-    [Some(&record.action), Some(&record.runner)]
-        .into_iter()
-        .chain([
-            record.rule.as_ref(),
-            record.trigger.as_ref(),
-            record.trigger_type.as_ref(),
-        ])
-        .flatten()
-        .filter(|s| s.key().is_some())
-        .cloned()
+pub(super) fn referenced(record: &ExecutionRecord) -> Vec<Snapshot> {
+    record
+        .snapshots()
+        .filter(|(_, s)| s.key().is_some())
+        .map(|(_, s)| s.clone())
         .collect()
 }
 
@@ -113,21 +104,15 @@ impl Snapshots {
     /// # Errors
     /// [`StoreError::Corrupt`] when one is not in the table or cannot be read.
     pub(super) fn resolve(&self, db: &Db<'_>, record: &mut ExecutionRecord) -> StoreResult<()> {
-        let ExecutionRecord {
-            action,
-            runner,
-            rule,
-            trigger,
-            trigger_type,
-            ..
-        } = record;
-        for slot in [Some(action), Some(runner), rule.as_mut(), trigger.as_mut()]
-            .into_iter()
-            .chain([trigger_type.as_mut()])
-            .flatten()
-        {
+        let id = record.id.clone();
+        for (field, slot) in record.snapshots_mut() {
             if let Some(key) = slot.reference() {
-                let found = self.get(db, key)?;
+                let found = self.get(db, key).map_err(|e| match e {
+                    StoreError::Corrupt(why) => {
+                        StoreError::Corrupt(format!("execution {id}, field `{field}`: {why}"))
+                    }
+                    other => other,
+                })?;
                 *slot = found;
             }
         }
@@ -144,9 +129,7 @@ impl Snapshots {
             .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
             .map_err(sql_error)?;
         let doc = doc.ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "a stored execution refers to snapshot {key}, which is not stored"
-            ))
+            StoreError::Corrupt(format!("it refers to snapshot {key}, which is not stored"))
         })?;
         let snapshot: Snapshot = from_doc("snapshot", &doc)?;
         let mut known = self.lock();
