@@ -1110,19 +1110,21 @@ impl Driver {
         // Started a batch at a time, concurrently, so the store commits them together (one
         // child, the usual case of a sequence, is started in place).
         for batch in pending.chunks(64) {
-            let mut outcomes = Vec::with_capacity(batch.len());
-            if let [id] = batch {
-                if let Some(child) = self.saved.children.get(id) {
-                    let request = self.child_request(id, child);
-                    outcomes.push((0, self.services.start_child(request).await));
-                }
+            let mut requests: Vec<(usize, ChildRequest)> = batch
+                .iter()
+                .enumerate()
+                .filter_map(|(n, id)| {
+                    let child = self.saved.children.get(id)?;
+                    Some((n, self.child_request(id, child)))
+                })
+                .collect();
+            let mut outcomes = Vec::with_capacity(requests.len());
+            if requests.len() == 1 {
+                let (n, request) = requests.remove(0);
+                outcomes.push((n, self.services.start_child(request).await));
             } else {
                 let mut starts = tokio::task::JoinSet::new();
-                for (n, id) in batch.iter().enumerate() {
-                    let Some(child) = self.saved.children.get(id) else {
-                        continue;
-                    };
-                    let request = self.child_request(id, child);
+                for (n, request) in requests {
                     let services = self.services.clone();
                     starts.spawn(async move { (n, services.start_child(request).await) });
                 }
