@@ -40,6 +40,12 @@ async fn memory() -> SqliteStore {
         .expect("open in memory")
 }
 
+async fn file_store(path: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(SqliteOptions::file(path))
+        .await
+        .expect("open the file")
+}
+
 #[tokio::test]
 async fn a_path_that_cannot_be_created_is_unavailable_and_names_the_path() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -545,9 +551,7 @@ fn raw_rows(path: &std::path::Path) -> (Rows, Rows) {
 async fn snapshots_are_stored_once_and_read_back_in_place() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("st2.db");
-    let store = SqliteStore::open(SqliteOptions::file(&path))
-        .await
-        .expect("open");
+    let store = file_store(&path).await;
     let mut written = Vec::new();
     for i in 0..20 {
         let mut record = execution(&format!("e{i:02}"), None, i);
@@ -576,9 +580,7 @@ async fn snapshots_are_stored_once_and_read_back_in_place() {
     }
 
     // A new process (nothing in memory) reads them back from the table; listings too.
-    let store = SqliteStore::open(SqliteOptions::file(&path))
-        .await
-        .expect("reopen");
+    let store = file_store(&path).await;
     for record in &written {
         let back = store.executions().get(&record.id).await.expect("get");
         assert_eq!(back.as_ref(), Some(record));
@@ -599,9 +601,7 @@ async fn snapshots_are_stored_once_and_read_back_in_place() {
 async fn documents_that_hold_their_snapshots_still_read_and_a_missing_one_is_corrupt() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("st2.db");
-    let store = SqliteStore::open(SqliteOptions::file(&path))
-        .await
-        .expect("open");
+    let store = file_store(&path).await;
     let old = store
         .executions()
         .create(&execution("old", None, 0))
@@ -621,9 +621,7 @@ async fn documents_that_hold_their_snapshots_still_read_and_a_missing_one_is_cor
         conn.execute("DELETE FROM snapshots WHERE doc LIKE '%core.other%'", [])
             .expect("lose a snapshot");
     }
-    let store = SqliteStore::open(SqliteOptions::file(&path))
-        .await
-        .expect("reopen");
+    let store = file_store(&path).await;
     let back = store.executions().get("old").await.expect("get");
     assert_eq!(back, Some(old));
     let error = store
@@ -655,9 +653,7 @@ async fn documents_that_hold_their_snapshots_still_read_and_a_missing_one_is_cor
 async fn a_snapshot_whose_first_write_failed_is_written_with_the_next_execution() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("st2.db");
-    let store = SqliteStore::open(SqliteOptions::file(&path))
-        .await
-        .expect("open");
+    let store = file_store(&path).await;
     store
         .executions()
         .create(&execution("taken", None, 0))
@@ -675,9 +671,7 @@ async fn a_snapshot_whose_first_write_failed_is_written_with_the_next_execution(
     next.id = "next".into();
     let created = store.executions().create(&next).await.expect("create");
     store.close().await.expect("close");
-    let store = SqliteStore::open(SqliteOptions::file(&path))
-        .await
-        .expect("reopen");
+    let store = file_store(&path).await;
     let back = store.executions().get("next").await.expect("get");
     assert_eq!(back, Some(created));
     store.close().await.expect("close");

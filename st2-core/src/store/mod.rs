@@ -118,9 +118,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 ///
 /// The counter comes before the process bytes (an ObjectId has them the other way round) so
 /// that ids made in the same second also sort in the order they were made. With the ids
-/// derived from them ([`derived_id`](crate::engine::snapshot::derived_id)), which keep this prefix, every
-/// new row then lands at the end of each index on ids instead of at a random place in its
-/// second's range, and a commit of many rows changes a few index pages instead of one per row.
+/// derived from them ([`derived_id`](crate::engine::snapshot::derived_id)), which keep this
+/// prefix, every new row then lands at the end of each index on ids instead of at a random
+/// place in its second's range, and a commit of many rows changes a few index pages instead
+/// of one per row.
 pub fn new_id() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     static PROCESS: std::sync::OnceLock<[u8; 5]> = std::sync::OnceLock::new();
