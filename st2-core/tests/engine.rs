@@ -315,6 +315,116 @@ async fn a_matching_trigger_runs_the_rule_action_and_records_everything() {
     assert_eq!(action_trigger.payload["runner_ref"], "test-echo");
 }
 
+/// A rule that reads nothing from the datastore is matched while the instance is dispatched:
+/// the instance is stored `processed` with the execution it started, in one commit, and the
+/// events still tell the story in StackStorm's order (instance created, execution created,
+/// instance processed). A rule that reads the datastore leaves the instance `pending` for the
+/// rules service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_whose_rules_read_no_datastore_is_stored_processed_with_its_executions() {
+    use st2_core::datastore::{KeySelector, KeyWrite};
+    let engine = start().await;
+    let mut events = engine.subscribe();
+    let ti = engine
+        .dispatch("enginetest.event", json!({"name": "go now", "count": 1}))
+        .await
+        .expect("dispatch");
+    assert_eq!(ti.status, TriggerInstanceStatus::Processed);
+    let stored = engine
+        .store()
+        .trigger_instances()
+        .get(&ti.id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.status, TriggerInstanceStatus::Processed);
+    let executions = engine
+        .store()
+        .executions()
+        .list(
+            &ExecutionFilter {
+                trigger_instance: Some(ti.id.clone()),
+                ..ExecutionFilter::default()
+            },
+            Page::all(),
+        )
+        .await
+        .expect("list");
+    assert_eq!(executions.items.len(), 1, "stored before dispatch returned");
+    let execution_id = executions.items[0].id.clone();
+    let mut order = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        match event {
+            EngineEvent::TriggerInstance(i) if i.id == ti.id => {
+                assert_eq!(i.status, TriggerInstanceStatus::Pending, "as accepted");
+                order.push("instance created");
+            }
+            EngineEvent::ExecutionCreated(e) if e.id == execution_id => {
+                order.push("execution created");
+            }
+            EngineEvent::TriggerInstanceProcessed {
+                instance,
+                executions,
+            } if instance.id == ti.id => {
+                assert_eq!(instance.status, TriggerInstanceStatus::Processed);
+                assert_eq!(executions, std::slice::from_ref(&execution_id));
+                order.push("instance processed");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        order,
+        [
+            "instance created",
+            "execution created",
+            "instance processed"
+        ]
+    );
+    let (_, ids) = engine
+        .wait_processed(&ti.id, WAIT)
+        .await
+        .expect("processed");
+    assert_eq!(ids, std::slice::from_ref(&execution_id));
+    engine.wait(&execution_id, WAIT).await.expect("done");
+
+    // The same trigger with a rule whose parameters read the datastore.
+    let write = KeyWrite {
+        value: "kv".into(),
+        ..KeyWrite::default()
+    };
+    engine
+        .datastore()
+        .set(&KeySelector::System, "who", write)
+        .await
+        .expect("set");
+    let rule = st2_core::model::rule_from_json(
+        &json!({
+            "name": "on_event_kv", "pack": "enginetest", "enabled": true,
+            "trigger": {"type": "enginetest.event"},
+            "criteria": {"trigger.name": {"type": "equals", "pattern": "kv"}},
+            "action": {"ref": "enginetest.echo",
+                       "parameters": {"message": "{{ st2kv.system.who }}"}},
+        }),
+        &engine.catalog(),
+    )
+    .expect("valid rule");
+    engine.put_rule(rule).expect("put");
+    let ti = engine
+        .dispatch("enginetest.event", json!({"name": "kv", "count": 2}))
+        .await
+        .expect("dispatch");
+    assert_eq!(
+        ti.status,
+        TriggerInstanceStatus::Pending,
+        "left to the service"
+    );
+    let executions = processed(&engine, &ti.id).await;
+    assert_eq!(executions.len(), 1);
+    assert_eq!(executions[0].parameters["message"], "kv");
+    engine.shutdown().await;
+}
+
 async fn wait_for_trigger(
     engine: &Engine,
     trigger: &str,
@@ -813,7 +923,8 @@ async fn every_execution_is_announced_created_before_any_update() {
                     if name == "st2.execution__update" {
                         *updates.entry(id.to_owned()).or_default() += 1;
                     }
-                    if name.starts_with("st2.execution__") {
+                    // Updates and output lines alike come after the creation.
+                    if name.starts_with("st2.execution") {
                         first.entry(id.to_owned()).or_insert(name);
                     }
                 }

@@ -2089,7 +2089,7 @@ async fn batch_writes_land_together_in_order(h: &Harness) {
     let written = s
         .write_batch(vec![
             BatchWrite::UpdateExecution(Arc::new(done.clone())),
-            BatchWrite::CreateTriggerInstance(action_trigger.clone()),
+            BatchWrite::CreateTriggerInstance(Arc::new(action_trigger.clone())),
             BatchWrite::AddTraceComponent {
                 trace_id: "btr1".into(),
                 kind: TraceComponentKind::TriggerInstance,
@@ -2169,7 +2169,7 @@ async fn batch_is_all_or_nothing(h: &Harness) {
     // Writes that succeed, then one that fails: nothing of the batch lands.
     let fresh = || {
         vec![
-            BatchWrite::CreateTriggerInstance(instance("ati2", "core.t", at(h, 1))),
+            BatchWrite::CreateTriggerInstance(Arc::new(instance("ati2", "core.t", at(h, 1)))),
             BatchWrite::CreateExecution(Arc::new(execution("aex2", "core.local", at(h, 1)))),
             BatchWrite::Enqueue(NewWorkItem::new("all", json!({"n": 2}))),
             BatchWrite::CreateRuleEnforcement(enforcement("aen1", "p.r", "ati1", at(h, 1))),
@@ -2200,7 +2200,7 @@ async fn batch_is_all_or_nothing(h: &Harness) {
             matches!(r, Err(StoreError::NotFound { .. }))
         }),
         (
-            BatchWrite::CreateTriggerInstance(instance("ati1", "core.t", at(h, 2))),
+            BatchWrite::CreateTriggerInstance(Arc::new(instance("ati1", "core.t", at(h, 2)))),
             |r| matches!(r, Err(StoreError::Conflict { .. })),
         ),
         (

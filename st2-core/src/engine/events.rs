@@ -13,9 +13,10 @@ use serde_json::Value;
 
 use crate::store::{ExecutionRecord, NewOutput, TriggerInstanceRecord};
 
-/// Updates of executions whose creation is not announced yet, held back until it is. An
-/// execution is stored with its queue item in one commit, so a runner worker may claim and
-/// update it before its creator announces it; subscribers must still see it created first.
+/// Updates (and output lines) of executions whose creation is not announced yet, held back
+/// until it is. An execution is stored with its queue item in one commit, so a runner worker
+/// may claim, update and run it before its creator announces it; subscribers must still see
+/// it created first.
 #[derive(Debug, Default)]
 pub(crate) struct CreatedFirst {
     /// How many creations are in flight (checked without the lock).
@@ -36,7 +37,8 @@ impl CreatedFirst {
         self.pending.store(held.len(), Ordering::Release);
     }
 
-    /// Send `event` (an update of `id`) now, or keep it for after `id`'s creation.
+    /// Send `event` (an update or output line of `id`) now, or keep it for after `id`'s
+    /// creation.
     pub(crate) fn send(
         &self,
         sender: &broadcast::Sender<EngineEvent>,

@@ -13,7 +13,8 @@
 //!
 //! * **Rules** (`triggers`): each accepted trigger instance is matched against the rules;
 //!   every match is enforced (parameters rendered, an execution created, the enforcement
-//!   recorded) and the instance marked `processed`.
+//!   recorded) and the instance marked `processed`. When no rule reads the datastore this
+//!   happens at dispatch, and the instance is stored `processed` in the same commit.
 //! * **Scheduling**: an execution with no delay and no concurrency policy is created
 //!   `scheduled` at once (its log still shows `requested` first); others go through the
 //!   `schedule` queue, where delays wait in the store (`not_before`) and policies decide.
@@ -952,8 +953,9 @@ impl Engine {
     }
 
     /// Dispatch a trigger by ref with `payload` (`sensor_service.dispatch`, `POST
-    /// /webhooks/st2`). Returns the stored trigger instance; the rules engine processes it
-    /// asynchronously.
+    /// /webhooks/st2`). Returns the stored trigger instance: `processed` when the rules
+    /// listening to it were matched and enforced in the same commit (they read nothing from
+    /// the datastore), else `pending` for the rules service.
     ///
     /// # Errors
     /// [`EngineError::UnknownTrigger`], [`EngineError::InvalidPayload`], store errors.

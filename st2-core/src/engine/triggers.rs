@@ -77,7 +77,7 @@ impl DispatchRequest {
 /// A trigger instance waiting for the rules service.
 #[derive(Debug)]
 pub(crate) struct Pending {
-    pub instance: TriggerInstanceRecord,
+    pub instance: Arc<TriggerInstanceRecord>,
     pub trigger: TriggerRef,
     pub trace_tag: Option<String>,
     pub trace_id: Option<String>,
@@ -167,7 +167,7 @@ pub(crate) fn accept(inner: &Inner, request: DispatchRequest) -> Result<Accepted
     };
     Ok(Accepted {
         pending: Pending {
-            instance: record,
+            instance: Arc::new(record),
             trigger,
             trace_tag: request.trace_tag,
             trace_id: request.trace_id,
@@ -183,7 +183,7 @@ impl Accepted {
     pub(crate) fn writes(&self) -> Vec<BatchWrite> {
         use crate::store::TraceComponentKind as Kind;
         let record = &self.pending.instance;
-        let mut writes = vec![BatchWrite::CreateTriggerInstance(record.clone())];
+        let mut writes = vec![BatchWrite::CreateTriggerInstance(Arc::clone(record))];
         if self.unheard {
             let component = instance_component(record);
             match &self.pending.trace_id {
@@ -209,10 +209,11 @@ impl Accepted {
     /// rules service.
     pub(crate) fn stored(self, inner: &Inner) {
         let record = &self.pending.instance;
-        inner.emit_with(|| EngineEvent::TriggerInstance(Arc::new(record.clone())));
+        inner.emit_with(|| EngineEvent::TriggerInstance(Arc::clone(record)));
         if self.unheard {
+            // Stored processed: the same record.
             inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
-                instance: Arc::new(record.clone()),
+                instance: Arc::clone(record),
                 executions: Vec::new(),
             });
         } else if inner.settings.roles.rules {
@@ -231,14 +232,36 @@ fn instance_component(record: &TriggerInstanceRecord) -> TraceComponent {
     }
 }
 
-/// Accept a trigger instance: store it `pending`, then hand it to the rules service.
+/// Accept a trigger instance and store it.
+///
+/// * No rule listens: stored `processed` with its trace, one batch.
+/// * Rules listen and this node runs them: they are matched here first. When that reads
+///   nothing from the datastore (most rules), the instance is stored `processed` together
+///   with what the rules started, one batch: what the rules service writes after the
+///   instance is stored `pending`, in one commit instead of two.
+/// * Otherwise (a datastore read, a batch that failed, an instance dispatched again with
+///   its id): stored `pending` and handed to the rules service, which matches it again.
 pub(crate) async fn dispatch(
     inner: &Arc<Inner>,
     request: DispatchRequest,
 ) -> Result<TriggerInstanceRecord, EngineError> {
     let redo = request.id.is_some();
-    let Accepted { pending, unheard } = accept(inner, request)?;
-    let record = pending.instance.clone();
+    let accepted = accept(inner, request)?;
+    if !redo {
+        if accepted.unheard {
+            if inner.store.write_batch(accepted.writes()).await.is_ok() {
+                let record = TriggerInstanceRecord::clone(&accepted.pending.instance);
+                accepted.stored(inner);
+                return Ok(record);
+            }
+        } else if inner.settings.roles.rules
+            && let Some(record) = process_at_dispatch(inner, &accepted.pending).await
+        {
+            return Ok(record);
+        }
+    }
+    let Accepted { pending, unheard } = accepted;
+    let record = TriggerInstanceRecord::clone(&pending.instance);
     match inner.store.trigger_instances().create(&record).await {
         Ok(()) => {}
         Err(StoreError::Conflict { .. }) if redo => {
@@ -255,7 +278,7 @@ pub(crate) async fn dispatch(
         }
         Err(e) => return Err(e.into()),
     }
-    inner.emit_with(|| EngineEvent::TriggerInstance(Arc::new(record.clone())));
+    inner.emit_with(|| EngineEvent::TriggerInstance(Arc::clone(&pending.instance)));
     if unheard {
         record_trace(
             inner,
@@ -268,7 +291,7 @@ pub(crate) async fn dispatch(
         )
         .await?;
         inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
-            instance: Arc::new(record.clone()),
+            instance: Arc::clone(&pending.instance),
             executions: Vec::new(),
         });
         return Ok(record);
@@ -363,7 +386,7 @@ fn requeue(inner: &Inner, instance: TriggerInstanceRecord) {
     hand_over(
         inner,
         Pending {
-            instance,
+            instance: Arc::new(instance),
             trigger,
             trace_tag: None,
             trace_id: None,
@@ -532,6 +555,33 @@ pub(crate) fn rule_id(reference: &str) -> String {
     snapshot::content_id("rule", reference)
 }
 
+/// [`dispatch`]'s matching of a new instance: decided on this thread and stored
+/// `processed` with everything it started, one batch. `None` (nothing written) when the
+/// decision reads the datastore, panics or fails as a whole, or the batch fails: the caller
+/// stores the instance `pending` for the rules service then.
+async fn process_at_dispatch(
+    inner: &Arc<Inner>,
+    pending: &Pending,
+) -> Option<TriggerInstanceRecord> {
+    let probe = Arc::new(NoDatastore::default());
+    let decision = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decide(inner, pending, probe.clone())
+    }))
+    .ok()?;
+    if probe.asked.load(Ordering::Relaxed) || decision.unrecoverable {
+        return None;
+    }
+    let mut done = TriggerInstanceRecord::clone(&pending.instance);
+    done.status = TriggerInstanceStatus::Processed;
+    let done = Arc::new(done);
+    let executions = process_batched(inner, pending, &decision, Some(&done)).await?;
+    inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
+        instance: Arc::clone(&done),
+        executions,
+    });
+    Some(Arc::unwrap_or_clone(done))
+}
+
 /// Match, enforce and record one instance. Failures are recorded on the instance
 /// (`processing_failed`) and in enforcement records; nothing here stops the service.
 pub(crate) async fn process(inner: &Arc<Inner>, pending: Pending) {
@@ -550,7 +600,7 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
             .trigger_instances()
             .set_status(&ti.id, TriggerInstanceStatus::ProcessingFailed)
             .await?;
-        let mut done = ti.clone();
+        let mut done = TriggerInstanceRecord::clone(ti);
         done.status = TriggerInstanceStatus::ProcessingFailed;
         inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
             instance: Arc::new(done),
@@ -558,8 +608,8 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
         });
         return Ok(());
     }
-    if let Some(execution_ids) = process_batched(inner, &pending, &decision).await {
-        let mut done = pending.instance.clone();
+    if let Some(execution_ids) = process_batched(inner, &pending, &decision, None).await {
+        let mut done = TriggerInstanceRecord::clone(&pending.instance);
         done.status = TriggerInstanceStatus::Processed;
         inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
             instance: Arc::new(done),
@@ -679,7 +729,7 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
         .trigger_instances()
         .set_status(&ti.id, TriggerInstanceStatus::Processed)
         .await?;
-    let mut done = ti.clone();
+    let mut done = TriggerInstanceRecord::clone(ti);
     done.status = TriggerInstanceStatus::Processed;
     inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
         instance: Arc::new(done),
@@ -689,17 +739,23 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
 }
 
 /// What [`process_inner`] writes one by one, as one batch: the executions and their queue
-/// items, the enforcements, the trace and the instance's status. The ids of the executions
+/// items, the enforcements, the trace and the instance's status; or, for an instance not
+/// stored yet (`new`: it as it is to be stored), the instance itself in place of its
+/// status, announced (as accepted) before the executions. The ids of the executions
 /// started when the batch committed; `None` when it did not (nothing was written then).
 async fn process_batched(
     inner: &Arc<Inner>,
     pending: &Pending,
     decision: &Decision,
+    new: Option<&Arc<TriggerInstanceRecord>>,
 ) -> Option<Vec<String>> {
     use crate::store::TraceComponentKind as Kind;
     let ti = &pending.instance;
     let now = inner.now();
-    let mut writes = Vec::new();
+    let mut writes: Vec<_> = new
+        .map(|record| BatchWrite::CreateTriggerInstance(Arc::clone(record)))
+        .into_iter()
+        .collect();
     let mut enforcements = Vec::new();
     let mut created = Vec::new();
     let mut rule_components = Vec::new();
@@ -821,10 +877,12 @@ async fn process_batched(
             start_timestamp: ti.occurrence_time,
         }));
     }
-    writes.push(BatchWrite::SetTriggerInstanceStatus {
-        id: ti.id.clone(),
-        status: TriggerInstanceStatus::Processed,
-    });
+    if new.is_none() {
+        writes.push(BatchWrite::SetTriggerInstanceStatus {
+            id: ti.id.clone(),
+            status: TriggerInstanceStatus::Processed,
+        });
+    }
     // Kept before the batch commits: a runner worker may claim the queue item right after.
     // Their updates wait for their created events.
     let creating: Vec<_> = created
@@ -840,6 +898,9 @@ async fn process_batched(
             inner.recent.forget(&execution.id);
         }
         return None;
+    }
+    if new.is_some() {
+        inner.emit_with(|| EngineEvent::TriggerInstance(Arc::clone(&pending.instance)));
     }
     for (execution, creating) in created.into_iter().zip(creating) {
         creating.announce(execution);

@@ -65,8 +65,14 @@ impl OutputSink for EngineOutput {
         // for the stored output (`Engine::output` flushes this queue) finds it there.
         let announced = self.inner.listened().map(|_| Arc::new(chunk.clone()));
         let _ = self.inner.output_tx.send(OutputMessage::Line(chunk));
-        if let Some(chunk) = announced {
-            self.inner.emit_with(|| EngineEvent::Output(chunk));
+        // After the execution's created event, as its updates (a runner may start before
+        // its creator announces it).
+        if let Some(chunk) = announced
+            && let Some(events) = self.inner.listened()
+        {
+            self.inner
+                .created_first
+                .send(events, &self.execution_id, EngineEvent::Output(chunk));
         }
     }
 }

@@ -19,8 +19,9 @@ use super::records::{
 /// One write of a batch; each means what the aggregate method of the same name means.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BatchWrite {
-    /// [`TriggerInstanceStore::create`](super::TriggerInstanceStore::create).
-    CreateTriggerInstance(TriggerInstanceRecord),
+    /// [`TriggerInstanceStore::create`](super::TriggerInstanceStore::create). Shared: the
+    /// caller keeps the record for its events without copying it.
+    CreateTriggerInstance(Arc<TriggerInstanceRecord>),
     /// [`TriggerInstanceStore::set_status`](super::TriggerInstanceStore::set_status).
     SetTriggerInstanceStatus {
         /// The instance.
