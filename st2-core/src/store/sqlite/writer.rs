@@ -571,8 +571,13 @@ fn fail_since(batch: &mut [Box<dyn Job>], from: usize, to: usize, error: &StoreE
 /// savepoint, except that consecutive jobs that can run again share one: only if one of them
 /// fails are the others rolled back and run again, each in its own. (A savepoint copies every
 /// page its job is the first to change, so jobs that all touch the same pages copy them once
-/// per group instead of once per job.)
+/// per group instead of once per job.) The jobs that can run again go first (the batch's
+/// callers all wait for it, so their order is theirs to give), and a group that opens the
+/// transaction needs no savepoint at all: the transaction itself is rolled back and begun
+/// again when one of them fails.
 fn commit_batch(db: &Db<'_>, batch: &mut Vec<Box<dyn Job>>) {
+    // Stable: each kind keeps its order.
+    batch.sort_by_key(|job| !job.repeatable());
     let total = batch.len();
     // The first job of the current transaction.
     let mut start = 0;
@@ -601,7 +606,18 @@ fn commit_batch(db: &Db<'_>, batch: &mut Vec<Box<dyn Job>>) {
             let end = (index..total)
                 .find(|&i| !batch[i].repeatable())
                 .unwrap_or(total);
-            if end - index >= 2 {
+            if index == start && end - index >= 1 {
+                // Nothing written yet in this transaction.
+                match run_opening_group(db, &mut batch[index..end]) {
+                    Opening::Ran(r) => ran = Some(r),
+                    Opening::Lost(error) => {
+                        // Rolled back, and no transaction could begin again.
+                        fail_since_all(batch, start, &error);
+                        start = total;
+                        break;
+                    }
+                }
+            } else if end - index >= 2 {
                 ran = run_group(db, &mut batch[index..end]);
                 if ran.is_none() {
                     alone_until = end;
@@ -722,6 +738,39 @@ fn run_group(db: &Db<'_>, jobs: &mut [Box<dyn Job>]) -> Option<Ran> {
             Ran::Abandoned { at, error }
         }
     })
+}
+
+/// How [`run_opening_group`] went.
+enum Opening {
+    /// As [`run_group`]: done, or one failed and the transaction is open again, empty.
+    Ran(Ran),
+    /// One failed, the transaction was rolled back and a new one could not begin.
+    Lost(StoreError),
+}
+
+/// Run repeatable `jobs` that open the transaction, without a savepoint: when one fails, the
+/// transaction (holding only their writes) is rolled back and begun again.
+fn run_opening_group(db: &Db<'_>, jobs: &mut [Box<dyn Job>]) -> Opening {
+    for at in 0..jobs.len() {
+        let Err(error) = jobs[at].run(db) else {
+            continue;
+        };
+        if db.conn().is_autocommit() {
+            // SQLite rolled it back itself (a full disk, an I/O error).
+            return Opening::Ran(Ran::Abandoned { at, error });
+        }
+        if let Err(error) = db.exec("ROLLBACK") {
+            return Opening::Ran(Ran::Abandoned { at, error });
+        }
+        for job in &mut jobs[..at] {
+            job.reset();
+        }
+        return match db.exec("BEGIN IMMEDIATE") {
+            Ok(()) => Opening::Ran(Ran::Failed { at }),
+            Err(error) => Opening::Lost(error),
+        };
+    }
+    Opening::Ran(Ran::Done(jobs.len()))
 }
 
 /// Fail every job from `from` on, whether it ran or not.
