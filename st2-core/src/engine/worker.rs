@@ -348,15 +348,21 @@ fn holds_template(value: &Value) -> bool {
 
 fn prepare_run(
     inner: &Arc<Inner>,
-    record: &RunInput,
+    record: RunInput,
     resume: Option<Value>,
     canceller_cancel: crate::runner::Cancellation,
 ) -> Result<Prepared, String> {
+    let RunInput {
+        id,
+        action_ref,
+        context: mut action_context,
+        parameters,
+    } = record;
     let catalog = inner.catalog();
     let action = catalog
-        .action(&record.action_ref)
+        .action(&action_ref)
         .cloned()
-        .ok_or_else(|| format!("Action \"{}\" cannot be found.", record.action_ref))?;
+        .ok_or_else(|| format!("Action \"{action_ref}\" cannot be found."))?;
     let runner_type = catalog
         .runner_type(&action.runner_type)
         .cloned()
@@ -367,13 +373,10 @@ fn prepare_run(
             runner_type.name
         ));
     }
-    let mut shell: BTreeMap<String, ShellCommand> = record
-        .context
-        .get(SHELL_CONTEXT_KEY)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
+    let mut shell: BTreeMap<String, ShellCommand> = action_context
+        .remove(SHELL_CONTEXT_KEY)
+        .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_default();
-    let mut action_context = record.context.clone();
-    action_context.remove(SHELL_CONTEXT_KEY);
     let capture = ShellCapture::new(
         shell_parameters(&action.runner_type)
             .iter()
@@ -385,7 +388,7 @@ fn prepare_run(
         &inner.jinja,
         &runner_type.runner_parameters,
         &action.parameters,
-        &record.parameters,
+        &parameters,
         &pctx,
     )
     .map_err(|e| e.to_string())?;
@@ -398,8 +401,7 @@ fn prepare_run(
         }
     }
     let pack_dir = catalog.pack(action.pack()).and_then(|p| p.path.clone());
-    let user = record
-        .context
+    let user = action_context
         .get("user")
         .and_then(Value::as_str)
         .unwrap_or(&inner.settings.system_user)
@@ -407,7 +409,7 @@ fn prepare_run(
     let config = inner.pack_config(&catalog, action.pack(), &user)?;
     let mut env = BTreeMap::new();
     env.insert("ST2_ACTION_PACK_NAME".to_owned(), action.pack().to_owned());
-    env.insert("ST2_ACTION_EXECUTION_ID".to_owned(), record.id.clone());
+    env.insert("ST2_ACTION_EXECUTION_ID".to_owned(), id.clone());
     env.insert(
         "ST2_ACTION_API_URL".to_owned(),
         inner.settings.api_url.clone(),
@@ -415,13 +417,13 @@ fn prepare_run(
     env.insert("ST2_ACTION_DEBUG".to_owned(), "False".to_owned());
     let output = Arc::new(EngineOutput {
         inner: inner.clone(),
-        execution_id: record.id.clone(),
-        action_ref: record.action_ref.clone(),
+        execution_id: id.clone(),
+        action_ref,
         runner_ref: runner_type.name.clone(),
     });
     Ok(Prepared {
         context: RunContext {
-            execution_id: record.id.clone(),
+            execution_id: id.clone(),
             action,
             runner_type,
             parameters,
@@ -437,7 +439,7 @@ fn prepare_run(
             datastore: Some(inner.datastore.clone()),
             services: Some(Arc::new(super::runner_services::EngineServices::new(
                 inner.clone(),
-                record.id.clone(),
+                id.clone(),
                 user,
             ))),
             resume,
@@ -761,12 +763,12 @@ async fn run_runner(
     let prepared = if prepares_inline(inner, &input) {
         // Nothing to render and no pack config: no datastore read, so no blocking thread.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            prepare_run(inner, &input, resume, cancellation)
+            prepare_run(inner, input, resume, cancellation)
         }))
         .map_err(|_| "preparing the run panicked".to_owned())
     } else {
         let inner2 = inner.clone();
-        tokio::task::spawn_blocking(move || prepare_run(&inner2, &input, resume, cancellation))
+        tokio::task::spawn_blocking(move || prepare_run(&inner2, input, resume, cancellation))
             .await
             .map_err(|e| format!("preparing the run panicked: {e}"))
     };

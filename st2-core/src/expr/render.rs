@@ -246,28 +246,22 @@ impl<'j> Graph<'j> {
 static BARE_REFERENCE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#""\{\{([A-z0-9_-]+)\}\}""#).expect("static regex"));
 
-fn render_node(
+/// Render `template`, the template of parameter `name`, in `ctx` (the base context with the
+/// parameters rendered before it).
+fn render_template(
     jinja: &Jinja,
     name: &str,
-    node: &Node,
-    base: &RenderContext,
-    rendered: &Map<String, Value>,
+    template: &Value,
+    ctx: &RenderContext,
     shell: Option<&ShellCapture>,
 ) -> Result<Value, ParamError> {
-    let Some(template) = &node.template else {
-        return Ok(node.value.clone().unwrap_or(Value::Null));
-    };
-    let mut ctx = base.clone();
-    for (k, v) in rendered {
-        ctx.vars.insert(k.clone(), v.clone());
-    }
     let fail = |message: String| ParamError::Render {
         name: name.to_owned(),
         message,
     };
     match template {
         Value::String(s) if shell.is_some_and(|c| c.wants(name)) => {
-            let command = render_shell_command(jinja, s, &ctx).map_err(|e| fail(e.to_string()))?;
+            let command = render_shell_command(jinja, s, ctx).map_err(|e| fail(e.to_string()))?;
             let display = Value::String(command.display.clone());
             if let Some(capture) = shell {
                 capture.record(name, command);
@@ -275,15 +269,13 @@ fn render_node(
             Ok(display)
         }
         Value::String(s) => jinja
-            .render(s, &ctx)
+            .render(s, ctx)
             .map(Value::String)
             .map_err(|e| fail(e.message)),
         complex => {
             let encoded = serde_json::to_string(complex).map_err(|e| fail(e.to_string()))?;
             let rewritten = BARE_REFERENCE.replace_all(&encoded, "{{$1 | to_complex}}");
-            let text = jinja
-                .render(&rewritten, &ctx)
-                .map_err(|e| fail(e.message))?;
+            let text = jinja.render(&rewritten, ctx).map_err(|e| fail(e.message))?;
             serde_json::from_str(&text).map_err(|e| fail(format!("JSONDecodeError: {e}")))
         }
     }
@@ -323,14 +315,31 @@ fn resolve(
     ctx: &ParamContext,
 ) -> Result<Map<String, Value>, ParamError> {
     let order = graph.validate()?;
-    let base = base_context(ctx);
+    // The context templates render in: the base context (built at the first template: most
+    // parameters are plain values) and every parameter rendered so far.
+    let mut scope: Option<RenderContext> = None;
     let mut rendered = Map::new();
     for name in order {
         let node = &graph.nodes[&name];
         if node.is_context {
             continue;
         }
-        let value = render_node(jinja, &name, node, &base, &rendered, ctx.shell.as_deref())?;
+        let value = match &node.template {
+            None => node.value.clone().unwrap_or(Value::Null),
+            Some(template) => {
+                let scope = scope.get_or_insert_with(|| {
+                    let mut base = base_context(ctx);
+                    for (k, v) in &rendered {
+                        base.vars.insert(k.clone(), v.clone());
+                    }
+                    base
+                });
+                render_template(jinja, &name, template, scope, ctx.shell.as_deref())?
+            }
+        };
+        if let Some(scope) = &mut scope {
+            scope.vars.insert(name.clone(), value.clone());
+        }
         rendered.insert(name, value);
     }
     Ok(rendered)
