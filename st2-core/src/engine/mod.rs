@@ -122,7 +122,8 @@ pub struct EngineSettings {
     pub roles: Roles,
     /// Executions this node runs at once.
     pub max_running: usize,
-    /// Trigger instances matched at once.
+    /// Trigger instances the rules service matches at once (an instance matched while it is
+    /// dispatched is paced by its dispatcher).
     pub max_matching: usize,
     /// Queue items claimed per round trip.
     pub claim_batch: usize,
