@@ -10,7 +10,7 @@
 //! here): it is dropped then.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::store::{ExecutionRecord, ExecutionStatus};
@@ -29,7 +29,9 @@ pub(crate) struct RecentExecutions {
 
 #[derive(Debug, Default)]
 struct State {
-    records: HashMap<String, ExecutionRecord>,
+    /// Shared with the batch that stored them (and the created event): taking one copies
+    /// it only when someone else still holds it.
+    records: HashMap<String, Arc<ExecutionRecord>>,
     /// Ids in the order they came, with when (some already taken).
     order: VecDeque<(Instant, String)>,
 }
@@ -37,7 +39,7 @@ struct State {
 impl RecentExecutions {
     /// Keep `record` (as stored) when a runner worker will claim it next: scheduled, for any
     /// worker (one that waits for a tagged worker may wait long).
-    pub(crate) fn keep(&self, record: &ExecutionRecord) {
+    pub(crate) fn keep(&self, record: &Arc<ExecutionRecord>) {
         if record.status != ExecutionStatus::Scheduled
             || super::executions::required_tag(record).is_some()
         {
@@ -58,7 +60,7 @@ impl RecentExecutions {
             }
         }
         state.order.push_back((now, record.id.clone()));
-        state.records.insert(record.id.clone(), record.clone());
+        state.records.insert(record.id.clone(), Arc::clone(record));
     }
 
     /// The record kept for `id`, taken out.
@@ -68,7 +70,8 @@ impl RecentExecutions {
         if state.records.is_empty() {
             state.order.clear();
         }
-        record
+        drop(state);
+        record.map(Arc::unwrap_or_clone)
     }
 
     /// Forget `id` (it changed in a way the kept record does not show).
@@ -83,8 +86,8 @@ mod tests {
     use chrono::Utc;
     use serde_json::{Map, Value, json};
 
-    fn record(id: &str, status: ExecutionStatus) -> ExecutionRecord {
-        ExecutionRecord {
+    fn record(id: &str, status: ExecutionStatus) -> Arc<ExecutionRecord> {
+        Arc::new(ExecutionRecord {
             id: id.to_owned(),
             revision: 1,
             action_ref: "core.noop".into(),
@@ -108,7 +111,7 @@ mod tests {
             trigger_instance: None,
             workflow_execution: None,
             task_execution: None,
-        }
+        })
     }
 
     #[test]
