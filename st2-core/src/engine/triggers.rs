@@ -81,6 +81,9 @@ pub(crate) struct Pending {
     pub trigger: TriggerRef,
     pub trace_tag: Option<String>,
     pub trace_id: Option<String>,
+    /// Matching it on an async thread already found that its rules read the datastore (or
+    /// panicked): the rules service decides it on the blocking pool straight away.
+    pub blocking: bool,
 }
 
 fn resolve_trigger(inner: &Inner, request: &DispatchRequest) -> Result<TriggerRef, EngineError> {
@@ -171,6 +174,7 @@ pub(crate) fn accept(inner: &Inner, request: DispatchRequest) -> Result<Accepted
             trigger,
             trace_tag: request.trace_tag,
             trace_id: request.trace_id,
+            blocking: false,
         },
         unheard,
     })
@@ -246,7 +250,7 @@ pub(crate) async fn dispatch(
     request: DispatchRequest,
 ) -> Result<TriggerInstanceRecord, EngineError> {
     let redo = request.id.is_some();
-    let accepted = accept(inner, request)?;
+    let mut accepted = accept(inner, request)?;
     if !redo {
         if accepted.unheard {
             if inner.store.write_batch(accepted.writes()).await.is_ok() {
@@ -255,7 +259,7 @@ pub(crate) async fn dispatch(
                 return Ok(record);
             }
         } else if inner.settings.roles.rules
-            && let Some(record) = process_at_dispatch(inner, &accepted.pending).await
+            && let Some(record) = process_at_dispatch(inner, &mut accepted.pending).await
         {
             return Ok(record);
         }
@@ -390,6 +394,7 @@ fn requeue(inner: &Inner, instance: TriggerInstanceRecord) {
             trigger,
             trace_tag: None,
             trace_id: None,
+            blocking: false,
         },
     );
 }
@@ -462,16 +467,19 @@ impl KeyValueRead for NoDatastore {
 }
 
 /// [`decide`] for `pending`: on this thread when nothing it renders reads the datastore (most
-/// rules: criteria and parameters without `st2kv`), else on the blocking pool.
+/// rules: criteria and parameters without `st2kv`), else on the blocking pool (at once when
+/// matching it at dispatch found so).
 async fn decide_for(inner: &Arc<Inner>, pending: &Arc<Pending>) -> Result<Decision, EngineError> {
-    let probe = Arc::new(NoDatastore::default());
-    let inline = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        decide(inner, pending, probe.clone())
-    }));
-    if let Ok(decision) = inline
-        && !probe.asked.load(Ordering::Relaxed)
-    {
-        return Ok(decision);
+    if !pending.blocking {
+        let probe = Arc::new(NoDatastore::default());
+        let inline = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            decide(inner, pending, probe.clone())
+        }));
+        if let Ok(decision) = inline
+            && !probe.asked.load(Ordering::Relaxed)
+        {
+            return Ok(decision);
+        }
     }
     // It read the datastore (or panicked): decided again where reads may block.
     let inner = inner.clone();
@@ -558,17 +566,24 @@ pub(crate) fn rule_id(reference: &str) -> String {
 /// [`dispatch`]'s matching of a new instance: decided on this thread and stored
 /// `processed` with everything it started, one batch. `None` (nothing written) when the
 /// decision reads the datastore, panics or fails as a whole, or the batch fails: the caller
-/// stores the instance `pending` for the rules service then.
+/// stores the instance `pending` for the rules service then (marked [`Pending::blocking`]
+/// when the decision needs the blocking pool).
 async fn process_at_dispatch(
     inner: &Arc<Inner>,
-    pending: &Pending,
+    pending: &mut Pending,
 ) -> Option<TriggerInstanceRecord> {
     let probe = Arc::new(NoDatastore::default());
-    let decision = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         decide(inner, pending, probe.clone())
-    }))
-    .ok()?;
-    if probe.asked.load(Ordering::Relaxed) || decision.unrecoverable {
+    }));
+    let decision = match decided {
+        Ok(decision) if !probe.asked.load(Ordering::Relaxed) => decision,
+        _ => {
+            pending.blocking = true;
+            return None;
+        }
+    };
+    if decision.unrecoverable {
         return None;
     }
     let mut done = TriggerInstanceRecord::clone(&pending.instance);
