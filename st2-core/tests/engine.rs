@@ -150,6 +150,17 @@ async fn start() -> Engine {
     start_on(memory_store().await, test_settings()).await
 }
 
+/// A trigger instance as stored.
+async fn stored_instance(engine: &Engine, id: &str) -> st2_core::store::TriggerInstanceRecord {
+    engine
+        .store()
+        .trigger_instances()
+        .get(id)
+        .await
+        .expect("read")
+        .expect("stored")
+}
+
 /// The executions a trigger instance caused, once the rules engine processed it.
 async fn processed(engine: &Engine, ti: &str) -> Vec<ExecutionRecord> {
     let (_, ids) = engine.wait_processed(ti, WAIT).await.expect("processed");
@@ -273,14 +284,10 @@ async fn a_matching_trigger_runs_the_rule_action_and_records_everything() {
     assert_eq!(done.context["user"], "stanley");
     assert_eq!(done.context["trigger_instance"]["id"], ti.id.as_str());
     assert!(done.end_timestamp.is_some());
-    let stored_ti = engine
-        .store()
-        .trigger_instances()
-        .get(&ti.id)
-        .await
-        .expect("read")
-        .expect("stored");
-    assert_eq!(stored_ti.status, TriggerInstanceStatus::Processed);
+    assert_eq!(
+        stored_instance(&engine, &ti.id).await.status,
+        TriggerInstanceStatus::Processed
+    );
     let enforcements = engine
         .store()
         .rule_enforcements()
@@ -330,14 +337,10 @@ async fn an_instance_whose_rules_read_no_datastore_is_stored_processed_with_its_
         .await
         .expect("dispatch");
     assert_eq!(ti.status, TriggerInstanceStatus::Processed);
-    let stored = engine
-        .store()
-        .trigger_instances()
-        .get(&ti.id)
-        .await
-        .expect("read")
-        .expect("stored");
-    assert_eq!(stored.status, TriggerInstanceStatus::Processed);
+    assert_eq!(
+        stored_instance(&engine, &ti.id).await.status,
+        TriggerInstanceStatus::Processed
+    );
     let executions = engine
         .store()
         .executions()
