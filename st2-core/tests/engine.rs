@@ -428,6 +428,66 @@ async fn an_instance_whose_rules_read_no_datastore_is_stored_processed_with_its_
     engine.shutdown().await;
 }
 
+/// A rule on `core.st2.generic.actiontrigger` is matched in the batch that finishes the run:
+/// the action trigger instance is stored `processed` with the execution its rule starts, which
+/// joins the run's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_on_the_action_trigger_starts_its_action_with_the_finished_run() {
+    let engine = start().await;
+    let rule = st2_core::model::rule_from_json(
+        &json!({
+            "name": "on_failure", "pack": "enginetest", "enabled": true,
+            "trigger": {"type": "core.st2.generic.actiontrigger"},
+            "criteria": {"trigger.status": {"type": "equals", "pattern": "failed"}},
+            "action": {"ref": "enginetest.echo",
+                       "parameters": {"message": "after {{ trigger.execution_id }}"}},
+        }),
+        &engine.catalog(),
+    )
+    .expect("valid rule");
+    engine.put_rule(rule).expect("put");
+    let created = engine
+        .run(
+            "enginetest.echo",
+            params(json!({"message": "fail"})),
+            Map::new(),
+        )
+        .await
+        .expect("run");
+    let done = engine.wait(&created.id, WAIT).await.expect("done");
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let instance = wait_for_trigger(&engine, "core.st2.generic.actiontrigger", &done.id).await;
+    assert_eq!(instance.status, TriggerInstanceStatus::Processed);
+    let (_, ids) = engine
+        .wait_processed(&instance.id, WAIT)
+        .await
+        .expect("processed");
+    assert_eq!(ids.len(), 1, "the rule started one execution");
+    let followup = engine.wait(&ids[0], WAIT).await.expect("done");
+    assert_eq!(followup.status, ExecutionStatus::Succeeded);
+    assert_eq!(
+        followup.parameters["message"],
+        format!("after {}", done.id).as_str()
+    );
+    let traces = traces_of(&engine, &followup.id).await;
+    assert_eq!(traces.len(), 1);
+    assert!(
+        traces[0]
+            .action_executions
+            .iter()
+            .any(|c| c.object_id == done.id),
+        "the follow-up joins the failed run's trace"
+    );
+    // Its own action trigger (succeeded) matches nothing: no third execution.
+    let after = wait_for_trigger(&engine, "core.st2.generic.actiontrigger", &followup.id).await;
+    let (_, none) = engine
+        .wait_processed(&after.id, WAIT)
+        .await
+        .expect("processed");
+    assert!(none.is_empty());
+    engine.shutdown().await;
+}
+
 async fn wait_for_trigger(
     engine: &Engine,
     trigger: &str,

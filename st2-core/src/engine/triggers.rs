@@ -11,15 +11,16 @@ use super::executions::{
     NewExecution, TraceLink, build_execution, create_execution, queue_for, work_item,
 };
 use super::snapshot::{self, derived_id};
-use super::{EngineError, EngineEvent, Inner};
+use super::{Creating, EngineError, EngineEvent, Inner};
 use crate::datastore::{DatastoreError, KeyValue, KeyValueRead, KvScope};
 use crate::rules::criteria::Environment;
 use crate::rules::enforce::{Enforcement, Enforcer, RuleEnforcement, criteria_failure};
 use crate::rules::matcher::{CompiledRule, TriggerInstance, TriggerRef};
 use crate::schema::Schema;
 use crate::store::{
-    BatchWrite, CausedBy, Page, RuleEnforcementRecord, SortOrder, StoreError, TraceComponent,
-    TraceRecord, TriggerInstanceFilter, TriggerInstanceRecord, TriggerInstanceStatus,
+    BatchWrite, CausedBy, ExecutionRecord, Page, RuleEnforcementRecord, SortOrder, StoreError,
+    TraceComponent, TraceRecord, TriggerInstanceFilter, TriggerInstanceRecord,
+    TriggerInstanceStatus,
 };
 
 /// A trigger to dispatch.
@@ -572,29 +573,100 @@ async fn process_at_dispatch(
     inner: &Arc<Inner>,
     pending: &mut Pending,
 ) -> Option<TriggerInstanceRecord> {
-    let probe = Arc::new(NoDatastore::default());
-    let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        decide(inner, pending, probe.clone())
-    }));
-    let decision = match decided {
-        Ok(decision) if !probe.asked.load(Ordering::Relaxed) => decision,
-        _ => {
-            pending.blocking = true;
-            return None;
-        }
-    };
-    if decision.unrecoverable {
-        return None;
-    }
-    let mut done = TriggerInstanceRecord::clone(&pending.instance);
-    done.status = TriggerInstanceStatus::Processed;
-    let done = Arc::new(done);
+    let decision = decide_here(inner, pending)?;
+    let done = processed(pending);
     let executions = process_batched(inner, pending, &decision, Some(&done)).await?;
     inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
         instance: Arc::clone(&done),
         executions,
     });
     Some(Arc::unwrap_or_clone(done))
+}
+
+/// `pending`'s rules decided on this thread; `None` when that reads the datastore or panics
+/// (`pending` is marked [`Pending::blocking`] then) or fails as a whole.
+fn decide_here(inner: &Inner, pending: &mut Pending) -> Option<Decision> {
+    let probe = Arc::new(NoDatastore::default());
+    let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decide(inner, pending, probe.clone())
+    }));
+    match decided {
+        Ok(decision) if !probe.asked.load(Ordering::Relaxed) => {
+            (!decision.unrecoverable).then_some(decision)
+        }
+        _ => {
+            pending.blocking = true;
+            None
+        }
+    }
+}
+
+/// `pending`'s instance as stored `processed`.
+fn processed(pending: &Pending) -> Arc<TriggerInstanceRecord> {
+    let mut done = TriggerInstanceRecord::clone(&pending.instance);
+    done.status = TriggerInstanceStatus::Processed;
+    Arc::new(done)
+}
+
+/// An accepted instance whose rules are matched now, for a batch of the caller's: its
+/// writes (the instance stored `processed`, and its outcome).
+pub(crate) struct Matched {
+    accepted: Accepted,
+    outcome: Outcome,
+    done: Arc<TriggerInstanceRecord>,
+}
+
+impl Accepted {
+    /// Match its rules on this thread, to be written with the caller's batch
+    /// ([`Matched::writes`]); `Err` (itself) when it is not for that (no rule listens, this node
+    /// does not run rules, the rules read the datastore or matching fails): then
+    /// [`Accepted::writes`] as usual.
+    pub(crate) fn matched(mut self, inner: &Arc<Inner>) -> Result<Matched, Box<Accepted>> {
+        if self.unheard || !inner.settings.roles.rules {
+            return Err(Box::new(self));
+        }
+        let Some(decision) = decide_here(inner, &mut self.pending) else {
+            return Err(Box::new(self));
+        };
+        let done = processed(&self.pending);
+        let outcome = outcome_of(inner, &self.pending, &decision, Some(&done));
+        Ok(Matched {
+            accepted: self,
+            outcome,
+            done,
+        })
+    }
+}
+
+impl Matched {
+    /// The writes that store it (taken: call once).
+    pub(crate) fn writes(&mut self) -> Vec<BatchWrite> {
+        std::mem::take(&mut self.outcome.writes)
+    }
+
+    /// Before the batch commits (see [`Outcome::prepare`]).
+    pub(crate) fn prepare<'a>(&self, inner: &'a Inner) -> Vec<Creating<'a>> {
+        self.outcome.prepare(inner)
+    }
+
+    /// The batch did not commit.
+    pub(crate) fn abandon(&self, inner: &Inner, creating: Vec<Creating<'_>>) {
+        self.outcome.abandon(inner, creating);
+    }
+
+    /// The batch committed: announce the instance, its executions, and that it was processed.
+    pub(crate) fn stored(self, inner: &Inner, creating: Vec<Creating<'_>>) {
+        let Matched {
+            accepted,
+            outcome,
+            done,
+        } = self;
+        let executions = outcome.announce(inner, &accepted.pending, true, creating);
+        inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
+            instance: done,
+            executions,
+        });
+    }
 }
 
 /// Match, enforce and record one instance. Failures are recorded on the instance
@@ -764,6 +836,72 @@ async fn process_batched(
     decision: &Decision,
     new: Option<&Arc<TriggerInstanceRecord>>,
 ) -> Option<Vec<String>> {
+    let mut outcome = outcome_of(inner, pending, decision, new);
+    let writes = std::mem::take(&mut outcome.writes);
+    let creating = outcome.prepare(inner);
+    if inner.store.write_batch(writes).await.is_err() {
+        outcome.abandon(inner, creating);
+        return None;
+    }
+    Some(outcome.announce(inner, pending, new.is_some(), creating))
+}
+
+/// What a decided instance writes ([`process_batched`]), built but not written.
+pub(crate) struct Outcome {
+    writes: Vec<BatchWrite>,
+    /// The executions its writes create.
+    created: Vec<Arc<ExecutionRecord>>,
+    execution_ids: Vec<String>,
+}
+
+impl Outcome {
+    /// Before its writes commit: keep its executions for the runner workers (one may claim
+    /// a queue item right after the commit) and hold back their updates until their created
+    /// events.
+    fn prepare<'a>(&self, inner: &'a Inner) -> Vec<Creating<'a>> {
+        self.created
+            .iter()
+            .map(|execution| {
+                inner.recent.keep(execution);
+                inner.creating(&execution.id)
+            })
+            .collect()
+    }
+
+    /// Its writes did not commit.
+    fn abandon(&self, inner: &Inner, creating: Vec<Creating<'_>>) {
+        drop(creating);
+        for execution in &self.created {
+            inner.recent.forget(&execution.id);
+        }
+    }
+
+    /// Its writes committed: announce the instance (when `new`, as accepted) and then its
+    /// executions. The ids of the executions.
+    fn announce(
+        self,
+        inner: &Inner,
+        pending: &Pending,
+        new: bool,
+        creating: Vec<Creating<'_>>,
+    ) -> Vec<String> {
+        if new {
+            inner.emit_with(|| EngineEvent::TriggerInstance(Arc::clone(&pending.instance)));
+        }
+        for (execution, creating) in self.created.into_iter().zip(creating) {
+            creating.announce(execution);
+        }
+        self.execution_ids
+    }
+}
+
+/// The writes [`process_batched`] commits, and the executions they create.
+fn outcome_of(
+    inner: &Arc<Inner>,
+    pending: &Pending,
+    decision: &Decision,
+    new: Option<&Arc<TriggerInstanceRecord>>,
+) -> Outcome {
     use crate::store::TraceComponentKind as Kind;
     let ti = &pending.instance;
     let now = inner.now();
@@ -898,29 +1036,11 @@ async fn process_batched(
             status: TriggerInstanceStatus::Processed,
         });
     }
-    // Kept before the batch commits: a runner worker may claim the queue item right after.
-    // Their updates wait for their created events.
-    let creating: Vec<_> = created
-        .iter()
-        .map(|execution| {
-            inner.recent.keep(execution);
-            inner.creating(&execution.id)
-        })
-        .collect();
-    if inner.store.write_batch(writes).await.is_err() {
-        drop(creating);
-        for execution in &created {
-            inner.recent.forget(&execution.id);
-        }
-        return None;
+    Outcome {
+        writes,
+        created,
+        execution_ids,
     }
-    if new.is_some() {
-        inner.emit_with(|| EngineEvent::TriggerInstance(Arc::clone(&pending.instance)));
-    }
-    for (execution, creating) in created.into_iter().zip(creating) {
-        creating.announce(execution);
-    }
-    Some(execution_ids)
 }
 
 async fn record_trace(

@@ -668,7 +668,9 @@ enum Finished {
 
 /// Write a completed run's record (already changed), what [`post_run`] writes for it and the
 /// finish of its queue item as one batch, when post-run is only the action trigger (no retry
-/// policy, no notifications; the trace known from the context).
+/// policy, no notifications; the trace known from the context). Rules listening to the action
+/// trigger are matched here when they read nothing from the datastore, and what they start
+/// joins the batch (the instance stored `processed`), as at dispatch.
 async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionRecord) -> Finished {
     if !record.status.is_completed()
         || matches!(record.notify, Some(Value::Object(_)))
@@ -685,12 +687,14 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
     else {
         return Finished::Alone(Box::new(record));
     };
-    let action_trigger = if inner.settings.action_trigger {
+    // The action trigger, with what the rules listening to it start when they can be
+    // matched here (else it is stored pending for the rules service).
+    let mut action_trigger = if inner.settings.action_trigger {
         match super::triggers::accept(
             inner,
             action_trigger_request(inner, &record, Some(trace_id)),
         ) {
-            Ok(accepted) => Some(accepted),
+            Ok(accepted) => Some(accepted.matched(inner)),
             Err(_) => return Finished::Alone(Box::new(record)),
         }
     } else {
@@ -700,11 +704,20 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
     // sent gets it).
     let record = Arc::new(record);
     let mut writes = vec![BatchWrite::UpdateExecution(Arc::clone(&record))];
-    if let Some(accepted) = &action_trigger {
-        writes.extend(accepted.writes());
+    match &mut action_trigger {
+        Some(Ok(matched)) => writes.extend(matched.writes()),
+        Some(Err(accepted)) => writes.extend(accepted.writes()),
+        None => {}
     }
     writes.push(BatchWrite::FinishWork(lease.reference()));
+    let creating = match &action_trigger {
+        Some(Ok(matched)) => matched.prepare(inner),
+        _ => Vec::new(),
+    };
     let Ok(written) = inner.store.write_batch(writes).await else {
+        if let Some(Ok(matched)) = &action_trigger {
+            matched.abandon(inner, creating);
+        }
         return Finished::Failed;
     };
     if let Some(BatchWritten::Execution { revision, children }) = written.into_iter().next() {
@@ -714,8 +727,10 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
         let id = stored.id.clone();
         inner.execution_updated(&id, stored.status, || stored);
     }
-    if let Some(accepted) = action_trigger {
-        accepted.stored(inner);
+    match action_trigger {
+        Some(Ok(matched)) => matched.stored(inner, creating),
+        Some(Err(accepted)) => (*accepted).stored(inner),
+        None => {}
     }
     Finished::Batched
 }
