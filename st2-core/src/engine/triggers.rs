@@ -259,10 +259,18 @@ pub(crate) async fn dispatch(
                 accepted.stored(inner);
                 return Ok(record);
             }
-        } else if inner.settings.roles.rules
-            && let Some(record) = process_at_dispatch(inner, &mut accepted.pending).await
-        {
-            return Ok(record);
+        } else {
+            accepted = match accepted.matched(inner) {
+                Ok(mut matched) => {
+                    let writes = matched.writes();
+                    let creating = matched.prepare(inner);
+                    if inner.store.write_batch(writes).await.is_ok() {
+                        return Ok(matched.stored(inner, creating));
+                    }
+                    matched.abandon(inner, creating)
+                }
+                Err(accepted) => *accepted,
+            };
         }
     }
     let Accepted { pending, unheard } = accepted;
@@ -564,25 +572,6 @@ pub(crate) fn rule_id(reference: &str) -> String {
     snapshot::content_id("rule", reference)
 }
 
-/// [`dispatch`]'s matching of a new instance: decided on this thread and stored
-/// `processed` with everything it started, one batch. `None` (nothing written) when the
-/// decision reads the datastore, panics or fails as a whole, or the batch fails: the caller
-/// stores the instance `pending` for the rules service then (marked [`Pending::blocking`]
-/// when the decision needs the blocking pool).
-async fn process_at_dispatch(
-    inner: &Arc<Inner>,
-    pending: &mut Pending,
-) -> Option<TriggerInstanceRecord> {
-    let decision = decide_here(inner, pending)?;
-    let done = processed(pending);
-    let executions = process_batched(inner, pending, &decision, Some(&done)).await?;
-    inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
-        instance: Arc::clone(&done),
-        executions,
-    });
-    Some(Arc::unwrap_or_clone(done))
-}
-
 /// `pending`'s rules decided on this thread; `None` when that reads the datastore or panics
 /// (`pending` is marked [`Pending::blocking`] then) or fails as a whole.
 fn decide_here(inner: &Inner, pending: &mut Pending) -> Option<Decision> {
@@ -649,13 +638,19 @@ impl Matched {
         self.outcome.prepare(inner)
     }
 
-    /// The batch did not commit.
-    pub(crate) fn abandon(&self, inner: &Inner, creating: Vec<Creating<'_>>) {
+    /// The batch did not commit: the instance as accepted, to store `pending` instead.
+    pub(crate) fn abandon(self, inner: &Inner, creating: Vec<Creating<'_>>) -> Accepted {
         self.outcome.abandon(inner, creating);
+        self.accepted
     }
 
-    /// The batch committed: announce the instance, its executions, and that it was processed.
-    pub(crate) fn stored(self, inner: &Inner, creating: Vec<Creating<'_>>) {
+    /// The batch committed: announce the instance, its executions, and that it was
+    /// processed. The instance as stored.
+    pub(crate) fn stored(
+        self,
+        inner: &Inner,
+        creating: Vec<Creating<'_>>,
+    ) -> TriggerInstanceRecord {
         let Matched {
             accepted,
             outcome,
@@ -663,9 +658,10 @@ impl Matched {
         } = self;
         let executions = outcome.announce(inner, &accepted.pending, true, creating);
         inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
-            instance: done,
+            instance: Arc::clone(&done),
             executions,
         });
+        Arc::unwrap_or_clone(done)
     }
 }
 
@@ -695,11 +691,9 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
         });
         return Ok(());
     }
-    if let Some(execution_ids) = process_batched(inner, &pending, &decision, None).await {
-        let mut done = TriggerInstanceRecord::clone(&pending.instance);
-        done.status = TriggerInstanceStatus::Processed;
+    if let Some(execution_ids) = process_batched(inner, &pending, &decision).await {
         inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
-            instance: Arc::new(done),
+            instance: processed(&pending),
             executions: execution_ids,
         });
         return Ok(());
@@ -816,34 +810,29 @@ async fn process_inner(inner: &Arc<Inner>, pending: Pending) -> Result<(), Engin
         .trigger_instances()
         .set_status(&ti.id, TriggerInstanceStatus::Processed)
         .await?;
-    let mut done = TriggerInstanceRecord::clone(ti);
-    done.status = TriggerInstanceStatus::Processed;
     inner.emit_with(|| EngineEvent::TriggerInstanceProcessed {
-        instance: Arc::new(done),
+        instance: processed(&pending),
         executions: execution_ids,
     });
     Ok(())
 }
 
 /// What [`process_inner`] writes one by one, as one batch: the executions and their queue
-/// items, the enforcements, the trace and the instance's status; or, for an instance not
-/// stored yet (`new`: it as it is to be stored), the instance itself in place of its
-/// status, announced (as accepted) before the executions. The ids of the executions
+/// items, the enforcements, the trace and the instance's status. The ids of the executions
 /// started when the batch committed; `None` when it did not (nothing was written then).
 async fn process_batched(
     inner: &Arc<Inner>,
     pending: &Pending,
     decision: &Decision,
-    new: Option<&Arc<TriggerInstanceRecord>>,
 ) -> Option<Vec<String>> {
-    let mut outcome = outcome_of(inner, pending, decision, new);
+    let mut outcome = outcome_of(inner, pending, decision, None);
     let writes = std::mem::take(&mut outcome.writes);
     let creating = outcome.prepare(inner);
     if inner.store.write_batch(writes).await.is_err() {
         outcome.abandon(inner, creating);
         return None;
     }
-    Some(outcome.announce(inner, pending, new.is_some(), creating))
+    Some(outcome.announce(inner, pending, false, creating))
 }
 
 /// What a decided instance writes ([`process_batched`]), built but not written.
@@ -895,7 +884,9 @@ impl Outcome {
     }
 }
 
-/// The writes [`process_batched`] commits, and the executions they create.
+/// The writes [`process_batched`] commits, and the executions they create; for an instance
+/// not stored yet (`new`: it as it is to be stored), the instance itself in place of its
+/// status.
 fn outcome_of(
     inner: &Arc<Inner>,
     pending: &Pending,

@@ -63,13 +63,14 @@ impl OutputSink for EngineOutput {
         };
         // Queued for the store before it is announced: whoever sees the line and then asks
         // for the stored output (`Engine::output` flushes this queue) finds it there.
-        let announced = self.inner.listened().map(|_| Arc::new(chunk.clone()));
+        let announced = self
+            .inner
+            .listened()
+            .map(|events| (events, Arc::new(chunk.clone())));
         let _ = self.inner.output_tx.send(OutputMessage::Line(chunk));
         // After the execution's created event, as its updates (a runner may start before
         // its creator announces it).
-        if let Some(chunk) = announced
-            && let Some(events) = self.inner.listened()
-        {
+        if let Some((events, chunk)) = announced {
             self.inner
                 .created_first
                 .send(events, &self.execution_id, EngineEvent::Output(chunk));
@@ -715,7 +716,8 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
         _ => Vec::new(),
     };
     let Ok(written) = inner.store.write_batch(writes).await else {
-        if let Some(Ok(matched)) = &action_trigger {
+        // Post-run is redone from the stored record, the action trigger with it.
+        if let Some(Ok(matched)) = action_trigger {
             matched.abandon(inner, creating);
         }
         return Finished::Failed;
@@ -728,7 +730,9 @@ async fn finish_batched(inner: &Arc<Inner>, lease: &Lease, record: ExecutionReco
         inner.execution_updated(&id, stored.status, || stored);
     }
     match action_trigger {
-        Some(Ok(matched)) => matched.stored(inner, creating),
+        Some(Ok(matched)) => {
+            matched.stored(inner, creating);
+        }
         Some(Err(accepted)) => (*accepted).stored(inner),
         None => {}
     }

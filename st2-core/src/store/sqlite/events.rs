@@ -3,27 +3,19 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use rusqlite::params;
 use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, params};
 
 use super::connection::{insert_error, sql_error};
 use super::filter::Where;
 use super::writer::Db;
-use super::{Shared, direction, found, from_doc, purge_limit, to_doc};
+use super::{Shared, direction, doc_by_id, found, from_doc, purge_limit, to_doc};
 use crate::store::{
     Listing, Page, RuleEnforcementFilter, RuleEnforcementRecord, RuleEnforcementStore, StoreError,
     StoreResult, Timestamp, TraceComponent, TraceComponentKind, TraceFilter, TraceRecord,
     TraceStore, TriggerInstanceFilter, TriggerInstanceRecord, TriggerInstanceStatus,
     TriggerInstanceStore, to_micros,
 };
-
-/// One row's `doc` by id.
-fn doc_by_id(db: &Db<'_>, table: &str, id: &str) -> StoreResult<Option<String>> {
-    db.conn()
-        .prepare_cached(&format!("SELECT doc FROM {table} WHERE id = ?1"))
-        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
-        .map_err(sql_error)
-}
 
 /// Delete up to `limit` rows of `table` whose `column` is before `cutoff`, oldest rows first.
 fn purge(db: &Db<'_>, table: &str, column: &str, cutoff: i64, limit: i64) -> StoreResult<u64> {

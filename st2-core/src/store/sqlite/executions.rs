@@ -11,7 +11,7 @@ use super::connection::{insert_error, sql_error};
 use super::filter::{Where, json_list};
 use super::snapshots::{self, Snapshots, referenced};
 use super::writer::Db;
-use super::{Shared, direction, from_doc, purge_limit, to_doc_sized};
+use super::{Shared, direction, doc_by_id, from_doc, purge_limit, to_doc_sized};
 use crate::store::{
     ExecutionFilter, ExecutionOutputStore, ExecutionRecord, ExecutionStatus, ExecutionStore,
     Listing, NewOutput, OutputChunk, OutputType, Page, ParentFilter, Snapshot, StoreError,
@@ -308,12 +308,8 @@ impl ExecutionStore for Executions {
         let snapshots = Arc::clone(&self.0.snapshots);
         self.0
             .read(move |db| {
-                let doc: Option<String> = db
-                    .conn()
-                    .prepare_cached("SELECT doc FROM executions WHERE id = ?1")
-                    .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
-                    .map_err(sql_error)?;
-                doc.map(|doc| parse(db, &snapshots, &doc, children_of(db, &id)?))
+                doc_by_id(db, "executions", &id)?
+                    .map(|doc| parse(db, &snapshots, &doc, children_of(db, &id)?))
                     .transpose()
             })
             .await
@@ -324,12 +320,8 @@ impl ExecutionStore for Executions {
         let snapshots = Arc::clone(&self.0.snapshots);
         self.0
             .read(move |db| {
-                let doc: Option<String> = db
-                    .conn()
-                    .prepare_cached("SELECT doc FROM executions WHERE id = ?1")
-                    .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
-                    .map_err(sql_error)?;
-                doc.map(|doc| parse(db, &snapshots, &doc, Vec::new()))
+                doc_by_id(db, "executions", &id)?
+                    .map(|doc| parse(db, &snapshots, &doc, Vec::new()))
                     .transpose()
             })
             .await

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -635,6 +635,14 @@ fn to_doc_sized<T: Serialize>(
 fn from_doc<T: DeserializeOwned>(what: &'static str, doc: &str) -> StoreResult<T> {
     serde_json::from_str(doc)
         .map_err(|e| StoreError::Corrupt(format!("a stored {what} cannot be read: {e}")))
+}
+
+/// One row's `doc` by id.
+fn doc_by_id(db: &Db<'_>, table: &str, id: &str) -> StoreResult<Option<String>> {
+    db.conn()
+        .prepare_cached(&format!("SELECT doc FROM {table} WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .map_err(connection::sql_error)
 }
 
 /// `LIMIT` and `OFFSET` of a page (`-1`: no limit).

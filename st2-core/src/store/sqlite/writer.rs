@@ -606,7 +606,7 @@ fn commit_batch(db: &Db<'_>, batch: &mut Vec<Box<dyn Job>>) {
             let end = (index..total)
                 .find(|&i| !batch[i].repeatable())
                 .unwrap_or(total);
-            if index == start && end - index >= 1 {
+            if index == start {
                 // Nothing written yet in this transaction.
                 match run_opening_group(db, &mut batch[index..end]) {
                     Opening::Ran(r) => ran = Some(r),
