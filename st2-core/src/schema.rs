@@ -13,6 +13,7 @@
 //! ([`check_parameters`]), merges runner and action parameters ([`merge_parameters`]), and
 //! compiles the result into a draft-4 validator ([`Schema`]).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, LazyLock, OnceLock};
@@ -612,28 +613,81 @@ pub struct Schema {
 ///
 /// A catalog of thousands of actions (the AWS pack alone declares over 3,000) holds every
 /// action's parameter definitions, and most are never read after loading: as text they take
-/// a fraction of the memory of a parsed map. Reading derefs to the parsed map, parsed once
-/// and kept.
+/// a fraction of the memory of a parsed map, and deflated (the text of a map of any size is)
+/// less than half of that again. Reading derefs to the parsed map, parsed once and kept.
 pub struct ParamMap {
-    text: Box<str>,
+    /// Compact JSON, deflated when `deflated`.
+    text: Box<[u8]>,
+    deflated: bool,
+    /// Whether the text holds `{{` or `{%` (a default may be a Jinja template).
+    templated: bool,
     parsed: OnceLock<Box<Map<String, Value>>>,
 }
+
+/// Texts shorter than this stay as they are: deflate's header and tables would not pay.
+const DEFLATE_FROM: usize = 160;
 
 impl ParamMap {
     /// Keep `map` as text.
     pub fn new(map: &Map<String, Value>) -> ParamMap {
+        // A map of JSON values always serialises.
+        let json = serde_json::to_string(map).unwrap_or_else(|_| "{}".into());
+        let templated = crate::expr::jinja::is_template(&json);
+        let deflated = (json.len() >= DEFLATE_FROM)
+            .then(|| deflate(json.as_bytes()))
+            .flatten()
+            .filter(|packed| packed.len() < json.len());
+        let (text, deflated) = match deflated {
+            Some(packed) => (packed.into_boxed_slice(), true),
+            None => (json.into_bytes().into_boxed_slice(), false),
+        };
         ParamMap {
-            // A map of JSON values always serialises.
-            text: serde_json::to_string(map)
-                .unwrap_or_else(|_| "{}".into())
-                .into(),
+            text,
+            deflated,
+            templated,
             parsed: OnceLock::new(),
         }
     }
 
-    /// The map as JSON text.
-    pub fn as_json(&self) -> &str {
-        &self.text
+    /// The map as compact JSON text.
+    pub fn as_json(&self) -> Cow<'_, str> {
+        if self.deflated {
+            Cow::Owned(inflate(&self.text))
+        } else {
+            // Only ever built from a `String`.
+            String::from_utf8_lossy(&self.text)
+        }
+    }
+
+    /// Whether some definition (a default, most likely) may be a Jinja template.
+    pub fn may_hold_templates(&self) -> bool {
+        self.templated
+    }
+
+    fn parse(&self) -> Map<String, Value> {
+        // The text was written from a map, so it parses back to the same map.
+        serde_json::from_str(&self.as_json()).unwrap_or_default()
+    }
+}
+
+/// `bytes` deflated at the fastest level (a start deflates every action's parameters).
+fn deflate(bytes: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(bytes.len() / 2),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(bytes).ok()?;
+    encoder.finish().ok()
+}
+
+/// What [`deflate`] packed; `{}` if it cannot be read back (it always can: we wrote it).
+fn inflate(bytes: &[u8]) -> String {
+    use std::io::Read;
+    let mut text = String::with_capacity(bytes.len() * 3);
+    match flate2::read::DeflateDecoder::new(bytes).read_to_string(&mut text) {
+        Ok(_) => text,
+        Err(_) => "{}".into(),
     }
 }
 
@@ -641,9 +695,7 @@ impl std::ops::Deref for ParamMap {
     type Target = Map<String, Value>;
 
     fn deref(&self) -> &Map<String, Value> {
-        // The text was written from a map, so it parses back to the same map.
-        self.parsed
-            .get_or_init(|| Box::new(serde_json::from_str(&self.text).unwrap_or_default()))
+        self.parsed.get_or_init(|| Box::new(self.parse()))
     }
 }
 
@@ -663,6 +715,8 @@ impl Clone for ParamMap {
     fn clone(&self) -> ParamMap {
         ParamMap {
             text: self.text.clone(),
+            deflated: self.deflated,
+            templated: self.templated,
             parsed: OnceLock::new(),
         }
     }
@@ -670,7 +724,7 @@ impl Clone for ParamMap {
 
 impl PartialEq for ParamMap {
     fn eq(&self, other: &ParamMap) -> bool {
-        self.text == other.text || **self == **other
+        (self.deflated == other.deflated && self.text == other.text) || **self == **other
     }
 }
 
@@ -685,9 +739,7 @@ impl serde::Serialize for ParamMap {
         match self.parsed.get() {
             Some(map) => (**map).serialize(serializer),
             // Presenting a catalog (`GET /actions`) must not keep every map parsed.
-            None => serde_json::from_str::<Map<String, Value>>(&self.text)
-                .unwrap_or_default()
-                .serialize(serializer),
+            None => self.parse().serialize(serializer),
         }
     }
 }
@@ -1180,6 +1232,49 @@ mod tests {
         assert_eq!(kept, ParamMap::from(map.clone()));
         assert_eq!(kept.clone().get("n"), map.get("n"));
         assert!(ParamMap::default().is_empty());
+    }
+
+    #[test]
+    fn large_param_maps_are_kept_deflated_and_read_back_whole() {
+        // Forty parameters the way the AWS pack writes them: repetitive, so deflate packs them.
+        let mut defs = Map::new();
+        for i in 0..40 {
+            defs.insert(
+                format!("Param{i}"),
+                json!({"type": "string", "description": format!("The value of the {i}th field.")}),
+            );
+        }
+        defs.insert(
+            "region".into(),
+            json!({"type": "string", "default": "{{ config_context.region }}"}),
+        );
+        let json = serde_json::to_string(&defs).unwrap();
+        let kept = ParamMap::new(&defs);
+        assert!(kept.deflated);
+        assert!(
+            kept.text.len() * 2 < json.len(),
+            "{} of {}",
+            kept.text.len(),
+            json.len()
+        );
+        assert_eq!(kept.as_json(), json);
+        assert!(kept.may_hold_templates());
+        assert_eq!(
+            serde_json::to_value(&kept).unwrap(),
+            Value::Object(defs.clone())
+        );
+        assert!(kept.parsed.get().is_none());
+        assert_eq!(*kept, defs);
+        assert_eq!(kept, ParamMap::new(&defs));
+        assert_eq!(
+            kept.clone().keys().next_back().map(String::as_str),
+            Some("region")
+        );
+        // A short map stays plain text: deflating it would not pay.
+        let small = ParamMap::new(&params(json!({"n": {"type": "integer"}})));
+        assert!(!small.deflated);
+        assert!(!small.may_hold_templates());
+        assert_eq!(small.as_json(), r#"{"n":{"type":"integer"}}"#);
     }
 
     #[test]

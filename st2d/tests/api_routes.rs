@@ -1245,7 +1245,11 @@ async fn rules_are_created_toggled_and_deleted_the_way_the_cli_does_it() {
         .call("POST", "/v1/webhooks/build", Some("{\"ok\": true}"))
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    let ti = app.get("/v1/triggerinstances?limit=1").await.json[0]["id"]
+    // The webhook's instance: the finished action adds an action-trigger instance after it.
+    let ti = app
+        .get("/v1/triggerinstances?trigger_type=core.st2.webhook&limit=1")
+        .await
+        .json[0]["id"]
         .as_str()
         .expect("instance")
         .to_owned();
@@ -1298,7 +1302,11 @@ async fn enforcements_rule_types_sensor_types_and_timers() {
         .call("POST", "/v1/webhooks/deploy", Some("{\"version\": \"9\"}"))
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    let ti = app.get("/v1/triggerinstances?limit=1").await.json[0]["id"]
+    // The webhook's instance: the finished action adds an action-trigger instance after it.
+    let ti = app
+        .get("/v1/triggerinstances?trigger_type=core.st2.webhook&limit=1")
+        .await
+        .json[0]["id"]
         .as_str()
         .expect("instance")
         .to_owned();

@@ -330,7 +330,7 @@ fn prepares_inline(inner: &Inner, input: &RunInput) -> bool {
     catalog.config(action.pack()).is_none()
         && !input.parameters.values().any(holds_template)
         && !input.context.contains_key(SHELL_CONTEXT_KEY)
-        && !crate::expr::jinja::is_template(action.parameters.as_json())
+        && !action.parameters.may_hold_templates()
         && !runner_type.runner_parameters.values().any(holds_template)
 }
 
