@@ -83,9 +83,9 @@ pub struct Action {
     pub parameters: Arc<ParamMap>,
     /// Runner and action parameters merged, with a draft-4 validator.
     pub schema: Arc<Schema>,
-    /// Schema of the result (boxed, like `notify`: most actions have neither, and a catalog
-    /// holds thousands of actions).
-    pub output_schema: Box<Map<String, Value>>,
+    /// Schema of the result. Most actions have none, and a catalog holds thousands of actions:
+    /// those share one empty map.
+    pub output_schema: Arc<Map<String, Value>>,
     /// Notifications.
     pub notify: Option<Box<Notify>>,
     /// Tags.
@@ -205,10 +205,21 @@ impl ActionSpec {
             entry_point: self.entry_point,
             parameters,
             schema: Arc::new(compiled),
-            output_schema: Box::new(self.output_schema),
+            output_schema: shared_map(self.output_schema),
             notify: self.notify.map(Box::new),
             tags: self.tags,
         })
+    }
+}
+
+/// `map` behind an `Arc`; every empty map shares one allocation.
+pub(crate) fn shared_map(map: Map<String, Value>) -> Arc<Map<String, Value>> {
+    static EMPTY: std::sync::LazyLock<Arc<Map<String, Value>>> =
+        std::sync::LazyLock::new(|| Arc::new(Map::new()));
+    if map.is_empty() {
+        EMPTY.clone()
+    } else {
+        Arc::new(map)
     }
 }
 
