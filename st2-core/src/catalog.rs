@@ -74,6 +74,11 @@ impl Catalog {
         Self::default()
     }
 
+    /// [`Catalog::insert_action`] of an action already shared.
+    pub fn insert_shared_action(&mut self, action: Arc<Action>) -> Option<Arc<Action>> {
+        self.actions.insert(action.reference.clone(), action)
+    }
+
     accessors!(
         runner_types,
         RunnerType,

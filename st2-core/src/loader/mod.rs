@@ -18,8 +18,8 @@ mod overrides;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
@@ -687,7 +687,10 @@ enum Loaded {
     Nothing,
     TriggerType(Box<TriggerType>),
     Sensor(Box<Sensor>, Vec<TriggerType>),
-    Action(Box<crate::model::Action>),
+    /// Shared as the catalog will hold it, so the worker's allocation is the one kept: moved
+    /// into a new `Arc` on the registering thread, it would be freed in the worker's arena
+    /// and stay resident there.
+    Action(Arc<crate::model::Action>),
     Rule(Box<RuleSpec>),
     Policy(Box<Policy>),
     Alias(Box<ActionAlias>),
@@ -820,7 +823,7 @@ fn run_resource(
                 Some(spec) => {
                     let runner = cx.catalog.runner_type(&spec.runner_type).map(|r| &**r);
                     spec.compile(origin, runner, &mut issues)
-                        .map_or(Loaded::Nothing, |a| Loaded::Action(Box::new(a)))
+                        .map_or(Loaded::Nothing, |a| Loaded::Action(Arc::new(a)))
                 }
                 None => Loaded::Nothing,
             }
@@ -974,7 +977,7 @@ fn register(
                 }
             }
             Loaded::Action(action) => {
-                if let Some(old) = catalog.insert_action(*action) {
+                if let Some(old) = catalog.insert_shared_action(action) {
                     duplicate_warning(at(0), "action", &*old, diagnostics);
                 }
             }
