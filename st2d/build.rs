@@ -3,7 +3,9 @@
 //!
 //! * `-z pack-relative-relocs` stores the ~95,000 relative relocations of a position-independent
 //!   binary as a compact bitmap (`.relr.dyn`, 31 KB) instead of 2.3 MB of `.rela.dyn` that the
-//!   dynamic loader reads, and keeps mapped, at every start. It needs glibc 2.36 or later.
+//!   dynamic loader reads, and keeps mapped, at every start. Only when the build machine's
+//!   glibc reads them (2.36 and later define `GLIBC_ABI_DT_RELR`); the binary then needs such
+//!   a glibc to run.
 //! * `--symbol-ordering-file` places the functions listed in `link-order/symbols.txt`, the ones
 //!   a start of `st2d serve` and its first requests run, first and together in `.text`. The
 //!   kernel maps 64 KB around every page of code executed, so scattered start-up code kept
@@ -22,7 +24,9 @@ fn main() {
     if !(release && wanted && target == "x86_64-unknown-linux-gnu") {
         return;
     }
-    println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    if libc_reads_packed_relocations() {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
     let symbols = std::path::Path::new(&dir).join("link-order/symbols.txt");
     if symbols.is_file() {
@@ -32,4 +36,19 @@ fn main() {
         );
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
+}
+
+/// Whether the build machine's `libc.so.6` defines `GLIBC_ABI_DT_RELR` (glibc 2.36 and later
+/// apply packed relative relocations; an older one would start the binary unrelocated).
+fn libc_reads_packed_relocations() -> bool {
+    const NEEDLE: &[u8] = b"GLIBC_ABI_DT_RELR";
+    [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib64/libc.so.6",
+        "/usr/lib64/libc.so.6",
+    ]
+    .iter()
+    .filter_map(|path| std::fs::read(path).ok())
+    .any(|bytes| bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE))
 }
