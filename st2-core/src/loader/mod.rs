@@ -257,7 +257,7 @@ pub fn load(options: &LoadOptions) -> LoadReport {
             builtin: pack.builtin,
         });
     }
-    register(outputs, &packs, &mut catalog, &mut diagnostics);
+    register(outputs, &jobs, &packs, &mut catalog, &mut diagnostics);
 
     diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     let loaded_packs = packs
@@ -698,16 +698,39 @@ enum Loaded {
 }
 
 #[derive(Debug)]
+///
+/// Outputs come back in the order of their jobs, which hold the files: an output holds
+/// nothing that only registering needs, since every output of a load is alive at once and
+/// what a worker allocated is freed into that worker's arena, which nothing allocates from
+/// again.
 struct Output {
     pack: usize,
-    file: Option<FileRef>,
     loaded: Loaded,
     /// Kept for files whose references are resolved later (rules, policies, aliases).
     doc: Option<Box<Document>>,
-    /// Where the loaded resources are named: `name` (`class_name` last for a sensor, after the
-    /// names of its trigger types), for duplicate warnings.
-    names: Vec<Position>,
+    /// Where the loaded resources are named, for duplicate warnings: `name` first (a sensor's
+    /// first trigger type's), then the rest of a sensor's (its other trigger types', then its
+    /// `class_name`).
+    name: Position,
+    more_names: Vec<Position>,
     diagnostics: Vec<Diagnostic>,
+}
+
+/// The `i`th of an output's name positions ([`Output::name`], then [`Output::more_names`]).
+fn name_at(name: Position, more_names: &[Position], i: usize) -> Position {
+    match i {
+        0 => name,
+        i => more_names.get(i - 1).copied().unwrap_or_default(),
+    }
+}
+
+impl Job {
+    fn file(&self) -> Option<&FileRef> {
+        match self {
+            Job::Resource { file, .. } => Some(file),
+            Job::Config { .. } => None,
+        }
+    }
 }
 
 fn run_jobs(jobs: &[Job], context: &JobContext<'_>, threads: usize) -> Vec<Output> {
@@ -765,10 +788,10 @@ fn run_resource(
     let mut diagnostics = Vec::new();
     let mut output = Output {
         pack: pack_index,
-        file: Some(file.clone()),
         loaded: Loaded::Nothing,
         doc: None,
-        names: Vec::new(),
+        name: Position::default(),
+        more_names: Vec::new(),
         diagnostics: Vec::new(),
     };
     let Some(doc) = read_document(file, &cx.options.limits, &mut diagnostics) else {
@@ -856,14 +879,17 @@ fn run_resource(
     };
     place(&file.display, &doc, issues.into_vec(), &mut diagnostics);
     let at = |path: FieldPath| doc.locate(&path, Anchor::Value);
-    output.names = match &output.loaded {
-        Loaded::Nothing | Loaded::Config(..) => Vec::new(),
-        Loaded::Sensor(_, types) => (0..types.len())
-            .map(|i| at(FieldPath::root().key("trigger_types").index(i).key("name")))
-            .chain(std::iter::once(at(FieldPath::root().key("class_name"))))
-            .collect(),
-        _ => vec![at(FieldPath::root().key("name"))],
-    };
+    match &output.loaded {
+        Loaded::Nothing | Loaded::Config(..) => {}
+        Loaded::Sensor(_, types) => {
+            let mut names = (0..types.len())
+                .map(|i| at(FieldPath::root().key("trigger_types").index(i).key("name")))
+                .chain(std::iter::once(at(FieldPath::root().key("class_name"))));
+            output.name = names.next().unwrap_or_default();
+            output.more_names = names.collect();
+        }
+        _ => output.name = at(FieldPath::root().key("name")),
+    }
     if keep_doc && !matches!(output.loaded, Loaded::Nothing) {
         output.doc = Some(Box::new(doc));
     }
@@ -931,10 +957,10 @@ fn run_config(pack_index: usize, cx: &JobContext<'_>) -> Output {
     }
     Output {
         pack: pack_index,
-        file: None,
         loaded: Loaded::Config(Box::new((schema, config))),
         doc: None,
-        names: Vec::new(),
+        name: Position::default(),
+        more_names: Vec::new(),
         diagnostics,
     }
 }
@@ -942,6 +968,7 @@ fn run_config(pack_index: usize, cx: &JobContext<'_>) -> Output {
 /// Register everything read, kind by kind, resolving references between resources.
 fn register(
     outputs: Vec<Output>,
+    jobs: &[Job],
     packs: &[PackEntry],
     catalog: &mut Catalog,
     diagnostics: &mut Vec<Diagnostic>,
@@ -949,15 +976,11 @@ fn register(
     let mut rules = Vec::new();
     let mut aliases = Vec::new();
     let mut policies = Vec::new();
-    for mut output in outputs {
+    for (mut output, job) in outputs.into_iter().zip(jobs) {
         diagnostics.append(&mut output.diagnostics);
-        let display = output
-            .file
-            .as_ref()
-            .map(|f| f.display.clone())
-            .unwrap_or_default();
-        let name_at = |i: usize| output.names.get(i).copied().unwrap_or_default();
-        let at = |i: usize| (display.as_path(), name_at(i));
+        let file = job.file();
+        let display = file.map_or(Path::new(""), |f| f.display.as_path());
+        let at = |i: usize| (display, name_at(output.name, &output.more_names, i));
         match output.loaded {
             Loaded::Nothing => {}
             Loaded::TriggerType(t) => {
@@ -981,9 +1004,9 @@ fn register(
                     duplicate_warning(at(0), "action", &*old, diagnostics);
                 }
             }
-            Loaded::Rule(spec) => rules.push((output.pack, output.file, output.doc, spec)),
-            Loaded::Alias(alias) => aliases.push((output.file, output.doc, alias)),
-            Loaded::Policy(policy) => policies.push((output.file, output.doc, policy)),
+            Loaded::Rule(spec) => rules.push((output.pack, file, output.doc, spec)),
+            Loaded::Alias(alias) => aliases.push((file, output.doc, alias)),
+            Loaded::Policy(policy) => policies.push((file, output.doc, policy)),
             Loaded::Config(config) => {
                 let (schema, config) = *config;
                 let pack = &packs[output.pack].identity.reference;
