@@ -28,6 +28,7 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 exe="$target/release/st2d"
 
 work="$(mktemp -d)"
+pid=""
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 # htpasswd's {SHA} form of "password": logging in does not spend time in bcrypt.
 echo 'bench:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=' > "$work/users"

@@ -697,12 +697,11 @@ enum Loaded {
     Config(Box<(Option<ConfigSchema>, Option<PackConfig>)>),
 }
 
+/// What one job loaded. Outputs come back in the order of their jobs, which hold the files:
+/// an output holds nothing that only registering needs, since every output of a load is alive
+/// at once and what a worker allocated is freed into that worker's arena, which nothing
+/// allocates from again.
 #[derive(Debug)]
-///
-/// Outputs come back in the order of their jobs, which hold the files: an output holds
-/// nothing that only registering needs, since every output of a load is alive at once and
-/// what a worker allocated is freed into that worker's arena, which nothing allocates from
-/// again.
 struct Output {
     pack: usize,
     loaded: Loaded,

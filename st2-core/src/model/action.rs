@@ -213,7 +213,7 @@ impl ActionSpec {
 }
 
 /// `map` behind an `Arc`; every empty map shares one allocation.
-pub(crate) fn shared_map(map: Map<String, Value>) -> Arc<Map<String, Value>> {
+fn shared_map(map: Map<String, Value>) -> Arc<Map<String, Value>> {
     static EMPTY: std::sync::LazyLock<Arc<Map<String, Value>>> =
         std::sync::LazyLock::new(|| Arc::new(Map::new()));
     if map.is_empty() {

@@ -201,6 +201,9 @@ pub(super) fn open_writer(
     conn.pragma_update(None, "synchronous", settings.synchronous)
         .map_err(sql_error)?;
     migrate(&mut conn)?;
+    // The pages the migrations read stay cached otherwise; a daemon that then idles keeps them.
+    conn.execute_batch("PRAGMA shrink_memory")
+        .map_err(sql_error)?;
     if let Some(bytes) = settings.max_size {
         let page_size: i64 = conn
             .query_row("PRAGMA page_size", [], |row| row.get(0))
@@ -294,7 +297,5 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
             .map_err(sql_error)?;
         tx.commit().map_err(sql_error)?;
     }
-    // The pages the migrations read stay cached otherwise; a daemon that then idles keeps them.
-    conn.execute_batch("PRAGMA shrink_memory")
-        .map_err(sql_error)
+    Ok(())
 }
