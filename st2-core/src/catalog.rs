@@ -1,13 +1,15 @@
 //! The catalog: everything loaded from packs (and built in), looked up by ref.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
+use crate::diagnostic::Issues;
+use crate::model::pack::PackIdentity;
 use crate::model::{
-    Action, ActionAlias, ConfigSchema, Pack, PackConfig, Policy, PolicyType, Rule, RunnerType,
-    Sensor, TriggerType,
+    Action, ActionAlias, ActionSpec, ConfigSchema, Origin, Pack, PackConfig, Policy, PolicyType,
+    Rule, RunnerType, Sensor, TriggerType,
 };
 
 /// All content known to an engine, keyed by ref. Iteration is in ref order.
@@ -17,7 +19,7 @@ pub struct Catalog {
     runner_types: BTreeMap<String, Arc<RunnerType>>,
     policy_types: BTreeMap<String, Arc<PolicyType>>,
     trigger_types: BTreeMap<String, Arc<TriggerType>>,
-    actions: BTreeMap<String, Arc<Action>>,
+    actions: BTreeMap<String, ActionSlot>,
     rules: BTreeMap<String, Arc<Rule>>,
     sensors: BTreeMap<String, Arc<Sensor>>,
     policies: BTreeMap<String, Arc<Policy>>,
@@ -74,9 +76,87 @@ impl Catalog {
         Self::default()
     }
 
+    /// Look an action up by ref. An action loaded from a pack is compiled from its packed
+    /// metadata on first use (and kept from then on).
+    pub fn action(&self, key: &str) -> Option<&Arc<Action>> {
+        let slot = self.actions.get(key)?;
+        if let Some(action) = slot.live.get() {
+            return Some(action);
+        }
+        let (packed, index) = slot.packed.as_ref()?;
+        let action = packed.compile(&packed.inflate(), *index, self)?;
+        Some(slot.live.get_or_init(|| Arc::new(action)))
+    }
+
+    /// Whether an action `key` is loaded (without compiling a packed one).
+    pub fn has_action(&self, key: &str) -> bool {
+        self.actions.contains_key(key)
+    }
+
+    /// Every action's ref, in order.
+    pub fn action_refs(&self) -> impl Iterator<Item = &str> {
+        self.actions.keys().map(String::as_str)
+    }
+
+    /// Every action, in ref order. Packed actions not used yet are compiled for the caller
+    /// and not kept: listing thousands of actions leaves the catalog as small as it was.
+    pub fn actions(&self) -> impl Iterator<Item = Arc<Action>> + '_ {
+        let mut inflated: Option<(Arc<PackedActions>, String)> = None;
+        self.actions.values().filter_map(move |slot| {
+            if let Some(action) = slot.live.get() {
+                return Some(action.clone());
+            }
+            let (packed, index) = slot.packed.as_ref()?;
+            // Actions of one pack sort together, so one chunk serves a run of them.
+            let text = match &inflated {
+                Some((p, text)) if Arc::ptr_eq(p, packed) => text,
+                _ => &inflated.insert((packed.clone(), packed.inflate())).1,
+            };
+            packed.compile(text, *index, self).map(Arc::new)
+        })
+    }
+
+    /// Add or replace an action; returns the one it replaced.
+    pub fn insert_action(&mut self, action: Action) -> Option<Arc<Action>> {
+        self.insert_shared_action(Arc::new(action))
+    }
+
     /// [`Catalog::insert_action`] of an action already shared.
     pub fn insert_shared_action(&mut self, action: Arc<Action>) -> Option<Arc<Action>> {
-        self.actions.insert(action.reference.clone(), action)
+        let key = action.reference.clone();
+        let old = self.actions.insert(key, ActionSlot::live(action))?;
+        self.compiled(old)
+    }
+
+    /// Add or replace an action kept packed, the `index`th of `packed`; returns the one it
+    /// replaced.
+    pub(crate) fn insert_packed_action(
+        &mut self,
+        reference: String,
+        packed: Arc<PackedActions>,
+        index: u32,
+    ) -> Option<Arc<Action>> {
+        let slot = ActionSlot {
+            packed: Some((packed, index)),
+            live: OnceLock::new(),
+        };
+        let old = self.actions.insert(reference, slot)?;
+        self.compiled(old)
+    }
+
+    /// Remove an action by ref.
+    pub fn remove_action(&mut self, key: &str) -> Option<Arc<Action>> {
+        let old = self.actions.remove(key)?;
+        self.compiled(old)
+    }
+
+    /// The action a slot taken out of the catalog held.
+    fn compiled(&self, slot: ActionSlot) -> Option<Arc<Action>> {
+        if let Some(action) = slot.live.into_inner() {
+            return Some(action);
+        }
+        let (packed, index) = slot.packed?;
+        packed.compile(&packed.inflate(), index, self).map(Arc::new)
     }
 
     accessors!(
@@ -104,15 +184,6 @@ impl Catalog {
         trigger_types,
         insert_trigger_type,
         remove_trigger_type,
-        reference
-    );
-    accessors!(
-        actions,
-        Action,
-        action,
-        actions,
-        insert_action,
-        remove_action,
         reference
     );
     accessors!(
@@ -241,13 +312,128 @@ impl Catalog {
                 .map(|(k, _)| k.clone())
                 .collect()
         }
+        let actions = self
+            .actions
+            .iter()
+            .filter(|(_, slot)| slot.pack() == pack)
+            .map(|(k, _)| k.clone())
+            .collect();
         PackContents {
-            actions: refs(&self.actions, pack, Action::pack),
+            actions,
             rules: refs(&self.rules, pack, Rule::pack),
             sensors: refs(&self.sensors, pack, Sensor::pack),
             trigger_types: refs(&self.trigger_types, pack, TriggerType::pack),
             policies: refs(&self.policies, pack, Policy::pack),
             aliases: refs(&self.aliases, pack, ActionAlias::pack),
         }
+    }
+}
+
+/// One action of the catalog: compiled, or packed until first used.
+#[derive(Debug, Clone)]
+struct ActionSlot {
+    /// Where its metadata is kept, for an action loaded from a pack.
+    packed: Option<(Arc<PackedActions>, u32)>,
+    /// The compiled action (set at once for an action added in code).
+    live: OnceLock<Arc<Action>>,
+}
+
+impl ActionSlot {
+    fn live(action: Arc<Action>) -> Self {
+        ActionSlot {
+            packed: None,
+            live: OnceLock::from(action),
+        }
+    }
+
+    /// The owning pack's ref.
+    fn pack(&self) -> &str {
+        match (self.live.get(), &self.packed) {
+            (Some(action), _) => action.pack(),
+            (None, Some((packed, _))) => &packed.pack.reference,
+            (None, None) => "",
+        }
+    }
+}
+
+/// Actions of one pack as the loader read them, their metadata (as compact JSON) deflated
+/// together, so that the catalog holds a few hundred bytes per action until one is used.
+///
+/// A daemon loads every action of its packs (the AWS pack alone has over 3,000) and runs a
+/// handful: compiled, each would hold its strings, parameter handles and schema for nothing.
+/// Actions are compiled again from this text on first use, by the same code that checked them
+/// when they were loaded.
+pub(crate) struct PackedActions {
+    pack: PackIdentity,
+    /// Per action, `metadata_file`, a NUL and the metadata JSON, concatenated and deflated
+    /// (kept as it is in the unexpected case that deflating fails).
+    text: Box<[u8]>,
+    deflated: bool,
+    /// End of each action's text in the inflated buffer.
+    ends: Box<[usize]>,
+}
+
+impl std::fmt::Debug for PackedActions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedActions")
+            .field("pack", &self.pack.reference)
+            .field("actions", &self.ends.len())
+            .field("bytes", &self.text.len())
+            .finish()
+    }
+}
+
+impl PackedActions {
+    /// Pack `actions`, each its `metadata_file` and its metadata as JSON.
+    pub(crate) fn new(pack: PackIdentity, actions: &[(&str, &str)]) -> Self {
+        let mut text = String::new();
+        let mut ends = Vec::with_capacity(actions.len());
+        for (metadata_file, json) in actions {
+            text.push_str(metadata_file);
+            text.push('\0');
+            text.push_str(json);
+            ends.push(text.len());
+        }
+        let (text, deflated) = match crate::schema::deflate(text.as_bytes()) {
+            Some(packed) => (packed, true),
+            None => (text.into_bytes(), false),
+        };
+        PackedActions {
+            pack,
+            text: text.into_boxed_slice(),
+            deflated,
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
+    /// The concatenated text.
+    fn inflate(&self) -> String {
+        if self.deflated {
+            crate::schema::inflate(&self.text)
+        } else {
+            String::from_utf8_lossy(&self.text).into_owned()
+        }
+    }
+
+    /// Compile the `index`th action of `text` (what [`PackedActions::inflate`] returned),
+    /// against the runner types of `catalog`.
+    fn compile(&self, text: &str, index: u32, catalog: &Catalog) -> Option<Action> {
+        let index = usize::try_from(index).ok()?;
+        let start = match index {
+            0 => 0,
+            i => *self.ends.get(i - 1)?,
+        };
+        let end = *self.ends.get(index)?;
+        let (metadata_file, json) = text.get(start..end)?.split_once('\0')?;
+        let value: serde_json::Value = serde_json::from_str(json).ok()?;
+        // The action passed these checks when it was loaded; they find the same now.
+        let mut issues = Issues::new();
+        let spec = ActionSpec::read(&value, &self.pack, &mut issues)?;
+        let runner = catalog.runner_type(&spec.runner_type).map(|r| &**r);
+        let origin = Origin {
+            pack: self.pack.reference.clone(),
+            metadata_file: metadata_file.to_owned(),
+        };
+        spec.compile(origin, runner, &mut issues)
     }
 }

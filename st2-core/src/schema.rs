@@ -671,7 +671,7 @@ impl ParamMap {
 }
 
 /// `bytes` deflated at the fastest level (a start deflates every action's parameters).
-fn deflate(bytes: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn deflate(bytes: &[u8]) -> Option<Vec<u8>> {
     use std::io::Write;
     let mut encoder = flate2::write::DeflateEncoder::new(
         Vec::with_capacity(bytes.len() / 2),
@@ -682,7 +682,7 @@ fn deflate(bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// What [`deflate`] packed; `{}` if it cannot be read back (it always can: we wrote it).
-fn inflate(bytes: &[u8]) -> String {
+pub(crate) fn inflate(bytes: &[u8]) -> String {
     use std::io::Read;
     let mut text = String::with_capacity(bytes.len() * 3);
     match flate2::read::DeflateDecoder::new(bytes).read_to_string(&mut text) {

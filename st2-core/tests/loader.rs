@@ -575,6 +575,85 @@ fn action_problems() {
 }
 
 #[test]
+fn many_actions_are_kept_packed_and_compiled_when_used() {
+    // More action files than one loader job packs together, so the pack's actions span
+    // several packed chunks; one name is defined twice, in different chunks.
+    let packs = Packs::new();
+    packs.pack("many");
+    for i in 0..75 {
+        packs.file(
+            &format!("many/actions/a{i:02}.yaml"),
+            &format!(
+                "name: act{i:02}\nrunner_type: local-shell-cmd\ndescription: action {i}\n\
+                 parameters:\n  count:\n    type: integer\n    default: {i}\n  cmd:\n    default: echo {i}\n"
+            ),
+        );
+    }
+    packs.file(
+        "many/actions/z_again.yaml",
+        "name: act03\nrunner_type: noop\ndescription: the later one\n",
+    );
+    let report = packs.load();
+    let root = packs.path();
+    let d = only(&report, root, "many/actions/z_again.yaml");
+    assert_eq!(d.severity, Severity::Warning);
+    assert_eq!(
+        d.message,
+        "action `many.act03` is also defined in actions/a03.yaml; this definition replaces it"
+    );
+    assert_eq!((d.line, d.column), (1, 7));
+    assert_eq!(report.error_count(), 0, "{:#?}", report.diagnostics);
+
+    let cat = &report.catalog;
+    assert_eq!(report.contents("many").actions.len(), 75);
+    for i in (0..75).filter(|i| *i != 3) {
+        let reference = format!("many.act{i:02}");
+        assert!(cat.has_action(&reference));
+        let a = cat.action(&reference).unwrap();
+        assert_eq!(a.reference, reference);
+        assert_eq!(a.name, format!("act{i:02}"));
+        assert_eq!(a.pack(), "many");
+        assert_eq!(a.origin.metadata_file, format!("actions/a{i:02}.yaml"));
+        assert_eq!(
+            a.description.as_deref(),
+            Some(format!("action {i}").as_str())
+        );
+        assert_eq!(a.runner_type, "local-shell-cmd");
+        assert_eq!(a.parameters["count"]["default"], json!(i));
+        // The runner's parameters are merged in, the action's defaults winning.
+        let merged = a.schema.properties();
+        assert_eq!(merged["cmd"]["default"], json!(format!("echo {i}")));
+        assert!(merged.contains_key("sudo"));
+        // Compiled once: the same action on every lookup.
+        assert!(std::sync::Arc::ptr_eq(a, cat.action(&reference).unwrap()));
+    }
+    let again = cat.action("many.act03").unwrap();
+    assert_eq!(again.runner_type, "noop");
+    assert_eq!(again.description.as_deref(), Some("the later one"));
+    assert_eq!(again.origin.metadata_file, "actions/z_again.yaml");
+
+    // Listing compiles what is not compiled yet, in ref order, without keeping it.
+    let listed: Vec<_> = cat.actions().filter(|a| a.pack() == "many").collect();
+    assert_eq!(listed.len(), 75);
+    assert!(listed.windows(2).all(|w| w[0].reference < w[1].reference));
+    assert_eq!(listed[40].parameters["count"]["default"], json!(40));
+    assert_eq!(
+        cat.action_refs().filter(|r| r.starts_with("many.")).count(),
+        75
+    );
+    assert!(!cat.has_action("many.nope") && cat.action("many.nope").is_none());
+
+    // A copy of the catalog, and taking actions out of it.
+    let mut copy = cat.clone();
+    let removed = copy.remove_action("many.act70").unwrap();
+    assert_eq!(removed.parameters["count"]["default"], json!(70));
+    assert!(copy.action("many.act70").is_none() && cat.action("many.act70").is_some());
+    let contents = copy.remove_pack("many");
+    assert_eq!(contents.actions.len(), 74);
+    assert!(copy.action("many.act00").is_none() && copy.action("core.local").is_some());
+}
+
+#[test]
 fn tolerated_action_problems_are_warnings() {
     let packs = Packs::new();
     packs.pack("p").file(

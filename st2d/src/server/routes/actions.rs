@@ -20,9 +20,9 @@ fn find(state: &ApiState, key: &str) -> Option<String> {
     state
         .engine
         .catalog()
-        .actions()
-        .find(|a| a.reference == key || content_id("action", &a.reference) == key)
-        .map(|a| a.reference.clone())
+        .action_refs()
+        .find(|r| *r == key || content_id("action", r) == key)
+        .map(str::to_owned)
 }
 
 async fn remember(state: &ApiState, reference: &str, body: Option<Value>) -> Result<(), ApiError> {

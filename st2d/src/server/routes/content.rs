@@ -158,7 +158,7 @@ fn actions(state: &ApiState, parameters: bool) -> Vec<Value> {
         .engine
         .catalog()
         .actions()
-        .map(|a| present::action_with(a, parameters))
+        .map(|a| present::action_with(&a, parameters))
         .collect()
 }
 
@@ -196,12 +196,13 @@ pub async fn get_action(
 /// An action by ref or id, without presenting the others (a catalog may hold thousands).
 fn find_action(state: &ApiState, key: &str) -> Option<Arc<st2_core::model::Action>> {
     let catalog = state.engine.catalog();
-    catalog.action(key).cloned().or_else(|| {
-        catalog
-            .actions()
-            .find(|a| st2_core::engine::snapshot::content_id("action", &a.reference) == key)
-            .cloned()
-    })
+    if let Some(action) = catalog.action(key) {
+        return Some(action.clone());
+    }
+    let reference = catalog
+        .action_refs()
+        .find(|r| st2_core::engine::snapshot::content_id("action", r) == key)?;
+    catalog.action(reference).cloned()
 }
 
 /// Runner parameters with the action's overrides merged in (the action wins per attribute).
