@@ -101,8 +101,24 @@ impl Catalog {
     /// Every action, in ref order. Packed actions not used yet are compiled for the caller
     /// and not kept: listing thousands of actions leaves the catalog as small as it was.
     pub fn actions(&self) -> impl Iterator<Item = Arc<Action>> + '_ {
+        self.compile_each(self.actions.values())
+    }
+
+    /// The actions `refs` names, in that order (refs not loaded are skipped), compiled for the
+    /// caller like [`Catalog::actions`]: one page of a listing.
+    pub fn actions_named<'a>(
+        &'a self,
+        refs: impl IntoIterator<Item = &'a str> + 'a,
+    ) -> impl Iterator<Item = Arc<Action>> + 'a {
+        self.compile_each(refs.into_iter().filter_map(|r| self.actions.get(r)))
+    }
+
+    fn compile_each<'a>(
+        &'a self,
+        slots: impl Iterator<Item = &'a ActionSlot> + 'a,
+    ) -> impl Iterator<Item = Arc<Action>> + 'a {
         let mut inflated: Option<(Arc<PackedActions>, String)> = None;
-        self.actions.values().filter_map(move |slot| {
+        slots.filter_map(move |slot| {
             if let Some(action) = slot.live.get() {
                 return Some(action.clone());
             }

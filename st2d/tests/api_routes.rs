@@ -518,6 +518,38 @@ async fn actions_list_get_and_views() {
     assert!(without.json[0].get("parameters").is_none());
     assert_eq!(without.json[0]["runner_type"], "local-shell-cmd");
 
+    // Filtered and paged by ref alone, only the page is presented; the same list as the
+    // general path (sorting by ref, or filtering on `enabled`) gives.
+    let lean = app.get("/v1/actions?pack=core&limit=3&offset=2").await;
+    let sorted = app
+        .get("/v1/actions?pack=core&limit=3&offset=2&sort=ref")
+        .await;
+    assert_eq!(lean.json.as_array().map(Vec::len), Some(3));
+    assert_eq!(lean.json, sorted.json);
+    assert_eq!(lean.header("x-total-count"), sorted.header("x-total-count"));
+    assert_eq!(lean.header("x-limit"), Some("3"));
+    let all = app.get("/v1/actions?pack=core").await;
+    let enabled = app.get("/v1/actions?pack=core&enabled=true").await;
+    assert_eq!(all.json, enabled.json);
+    let total: usize = all.header("x-total-count").unwrap().parse().unwrap();
+    assert_eq!(all.json.as_array().map(Vec::len), Some(total));
+    let by_id = app
+        .get(&format!(
+            "/v1/actions?id={}",
+            all.json[1]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(by_id.json, json!([all.json[1].clone()]));
+    let by_ref = app.get("/v1/actions?ref=core.local,core.noop").await;
+    let refs: Vec<_> = by_ref
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ref"].clone())
+        .collect();
+    assert_eq!(refs, [json!("core.local"), json!("core.noop")]);
+
     let local = app.get("/v1/actions/core.local").await;
     assert_eq!(local.status, StatusCode::OK);
     for field in [

@@ -169,6 +169,9 @@ pub async fn list_actions(State(state): State<Arc<ApiState>>, RawQuery(q): RawQu
     let params = Params::parse(q.as_deref());
     // A bad projection is reported by `list_of`.
     let parameters = params.projection().map_or(true, |p| p.keeps("parameters"));
+    if params.list("sort").is_empty() && params.bool("enabled")?.is_none() {
+        return list_actions_by_ref(&state, &params, parameters);
+    }
     list_of(
         actions(&state, parameters),
         &params,
@@ -176,6 +179,39 @@ pub async fn list_actions(State(state): State<Arc<ApiState>>, RawQuery(q): RawQu
         None,
         CONTENT_KEYS,
     )
+}
+
+/// [`list_actions`] when only what an action's ref tells (its pack, name, ref and id) filters
+/// the list and no sort is asked: the page is chosen from the refs and only its actions are
+/// presented (the catalog may hold thousands, kept compact until used).
+fn list_actions_by_ref(state: &ApiState, params: &Params, parameters: bool) -> ApiResult {
+    let projection = params.projection()?;
+    let (page, limit) = params.page(None)?;
+    let [packs, names, refs, ids] = ["pack", "name", "ref", "id"].map(|p| params.list(p));
+    let wanted = |values: &[String], v: &str| values.is_empty() || values.iter().any(|w| w == v);
+    let catalog = state.engine.catalog();
+    let matching: Vec<&str> = catalog
+        .action_refs()
+        .filter(|r| {
+            // A ref is `<pack>.<name>`, the pack everything before the first dot.
+            let (pack, name) = r.split_once('.').unwrap_or((r, ""));
+            wanted(&packs, pack)
+                && wanted(&names, name)
+                && wanted(&refs, r)
+                && (ids.is_empty()
+                    || wanted(&ids, &st2_core::engine::snapshot::content_id("action", r)))
+        })
+        .collect();
+    let total = matching.len() as u64;
+    let offset = usize::try_from(page.offset).unwrap_or(usize::MAX);
+    let count = page
+        .limit
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    let shown = catalog
+        .actions_named(matching.into_iter().skip(offset).take(count))
+        .map(|a| projection.apply(present::action_with(&a, parameters), CONTENT_KEYS))
+        .collect();
+    Ok(listing(shown, total, limit))
 }
 
 /// `GET /v1/actions/{ref_or_id}`.
