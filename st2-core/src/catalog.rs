@@ -410,7 +410,7 @@ impl PackedActions {
             text.push_str(json);
             ends.push(text.len());
         }
-        let (text, deflated) = match crate::schema::deflate(text.as_bytes()) {
+        let (text, deflated) = match deflate(text.as_bytes()) {
             Some(packed) => (packed, true),
             None => (text.into_bytes(), false),
         };
@@ -425,7 +425,7 @@ impl PackedActions {
     /// The concatenated text.
     fn inflate(&self) -> String {
         if self.deflated {
-            crate::schema::inflate(&self.text)
+            inflate(&self.text)
         } else {
             String::from_utf8_lossy(&self.text).into_owned()
         }
@@ -443,13 +443,33 @@ impl PackedActions {
         let (metadata_file, json) = text.get(start..end)?.split_once('\0')?;
         let value: serde_json::Value = serde_json::from_str(json).ok()?;
         // The action passed these checks when it was loaded; they find the same now.
-        let mut issues = Issues::new();
-        let spec = ActionSpec::read(&value, &self.pack, &mut issues)?;
+        let spec = ActionSpec::read(&value, &self.pack, &mut Issues::new())?;
         let runner = catalog.runner_type(&spec.runner_type).map(|r| &**r);
         let origin = Origin {
             pack: self.pack.reference.clone(),
             metadata_file: metadata_file.to_owned(),
         };
-        spec.compile(origin, runner, &mut issues)
+        spec.recompile(origin, runner)
+    }
+}
+
+/// `bytes` deflated at the fastest level (a start packs every action of every pack).
+fn deflate(bytes: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(bytes.len() / 4),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(bytes).ok()?;
+    encoder.finish().ok()
+}
+
+/// What [`deflate`] packed; empty if it cannot be read back (it always can: we wrote it).
+fn inflate(bytes: &[u8]) -> String {
+    use std::io::Read;
+    let mut text = String::with_capacity(bytes.len() * 4);
+    match flate2::read::DeflateDecoder::new(bytes).read_to_string(&mut text) {
+        Ok(_) => text,
+        Err(_) => String::new(),
     }
 }

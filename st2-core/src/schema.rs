@@ -611,21 +611,16 @@ pub struct Schema {
 
 /// A `{name: definition}` parameter map held as compact JSON text until it is first read.
 ///
-/// A catalog of thousands of actions (the AWS pack alone declares over 3,000) holds every
-/// action's parameter definitions, and most are never read after loading: as text they take
-/// a fraction of the memory of a parsed map, and deflated (the text of a map of any size is)
-/// less than half of that again. Reading derefs to the parsed map, parsed once and kept.
+/// As text a map takes a fraction of the memory of a parsed one, and many are never read: an
+/// action compiled to be listed is presented from its text. Reading derefs to the parsed map,
+/// parsed once and kept.
 pub struct ParamMap {
-    /// Compact JSON, deflated when `deflated`.
-    text: Box<[u8]>,
-    deflated: bool,
+    /// Compact JSON.
+    text: Box<str>,
     /// Whether the text holds `{{` or `{%` (a default may be a Jinja template).
     templated: bool,
     parsed: OnceLock<Box<Map<String, Value>>>,
 }
-
-/// Texts shorter than this stay as they are: deflate's header and tables would not pay.
-const DEFLATE_FROM: usize = 160;
 
 impl ParamMap {
     /// Keep `map` as text.
@@ -633,17 +628,8 @@ impl ParamMap {
         // A map of JSON values always serialises.
         let json = serde_json::to_string(map).unwrap_or_else(|_| "{}".into());
         let templated = crate::expr::jinja::is_template(&json);
-        let deflated = (json.len() >= DEFLATE_FROM)
-            .then(|| deflate(json.as_bytes()))
-            .flatten()
-            .filter(|packed| packed.len() < json.len());
-        let (text, deflated) = match deflated {
-            Some(packed) => (packed.into_boxed_slice(), true),
-            None => (json.into_bytes().into_boxed_slice(), false),
-        };
         ParamMap {
-            text,
-            deflated,
+            text: json.into_boxed_str(),
             templated,
             parsed: OnceLock::new(),
         }
@@ -651,12 +637,7 @@ impl ParamMap {
 
     /// The map as compact JSON text.
     pub fn as_json(&self) -> Cow<'_, str> {
-        if self.deflated {
-            Cow::Owned(inflate(&self.text))
-        } else {
-            // Only ever built from a `String`.
-            String::from_utf8_lossy(&self.text)
-        }
+        Cow::Borrowed(&self.text)
     }
 
     /// Whether some definition (a default, most likely) may be a Jinja template.
@@ -667,27 +648,6 @@ impl ParamMap {
     fn parse(&self) -> Map<String, Value> {
         // The text was written from a map, so it parses back to the same map.
         serde_json::from_str(&self.as_json()).unwrap_or_default()
-    }
-}
-
-/// `bytes` deflated at the fastest level (a start deflates every action's parameters).
-pub(crate) fn deflate(bytes: &[u8]) -> Option<Vec<u8>> {
-    use std::io::Write;
-    let mut encoder = flate2::write::DeflateEncoder::new(
-        Vec::with_capacity(bytes.len() / 2),
-        flate2::Compression::fast(),
-    );
-    encoder.write_all(bytes).ok()?;
-    encoder.finish().ok()
-}
-
-/// What [`deflate`] packed; `{}` if it cannot be read back (it always can: we wrote it).
-pub(crate) fn inflate(bytes: &[u8]) -> String {
-    use std::io::Read;
-    let mut text = String::with_capacity(bytes.len() * 3);
-    match flate2::read::DeflateDecoder::new(bytes).read_to_string(&mut text) {
-        Ok(_) => text,
-        Err(_) => "{}".into(),
     }
 }
 
@@ -715,7 +675,6 @@ impl Clone for ParamMap {
     fn clone(&self) -> ParamMap {
         ParamMap {
             text: self.text.clone(),
-            deflated: self.deflated,
             templated: self.templated,
             parsed: OnceLock::new(),
         }
@@ -724,7 +683,7 @@ impl Clone for ParamMap {
 
 impl PartialEq for ParamMap {
     fn eq(&self, other: &ParamMap) -> bool {
-        (self.deflated == other.deflated && self.text == other.text) || **self == **other
+        self.text == other.text || **self == **other
     }
 }
 
@@ -1235,8 +1194,8 @@ mod tests {
     }
 
     #[test]
-    fn large_param_maps_are_kept_deflated_and_read_back_whole() {
-        // Forty parameters the way the AWS pack writes them: repetitive, so deflate packs them.
+    fn large_param_maps_are_kept_as_text_and_read_back_whole() {
+        // Forty parameters the way the AWS pack writes them.
         let mut defs = Map::new();
         for i in 0..40 {
             defs.insert(
@@ -1250,13 +1209,6 @@ mod tests {
         );
         let json = serde_json::to_string(&defs).unwrap();
         let kept = ParamMap::new(&defs);
-        assert!(kept.deflated);
-        assert!(
-            kept.text.len() * 2 < json.len(),
-            "{} of {}",
-            kept.text.len(),
-            json.len()
-        );
         assert_eq!(kept.as_json(), json);
         assert!(kept.may_hold_templates());
         assert_eq!(
@@ -1270,9 +1222,7 @@ mod tests {
             kept.clone().keys().next_back().map(String::as_str),
             Some("region")
         );
-        // A short map stays plain text: deflating it would not pay.
         let small = ParamMap::new(&params(json!({"n": {"type": "integer"}})));
-        assert!(!small.deflated);
         assert!(!small.may_hold_templates());
         assert_eq!(small.as_json(), r#"{"n":{"type":"integer"}}"#);
     }

@@ -164,6 +164,22 @@ impl ActionSpec {
         runner: Option<&RunnerType>,
         issues: &mut Issues,
     ) -> Option<Action> {
+        self.build(origin, runner, issues, true)
+    }
+
+    /// [`ActionSpec::compile`] of metadata that compiled before (a packed action of the
+    /// catalog): the warnings it had then are not looked for again.
+    pub(crate) fn recompile(self, origin: Origin, runner: Option<&RunnerType>) -> Option<Action> {
+        self.build(origin, runner, &mut Issues::new(), false)
+    }
+
+    fn build(
+        self,
+        origin: Origin,
+        runner: Option<&RunnerType>,
+        issues: &mut Issues,
+        lint: bool,
+    ) -> Option<Action> {
         let reference = reference::join(&origin.pack, &self.name);
         let Some(runner) = runner else {
             issues.error(
@@ -187,9 +203,10 @@ impl ActionSpec {
         if issues.error_count() > before {
             return None;
         }
-        let merged = schema::merge_parameters(&runner.runner_parameters, &self.parameters);
-        schema::lint_parameters(&merged, self.parameters.keys(), &params_path, issues);
-        drop(merged);
+        if lint {
+            let merged = schema::merge_parameters(&runner.runner_parameters, &self.parameters);
+            schema::lint_parameters(&merged, self.parameters.keys(), &params_path, issues);
+        }
         // The merged definitions are built again when first asked for: thousands of loaded
         // actions are never run, and each would otherwise hold its runner's parameters again.
         let parameters = Arc::new(ParamMap::new(&self.parameters));
