@@ -2,9 +2,6 @@
 //! trigger types, policies and aliases.
 
 use std::fmt;
-use std::sync::LazyLock;
-
-use regex::Regex;
 
 /// The pattern a pack ref must match: lower-case letters, digits and underscores.
 pub const PACK_REF_PATTERN: &str = r"^[a-z0-9_]+$";
@@ -18,12 +15,12 @@ pub const DEFAULT_PACK: &str = "default";
 /// The pack that ships StackStorm's own actions and trigger types.
 pub const SYSTEM_PACK: &str = "core";
 
-static PACK_REF: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(PACK_REF_PATTERN).expect("static regex"));
-
-/// True when `s` is acceptable as a pack ref.
+/// True when `s` is acceptable as a pack ref ([`PACK_REF_PATTERN`], checked without a regex:
+/// a start checks every pack, and a regex would be compiled and cached for it per thread).
 pub fn is_valid_pack_ref(s: &str) -> bool {
-    PACK_REF.is_match(s)
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A `<pack>.<name>` reference. The pack is everything before the *first* dot, so a trigger type
@@ -107,5 +104,6 @@ mod tests {
         assert!(!is_valid_pack_ref("Dummy"));
         assert!(!is_valid_pack_ref("has-dash"));
         assert!(!is_valid_pack_ref(""));
+        assert!(!is_valid_pack_ref("pack\n") && !is_valid_pack_ref("päck"));
     }
 }

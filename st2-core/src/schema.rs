@@ -35,8 +35,12 @@ pub const RUNNER_PARAM_OVERRIDABLE_ATTRS: &[&str] =
 
 static PARAM_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\w+$").expect("static regex"));
 
-/// True when `name` is a valid parameter name (Python's `^\w+$`).
+/// True when `name` is a valid parameter name (Python's `^\w+$`). ASCII names, which are
+/// nearly all, are checked without the regex: a start checks every action's parameters.
 pub fn is_valid_parameter_name(name: &str) -> bool {
+    if name.is_ascii() {
+        return !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    }
     PARAM_NAME.is_match(name)
 }
 
@@ -1191,6 +1195,16 @@ mod tests {
         assert_eq!(kept, ParamMap::from(map.clone()));
         assert_eq!(kept.clone().get("n"), map.get("n"));
         assert!(ParamMap::default().is_empty());
+    }
+
+    #[test]
+    fn parameter_names_are_python_word_characters() {
+        for ok in ["a", "cmd", "_x1", "Param_2", "naïve", "数据", "x\u{0301}"] {
+            assert!(is_valid_parameter_name(ok), "{ok}");
+        }
+        for bad in ["", "bad-name", "a b", "a.b", "ü-x", "x\n"] {
+            assert!(!is_valid_parameter_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

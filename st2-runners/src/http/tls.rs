@@ -1,46 +1,55 @@
 //! TLS for `http-request`: rustls with the `ring` provider, verifying certificates against the
 //! system's roots (`verify_ssl_cert: true`) or accepting any certificate (`false`).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
-/// The rustls configurations the runner's clients use, built once per runner.
-#[derive(Debug)]
+/// The rustls configurations the runner's clients use, each built once per runner when first
+/// needed: the system's roots are read and parsed only once a request verifies a certificate
+/// (a daemon that never runs `http-request` never holds them).
+#[derive(Debug, Default)]
 pub(super) struct TlsConfigs {
     /// Verifies the server's certificate and name against the system's roots, or the reason
     /// the verifier could not be built.
-    verified: Result<ClientConfig, String>,
+    verified: OnceLock<Result<ClientConfig, String>>,
     /// Accepts any certificate (signatures in the handshake are still checked).
-    unverified: Result<ClientConfig, String>,
+    unverified: OnceLock<Result<ClientConfig, String>>,
 }
 
 impl TlsConfigs {
-    /// Both configurations with the `ring` provider.
+    /// No configuration built yet.
     pub(super) fn new() -> Self {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verified = rustls_platform_verifier::Verifier::new(provider.clone())
-            .map_err(|e| format!("the system's certificate verifier is not available: {e}"))
-            .and_then(|verifier| with_verifier(&provider, Arc::new(verifier)));
-        let unverified = with_verifier(&provider, Arc::new(AnyCertificate(provider.clone())));
-        TlsConfigs {
-            verified,
-            unverified,
-        }
+        Self::default()
     }
 
-    /// The configuration for `verify_ssl_cert = verify`.
+    /// The configuration for `verify_ssl_cert = verify`, with the `ring` provider.
     ///
     /// # Errors
     /// Why TLS cannot be configured on this host (no system verifier).
     pub(super) fn config(&self, verify: bool) -> Result<ClientConfig, String> {
+        let provider = || Arc::new(rustls::crypto::ring::default_provider());
         if verify {
-            self.verified.clone()
+            self.verified
+                .get_or_init(|| {
+                    let provider = provider();
+                    rustls_platform_verifier::Verifier::new(provider.clone())
+                        .map_err(|e| {
+                            format!("the system's certificate verifier is not available: {e}")
+                        })
+                        .and_then(|verifier| with_verifier(&provider, Arc::new(verifier)))
+                })
+                .clone()
         } else {
-            self.unverified.clone()
+            self.unverified
+                .get_or_init(|| {
+                    let provider = provider();
+                    with_verifier(&provider, Arc::new(AnyCertificate(provider.clone())))
+                })
+                .clone()
         }
     }
 }
