@@ -229,18 +229,22 @@ pub fn load(options: &LoadOptions) -> LoadReport {
     let mut jobs = Vec::new();
     for kind in ContentKind::ALL {
         for (index, pack) in packs.iter().enumerate() {
-            let files = pack.files(kind, &mut diagnostics);
             if kind == ContentKind::Actions {
-                let mut files = files.into_iter().peekable();
-                while files.peek().is_some() {
+                // Only names: every job is alive until the load ends, and a pack may have
+                // thousands of actions.
+                let mut names = pack
+                    .file_names(kind, &mut diagnostics)
+                    .into_iter()
+                    .peekable();
+                while names.peek().is_some() {
                     jobs.push(Job::Actions {
                         pack: index,
-                        files: files.by_ref().take(ACTIONS_PER_JOB).collect(),
+                        names: names.by_ref().take(ACTIONS_PER_JOB).collect(),
                     });
                 }
                 continue;
             }
-            for file in files {
+            for file in pack.files(kind, &mut diagnostics) {
                 jobs.push(Job::Resource {
                     pack: index,
                     kind,
@@ -324,22 +328,45 @@ struct PackEntry {
 impl PackEntry {
     /// The top-level `*.yaml`/`*.yml` files of one content folder, sorted.
     fn files(&self, kind: ContentKind, diagnostics: &mut Vec<Diagnostic>) -> Vec<FileRef> {
-        let dir_name = kind.dir();
+        self.file_names(kind, diagnostics)
+            .iter()
+            .map(|name| self.file(kind, name))
+            .collect()
+    }
+
+    /// The file `name` of one content folder.
+    fn file(&self, kind: ContentKind, name: &str) -> FileRef {
+        let metadata_file = format!("{}/{name}", kind.dir());
         if self.builtin {
-            return self
+            let text = self
                 .embedded
                 .iter()
-                .filter(|f| {
-                    f.path
-                        .split_once('/')
-                        .is_some_and(|(d, rest)| d == dir_name && !rest.contains('/'))
-                })
-                .map(|f| FileRef {
-                    display: self.display_root.join(f.path),
-                    source: Source::Embedded(f.text),
-                    metadata_file: f.path.to_owned(),
+                .find(|f| f.path == metadata_file)
+                .map_or("", |f| f.text);
+            return FileRef {
+                display: self.display_root.join(&metadata_file),
+                source: Source::Embedded(text),
+                metadata_file,
+            };
+        }
+        let dir = self.dir.as_deref().unwrap_or(Path::new(""));
+        FileRef::disk(dir.join(&metadata_file), metadata_file)
+    }
+
+    /// The names of the top-level `*.yaml`/`*.yml` files of one content folder, sorted.
+    fn file_names(&self, kind: ContentKind, diagnostics: &mut Vec<Diagnostic>) -> Vec<Box<str>> {
+        let dir_name = kind.dir();
+        if self.builtin {
+            let mut names: Vec<Box<str>> = self
+                .embedded
+                .iter()
+                .filter_map(|f| {
+                    let (d, rest) = f.path.split_once('/')?;
+                    (d == dir_name && !rest.contains('/')).then(|| rest.into())
                 })
                 .collect();
+            names.sort();
+            return names;
         }
         let Some(pack_dir) = &self.dir else {
             return Vec::new();
@@ -358,7 +385,7 @@ impl PackEntry {
                 return Vec::new();
             }
         };
-        let mut files: Vec<(String, PathBuf)> = entries
+        let mut names: Vec<Box<str>> = entries
             .filter_map(Result::ok)
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
@@ -369,19 +396,15 @@ impl PackEntry {
                 if kind == ContentKind::Actions && (name == "config.yaml" || name == "config.yml") {
                     return None;
                 }
-                let path = entry.path();
                 // Follow symlinks; skip directories named like YAML files.
-                if !path.is_file() {
+                if !entry.path().is_file() {
                     return None;
                 }
-                Some((name, path))
+                Some(name.into_boxed_str())
             })
             .collect();
-        files.sort();
-        files
-            .into_iter()
-            .map(|(name, path)| FileRef::disk(path, format!("{dir_name}/{name}")))
-            .collect()
+        names.sort();
+        names
     }
 }
 
@@ -683,10 +706,10 @@ enum Job {
         kind: ContentKind,
         file: FileRef,
     },
-    /// Action files of one pack, in order.
+    /// Action files of one pack (their names in `actions/`), in order.
     Actions {
         pack: usize,
-        files: Vec<FileRef>,
+        names: Vec<Box<str>>,
     },
     Config {
         pack: usize,
@@ -802,7 +825,7 @@ fn run_jobs(jobs: &[Job], context: &JobContext<'_>, threads: usize) -> Vec<Outpu
 fn run_job(job: &Job, cx: &JobContext<'_>) -> Output {
     match job {
         Job::Resource { pack, kind, file } => run_resource(*pack, *kind, file, cx),
-        Job::Actions { pack, files } => run_actions(*pack, files, cx),
+        Job::Actions { pack, names } => run_actions(*pack, names, cx),
         Job::Config { pack } => run_config(*pack, cx),
     }
 }
@@ -934,12 +957,13 @@ fn read_resource(
 
 /// Read and check a batch of action files of one pack; keep each action that compiles as its
 /// metadata, packed with the others (compiled again when first used).
-fn run_actions(pack_index: usize, files: &[FileRef], cx: &JobContext<'_>) -> Output {
+fn run_actions(pack_index: usize, names: &[Box<str>], cx: &JobContext<'_>) -> Output {
     let pack = &cx.packs[pack_index];
     let mut diagnostics = Vec::new();
     let mut texts = Vec::new();
     let mut actions = Vec::new();
-    for (i, file) in files.iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
+        let file = &pack.file(ContentKind::Actions, name);
         let Some((doc, value)) =
             read_resource(pack, ContentKind::Actions, file, cx, &mut diagnostics)
         else {
@@ -959,11 +983,14 @@ fn run_actions(pack_index: usize, files: &[FileRef], cx: &JobContext<'_>) -> Out
         place(&file.display, &doc, issues.into_vec(), &mut diagnostics);
         if let Some(action) = action {
             let name = doc.locate(&FieldPath::root().key("name"), Anchor::Value);
-            texts.push((file.metadata_file.as_str(), value.to_string()));
+            texts.push((file.metadata_file.clone(), value.to_string()));
             actions.push((action.reference, name, i));
         }
     }
-    let texts: Vec<(&str, &str)> = texts.iter().map(|(f, t)| (*f, t.as_str())).collect();
+    let texts: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
     let loaded = if actions.is_empty() {
         Loaded::Nothing
     } else {
@@ -1085,16 +1112,20 @@ fn register(
                 }
             }
             Loaded::Actions(loaded) => {
-                let files = match job {
-                    Job::Actions { files, .. } => files.as_slice(),
+                let names = match job {
+                    Job::Actions { names, .. } => names.as_slice(),
                     _ => &[],
                 };
                 for (index, (reference, name, file)) in loaded.actions.into_iter().enumerate() {
                     let packed = loaded.packed.clone();
                     let index = u32::try_from(index).unwrap_or(u32::MAX);
                     if let Some(old) = catalog.insert_packed_action(reference, packed, index) {
-                        let display = files.get(file).map_or(Path::new(""), |f| &f.display);
-                        duplicate_warning((display, name), "action", &*old, diagnostics);
+                        let pack = &packs[output.pack];
+                        let display = names
+                            .get(file)
+                            .map(|n| pack.file(ContentKind::Actions, n).display)
+                            .unwrap_or_default();
+                        duplicate_warning((&display, name), "action", &*old, diagnostics);
                     }
                 }
             }
