@@ -274,3 +274,37 @@ fn serve_runs_an_action_end_to_end_and_stops_on_sigterm() {
     let (status, body) = http(api, "GET", "/v1/user", &[("X-Auth-Token", &token)], "");
     assert_eq!(status, 200, "{body}");
 }
+
+/// `st2d bench webhooks` starts the daemon, posts webhooks for a second and checks that every
+/// accepted one was stored.
+#[test]
+fn the_webhook_bench_counts_what_was_accepted_and_stored() {
+    let out = Command::new(env!("CARGO_BIN_EXE_st2d"))
+        .args(["bench", "webhooks", "--seconds", "1", "--connections", "4"])
+        .output()
+        .expect("run st2d bench webhooks");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| -> u64 {
+        stdout
+            .split_whitespace()
+            .skip_while(|w| *w != name)
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+    };
+    assert!(stdout.starts_with("webhooks/s: "), "{stdout}");
+    assert!(field("accepted:") > 0);
+    assert_eq!(field("errors:"), 0);
+    assert!(field("stored:") >= field("accepted:"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_st2d"))
+        .args(["bench", "webhooks", "--connections", "0"])
+        .output()
+        .expect("run st2d bench webhooks");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--connections"));
+}

@@ -40,6 +40,9 @@ pub enum BenchCommand {
     /// `st2d serve` started again and again: time to the first authenticated answer, idle
     /// memory.
     Serve(super::bench_serve::ServeArgs),
+    /// `st2d serve` taking `POST /v1/webhooks/st2` from keep-alive connections: accepted and
+    /// stored per second.
+    Webhooks(super::bench_webhooks::WebhooksArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,6 +99,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
         BenchCommand::Pipeline(args) => runtime.block_on(pipeline(args)),
         BenchCommand::Workflow(args) => runtime.block_on(super::bench_workflow::run(args)),
         BenchCommand::Serve(args) => super::bench_serve::run(args),
+        BenchCommand::Webhooks(args) => runtime.block_on(super::bench_webhooks::run(args)),
     };
     match ran {
         Ok(()) => ExitCode::SUCCESS,

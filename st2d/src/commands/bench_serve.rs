@@ -34,10 +34,10 @@ pub struct ServeArgs {
     idle_secs: u64,
 }
 
-const USER: &str = "bench";
-const PASSWORD: &str = "password";
+pub(super) const USER: &str = "bench";
+pub(super) const PASSWORD: &str = "password";
 /// `{SHA}` of "password" (htpasswd's SHA-1 form).
-const PASSWORD_SHA: &str = "{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=";
+pub(super) const PASSWORD_SHA: &str = "{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=";
 
 /// What one start measured.
 #[derive(Debug)]
@@ -81,13 +81,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// A free loopback port (bound, read, released).
-fn free_addr() -> anyhow::Result<SocketAddr> {
+pub(super) fn free_addr() -> anyhow::Result<SocketAddr> {
     let l = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(l.local_addr()?)
 }
 
 /// Kills the daemon when the measurement ends, however it ends.
-struct Daemon(Child);
+pub(super) struct Daemon(pub(super) Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -98,46 +98,15 @@ impl Drop for Daemon {
 
 fn start_once(exe: &PathBuf, data: &std::path::Path, args: &ServeArgs) -> anyhow::Result<Sample> {
     let addr = free_addr()?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("serve")
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--users-file")
-        .arg(data.join("users.htpasswd"));
-    for flag in ["--api-listen", "--auth-listen", "--stream-listen"] {
-        cmd.arg(flag).arg(addr.to_string());
-    }
-    for dir in &args.packs_dirs {
-        cmd.arg("--packs-dir").arg(dir);
-    }
-    if let Some(dir) = &args.configs_dir {
-        cmd.arg("--configs-dir").arg(dir);
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
     let began = Instant::now();
-    let mut daemon = Daemon(cmd.spawn().context("starting st2d serve")?);
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-    let token = loop {
-        if began.elapsed() > Duration::from_secs(60) {
-            bail!("st2d serve did not answer within 60 s");
-        }
-        if let Some(status) = daemon.0.try_wait()? {
-            bail!("st2d serve exited early: {status}");
-        }
-        let login = format!(
-            "POST /auth/v1/tokens HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {basic}\r\n\
-             Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-        );
-        match request(addr, &login) {
-            Ok((201, body)) => break token_of(&body)?,
-            Ok((status, body)) if status != 503 => {
-                bail!("login answered {status}: {body}")
-            }
-            _ => std::thread::sleep(Duration::from_millis(2)),
-        }
-    };
+    let mut daemon = spawn_serve(
+        exe,
+        data,
+        addr,
+        &args.packs_dirs,
+        args.configs_dir.as_deref(),
+    )?;
+    let token = log_in(&mut daemon, addr, began)?;
     let get = format!(
         "GET /v1/actions/core.local HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: {token}\r\n\
          Connection: close\r\n\r\n"
@@ -156,6 +125,63 @@ fn start_once(exe: &PathBuf, data: &std::path::Path, args: &ServeArgs) -> anyhow
         anon_mb,
         file_mb,
     })
+}
+
+/// Start `st2d serve` (`exe`) on `data`, with the API, auth and stream all on `addr`.
+pub(super) fn spawn_serve(
+    exe: &PathBuf,
+    data: &std::path::Path,
+    addr: SocketAddr,
+    packs_dirs: &[PathBuf],
+    configs_dir: Option<&std::path::Path>,
+) -> anyhow::Result<Daemon> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--users-file")
+        .arg(data.join("users.htpasswd"));
+    for flag in ["--api-listen", "--auth-listen", "--stream-listen"] {
+        cmd.arg(flag).arg(addr.to_string());
+    }
+    for dir in packs_dirs {
+        cmd.arg("--packs-dir").arg(dir);
+    }
+    if let Some(dir) = configs_dir {
+        cmd.arg("--configs-dir").arg(dir);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    Ok(Daemon(cmd.spawn().context("starting st2d serve")?))
+}
+
+/// Log in as [`USER`] as soon as the daemon answers (within 60 s of `began`); the token.
+pub(super) fn log_in(
+    daemon: &mut Daemon,
+    addr: SocketAddr,
+    began: Instant,
+) -> anyhow::Result<String> {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    loop {
+        if began.elapsed() > Duration::from_secs(60) {
+            bail!("st2d serve did not answer within 60 s");
+        }
+        if let Some(status) = daemon.0.try_wait()? {
+            bail!("st2d serve exited early: {status}");
+        }
+        let login = format!(
+            "POST /auth/v1/tokens HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {basic}\r\n\
+             Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        match request(addr, &login) {
+            Ok((201, body)) => return token_of(&body),
+            Ok((status, body)) if status != 503 => {
+                bail!("login answered {status}: {body}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
 }
 
 /// One HTTP/1.1 exchange with `Connection: close`: the status code and the body.

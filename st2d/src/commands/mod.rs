@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_serve;
+pub mod bench_webhooks;
 pub mod bench_workflow;
 pub mod expr;
 pub mod pack;
