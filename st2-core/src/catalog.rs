@@ -5,7 +5,6 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
-use crate::diagnostic::Issues;
 use crate::model::pack::PackIdentity;
 use crate::model::{
     Action, ActionAlias, ActionSpec, ConfigSchema, Origin, Pack, PackConfig, Policy, PolicyType,
@@ -443,7 +442,7 @@ impl PackedActions {
         let (metadata_file, json) = text.get(start..end)?.split_once('\0')?;
         let value: serde_json::Value = serde_json::from_str(json).ok()?;
         // The action passed these checks when it was loaded; they find the same now.
-        let spec = ActionSpec::read(&value, &self.pack, &mut Issues::new())?;
+        let spec = ActionSpec::reread(&value, &self.pack)?;
         let runner = catalog.runner_type(&spec.runner_type).map(|r| &**r);
         let origin = Origin {
             pack: self.pack.reference.clone(),

@@ -613,16 +613,18 @@ pub struct Schema {
     compiled: OnceLock<Box<Result<Compiled, SchemaError>>>,
 }
 
-/// A `{name: definition}` parameter map held as compact JSON text until it is first read.
+/// A `{name: definition}` parameter map held as compact JSON text until it is first read, or
+/// parsed until its text is first asked for.
 ///
-/// As text a map takes a fraction of the memory of a parsed one, and many are never read: an
-/// action compiled to be listed is presented from its text. Reading derefs to the parsed map,
-/// parsed once and kept.
+/// As text a map takes a fraction of the memory of a parsed one, and many are never read.
+/// An action compiled from the catalog's packed metadata already has the map parsed: it
+/// keeps that, and writes the text only if someone asks for it. Reading derefs to the parsed
+/// map, parsed once and kept.
 pub struct ParamMap {
-    /// Compact JSON.
-    text: Box<str>,
+    /// Compact JSON; set when `parsed` is not.
+    text: OnceLock<Box<str>>,
     /// Whether the text holds `{{` or `{%` (a default may be a Jinja template).
-    templated: bool,
+    templated: OnceLock<bool>,
     parsed: OnceLock<Box<Map<String, Value>>>,
 }
 
@@ -633,20 +635,38 @@ impl ParamMap {
         let json = serde_json::to_string(map).unwrap_or_else(|_| "{}".into());
         let templated = crate::expr::jinja::is_template(&json);
         ParamMap {
-            text: json.into_boxed_str(),
-            templated,
+            text: OnceLock::from(json.into_boxed_str()),
+            templated: OnceLock::from(templated),
             parsed: OnceLock::new(),
+        }
+    }
+
+    /// Keep `map` parsed; its text is written when first asked for.
+    pub fn parsed(map: Map<String, Value>) -> ParamMap {
+        ParamMap {
+            text: OnceLock::new(),
+            templated: OnceLock::new(),
+            parsed: OnceLock::from(Box::new(map)),
         }
     }
 
     /// The map as compact JSON text.
     pub fn as_json(&self) -> Cow<'_, str> {
-        Cow::Borrowed(&self.text)
+        Cow::Borrowed(self.text.get_or_init(|| {
+            // Without text the map is parsed, and a map of JSON values always serialises.
+            let map = self.parsed.get().map(|m| serde_json::to_string(&**m));
+            match map {
+                Some(Ok(json)) => json.into_boxed_str(),
+                _ => "{}".into(),
+            }
+        }))
     }
 
     /// Whether some definition (a default, most likely) may be a Jinja template.
     pub fn may_hold_templates(&self) -> bool {
-        self.templated
+        *self
+            .templated
+            .get_or_init(|| crate::expr::jinja::is_template(&self.as_json()))
     }
 
     fn parse(&self) -> Map<String, Value> {
@@ -677,17 +697,28 @@ impl Default for ParamMap {
 
 impl Clone for ParamMap {
     fn clone(&self) -> ParamMap {
+        let copy =
+            |text: Option<&Box<str>>| text.cloned().map_or_else(OnceLock::new, OnceLock::from);
         ParamMap {
-            text: self.text.clone(),
-            templated: self.templated,
-            parsed: OnceLock::new(),
+            text: copy(self.text.get()),
+            templated: self
+                .templated
+                .get()
+                .copied()
+                .map_or_else(OnceLock::new, OnceLock::from),
+            // Without text, the parsed map is all there is.
+            parsed: match self.text.get() {
+                Some(_) => OnceLock::new(),
+                None => OnceLock::from(Box::new((**self).clone())),
+            },
         }
     }
 }
 
 impl PartialEq for ParamMap {
     fn eq(&self, other: &ParamMap) -> bool {
-        self.text == other.text || **self == **other
+        matches!((self.text.get(), other.text.get()), (Some(a), Some(b)) if a == b)
+            || **self == **other
     }
 }
 
@@ -1236,6 +1267,15 @@ mod tests {
             kept.clone().keys().next_back().map(String::as_str),
             Some("region")
         );
+        // Kept parsed, the text is written when asked for and reads the same.
+        let parsed = ParamMap::parsed(defs.clone());
+        assert!(parsed.text.get().is_none());
+        assert!(parsed.may_hold_templates());
+        assert_eq!(parsed.as_json(), json);
+        assert_eq!(parsed, kept);
+        let copy = ParamMap::parsed(defs.clone()).clone();
+        assert_eq!(*copy, defs);
+        assert_eq!(copy.as_json(), json);
         let small = ParamMap::new(&params(json!({"n": {"type": "integer"}})));
         assert!(!small.may_hold_templates());
         assert_eq!(small.as_json(), r#"{"n":{"type":"integer"}}"#);

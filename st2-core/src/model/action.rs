@@ -126,6 +126,21 @@ impl ActionSpec {
     /// Read action metadata, checking every field the way StackStorm's action schema does
     /// (unknown fields are rejected).
     pub(crate) fn read(value: &Value, pack: &PackIdentity, issues: &mut Issues) -> Option<Self> {
+        Self::read_with(value, pack, issues, true)
+    }
+
+    /// [`ActionSpec::read`] of metadata read before (a packed action of the catalog): the
+    /// parameter and output schemas, checked then, are not walked again.
+    pub(crate) fn reread(value: &Value, pack: &PackIdentity) -> Option<Self> {
+        Self::read_with(value, pack, &mut Issues::new(), false)
+    }
+
+    fn read_with(
+        value: &Value,
+        pack: &PackIdentity,
+        issues: &mut Issues,
+        check_schemas: bool,
+    ) -> Option<Self> {
         let mut f = Fields::of(value, FieldPath::root(), "action metadata", issues)?;
         check_pack_field(&mut f, pack, issues);
         let name = f.req_str("name", issues);
@@ -134,12 +149,16 @@ impl ActionSpec {
         let runner_type = f.req_str("runner_type", issues);
         let entry_point = f.str("entry_point", issues).unwrap_or_default().to_owned();
         let parameters = f.object("parameters", issues).cloned().unwrap_or_default();
-        schema::check_parameters(&parameters, &f.child("parameters"), issues);
+        if check_schemas {
+            schema::check_parameters(&parameters, &f.child("parameters"), issues);
+        }
         let output_schema = f
             .object("output_schema", issues)
             .cloned()
             .unwrap_or_default();
-        check_output_schema(&output_schema, &f.child("output_schema"), issues);
+        if check_schemas {
+            check_output_schema(&output_schema, &f.child("output_schema"), issues);
+        }
         let notify = read_notify(&mut f, issues);
         let tags = read_tags(&mut f, issues);
         f.accept(&["metadata_file", "id", "ref", "uid"]);
@@ -209,7 +228,7 @@ impl ActionSpec {
         }
         // The merged definitions are built again when first asked for: thousands of loaded
         // actions are never run, and each would otherwise hold its runner's parameters again.
-        let parameters = Arc::new(ParamMap::new(&self.parameters));
+        let parameters = Arc::new(ParamMap::parsed(self.parameters));
         let compiled =
             Schema::for_merged_parameters(runner.runner_parameters.clone(), parameters.clone());
         Some(Action {
