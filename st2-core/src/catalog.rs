@@ -149,7 +149,7 @@ impl Catalog {
         &mut self,
         reference: String,
         packed: Arc<PackedActions>,
-        index: u32,
+        index: usize,
     ) -> Option<Arc<Action>> {
         let slot = ActionSlot {
             packed: Some((packed, index)),
@@ -348,7 +348,7 @@ impl Catalog {
 #[derive(Debug, Clone)]
 struct ActionSlot {
     /// Where its metadata is kept, for an action loaded from a pack.
-    packed: Option<(Arc<PackedActions>, u32)>,
+    packed: Option<(Arc<PackedActions>, usize)>,
     /// The compiled action (set at once for an action added in code).
     live: OnceLock<Arc<Action>>,
 }
@@ -400,7 +400,7 @@ impl std::fmt::Debug for PackedActions {
 
 impl PackedActions {
     /// Pack `actions`, each its `metadata_file` and its metadata as JSON.
-    pub(crate) fn new(pack: PackIdentity, actions: &[(&str, &str)]) -> Self {
+    pub(crate) fn new(pack: PackIdentity, actions: &[(String, String)]) -> Self {
         let mut text = String::new();
         let mut ends = Vec::with_capacity(actions.len());
         for (metadata_file, json) in actions {
@@ -432,8 +432,7 @@ impl PackedActions {
 
     /// Compile the `index`th action of `text` (what [`PackedActions::inflate`] returned),
     /// against the runner types of `catalog`.
-    fn compile(&self, text: &str, index: u32, catalog: &Catalog) -> Option<Action> {
-        let index = usize::try_from(index).ok()?;
+    fn compile(&self, text: &str, index: usize, catalog: &Catalog) -> Option<Action> {
         let start = match index {
             0 => 0,
             i => *self.ends.get(i - 1)?,

@@ -697,19 +697,13 @@ impl Default for ParamMap {
 
 impl Clone for ParamMap {
     fn clone(&self) -> ParamMap {
-        let copy =
-            |text: Option<&Box<str>>| text.cloned().map_or_else(OnceLock::new, OnceLock::from);
         ParamMap {
-            text: copy(self.text.get()),
-            templated: self
-                .templated
-                .get()
-                .copied()
-                .map_or_else(OnceLock::new, OnceLock::from),
-            // Without text, the parsed map is all there is.
+            text: self.text.clone(),
+            templated: self.templated.clone(),
+            // A copy with text parses when read; without text the parsed map is all there is.
             parsed: match self.text.get() {
                 Some(_) => OnceLock::new(),
-                None => OnceLock::from(Box::new((**self).clone())),
+                None => self.parsed.clone(),
             },
         }
     }

@@ -762,8 +762,8 @@ struct Output {
 #[derive(Debug)]
 struct LoadedActions {
     packed: Arc<PackedActions>,
-    /// Per action packed, in order: its ref, where its name is and the index of its file in
-    /// the job's files.
+    /// Per action packed, in order: its ref, where its name is and the index of its file's
+    /// name in the job's names.
     actions: Vec<(String, Position, usize)>,
 }
 
@@ -987,10 +987,6 @@ fn run_actions(pack_index: usize, names: &[Box<str>], cx: &JobContext<'_>) -> Ou
             actions.push((action.reference, name, i));
         }
     }
-    let texts: Vec<(&str, &str)> = texts
-        .iter()
-        .map(|(f, t)| (f.as_str(), t.as_str()))
-        .collect();
     let loaded = if actions.is_empty() {
         Loaded::Nothing
     } else {
@@ -1118,7 +1114,6 @@ fn register(
                 };
                 for (index, (reference, name, file)) in loaded.actions.into_iter().enumerate() {
                     let packed = loaded.packed.clone();
-                    let index = u32::try_from(index).unwrap_or(u32::MAX);
                     if let Some(old) = catalog.insert_packed_action(reference, packed, index) {
                         let pack = &packs[output.pack];
                         let display = names
