@@ -44,6 +44,7 @@
 pub mod announcement;
 pub mod chain;
 pub mod command_line;
+mod direct;
 pub mod http;
 pub mod inquirer;
 pub mod local;

@@ -14,6 +14,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+use crate::direct;
+
 /// How long a process group gets between SIGTERM and SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(1);
 /// How long the output readers get to drain once the group is dead.
@@ -106,10 +108,55 @@ pub(crate) async fn run(
     sink: Arc<dyn OutputSink>,
     cancel: &Cancellation,
 ) -> std::io::Result<ProcessResult> {
+    run_with(spec, sink, cancel, true).await
+}
+
+/// [`run`], starting the line's program without bash when `direct` and
+/// [`direct::plan`] says bash would only replace itself with it.
+async fn run_with(
+    spec: ProcessSpec,
+    sink: Arc<dyn OutputSink>,
+    cancel: &Cancellation,
+    direct: bool,
+) -> std::io::Result<ProcessResult> {
+    if let Some(plan) = direct
+        .then(|| {
+            direct::plan(
+                &spec.command,
+                spec.cwd.as_deref(),
+                &spec.env,
+                std::env::vars_os(),
+            )
+        })
+        .flatten()
+        .filter(|plan| {
+            plan.make_executable
+                .as_deref()
+                .is_none_or(|script| direct::add_execute_bits(script).is_ok())
+        })
+    {
+        let mut command = Command::new(&plan.program);
+        command.arg0(&plan.arg0).args(&plan.args);
+        prepare(&mut command, &spec);
+        for name in &plan.remove {
+            command.env_remove(name);
+        }
+        command.envs(plan.set.iter().map(|(k, v)| (k, v)));
+        // A program that does not start (a script without `#!`, no permission) goes to
+        // bash, which runs it or reports it in its own words.
+        if let Ok(child) = spawn_in_group(command) {
+            return supervise_child(child, spec.stdin, spec.timeout, true, sink, cancel).await;
+        }
+    }
     let mut command = Command::new(shell());
+    command.arg("-c").arg(&spec.command);
+    prepare(&mut command, &spec);
+    supervise(command, spec.stdin, spec.timeout, true, sink, cancel).await
+}
+
+/// Standard input, the `env` variables and the working directory of `spec`.
+fn prepare(command: &mut Command, spec: &ProcessSpec) {
     command
-        .arg("-c")
-        .arg(&spec.command)
         .stdin(if spec.stdin.is_some() {
             Stdio::piped()
         } else {
@@ -119,7 +166,6 @@ pub(crate) async fn run(
     if let Some(cwd) = &spec.cwd {
         command.current_dir(cwd);
     }
-    supervise(command, spec.stdin, spec.timeout, true, sink, cancel).await
 }
 
 /// Run `command` (its program, arguments, environment and standard input set by the caller)
@@ -131,21 +177,37 @@ pub(crate) async fn run(
 /// # Errors
 /// The process could not be started.
 pub(crate) async fn supervise(
-    mut command: Command,
+    command: Command,
     stdin_text: Option<String>,
     timeout: Duration,
     collect: bool,
     sink: Arc<dyn OutputSink>,
     cancel: &Cancellation,
 ) -> std::io::Result<ProcessResult> {
+    let child = spawn_in_group(command)?;
+    supervise_child(child, stdin_text, timeout, collect, sink, cancel).await
+}
+
+/// Start `command` in a new process group with its output piped.
+fn spawn_in_group(mut command: Command) -> std::io::Result<Child> {
     command
         .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command.spawn()?;
-    // The command holds the parent's copies of what it gave the child (a socket as standard
-    // input): closing them lets the other end see the child's end of file.
-    drop(command);
+    // Dropping the command afterwards closes the parent's copies of what it gave the child
+    // (a socket as standard input), so the other end sees the child's end of file.
+    command.spawn()
+}
+
+/// [`supervise`] a started child.
+async fn supervise_child(
+    mut child: Child,
+    stdin_text: Option<String>,
+    timeout: Duration,
+    collect: bool,
+    sink: Arc<dyn OutputSink>,
+    cancel: &Cancellation,
+) -> std::io::Result<ProcessResult> {
     let pid = child
         .id()
         .and_then(|id| i32::try_from(id).ok())
@@ -306,5 +368,151 @@ impl Reader {
             task.abort();
         }
         std::mem::take(&mut *self.text.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use st2_core::runner::DiscardOutput;
+
+    async fn both_ways(
+        command: &str,
+        cwd: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> (ProcessResult, ProcessResult) {
+        let spec = || ProcessSpec {
+            command: command.to_owned(),
+            cwd: cwd.map(Path::to_path_buf),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            stdin: None,
+            timeout: Duration::from_secs(20),
+        };
+        let cancel = Cancellation::never();
+        let direct = run_with(spec(), Arc::new(DiscardOutput), &cancel, true)
+            .await
+            .expect("runs");
+        let bash = run_with(spec(), Arc::new(DiscardOutput), &cancel, false)
+            .await
+            .expect("runs");
+        (direct, bash)
+    }
+
+    /// `local-shell-script`'s line: the script made executable as `chmod +x` makes it, then
+    /// run, the same either way.
+    #[tokio::test]
+    async fn a_script_made_executable_and_run_behaves_as_under_bash() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let with_shebang = dir.path().join("with.sh");
+        std::fs::write(
+            &with_shebang,
+            "#!/bin/sh\necho \"$0 $# $*\"; echo err >&2; exit 3\n",
+        )
+        .expect("write");
+        let without = dir.path().join("without.sh");
+        std::fs::write(&without, "echo \"no shebang $1\"\n").expect("write");
+        for script in [&with_shebang, &without] {
+            let text = script.to_string_lossy().into_owned();
+            let line = format!("chmod +x {text} ; {text} one 'two words'");
+            let mut results = Vec::new();
+            for direct in [true, false] {
+                std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o600))
+                    .expect("chmod");
+                let spec = ProcessSpec {
+                    command: line.clone(),
+                    cwd: None,
+                    env: Vec::new(),
+                    stdin: None,
+                    timeout: Duration::from_secs(20),
+                };
+                let run = run_with(
+                    spec,
+                    Arc::new(DiscardOutput),
+                    &Cancellation::never(),
+                    direct,
+                )
+                .await
+                .expect("runs");
+                let mode = std::fs::metadata(script)
+                    .expect("stat")
+                    .permissions()
+                    .mode();
+                results.push((run.exit_code, run.stdout, run.stderr, mode & 0o7777));
+            }
+            assert_eq!(results[0], results[1], "{line}");
+            assert_ne!(results[0].3 & 0o100, 0, "made executable");
+        }
+    }
+
+    fn sorted_lines(text: &str) -> Vec<&str> {
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort_unstable();
+        lines
+    }
+
+    /// A line run without bash prints, exits and sees the environment exactly as under
+    /// `bash -c` (up to the order of the variables).
+    #[tokio::test]
+    async fn a_program_started_directly_behaves_as_under_bash() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).expect("mkdir");
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).expect("symlink");
+        let no_shebang = real.join("plain.sh");
+        std::fs::write(
+            &no_shebang,
+            "echo from a script without a shebang\nexit 4\n",
+        )
+        .expect("write");
+        let bad_interpreter = real.join("bad.sh");
+        std::fs::write(&bad_interpreter, "#!/no/such/interpreter\n").expect("write");
+        let not_executable = real.join("data.txt");
+        std::fs::write(&not_executable, "x").expect("write");
+        for file in [&no_shebang, &bad_interpreter] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let link = dir.path().join("link");
+        type Case<'a> = (&'a str, Option<&'a Path>, Vec<(&'a str, &'a str)>);
+        let cases: Vec<Case> = vec![
+            ("true", None, vec![]),
+            ("false", None, vec![]),
+            ("echo hello 'a  b' \"c d\" ''", None, vec![]),
+            ("env", None, vec![]),
+            ("env", Some(&real), vec![("SHLVL", "5"), ("OLDPWD", "/tmp")]),
+            ("env", Some(&real), vec![("OLDPWD", "/no/such/dir")]),
+            ("env", Some(&real), vec![("OLDPWD", "")]),
+            ("env", Some(&link), vec![("SHLVL", "-3")]),
+            ("env", Some(&real), vec![("PWD", "/definitely/elsewhere")]),
+            ("printenv PWD SHLVL _ OLDPWD", Some(&link), vec![]),
+            ("ls /no/such/file", None, vec![]),
+            ("sh -c 'echo out; echo err >&2; exit 7'", None, vec![]),
+            ("./plain.sh", Some(&real), vec![]),
+            ("./bad.sh", Some(&real), vec![]),
+            ("./data.txt", Some(&real), vec![]),
+            ("no-such-program-anywhere --x", None, vec![]),
+        ];
+        let inherited: Vec<_> = std::env::vars_os().collect();
+        for (command, cwd, env) in cases {
+            let owned: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let planned = direct::plan(command, cwd, &owned, inherited.clone()).is_some();
+            let expected = !matches!(command, "no-such-program-anywhere --x" | "./data.txt");
+            assert_eq!(planned, expected, "{command}: planned");
+            let (direct, bash) = both_ways(command, cwd, &env).await;
+            assert_eq!(direct.exit_code, bash.exit_code, "{command}");
+            assert_eq!(direct.stderr, bash.stderr, "{command}");
+            assert_eq!(
+                sorted_lines(&direct.stdout),
+                sorted_lines(&bash.stdout),
+                "{command}"
+            );
+        }
     }
 }
