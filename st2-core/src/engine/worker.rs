@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -41,6 +42,8 @@ struct EngineOutput {
     execution_id: String,
     action_ref: String,
     runner_ref: String,
+    /// Whether a line was emitted (then the run's end waits until the lines are stored).
+    emitted: AtomicBool,
 }
 
 impl std::fmt::Debug for EngineOutput {
@@ -53,6 +56,7 @@ impl std::fmt::Debug for EngineOutput {
 
 impl OutputSink for EngineOutput {
     fn emit(&self, output_type: OutputType, data: &str) {
+        self.emitted.store(true, Ordering::Relaxed);
         let chunk = NewOutput {
             execution_id: self.execution_id.clone(),
             action_ref: self.action_ref.clone(),
@@ -293,6 +297,8 @@ fn holder_item(record: &ExecutionRecord) -> Option<i64> {
 /// datastore).
 struct Prepared {
     context: RunContext,
+    /// The context's output sink.
+    output: Arc<EngineOutput>,
 }
 
 /// What [`prepare_run`] reads of the execution (not the whole record: its snapshots stay
@@ -421,8 +427,10 @@ fn prepare_run(
         execution_id: id.clone(),
         action_ref,
         runner_ref: runner_type.name.clone(),
+        emitted: AtomicBool::new(false),
     });
     Ok(Prepared {
+        output: Arc::clone(&output),
         context: RunContext {
             execution_id: id.clone(),
             action,
@@ -575,13 +583,17 @@ async fn run_started(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(running.id.clone(), canceller.clone());
-    let outcome = run_runner(inner, lease, &running, resume, cancellation, &canceller).await;
+    let (outcome, emitted) =
+        run_runner(inner, lease, &running, resume, cancellation, &canceller).await;
     inner
         .cancellers
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&running.id);
-    flush_output(inner).await;
+    if emitted {
+        // The final status is written once its output is stored.
+        flush_output(inner).await;
+    }
     let Some((status, result, extra_context)) = outcome else {
         return Ok(RunEnd::Left);
     };
@@ -770,6 +782,7 @@ fn action_trigger_request(
 /// Run the runner in its own task (a panic fails the execution, not the engine), extending
 /// the lease while it runs and noticing a cancel requested elsewhere. `None` when the engine
 /// stopped a runner that resumes after a crash (it is left as it is, to continue later).
+/// Also whether the run emitted output.
 async fn run_runner(
     inner: &Arc<Inner>,
     lease: &Lease,
@@ -777,6 +790,31 @@ async fn run_runner(
     resume: Option<Value>,
     cancellation: crate::runner::Cancellation,
     canceller: &Canceller,
+) -> (Option<(ExecutionStatus, Value, Map<String, Value>)>, bool) {
+    let mut output = None;
+    let outcome = run_runner_with(
+        inner,
+        lease,
+        record,
+        resume,
+        cancellation,
+        canceller,
+        &mut output,
+    )
+    .await;
+    let emitted = output.is_some_and(|o: Arc<EngineOutput>| o.emitted.load(Ordering::Relaxed));
+    (outcome, emitted)
+}
+
+/// [`run_runner`], leaving the run's output sink in `output` once it is prepared.
+async fn run_runner_with(
+    inner: &Arc<Inner>,
+    lease: &Lease,
+    record: &ExecutionRecord,
+    resume: Option<Value>,
+    cancellation: crate::runner::Cancellation,
+    canceller: &Canceller,
+    output: &mut Option<Arc<EngineOutput>>,
 ) -> Option<(ExecutionStatus, Value, Map<String, Value>)> {
     let input = RunInput::of(record);
     let prepared = if prepares_inline(inner, &input) {
@@ -795,6 +833,7 @@ async fn run_runner(
         Ok(Ok(p)) => p,
         Ok(Err(message)) | Err(message) => return Some(failed(message)),
     };
+    *output = Some(Arc::clone(&prepared.output));
     let runner_name = prepared.context.runner_type.name.clone();
     let Some(runner) = inner.runners.get(&runner_name).cloned() else {
         return Some(failed(format!(
