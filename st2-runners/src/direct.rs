@@ -320,7 +320,8 @@ pub(crate) fn plan(
     let mut words = last.into_iter();
     let arg0 = words.next()?;
     let args: Vec<String> = words.collect();
-    if arg0.is_empty() || arg0.contains('=') {
+    // An assignment, or a job spec (`%1` is `fg %1` to bash).
+    if arg0.is_empty() || arg0.contains('=') || arg0.starts_with('%') {
         return None;
     }
     if BUILTINS.contains(&arg0.as_str()) && !builtin_matches_program(&arg0, &args) {
@@ -511,6 +512,8 @@ mod tests {
             "echo -n x",
             "echo 'a\\nb'",
             "X=1 env",
+            "%1",
+            "%true",
             "no-such-program-anywhere",
             "./missing",
         ] {
