@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value, json};
 use st2_core::store::{Page, SortOrder, Timestamp, TriggerInstanceFilter};
 
-use super::{json, listing};
+use super::{json, listing, listing_each};
 use crate::server::ApiState;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::present;
@@ -209,9 +209,8 @@ fn list_actions_by_ref(state: &ApiState, params: &Params, parameters: bool) -> A
         .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
     let shown = catalog
         .actions_named(matching.into_iter().skip(offset).take(count))
-        .map(|a| projection.apply(present::action_with(&a, parameters), CONTENT_KEYS))
-        .collect();
-    Ok(listing(shown, total, limit))
+        .map(|a| projection.apply(present::action_with(&a, parameters), CONTENT_KEYS));
+    Ok(listing_each(shown, total, limit))
 }
 
 /// `GET /v1/actions/{ref_or_id}`.

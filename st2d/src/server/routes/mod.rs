@@ -185,7 +185,33 @@ pub(crate) fn json(status: StatusCode, value: &Value) -> Response {
 
 /// A list with `X-Total-Count` (and `X-Limit` when a limit applied).
 pub(crate) fn listing(items: Vec<Value>, total: u64, limit: Option<u64>) -> Response {
-    let mut response = json(StatusCode::OK, &Value::Array(items));
+    listing_each(items, total, limit)
+}
+
+/// [`listing`] of items made one at a time: each is written out and dropped before the next
+/// is made, so a long list (every action of a large catalog, megabytes of JSON) never exists
+/// as a tree of values, only as its text. The text is the same as the array's.
+pub(crate) fn listing_each(
+    items: impl IntoIterator<Item = Value>,
+    total: u64,
+    limit: Option<u64>,
+) -> Response {
+    let mut text = Vec::with_capacity(2);
+    text.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            text.push(b',');
+        }
+        // Writing a value to memory cannot fail (its keys are strings).
+        let _ = serde_json::to_writer(&mut text, &item);
+    }
+    text.push(b']');
+    let mut response = (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text,
+    )
+        .into_response();
     let headers = response.headers_mut();
     headers.insert("x-total-count", HeaderValue::from(total));
     if let Some(l) = limit {
