@@ -2,11 +2,11 @@
 //!
 //! `bash -c 'date -u'` parses the line, finds `date` on `PATH` and, as the line is one simple
 //! command, replaces itself with it (`execve`, no fork). The program then sees what bash left
-//! behind: its arguments, the inherited environment with `PWD`, `SHLVL` and `_` set and
-//! an `OLDPWD` that names no directory gone, and nothing else of bash. Starting bash costs more than most such programs
-//! (a dynamically linked process, locale and terminal set-up, its start-up files checks), so
-//! for a line that is plainly one command made of literal words a [`Plan`] starts the program
-//! itself with exactly that environment. Anything else — a `$`, a glob, a redirection, an
+//! behind: its arguments, the inherited environment with `PWD`, `SHLVL` and `_` set and an
+//! `OLDPWD` that names no directory gone, and nothing else of bash. Starting bash costs more
+//! than most such programs (a dynamically linked process, locale and terminal set-up, its
+//! start-up files checks), so for a line that is plainly one command made of literal words a
+//! [`Plan`] starts the program itself with exactly that environment. Anything else — a `$`, a glob, a redirection, an
 //! operator, a builtin or keyword, a variable bash treats specially, a program not found
 //! as bash would find it — has no plan, and the line goes to bash as before; so does a plan
 //! whose program fails to start (a script without `#!`, a permission problem), which lets
@@ -24,8 +24,9 @@ use std::path::{Path, PathBuf};
 /// How to start a line's program directly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Plan {
-    /// A file to `chmod +x` first (see [`add_execute_bits`]).
-    pub make_executable: Option<PathBuf>,
+    /// Whether the program (a script) is to be made executable first (see
+    /// [`add_execute_bits`]).
+    pub make_executable: bool,
     /// The file to execute (as bash would find it).
     pub program: PathBuf,
     /// `argv[0]`: the command word as written.
@@ -305,15 +306,15 @@ pub(crate) fn plan(
     let last = commands.pop()?;
     // `chmod +x SCRIPT ; SCRIPT …` (local-shell-script): bash runs `chmod`, then replaces
     // itself with the script.
-    let make_executable = match commands.as_slice() {
-        [] => None,
+    let chmod_first = match commands.as_slice() {
+        [] => false,
         [chmod]
             if chmod.len() == 3
                 && chmod[0] == "chmod"
                 && chmod[1] == "+x"
                 && last.first() == Some(&chmod[2]) =>
         {
-            Some(chmod[2].clone())
+            true
         }
         _ => return None,
     };
@@ -356,7 +357,7 @@ pub(crate) fn plan(
             here.join(&arg0)
         };
         // A script about to be made executable only has to be a file.
-        let startable = if make_executable.is_some() {
+        let startable = if chmod_first {
             std::fs::metadata(&file).is_ok_and(|m| m.is_file())
         } else {
             is_executable_file(&file)
@@ -365,19 +366,15 @@ pub(crate) fn plan(
             return None;
         }
         file
-    } else if make_executable.is_some() {
+    } else if chmod_first {
         return None;
     } else {
         find_program(&arg0, final_env.get(OsStr::new("PATH"))?)?
     };
-    let make_executable = match make_executable {
-        Some(_) => {
-            // The `chmod` bash would find, else bash reports it.
-            find_program("chmod", final_env.get(OsStr::new("PATH"))?)?;
-            Some(program.clone())
-        }
-        None => None,
-    };
+    // The `chmod` bash would find, else bash reports it.
+    if chmod_first {
+        find_program("chmod", final_env.get(OsStr::new("PATH"))?)?;
+    }
     let pwd = match final_env.get(OsStr::new("PWD")) {
         Some(pwd) if Path::new(pwd).is_absolute() && same_file(Path::new(pwd), &here) => {
             pwd.clone()
@@ -395,7 +392,7 @@ pub(crate) fn plan(
         .get(OsStr::new("OLDPWD"))
         .is_some_and(|old| !old.is_empty() && here.join(old).is_dir());
     Some(Plan {
-        make_executable,
+        make_executable: chmod_first,
         program,
         arg0,
         args,
@@ -559,7 +556,8 @@ mod tests {
             base.clone(),
         )
         .expect("planned");
-        assert_eq!(p.make_executable.as_deref(), Some(script.as_path()));
+        assert!(p.make_executable);
+        assert_eq!(p.program, script);
         assert_eq!(p.args, ["a", "b c"]);
         let p = plan(
             "chmod +x ./s.sh ; ./s.sh",
@@ -568,7 +566,8 @@ mod tests {
             base.clone(),
         )
         .expect("planned");
-        assert_eq!(p.make_executable.as_deref(), Some(script.as_path()));
+        assert!(p.make_executable);
+        assert_eq!(p.program, script);
         assert_eq!(p.arg0, "./s.sh");
         for line in [
             format!("chmod +x {text} ; /bin/true"),

@@ -129,11 +129,7 @@ async fn run_with(
             )
         })
         .flatten()
-        .filter(|plan| {
-            plan.make_executable
-                .as_deref()
-                .is_none_or(|script| direct::add_execute_bits(script).is_ok())
-        })
+        .filter(|plan| !plan.make_executable || direct::add_execute_bits(&plan.program).is_ok())
     {
         let mut command = Command::new(&plan.program);
         command.arg0(&plan.arg0).args(&plan.args);

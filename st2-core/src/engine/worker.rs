@@ -43,7 +43,7 @@ struct EngineOutput {
     action_ref: String,
     runner_ref: String,
     /// Whether a line was emitted (then the run's end waits until the lines are stored).
-    emitted: AtomicBool,
+    emitted: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for EngineOutput {
@@ -297,8 +297,6 @@ fn holder_item(record: &ExecutionRecord) -> Option<i64> {
 /// datastore).
 struct Prepared {
     context: RunContext,
-    /// The context's output sink.
-    output: Arc<EngineOutput>,
 }
 
 /// What [`prepare_run`] reads of the execution (not the whole record: its snapshots stay
@@ -358,6 +356,7 @@ fn prepare_run(
     record: RunInput,
     resume: Option<Value>,
     canceller_cancel: crate::runner::Cancellation,
+    emitted: Arc<AtomicBool>,
 ) -> Result<Prepared, String> {
     let RunInput {
         id,
@@ -427,10 +426,9 @@ fn prepare_run(
         execution_id: id.clone(),
         action_ref,
         runner_ref: runner_type.name.clone(),
-        emitted: AtomicBool::new(false),
+        emitted,
     });
     Ok(Prepared {
-        output: Arc::clone(&output),
         context: RunContext {
             execution_id: id.clone(),
             action,
@@ -583,14 +581,23 @@ async fn run_started(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(running.id.clone(), canceller.clone());
-    let (outcome, emitted) =
-        run_runner(inner, lease, &running, resume, cancellation, &canceller).await;
+    let emitted = Arc::new(AtomicBool::new(false));
+    let outcome = run_runner(
+        inner,
+        lease,
+        &running,
+        resume,
+        cancellation,
+        &canceller,
+        &emitted,
+    )
+    .await;
     inner
         .cancellers
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&running.id);
-    if emitted {
+    if emitted.load(Ordering::Relaxed) {
         // The final status is written once its output is stored.
         flush_output(inner).await;
     }
@@ -782,7 +789,7 @@ fn action_trigger_request(
 /// Run the runner in its own task (a panic fails the execution, not the engine), extending
 /// the lease while it runs and noticing a cancel requested elsewhere. `None` when the engine
 /// stopped a runner that resumes after a crash (it is left as it is, to continue later).
-/// Also whether the run emitted output.
+/// `emitted` is set when the run emits output.
 async fn run_runner(
     inner: &Arc<Inner>,
     lease: &Lease,
@@ -790,50 +797,28 @@ async fn run_runner(
     resume: Option<Value>,
     cancellation: crate::runner::Cancellation,
     canceller: &Canceller,
-) -> (Option<(ExecutionStatus, Value, Map<String, Value>)>, bool) {
-    let mut output = None;
-    let outcome = run_runner_with(
-        inner,
-        lease,
-        record,
-        resume,
-        cancellation,
-        canceller,
-        &mut output,
-    )
-    .await;
-    let emitted = output.is_some_and(|o: Arc<EngineOutput>| o.emitted.load(Ordering::Relaxed));
-    (outcome, emitted)
-}
-
-/// [`run_runner`], leaving the run's output sink in `output` once it is prepared.
-async fn run_runner_with(
-    inner: &Arc<Inner>,
-    lease: &Lease,
-    record: &ExecutionRecord,
-    resume: Option<Value>,
-    cancellation: crate::runner::Cancellation,
-    canceller: &Canceller,
-    output: &mut Option<Arc<EngineOutput>>,
+    emitted: &Arc<AtomicBool>,
 ) -> Option<(ExecutionStatus, Value, Map<String, Value>)> {
     let input = RunInput::of(record);
     let prepared = if prepares_inline(inner, &input) {
         // Nothing to render and no pack config: no datastore read, so no blocking thread.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            prepare_run(inner, input, resume, cancellation)
+            prepare_run(inner, input, resume, cancellation, Arc::clone(emitted))
         }))
         .map_err(|_| "preparing the run panicked".to_owned())
     } else {
         let inner2 = inner.clone();
-        tokio::task::spawn_blocking(move || prepare_run(&inner2, input, resume, cancellation))
-            .await
-            .map_err(|e| format!("preparing the run panicked: {e}"))
+        let emitted = Arc::clone(emitted);
+        tokio::task::spawn_blocking(move || {
+            prepare_run(&inner2, input, resume, cancellation, emitted)
+        })
+        .await
+        .map_err(|e| format!("preparing the run panicked: {e}"))
     };
     let prepared = match prepared {
         Ok(Ok(p)) => p,
         Ok(Err(message)) | Err(message) => return Some(failed(message)),
     };
-    *output = Some(Arc::clone(&prepared.output));
     let runner_name = prepared.context.runner_type.name.clone();
     let Some(runner) = inner.runners.get(&runner_name).cloned() else {
         return Some(failed(format!(

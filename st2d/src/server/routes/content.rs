@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value, json};
 use st2_core::store::{Page, SortOrder, Timestamp, TriggerInstanceFilter};
 
-use super::{json, listing, listing_each};
+use super::{json, listing};
 use crate::server::ApiState;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::present;
@@ -72,8 +72,7 @@ pub(crate) fn list_of(
     let total = items.len() as u64;
     let shown = paged(items, page)
         .into_iter()
-        .map(|i| projection.apply(i, mandatory))
-        .collect();
+        .map(|i| projection.apply(i, mandatory));
     Ok(listing(shown, total, limit))
 }
 
@@ -210,7 +209,7 @@ fn list_actions_by_ref(state: &ApiState, params: &Params, parameters: bool) -> A
     let shown = catalog
         .actions_named(matching.into_iter().skip(offset).take(count))
         .map(|a| projection.apply(present::action_with(&a, parameters), CONTENT_KEYS));
-    Ok(listing_each(shown, total, limit))
+    Ok(listing(shown, total, limit))
 }
 
 /// `GET /v1/actions/{ref_or_id}`.
@@ -478,8 +477,7 @@ pub async fn list_trigger_instances(
     let items = found
         .items
         .iter()
-        .map(|t| projection.apply(st2_core::engine::snapshot::trigger_instance_api(t), &["id"]))
-        .collect();
+        .map(|t| projection.apply(st2_core::engine::snapshot::trigger_instance_api(t), &["id"]));
     Ok(listing(items, found.total, limit))
 }
 

@@ -114,8 +114,7 @@ pub async fn list(
     let items = found
         .items
         .iter()
-        .map(|r| projection.apply(show(&state, r, secrets), &["id"]))
-        .collect();
+        .map(|r| projection.apply(show(&state, r, secrets), &["id"]));
     Ok(listing(items, found.total, limit))
 }
 

@@ -159,8 +159,7 @@ pub async fn list_api_keys(
     let items = found
         .items
         .iter()
-        .map(|k| projection.apply(present::api_key(k, show), &["id"]))
-        .collect();
+        .map(|k| projection.apply(present::api_key(k, show), &["id"]));
     Ok(listing(items, found.total, limit))
 }
 

@@ -65,8 +65,7 @@ pub async fn list(State(state): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> 
     let items = found
         .items
         .iter()
-        .map(|r| projection.apply(inquiry(r), &["id"]))
-        .collect();
+        .map(|r| projection.apply(inquiry(r), &["id"]));
     Ok(listing(items, found.total, limit))
 }
 

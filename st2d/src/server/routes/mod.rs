@@ -183,21 +183,16 @@ pub(crate) fn json(status: StatusCode, value: &Value) -> Response {
         .into_response()
 }
 
-/// A list with `X-Total-Count` (and `X-Limit` when a limit applied).
-pub(crate) fn listing(items: Vec<Value>, total: u64, limit: Option<u64>) -> Response {
-    listing_each(items, total, limit)
-}
-
-/// [`listing`] of items made one at a time: each is written out and dropped before the next
-/// is made, so a long list (every action of a large catalog, megabytes of JSON) never exists
-/// as a tree of values, only as its text. The text is the same as the array's.
-pub(crate) fn listing_each(
+/// A list with `X-Total-Count` (and `X-Limit` when a limit applied). Each item is written
+/// out and dropped before the next is made, so a long list (every action of a large catalog,
+/// megabytes of JSON) never exists as a tree of values, only as its text; the text is the
+/// array's.
+pub(crate) fn listing(
     items: impl IntoIterator<Item = Value>,
     total: u64,
     limit: Option<u64>,
 ) -> Response {
-    let mut text = Vec::with_capacity(2);
-    text.push(b'[');
+    let mut text = vec![b'['];
     for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
             text.push(b',');

@@ -66,8 +66,7 @@ pub async fn list_enforcements(
     let items = found
         .items
         .iter()
-        .map(|r| projection.apply(enforcement(r), &["id"]))
-        .collect();
+        .map(|r| projection.apply(enforcement(r), &["id"]));
     Ok(listing(items, found.total, limit))
 }
 

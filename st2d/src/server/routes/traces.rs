@@ -78,8 +78,7 @@ pub async fn list(State(state): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> 
     let items = found
         .items
         .iter()
-        .map(|t| projection.apply(trace(t), &["id"]))
-        .collect();
+        .map(|t| projection.apply(trace(t), &["id"]));
     Ok(listing(items, found.total, limit))
 }
 
