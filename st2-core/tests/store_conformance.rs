@@ -1535,6 +1535,63 @@ async fn traces_append_components_concurrently_and_filter(h: &Harness) {
     assert_eq!(s.purge_before(at(h, 3), 10).await.expect("purge"), 2);
     assert!(s.get("tr1").await.expect("get").is_none());
     assert!(s.get("tr3").await.expect("get").is_some());
+    let by = |kind: TraceComponentKind, id: &str| {
+        let mut f = TraceFilter::default();
+        let slot = match kind {
+            TraceComponentKind::ActionExecution => &mut f.execution,
+            TraceComponentKind::Rule => &mut f.rule,
+            TraceComponentKind::TriggerInstance => &mut f.trigger_instance,
+        };
+        *slot = Some(id.to_owned());
+        f
+    };
+    for (kind, id) in [
+        (TraceComponentKind::ActionExecution, "ex07"),
+        (TraceComponentKind::Rule, "rule1"),
+        (TraceComponentKind::TriggerInstance, "ti1"),
+    ] {
+        assert_eq!(
+            list(by(kind, id)).await,
+            Vec::<String>::new(),
+            "a purged trace is not found by {id}"
+        );
+    }
+
+    // Components a trace is created with are found as appended ones are, and go with it.
+    let mut born = trace("tr5", "born", 4);
+    born.trigger_instances = vec![component("ti5", None)];
+    born.rules = vec![component("rule1", Some(("trigger_instance", "ti5")))];
+    born.action_executions = vec![component("ex50", Some(("rule", "rule1:ti5")))];
+    s.create(&born).await.expect("create");
+    s.add_component(
+        "tr5",
+        TraceComponentKind::ActionExecution,
+        &component("ex51", None),
+    )
+    .await
+    .expect("add");
+    for (kind, id) in [
+        (TraceComponentKind::TriggerInstance, "ti5"),
+        (TraceComponentKind::Rule, "rule1"),
+        (TraceComponentKind::ActionExecution, "ex50"),
+        (TraceComponentKind::ActionExecution, "ex51"),
+    ] {
+        assert_eq!(list(by(kind, id)).await, ["tr5"], "{id}");
+    }
+    let got = s.get("tr5").await.expect("get").expect("exists");
+    assert_eq!(
+        ids(&got.action_executions, |c| &c.object_id),
+        ["ex50", "ex51"]
+    );
+    assert_eq!(s.purge_before(at(h, 5), 10).await.expect("purge"), 2);
+    for (kind, id) in [
+        (TraceComponentKind::TriggerInstance, "ti5"),
+        (TraceComponentKind::Rule, "rule1"),
+        (TraceComponentKind::ActionExecution, "ex50"),
+        (TraceComponentKind::ActionExecution, "ex51"),
+    ] {
+        assert_eq!(list(by(kind, id)).await, Vec::<String>::new(), "{id}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

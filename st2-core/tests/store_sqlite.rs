@@ -676,3 +676,120 @@ async fn a_snapshot_whose_first_write_failed_is_written_with_the_next_execution(
     assert_eq!(back, Some(created));
     store.close().await.expect("close");
 }
+
+/// A database of schema 5 holds its traces' components in `trace_components` (one row per
+/// component, the appended ones with their JSON); migration 6 moves them to `trace_links` and
+/// `trace_appended`, and the traces read and filter as before.
+#[tokio::test]
+async fn traces_of_schema_5_read_and_filter_the_same_after_migration() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("st2.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        for sql in [
+            include_str!("../migrations/sqlite/0001_init.sql"),
+            include_str!("../migrations/sqlite/0002_claim_by_tag.sql"),
+            include_str!("../migrations/sqlite/0003_leaders.sql"),
+            include_str!("../migrations/sqlite/0004_workflow_parts.sql"),
+            include_str!("../migrations/sqlite/0005_snapshots.sql"),
+        ] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", 5)
+            .expect("set version");
+        let component =
+            |id: &str| json!({"object_id": id, "ref": format!("ref-{id}"), "updated_at": start()});
+        let doc = json!({
+            "id": "t1", "trace_tag": "old",
+            "trigger_instances": [component("ti1")],
+            "rules": [component("r1")],
+            "action_executions": [component("ex1")],
+            "start_timestamp": start(),
+        });
+        conn.execute(
+            "INSERT INTO traces (id, trace_tag, start_timestamp, doc) VALUES ('t1', 'old', 1, ?1)",
+            [doc.to_string()],
+        )
+        .expect("trace");
+        for (kind, object, appended) in [
+            ("trigger_instance", "ti1", None),
+            ("rule", "r1", None),
+            ("action_execution", "ex1", None),
+            ("action_execution", "ex2", Some(component("ex2"))),
+            ("trigger_instance", "ti2", Some(component("ti2"))),
+            ("action_execution", "ex3", Some(component("ex3"))),
+        ] {
+            conn.execute(
+                "INSERT INTO trace_components (trace_id, kind, object_id, doc) \
+                 VALUES ('t1', ?1, ?2, ?3)",
+                rusqlite::params![kind, object, appended.map(|c| c.to_string())],
+            )
+            .expect("component");
+        }
+    }
+    let store = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect("open and migrate");
+    let traces = store.traces();
+    let got = traces.get("t1").await.expect("get").expect("the trace");
+    let objects = |list: &[TraceComponent]| -> Vec<String> {
+        list.iter().map(|c| c.object_id.clone()).collect()
+    };
+    assert_eq!(objects(&got.trigger_instances), ["ti1", "ti2"]);
+    assert_eq!(objects(&got.rules), ["r1"]);
+    assert_eq!(objects(&got.action_executions), ["ex1", "ex2", "ex3"]);
+    for (filter, id) in [
+        (
+            TraceFilter {
+                execution: Some("ex3".into()),
+                ..Default::default()
+            },
+            "ex3",
+        ),
+        (
+            TraceFilter {
+                execution: Some("ex1".into()),
+                ..Default::default()
+            },
+            "ex1",
+        ),
+        (
+            TraceFilter {
+                rule: Some("r1".into()),
+                ..Default::default()
+            },
+            "r1",
+        ),
+        (
+            TraceFilter {
+                trigger_instance: Some("ti2".into()),
+                ..Default::default()
+            },
+            "ti2",
+        ),
+    ] {
+        let found = traces.list(&filter, Page::all()).await.expect("list");
+        assert_eq!(found.total, 1, "{id}");
+        assert_eq!(found.items[0].id, "t1", "{id}");
+    }
+    // Appending after the migration numbers on from the migrated components.
+    traces
+        .add_component(
+            "t1",
+            TraceComponentKind::ActionExecution,
+            &TraceComponent {
+                object_id: "ex4".into(),
+                reference: "ref-ex4".into(),
+                updated_at: start(),
+                caused_by: None,
+            },
+        )
+        .await
+        .expect("append");
+    let got = traces.get("t1").await.expect("get").expect("the trace");
+    assert_eq!(
+        objects(&got.action_executions),
+        ["ex1", "ex2", "ex3", "ex4"]
+    );
+    store.close().await.expect("close");
+}

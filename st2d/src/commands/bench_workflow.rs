@@ -1,6 +1,6 @@
 //! `st2d bench workflow`: Orquesta workflows through the engine in this process on a fresh
-//! SQLite file (`synchronous=NORMAL`), every task a `core.noop` child execution. Prints one
-//! line per measurement:
+//! SQLite file (`synchronous=NORMAL`; `--db PATH` names one and keeps it), every task a
+//! `core.noop` child execution. Prints one line per measurement:
 //!
 //! * `with-items: N items in X ms` — one workflow with one with-items task over N items
 //!   (`--items`, `--concurrency`), from the run request to the workflow's final status;
@@ -9,7 +9,7 @@
 //! * `parallel: W workflows x T tasks in X ms (Y transitions/s)` — W sequences of T tasks at
 //!   once (`--workflows`, `--tasks-each`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,10 @@ pub struct WorkflowArgs {
     /// Executions run at once.
     #[arg(long, default_value_t = 256)]
     max_running: usize,
+    /// The SQLite file to use (kept afterwards, to inspect what the runs wrote) instead of a
+    /// fresh temporary one.
+    #[arg(long)]
+    db: Option<PathBuf>,
 }
 
 const WAIT: Duration = Duration::from_secs(600);
@@ -90,9 +94,13 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir().context("temporary directory")?;
     write_pack(scratch.path(), &args)?;
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(SqliteOptions::file(scratch.path().join("bench.db")))
-            .await
-            .context("opening the store")?,
+        SqliteStore::open(SqliteOptions::file(
+            args.db
+                .clone()
+                .unwrap_or_else(|| scratch.path().join("bench.db")),
+        ))
+        .await
+        .context("opening the store")?,
     );
     let mut runners = RunnerRegistry::new();
     st2_runners::register_builtin(&mut runners)?;

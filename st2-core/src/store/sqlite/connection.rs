@@ -28,6 +28,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../../migrations/sqlite/0005_snapshots.sql"),
     ),
+    (
+        6,
+        include_str!("../../../migrations/sqlite/0006_trace_links.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

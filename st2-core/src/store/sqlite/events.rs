@@ -282,12 +282,13 @@ impl RuleEnforcementStore for RuleEnforcements {
 
 const TRACE: &str = "trace";
 
-fn add_component_row(db: &Db<'_>, trace_id: &str, kind: &str, object_id: &str) -> StoreResult<()> {
+/// Note that `trace_id` holds the object (one row however often it is added).
+fn link(db: &Db<'_>, trace_id: &str, kind: &str, object_id: &str) -> StoreResult<()> {
     db.conn()
         .prepare_cached(
-            "INSERT INTO trace_components (trace_id, kind, object_id) VALUES (?1, ?2, ?3)",
+            "INSERT OR IGNORE INTO trace_links (kind, object_id, trace_id) VALUES (?1, ?2, ?3)",
         )
-        .and_then(|mut s| s.execute(params![trace_id, kind, object_id]))
+        .and_then(|mut s| s.execute(params![kind, object_id, trace_id]))
         .map(|_| ())
         .map_err(sql_error)
 }
@@ -329,7 +330,7 @@ impl TraceRow {
         })
     }
 
-    /// Insert it and its component index rows (several statements: needs a savepoint).
+    /// Insert it and its links (several statements: needs a savepoint).
     pub(super) fn insert(&self, db: &Db<'_>) -> StoreResult<()> {
         db.conn()
             .prepare_cached(
@@ -339,7 +340,7 @@ impl TraceRow {
             .and_then(|mut s| s.execute(params![self.id, self.tag, self.start, self.doc]))
             .map_err(|e| insert_error(TRACE, &self.id, e))?;
         for (kind, object_id) in &self.components {
-            add_component_row(db, &self.id, kind, object_id)?;
+            link(db, &self.id, kind, object_id)?;
         }
         Ok(())
     }
@@ -367,8 +368,9 @@ impl ComponentRow {
         })
     }
 
-    /// Append it as a row of its own: the trace's doc is not rewritten, so appending stays
-    /// cheap however many components a trace has (a workflow's trace holds two per task).
+    /// Append it as a row of its own, numbered after the trace's last: the trace's doc is
+    /// not rewritten, so appending stays cheap however many components a trace has (a
+    /// workflow's trace holds two per task).
     pub(super) fn add(&self, db: &Db<'_>) -> StoreResult<()> {
         let exists = db
             .conn()
@@ -378,19 +380,13 @@ impl ComponentRow {
         found(usize::from(exists), TRACE, &self.trace_id)?;
         db.conn()
             .prepare_cached(
-                "INSERT INTO trace_components (trace_id, kind, object_id, doc) \
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO trace_appended (trace_id, seq, kind, doc) VALUES (?1, \
+                 (SELECT coalesce(max(seq), 0) + 1 FROM trace_appended WHERE trace_id = ?1), \
+                 ?2, ?3)",
             )
-            .and_then(|mut s| {
-                s.execute(params![
-                    self.trace_id,
-                    self.kind.as_str(),
-                    self.object_id,
-                    self.json
-                ])
-            })
-            .map(|_| ())
-            .map_err(sql_error)
+            .and_then(|mut s| s.execute(params![self.trace_id, self.kind.as_str(), self.json]))
+            .map_err(sql_error)?;
+        link(db, &self.trace_id, self.kind.as_str(), &self.object_id)
     }
 }
 
@@ -400,10 +396,7 @@ fn load_trace(db: &Db<'_>, id: &str, doc: &str) -> StoreResult<TraceRecord> {
     let mut record: TraceRecord = from_doc(TRACE, doc)?;
     let mut statement = db
         .conn()
-        .prepare_cached(
-            "SELECT kind, doc FROM trace_components \
-             WHERE trace_id = ?1 AND doc IS NOT NULL ORDER BY rowid",
-        )
+        .prepare_cached("SELECT kind, doc FROM trace_appended WHERE trace_id = ?1 ORDER BY seq")
         .map_err(sql_error)?;
     let rows = statement
         .query_map([id], |r| {
@@ -473,7 +466,7 @@ impl TraceStore for Traces {
         ] {
             if let Some(object_id) = object_id {
                 sql.clause(
-                    "id IN (SELECT trace_id FROM trace_components WHERE kind = ? AND object_id = ?)",
+                    "id IN (SELECT trace_id FROM trace_links WHERE kind = ? AND object_id = ?)",
                     [
                         Value::Text(kind.as_str().to_owned()),
                         Value::Text(object_id.clone()),
@@ -504,9 +497,27 @@ impl TraceStore for Traces {
         let cutoff = to_micros(cutoff);
         self.0
             .write(move |db| {
+                // The links of the traces `purge` deletes below: those of the components each
+                // was created with (in its doc) and of those appended since.
                 db.conn()
                     .prepare_cached(
-                        "DELETE FROM trace_components WHERE trace_id IN (SELECT id FROM traces \
+                        "WITH doomed AS (SELECT id, doc FROM traces WHERE start_timestamp < ?1 \
+                         ORDER BY seq LIMIT ?2) \
+                         DELETE FROM trace_links WHERE (kind, object_id, trace_id) IN ( \
+                         SELECT 'trigger_instance', c.value ->> 'object_id', d.id \
+                         FROM doomed d, json_each(d.doc, '$.trigger_instances') c \
+                         UNION ALL SELECT 'rule', c.value ->> 'object_id', d.id \
+                         FROM doomed d, json_each(d.doc, '$.rules') c \
+                         UNION ALL SELECT 'action_execution', c.value ->> 'object_id', d.id \
+                         FROM doomed d, json_each(d.doc, '$.action_executions') c \
+                         UNION ALL SELECT a.kind, a.doc ->> 'object_id', a.trace_id \
+                         FROM doomed d JOIN trace_appended a ON a.trace_id = d.id)",
+                    )
+                    .and_then(|mut s| s.execute(params![cutoff, limit]))
+                    .map_err(sql_error)?;
+                db.conn()
+                    .prepare_cached(
+                        "DELETE FROM trace_appended WHERE trace_id IN (SELECT id FROM traces \
                          WHERE start_timestamp < ?1 ORDER BY seq LIMIT ?2)",
                     )
                     .and_then(|mut s| s.execute(params![cutoff, limit]))
