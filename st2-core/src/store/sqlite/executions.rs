@@ -11,7 +11,7 @@ use super::connection::{insert_error, sql_error};
 use super::filter::{Where, json_list};
 use super::snapshots::{self, Snapshots, referenced};
 use super::writer::Db;
-use super::{Shared, direction, doc_by_id, from_doc, purge_limit, to_doc_sized};
+use super::{Shared, direction, doc_by_id, from_doc, purge_limit, to_doc};
 use crate::store::{
     ExecutionFilter, ExecutionOutputStore, ExecutionRecord, ExecutionStatus, ExecutionStore,
     Listing, NewOutput, OutputChunk, OutputType, Page, ParentFilter, Snapshot, StoreError,
@@ -70,7 +70,7 @@ impl ExecutionRow {
             trigger_instance: keys.trigger_instance,
             start: to_micros(record.start_timestamp),
             end: record.end_timestamp.map(to_micros),
-            doc: to_doc_sized(WHAT, &record.doc_at(&revision, NO_CHILDREN, true), 1024)?,
+            doc: to_doc(WHAT, &record.doc_at(&revision, NO_CHILDREN, true))?,
             snapshots: referenced(record),
         })
     }

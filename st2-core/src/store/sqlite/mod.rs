@@ -613,22 +613,39 @@ impl Store for SqliteStore {
 }
 
 /// A record's JSON text (serialised by the caller, so the writer thread only runs SQL).
+///
+/// Written into a buffer the thread keeps, then copied into a string of its exact length: one
+/// allocation per document, however long, instead of one per doubling of a growing buffer.
 fn to_doc<T: Serialize>(what: &'static str, record: &T) -> StoreResult<String> {
-    to_doc_sized(what, record, 128)
-}
-
-/// [`to_doc`] into a buffer of `capacity` bytes to start with (no regrowth for a typical
-/// record).
-fn to_doc_sized<T: Serialize>(
-    what: &'static str,
-    record: &T,
-    capacity: usize,
-) -> StoreResult<String> {
-    let mut text = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut text, record)
-        .map_err(|e| StoreError::Invalid(format!("{what} cannot be stored as JSON: {e}")))?;
-    String::from_utf8(text)
-        .map_err(|e| StoreError::Invalid(format!("{what} cannot be stored as JSON: {e}")))
+    /// A buffer grown past this by a large document is not kept.
+    const KEEP: usize = 64 * 1024;
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let invalid = |e: &dyn std::fmt::Display| {
+        StoreError::Invalid(format!("{what} cannot be stored as JSON: {e}"))
+    };
+    BUFFER.with(|buffer| {
+        // A serialiser that calls back into here (it never should) gets a buffer of its own.
+        let mut own = Vec::new();
+        let mut held = buffer.try_borrow_mut();
+        let text = match held.as_deref_mut() {
+            Ok(kept) => kept,
+            Err(_) => &mut own,
+        };
+        text.clear();
+        let written = serde_json::to_writer(&mut *text, record)
+            .map_err(|e| invalid(&e))
+            .and_then(|()| {
+                std::str::from_utf8(text)
+                    .map(str::to_owned)
+                    .map_err(|e| invalid(&e))
+            });
+        if text.capacity() > KEEP {
+            *text = Vec::new();
+        }
+        written
+    })
 }
 
 /// A record back from its JSON text.
@@ -687,6 +704,25 @@ fn found(changed: usize, what: &'static str, id: &str) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn documents_are_exact_whatever_came_before_on_the_thread() {
+        let big = serde_json::json!({"text": "x".repeat(100_000)});
+        let small = serde_json::json!({"a": [1, "two", null]});
+        assert_eq!(to_doc("t", &small).unwrap(), r#"{"a":[1,"two",null]}"#);
+        let text = to_doc("t", &big).unwrap();
+        assert_eq!(text.len(), 100_011);
+        assert_eq!(text.capacity(), text.len());
+        assert_eq!(to_doc("t", &small).unwrap(), r#"{"a":[1,"two",null]}"#);
+        // What serde_json refuses is an error naming the record.
+        let mut keyed = std::collections::HashMap::new();
+        keyed.insert(vec![1u8], 1);
+        let error = to_doc("trace", &keyed).unwrap_err();
+        assert!(
+            error.to_string().contains("trace cannot be stored as JSON"),
+            "{error}"
+        );
+    }
 
     fn states(store: &SqliteStore) -> Vec<&'static str> {
         let Some(pool) = &store.shared.readers else {
