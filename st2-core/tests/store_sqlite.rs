@@ -793,3 +793,60 @@ async fn traces_of_schema_5_read_and_filter_the_same_after_migration() {
     );
     store.close().await.expect("close");
 }
+
+/// A writer cache far smaller than one transaction's changes (SQLite then writes changed pages
+/// to the log before the commit) loses nothing: every record of a large batch reads back, and a
+/// batch that fails leaves nothing behind.
+#[tokio::test]
+async fn a_writer_cache_smaller_than_a_batch_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("st2.db");
+    let store = SqliteStore::open(SqliteOptions::file(&path).writer_cache_kib(1))
+        .await
+        .expect("open");
+    let records: Vec<ExecutionRecord> = (0..3000)
+        .map(|n| {
+            let mut r = execution(&format!("big{n:05}"), None, n);
+            r.result = json!({"stdout": "x".repeat(500)});
+            r
+        })
+        .collect();
+    store
+        .executions()
+        .create_many(&records)
+        .await
+        .expect("a batch bigger than the cache");
+    // A batch whose last record collides: none of it lands.
+    let mut failing: Vec<ExecutionRecord> = (0..1000)
+        .map(|n| execution(&format!("new{n:05}"), None, n))
+        .collect();
+    failing.push(execution("big00007", None, 0));
+    assert!(store.executions().create_many(&failing).await.is_err());
+    store.close().await.expect("close");
+
+    let store = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect("reopen");
+    let listed = store
+        .executions()
+        .list(&ExecutionFilter::default(), Page::all())
+        .await
+        .expect("list");
+    assert_eq!(listed.total, 3000);
+    let got = store
+        .executions()
+        .get("big02999")
+        .await
+        .expect("get")
+        .expect("the last record");
+    assert_eq!(got.result, records[2999].result);
+    assert!(
+        store
+            .executions()
+            .get("new00000")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    store.close().await.expect("close");
+}

@@ -87,6 +87,7 @@ pub struct SqliteOptions {
     max_batch: usize,
     busy_timeout: Duration,
     cache_kib: i64,
+    writer_cache_kib: i64,
     max_size: Option<u64>,
 }
 
@@ -100,6 +101,7 @@ impl SqliteOptions {
             max_batch: 1024,
             busy_timeout: Duration::from_secs(5),
             cache_kib: 64 * 1024,
+            writer_cache_kib: 2 * 1024,
             max_size: None,
         }
     }
@@ -144,10 +146,20 @@ impl SqliteOptions {
         self
     }
 
-    /// The page cache of each connection, in KiB (default 64 MiB for the writer; readers get a
-    /// quarter each).
+    /// The page cache of the read connections, in KiB (default 64 MiB: a quarter each), and
+    /// of an in-memory database's one connection.
     pub fn cache_kib(mut self, kib: u32) -> Self {
         self.cache_kib = i64::from(kib.max(64));
+        self
+    }
+
+    /// The page cache of a database file's writer connection, in KiB (default 2 MiB, at least
+    /// 256 KiB). The writer reads little: the pages its transactions change and the upper
+    /// levels of the B-trees they walk. A larger cache mostly keeps pages it appended and
+    /// never reads again; filling it costs memory and the page faults that grow the heap
+    /// (`docs/performance.md`, "The writer's page cache").
+    pub fn writer_cache_kib(mut self, kib: u32) -> Self {
+        self.writer_cache_kib = i64::from(kib.max(256));
         self
     }
 
@@ -356,7 +368,11 @@ impl SqliteStore {
         let settings = WriterSettings {
             synchronous: options.synchronous.pragma(),
             busy_timeout: options.busy_timeout,
-            cache_size: -options.cache_kib,
+            cache_size: if options.path.is_some() {
+                -options.writer_cache_kib
+            } else {
+                -options.cache_kib
+            },
             max_size: options.max_size,
         };
         let path = options.path.clone();
