@@ -421,6 +421,29 @@ fn load_trace(db: &Db<'_>, id: &str, doc: &str) -> StoreResult<TraceRecord> {
     Ok(record)
 }
 
+/// Deletes the links of the traces a purge of `(cutoff, limit)` deletes: those of the
+/// components each was created with (in its doc) and of those appended since.
+static PURGE_LINKS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let created = [
+        (TraceComponentKind::TriggerInstance, "trigger_instances"),
+        (TraceComponentKind::Rule, "rules"),
+        (TraceComponentKind::ActionExecution, "action_executions"),
+    ]
+    .map(|(kind, list)| {
+        format!(
+            "SELECT '{}', c.value ->> 'object_id', d.id FROM doomed d, json_each(d.doc, '$.{list}') c",
+            kind.as_str()
+        )
+    })
+    .join(" UNION ALL ");
+    format!(
+        "WITH doomed AS (SELECT id, doc FROM traces WHERE start_timestamp < ?1 ORDER BY seq \
+         LIMIT ?2) DELETE FROM trace_links WHERE (kind, object_id, trace_id) IN ({created} \
+         UNION ALL SELECT a.kind, a.doc ->> 'object_id', a.trace_id \
+         FROM doomed d JOIN trace_appended a ON a.trace_id = d.id)"
+    )
+});
+
 /// The traces of one store.
 pub(super) struct Traces(pub(super) Arc<Shared>);
 
@@ -497,22 +520,9 @@ impl TraceStore for Traces {
         let cutoff = to_micros(cutoff);
         self.0
             .write(move |db| {
-                // The links of the traces `purge` deletes below: those of the components each
-                // was created with (in its doc) and of those appended since.
+                // The same traces in each statement: the oldest `limit` before `cutoff`.
                 db.conn()
-                    .prepare_cached(
-                        "WITH doomed AS (SELECT id, doc FROM traces WHERE start_timestamp < ?1 \
-                         ORDER BY seq LIMIT ?2) \
-                         DELETE FROM trace_links WHERE (kind, object_id, trace_id) IN ( \
-                         SELECT 'trigger_instance', c.value ->> 'object_id', d.id \
-                         FROM doomed d, json_each(d.doc, '$.trigger_instances') c \
-                         UNION ALL SELECT 'rule', c.value ->> 'object_id', d.id \
-                         FROM doomed d, json_each(d.doc, '$.rules') c \
-                         UNION ALL SELECT 'action_execution', c.value ->> 'object_id', d.id \
-                         FROM doomed d, json_each(d.doc, '$.action_executions') c \
-                         UNION ALL SELECT a.kind, a.doc ->> 'object_id', a.trace_id \
-                         FROM doomed d JOIN trace_appended a ON a.trace_id = d.id)",
-                    )
+                    .prepare_cached(&PURGE_LINKS)
                     .and_then(|mut s| s.execute(params![cutoff, limit]))
                     .map_err(sql_error)?;
                 db.conn()
