@@ -152,12 +152,7 @@ impl<'j> Graph<'j> {
 
     /// StackStorm's `_process`: a template node with an edge per variable it reads, or a value.
     fn process(&mut self, name: &str, value: &Value) {
-        let text = match value {
-            Value::String(s) => Some(s.clone()),
-            Value::Array(_) | Value::Object(_) => Some(super::python::repr(value)),
-            _ => None,
-        };
-        if text.is_some_and(|t| is_template(&t)) {
+        if templated(value) {
             let source = match value {
                 Value::String(s) => s.clone(),
                 other => serde_json::to_string(other).unwrap_or_default(),
@@ -345,6 +340,16 @@ fn resolve(
     Ok(rendered)
 }
 
+/// Whether [`Graph::process`] takes `value` for a template: a string that is one, or a list or
+/// dict whose Python text is one (StackStorm renders those from their `str()`).
+fn templated(value: &Value) -> bool {
+    match value {
+        Value::String(s) => is_template(s),
+        Value::Array(_) | Value::Object(_) => is_template(&super::python::repr(value)),
+        _ => false,
+    }
+}
+
 fn new_graph<'j>(jinja: &'j Jinja, ctx: &ParamContext) -> Graph<'j> {
     let mut g = Graph::new(jinja);
     for name in ["st2kv", "action_context", "config_context"] {
@@ -372,6 +377,16 @@ pub fn render_live_params(
     params: &Map<String, Value>,
     ctx: &ParamContext,
 ) -> Result<Map<String, Value>, ParamError> {
+    // Nothing supplied and no default to render: the result (the supplied parameters, cast)
+    // is empty, and nothing could fail.
+    if params.is_empty()
+        && [action_params, runner_params]
+            .iter()
+            .flat_map(|schema| schema.values())
+            .all(|def| !def.get("default").is_some_and(templated))
+    {
+        return Ok(Map::new());
+    }
     let mut g = new_graph(jinja, ctx);
     for (name, value) in params {
         g.process(name, value);
@@ -394,6 +409,10 @@ pub fn render_final_params(
     params: &Map<String, Value>,
     ctx: &ParamContext,
 ) -> Result<SplitParams, ParamError> {
+    // An action and runner without parameters, given none (`core.noop`): nothing to render.
+    if params.is_empty() && action_params.is_empty() && runner_params.is_empty() {
+        return Ok((Map::new(), Map::new()));
+    }
     let mut g = new_graph(jinja, ctx);
     for (name, value) in params {
         let node = g.touch(name);
@@ -662,6 +681,39 @@ mod tests {
             matches!(err, ParamError::Cycle(ref names) if names == "a, b"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn nothing_supplied_renders_only_templated_defaults() {
+        let jinja = Jinja::new(JinjaConfig::default());
+        let ctx = ParamContext::default();
+        let empty = Map::new();
+        assert_eq!(
+            render_live_params(&jinja, &empty, &empty, &empty, &ctx),
+            Ok(Map::new())
+        );
+        assert_eq!(
+            render_final_params(&jinja, &empty, &empty, &empty, &ctx),
+            Ok((Map::new(), Map::new()))
+        );
+        // Plain defaults: nothing live; final has them.
+        let plain = map(json!({"n": {"type": "integer", "default": 3}, "l": {"default": [1]}}));
+        assert_eq!(
+            render_live_params(&jinja, &empty, &plain, &empty, &ctx),
+            Ok(Map::new())
+        );
+        let (_, action) = render_final_params(&jinja, &empty, &plain, &empty, &ctx).unwrap();
+        assert_eq!(action, map(json!({"n": 3, "l": [1]})));
+        // A templated default is rendered live (so it fails there), a string one or one
+        // inside a list alike.
+        for default in [json!("{{ nope }}"), json!(["{{ nope }}"])] {
+            let templated = map(json!({"t": {"default": default}}));
+            assert_eq!(
+                render_live_params(&jinja, &templated, &empty, &empty, &ctx),
+                Err(ParamError::Unsatisfied("nope".into())),
+                "{default}"
+            );
+        }
     }
 
     #[test]
