@@ -368,9 +368,8 @@ impl ComponentRow {
         })
     }
 
-    /// Append it as a row of its own, numbered after the trace's last: the trace's doc is
-    /// not rewritten, so appending stays cheap however many components a trace has (a
-    /// workflow's trace holds two per task).
+    /// Append it as a row of its own: the trace's doc is not rewritten, so appending stays
+    /// cheap however many components a trace has (a workflow's trace holds two per task).
     pub(super) fn add(&self, db: &Db<'_>) -> StoreResult<()> {
         let exists = db
             .conn()
@@ -379,11 +378,7 @@ impl ComponentRow {
             .map_err(sql_error)?;
         found(usize::from(exists), TRACE, &self.trace_id)?;
         db.conn()
-            .prepare_cached(
-                "INSERT INTO trace_appended (trace_id, seq, kind, doc) VALUES (?1, \
-                 (SELECT coalesce(max(seq), 0) + 1 FROM trace_appended WHERE trace_id = ?1), \
-                 ?2, ?3)",
-            )
+            .prepare_cached("INSERT INTO trace_appended (trace_id, kind, doc) VALUES (?1, ?2, ?3)")
             .and_then(|mut s| s.execute(params![self.trace_id, self.kind.as_str(), self.json]))
             .map_err(sql_error)?;
         link(db, &self.trace_id, self.kind.as_str(), &self.object_id)
