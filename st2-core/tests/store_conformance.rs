@@ -1570,12 +1570,13 @@ async fn traces_append_components_concurrently_and_filter(h: &Harness) {
     )
     .await
     .expect("add");
-    for (kind, id) in [
+    let born_objects = [
         (TraceComponentKind::TriggerInstance, "ti5"),
         (TraceComponentKind::Rule, "rule1"),
         (TraceComponentKind::ActionExecution, "ex50"),
         (TraceComponentKind::ActionExecution, "ex51"),
-    ] {
+    ];
+    for (kind, id) in born_objects {
         assert_eq!(list(by(kind, id)).await, ["tr5"], "{id}");
     }
     let got = s.get("tr5").await.expect("get").expect("exists");
@@ -1584,12 +1585,7 @@ async fn traces_append_components_concurrently_and_filter(h: &Harness) {
         ["ex50", "ex51"]
     );
     assert_eq!(s.purge_before(at(h, 5), 10).await.expect("purge"), 2);
-    for (kind, id) in [
-        (TraceComponentKind::TriggerInstance, "ti5"),
-        (TraceComponentKind::Rule, "rule1"),
-        (TraceComponentKind::ActionExecution, "ex50"),
-        (TraceComponentKind::ActionExecution, "ex51"),
-    ] {
+    for (kind, id) in born_objects {
         assert_eq!(list(by(kind, id)).await, Vec::<String>::new(), "{id}");
     }
 }

@@ -738,37 +738,23 @@ async fn traces_of_schema_5_read_and_filter_the_same_after_migration() {
     assert_eq!(objects(&got.trigger_instances), ["ti1", "ti2"]);
     assert_eq!(objects(&got.rules), ["r1"]);
     assert_eq!(objects(&got.action_executions), ["ex1", "ex2", "ex3"]);
-    for (filter, id) in [
-        (
-            TraceFilter {
-                execution: Some("ex3".into()),
-                ..Default::default()
-            },
-            "ex3",
-        ),
-        (
-            TraceFilter {
-                execution: Some("ex1".into()),
-                ..Default::default()
-            },
-            "ex1",
-        ),
-        (
-            TraceFilter {
-                rule: Some("r1".into()),
-                ..Default::default()
-            },
-            "r1",
-        ),
-        (
-            TraceFilter {
-                trigger_instance: Some("ti2".into()),
-                ..Default::default()
-            },
-            "ti2",
-        ),
+    let by = |kind: TraceComponentKind, id: &str| {
+        let mut f = TraceFilter::default();
+        let slot = match kind {
+            TraceComponentKind::ActionExecution => &mut f.execution,
+            TraceComponentKind::Rule => &mut f.rule,
+            TraceComponentKind::TriggerInstance => &mut f.trigger_instance,
+        };
+        *slot = Some(id.to_owned());
+        f
+    };
+    for (kind, id) in [
+        (TraceComponentKind::ActionExecution, "ex3"),
+        (TraceComponentKind::ActionExecution, "ex1"),
+        (TraceComponentKind::Rule, "r1"),
+        (TraceComponentKind::TriggerInstance, "ti2"),
     ] {
-        let found = traces.list(&filter, Page::all()).await.expect("list");
+        let found = traces.list(&by(kind, id), Page::all()).await.expect("list");
         assert_eq!(found.total, 1, "{id}");
         assert_eq!(found.items[0].id, "t1", "{id}");
     }

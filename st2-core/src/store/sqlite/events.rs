@@ -282,7 +282,7 @@ impl RuleEnforcementStore for RuleEnforcements {
 
 const TRACE: &str = "trace";
 
-/// Note that `trace_id` holds the object (one row however often it is added).
+/// Record that trace `trace_id` holds the object (one row however often it is added).
 fn link(db: &Db<'_>, trace_id: &str, kind: &str, object_id: &str) -> StoreResult<()> {
     db.conn()
         .prepare_cached(
