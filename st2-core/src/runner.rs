@@ -295,6 +295,27 @@ pub trait RunnerServices: Send + Sync + fmt::Debug {
         }
         Ok(())
     }
+    /// Save the state as [`RunnerServices::save_state_parts`] does and then start `children`
+    /// as [`RunnerServices::start_child`] does, each child's outcome in their order: a runner
+    /// that records its children in its state before starting them (so that after a crash it
+    /// knows what it started) makes one call, and the engine commits the state and the
+    /// children together where it can. An `Err` means the state was not saved and no child
+    /// was started. Default: the two, one after the other.
+    async fn save_state_and_start(
+        &self,
+        status: &str,
+        state: Box<RawValue>,
+        parts: Vec<StatePart>,
+        tasks: Vec<TaskRecord>,
+        children: Vec<ChildRequest>,
+    ) -> Result<Vec<Result<ExecutionRecord, RunnerError>>, RunnerError> {
+        self.save_state_parts(status, state, parts, tasks).await?;
+        let mut started = Vec::with_capacity(children.len());
+        for child in children {
+            started.push(self.start_child(child).await);
+        }
+        Ok(started)
+    }
     /// The current record of execution `id` (the calling one included: a runner that supports
     /// pause looks for `pausing` here).
     async fn execution(&self, id: &str) -> Result<Option<ExecutionRecord>, RunnerError>;

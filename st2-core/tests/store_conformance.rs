@@ -199,6 +199,7 @@ conformance!(
     batch_writes_land_together_in_order,
     batch_is_all_or_nothing,
     batch_enqueue_wakes_waiters,
+    batch_saves_a_workflow_with_the_children_it_records,
     executions_update_moves_every_filter,
 );
 
@@ -2189,6 +2190,149 @@ async fn batch_writes_land_together_in_order(h: &Harness) {
     );
     // The revision moved: the old record is stale for the single update as for a batch.
     assert!(is_conflict(s.executions().update(&done).await));
+}
+
+/// A workflow's step as one batch: its state saved (compare-and-set) with the children it
+/// records; a stale or missing state record writes none of them.
+async fn batch_saves_a_workflow_with_the_children_it_records(h: &Harness) {
+    let s = &h.store;
+    let wf = WorkflowRecord {
+        id: "bwf1".into(),
+        execution_id: "bwx0".into(),
+        revision: 0,
+        status: "running".into(),
+        state: serde_json::value::to_raw_value(&json!({"head": 1})).expect("json"),
+        created_at: h.now(),
+        updated_at: h.now(),
+    };
+    let created = s.workflows().create(&wf).await.expect("create");
+    let part = |key: &str, doc: &str| StatePart {
+        key: key.into(),
+        doc: Some(doc.to_owned()),
+    };
+    let task = TaskRecord {
+        id: "bwt1".into(),
+        workflow_id: "bwf1".into(),
+        task_id: "first".into(),
+        task_route: 0,
+        status: "running".into(),
+        doc: json!({"n": 1}),
+        created_at: h.now(),
+        updated_at: h.now(),
+    };
+    let child = |id: &str| {
+        let mut c = execution(id, "core.noop", at(h, 1));
+        c.parent = Some("bwx0".into());
+        c.status = ExecutionStatus::Scheduled;
+        c
+    };
+    let mut next = created.clone();
+    next.state = serde_json::value::to_raw_value(&json!({"head": 2})).expect("json");
+    let written = s
+        .write_batch(vec![
+            BatchWrite::SaveWorkflow {
+                record: next.clone(),
+                parts: vec![part("child.bwx1", "{}")],
+                tasks: vec![task.clone()],
+            },
+            BatchWrite::CreateExecution(Arc::new(child("bwx1"))),
+            BatchWrite::Enqueue(NewWorkItem::new("bw", json!({"execution_id": "bwx1"}))),
+        ])
+        .await
+        .expect("batch");
+    assert_eq!(written.len(), 3);
+    let BatchWritten::Workflow(saved) = &written[0] else {
+        panic!(
+            "a workflow save reports the record as stored, got {:?}",
+            written[0]
+        );
+    };
+    assert_eq!(saved.revision, 2);
+    assert_eq!(
+        s.workflows().get("bwf1").await.expect("get").as_ref(),
+        Some(saved)
+    );
+    assert_eq!(
+        s.workflows().list_parts("bwf1").await.expect("parts"),
+        [part("child.bwx1", "{}")]
+    );
+    assert_eq!(
+        s.workflows().list_tasks("bwf1").await.expect("tasks"),
+        std::slice::from_ref(&task)
+    );
+    assert!(s.executions().get("bwx1").await.expect("get").is_some());
+
+    // A stale revision (another run saved since) or an unknown record: nothing lands.
+    let mut missing = saved.clone();
+    missing.id = "bwf-missing".into();
+    let failing: Vec<(WorkflowRecord, BatchCheck)> = vec![
+        (next.clone(), |r| {
+            matches!(
+                r,
+                Err(StoreError::Conflict {
+                    what: "workflow",
+                    ..
+                })
+            )
+        }),
+        (missing, |r| {
+            matches!(
+                r,
+                Err(StoreError::NotFound {
+                    what: "workflow",
+                    ..
+                })
+            )
+        }),
+    ];
+    for (record, expected) in failing {
+        let name = record.id.clone();
+        let outcome = s
+            .write_batch(vec![
+                BatchWrite::SaveWorkflow {
+                    record,
+                    parts: vec![part("child.bwx2", "{}")],
+                    tasks: Vec::new(),
+                },
+                BatchWrite::CreateExecution(Arc::new(child("bwx2"))),
+                BatchWrite::Enqueue(NewWorkItem::new("bw", json!({"execution_id": "bwx2"}))),
+            ])
+            .await;
+        assert!(expected(&outcome), "{name}: {outcome:?}");
+        assert!(s.executions().get("bwx2").await.expect("get").is_none());
+    }
+    // A child that fails undoes the save before it.
+    let outcome = s
+        .write_batch(vec![
+            BatchWrite::SaveWorkflow {
+                record: saved.clone(),
+                parts: vec![part("child.bwx3", "{}")],
+                tasks: Vec::new(),
+            },
+            BatchWrite::CreateExecution(Arc::new(child("bwx1"))),
+        ])
+        .await;
+    assert!(is_conflict(outcome));
+    assert_eq!(
+        s.workflows()
+            .get("bwf1")
+            .await
+            .expect("get")
+            .map(|w| w.revision),
+        Some(2)
+    );
+    assert_eq!(
+        s.workflows().list_parts("bwf1").await.expect("parts"),
+        [part("child.bwx1", "{}")]
+    );
+    assert_eq!(
+        s.queue().depth("bw").await.expect("depth"),
+        QueueDepth {
+            ready: 1,
+            delayed: 0,
+            leased: 0
+        }
+    );
 }
 
 /// What a failed batch must have returned.

@@ -43,6 +43,17 @@ use crate::status::Status;
 /// its own status again.
 const POLL: Duration = Duration::from_secs(1);
 
+/// Children started at once (one batch of writes; a with-items task may hand out thousands).
+const START_BATCH: usize = 64;
+
+/// A save's writes ([`Driver::take_save`]).
+struct Save {
+    status: &'static str,
+    head: Box<serde_json::value::RawValue>,
+    parts: Vec<StatePart>,
+    tasks: Vec<TaskRecord>,
+}
+
 /// The `orquesta` runner. Compiled workflows are cached by entry point file (and reloaded when
 /// the file changes), so a workflow is parsed and inspected once, not per execution.
 #[derive(Debug, Default)]
@@ -736,6 +747,14 @@ impl Driver {
     /// Save the state and the changed task records, in one write: the small head of the
     /// state, and of its parts (contexts, task entries, children) only those that changed.
     async fn save(&mut self) -> Result<(), RunnerError> {
+        let save = self.take_save()?;
+        self.services
+            .save_state_parts(save.status, save.head, save.parts, save.tasks)
+            .await
+    }
+
+    /// What [`Driver::save`] writes; the parts are counted as saved from here on.
+    fn take_save(&mut self) -> Result<Save, RunnerError> {
         let status = self.status().map_or("requested", Status::as_str);
         let conductor = self
             .conductor
@@ -768,9 +787,58 @@ impl Driver {
             .iter()
             .filter_map(|id| self.records.get(id).cloned())
             .collect();
-        self.services
-            .save_state_parts(status, head, parts, tasks)
-            .await
+        Ok(Save {
+            status,
+            head,
+            parts,
+            tasks,
+        })
+    }
+
+    /// Save, and start the children recorded and not started yet, in one call: the engine
+    /// commits the state and the children together. Past [`START_BATCH`] children, the rest
+    /// start as [`Driver::start_children`] starts them.
+    async fn save_and_start(&mut self) -> Result<(), RunnerError> {
+        let save = self.take_save()?;
+        let (ids, requests): (Vec<String>, Vec<ChildRequest>) = self
+            .saved
+            .children
+            .iter()
+            .filter(|(_, c)| !c.started)
+            .take(START_BATCH)
+            .map(|(id, c)| (id.clone(), self.child_request(id, c)))
+            .unzip();
+        let started = self
+            .services
+            .save_state_and_start(save.status, save.head, save.parts, save.tasks, requests)
+            .await?;
+        self.started(&ids, started).await?;
+        self.start_children().await
+    }
+
+    /// Note the outcome of starting each of `ids`: started, or its task failed.
+    async fn started(
+        &mut self,
+        ids: &[String],
+        outcomes: Vec<Result<ExecutionRecord, RunnerError>>,
+    ) -> Result<(), RunnerError> {
+        for (id, started) in ids.iter().zip(outcomes) {
+            match started {
+                Ok(_) => {
+                    if let Some(c) = self.saved.children.get_mut(id) {
+                        c.started = true;
+                    }
+                }
+                Err(e) => {
+                    let Some(child) = self.saved.children.remove(id) else {
+                        continue;
+                    };
+                    let result = json!({"errors": [{"message": e.to_string()}]});
+                    self.complete_child(&child, Status::Failed, result).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn now(&self) -> String {
@@ -1109,7 +1177,7 @@ impl Driver {
             .collect();
         // Started a batch at a time, concurrently, so the store commits them together (one
         // child, the usual case of a sequence, is started in place).
-        for batch in pending.chunks(64) {
+        for batch in pending.chunks(START_BATCH) {
             let mut requests: Vec<(usize, ChildRequest)> = batch
                 .iter()
                 .enumerate()
@@ -1135,23 +1203,11 @@ impl Driver {
                 }
                 outcomes.sort_by_key(|(n, _)| *n);
             }
-            for (n, started) in outcomes {
-                let id = &batch[n];
-                match started {
-                    Ok(_) => {
-                        if let Some(c) = self.saved.children.get_mut(id) {
-                            c.started = true;
-                        }
-                    }
-                    Err(e) => {
-                        let Some(child) = self.saved.children.remove(id) else {
-                            continue;
-                        };
-                        let result = json!({"errors": [{"message": e.to_string()}]});
-                        self.complete_child(&child, Status::Failed, result).await?;
-                    }
-                }
-            }
+            let (ids, outcomes): (Vec<String>, Vec<_>) = outcomes
+                .into_iter()
+                .map(|(n, started)| (batch[n].clone(), started))
+                .unzip();
+            self.started(&ids, outcomes).await?;
         }
         Ok(())
     }
@@ -1407,13 +1463,14 @@ impl Driver {
             }
             let handed = self.hand_out().await?;
             self.step(Conductor::render_output).await?;
-            self.save().await?;
             if handed {
-                self.start_children().await?;
+                self.save_and_start().await?;
                 // Children that could not start were fed back in: look again.
                 if self.saved.children.values().any(|c| !c.started) {
                     continue;
                 }
+            } else {
+                self.save().await?;
             }
             let status = self.status().unwrap_or(Status::Failed);
             let active = self.active_children();

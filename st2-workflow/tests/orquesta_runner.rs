@@ -261,6 +261,35 @@ async fn failures_end_the_workflow_failed_with_errors_naming_the_task() {
     engine.shutdown().await;
 }
 
+/// Children handed out together are saved and started in one commit; when one of them cannot
+/// start, they start one by one instead: that task fails with the reason, the others run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_cannot_start_fails_and_its_siblings_still_run() {
+    let engine = engine().await;
+    let done = run(&engine, "wftest.unstartable", json!({})).await;
+    assert_eq!(done.status, ExecutionStatus::Failed, "{}", done.result);
+    let text = done.result["errors"].to_string();
+    assert!(
+        text.contains("wftest.no_such_action"),
+        "the error names the action: {text}"
+    );
+    assert!(
+        done.result["errors"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["task_id"] == json!("missing"))),
+        "the error names the task: {text}"
+    );
+    let children = children(&engine, &done).await;
+    assert_eq!(
+        children.len(),
+        1,
+        "only the task that could start has a child"
+    );
+    assert_eq!(children[0].context["orquesta"]["task_name"], json!("fine"));
+    assert_eq!(children[0].status, ExecutionStatus::Succeeded);
+    engine.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_cascades_to_the_running_task() {
     let engine = engine().await;

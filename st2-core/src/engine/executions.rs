@@ -16,9 +16,9 @@ use crate::expr::shell::ShellCommand;
 use crate::model::{Action, Policy};
 use crate::rules::enforce::shell_parameters;
 use crate::store::{
-    BatchWrite, CausedBy, ClaimRequest, ExecutionFilter, ExecutionRecord, ExecutionStatus,
-    InquiryStatus, Lease, NewWorkItem, Page, Snapshot, StatusChange, StoreError, Timestamp,
-    TraceComponent, TraceComponentKind, TraceFilter, TraceRecord,
+    BatchWrite, BatchWritten, CausedBy, ClaimRequest, ExecutionFilter, ExecutionRecord,
+    ExecutionStatus, InquiryStatus, Lease, NewWorkItem, Page, Snapshot, StatusChange, StoreError,
+    Timestamp, TraceComponent, TraceComponentKind, TraceFilter, TraceRecord,
 };
 
 /// Context key holding the shell commands rendered for a `cmd` parameter (the command with
@@ -435,6 +435,17 @@ pub(crate) async fn run_under(
     request: RunRequest,
     parent: Option<&ExecutionRecord>,
 ) -> Result<ExecutionRecord, EngineError> {
+    let new = new_under(inner, request, parent).await?;
+    create_execution(inner, new).await
+}
+
+/// What [`run_under`] creates for `request` (its parameters rendered and checked, its context
+/// and trace decided); nothing is written.
+pub(crate) async fn new_under(
+    inner: &Arc<Inner>,
+    request: RunRequest,
+    parent: Option<&ExecutionRecord>,
+) -> Result<NewExecution, EngineError> {
     debug_assert_eq!(parent.map(|p| &p.id), request.parent.as_ref());
     let catalog = inner.catalog();
     let action = catalog
@@ -527,7 +538,69 @@ pub(crate) async fn run_under(
         trace,
         notify: request.notify,
     };
-    create_execution(inner, new).await
+    Ok(new)
+}
+
+/// Create the executions `news` as [`create_execution`] does (each with its trace entry and
+/// queue item), in one batch with `first`: writes that must land with them, such as the state
+/// of the runner that records them. Returns what `first`'s writes produced and the stored
+/// executions. An error means nothing was written; the caller may write them one by one then
+/// ([`create_execution`] copes with a trace gone or an execution that exists already).
+pub(crate) async fn create_together(
+    inner: &Arc<Inner>,
+    first: Vec<BatchWrite>,
+    news: Vec<NewExecution>,
+) -> Result<(Vec<BatchWritten>, Vec<ExecutionRecord>), EngineError> {
+    let leading = first.len();
+    let mut writes = first;
+    let mut created = Vec::with_capacity(news.len());
+    for new in news {
+        let (mut stored, trace) = build_execution(inner, new)?;
+        stored.revision = 1;
+        let stored = Arc::new(stored);
+        let queue = queue_for(&stored);
+        writes.push(BatchWrite::CreateExecution(Arc::clone(&stored)));
+        writes.extend(trace_write(&stored, &trace));
+        writes.extend(
+            queue.map(|(queue, not_before)| {
+                BatchWrite::Enqueue(work_item(&stored, queue, not_before))
+            }),
+        );
+        created.push((stored, queue.is_some()));
+    }
+    // As in `create_execution`: kept, and their updates held back, before the batch commits.
+    for (stored, queued) in &created {
+        if *queued {
+            inner.recent.keep(stored);
+        }
+    }
+    let creating: Vec<_> = created
+        .iter()
+        .map(|(stored, _)| inner.creating(&stored.id))
+        .collect();
+    match inner.store.write_batch(writes).await {
+        Ok(mut written) => {
+            written.truncate(leading);
+            let records = created
+                .into_iter()
+                .zip(creating)
+                .map(|((stored, _), creating)| {
+                    creating.announce(Arc::clone(&stored));
+                    Arc::unwrap_or_clone(stored)
+                })
+                .collect();
+            Ok((written, records))
+        }
+        Err(e) => {
+            drop(creating);
+            for (stored, queued) in &created {
+                if *queued {
+                    inner.recent.forget(&stored.id);
+                }
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// How to run an execution again (`POST /executions/<id>/re_run`).

@@ -13,8 +13,8 @@ use super::triggers::{self, DispatchRequest};
 use super::{EngineError, EngineEvent, Inner};
 use crate::runner::{ChildRequest, RunnerError, RunnerServices, RunnerState};
 use crate::store::{
-    ExecutionRecord, ExecutionStatus, InquiryRecord, StatePart, StoreError, TaskRecord,
-    WorkflowRecord,
+    BatchWrite, BatchWritten, ExecutionRecord, ExecutionStatus, InquiryRecord, StatePart,
+    StoreError, TaskRecord, WorkflowRecord,
 };
 
 /// The services of one running execution.
@@ -112,6 +112,120 @@ impl EngineServices {
         };
         Ok(Some((record, state)))
     }
+
+    /// The run request of a child of this execution: it joins this execution's trace.
+    async fn child_run(&self, request: ChildRequest) -> RunRequest {
+        let mut run = RunRequest::new(request.action, request.parameters);
+        run.context = request.context;
+        run.parent = Some(self.execution_id.clone());
+        run.notify = request.notify;
+        run.id = request.id;
+        run.delay_ms = request.delay_ms;
+        run.trace_id = self.trace().await;
+        run
+    }
+
+    /// This execution's record, without its children, read once.
+    async fn parent(&self) -> Result<&ExecutionRecord, RunnerError> {
+        self.record
+            .get_or_try_init(|| {
+                executions::stored_without_children(&self.inner, &self.execution_id)
+            })
+            .await
+            .map_err(failed)
+    }
+
+    /// Registered before it exists, so the next `wait_any` has every update of the child
+    /// without reading it first (unless a wait holds the watch right now: then that wait
+    /// reads it).
+    fn watch_child(&self, run: &RunRequest) {
+        if let Some(id) = &run.id
+            && let Ok(mut held) = self.waiting.try_lock()
+        {
+            self.watch(&mut held).add(id);
+        }
+    }
+
+    /// [`RunnerServices::save_state_and_start`] as one batch: the state record's update and
+    /// every child (with its trace entry and queue item) commit together. `Ok(None)` when
+    /// that cannot be done and nothing was written: no state record yet, a child that cannot
+    /// start (its error comes from `start_child`), or a batch that failed. An error when the
+    /// state was changed by another run.
+    async fn save_and_start_together(
+        &self,
+        status: &str,
+        state: &serde_json::value::RawValue,
+        parts: &[StatePart],
+        tasks: &[TaskRecord],
+        children: &[ChildRequest],
+    ) -> Result<Option<Vec<Result<ExecutionRecord, RunnerError>>>, RunnerError> {
+        let parent = self.parent().await?;
+        let mut news = Vec::with_capacity(children.len());
+        for child in children {
+            let run = self.child_run(child.clone()).await;
+            self.watch_child(&run);
+            match executions::new_under(&self.inner, run, Some(parent)).await {
+                Ok(new) => news.push(new),
+                Err(_) => return Ok(None),
+            }
+        }
+        let mut held = self.state.lock().await;
+        if held.is_none() {
+            *held = self
+                .inner
+                .store
+                .workflows()
+                .get_by_execution(&self.execution_id)
+                .await
+                .map_err(|e| failed(e.into()))?;
+        }
+        let Some(current) = held.as_ref() else {
+            return Ok(None);
+        };
+        let mut record = current.clone();
+        record.status = status.to_owned();
+        record.state = state.to_owned();
+        record.updated_at = self.inner.now();
+        let tasks = tasks
+            .iter()
+            .map(|task| {
+                let mut task = task.clone();
+                task.workflow_id.clone_from(&record.id);
+                task
+            })
+            .collect();
+        let save = BatchWrite::SaveWorkflow {
+            record,
+            parts: parts.to_vec(),
+            tasks,
+        };
+        match executions::create_together(&self.inner, vec![save], news).await {
+            Ok((written, created)) => {
+                if let Some(BatchWritten::Workflow(mut saved)) = written.into_iter().next() {
+                    // Only the id and revision are needed for the next write.
+                    saved.state = empty_state();
+                    *held = Some(saved);
+                }
+                Ok(Some(created.into_iter().map(Ok).collect()))
+            }
+            // Someone else wrote it (another run of this execution): this run must stop.
+            Err(EngineError::Store(StoreError::Conflict {
+                what: "workflow", ..
+            })) => Err(RunnerError::Failed(format!(
+                "the state of execution {} was changed by another run",
+                self.execution_id
+            ))),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// A child's start failure as the runner sees it.
+fn child_error(e: EngineError) -> RunnerError {
+    match e {
+        EngineError::UnknownAction(action) => RunnerError::UnknownAction(action),
+        other => failed(other),
+    }
 }
 
 impl fmt::Debug for EngineServices {
@@ -165,33 +279,37 @@ fn failed(e: EngineError) -> RunnerError {
 #[async_trait]
 impl RunnerServices for EngineServices {
     async fn start_child(&self, request: ChildRequest) -> Result<ExecutionRecord, RunnerError> {
-        let mut run = RunRequest::new(request.action, request.parameters);
-        run.context = request.context;
-        run.parent = Some(self.execution_id.clone());
-        run.notify = request.notify;
-        run.id = request.id;
-        run.delay_ms = request.delay_ms;
-        run.trace_id = self.trace().await;
-        let parent = self
-            .record
-            .get_or_try_init(|| {
-                executions::stored_without_children(&self.inner, &self.execution_id)
-            })
-            .await
-            .map_err(failed)?;
-        // Registered before it exists, so the next `wait_any` has every update of it without
-        // reading it first (unless a wait holds the watch right now: then that wait reads it).
-        if let Some(id) = &run.id
-            && let Ok(mut held) = self.waiting.try_lock()
-        {
-            self.watch(&mut held).add(id);
-        }
+        let run = self.child_run(request).await;
+        let parent = self.parent().await?;
+        self.watch_child(&run);
         executions::run_under(&self.inner, run, Some(parent))
             .await
-            .map_err(|e| match e {
-                EngineError::UnknownAction(action) => RunnerError::UnknownAction(action),
-                other => failed(other),
-            })
+            .map_err(child_error)
+    }
+
+    async fn save_state_and_start(
+        &self,
+        status: &str,
+        state: Box<serde_json::value::RawValue>,
+        parts: Vec<StatePart>,
+        tasks: Vec<TaskRecord>,
+        children: Vec<ChildRequest>,
+    ) -> Result<Vec<Result<ExecutionRecord, RunnerError>>, RunnerError> {
+        if !children.is_empty()
+            && let Some(started) = self
+                .save_and_start_together(status, &state, &parts, &tasks, &children)
+                .await?
+        {
+            return Ok(started);
+        }
+        // One after the other: nothing to start, a first save (it creates the record), a
+        // child that cannot start, or a batch that failed (a trace gone, a child that exists).
+        self.save_state_parts(status, state, parts, tasks).await?;
+        let mut started = Vec::with_capacity(children.len());
+        for child in children {
+            started.push(self.start_child(child).await);
+        }
+        Ok(started)
     }
 
     async fn wait_child(&self, id: &str) -> Result<ExecutionRecord, RunnerError> {

@@ -10,10 +10,11 @@
 
 use std::sync::Arc;
 
+use super::StatePart;
 use super::queue::{LeaseRef, NewWorkItem};
 use super::records::{
-    ExecutionRecord, RuleEnforcementRecord, TraceComponent, TraceComponentKind, TraceRecord,
-    TriggerInstanceRecord, TriggerInstanceStatus,
+    ExecutionRecord, RuleEnforcementRecord, TaskRecord, TraceComponent, TraceComponentKind,
+    TraceRecord, TriggerInstanceRecord, TriggerInstanceStatus, WorkflowRecord,
 };
 
 /// One write of a batch; each means what the aggregate method of the same name means.
@@ -52,10 +53,21 @@ pub enum BatchWrite {
     Enqueue(NewWorkItem),
     /// [`WorkQueue::finish`](super::WorkQueue::finish).
     FinishWork(LeaseRef),
+    /// [`WorkflowStore::save`](super::WorkflowStore::save): the record (compare-and-set on
+    /// its revision), its changed state parts and task records. With the child executions a
+    /// save records, in the same batch, a workflow's step is one commit.
+    SaveWorkflow {
+        /// The record at the revision it was read.
+        record: WorkflowRecord,
+        /// Parts to replace (`doc`) or remove (`None`).
+        parts: Vec<StatePart>,
+        /// Task records to create or replace.
+        tasks: Vec<TaskRecord>,
+    },
 }
 
 /// What one write of a committed batch produced, in the order of the writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum BatchWritten {
     /// Nothing to report (the write landed).
     Done,
@@ -69,4 +81,6 @@ pub enum BatchWritten {
     },
     /// A work item enqueued: its id.
     WorkItem(i64),
+    /// A workflow saved: the record as stored (its new revision).
+    Workflow(WorkflowRecord),
 }

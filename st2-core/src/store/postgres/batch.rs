@@ -9,6 +9,7 @@ use super::events::{
 };
 use super::executions::{ExecutionColumns, update_execution};
 use super::queue::{ENQUEUE, FINISH, check_queue, lost};
+use super::workflows::save_workflow;
 use super::{PgStore, get, json, pg_error, pg_error_for};
 use crate::store::{BatchWrite, BatchWritten, StoreResult, to_micros};
 
@@ -171,6 +172,11 @@ impl PgStore {
                     }
                     BatchWritten::Done
                 }
+                BatchWrite::SaveWorkflow {
+                    record,
+                    parts,
+                    tasks,
+                } => BatchWritten::Workflow(save_workflow(&tx, record, parts, tasks).await?),
             });
         }
         tx.commit().await.map_err(pg_error)?;

@@ -1,6 +1,7 @@
 //! Workflow state, task records and inquiries.
 
 use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use tokio_postgres::Row;
 use tokio_postgres::types::Json;
@@ -29,6 +30,90 @@ const PUT_PART: &str = "INSERT INTO workflow_parts (workflow_id, key, doc) VALUE
     ON CONFLICT (workflow_id, key) DO UPDATE SET doc = EXCLUDED.doc";
 
 const DELETE_PART: &str = "DELETE FROM workflow_parts WHERE workflow_id = $1 AND key = $2";
+
+/// [`WorkflowStore::save`] on `client` (a transaction: the record's update, its parts and
+/// tasks land together or not at all); the record as stored.
+pub(super) async fn save_workflow(
+    client: &impl GenericClient,
+    record: &WorkflowRecord,
+    parts: &[StatePart],
+    tasks: &[TaskRecord],
+) -> StoreResult<WorkflowRecord> {
+    let next = record
+        .revision
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Invalid(format!("workflow {}: revision overflow", record.id)))?;
+    let mut new = record.clone();
+    new.revision = next;
+    let statement = client
+        .prepare_cached(UPDATE_WORKFLOW)
+        .await
+        .map_err(pg_error)?;
+    let n = client
+        .execute(
+            &statement,
+            &[
+                &record.id,
+                &clamp_i64(record.revision),
+                &record.execution_id,
+                &json(&new),
+            ],
+        )
+        .await
+        .map_err(|e| pg_error_for(e, "workflow", &record.id))?;
+    if n == 0 {
+        let row = client
+            .query_opt(
+                "SELECT revision FROM workflows WHERE id = $1",
+                &[&record.id],
+            )
+            .await
+            .map_err(pg_error)?;
+        return Err(match row {
+            None => StoreError::NotFound {
+                what: "workflow",
+                id: record.id.clone(),
+            },
+            Some(row) => {
+                let stored: i64 = get(&row, 0)?;
+                StoreError::Conflict {
+                    what: "workflow",
+                    id: record.id.clone(),
+                    reason: format!(
+                        "stale revision {} (stored revision is {stored})",
+                        record.revision
+                    ),
+                }
+            }
+        });
+    }
+    for part in parts {
+        match &part.doc {
+            Some(text) => {
+                let statement = client.prepare_cached(PUT_PART).await.map_err(pg_error)?;
+                client
+                    .execute(&statement, &[&record.id, &part.key, text])
+                    .await
+                    .map_err(pg_error)?;
+            }
+            None => {
+                let statement = client.prepare_cached(DELETE_PART).await.map_err(pg_error)?;
+                client
+                    .execute(&statement, &[&record.id, &part.key])
+                    .await
+                    .map_err(pg_error)?;
+            }
+        }
+    }
+    for task in tasks {
+        let statement = client.prepare_cached(PUT_TASK).await.map_err(pg_error)?;
+        client
+            .execute(&statement, &[&task.id, &task.workflow_id, &json(task)])
+            .await
+            .map_err(|e| pg_error_for(e, "task", &task.id))?;
+    }
+    Ok(new)
+}
 
 #[async_trait]
 impl WorkflowStore for PgStore {
@@ -76,77 +161,12 @@ impl WorkflowStore for PgStore {
         parts: &[StatePart],
         tasks: &[TaskRecord],
     ) -> StoreResult<WorkflowRecord> {
-        let next = record.revision.checked_add(1).ok_or_else(|| {
-            StoreError::Invalid(format!("workflow {}: revision overflow", record.id))
-        })?;
-        let mut new = record.clone();
-        new.revision = next;
         let mut client = self.client().await?;
         // Dropped without a commit (any error below), the transaction rolls back.
         let tx = client.transaction().await.map_err(pg_error)?;
-        let statement = tx.prepare_cached(UPDATE_WORKFLOW).await.map_err(pg_error)?;
-        let n = tx
-            .execute(
-                &statement,
-                &[
-                    &record.id,
-                    &clamp_i64(record.revision),
-                    &record.execution_id,
-                    &json(&new),
-                ],
-            )
-            .await
-            .map_err(|e| pg_error_for(e, "workflow", &record.id))?;
-        if n == 1 {
-            for part in parts {
-                match &part.doc {
-                    Some(text) => {
-                        let statement = tx.prepare_cached(PUT_PART).await.map_err(pg_error)?;
-                        tx.execute(&statement, &[&record.id, &part.key, text])
-                            .await
-                            .map_err(pg_error)?;
-                    }
-                    None => {
-                        let statement = tx.prepare_cached(DELETE_PART).await.map_err(pg_error)?;
-                        tx.execute(&statement, &[&record.id, &part.key])
-                            .await
-                            .map_err(pg_error)?;
-                    }
-                }
-            }
-            for task in tasks {
-                let statement = tx.prepare_cached(PUT_TASK).await.map_err(pg_error)?;
-                tx.execute(&statement, &[&task.id, &task.workflow_id, &json(task)])
-                    .await
-                    .map_err(|e| pg_error_for(e, "task", &task.id))?;
-            }
-            tx.commit().await.map_err(pg_error)?;
-            return Ok(new);
-        }
-        drop(tx);
-        let row = self
-            .one(
-                "SELECT revision FROM workflows WHERE id = $1",
-                &[&record.id],
-            )
-            .await?;
-        Err(match row {
-            None => StoreError::NotFound {
-                what: "workflow",
-                id: record.id.clone(),
-            },
-            Some(row) => {
-                let stored: i64 = get(&row, 0)?;
-                StoreError::Conflict {
-                    what: "workflow",
-                    id: record.id.clone(),
-                    reason: format!(
-                        "stale revision {} (stored revision is {stored})",
-                        record.revision
-                    ),
-                }
-            }
-        })
+        let saved = save_workflow(&tx, record, parts, tasks).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(saved)
     }
 
     async fn list_parts(&self, workflow_id: &str) -> StoreResult<Vec<StatePart>> {

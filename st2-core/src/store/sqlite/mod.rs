@@ -529,13 +529,17 @@ impl Store for SqliteStore {
             Component(events::ComponentRow),
             Enqueue(queue::WorkItemRow),
             Finish(LeaseRef),
+            Workflow(Box<workflows::SaveRows>),
         }
         if writes.is_empty() {
             return Ok(Vec::new());
         }
         let mut rows = Vec::with_capacity(writes.len());
         let mut queues = Vec::new();
+        // The workflow records saved, as they will be stored, by the index of their write.
+        let mut saved = Vec::new();
         for write in writes {
+            let rows_so_far = rows.len();
             rows.push(match write {
                 BatchWrite::CreateTriggerInstance(r) => {
                     Row::TriggerInstance(events::TriggerInstanceRow::new(&r)?)
@@ -569,11 +573,20 @@ impl Store for SqliteStore {
                     Row::Enqueue(queue::WorkItemRow::new(item)?)
                 }
                 BatchWrite::FinishWork(lease) => Row::Finish(lease),
+                BatchWrite::SaveWorkflow {
+                    record,
+                    parts,
+                    tasks,
+                } => {
+                    let (stored, rows) = workflows::SaveRows::new(&record, parts, &tasks)?;
+                    saved.push((rows_so_far, stored));
+                    Row::Workflow(Box::new(rows))
+                }
             });
         }
         // One job (sharing a savepoint with its neighbours while none fails): a failing write
         // undoes the whole batch.
-        let written = self
+        let mut written = self
             .shared
             .write_repeatable(move |db| {
                 let mut written = Vec::with_capacity(rows.len());
@@ -603,11 +616,20 @@ impl Store for SqliteStore {
                             queue::finish(db, *lease)?;
                             BatchWritten::Done
                         }
+                        Row::Workflow(rows) => {
+                            rows.apply(db)?;
+                            BatchWritten::Done
+                        }
                     });
                 }
                 Ok(written)
             })
             .await?;
+        for (index, stored) in saved {
+            if let Some(slot) = written.get_mut(index) {
+                *slot = BatchWritten::Workflow(stored);
+            }
+        }
         queues.sort();
         queues.dedup();
         for name in &queues {

@@ -126,6 +126,64 @@ impl TaskRow {
     }
 }
 
+/// A workflow's save ([`WorkflowStore::save`]): its record's update, its changed parts and
+/// task records, built off the writer thread.
+pub(super) struct SaveRows {
+    record: UpdateRow,
+    parts: Vec<StatePart>,
+    tasks: Vec<TaskRow>,
+}
+
+impl SaveRows {
+    /// The rows and the record as it will be stored (its revision bumped).
+    pub(super) fn new(
+        record: &WorkflowRecord,
+        parts: Vec<StatePart>,
+        tasks: &[TaskRecord],
+    ) -> StoreResult<(WorkflowRecord, Self)> {
+        let (stored, record) = UpdateRow::new(record)?;
+        let tasks = tasks
+            .iter()
+            .map(TaskRow::new)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((
+            stored,
+            SaveRows {
+                record,
+                parts,
+                tasks,
+            },
+        ))
+    }
+
+    pub(super) fn apply(&self, db: &Db<'_>) -> StoreResult<()> {
+        self.record.apply(db)?;
+        let conn = db.conn();
+        let id = &self.record.id;
+        for part in &self.parts {
+            match &part.doc {
+                Some(doc) => conn
+                    .prepare_cached(
+                        "INSERT INTO workflow_parts (workflow_id, key, doc) \
+                         VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (workflow_id, key) DO UPDATE SET doc = excluded.doc",
+                    )
+                    .and_then(|mut s| s.execute(params![id, part.key, doc])),
+                None => conn
+                    .prepare_cached(
+                        "DELETE FROM workflow_parts WHERE workflow_id = ?1 AND key = ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![id, part.key])),
+            }
+            .map_err(sql_error)?;
+        }
+        for task in &self.tasks {
+            task.put(db)?;
+        }
+        Ok(())
+    }
+}
+
 /// The workflow state of one store.
 pub(super) struct Workflows(pub(super) Arc<Shared>);
 
@@ -193,39 +251,8 @@ impl WorkflowStore for Workflows {
         parts: &[StatePart],
         tasks: &[TaskRecord],
     ) -> StoreResult<WorkflowRecord> {
-        let (stored, row) = UpdateRow::new(record)?;
-        let tasks = tasks
-            .iter()
-            .map(TaskRow::new)
-            .collect::<StoreResult<Vec<_>>>()?;
-        let parts = parts.to_vec();
-        self.0
-            .write_repeatable(move |db| {
-                row.apply(db)?;
-                let conn = db.conn();
-                for part in &parts {
-                    match &part.doc {
-                        Some(doc) => conn
-                            .prepare_cached(
-                                "INSERT INTO workflow_parts (workflow_id, key, doc) \
-                                 VALUES (?1, ?2, ?3) \
-                                 ON CONFLICT (workflow_id, key) DO UPDATE SET doc = excluded.doc",
-                            )
-                            .and_then(|mut s| s.execute(params![row.id, part.key, doc])),
-                        None => conn
-                            .prepare_cached(
-                                "DELETE FROM workflow_parts WHERE workflow_id = ?1 AND key = ?2",
-                            )
-                            .and_then(|mut s| s.execute(params![row.id, part.key])),
-                    }
-                    .map_err(sql_error)?;
-                }
-                for task in &tasks {
-                    task.put(db)?;
-                }
-                Ok(())
-            })
-            .await?;
+        let (stored, rows) = SaveRows::new(record, parts.to_vec(), tasks)?;
+        self.0.write_repeatable(move |db| rows.apply(db)).await?;
         Ok(stored)
     }
 
