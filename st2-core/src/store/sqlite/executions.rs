@@ -108,7 +108,6 @@ impl ExecutionRow {
 
     /// Replace the row whose revision is `expected`; how many rows changed.
     fn update(&self, db: &Db<'_>, expected: i64) -> StoreResult<usize> {
-        snapshots::store(db, &self.snapshots)?;
         db.conn()
             .prepare_cached(
                 "UPDATE executions SET revision = ?2, action_ref = ?3, status = ?4, parent = ?5, \
@@ -140,66 +139,59 @@ impl ExecutionRow {
 }
 
 impl ExecutionRow {
-    /// Replace the row stored at revision `expected` (one modifying statement); the
-    /// execution's children. [`StoreError::Conflict`] for a stale revision,
-    /// [`StoreError::NotFound`] for an unknown id.
+    /// Replace the row stored at revision `expected`; the execution's children.
+    /// [`StoreError::Conflict`] for a stale revision, [`StoreError::NotFound`] for an unknown
+    /// id.
     pub(super) fn replace(&self, db: &Db<'_>, expected: i64) -> StoreResult<Vec<String>> {
-        // The indexed columns other than `status` rarely change after creation, and every
-        // index a statement sets a column of is rewritten: read them first (the row's head,
-        // not its document) and leave them out of the update when they stay the same.
-        let current = db
-            .conn()
-            .prepare_cached(
-                "SELECT revision, action_ref, parent, username, runner, rule, trigger_ref, \
-                 trigger_type, trigger_instance, start_timestamp FROM executions WHERE id = ?1",
-            )
-            .and_then(|mut s| {
-                s.query_row([&self.id], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)? == self.action_ref
-                            && r.get::<_, Option<String>>(2)? == self.parent
-                            && r.get::<_, Option<String>>(3)? == self.user
-                            && r.get::<_, Option<String>>(4)? == self.runner
-                            && r.get::<_, Option<String>>(5)? == self.rule
-                            && r.get::<_, Option<String>>(6)? == self.trigger
-                            && r.get::<_, Option<String>>(7)? == self.trigger_type
-                            && r.get::<_, Option<String>>(8)? == self.trigger_instance
-                            && r.get::<_, i64>(9)? == self.start,
-                    ))
-                })
-                .optional()
-            })
-            .map_err(sql_error)?;
-        let changed = match current {
-            None => 0,
-            Some((revision, _)) if revision != expected => 0,
-            Some((_, true)) => self.update_status(db, expected)?,
-            Some((_, false)) => self.update(db, expected)?,
-        };
-        if changed == 0 {
-            return Err(match current {
-                None => StoreError::NotFound {
-                    what: WHAT,
-                    id: self.id.clone(),
-                },
-                Some((current, _)) => StoreError::Conflict {
-                    what: WHAT,
-                    id: self.id.clone(),
-                    reason: format!("stale revision {expected}: the stored revision is {current}"),
-                },
-            });
+        snapshots::store(db, &self.snapshots)?;
+        // Every index a statement sets a column of is rewritten, and the indexed columns other
+        // than `status` rarely change after creation: the update leaves them out, on condition
+        // that the row holds what this one holds. Only when it changes nothing is the row read
+        // (unknown, stale, or its other indexed columns changed: then all are set).
+        if self.update_status(db, expected)? == 0 {
+            self.replace_read_first(db, expected)?;
         }
         children_of(db, &self.id)
     }
 
-    /// [`ExecutionRow::update`] of the columns that change while an execution runs.
+    /// [`ExecutionRow::replace`] when the row is not as expected: read its head (not its
+    /// document) and update every column, or say why not.
+    fn replace_read_first(&self, db: &Db<'_>, expected: i64) -> StoreResult<()> {
+        let current = db
+            .conn()
+            .prepare_cached("SELECT revision FROM executions WHERE id = ?1")
+            .and_then(|mut s| s.query_row([&self.id], |r| r.get::<_, i64>(0)).optional())
+            .map_err(sql_error)?;
+        match current {
+            None => Err(StoreError::NotFound {
+                what: WHAT,
+                id: self.id.clone(),
+            }),
+            Some(current) if current != expected => Err(StoreError::Conflict {
+                what: WHAT,
+                id: self.id.clone(),
+                reason: format!("stale revision {expected}: the stored revision is {current}"),
+            }),
+            Some(_) => match self.update(db, expected)? {
+                0 => Err(StoreError::Conflict {
+                    what: WHAT,
+                    id: self.id.clone(),
+                    reason: format!("stale revision {expected}"),
+                }),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// [`ExecutionRow::update`] of the columns that change while an execution runs, where the
+    /// other indexed columns hold this row's values; how many rows changed.
     fn update_status(&self, db: &Db<'_>, expected: i64) -> StoreResult<usize> {
-        snapshots::store(db, &self.snapshots)?;
         db.conn()
             .prepare_cached(
                 "UPDATE executions SET revision = ?2, status = ?3, end_timestamp = ?4, doc = ?5 \
-                 WHERE id = ?1 AND revision = ?6",
+                 WHERE id = ?1 AND revision = ?6 AND action_ref = ?7 AND parent IS ?8 \
+                 AND username IS ?9 AND runner IS ?10 AND rule IS ?11 AND trigger_ref IS ?12 \
+                 AND trigger_type IS ?13 AND trigger_instance IS ?14 AND start_timestamp = ?15",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -209,6 +201,15 @@ impl ExecutionRow {
                     self.end,
                     self.doc,
                     expected,
+                    self.action_ref,
+                    self.parent,
+                    self.user,
+                    self.runner,
+                    self.rule,
+                    self.trigger,
+                    self.trigger_type,
+                    self.trigger_instance,
+                    self.start,
                 ])
             })
             .map_err(sql_error)
