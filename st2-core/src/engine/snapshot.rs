@@ -52,7 +52,7 @@ pub fn content_id(kind: &str, reference: &str) -> String {
 
 /// StackStorm's isotime format: `2024-05-01T10:00:00.123456Z`.
 pub fn isotime(t: Timestamp) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    crate::store::rfc3339::isotime(&t)
 }
 
 /// The action as the API shows it.

@@ -69,6 +69,7 @@ pub struct RuleEnforcement {
     /// Succeeded or failed.
     pub status: EnforcementStatus,
     /// When.
+    #[serde(serialize_with = "crate::store::rfc3339::serialize")]
     pub enforced_at: DateTime<Utc>,
 }
 

@@ -34,6 +34,7 @@ pub mod postgres;
 pub mod queue;
 pub mod records;
 pub mod retention;
+pub(crate) mod rfc3339;
 mod snapshot;
 pub mod sqlite;
 

@@ -209,6 +209,7 @@ pub struct TriggerInstanceRecord {
     /// The payload.
     pub payload: Value,
     /// When it happened.
+    #[serde(serialize_with = "crate::store::rfc3339::serialize")]
     pub occurrence_time: Timestamp,
     /// Where the rules engine is with it.
     pub status: TriggerInstanceStatus,
@@ -237,6 +238,7 @@ pub struct TriggerInstanceFilter {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusChange {
     /// When.
+    #[serde(serialize_with = "crate::store::rfc3339::serialize")]
     pub timestamp: Timestamp,
     /// The new status.
     pub status: ExecutionStatus,
@@ -275,9 +277,14 @@ pub struct ExecutionRecord {
     #[serde(default)]
     pub children: Vec<String>,
     /// When it was requested.
+    #[serde(serialize_with = "crate::store::rfc3339::serialize")]
     pub start_timestamp: Timestamp,
     /// When it completed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::store::rfc3339::serialize_option"
+    )]
     pub end_timestamp: Option<Timestamp>,
     /// Every status change.
     #[serde(default)]
@@ -465,8 +472,12 @@ struct ExecutionDoc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     parent: &'a Option<String>,
     children: &'a Vec<String>,
+    #[serde(serialize_with = "crate::store::rfc3339::serialize_ref")]
     start_timestamp: &'a Timestamp,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::store::rfc3339::serialize_option_ref"
+    )]
     end_timestamp: &'a Option<Timestamp>,
     log: &'a Vec<StatusChange>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -543,6 +554,7 @@ pub struct NewOutput {
     /// The runner's name.
     pub runner_ref: String,
     /// When it was produced.
+    #[serde(serialize_with = "crate::store::rfc3339::serialize")]
     pub timestamp: Timestamp,
     /// stdout, stderr or output.
     pub output_type: OutputType,
@@ -679,6 +691,7 @@ pub struct WorkflowRecord {
     /// Created.
     pub created_at: Timestamp,
     /// Last written.
+    #[serde(serialize_with = "crate::store::rfc3339::serialize")]
     pub updated_at: Timestamp,
 }
 
@@ -720,6 +733,7 @@ pub struct TaskRecord {
     /// Created.
     pub created_at: Timestamp,
     /// Last written.
+    #[serde(serialize_with = "crate::store::rfc3339::serialize")]
     pub updated_at: Timestamp,
 }
 
@@ -776,6 +790,7 @@ pub struct TraceComponent {
     #[serde(rename = "ref", default)]
     pub reference: String,
     /// When it was added.
+    #[serde(serialize_with = "crate::store::rfc3339::serialize")]
     pub updated_at: Timestamp,
     /// Its cause.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -811,6 +826,7 @@ pub struct TraceRecord {
     #[serde(default)]
     pub action_executions: Vec<TraceComponent>,
     /// When it started.
+    #[serde(serialize_with = "crate::store::rfc3339::serialize")]
     pub start_timestamp: Timestamp,
 }
 
