@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::lifecycle::{self, is_cancelable};
 use super::snapshot::derived_id;
 use super::{EngineError, Inner, RUN_QUEUE, SCHEDULE_QUEUE};
-use crate::expr::render::{ShellCapture, render_live_params};
+use crate::expr::render::{ShellCapture, live_params_render, render_live_params};
 use crate::expr::shell::ShellCommand;
 use crate::model::{Action, Policy};
 use crate::rules::enforce::shell_parameters;
@@ -397,20 +397,26 @@ fn prepare(
     context: &Map<String, Value>,
 ) -> Result<Prepared, EngineError> {
     let catalog = inner.catalog();
+    let no_runner_params = Map::new();
     let runner_params = catalog
         .runner_type(&action.runner_type)
-        .map(|r| r.runner_parameters.clone())
-        .unwrap_or_default();
+        .map_or(&no_runner_params, |r| &r.runner_parameters);
     let capture = ShellCapture::new(shell_parameters(&action.runner_type).iter().copied());
-    let pctx = inner.param_context(&catalog, action, context.clone(), capture.clone());
-    let rendered = render_live_params(
-        &inner.jinja,
-        &runner_params,
-        &action.parameters,
-        parameters,
-        &pctx,
-    )?;
-    crate::rules::enforce::check_request(action, &runner_params, &rendered)
+    // The context (the pack's config rendered, the action context copied) only when
+    // something renders.
+    let rendered = if live_params_render(runner_params, &action.parameters, parameters) {
+        let pctx = inner.param_context(&catalog, action, context.clone(), capture.clone());
+        render_live_params(
+            &inner.jinja,
+            runner_params,
+            &action.parameters,
+            parameters,
+            &pctx,
+        )?
+    } else {
+        Map::new()
+    };
+    crate::rules::enforce::check_request(action, runner_params, &rendered)
         .map_err(EngineError::InvalidParameters)?;
     Ok((rendered, capture.take()))
 }

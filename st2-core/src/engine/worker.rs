@@ -19,7 +19,7 @@ use super::snapshot::{self, derived_id, isotime};
 use super::triggers::DispatchRequest;
 use super::{EngineError, EngineEvent, Inner, RUN_QUEUE, SCHEDULE_QUEUE};
 use crate::expr::jinja::RenderContext;
-use crate::expr::render::{ShellCapture, render_final_params};
+use crate::expr::render::{ShellCapture, final_params_render, render_final_params};
 use crate::expr::shell::ShellCommand;
 use crate::rules::enforce::shell_parameters;
 use crate::runner::{Cancellation, Canceller, OutputSink, RunContext, RunOutcome};
@@ -389,15 +389,25 @@ fn prepare_run(
             .filter(|n| !shell.contains_key(**n))
             .copied(),
     );
-    let pctx = inner.param_context(&catalog, &action, action_context.clone(), capture.clone());
-    let (mut runner_parameters, parameters) = render_final_params(
-        &inner.jinja,
+    // The context (the pack's config rendered, the action context copied) only when
+    // something renders.
+    let (mut runner_parameters, parameters) = if final_params_render(
         &runner_type.runner_parameters,
         &action.parameters,
         &parameters,
-        &pctx,
-    )
-    .map_err(|e| e.to_string())?;
+    ) {
+        let pctx = inner.param_context(&catalog, &action, action_context.clone(), capture.clone());
+        render_final_params(
+            &inner.jinja,
+            &runner_type.runner_parameters,
+            &action.parameters,
+            &parameters,
+            &pctx,
+        )
+        .map_err(|e| e.to_string())?
+    } else {
+        (Map::new(), Map::new())
+    };
     shell.extend(capture.take());
     let mut shell_values = BTreeMap::new();
     for (name, command) in shell {

@@ -377,14 +377,7 @@ pub fn render_live_params(
     params: &Map<String, Value>,
     ctx: &ParamContext,
 ) -> Result<Map<String, Value>, ParamError> {
-    // Nothing supplied and no default to render: the result (the supplied parameters, cast)
-    // is empty, and nothing could fail.
-    if params.is_empty()
-        && [action_params, runner_params]
-            .iter()
-            .flat_map(|schema| schema.values())
-            .all(|def| !def.get("default").is_some_and(templated))
-    {
+    if !live_params_render(runner_params, action_params, params) {
         return Ok(Map::new());
     }
     let mut g = new_graph(jinja, ctx);
@@ -394,6 +387,32 @@ pub fn render_live_params(
     g.process_defaults(&[action_params, runner_params]);
     let rendered = resolve(jinja, &g, ctx)?;
     cast_params_from(params.keys(), &rendered, &[action_params, runner_params])
+}
+
+/// Whether [`render_live_params`] has anything to render: a parameter supplied, or a default
+/// that is a template. When not, the result (the supplied parameters, cast) is empty, nothing
+/// can fail, and the context is not read: a caller need not build one.
+pub fn live_params_render(
+    runner_params: &Map<String, Value>,
+    action_params: &Map<String, Value>,
+    params: &Map<String, Value>,
+) -> bool {
+    !params.is_empty()
+        || [action_params, runner_params]
+            .iter()
+            .flat_map(|schema| schema.values())
+            .any(|def| def.get("default").is_some_and(templated))
+}
+
+/// Whether [`render_final_params`] has anything to render: parameters supplied or declared
+/// (an action and runner without parameters, given none, like `core.noop`, have none). When
+/// not, both halves of the result are empty and the context is not read.
+pub fn final_params_render(
+    runner_params: &Map<String, Value>,
+    action_params: &Map<String, Value>,
+    params: &Map<String, Value>,
+) -> bool {
+    !(params.is_empty() && action_params.is_empty() && runner_params.is_empty())
 }
 
 /// StackStorm's `render_final_params`: at run time, fill in every default, cast everything,
@@ -409,8 +428,7 @@ pub fn render_final_params(
     params: &Map<String, Value>,
     ctx: &ParamContext,
 ) -> Result<SplitParams, ParamError> {
-    // An action and runner without parameters, given none (`core.noop`): nothing to render.
-    if params.is_empty() && action_params.is_empty() && runner_params.is_empty() {
+    if !final_params_render(runner_params, action_params, params) {
         return Ok((Map::new(), Map::new()));
     }
     let mut g = new_graph(jinja, ctx);

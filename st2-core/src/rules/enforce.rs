@@ -28,7 +28,7 @@ use super::matcher::TriggerInstance;
 use crate::catalog::Catalog;
 use crate::datastore::KeyValueRead;
 use crate::expr::jinja::Jinja;
-use crate::expr::render::{ParamContext, ShellCapture, render_live_params};
+use crate::expr::render::{ParamContext, ShellCapture, live_params_render, render_live_params};
 use crate::expr::shell::ShellCommand;
 use crate::model::action::Action;
 use crate::model::rule::Rule;
@@ -211,11 +211,11 @@ impl Enforcer<'_> {
         let Some(action) = self.catalog.action(action_ref) else {
             return (None, Some(format!("Action \"{action_ref}\" doesn't exist")));
         };
+        let no_runner_params = Map::new();
         let runner_params = self
             .catalog
             .runner_type(&action.runner_type)
-            .map(|r| r.runner_parameters.clone())
-            .unwrap_or_default();
+            .map_or(&no_runner_params, |r| &r.runner_parameters);
         let mut context = Map::new();
         context.insert(
             "trigger_instance".to_owned(),
@@ -230,28 +230,35 @@ impl Enforcer<'_> {
         if let Some(trace) = &self.trace_context {
             context.insert("trace_context".to_owned(), trace.clone());
         }
-        let mut additional = Map::new();
-        additional.insert("trigger".to_owned(), instance.payload.clone());
         let capture = ShellCapture::new(shell_parameters(&action.runner_type).iter().copied());
-        let pctx = ParamContext {
-            shell: Some(capture.clone()),
-            action_context: context.clone(),
-            config: self
-                .catalog
-                .config(action.pack())
-                .map(|c| c.values.clone())
-                .unwrap_or_default(),
-            datastore: self.datastore.clone(),
-            system_user: self.system_user.to_owned(),
-            additional,
-        };
-        let rendered = render_live_params(
-            self.jinja,
-            &runner_params,
-            &action.parameters,
-            &rule.action.parameters,
-            &pctx,
-        );
+        // Built only when something renders (a rule that passes no parameters to an action
+        // without templated defaults renders nothing).
+        let rendered =
+            if live_params_render(runner_params, &action.parameters, &rule.action.parameters) {
+                let mut additional = Map::new();
+                additional.insert("trigger".to_owned(), instance.payload.clone());
+                let pctx = ParamContext {
+                    shell: Some(capture.clone()),
+                    action_context: context.clone(),
+                    config: self
+                        .catalog
+                        .config(action.pack())
+                        .map(|c| c.values.clone())
+                        .unwrap_or_default(),
+                    datastore: self.datastore.clone(),
+                    system_user: self.system_user.to_owned(),
+                    additional,
+                };
+                render_live_params(
+                    self.jinja,
+                    runner_params,
+                    &action.parameters,
+                    &rule.action.parameters,
+                    &pctx,
+                )
+            } else {
+                Ok(Map::new())
+            };
         let parameters = match rendered {
             Ok(p) => p,
             Err(e) => {
@@ -267,7 +274,7 @@ impl Enforcer<'_> {
                 return (Some(request), Some(message));
             }
         };
-        if let Err(reason) = check_request(action, &runner_params, &parameters) {
+        if let Err(reason) = check_request(action, runner_params, &parameters) {
             return (None, Some(reason));
         }
         let request = ExecutionRequest {
