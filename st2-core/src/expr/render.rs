@@ -731,7 +731,17 @@ mod tests {
                 Err(ParamError::Unsatisfied("nope".into())),
                 "{default}"
             );
+            assert!(live_params_render(&templated, &empty, &empty));
+            assert!(live_params_render(&empty, &templated, &empty));
         }
+        // What the callers check before building a context, as the renderers decide.
+        assert!(!live_params_render(&empty, &empty, &empty));
+        assert!(!live_params_render(&empty, &plain, &empty));
+        assert!(live_params_render(&empty, &empty, &map(json!({"a": 1}))));
+        assert!(!final_params_render(&empty, &empty, &empty));
+        assert!(final_params_render(&empty, &plain, &empty));
+        assert!(final_params_render(&plain, &empty, &empty));
+        assert!(final_params_render(&empty, &empty, &map(json!({"a": 1}))));
     }
 
     #[test]
