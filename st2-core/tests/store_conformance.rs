@@ -1205,6 +1205,19 @@ async fn workflows_compare_and_set_and_tasks(h: &Harness) {
             .map(|w| w.id),
         Some("wf1".into())
     );
+    // Should one execution have two (runs racing at their first save), both backends give
+    // the same one: the newest.
+    let mut second = wf.clone();
+    second.id = "wf1-later".into();
+    s.create(&second).await.expect("create");
+    assert_eq!(
+        s.get_by_execution("exec-wf")
+            .await
+            .expect("get")
+            .map(|w| w.id),
+        Some("wf1-later".into())
+    );
+    assert!(s.delete("wf1-later").await.expect("delete"));
     let mut next = created.clone();
     next.status = "succeeded".into();
     next.updated_at = at(h, 5);

@@ -377,7 +377,8 @@ pub trait WorkflowStore: Send + Sync {
     async fn create(&self, record: &WorkflowRecord) -> StoreResult<WorkflowRecord>;
     /// One workflow execution.
     async fn get(&self, id: &str) -> StoreResult<Option<WorkflowRecord>>;
-    /// The workflow execution run by an action execution.
+    /// The workflow execution run by an action execution (the newest, should it have
+    /// several).
     async fn get_by_execution(&self, execution_id: &str) -> StoreResult<Option<WorkflowRecord>>;
     /// Replace, compare-and-set on the revision.
     async fn update(&self, record: &WorkflowRecord) -> StoreResult<WorkflowRecord>;

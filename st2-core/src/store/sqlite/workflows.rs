@@ -226,7 +226,7 @@ impl WorkflowStore for Workflows {
             .read(move |db| {
                 one_doc(
                     db,
-                    "SELECT doc FROM workflows WHERE execution_id = ?1 ORDER BY seq LIMIT 1",
+                    "SELECT doc FROM workflows WHERE execution_id = ?1 ORDER BY seq DESC LIMIT 1",
                     &execution,
                 )
             })
