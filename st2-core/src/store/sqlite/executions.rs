@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, ToSql, params};
 
 use super::connection::{insert_error, sql_error};
 use super::filter::{Where, json_list};
@@ -75,6 +75,30 @@ impl ExecutionRow {
         })
     }
 
+    /// The values every statement of this row binds, by number: `?1` id, `?2` revision,
+    /// `?3` action, `?4` status, `?5` parent, `?6` user, `?7` runner, `?8` rule, `?9` trigger,
+    /// `?10` trigger type, `?11` trigger instance, `?12` start, `?13` end, `?14` document,
+    /// `?15` the revision an update expects.
+    fn values<'a>(&'a self, expected: &'a i64) -> [&'a dyn ToSql; 15] {
+        [
+            &self.id,
+            &self.revision,
+            &self.action_ref,
+            &self.status,
+            &self.parent,
+            &self.user,
+            &self.runner,
+            &self.rule,
+            &self.trigger,
+            &self.trigger_type,
+            &self.trigger_instance,
+            &self.start,
+            &self.end,
+            &self.doc,
+            expected,
+        ]
+    }
+
     pub(super) fn insert(&self, db: &Db<'_>) -> StoreResult<()> {
         snapshots::store(db, &self.snapshots)?;
         db.conn()
@@ -84,24 +108,7 @@ impl ExecutionRow {
                  end_timestamp, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
                  ?13, ?14)",
             )
-            .and_then(|mut s| {
-                s.execute(params![
-                    self.id,
-                    self.revision,
-                    self.action_ref,
-                    self.status,
-                    self.parent,
-                    self.user,
-                    self.runner,
-                    self.rule,
-                    self.trigger,
-                    self.trigger_type,
-                    self.trigger_instance,
-                    self.start,
-                    self.end,
-                    self.doc,
-                ])
-            })
+            .and_then(|mut s| s.execute(&self.values(&0)[..14]))
             .map(|_| ())
             .map_err(|e| insert_error(WHAT, &self.id, e))
     }
@@ -115,25 +122,7 @@ impl ExecutionRow {
                  trigger_instance = ?11, start_timestamp = ?12, end_timestamp = ?13, doc = ?14 \
                  WHERE id = ?1 AND revision = ?15",
             )
-            .and_then(|mut s| {
-                s.execute(params![
-                    self.id,
-                    self.revision,
-                    self.action_ref,
-                    self.status,
-                    self.parent,
-                    self.user,
-                    self.runner,
-                    self.rule,
-                    self.trigger,
-                    self.trigger_type,
-                    self.trigger_instance,
-                    self.start,
-                    self.end,
-                    self.doc,
-                    expected,
-                ])
-            })
+            .and_then(|mut s| s.execute(&self.values(&expected)[..]))
             .map_err(sql_error)
     }
 }
@@ -188,30 +177,12 @@ impl ExecutionRow {
     fn update_status(&self, db: &Db<'_>, expected: i64) -> StoreResult<usize> {
         db.conn()
             .prepare_cached(
-                "UPDATE executions SET revision = ?2, status = ?3, end_timestamp = ?4, doc = ?5 \
-                 WHERE id = ?1 AND revision = ?6 AND action_ref = ?7 AND parent IS ?8 \
-                 AND username IS ?9 AND runner IS ?10 AND rule IS ?11 AND trigger_ref IS ?12 \
-                 AND trigger_type IS ?13 AND trigger_instance IS ?14 AND start_timestamp = ?15",
+                "UPDATE executions SET revision = ?2, status = ?4, end_timestamp = ?13, doc = ?14 \
+                 WHERE id = ?1 AND revision = ?15 AND action_ref = ?3 AND parent IS ?5 \
+                 AND username IS ?6 AND runner IS ?7 AND rule IS ?8 AND trigger_ref IS ?9 \
+                 AND trigger_type IS ?10 AND trigger_instance IS ?11 AND start_timestamp = ?12",
             )
-            .and_then(|mut s| {
-                s.execute(params![
-                    self.id,
-                    self.revision,
-                    self.status,
-                    self.end,
-                    self.doc,
-                    expected,
-                    self.action_ref,
-                    self.parent,
-                    self.user,
-                    self.runner,
-                    self.rule,
-                    self.trigger,
-                    self.trigger_type,
-                    self.trigger_instance,
-                    self.start,
-                ])
-            })
+            .and_then(|mut s| s.execute(&self.values(&expected)[..]))
             .map_err(sql_error)
     }
 }
