@@ -8,8 +8,8 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 
 use super::{
-    Params, PgStore, batch_limit, clamp_i64, direction, doc, get, json, pg_error, pg_error_for,
-    to_u64,
+    Params, PgStore, batch_limit, clamp_i64, direction, doc, get, json, lost_update, pg_error,
+    pg_error_for, to_u64,
 };
 use crate::store::{
     ExecutionFilter, ExecutionOutputStore, ExecutionRecord, ExecutionStatus, ExecutionStore,
@@ -181,30 +181,14 @@ pub(super) async fn update_execution(
         children_of(client, &ids)
     )?;
     if updated.is_none() {
-        let row = client
-            .query_opt(
-                "SELECT revision FROM executions WHERE id = $1",
-                &[&record.id],
-            )
-            .await
-            .map_err(pg_error)?;
-        return Err(match row {
-            None => StoreError::NotFound {
-                what: "execution",
-                id: record.id.clone(),
-            },
-            Some(row) => {
-                let stored: i64 = get(&row, 0)?;
-                StoreError::Conflict {
-                    what: "execution",
-                    id: record.id.clone(),
-                    reason: format!(
-                        "stale revision {} (stored revision is {stored})",
-                        record.revision
-                    ),
-                }
-            }
-        });
+        return Err(lost_update(
+            client,
+            "executions",
+            "execution",
+            &record.id,
+            record.revision,
+        )
+        .await);
     }
     Ok((next, children.remove(&record.id).unwrap_or_default()))
 }

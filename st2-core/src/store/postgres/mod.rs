@@ -589,6 +589,37 @@ fn json<T: Serialize>(value: &T) -> Json<&T> {
 }
 
 /// One column of a row.
+/// Why a compare-and-set update of `what` `id` in `table` (expecting revision `expected`)
+/// changed nothing: the row is gone ([`StoreError::NotFound`]) or its revision moved
+/// ([`StoreError::Conflict`]).
+async fn lost_update(
+    client: &impl deadpool_postgres::GenericClient,
+    table: &str,
+    what: &'static str,
+    id: &str,
+    expected: u64,
+) -> StoreError {
+    let sql = format!("SELECT revision FROM {table} WHERE id = $1");
+    let row = match client.query_opt(&sql, &[&id]).await {
+        Ok(row) => row,
+        Err(e) => return pg_error(e),
+    };
+    match row {
+        None => StoreError::NotFound {
+            what,
+            id: id.to_owned(),
+        },
+        Some(row) => match get::<i64>(&row, 0) {
+            Ok(stored) => StoreError::Conflict {
+                what,
+                id: id.to_owned(),
+                reason: format!("stale revision {expected} (stored revision is {stored})"),
+            },
+            Err(e) => e,
+        },
+    }
+}
+
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> StoreResult<T> {
     row.try_get(idx)
         .map_err(|e| StoreError::Corrupt(format!("reading column {idx}: {e}")))

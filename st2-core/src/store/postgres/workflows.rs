@@ -6,7 +6,9 @@ use serde_json::Value;
 use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 
-use super::{Params, PgStore, clamp_i64, doc, get, json, pg_error, pg_error_for, to_u64};
+use super::{
+    Params, PgStore, clamp_i64, doc, get, json, lost_update, pg_error, pg_error_for, to_u64,
+};
 use crate::store::{
     InquiryRecord, InquiryStatus, InquiryStore, Listing, Page, StatePart, StoreError, StoreResult,
     TaskRecord, Timestamp, WorkflowRecord, WorkflowStore, from_micros, to_micros,
@@ -62,30 +64,9 @@ pub(super) async fn save_workflow(
         .await
         .map_err(|e| pg_error_for(e, "workflow", &record.id))?;
     if n == 0 {
-        let row = client
-            .query_opt(
-                "SELECT revision FROM workflows WHERE id = $1",
-                &[&record.id],
-            )
-            .await
-            .map_err(pg_error)?;
-        return Err(match row {
-            None => StoreError::NotFound {
-                what: "workflow",
-                id: record.id.clone(),
-            },
-            Some(row) => {
-                let stored: i64 = get(&row, 0)?;
-                StoreError::Conflict {
-                    what: "workflow",
-                    id: record.id.clone(),
-                    reason: format!(
-                        "stale revision {} (stored revision is {stored})",
-                        record.revision
-                    ),
-                }
-            }
-        });
+        return Err(
+            lost_update(client, "workflows", "workflow", &record.id, record.revision).await,
+        );
     }
     for part in parts {
         match &part.doc {
