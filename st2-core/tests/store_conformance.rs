@@ -1549,16 +1549,7 @@ async fn traces_append_components_concurrently_and_filter(h: &Harness) {
     assert_eq!(s.purge_before(at(h, 3), 10).await.expect("purge"), 2);
     assert!(s.get("tr1").await.expect("get").is_none());
     assert!(s.get("tr3").await.expect("get").is_some());
-    let by = |kind: TraceComponentKind, id: &str| {
-        let mut f = TraceFilter::default();
-        let slot = match kind {
-            TraceComponentKind::ActionExecution => &mut f.execution,
-            TraceComponentKind::Rule => &mut f.rule,
-            TraceComponentKind::TriggerInstance => &mut f.trigger_instance,
-        };
-        *slot = Some(id.to_owned());
-        f
-    };
+    let by = TraceFilter::holding;
     for (kind, id) in [
         (TraceComponentKind::ActionExecution, "ex07"),
         (TraceComponentKind::Rule, "rule1"),

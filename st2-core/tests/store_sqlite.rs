@@ -738,16 +738,7 @@ async fn traces_of_schema_5_read_and_filter_the_same_after_migration() {
     assert_eq!(objects(&got.trigger_instances), ["ti1", "ti2"]);
     assert_eq!(objects(&got.rules), ["r1"]);
     assert_eq!(objects(&got.action_executions), ["ex1", "ex2", "ex3"]);
-    let by = |kind: TraceComponentKind, id: &str| {
-        let mut f = TraceFilter::default();
-        let slot = match kind {
-            TraceComponentKind::ActionExecution => &mut f.execution,
-            TraceComponentKind::Rule => &mut f.rule,
-            TraceComponentKind::TriggerInstance => &mut f.trigger_instance,
-        };
-        *slot = Some(id.to_owned());
-        f
-    };
+    let by = TraceFilter::holding;
     for (kind, id) in [
         (TraceComponentKind::ActionExecution, "ex3"),
         (TraceComponentKind::ActionExecution, "ex1"),

@@ -369,10 +369,7 @@ fn trace_write(record: &ExecutionRecord, link: &TraceLink) -> Option<BatchWrite>
 
 /// The trace an execution belongs to.
 pub(crate) async fn trace_of(inner: &Inner, execution_id: &str) -> Option<String> {
-    let filter = TraceFilter {
-        execution: Some(execution_id.to_owned()),
-        ..TraceFilter::default()
-    };
+    let filter = TraceFilter::holding(TraceComponentKind::ActionExecution, execution_id);
     inner
         .store
         .traces()

@@ -847,6 +847,21 @@ pub struct TraceFilter {
     pub sort: SortOrder,
 }
 
+impl TraceFilter {
+    /// The traces holding object `id` in their list of `kind` (its `execution`, `rule` or
+    /// `trigger_instance` filter).
+    pub fn holding(kind: TraceComponentKind, id: impl Into<String>) -> Self {
+        let mut filter = TraceFilter::default();
+        let slot = match kind {
+            TraceComponentKind::ActionExecution => &mut filter.execution,
+            TraceComponentKind::Rule => &mut filter.rule,
+            TraceComponentKind::TriggerInstance => &mut filter.trigger_instance,
+        };
+        *slot = Some(id.into());
+        filter
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
