@@ -2236,8 +2236,8 @@ async fn batch_saves_a_workflow_with_the_children_it_records(h: &Harness) {
         .write_batch(vec![
             BatchWrite::SaveWorkflow {
                 record: next.clone(),
-                parts: vec![part("child.bwx1", "{}")],
-                tasks: vec![task.clone()],
+                parts: Arc::from([part("child.bwx1", "{}")]),
+                tasks: Arc::from([task.clone()]),
             },
             BatchWrite::CreateExecution(Arc::new(child("bwx1"))),
             BatchWrite::Enqueue(NewWorkItem::new("bw", json!({"execution_id": "bwx1"}))),
@@ -2295,8 +2295,8 @@ async fn batch_saves_a_workflow_with_the_children_it_records(h: &Harness) {
             .write_batch(vec![
                 BatchWrite::SaveWorkflow {
                     record,
-                    parts: vec![part("child.bwx2", "{}")],
-                    tasks: Vec::new(),
+                    parts: Arc::from([part("child.bwx2", "{}")]),
+                    tasks: Arc::from([]),
                 },
                 BatchWrite::CreateExecution(Arc::new(child("bwx2"))),
                 BatchWrite::Enqueue(NewWorkItem::new("bw", json!({"execution_id": "bwx2"}))),
@@ -2310,8 +2310,8 @@ async fn batch_saves_a_workflow_with_the_children_it_records(h: &Harness) {
         .write_batch(vec![
             BatchWrite::SaveWorkflow {
                 record: saved.clone(),
-                parts: vec![part("child.bwx3", "{}")],
-                tasks: Vec::new(),
+                parts: Arc::from([part("child.bwx3", "{}")]),
+                tasks: Arc::from([]),
             },
             BatchWrite::CreateExecution(Arc::new(child("bwx1"))),
         ])

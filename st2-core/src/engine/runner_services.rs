@@ -146,17 +146,33 @@ impl EngineServices {
         }
     }
 
+    /// The id of this execution's runner state record, read once (`None` before the first
+    /// save, which creates it).
+    async fn state_record_id(&self) -> Result<Option<String>, RunnerError> {
+        let mut held = self.state.lock().await;
+        if held.is_none() {
+            *held = self
+                .inner
+                .store
+                .workflows()
+                .get_by_execution(&self.execution_id)
+                .await
+                .map_err(|e| failed(e.into()))?;
+        }
+        Ok(held.as_ref().map(|r| r.id.clone()))
+    }
+
     /// [`RunnerServices::save_state_and_start`] as one batch: the state record's update and
-    /// every child (with its trace entry and queue item) commit together. `Ok(None)` when
-    /// that cannot be done and nothing was written: no state record yet, a child that cannot
-    /// start (its error comes from `start_child`), or a batch that failed. An error when the
-    /// state was changed by another run.
+    /// every child (with its trace entry and queue item) commit together; `tasks` carry the
+    /// record's id. `Ok(None)` when that cannot be done and nothing was written: a child that
+    /// cannot start (its error comes from `start_child`) or a batch that failed. An error when
+    /// the state was changed by another run.
     async fn save_and_start_together(
         &self,
         status: &str,
         state: &serde_json::value::RawValue,
-        parts: &[StatePart],
-        tasks: &[TaskRecord],
+        parts: &Arc<[StatePart]>,
+        tasks: &Arc<[TaskRecord]>,
         children: &[ChildRequest],
     ) -> Result<Option<Vec<Result<ExecutionRecord, RunnerError>>>, RunnerError> {
         let parent = self.parent().await?;
@@ -170,15 +186,6 @@ impl EngineServices {
             }
         }
         let mut held = self.state.lock().await;
-        if held.is_none() {
-            *held = self
-                .inner
-                .store
-                .workflows()
-                .get_by_execution(&self.execution_id)
-                .await
-                .map_err(|e| failed(e.into()))?;
-        }
         let Some(current) = held.as_ref() else {
             return Ok(None);
         };
@@ -186,18 +193,10 @@ impl EngineServices {
         record.status = status.to_owned();
         record.state = state.to_owned();
         record.updated_at = self.inner.now();
-        let tasks = tasks
-            .iter()
-            .map(|task| {
-                let mut task = task.clone();
-                task.workflow_id.clone_from(&record.id);
-                task
-            })
-            .collect();
         let save = BatchWrite::SaveWorkflow {
             record,
-            parts: parts.to_vec(),
-            tasks,
+            parts: Arc::clone(parts),
+            tasks: Arc::clone(tasks),
         };
         match executions::create_together(&self.inner, vec![save], news).await {
             Ok((written, created)) => {
@@ -217,6 +216,25 @@ impl EngineServices {
             ))),
             Err(_) => Ok(None),
         }
+    }
+
+    /// [`RunnerServices::save_state_and_start`] one after the other: nothing to start, a first
+    /// save (it creates the record), a child that cannot start, or a batch that failed (a
+    /// trace gone, a child that exists).
+    async fn save_then_start(
+        &self,
+        status: &str,
+        state: Box<serde_json::value::RawValue>,
+        parts: Vec<StatePart>,
+        tasks: Vec<TaskRecord>,
+        children: Vec<ChildRequest>,
+    ) -> Result<Vec<Result<ExecutionRecord, RunnerError>>, RunnerError> {
+        self.save_state_parts(status, state, parts, tasks).await?;
+        let mut started = Vec::with_capacity(children.len());
+        for child in children {
+            started.push(self.start_child(child).await);
+        }
+        Ok(started)
     }
 }
 
@@ -292,24 +310,30 @@ impl RunnerServices for EngineServices {
         status: &str,
         state: Box<serde_json::value::RawValue>,
         parts: Vec<StatePart>,
-        tasks: Vec<TaskRecord>,
+        mut tasks: Vec<TaskRecord>,
         children: Vec<ChildRequest>,
     ) -> Result<Vec<Result<ExecutionRecord, RunnerError>>, RunnerError> {
         if !children.is_empty()
-            && let Some(started) = self
+            && let Some(workflow_id) = self.state_record_id().await?
+        {
+            for task in &mut tasks {
+                task.workflow_id.clone_from(&workflow_id);
+            }
+            // Shared with the batch, so that they are copied only should it fail.
+            let parts = Arc::<[StatePart]>::from(parts);
+            let tasks = Arc::<[TaskRecord]>::from(tasks);
+            if let Some(started) = self
                 .save_and_start_together(status, &state, &parts, &tasks, &children)
                 .await?
-        {
-            return Ok(started);
+            {
+                return Ok(started);
+            }
+            return self
+                .save_then_start(status, state, parts.to_vec(), tasks.to_vec(), children)
+                .await;
         }
-        // One after the other: nothing to start, a first save (it creates the record), a
-        // child that cannot start, or a batch that failed (a trace gone, a child that exists).
-        self.save_state_parts(status, state, parts, tasks).await?;
-        let mut started = Vec::with_capacity(children.len());
-        for child in children {
-            started.push(self.start_child(child).await);
-        }
-        Ok(started)
+        self.save_then_start(status, state, parts, tasks, children)
+            .await
     }
 
     async fn wait_child(&self, id: &str) -> Result<ExecutionRecord, RunnerError> {

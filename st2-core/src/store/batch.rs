@@ -59,10 +59,11 @@ pub enum BatchWrite {
     SaveWorkflow {
         /// The record at the revision it was read.
         record: WorkflowRecord,
-        /// Parts to replace (`doc`) or remove (`None`).
-        parts: Vec<StatePart>,
-        /// Task records to create or replace.
-        tasks: Vec<TaskRecord>,
+        /// Parts to replace (`doc`) or remove (`None`). Shared: the caller keeps them to save
+        /// another way should the batch fail.
+        parts: Arc<[StatePart]>,
+        /// Task records to create or replace. Shared as the parts are.
+        tasks: Arc<[TaskRecord]>,
     },
 }
 

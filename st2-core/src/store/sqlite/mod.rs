@@ -578,7 +578,7 @@ impl Store for SqliteStore {
                     parts,
                     tasks,
                 } => {
-                    let (stored, rows) = workflows::SaveRows::new(&record, parts, &tasks)?;
+                    let (stored, rows) = workflows::SaveRows::new(&record, &parts, &tasks)?;
                     saved.push((rows_so_far, stored));
                     Row::Workflow(Box::new(rows))
                 }

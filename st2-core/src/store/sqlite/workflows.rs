@@ -138,10 +138,11 @@ impl SaveRows {
     /// The rows and the record as it will be stored (its revision bumped).
     pub(super) fn new(
         record: &WorkflowRecord,
-        parts: Vec<StatePart>,
+        parts: &[StatePart],
         tasks: &[TaskRecord],
     ) -> StoreResult<(WorkflowRecord, Self)> {
         let (stored, record) = UpdateRow::new(record)?;
+        let parts = parts.to_vec();
         let tasks = tasks
             .iter()
             .map(TaskRow::new)
@@ -251,7 +252,7 @@ impl WorkflowStore for Workflows {
         parts: &[StatePart],
         tasks: &[TaskRecord],
     ) -> StoreResult<WorkflowRecord> {
-        let (stored, rows) = SaveRows::new(record, parts.to_vec(), tasks)?;
+        let (stored, rows) = SaveRows::new(record, parts, tasks)?;
         self.0.write_repeatable(move |db| rows.apply(db)).await?;
         Ok(stored)
     }
