@@ -392,6 +392,28 @@ async fn trigger_instances_round_trip_filter_sort_and_page(h: &Harness) {
         ),
         ["ti03"]
     );
+    // The statuses the SQLite index holds (all but `processed`), alone and with a trigger.
+    let filter = TriggerInstanceFilter {
+        statuses: vec![
+            TriggerInstanceStatus::Pending,
+            TriggerInstanceStatus::Processing,
+        ],
+        sort: SortOrder::Ascending,
+        ..Default::default()
+    };
+    let page = s.list(&filter, Page::first(3)).await.expect("list");
+    assert_eq!(ids(&page.items, |i| &i.id), ["ti00", "ti01", "ti02"]);
+    assert_eq!(page.total, 9);
+    let filter = TriggerInstanceFilter {
+        statuses: vec![TriggerInstanceStatus::Pending],
+        trigger: Some("core.odd".into()),
+        ..Default::default()
+    };
+    let page = s.list(&filter, Page::all()).await.expect("list");
+    assert_eq!(
+        ids(&page.items, |i| &i.id),
+        ["ti09", "ti07", "ti05", "ti01"]
+    );
     let filter = TriggerInstanceFilter {
         ids: vec!["ti01".into(), "ti04".into(), "missing".into()],
         ..Default::default()
@@ -676,6 +698,50 @@ async fn executions_filter_like_the_api(h: &Harness) {
         .await,
         Vec::<String>::new()
     );
+    // A status the SQLite index leaves out (`succeeded`) and ones it holds, alone and with
+    // other filters, newest first and oldest first.
+    assert_eq!(
+        list(ExecutionFilter {
+            statuses: vec![ExecutionStatus::Failed],
+            ..Default::default()
+        })
+        .await,
+        ["x11", "x09", "x07", "x05", "x03", "x01"]
+    );
+    assert_eq!(
+        list(ExecutionFilter {
+            statuses: vec![ExecutionStatus::Failed, ExecutionStatus::Running],
+            action: Some("core.http".into()),
+            sort: SortOrder::Ascending,
+            ..Default::default()
+        })
+        .await,
+        ["x01", "x07"]
+    );
+    assert_eq!(
+        list(ExecutionFilter {
+            statuses: vec![ExecutionStatus::Succeeded],
+            user: Some("bob".into()),
+            ..Default::default()
+        })
+        .await,
+        ["x10", "x08", "x06"]
+    );
+    let failed = s
+        .list(
+            &ExecutionFilter {
+                statuses: vec![ExecutionStatus::Failed],
+                ..Default::default()
+            },
+            Page {
+                limit: Some(2),
+                offset: 1,
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(ids(&failed.items, |e| &e.id), ["x09", "x07"]);
+    assert_eq!(failed.total, 6);
 
     // Paging keeps the total.
     let page = s

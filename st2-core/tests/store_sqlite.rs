@@ -11,8 +11,9 @@ use st2_core::clock::ManualClock;
 use st2_core::store::sqlite::{SqliteOptions, SqliteStore};
 use st2_core::store::{
     ClaimRequest, ExecutionFilter, ExecutionRecord, ExecutionStatus, InquiryRecord, InquiryStatus,
-    KeyScope, KeyValueRecord, NewWorkItem, Page, ParentFilter, Store, StoreError, TraceComponent,
-    TraceComponentKind, TraceFilter, TraceRecord, from_micros, new_id,
+    KeyScope, KeyValueRecord, NewWorkItem, Page, ParentFilter, SortOrder, Store, StoreError,
+    TraceComponent, TraceComponentKind, TraceFilter, TraceRecord, TriggerInstanceFilter,
+    TriggerInstanceStatus, from_micros, new_id,
 };
 
 fn start() -> DateTime<Utc> {
@@ -769,6 +770,104 @@ async fn traces_of_schema_5_read_and_filter_the_same_after_migration() {
         ["ex1", "ex2", "ex3", "ex4"]
     );
     store.close().await.expect("close");
+}
+
+/// Migration 7 rebuilds the status indexes without the status most rows end in: the rows of
+/// a schema-6 database filter by status as before, and new rows join them.
+#[tokio::test]
+async fn statuses_of_schema_6_filter_the_same_after_migration() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("st2.db");
+    let statuses = [
+        "pending",
+        "processed",
+        "processing_failed",
+        "processed",
+        "processing",
+    ];
+    {
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        for sql in [
+            include_str!("../migrations/sqlite/0001_init.sql"),
+            include_str!("../migrations/sqlite/0002_claim_by_tag.sql"),
+            include_str!("../migrations/sqlite/0003_leaders.sql"),
+            include_str!("../migrations/sqlite/0004_workflow_parts.sql"),
+            include_str!("../migrations/sqlite/0005_snapshots.sql"),
+            include_str!("../migrations/sqlite/0006_trace_links.sql"),
+        ] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", 6)
+            .expect("set version");
+        for (n, status) in statuses.iter().enumerate() {
+            let id = format!("ti{n}");
+            let doc = json!({
+                "id": id, "trigger": "core.t", "trigger_type": "core.t", "payload": {},
+                "occurrence_time": start() + TimeDelta::seconds(n as i64), "status": status,
+            });
+            conn.execute(
+                "INSERT INTO trigger_instances (id, trigger_ref, trigger_type, status, \
+                 occurrence_time, doc) VALUES (?1, 'core.t', 'core.t', ?2, ?3, ?4)",
+                rusqlite::params![id, status, n as i64, doc.to_string()],
+            )
+            .expect("instance");
+        }
+    }
+    let store = SqliteStore::open(SqliteOptions::file(&path))
+        .await
+        .expect("open and migrate");
+    let instances = store.trigger_instances();
+    instances
+        .set_status("ti0", TriggerInstanceStatus::Processed)
+        .await
+        .expect("set status");
+    let of = |statuses: Vec<TriggerInstanceStatus>| {
+        let filter = TriggerInstanceFilter {
+            statuses,
+            sort: SortOrder::Ascending,
+            ..TriggerInstanceFilter::default()
+        };
+        let instances = store.trigger_instances();
+        async move {
+            let page = instances.list(&filter, Page::all()).await.expect("list");
+            let ids: Vec<String> = page.items.into_iter().map(|i| i.id).collect();
+            assert_eq!(ids.len() as u64, page.total);
+            ids
+        }
+    };
+    assert_eq!(
+        of(vec![TriggerInstanceStatus::Processed]).await,
+        ["ti0", "ti1", "ti3"]
+    );
+    assert_eq!(
+        of(vec![
+            TriggerInstanceStatus::ProcessingFailed,
+            TriggerInstanceStatus::Processing,
+            TriggerInstanceStatus::Pending,
+        ])
+        .await,
+        ["ti2", "ti4"]
+    );
+    assert_eq!(
+        of(vec![
+            TriggerInstanceStatus::Processing,
+            TriggerInstanceStatus::Processed,
+        ])
+        .await,
+        ["ti0", "ti1", "ti3", "ti4"]
+    );
+    store.close().await.expect("close");
+    // The index holds only the rows not `processed`.
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    let indexed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM trigger_instances INDEXED BY trigger_instances_status \
+             WHERE status <> 'processed'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(indexed, 2);
 }
 
 /// A writer cache far smaller than one transaction's changes (SQLite then writes changed pages

@@ -32,6 +32,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../../migrations/sqlite/0006_trace_links.sql"),
     ),
+    (
+        7,
+        include_str!("../../../migrations/sqlite/0007_partial_status.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

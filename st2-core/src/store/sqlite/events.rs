@@ -140,7 +140,12 @@ impl TriggerInstanceStore for TriggerInstances {
         sql.eq("trigger_ref", filter.trigger.as_deref());
         sql.eq("trigger_type", filter.trigger_type.as_deref());
         let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
-        sql.one_of("status", &statuses);
+        // The status index leaves out `processed` (migration 7).
+        sql.one_of_partial(
+            "status",
+            &statuses,
+            TriggerInstanceStatus::Processed.as_str(),
+        );
         sql.after("occurrence_time", filter.timestamp_gt);
         sql.before("occurrence_time", filter.timestamp_lt);
         let dir = direction(filter.sort);

@@ -325,7 +325,8 @@ impl ExecutionStore for Executions {
         sql.one_of("id", &filter.ids);
         sql.eq("action_ref", filter.action.as_deref());
         let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
-        sql.one_of("status", &statuses);
+        // The status index leaves out `succeeded` (migration 7).
+        sql.one_of_partial("status", &statuses, ExecutionStatus::Succeeded.as_str());
         match &filter.parent {
             ParentFilter::Any => {}
             ParentFilter::TopLevel => sql.clause("parent IS NULL", []),

@@ -50,6 +50,26 @@ impl Where {
         );
     }
 
+    /// [`Where::one_of`] on a column whose index is partial, leaving out the rows holding
+    /// `left_out` (`… WHERE column <> 'left_out'`): when `values` do not name it, the clause
+    /// also says `column <> 'left_out'` in the index's own words, which is what lets SQLite
+    /// choose that index (it uses a partial index only for a query whose `WHERE` holds the
+    /// index's condition as written).
+    pub(super) fn one_of_partial<S: AsRef<str>>(
+        &mut self,
+        column: &str,
+        values: &[S],
+        left_out: &str,
+    ) {
+        if values.is_empty() {
+            return;
+        }
+        self.one_of(column, values);
+        if values.iter().all(|v| v.as_ref() != left_out) {
+            self.clause(&format!("{column} <> '{left_out}'"), []);
+        }
+    }
+
     /// `column > t` when given.
     pub(super) fn after(&mut self, column: &str, t: Option<Timestamp>) {
         if let Some(t) = t {
