@@ -415,7 +415,7 @@ impl StoredParts {
         for (i, context) in state.contexts.iter().enumerate().skip(self.contexts) {
             parts.push(StatePart {
                 key: format!("{CONTEXT_PART}{i}"),
-                doc: Some(serde_json::to_string(context)?),
+                doc: Some(st2_core::store::json::to_string(context)?),
             });
         }
         for i in state.contexts.len()..self.contexts {
@@ -430,7 +430,7 @@ impl StoredParts {
             if self.sequence.get(i) == Some(&hash) {
                 continue;
             }
-            let text = serde_json::to_string(entry)?;
+            let text = st2_core::store::json::to_string(entry)?;
             match self.sequence.get_mut(i) {
                 Some(h) => *h = hash,
                 None => self.sequence.push(hash),
@@ -454,7 +454,7 @@ impl StoredParts {
             }
             parts.push(StatePart {
                 key: format!("{CHILD_PART}{id}"),
-                doc: Some(serde_json::to_string(child)?),
+                doc: Some(st2_core::store::json::to_string(child)?),
             });
         }
         self.children.retain(|id, _| {

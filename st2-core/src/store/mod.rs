@@ -28,6 +28,7 @@ use crate::clock::Clock;
 
 pub mod batch;
 pub mod copy;
+pub mod json;
 pub mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -927,6 +927,15 @@ mod tests {
         );
         let back: ExecutionRecord = serde_json::from_str(&text).unwrap();
         assert_eq!(back, record);
+        // The store's writer writes the same text, itself.
+        for by_key in [false, true] {
+            let doc = record.doc_at(&record.revision, &record.children, by_key);
+            assert_eq!(
+                crate::store::json::to_string(&doc).unwrap(),
+                serde_json::to_string(&doc).unwrap()
+            );
+            assert!(crate::store::json::written_here(&doc));
+        }
 
         // Optional fields left out the same way; a snapshot changed after its text was kept.
         record.parent = None;

@@ -672,7 +672,7 @@ fn to_doc<T: Serialize>(what: &'static str, record: &T) -> StoreResult<String> {
             Err(_) => &mut own,
         };
         text.clear();
-        let written = serde_json::to_writer(&mut *text, record)
+        let written = crate::store::json::to_writer(&mut *text, record)
             .map_err(|e| invalid(&e))
             .and_then(|()| {
                 std::str::from_utf8(text)
