@@ -40,13 +40,12 @@ impl TokenStore for Tokens {
         let expiry = to_micros(token.expiry);
         self.0
             .write_one(move |db| {
-                db.conn()
-                    .prepare_cached(
-                        "INSERT INTO tokens (id, token_hash, expiry, doc) VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .and_then(|mut s| s.execute(params![id, hash, expiry, doc]))
-                    .map(|_| ())
-                    .map_err(|e| duplicate(TOKEN, &id, e))
+                db.with_statement(
+                    "INSERT INTO tokens (id, token_hash, expiry, doc) VALUES (?1, ?2, ?3, ?4)",
+                    |s| s.execute(params![id, hash, expiry, doc]),
+                )
+                .map(|_| ())
+                .map_err(|e| duplicate(TOKEN, &id, e))
             })
             .await
     }
@@ -56,10 +55,10 @@ impl TokenStore for Tokens {
         let doc: Option<String> = self
             .0
             .read(move |db| {
-                db.conn()
-                    .prepare_cached("SELECT doc FROM tokens WHERE token_hash = ?1")
-                    .and_then(|mut s| s.query_row(params![hash], |r| r.get(0)).optional())
-                    .map_err(sql_error)
+                db.with_statement("SELECT doc FROM tokens WHERE token_hash = ?1", |s| {
+                    s.query_row(params![hash], |r| r.get(0)).optional()
+                })
+                .map_err(sql_error)
             })
             .await?;
         doc.map(|d| from_doc(TOKEN, &d)).transpose()
@@ -69,11 +68,11 @@ impl TokenStore for Tokens {
         let hash = token_hash.to_owned();
         self.0
             .write_one(move |db| {
-                db.conn()
-                    .prepare_cached("DELETE FROM tokens WHERE token_hash = ?1")
-                    .and_then(|mut s| s.execute([hash]))
-                    .map(|n| n > 0)
-                    .map_err(sql_error)
+                db.with_statement("DELETE FROM tokens WHERE token_hash = ?1", |s| {
+                    s.execute([hash])
+                })
+                .map(|n| n > 0)
+                .map_err(sql_error)
             })
             .await
     }
@@ -82,14 +81,13 @@ impl TokenStore for Tokens {
         let limit = purge_limit(batch)?;
         self.0
             .write_one(move |db| {
-                db.conn()
-                    .prepare_cached(
-                        "DELETE FROM tokens WHERE seq IN \
+                db.with_statement(
+                    "DELETE FROM tokens WHERE seq IN \
                          (SELECT seq FROM tokens WHERE expiry <= ?1 ORDER BY expiry LIMIT ?2)",
-                    )
-                    .and_then(|mut s| s.execute(params![db.now(), limit]))
-                    .map(|n| n as u64)
-                    .map_err(sql_error)
+                    |s| s.execute(params![db.now(), limit]),
+                )
+                .map(|n| n as u64)
+                .map_err(sql_error)
             })
             .await
     }
@@ -109,14 +107,13 @@ impl ApiKeyStore for ApiKeys {
         let created = to_micros(key.created_at);
         self.0
             .write_one(move |db| {
-                db.conn()
-                    .prepare_cached(
-                        "INSERT INTO api_keys (id, key_hash, created_at, doc) \
+                db.with_statement(
+                    "INSERT INTO api_keys (id, key_hash, created_at, doc) \
                          VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .and_then(|mut s| s.execute(params![id, hash, created, doc]))
-                    .map(|_| ())
-                    .map_err(|e| duplicate(API_KEY, &id, e))
+                    |s| s.execute(params![id, hash, created, doc]),
+                )
+                .map(|_| ())
+                .map_err(|e| duplicate(API_KEY, &id, e))
             })
             .await
     }
@@ -126,10 +123,10 @@ impl ApiKeyStore for ApiKeys {
         let doc: Option<String> = self
             .0
             .read(move |db| {
-                db.conn()
-                    .prepare_cached("SELECT doc FROM api_keys WHERE id = ?1")
-                    .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
-                    .map_err(sql_error)
+                db.with_statement("SELECT doc FROM api_keys WHERE id = ?1", |s| {
+                    s.query_row([id], |r| r.get(0)).optional()
+                })
+                .map_err(sql_error)
             })
             .await?;
         doc.map(|d| from_doc(API_KEY, &d)).transpose()
@@ -140,10 +137,10 @@ impl ApiKeyStore for ApiKeys {
         let doc: Option<String> = self
             .0
             .read(move |db| {
-                db.conn()
-                    .prepare_cached("SELECT doc FROM api_keys WHERE key_hash = ?1")
-                    .and_then(|mut s| s.query_row([hash], |r| r.get(0)).optional())
-                    .map_err(sql_error)
+                db.with_statement("SELECT doc FROM api_keys WHERE key_hash = ?1", |s| {
+                    s.query_row([hash], |r| r.get(0)).optional()
+                })
+                .map_err(sql_error)
             })
             .await?;
         doc.map(|d| from_doc(API_KEY, &d)).transpose()
@@ -172,12 +169,11 @@ impl ApiKeyStore for ApiKeys {
         self.0
             .write_one(move |db| {
                 let changed = db
-                    .conn()
-                    .prepare_cached(
+                    .with_statement(
                         "UPDATE api_keys SET doc = json_set(doc, '$.enabled', json(?1)) \
                          WHERE id = ?2",
+                        |s| s.execute(params![value, id]),
                     )
-                    .and_then(|mut s| s.execute(params![value, id]))
                     .map_err(sql_error)?;
                 found(changed, API_KEY, &id)
             })
@@ -188,9 +184,7 @@ impl ApiKeyStore for ApiKeys {
         let id = id.to_owned();
         self.0
             .write_one(move |db| {
-                db.conn()
-                    .prepare_cached("DELETE FROM api_keys WHERE id = ?1")
-                    .and_then(|mut s| s.execute([id]))
+                db.with_statement("DELETE FROM api_keys WHERE id = ?1", |s| s.execute([id]))
                     .map(|n| n > 0)
                     .map_err(sql_error)
             })

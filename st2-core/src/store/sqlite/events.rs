@@ -18,7 +18,7 @@ use crate::store::{
 };
 
 /// Delete up to `limit` rows of `table` whose `column` is before `cutoff`, oldest rows first.
-fn purge(db: &Db<'_>, table: &str, column: &str, cutoff: i64, limit: i64) -> StoreResult<u64> {
+fn purge(db: &Db<'_, '_>, table: &str, column: &str, cutoff: i64, limit: i64) -> StoreResult<u64> {
     db.conn()
         .prepare_cached(&format!(
             "DELETE FROM {table} WHERE seq IN \
@@ -66,13 +66,11 @@ impl TriggerInstanceRow {
     }
 
     /// Insert it (one statement).
-    pub(super) fn insert(&self, db: &Db<'_>) -> StoreResult<()> {
-        db.conn()
-            .prepare_cached(
-                "INSERT INTO trigger_instances (id, trigger_ref, trigger_type, status, \
+    pub(super) fn insert(&self, db: &Db<'_, '_>) -> StoreResult<()> {
+        db.with_statement(
+            "INSERT INTO trigger_instances (id, trigger_ref, trigger_type, status, \
                  occurrence_time, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut s| {
+            |s| {
                 s.execute(params![
                     self.id,
                     self.trigger,
@@ -81,25 +79,25 @@ impl TriggerInstanceRow {
                     self.time,
                     self.doc
                 ])
-            })
-            .map(|_| ())
-            .map_err(|e| insert_error(TRIGGER_INSTANCE, &self.id, e))
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| insert_error(TRIGGER_INSTANCE, &self.id, e))
     }
 }
 
 /// Set a trigger instance's status (one statement).
 pub(super) fn set_trigger_instance_status(
-    db: &Db<'_>,
+    db: &Db<'_, '_>,
     id: &str,
     status: TriggerInstanceStatus,
 ) -> StoreResult<()> {
     let changed = db
-        .conn()
-        .prepare_cached(
+        .with_statement(
             "UPDATE trigger_instances SET status = ?1, \
              doc = json_set(doc, '$.status', ?1) WHERE id = ?2",
+            |s| s.execute(params![status.as_str(), id]),
         )
-        .and_then(|mut s| s.execute(params![status.as_str(), id]))
         .map_err(sql_error)?;
     found(changed, TRIGGER_INSTANCE, id)
 }
@@ -194,14 +192,12 @@ impl EnforcementRow {
     }
 
     /// Insert it (one statement).
-    pub(super) fn insert(&self, db: &Db<'_>) -> StoreResult<()> {
-        db.conn()
-            .prepare_cached(
-                "INSERT INTO rule_enforcements (id, rule_ref, rule_id, execution_id, \
+    pub(super) fn insert(&self, db: &Db<'_, '_>) -> StoreResult<()> {
+        db.with_statement(
+            "INSERT INTO rule_enforcements (id, rule_ref, rule_id, execution_id, \
                  trigger_instance_id, enforced_at, doc) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .and_then(|mut s| {
+            |s| {
                 s.execute(params![
                     self.id,
                     self.rule_ref,
@@ -211,9 +207,10 @@ impl EnforcementRow {
                     self.at,
                     self.doc
                 ])
-            })
-            .map(|_| ())
-            .map_err(|e| insert_error(ENFORCEMENT, &self.id, e))
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| insert_error(ENFORCEMENT, &self.id, e))
     }
 }
 
@@ -242,12 +239,11 @@ impl RuleEnforcementStore for RuleEnforcements {
         self.0
             .write_one(move |db| {
                 let changed = db
-                    .conn()
-                    .prepare_cached(
+                    .with_statement(
                         "UPDATE rule_enforcements SET execution_id = ?1, \
                          doc = json_set(doc, '$.execution_id', ?1) WHERE id = ?2",
+                        |s| s.execute(params![execution, id]),
                     )
-                    .and_then(|mut s| s.execute(params![execution, id]))
                     .map_err(sql_error)?;
                 found(changed, ENFORCEMENT, &id)
             })
@@ -288,14 +284,13 @@ impl RuleEnforcementStore for RuleEnforcements {
 const TRACE: &str = "trace";
 
 /// Record that trace `trace_id` holds the object (one row however often it is added).
-fn link(db: &Db<'_>, trace_id: &str, kind: &str, object_id: &str) -> StoreResult<()> {
-    db.conn()
-        .prepare_cached(
-            "INSERT OR IGNORE INTO trace_links (kind, object_id, trace_id) VALUES (?1, ?2, ?3)",
-        )
-        .and_then(|mut s| s.execute(params![kind, object_id, trace_id]))
-        .map(|_| ())
-        .map_err(sql_error)
+fn link(db: &Db<'_, '_>, trace_id: &str, kind: &str, object_id: &str) -> StoreResult<()> {
+    db.with_statement(
+        "INSERT OR IGNORE INTO trace_links (kind, object_id, trace_id) VALUES (?1, ?2, ?3)",
+        |s| s.execute(params![kind, object_id, trace_id]),
+    )
+    .map(|_| ())
+    .map_err(sql_error)
 }
 
 /// A new trace as its rows, built off the writer thread.
@@ -336,14 +331,13 @@ impl TraceRow {
     }
 
     /// Insert it and its links (several statements: needs a savepoint).
-    pub(super) fn insert(&self, db: &Db<'_>) -> StoreResult<()> {
-        db.conn()
-            .prepare_cached(
-                "INSERT INTO traces (id, trace_tag, start_timestamp, doc) \
+    pub(super) fn insert(&self, db: &Db<'_, '_>) -> StoreResult<()> {
+        db.with_statement(
+            "INSERT INTO traces (id, trace_tag, start_timestamp, doc) \
                  VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut s| s.execute(params![self.id, self.tag, self.start, self.doc]))
-            .map_err(|e| insert_error(TRACE, &self.id, e))?;
+            |s| s.execute(params![self.id, self.tag, self.start, self.doc]),
+        )
+        .map_err(|e| insert_error(TRACE, &self.id, e))?;
         for (kind, object_id) in &self.components {
             link(db, &self.id, kind, object_id)?;
         }
@@ -375,24 +369,25 @@ impl ComponentRow {
 
     /// Append it as a row of its own: the trace's doc is not rewritten, so appending stays
     /// cheap however many components a trace has (a workflow's trace holds two per task).
-    pub(super) fn add(&self, db: &Db<'_>) -> StoreResult<()> {
+    pub(super) fn add(&self, db: &Db<'_, '_>) -> StoreResult<()> {
         let exists = db
-            .conn()
-            .prepare_cached("SELECT 1 FROM traces WHERE id = ?1")
-            .and_then(|mut s| s.exists([&self.trace_id]))
+            .with_statement("SELECT 1 FROM traces WHERE id = ?1", |s| {
+                s.exists([&self.trace_id])
+            })
             .map_err(sql_error)?;
         found(usize::from(exists), TRACE, &self.trace_id)?;
-        db.conn()
-            .prepare_cached("INSERT INTO trace_appended (trace_id, kind, doc) VALUES (?1, ?2, ?3)")
-            .and_then(|mut s| s.execute(params![self.trace_id, self.kind.as_str(), self.json]))
-            .map_err(sql_error)?;
+        db.with_statement(
+            "INSERT INTO trace_appended (trace_id, kind, doc) VALUES (?1, ?2, ?3)",
+            |s| s.execute(params![self.trace_id, self.kind.as_str(), self.json]),
+        )
+        .map_err(sql_error)?;
         link(db, &self.trace_id, self.kind.as_str(), &self.object_id)
     }
 }
 
 /// A stored trace: its doc (with the components it was created with) and the components
 /// appended since, in the order added.
-fn load_trace(db: &Db<'_>, id: &str, doc: &str) -> StoreResult<TraceRecord> {
+fn load_trace(db: &Db<'_, '_>, id: &str, doc: &str) -> StoreResult<TraceRecord> {
     let mut record: TraceRecord = from_doc(TRACE, doc)?;
     let mut statement = db
         .conn()
@@ -525,13 +520,12 @@ impl TraceStore for Traces {
                     .prepare_cached(&PURGE_LINKS)
                     .and_then(|mut s| s.execute(params![cutoff, limit]))
                     .map_err(sql_error)?;
-                db.conn()
-                    .prepare_cached(
-                        "DELETE FROM trace_appended WHERE trace_id IN (SELECT id FROM traces \
+                db.with_statement(
+                    "DELETE FROM trace_appended WHERE trace_id IN (SELECT id FROM traces \
                          WHERE start_timestamp < ?1 ORDER BY seq LIMIT ?2)",
-                    )
-                    .and_then(|mut s| s.execute(params![cutoff, limit]))
-                    .map_err(sql_error)?;
+                    |s| s.execute(params![cutoff, limit]),
+                )
+                .map_err(sql_error)?;
                 purge(db, "traces", "start_timestamp", cutoff, limit)
             })
             .await

@@ -99,31 +99,29 @@ impl ExecutionRow {
         ]
     }
 
-    pub(super) fn insert(&self, db: &Db<'_>) -> StoreResult<()> {
+    pub(super) fn insert(&self, db: &Db<'_, '_>) -> StoreResult<()> {
         snapshots::store(db, &self.snapshots)?;
-        db.conn()
-            .prepare_cached(
-                "INSERT INTO executions (id, revision, action_ref, status, parent, username, \
+        db.with_statement(
+            "INSERT INTO executions (id, revision, action_ref, status, parent, username, \
                  runner, rule, trigger_ref, trigger_type, trigger_instance, start_timestamp, \
                  end_timestamp, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
                  ?13, ?14)",
-            )
-            .and_then(|mut s| s.execute(&self.values(&0)[..14]))
-            .map(|_| ())
-            .map_err(|e| insert_error(WHAT, &self.id, e))
+            |s| s.execute(&self.values(&0)[..14]),
+        )
+        .map(|_| ())
+        .map_err(|e| insert_error(WHAT, &self.id, e))
     }
 
     /// Replace the row whose revision is `expected`; how many rows changed.
-    fn update(&self, db: &Db<'_>, expected: i64) -> StoreResult<usize> {
-        db.conn()
-            .prepare_cached(
-                "UPDATE executions SET revision = ?2, action_ref = ?3, status = ?4, parent = ?5, \
+    fn update(&self, db: &Db<'_, '_>, expected: i64) -> StoreResult<usize> {
+        db.with_statement(
+            "UPDATE executions SET revision = ?2, action_ref = ?3, status = ?4, parent = ?5, \
                  username = ?6, runner = ?7, rule = ?8, trigger_ref = ?9, trigger_type = ?10, \
                  trigger_instance = ?11, start_timestamp = ?12, end_timestamp = ?13, doc = ?14 \
                  WHERE id = ?1 AND revision = ?15",
-            )
-            .and_then(|mut s| s.execute(&self.values(&expected)[..]))
-            .map_err(sql_error)
+            |s| s.execute(&self.values(&expected)[..]),
+        )
+        .map_err(sql_error)
     }
 }
 
@@ -131,7 +129,7 @@ impl ExecutionRow {
     /// Replace the row stored at revision `expected`; the execution's children.
     /// [`StoreError::Conflict`] for a stale revision, [`StoreError::NotFound`] for an unknown
     /// id.
-    pub(super) fn replace(&self, db: &Db<'_>, expected: i64) -> StoreResult<Vec<String>> {
+    pub(super) fn replace(&self, db: &Db<'_, '_>, expected: i64) -> StoreResult<Vec<String>> {
         snapshots::store(db, &self.snapshots)?;
         // Every index a statement sets a column of is rewritten, and the indexed columns other
         // than `status` rarely change after creation: the update leaves them out, on condition
@@ -145,11 +143,11 @@ impl ExecutionRow {
 
     /// [`ExecutionRow::replace`] when the row is not as expected: read its head (not its
     /// document) and update every column, or say why not.
-    fn replace_read_first(&self, db: &Db<'_>, expected: i64) -> StoreResult<()> {
+    fn replace_read_first(&self, db: &Db<'_, '_>, expected: i64) -> StoreResult<()> {
         let current = db
-            .conn()
-            .prepare_cached("SELECT revision FROM executions WHERE id = ?1")
-            .and_then(|mut s| s.query_row([&self.id], |r| r.get::<_, i64>(0)).optional())
+            .with_statement("SELECT revision FROM executions WHERE id = ?1", |s| {
+                s.query_row([&self.id], |r| r.get::<_, i64>(0)).optional()
+            })
             .map_err(sql_error)?;
         match current {
             None => Err(StoreError::NotFound {
@@ -174,35 +172,29 @@ impl ExecutionRow {
 
     /// [`ExecutionRow::update`] of the columns that change while an execution runs, where the
     /// other indexed columns hold this row's values; how many rows changed.
-    fn update_status(&self, db: &Db<'_>, expected: i64) -> StoreResult<usize> {
-        db.conn()
-            .prepare_cached(
-                "UPDATE executions SET revision = ?2, status = ?4, end_timestamp = ?13, doc = ?14 \
+    fn update_status(&self, db: &Db<'_, '_>, expected: i64) -> StoreResult<usize> {
+        db.with_statement(
+            "UPDATE executions SET revision = ?2, status = ?4, end_timestamp = ?13, doc = ?14 \
                  WHERE id = ?1 AND revision = ?15 AND action_ref = ?3 AND parent IS ?5 \
                  AND username IS ?6 AND runner IS ?7 AND rule IS ?8 AND trigger_ref IS ?9 \
                  AND trigger_type IS ?10 AND trigger_instance IS ?11 AND start_timestamp = ?12",
-            )
-            .and_then(|mut s| s.execute(&self.values(&expected)[..]))
-            .map_err(sql_error)
+            |s| s.execute(&self.values(&expected)[..]),
+        )
+        .map_err(sql_error)
     }
 }
 
 /// The children of one execution, in creation order.
-fn children_of(db: &Db<'_>, id: &str) -> StoreResult<Vec<String>> {
-    let mut statement = db
-        .conn()
-        .prepare_cached("SELECT id FROM executions WHERE parent = ?1 ORDER BY seq")
-        .map_err(sql_error)?;
-    let rows = statement
-        .query_map([id], |row| row.get(0))
-        .map_err(sql_error)?
-        .collect::<rusqlite::Result<Vec<String>>>()
-        .map_err(sql_error)?;
-    Ok(rows)
+fn children_of(db: &Db<'_, '_>, id: &str) -> StoreResult<Vec<String>> {
+    db.with_statement(
+        "SELECT id FROM executions WHERE parent = ?1 ORDER BY seq",
+        |s| s.query_map([id], |row| row.get(0))?.collect(),
+    )
+    .map_err(sql_error)
 }
 
 /// The children of each of `ids`, in creation order, with one query.
-fn children_of_all(db: &Db<'_>, ids: &[&str]) -> StoreResult<HashMap<String, Vec<String>>> {
+fn children_of_all(db: &Db<'_, '_>, ids: &[&str]) -> StoreResult<HashMap<String, Vec<String>>> {
     let mut children: HashMap<String, Vec<String>> = HashMap::new();
     if ids.is_empty() {
         return Ok(children);
@@ -225,7 +217,7 @@ fn children_of_all(db: &Db<'_>, ids: &[&str]) -> StoreResult<HashMap<String, Vec
 
 /// An execution from its document, with the snapshots it refers to put in place.
 fn parse(
-    db: &Db<'_>,
+    db: &Db<'_, '_>,
     snapshots: &Snapshots,
     doc: &str,
     children: Vec<String>,
@@ -487,14 +479,13 @@ impl ExecutionOutputStore for ExecutionOutput {
         let cutoff = to_micros(cutoff);
         self.0
             .write_one(move |db| {
-                db.conn()
-                    .prepare_cached(
-                        "DELETE FROM execution_output WHERE seq IN (SELECT seq FROM \
+                db.with_statement(
+                    "DELETE FROM execution_output WHERE seq IN (SELECT seq FROM \
                          execution_output WHERE timestamp < ?1 ORDER BY seq LIMIT ?2)",
-                    )
-                    .and_then(|mut s| s.execute(params![cutoff, limit]))
-                    .map(|n| n as u64)
-                    .map_err(sql_error)
+                    |s| s.execute(params![cutoff, limit]),
+                )
+                .map(|n| n as u64)
+                .map_err(sql_error)
             })
             .await
     }

@@ -89,7 +89,7 @@ impl Where {
     /// the page does not tell it: a page shorter than its limit (or unlimited) ends the rows.
     pub(super) fn page<R>(
         &self,
-        db: &Db<'_>,
+        db: &Db<'_, '_>,
         table: &str,
         columns: &str,
         order: &str,

@@ -25,12 +25,10 @@ struct Stored {
 }
 
 /// The stored pair at (scope, name), expired or not.
-fn stored(db: &Db<'_>, scope: &str, name: &str) -> StoreResult<Option<Stored>> {
-    db.conn()
-        .prepare_cached(
-            "SELECT seq, id, expire_timestamp, doc FROM key_values WHERE scope = ?1 AND name = ?2",
-        )
-        .and_then(|mut s| {
+fn stored(db: &Db<'_, '_>, scope: &str, name: &str) -> StoreResult<Option<Stored>> {
+    db.with_statement(
+        "SELECT seq, id, expire_timestamp, doc FROM key_values WHERE scope = ?1 AND name = ?2",
+        |s| {
             s.query_row([scope, name], |r| {
                 Ok(Stored {
                     seq: r.get(0)?,
@@ -40,8 +38,9 @@ fn stored(db: &Db<'_>, scope: &str, name: &str) -> StoreResult<Option<Stored>> {
                 })
             })
             .optional()
-        })
-        .map_err(sql_error)
+        },
+    )
+    .map_err(sql_error)
 }
 
 fn live(expiry: Option<i64>, now: i64) -> bool {
@@ -104,16 +103,15 @@ impl KeyValueStore for KeyValues {
         let doc: Option<String> = self
             .0
             .read(move |db| {
-                db.conn()
-                    .prepare_cached(
-                        "SELECT doc FROM key_values WHERE scope = ?1 AND name = ?2 \
+                db.with_statement(
+                    "SELECT doc FROM key_values WHERE scope = ?1 AND name = ?2 \
                          AND (expire_timestamp IS NULL OR expire_timestamp > ?3)",
-                    )
-                    .and_then(|mut s| {
+                    |s| {
                         s.query_row(params![scope.as_str(), name, db.now()], |r| r.get(0))
                             .optional()
-                    })
-                    .map_err(sql_error)
+                    },
+                )
+                .map_err(sql_error)
             })
             .await?;
         doc.map(|d| from_doc(WHAT, &d)).transpose()
@@ -163,10 +161,10 @@ impl KeyValueStore for KeyValues {
                 let Some(old) = stored(db, scope.as_str(), &name)? else {
                     return Ok(None);
                 };
-                db.conn()
-                    .prepare_cached("DELETE FROM key_values WHERE seq = ?1")
-                    .and_then(|mut s| s.execute([old.seq]))
-                    .map_err(sql_error)?;
+                db.with_statement("DELETE FROM key_values WHERE seq = ?1", |s| {
+                    s.execute([old.seq])
+                })
+                .map_err(sql_error)?;
                 Ok(live(old.expiry, db.now()).then_some(old.doc))
             })
             .await?;
@@ -177,14 +175,13 @@ impl KeyValueStore for KeyValues {
         let limit = purge_limit(batch)?;
         self.0
             .write_one(move |db| {
-                db.conn()
-                    .prepare_cached(
-                        "DELETE FROM key_values WHERE seq IN (SELECT seq FROM key_values \
+                db.with_statement(
+                    "DELETE FROM key_values WHERE seq IN (SELECT seq FROM key_values \
                          WHERE expire_timestamp <= ?1 ORDER BY expire_timestamp LIMIT ?2)",
-                    )
-                    .and_then(|mut s| s.execute(params![db.now(), limit]))
-                    .map(|n| n as u64)
-                    .map_err(sql_error)
+                    |s| s.execute(params![db.now(), limit]),
+                )
+                .map(|n| n as u64)
+                .map_err(sql_error)
             })
             .await
     }

@@ -200,7 +200,7 @@ enum ReadSlot {
 impl ReadPool {
     /// Run `work` in a read transaction on the first free connection (or wait for the first
     /// one).
-    fn run<T>(&self, work: impl FnOnce(&Db<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    fn run<T>(&self, work: impl FnOnce(&Db<'_, '_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut held = None;
         for slot in self.slots.iter() {
             match slot.try_lock() {
@@ -271,7 +271,7 @@ impl Shared {
     async fn write<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Db<'_, '_>) -> StoreResult<T> + Send + 'static,
     {
         self.writer
             .run(true, work)
@@ -285,7 +285,7 @@ impl Shared {
     async fn write_repeatable<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnMut(&Db<'_>) -> StoreResult<T> + Send + 'static,
+        F: FnMut(&Db<'_, '_>) -> StoreResult<T> + Send + 'static,
     {
         self.writer
             .run_repeatable(work)
@@ -300,7 +300,7 @@ impl Shared {
     async fn write_one<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Db<'_, '_>) -> StoreResult<T> + Send + 'static,
     {
         self.writer
             .run(false, work)
@@ -312,7 +312,7 @@ impl Shared {
     async fn read<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Db<'_, '_>) -> StoreResult<T> + Send + 'static,
     {
         let outcome = match &self.readers {
             Some(pool) => {
@@ -693,7 +693,7 @@ fn from_doc<T: DeserializeOwned>(what: &'static str, doc: &str) -> StoreResult<T
 }
 
 /// One row's `doc` by id.
-fn doc_by_id(db: &Db<'_>, table: &str, id: &str) -> StoreResult<Option<String>> {
+fn doc_by_id(db: &Db<'_, '_>, table: &str, id: &str) -> StoreResult<Option<String>> {
     db.conn()
         .prepare_cached(&format!("SELECT doc FROM {table} WHERE id = ?1"))
         .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
@@ -779,7 +779,7 @@ mod tests {
     }
 
     /// How often `sql` was prepared again over one run per set of values in `bind`.
-    fn reprepares(db: &Db<'_>, sql: &str, bind: &[&[&str]]) -> i32 {
+    fn reprepares(db: &Db<'_, '_>, sql: &str, bind: &[&[&str]]) -> i32 {
         let mut statement = db.conn().prepare_cached(sql).expect("prepare");
         for values in bind {
             let mut rows = statement
@@ -883,6 +883,68 @@ mod tests {
         }
     }
 
+    /// The writer's kept statements: reused across jobs and batches with fresh bindings each
+    /// time; one used again while in use further up the stack (the same SQL text) runs
+    /// through the statement cache instead; a schema change in between re-prepares it.
+    #[tokio::test]
+    async fn kept_statements_are_reused_nested_and_survive_a_schema_change() {
+        static INSERT: &str = "INSERT INTO t (k, v) VALUES (?1, ?2)";
+        static COUNT: &str = "SELECT count(*), coalesce(sum(v), 0) FROM t WHERE k = ?1";
+        let store = SqliteStore::open(SqliteOptions::memory())
+            .await
+            .expect("open");
+        store
+            .shared
+            .write(|db| db.exec("CREATE TABLE t (k TEXT, v INTEGER)"))
+            .await
+            .expect("table");
+        for n in 0..5_i64 {
+            store
+                .shared
+                .write(move |db| {
+                    db.with_statement(INSERT, |s| s.execute(rusqlite::params!["a", n]))
+                        .map_err(connection::sql_error)?;
+                    Ok(())
+                })
+                .await
+                .expect("insert");
+        }
+        let nested = store
+            .shared
+            .write(|db| {
+                db.with_statement(COUNT, |outer| {
+                    let (count, sum): (i64, i64) =
+                        outer.query_row(["a"], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    // The same text again while `outer` is borrowed.
+                    let inner: i64 =
+                        db.with_statement(COUNT, |inner| inner.query_row(["b"], |r| r.get(0)))?;
+                    Ok((count, sum, inner))
+                })
+                .map_err(connection::sql_error)
+            })
+            .await
+            .expect("nested");
+        assert_eq!(nested, (5, 10, 0));
+        store
+            .shared
+            .write(|db| db.exec("ALTER TABLE t ADD COLUMN w INTEGER"))
+            .await
+            .expect("alter");
+        let after: i64 = store
+            .shared
+            .write(|db| {
+                db.with_statement(INSERT, |s| s.execute(rusqlite::params!["b", 7]))
+                    .and_then(|_| {
+                        db.with_statement(COUNT, |s| s.query_row(["b"], |r| r.get::<_, i64>(1)))
+                    })
+                    .map_err(connection::sql_error)
+            })
+            .await
+            .expect("after the change");
+        assert_eq!(after, 7_i64);
+        store.close().await.expect("close");
+    }
+
     #[tokio::test]
     async fn jobs_sharing_a_savepoint_fail_alone_and_the_others_write_once() {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -921,7 +983,7 @@ mod tests {
             let (store, runs) = (Arc::clone(&store), Arc::clone(&runs));
             let fails = failing.contains(&job);
             tasks.push(tokio::spawn(async move {
-                let insert = move |db: &Db<'_>, k: i64| {
+                let insert = move |db: &Db<'_, '_>, k: i64| {
                     db.conn()
                         .execute("INSERT INTO t (job, k) VALUES (?1, ?2)", [job, k])
                         .map(|_| ())

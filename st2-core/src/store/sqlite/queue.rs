@@ -73,7 +73,7 @@ fn lost(lease: LeaseRef) -> StoreError {
 
 /// The claimable items of a queue, oldest first.
 fn claimable(
-    db: &Db<'_>,
+    db: &Db<'_, '_>,
     queue: &str,
     tags: Option<&str>,
     now: i64,
@@ -129,14 +129,12 @@ impl WorkItemRow {
 
     /// Insert it (one statement); its id. The caller wakes the queue's waiters after the
     /// commit.
-    pub(super) fn insert(&self, db: &Db<'_>) -> StoreResult<i64> {
+    pub(super) fn insert(&self, db: &Db<'_, '_>) -> StoreResult<i64> {
         let now = db.now();
-        db.conn()
-            .prepare_cached(
-                "INSERT INTO work_items (queue, payload, required_tag, not_before, \
+        db.with_statement(
+            "INSERT INTO work_items (queue, payload, required_tag, not_before, \
                  enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| {
+            |s| {
                 s.insert(params![
                     self.queue,
                     self.payload,
@@ -144,20 +142,20 @@ impl WorkItemRow {
                     self.not_before.unwrap_or(now),
                     now
                 ])
-            })
-            .map_err(sql_error)
+            },
+        )
+        .map_err(sql_error)
     }
 }
 
 /// Remove a finished item held under `lease` (one statement).
-pub(super) fn finish(db: &Db<'_>, lease: LeaseRef) -> StoreResult<()> {
+pub(super) fn finish(db: &Db<'_, '_>, lease: LeaseRef) -> StoreResult<()> {
     let changed = db
-        .conn()
-        .prepare_cached(
+        .with_statement(
             "DELETE FROM work_items WHERE id = ?1 AND fence = ?2 AND state = 1 \
              AND lease_expires_at > ?3",
+            |s| s.execute(params![lease.item_id, lease.fence, db.now()]),
         )
-        .and_then(|mut s| s.execute(params![lease.item_id, lease.fence, db.now()]))
         .map_err(sql_error)?;
     if changed == 0 {
         return Err(lost(lease));
@@ -202,11 +200,11 @@ impl WorkQueue for Queue {
                 }
                 let conn = db.conn();
                 let count = i64::try_from(ids.len()).unwrap_or(i64::MAX);
-                let last: i64 = conn
-                    .prepare_cached(
+                let last: i64 = db
+                    .with_statement(
                         "UPDATE queue_fence SET value = value + ?1 WHERE id = 1 RETURNING value",
+                        |s| s.query_row([count], |r| r.get(0)),
                     )
-                    .and_then(|mut s| s.query_row([count], |r| r.get(0)))
                     .map_err(sql_error)?;
                 let mut mark = conn
                     .prepare_cached(
@@ -252,14 +250,11 @@ impl WorkQueue for Queue {
                 let now = db.now();
                 let expires_at = expiry(now, length)?;
                 let changed = db
-                    .conn()
-                    .prepare_cached(
+                    .with_statement(
                         "UPDATE work_items SET lease_expires_at = ?1 WHERE id = ?2 AND fence = ?3 \
                          AND state = 1 AND lease_expires_at > ?4",
+                        |s| s.execute(params![expires_at, lease.item_id, lease.fence, now]),
                     )
-                    .and_then(|mut s| {
-                        s.execute(params![expires_at, lease.item_id, lease.fence, now])
-                    })
                     .map_err(sql_error)?;
                 if changed == 0 {
                     return Err(lost(lease));
@@ -285,19 +280,18 @@ impl WorkQueue for Queue {
             .write_one(move |db| {
                 let now = db.now();
                 let queue: Option<String> = db
-                    .conn()
-                    .prepare_cached(
+                    .with_statement(
                         "UPDATE work_items SET state = 0, not_before = ?1, \
                          lease_expires_at = NULL, worker = NULL WHERE id = ?2 AND fence = ?3 \
                          AND state = 1 AND lease_expires_at > ?4 RETURNING queue",
+                        |s| {
+                            let mut rows = s.query_map(
+                                params![not_before.unwrap_or(now), lease.item_id, lease.fence, now],
+                                |r| r.get(0),
+                            )?;
+                            rows.next().transpose()
+                        },
                     )
-                    .and_then(|mut s| {
-                        let mut rows = s.query_map(
-                            params![not_before.unwrap_or(now), lease.item_id, lease.fence, now],
-                            |r| r.get(0),
-                        )?;
-                        rows.next().transpose()
-                    })
                     .map_err(sql_error)?;
                 queue.ok_or_else(|| lost(lease))
             })
@@ -380,14 +374,13 @@ impl WorkQueue for Queue {
                 let now = db.now();
                 let expires_at = expiry(now, length)?;
                 let changed = db
-                    .conn()
-                    .prepare_cached(
+                    .with_statement(
                         "INSERT INTO leaders (role, holder, expires_at) VALUES (?1, ?2, ?3) \
                          ON CONFLICT (role) DO UPDATE SET holder = excluded.holder, \
                          expires_at = excluded.expires_at \
                          WHERE leaders.holder = excluded.holder OR leaders.expires_at <= ?4",
+                        |s| s.execute(params![role, holder, expires_at, now]),
                     )
-                    .and_then(|mut s| s.execute(params![role, holder, expires_at, now]))
                     .map_err(sql_error)?;
                 Ok(changed == 1)
             })

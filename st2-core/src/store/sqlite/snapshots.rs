@@ -33,7 +33,7 @@ pub(super) fn referenced(record: &ExecutionRecord) -> Vec<Snapshot> {
 /// Store each of `snapshots` that the table may not hold yet, in the caller's transaction.
 /// Keeping one is right whether or not the row that refers to it is then written (a snapshot
 /// row is only ever its key's content), so a job that writes one row needs no savepoint for it.
-pub(super) fn store(db: &Db<'_>, snapshots: &[Snapshot]) -> StoreResult<()> {
+pub(super) fn store(db: &Db<'_, '_>, snapshots: &[Snapshot]) -> StoreResult<()> {
     for snapshot in snapshots {
         let (Some(key), Some(text)) = (snapshot.key(), snapshot.text()) else {
             continue;
@@ -41,10 +41,11 @@ pub(super) fn store(db: &Db<'_>, snapshots: &[Snapshot]) -> StoreResult<()> {
         if db.ledger().is_some_and(|l| l.holds(key)) {
             continue;
         }
-        db.conn()
-            .prepare_cached("INSERT OR IGNORE INTO snapshots (key, doc) VALUES (?1, ?2)")
-            .and_then(|mut s| s.execute([key, text.get()]))
-            .map_err(sql_error)?;
+        db.with_statement(
+            "INSERT OR IGNORE INTO snapshots (key, doc) VALUES (?1, ?2)",
+            |s| s.execute([key, text.get()]),
+        )
+        .map_err(sql_error)?;
         if let Some(ledger) = db.ledger() {
             ledger.written(key);
         }
@@ -103,7 +104,7 @@ impl Snapshots {
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] when one is not in the table or cannot be read.
-    pub(super) fn resolve(&self, db: &Db<'_>, record: &mut ExecutionRecord) -> StoreResult<()> {
+    pub(super) fn resolve(&self, db: &Db<'_, '_>, record: &mut ExecutionRecord) -> StoreResult<()> {
         let id = record.id.clone();
         for (field, slot) in record.snapshots_mut() {
             if let Some(key) = slot.reference() {
@@ -119,14 +120,14 @@ impl Snapshots {
         Ok(())
     }
 
-    fn get(&self, db: &Db<'_>, key: &str) -> StoreResult<Snapshot> {
+    fn get(&self, db: &Db<'_, '_>, key: &str) -> StoreResult<Snapshot> {
         if let Some(found) = self.lock().get(key) {
             return Ok(found.clone());
         }
         let doc: Option<String> = db
-            .conn()
-            .prepare_cached("SELECT doc FROM snapshots WHERE key = ?1")
-            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+            .with_statement("SELECT doc FROM snapshots WHERE key = ?1", |s| {
+                s.query_row([key], |r| r.get(0)).optional()
+            })
             .map_err(sql_error)?;
         let doc = doc.ok_or_else(|| {
             StoreError::Corrupt(format!("it refers to snapshot {key}, which is not stored"))

@@ -18,7 +18,7 @@ use crate::store::{
 const WORKFLOW: &str = "workflow";
 const TASK: &str = "task";
 
-fn one_doc(db: &Db<'_>, sql: &str, key: &str) -> StoreResult<Option<String>> {
+fn one_doc(db: &Db<'_, '_>, sql: &str, key: &str) -> StoreResult<Option<String>> {
     db.conn()
         .prepare_cached(sql)
         .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
@@ -57,30 +57,29 @@ impl UpdateRow {
         Ok((stored, row))
     }
 
-    fn apply(&self, db: &Db<'_>) -> StoreResult<()> {
+    fn apply(&self, db: &Db<'_, '_>) -> StoreResult<()> {
         let changed = db
-            .conn()
-            .prepare_cached(
+            .with_statement(
                 "UPDATE workflows SET execution_id = ?1, revision = ?2, doc = ?3 \
                  WHERE id = ?4 AND revision = ?5",
+                |s| {
+                    s.execute(params![
+                        self.execution,
+                        self.next,
+                        self.doc,
+                        self.id,
+                        self.expected
+                    ])
+                },
             )
-            .and_then(|mut s| {
-                s.execute(params![
-                    self.execution,
-                    self.next,
-                    self.doc,
-                    self.id,
-                    self.expected
-                ])
-            })
             .map_err(sql_error)?;
         if changed > 0 {
             return Ok(());
         }
         let current: Option<i64> = db
-            .conn()
-            .prepare_cached("SELECT revision FROM workflows WHERE id = ?1")
-            .and_then(|mut s| s.query_row([&self.id], |r| r.get(0)).optional())
+            .with_statement("SELECT revision FROM workflows WHERE id = ?1", |s| {
+                s.query_row([&self.id], |r| r.get(0)).optional()
+            })
             .map_err(sql_error)?;
         let id = self.id.clone();
         Err(match current {
@@ -113,16 +112,15 @@ impl TaskRow {
         })
     }
 
-    fn put(&self, db: &Db<'_>) -> StoreResult<()> {
-        db.conn()
-            .prepare_cached(
-                "INSERT INTO workflow_tasks (id, workflow_id, doc) VALUES (?1, ?2, ?3) \
+    fn put(&self, db: &Db<'_, '_>) -> StoreResult<()> {
+        db.with_statement(
+            "INSERT INTO workflow_tasks (id, workflow_id, doc) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (id) DO UPDATE SET workflow_id = excluded.workflow_id, \
                  doc = excluded.doc",
-            )
-            .and_then(|mut s| s.execute(params![self.id, self.workflow, self.doc]))
-            .map(|_| ())
-            .map_err(sql_error)
+            |s| s.execute(params![self.id, self.workflow, self.doc]),
+        )
+        .map(|_| ())
+        .map_err(sql_error)
     }
 }
 
@@ -157,24 +155,21 @@ impl SaveRows {
         ))
     }
 
-    pub(super) fn apply(&self, db: &Db<'_>) -> StoreResult<()> {
+    pub(super) fn apply(&self, db: &Db<'_, '_>) -> StoreResult<()> {
         self.record.apply(db)?;
-        let conn = db.conn();
         let id = &self.record.id;
         for part in &self.parts {
             match &part.doc {
-                Some(doc) => conn
-                    .prepare_cached(
-                        "INSERT INTO workflow_parts (workflow_id, key, doc) \
-                         VALUES (?1, ?2, ?3) \
-                         ON CONFLICT (workflow_id, key) DO UPDATE SET doc = excluded.doc",
-                    )
-                    .and_then(|mut s| s.execute(params![id, part.key, doc])),
-                None => conn
-                    .prepare_cached(
-                        "DELETE FROM workflow_parts WHERE workflow_id = ?1 AND key = ?2",
-                    )
-                    .and_then(|mut s| s.execute(params![id, part.key])),
+                Some(doc) => db.with_statement(
+                    "INSERT INTO workflow_parts (workflow_id, key, doc) \
+                     VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (workflow_id, key) DO UPDATE SET doc = excluded.doc",
+                    |s| s.execute(params![id, part.key, doc]),
+                ),
+                None => db.with_statement(
+                    "DELETE FROM workflow_parts WHERE workflow_id = ?1 AND key = ?2",
+                    |s| s.execute(params![id, part.key]),
+                ),
             }
             .map_err(sql_error)?;
         }
@@ -198,14 +193,13 @@ impl WorkflowStore for Workflows {
         let execution = stored.execution_id.clone();
         self.0
             .write_one(move |db| {
-                db.conn()
-                    .prepare_cached(
-                        "INSERT INTO workflows (id, execution_id, revision, doc) \
+                db.with_statement(
+                    "INSERT INTO workflows (id, execution_id, revision, doc) \
                          VALUES (?1, ?2, 1, ?3)",
-                    )
-                    .and_then(|mut s| s.execute(params![id, execution, doc]))
-                    .map(|_| ())
-                    .map_err(|e| insert_error(WORKFLOW, &id, e))
+                    |s| s.execute(params![id, execution, doc]),
+                )
+                .map(|_| ())
+                .map_err(|e| insert_error(WORKFLOW, &id, e))
             })
             .await?;
         Ok(stored)
@@ -347,14 +341,13 @@ impl InquiryStore for Inquiries {
         let created = to_micros(record.created_at);
         self.0
             .write_one(move |db| {
-                db.conn()
-                    .prepare_cached(
-                        "INSERT INTO inquiries (id, status, created_at, doc) \
+                db.with_statement(
+                    "INSERT INTO inquiries (id, status, created_at, doc) \
                          VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .and_then(|mut s| s.execute(params![id, status, created, doc]))
-                    .map(|_| ())
-                    .map_err(|e| insert_error(INQUIRY, &id, e))
+                    |s| s.execute(params![id, status, created, doc]),
+                )
+                .map(|_| ())
+                .map_err(|e| insert_error(INQUIRY, &id, e))
             })
             .await
     }
@@ -409,24 +402,23 @@ impl InquiryStore for Inquiries {
             .0
             .write_one(move |db| {
                 let updated: Option<String> = db
-                    .conn()
-                    .prepare_cached(
+                    .with_statement(
                         "UPDATE inquiries SET status = ?1, doc = json_set(doc, '$.status', ?1, \
                          '$.response', json(?2), '$.resolved_at', json(?3)) \
                          WHERE id = ?4 AND status = 'pending' RETURNING doc",
+                        |s| {
+                            s.query_row(params![status.as_str(), response, at, id], |r| r.get(0))
+                                .optional()
+                        },
                     )
-                    .and_then(|mut s| {
-                        s.query_row(params![status.as_str(), response, at, id], |r| r.get(0))
-                            .optional()
-                    })
                     .map_err(sql_error)?;
                 if let Some(doc) = updated {
                     return Ok(doc);
                 }
                 let current: Option<String> = db
-                    .conn()
-                    .prepare_cached("SELECT status FROM inquiries WHERE id = ?1")
-                    .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
+                    .with_statement("SELECT status FROM inquiries WHERE id = ?1", |s| {
+                        s.query_row([&id], |r| r.get(0)).optional()
+                    })
                     .map_err(sql_error)?;
                 Err(match current {
                     None => StoreError::NotFound { what: INQUIRY, id },
