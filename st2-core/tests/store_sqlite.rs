@@ -678,6 +678,26 @@ async fn a_snapshot_whose_first_write_failed_is_written_with_the_next_execution(
     store.close().await.expect("close");
 }
 
+/// A database at `path` as a build of schema `version` left it: the migrations up to it,
+/// applied by hand.
+fn database_at_schema(path: &std::path::Path, version: usize) -> rusqlite::Connection {
+    const MIGRATIONS: [&str; 6] = [
+        include_str!("../migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/sqlite/0002_claim_by_tag.sql"),
+        include_str!("../migrations/sqlite/0003_leaders.sql"),
+        include_str!("../migrations/sqlite/0004_workflow_parts.sql"),
+        include_str!("../migrations/sqlite/0005_snapshots.sql"),
+        include_str!("../migrations/sqlite/0006_trace_links.sql"),
+    ];
+    let conn = rusqlite::Connection::open(path).expect("raw open");
+    for sql in &MIGRATIONS[..version] {
+        conn.execute_batch(sql).expect("old migration");
+    }
+    conn.pragma_update(None, "user_version", version as i64)
+        .expect("set version");
+    conn
+}
+
 /// A database of schema 5 holds its traces' components in `trace_components` (one row per
 /// component, the appended ones with their JSON); migration 6 moves them to `trace_links` and
 /// `trace_appended`, and the traces read and filter as before.
@@ -686,18 +706,7 @@ async fn traces_of_schema_5_read_and_filter_the_same_after_migration() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("st2.db");
     {
-        let conn = rusqlite::Connection::open(&path).expect("raw open");
-        for sql in [
-            include_str!("../migrations/sqlite/0001_init.sql"),
-            include_str!("../migrations/sqlite/0002_claim_by_tag.sql"),
-            include_str!("../migrations/sqlite/0003_leaders.sql"),
-            include_str!("../migrations/sqlite/0004_workflow_parts.sql"),
-            include_str!("../migrations/sqlite/0005_snapshots.sql"),
-        ] {
-            conn.execute_batch(sql).expect("old migration");
-        }
-        conn.pragma_update(None, "user_version", 5)
-            .expect("set version");
+        let conn = database_at_schema(&path, 5);
         let component =
             |id: &str| json!({"object_id": id, "ref": format!("ref-{id}"), "updated_at": start()});
         let doc = json!({
@@ -786,19 +795,7 @@ async fn statuses_of_schema_6_filter_the_same_after_migration() {
         "processing",
     ];
     {
-        let conn = rusqlite::Connection::open(&path).expect("raw open");
-        for sql in [
-            include_str!("../migrations/sqlite/0001_init.sql"),
-            include_str!("../migrations/sqlite/0002_claim_by_tag.sql"),
-            include_str!("../migrations/sqlite/0003_leaders.sql"),
-            include_str!("../migrations/sqlite/0004_workflow_parts.sql"),
-            include_str!("../migrations/sqlite/0005_snapshots.sql"),
-            include_str!("../migrations/sqlite/0006_trace_links.sql"),
-        ] {
-            conn.execute_batch(sql).expect("old migration");
-        }
-        conn.pragma_update(None, "user_version", 6)
-            .expect("set version");
+        let conn = database_at_schema(&path, 6);
         for (n, status) in statuses.iter().enumerate() {
             let id = format!("ti{n}");
             let doc = json!({

@@ -409,57 +409,31 @@ impl<'a> ser::Serializer for Writer<'a> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = Handover;
+/// The compounds whose elements are written one after the other (`[a,b]`), by the trait
+/// and its method.
+macro_rules! elements {
+    ($($trait:ident::$method:ident),*) => {
+        $(impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = Handover;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.element(value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+                self.element(value)
+            }
 
-    fn end(self) -> Result {
-        self.close()
-    }
+            fn end(self) -> Result {
+                self.close()
+            }
+        })*
+    };
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = Handover;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.element(value)
-    }
-
-    fn end(self) -> Result {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Handover;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.element(value)
-    }
-
-    fn end(self) -> Result {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Handover;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.element(value)
-    }
-
-    fn end(self) -> Result {
-        self.close()
-    }
-}
+elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
@@ -516,11 +490,84 @@ impl ser::SerializeStructVariant for Compound<'_> {
     }
 }
 
-/// Writes one value of a `serialize_*` method that only its own caller takes; every other
-/// method hands over to serde_json.
+/// `serialize_*` methods (by name and argument types) that hand the value over to serde_json.
 macro_rules! hand_over {
     ($($method:ident($($arg:ty),*)),* $(,)?) => {
         $(fn $method(self, $(_: $arg),*) -> Result { Err(Handover) })*
+    };
+}
+
+/// The rest of a `Serializer` that writes one kind of value: its compound types are never
+/// built, and an optional, an enum variant or a compound value goes to serde_json.
+macro_rules! hand_over_the_rest {
+    () => {
+        type Ok = ();
+        type Error = Handover;
+        type SerializeSeq = ser::Impossible<(), Handover>;
+        type SerializeTuple = ser::Impossible<(), Handover>;
+        type SerializeTupleStruct = ser::Impossible<(), Handover>;
+        type SerializeTupleVariant = ser::Impossible<(), Handover>;
+        type SerializeMap = ser::Impossible<(), Handover>;
+        type SerializeStruct = ser::Impossible<(), Handover>;
+        type SerializeStructVariant = ser::Impossible<(), Handover>;
+
+        fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result {
+            Err(Handover)
+        }
+
+        fn serialize_newtype_variant<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result {
+            Err(Handover)
+        }
+
+        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
+            Err(Handover)
+        }
+
+        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
+            Err(Handover)
+        }
+
+        fn serialize_tuple_struct(
+            self,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleStruct> {
+            Err(Handover)
+        }
+
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleVariant> {
+            Err(Handover)
+        }
+
+        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
+            Err(Handover)
+        }
+
+        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
+            Err(Handover)
+        }
+
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeStructVariant> {
+            Err(Handover)
+        }
     };
 }
 
@@ -530,15 +577,7 @@ struct KeyWriter<'a> {
 }
 
 impl ser::Serializer for KeyWriter<'_> {
-    type Ok = ();
-    type Error = Handover;
-    type SerializeSeq = ser::Impossible<(), Handover>;
-    type SerializeTuple = ser::Impossible<(), Handover>;
-    type SerializeTupleStruct = ser::Impossible<(), Handover>;
-    type SerializeTupleVariant = ser::Impossible<(), Handover>;
-    type SerializeMap = ser::Impossible<(), Handover>;
-    type SerializeStruct = ser::Impossible<(), Handover>;
-    type SerializeStructVariant = ser::Impossible<(), Handover>;
+    hand_over_the_rest!();
 
     fn serialize_str(self, v: &str) -> Result {
         write_str(self.out, v);
@@ -578,64 +617,6 @@ impl ser::Serializer for KeyWriter<'_> {
         serialize_unit(),
         serialize_unit_struct(&'static str),
     );
-
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result {
-        Err(Handover)
-    }
-
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result {
-        Err(Handover)
-    }
-
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
-        Err(Handover)
-    }
-
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
-        Err(Handover)
-    }
-
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct> {
-        Err(Handover)
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant> {
-        Err(Handover)
-    }
-
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
-        Err(Handover)
-    }
-
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
-        Err(Handover)
-    }
-
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant> {
-        Err(Handover)
-    }
 }
 
 /// A `RawValue`'s text, written as it is (serde_json checked it when the value was made).
@@ -644,15 +625,7 @@ struct RawWriter<'a> {
 }
 
 impl ser::Serializer for RawWriter<'_> {
-    type Ok = ();
-    type Error = Handover;
-    type SerializeSeq = ser::Impossible<(), Handover>;
-    type SerializeTuple = ser::Impossible<(), Handover>;
-    type SerializeTupleStruct = ser::Impossible<(), Handover>;
-    type SerializeTupleVariant = ser::Impossible<(), Handover>;
-    type SerializeMap = ser::Impossible<(), Handover>;
-    type SerializeStruct = ser::Impossible<(), Handover>;
-    type SerializeStructVariant = ser::Impossible<(), Handover>;
+    hand_over_the_rest!();
 
     fn serialize_str(self, v: &str) -> Result {
         self.out.extend_from_slice(v.as_bytes());
@@ -680,69 +653,11 @@ impl ser::Serializer for RawWriter<'_> {
         serialize_unit_struct(&'static str),
     );
 
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result {
-        Err(Handover)
-    }
-
     fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result {
         Err(Handover)
     }
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, _: &T) -> Result {
-        Err(Handover)
-    }
-
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result {
-        Err(Handover)
-    }
-
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
-        Err(Handover)
-    }
-
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
-        Err(Handover)
-    }
-
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct> {
-        Err(Handover)
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant> {
-        Err(Handover)
-    }
-
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
-        Err(Handover)
-    }
-
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
-        Err(Handover)
-    }
-
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant> {
         Err(Handover)
     }
 }
