@@ -228,6 +228,27 @@ impl PartialEq for RunnerState {
     }
 }
 
+/// [`RunnerServices::save_state_and_start`] one call after the other: save the state, then
+/// start each child (its own outcome each). What the trait's default does, and what an
+/// implementation that commits them together falls back to.
+pub(crate) async fn save_then_start<S: RunnerServices + ?Sized>(
+    services: &S,
+    status: &str,
+    state: Box<RawValue>,
+    parts: Vec<StatePart>,
+    tasks: Vec<TaskRecord>,
+    children: Vec<ChildRequest>,
+) -> Result<Vec<Result<ExecutionRecord, RunnerError>>, RunnerError> {
+    services
+        .save_state_parts(status, state, parts, tasks)
+        .await?;
+    let mut started = Vec::with_capacity(children.len());
+    for child in children {
+        started.push(services.start_child(child).await);
+    }
+    Ok(started)
+}
+
 /// What the engine offers the runner of one execution: child executions (action-chain,
 /// workflows), inquiries, triggers and announcements. Every call acts on behalf of that
 /// execution (its user, its trace; children get it as `parent`).
@@ -309,12 +330,7 @@ pub trait RunnerServices: Send + Sync + fmt::Debug {
         tasks: Vec<TaskRecord>,
         children: Vec<ChildRequest>,
     ) -> Result<Vec<Result<ExecutionRecord, RunnerError>>, RunnerError> {
-        self.save_state_parts(status, state, parts, tasks).await?;
-        let mut started = Vec::with_capacity(children.len());
-        for child in children {
-            started.push(self.start_child(child).await);
-        }
-        Ok(started)
+        save_then_start(self, status, state, parts, tasks, children).await
     }
     /// The current record of execution `id` (the calling one included: a runner that supports
     /// pause looks for `pausing` here).

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use super::executions::{self, RunRequest};
 use super::triggers::{self, DispatchRequest};
 use super::{EngineError, EngineEvent, Inner};
-use crate::runner::{ChildRequest, RunnerError, RunnerServices, RunnerState};
+use crate::runner::{ChildRequest, RunnerError, RunnerServices, RunnerState, save_then_start};
 use crate::store::{
     BatchWrite, BatchWritten, ExecutionRecord, ExecutionStatus, InquiryRecord, StatePart,
     StoreError, TaskRecord, WorkflowRecord,
@@ -217,25 +217,6 @@ impl EngineServices {
             Err(_) => Ok(None),
         }
     }
-
-    /// [`RunnerServices::save_state_and_start`] one after the other: nothing to start, a first
-    /// save (it creates the record), a child that cannot start, or a batch that failed (a
-    /// trace gone, a child that exists).
-    async fn save_then_start(
-        &self,
-        status: &str,
-        state: Box<serde_json::value::RawValue>,
-        parts: Vec<StatePart>,
-        tasks: Vec<TaskRecord>,
-        children: Vec<ChildRequest>,
-    ) -> Result<Vec<Result<ExecutionRecord, RunnerError>>, RunnerError> {
-        self.save_state_parts(status, state, parts, tasks).await?;
-        let mut started = Vec::with_capacity(children.len());
-        for child in children {
-            started.push(self.start_child(child).await);
-        }
-        Ok(started)
-    }
 }
 
 /// A child's start failure as the runner sees it.
@@ -328,12 +309,20 @@ impl RunnerServices for EngineServices {
             {
                 return Ok(started);
             }
-            return self
-                .save_then_start(status, state, parts.to_vec(), tasks.to_vec(), children)
-                .await;
+            // A child that cannot start or a batch that failed (a trace gone, a child that
+            // exists): one after the other.
+            return save_then_start(
+                self,
+                status,
+                state,
+                parts.to_vec(),
+                tasks.to_vec(),
+                children,
+            )
+            .await;
         }
-        self.save_then_start(status, state, parts, tasks, children)
-            .await
+        // Nothing to start, or a first save (it creates the record).
+        save_then_start(self, status, state, parts, tasks, children).await
     }
 
     async fn wait_child(&self, id: &str) -> Result<ExecutionRecord, RunnerError> {
